@@ -1,0 +1,1 @@
+export declare const entries: { subpath: string; source: string; out: string }[];

@@ -1,0 +1,142 @@
+/**
+ * Typed errors. Every error patchbay throws or rejects with is a {@link PatchbayError} with a
+ * stable string `code`; callers branch on `code` (or on the subclass), never on the message.
+ * `docs/errors.md` lists every code with how to fix it, and a test keeps that page and
+ * {@link ErrorCodes} equal.
+ *
+ * `instanceof` works across copies of the library (an ESM and a CJS copy loaded side by side):
+ * each error carries a brand under a global symbol, and the classes check the brand.
+ *
+ * @module
+ */
+
+const kBrands = Symbol.for('patchbay.error.brands');
+
+/**
+ * Every error code patchbay uses, with the class that carries it.
+ * The values are stable: they are part of the public API.
+ */
+export const ErrorCodes = {
+  /** A method was called on an object after `close()` or `destroy()`. */
+  CLOSED: 'PB_ERR_CLOSED',
+  /** A wait ran out of time. */
+  TIMEOUT: 'PB_ERR_TIMEOUT',
+  /** An argument or option has the wrong type or an out-of-range value. */
+  INVALID_ARGUMENT: 'PB_ERR_INVALID_ARGUMENT',
+  /** A call does not fit the object's current state (for example, watching one operation twice). */
+  INVALID_STATE: 'PB_ERR_INVALID_STATE',
+  /** A waiting operation was cancelled before it could complete. */
+  CANCELLED: 'PB_ERR_CANCELLED',
+  /** A peer sent bytes or a request that break the protocol. */
+  PROTOCOL: 'PB_ERR_PROTOCOL',
+  /** A bounded buffer or queue is full and its policy refuses more. */
+  OVERFLOW: 'PB_ERR_OVERFLOW',
+} as const;
+
+/** One of the values of {@link ErrorCodes}. */
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+/** Options every patchbay error accepts. */
+export interface PatchbayErrorOptions {
+  /** The underlying error, kept as the standard `Error.cause`. */
+  readonly cause?: unknown;
+}
+
+/**
+ * The base class of every error patchbay throws or rejects with.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await purgatory.wait('topic', { timeoutMs: 1000 });
+ * } catch (err) {
+ *   if (err instanceof PatchbayError && err.code === 'PB_ERR_CLOSED') return;
+ *   throw err;
+ * }
+ * ```
+ */
+export class PatchbayError extends Error {
+  /** The brand checked by `instanceof`; each subclass sets its own. @internal */
+  static readonly brand: string = 'PatchbayError';
+
+  /** A stable, machine-readable code, one of {@link ErrorCodes}. */
+  readonly code: ErrorCode;
+
+  /** @internal */
+  declare readonly [kBrands]: readonly string[];
+
+  constructor(code: ErrorCode, message: string, options?: PatchbayErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    const brands: string[] = [];
+    for (let c: unknown = new.target; typeof c === 'function' && c !== Error; c = Object.getPrototypeOf(c)) {
+      if (Object.hasOwn(c, 'brand')) brands.push((c as typeof PatchbayError).brand);
+    }
+    Object.defineProperty(this, kBrands, { value: brands, enumerable: false });
+    Object.defineProperty(this, 'name', { value: new.target.name, enumerable: false, configurable: true });
+  }
+
+  /** Brand check, so errors from another copy of the library still match. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (typeof value !== 'object' || value === null) return false;
+    const brands = (value as { [kBrands]?: unknown })[kBrands];
+    if (Array.isArray(brands) && Object.hasOwn(this, 'brand')) return brands.includes(this.brand);
+    return Function.prototype[Symbol.hasInstance].call(this, value);
+  }
+}
+
+/** A method was called after `close()` or `destroy()`. Code `PB_ERR_CLOSED`. */
+export class ClosedError extends PatchbayError {
+  static override readonly brand: string = 'ClosedError';
+  constructor(message = 'The object is closed', options?: PatchbayErrorOptions) {
+    super(ErrorCodes.CLOSED, message, options);
+  }
+}
+
+/** A wait ran out of time. Code `PB_ERR_TIMEOUT`. */
+export class TimeoutError extends PatchbayError {
+  static override readonly brand: string = 'TimeoutError';
+  constructor(message = 'The operation timed out', options?: PatchbayErrorOptions) {
+    super(ErrorCodes.TIMEOUT, message, options);
+  }
+}
+
+/** An argument or option has the wrong type or value. Code `PB_ERR_INVALID_ARGUMENT`. */
+export class InvalidArgumentError extends PatchbayError {
+  static override readonly brand: string = 'InvalidArgumentError';
+  constructor(message: string, options?: PatchbayErrorOptions) {
+    super(ErrorCodes.INVALID_ARGUMENT, message, options);
+  }
+}
+
+/** A call does not fit the object's current state. Code `PB_ERR_INVALID_STATE`. */
+export class InvalidStateError extends PatchbayError {
+  static override readonly brand: string = 'InvalidStateError';
+  constructor(message: string, options?: PatchbayErrorOptions) {
+    super(ErrorCodes.INVALID_STATE, message, options);
+  }
+}
+
+/** A waiting operation was cancelled before it completed. Code `PB_ERR_CANCELLED`. */
+export class CancelledError extends PatchbayError {
+  static override readonly brand: string = 'CancelledError';
+  constructor(message = 'The operation was cancelled', options?: PatchbayErrorOptions) {
+    super(ErrorCodes.CANCELLED, message, options);
+  }
+}
+
+/** A peer broke the protocol. Code `PB_ERR_PROTOCOL`. */
+export class ProtocolError extends PatchbayError {
+  static override readonly brand: string = 'ProtocolError';
+  constructor(message: string, options?: PatchbayErrorOptions) {
+    super(ErrorCodes.PROTOCOL, message, options);
+  }
+}
+
+/** A bounded buffer or queue is full and its policy refuses more. Code `PB_ERR_OVERFLOW`. */
+export class OverflowError extends PatchbayError {
+  static override readonly brand: string = 'OverflowError';
+  constructor(message: string, options?: PatchbayErrorOptions) {
+    super(ErrorCodes.OVERFLOW, message, options);
+  }
+}

@@ -1,0 +1,10 @@
+/**
+ * patchbay: backend communication primitives for Node.js.
+ *
+ * This entry point holds the core (clock, errors, lifecycle) and the {@link Purgatory}.
+ * Later primitives join it, and optional integrations get subpath exports of their own.
+ *
+ * @module
+ */
+export * from './core/index.js';
+export * from './purgatory/index.js';

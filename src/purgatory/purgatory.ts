@@ -1,0 +1,790 @@
+/**
+ * The purgatory: delayed operations that wait on keys until their condition holds, their
+ * deadline passes, or they are cancelled. Modelled on Kafka's `DelayedOperationPurgatory`,
+ * redesigned for one JS thread.
+ *
+ * ## Life of an operation
+ *
+ * `idle` → (`tryCompleteElseWatch`) → `waiting` → exactly one of `completed`, `expired`,
+ * `cancelled`. `tryCompleteElseWatch` checks the condition, registers the operation on every
+ * key, checks again (Kafka's last completion check, so a condition that turned true during
+ * registration is never lost), then schedules the deadline on a {@link TimingWheel}. Every way out
+ * goes through one function that sets the terminal state first, unlinks the operation from the
+ * wheel and from every key's watcher list in O(1 + keys), and only then runs the callbacks: so a
+ * callback that re-enters the purgatory sees it consistent, and an ended operation leaves nothing
+ * behind. No purge pass exists because nothing stale is ever kept.
+ *
+ * ## Time
+ *
+ * Deadlines are rounded *up* to the tick, so nothing fires early. One timer is armed at a time,
+ * for the earliest non-empty slot, `unref()`ed unless asked, and none while nothing is timed.
+ * Expiry drains at most `expiryBatchSize` operations per turn, then yields to the event loop.
+ *
+ * ## Re-entrancy
+ *
+ * Callbacks may call back into the purgatory. `checkAndComplete(key)` visits the watchers that
+ * were on the key when it started, in watch order (a snapshot: operations added meanwhile wait
+ * for the next call). `tryComplete` is never entered twice for one operation, and `onComplete`
+ * never runs while that operation's `tryComplete` is on the stack.
+ *
+ * @module
+ */
+import { onAbort, abortReason } from '../core/abort.js';
+import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
+import { channel } from '../core/diagnostics.js';
+import { CancelledError, ClosedError, InvalidArgumentError, InvalidStateError } from '../core/errors.js';
+import { Resource } from '../core/lifecycle.js';
+import * as check from '../core/validate.js';
+import { MAX_TICK, TimerEntry, TimingWheel } from './timing-wheel.js';
+
+const IDLE = 0;
+const PENDING = 1;
+const WAITING = 2;
+const COMPLETED = 3;
+const EXPIRED = 4;
+const CANCELLED = 5;
+
+const STATE_NAMES = ['idle', 'waiting', 'waiting', 'completed', 'expired', 'cancelled'] as const;
+
+/** Where a {@link DelayedOperation} is in its life. */
+export type OperationState = (typeof STATE_NAMES)[number];
+
+/** One (operation, key) link in a key's watcher list. */
+class WatchNode {
+  /** `null` once unlinked; `next` is then kept, so an iteration standing here can move on. */
+  list: WatchList | null;
+  prev: WatchNode | null = null;
+  next: WatchNode | null = null;
+  constructor(
+    readonly op: DelayedOperation,
+    list: WatchList,
+    readonly opNext: WatchNode | null,
+  ) {
+    this.list = list;
+  }
+}
+
+/** The watchers of one key, in watch order. */
+class WatchList {
+  head: WatchNode | null = null;
+  tail: WatchNode | null = null;
+  size = 0;
+  constructor(readonly key: string) {}
+}
+
+/**
+ * An operation that waits in a {@link Purgatory}. Subclass it and implement the hooks, as with
+ * Kafka's `DelayedOperation`; the operation is its own timer entry, so waiting costs no extra
+ * allocation beyond one small node per key.
+ *
+ * Operations are single-use: once ended, they cannot be watched again.
+ *
+ * @example
+ * ```ts
+ * class FetchOp extends DelayedOperation {
+ *   constructor(readonly log: string[], readonly cursor: number, readonly reply: (n: number) => void) {
+ *     super(30_000);
+ *   }
+ *   override tryComplete() { return this.log.length > this.cursor; }
+ *   onComplete() { this.reply(this.log.length - this.cursor); }
+ * }
+ * purgatory.tryCompleteElseWatch(new FetchOp(log, log.length, send), 'topic-a');
+ * log.push('x');
+ * purgatory.checkAndComplete('topic-a'); // 1: the op's onComplete ran
+ * ```
+ */
+export abstract class DelayedOperation extends TimerEntry {
+  /** The timeout this operation was created with, in ms (`Infinity`: no deadline). */
+  readonly timeoutMs: number;
+  /** Aborting this signal cancels the operation with the signal's reason. */
+  readonly signal: AbortSignal | undefined;
+  /** @internal */
+  _state: number = IDLE;
+  /** 1: inside its own `tryComplete`; 2: `forceComplete` asked for meanwhile. @internal */
+  _try = 0;
+  /** Head of this op's chain of watch nodes, one per key. @internal */
+  _nodes: WatchNode | null = null;
+  /** Watch order, for snapshot iteration. @internal */
+  _seq = 0;
+  /** @internal */
+  _owner: Purgatory | null = null;
+  /** @internal */
+  _abort: Disposable | null = null;
+
+  /**
+   * @param timeoutMs - How long the operation may wait, in ms. `<= 0` expires it at once (after a
+   *   first check of its condition); `Infinity` means no deadline.
+   * @param signal - Aborting it cancels the operation; `onCancel` gets the signal's reason.
+   * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) when `timeoutMs` is NaN or not a
+   *   number, or `signal` is not an AbortSignal.
+   */
+  constructor(timeoutMs: number, signal?: AbortSignal) {
+    super();
+    this.timeoutMs = check.timeout('timeoutMs', timeoutMs);
+    this.signal = check.optionalSignal('signal', signal);
+  }
+
+  /**
+   * The completion condition: return `true` when the operation can complete now. Called when
+   * it is watched, and by {@link Purgatory.checkAndComplete} on any of its keys; never called again
+   * once it has ended, and never re-entered. It may call {@link DelayedOperation.forceComplete}.
+   * A throw cancels the operation with the thrown value as reason.
+   *
+   * The default completes on the first `checkAndComplete` of any key after watching: a plain
+   * wake-up by key.
+   */
+  tryComplete(): boolean {
+    return this._state === WAITING;
+  }
+
+  /** Runs exactly once when the operation completes or expires (before `onExpiration`). */
+  abstract onComplete(): void;
+
+  /** Runs once, after `onComplete`, when the operation expired at its deadline. */
+  onExpiration(): void {}
+
+  /**
+   * Runs once when the operation is cancelled (by key, by its signal, or by the purgatory
+   * closing); neither `onComplete` nor `onExpiration` runs then.
+   * @param reason - Why: the signal's reason, a {@link CancelledError}, or a {@link ClosedError}.
+   */
+  onCancel(reason: unknown): void {
+    void reason;
+  }
+
+  /** Where the operation is in its life. */
+  get state(): OperationState {
+    return STATE_NAMES[this._state]!;
+  }
+
+  /** `true` once the operation has ended, in any way. */
+  get done(): boolean {
+    return this._state >= COMPLETED;
+  }
+
+  /**
+   * Completes the operation now, whatever its condition says (if it still waits).
+   * @returns `true` if this call completed it.
+   */
+  forceComplete(): boolean {
+    return this._owner !== null && this._owner.forceComplete(this);
+  }
+}
+
+/** What {@link Purgatory.wait} resolves with: how the wait ended. */
+export type WaitOutcome = 'completed' | 'expired';
+
+/** Options for {@link Purgatory.wait}. */
+export interface WaitOptions {
+  /** How long to wait, in ms: `<= 0` checks once, `Infinity` waits until woken or cancelled. */
+  readonly timeoutMs: number;
+  /** Aborting it rejects the wait with the signal's reason and removes it at once. */
+  readonly signal?: AbortSignal;
+  /**
+   * The completion condition, checked when the wait starts and on each `checkAndComplete` of its
+   * keys. Without it, the first `checkAndComplete` of any of its keys completes the wait.
+   */
+  readonly tryComplete?: () => boolean;
+}
+
+/** Options for {@link Purgatory}. */
+export interface PurgatoryOptions {
+  /**
+   * A name for stats and diagnostics events.
+   * @defaultValue `'purgatory'`
+   */
+  readonly name?: string;
+  /**
+   * The timing wheel's tick in ms, a positive integer. Deadlines are rounded up to it: a larger
+   * tick means fewer timer wake-ups and later expiry (by less than one tick plus timer lag).
+   * @defaultValue 10
+   */
+  readonly tickMs?: number;
+  /**
+   * Slots per wheel level, 2 to 64.
+   * @defaultValue 64
+   */
+  readonly wheelSize?: number;
+  /**
+   * The time source. Pass a {@link ManualClock} in tests.
+   * @defaultValue {@link realClock}
+   */
+  readonly clock?: Clock;
+  /**
+   * Expirations handled per event-loop turn; past it, the rest wait for the next turn so one
+   * burst cannot stall the loop.
+   * @defaultValue 10000
+   */
+  readonly expiryBatchSize?: number;
+  /**
+   * Keep the process alive while operations wait for their deadline.
+   * @defaultValue `false`
+   */
+  readonly ref?: boolean;
+  /**
+   * Called when an operation's `onComplete`, `onExpiration` or `onCancel` throws. The purgatory
+   * stays consistent either way. Without it, the error is rethrown in a microtask, where it
+   * becomes an uncaught exception, as an EventEmitter listener's would.
+   */
+  readonly onError?: (error: unknown, operation: DelayedOperation) => void;
+}
+
+/** Counters reported by {@link Purgatory.stats}. */
+export interface PurgatoryStats {
+  /** The purgatory's name. */
+  readonly name: string;
+  /** The tick in ms. */
+  readonly tickMs: number;
+  /** Operations waiting now (Kafka's `NumDelayedOperations`). */
+  readonly waiting: number;
+  /** (operation, key) watch links now: the sum of keys over waiting operations. */
+  readonly watched: number;
+  /** Keys with at least one watcher. */
+  readonly keys: number;
+  /** Waiting operations with a finite deadline, i.e. held by the timing wheel. */
+  readonly timed: number;
+  /** Operations completed so far (by their condition or forced). */
+  readonly completed: number;
+  /** Operations expired at their deadline so far. */
+  readonly expired: number;
+  /** Operations cancelled so far (by key, signal, callback error or close). */
+  readonly cancelled: number;
+  /** Whether the one driving timer is armed. */
+  readonly timerArmed: boolean;
+}
+
+/** The diagnostics channels the purgatory publishes on. */
+export const purgatoryChannels = {
+  /** `{ purgatory, operation }` when an operation completes. */
+  complete: channel('purgatory', 'complete'),
+  /** `{ purgatory, operation, latenessMs }` when an operation expires. */
+  expire: channel('purgatory', 'expire'),
+  /** `{ purgatory, operation, reason }` when an operation is cancelled. */
+  cancel: channel('purgatory', 'cancel'),
+  /** `{ purgatory, operation, error }` when an operation's callback throws. */
+  error: channel('purgatory', 'error'),
+};
+
+class PromiseOperation extends DelayedOperation {
+  readonly #predicate: (() => boolean) | undefined;
+  readonly #resolve: (outcome: WaitOutcome) => void;
+  readonly #reject: (reason: unknown) => void;
+
+  constructor(
+    options: WaitOptions,
+    resolve: (outcome: WaitOutcome) => void,
+    reject: (reason: unknown) => void,
+  ) {
+    super(options.timeoutMs, options.signal);
+    this.#predicate = check.optionalFunction('tryComplete', options.tryComplete);
+    this.#resolve = resolve;
+    this.#reject = reject;
+  }
+
+  override tryComplete(): boolean {
+    return this.#predicate === undefined ? this._state === WAITING : this.#predicate();
+  }
+
+  onComplete(): void {
+    this.#resolve(this._state === EXPIRED ? 'expired' : 'completed');
+  }
+
+  override onCancel(reason: unknown): void {
+    this.#reject(reason);
+  }
+}
+
+/**
+ * A Kafka-style purgatory: operations wait on keys with a deadline on a hierarchical timing
+ * wheel, complete exactly once, and are woken by key.
+ *
+ * @example
+ * ```ts
+ * const purgatory = new Purgatory({ tickMs: 10 });
+ * const messages: string[] = [];
+ * const outcome = purgatory.wait('chat', { timeoutMs: 30_000, tryComplete: () => messages.length > 0 });
+ * messages.push('hello');
+ * purgatory.checkAndComplete('chat');
+ * await outcome; // 'completed'
+ * ```
+ */
+export class Purgatory extends Resource {
+  /** The name given in the options. */
+  readonly name: string;
+  /** The tick in ms. */
+  readonly tickMs: number;
+  readonly #clock: Clock;
+  readonly #wheel: TimingWheel<DelayedOperation>;
+  readonly #watchers = new Map<string, WatchList>();
+  readonly #batch: number;
+  readonly #ref: boolean;
+  readonly #onError: ((error: unknown, operation: DelayedOperation) => void) | undefined;
+  #timer: ClockTimer | null = null;
+  #armedTick = Infinity;
+  #draining = false;
+  #seq = 0;
+  #waiting = 0;
+  #watched = 0;
+  #completed = 0;
+  #expired = 0;
+  #cancelled = 0;
+
+  /**
+   * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) on an invalid option.
+   */
+  constructor(options?: PurgatoryOptions) {
+    super();
+    const opts = check.optionsObject('options', options);
+    this.name = opts.name ?? 'purgatory';
+    if (typeof this.name !== 'string') {
+      throw new InvalidArgumentError(`Expected \`name\` to be a string, got ${check.describe(this.name)}`);
+    }
+    this.tickMs = check.integerInRange('tickMs', opts.tickMs ?? 10, 1, 2 ** 31 - 1);
+    this.#wheel = new TimingWheel({ wheelSize: opts.wheelSize ?? 64 });
+    this.#clock = opts.clock ?? realClock;
+    if (typeof this.#clock.now !== 'function' || typeof this.#clock.setTimer !== 'function') {
+      throw new InvalidArgumentError(`Expected \`clock\` to be a Clock, got ${check.describe(this.#clock)}`);
+    }
+    this.#batch = check.integerInRange('expiryBatchSize', opts.expiryBatchSize ?? 10_000, 1, 2 ** 31 - 1);
+    this.#ref = opts.ref === true;
+    this.#onError = check.optionalFunction('onError', opts.onError);
+    this.#wheel.advance(this.#nowTick());
+  }
+
+  /**
+   * Completes `op` now if its condition holds; otherwise watches it on every key and schedules
+   * its deadline, checking the condition once more after registering (so a condition that turned
+   * true meanwhile is not lost).
+   *
+   * An operation whose timeout is `<= 0` and whose condition does not hold expires before this
+   * returns. One whose signal already aborted is cancelled before this returns.
+   *
+   * @param op - A new operation (operations are single-use).
+   * @param keys - One key or a non-empty list of keys (duplicates are ignored).
+   * @returns `true` if the operation completed during this call by its condition.
+   * @throws ClosedError (`PB_ERR_CLOSED`) after `close()`.
+   * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) for an empty key list or a key that
+   *   is not a string.
+   * @throws InvalidStateError (`PB_ERR_INVALID_STATE`) when `op` was already watched.
+   */
+  tryCompleteElseWatch(op: DelayedOperation, keys: string | readonly string[]): boolean {
+    this.assertOpen('tryCompleteElseWatch');
+    if (!(op instanceof DelayedOperation)) {
+      throw new InvalidArgumentError(`Expected \`op\` to be a DelayedOperation, got ${check.describe(op)}`);
+    }
+    if (op._state !== IDLE) {
+      throw new InvalidStateError(`The operation is already ${op.state}: operations are single-use`);
+    }
+    const keyList = typeof keys === 'string' ? null : normalizeKeys(keys);
+    op._owner = this;
+    op._state = PENDING;
+    const signal = op.signal;
+    if (signal?.aborted) {
+      this.#end(op, CANCELLED, abortReason(signal));
+      return false;
+    }
+    if (this.#check(op) || this.#ended(op)) return op._state === COMPLETED;
+
+    op._seq = this.#seq++;
+    if (keyList === null) this.#link(op, keys as string);
+    else for (const key of keyList) this.#link(op, key);
+    this.#waiting++;
+
+    if (this.#check(op) || this.#ended(op)) return op._state === COMPLETED;
+    op._state = WAITING;
+
+    const timeoutMs = op.timeoutMs;
+    if (timeoutMs <= 0) {
+      this.#end(op, EXPIRED, undefined);
+      return false;
+    }
+    const now = this.#clock.now();
+    const when = Math.ceil((now + timeoutMs) / this.tickMs);
+    if (when <= MAX_TICK) {
+      if (this.#wheel.size === 0) this.#wheel.advance(Math.floor(now / this.tickMs));
+      const fireTick = this.#wheel.add(op, when);
+      if (fireTick <= this.#wheel.elapsed) this.#scheduleDrain();
+      else if (!this.#draining && fireTick < this.#armedTick) this.#arm(fireTick);
+    }
+    if (signal !== undefined) {
+      // The signal may have aborted from inside tryComplete, before a listener could see it.
+      if (signal.aborted) this.#end(op, CANCELLED, abortReason(signal));
+      else op._abort = onAbort(signal, (reason) => this.#end(op, CANCELLED, reason));
+    }
+    return false;
+  }
+
+  /**
+   * After a `tryComplete` call during watching: true if the op has ended. An op whose
+   * `tryComplete` closed the purgatory is cancelled here, as close() could not see it yet.
+   */
+  #ended(op: DelayedOperation): boolean {
+    if (op._state === PENDING && this.closed) {
+      this.#end(op, CANCELLED, new ClosedError(`Purgatory ${JSON.stringify(this.name)} was closed`));
+    }
+    return op._state !== PENDING;
+  }
+
+  /**
+   * Checks the condition of every operation watching `key` and completes those whose condition
+   * holds, in watch order. Operations that start watching `key` during the call are not visited.
+   *
+   * @returns How many operations this call completed.
+   * @throws ClosedError (`PB_ERR_CLOSED`) after `close()`.
+   * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) when `key` is not a string.
+   */
+  checkAndComplete(key: string): number {
+    this.assertOpen('checkAndComplete');
+    if (typeof key !== 'string') {
+      throw new InvalidArgumentError(`Expected \`key\` to be a string, got ${check.describe(key)}`);
+    }
+    const list = this.#watchers.get(key);
+    if (list === undefined) return 0;
+    const limit = this.#seq;
+    let completed = 0;
+    // An unlinked node keeps its `next`, which leads to the next node still linked (or to one
+    // added later, which the seq check stops at), so callbacks may unlink anything meanwhile.
+    for (let node = list.head; node !== null; node = node.next) {
+      const op = node.op;
+      if (op._seq >= limit) break;
+      if (node.list !== null && op._state === WAITING && op._try === 0 && this.#check(op)) completed++;
+    }
+    return completed;
+  }
+
+  /**
+   * Completes `op` now if it is still waiting here, whatever its condition says. Called from the
+   * operation's own `tryComplete`, the completion happens right after `tryComplete` returns.
+   *
+   * @returns `true` if the operation completed (or will, as just described).
+   */
+  forceComplete(op: DelayedOperation): boolean {
+    if (op._owner !== this || (op._state !== WAITING && op._state !== PENDING)) return false;
+    if (op._try !== 0) {
+      op._try = 2;
+      return true;
+    }
+    this.#end(op, COMPLETED, undefined);
+    return true;
+  }
+
+  /**
+   * Cancels one waiting operation: it leaves every key and the wheel, and its `onCancel` runs.
+   *
+   * @param reason - Passed to `onCancel` (a promise from {@link Purgatory.wait} rejects with it).
+   * @defaultValue `reason` is a {@link CancelledError}
+   * @returns `true` if the operation was waiting here and is now cancelled.
+   */
+  cancel(op: DelayedOperation, reason?: unknown): boolean {
+    if (op._owner !== this || (op._state !== WAITING && op._state !== PENDING)) return false;
+    this.#end(op, CANCELLED, reason ?? new CancelledError('The operation was cancelled'));
+    return true;
+  }
+
+  /**
+   * Cancels every operation watching `key`, removing each from all its keys and the wheel,
+   * without completing it (Kafka's `cancelForKey`).
+   *
+   * @param reason - Passed to each `onCancel`.
+   * @defaultValue `reason` is a {@link CancelledError} naming the key
+   * @returns The operations cancelled, in watch order; empty for an unknown key.
+   * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) when `key` is not a string.
+   */
+  cancelForKey(key: string, reason?: unknown): DelayedOperation[] {
+    if (typeof key !== 'string') {
+      throw new InvalidArgumentError(`Expected \`key\` to be a string, got ${check.describe(key)}`);
+    }
+    const list = this.#watchers.get(key);
+    if (list === undefined) return [];
+    const ops: DelayedOperation[] = [];
+    for (let node = list.head; node !== null; node = node.next) ops.push(node.op);
+    const why = reason ?? new CancelledError(`The operation was cancelled by cancelForKey(${JSON.stringify(key)})`);
+    const cancelled: DelayedOperation[] = [];
+    for (const op of ops) {
+      if (op._state === WAITING || op._state === PENDING) {
+        this.#end(op, CANCELLED, why);
+        cancelled.push(op);
+      }
+    }
+    return cancelled;
+  }
+
+  /**
+   * Waits on one or more keys: the promise form of {@link Purgatory.tryCompleteElseWatch}.
+   *
+   * @returns `'completed'` when the condition held (or, without one, when a key was checked),
+   *   `'expired'` when the timeout passed first.
+   * @throws (rejects) the signal's reason when aborted; {@link CancelledError} when cancelled by
+   *   key; {@link ClosedError} (`PB_ERR_CLOSED`) when the purgatory is or gets closed;
+   *   {@link InvalidArgumentError} for bad keys or options; whatever `tryComplete` throws.
+   */
+  wait(keys: string | readonly string[], options: WaitOptions): Promise<WaitOutcome> {
+    return new Promise<WaitOutcome>((resolve, reject) => {
+      const opts = check.optionsObject('options', options) as WaitOptions;
+      this.tryCompleteElseWatch(new PromiseOperation(opts, resolve, reject), keys);
+    });
+  }
+
+  /** Operations waiting now (Kafka's `numDelayed`). */
+  get size(): number {
+    return this.#waiting;
+  }
+
+  /** Operations waiting now; the same as {@link Purgatory.size}. */
+  numDelayed(): number {
+    return this.#waiting;
+  }
+
+  /** (operation, key) watch links now: exact, since ended operations are unlinked at once. */
+  watched(): number {
+    return this.#watched;
+  }
+
+  /** How many operations watch `key` now. */
+  watcherCount(key: string): number {
+    return this.#watchers.get(key)?.size ?? 0;
+  }
+
+  /** A snapshot of the counters. */
+  stats(): PurgatoryStats {
+    return {
+      name: this.name,
+      tickMs: this.tickMs,
+      waiting: this.#waiting,
+      watched: this.#watched,
+      keys: this.#watchers.size,
+      timed: this.#wheel.size,
+      completed: this.#completed,
+      expired: this.#expired,
+      cancelled: this.#cancelled,
+      timerArmed: this.#timer !== null,
+    };
+  }
+
+  /** Checks internal invariants and throws on the first broken one. For tests. @internal */
+  checkInvariants(): void {
+    this.#wheel.checkInvariants();
+    let watched = 0;
+    const ops = new Set<DelayedOperation>();
+    for (const [key, list] of this.#watchers) {
+      if (list.size === 0 || list.head === null) throw new Error(`empty watcher list kept for ${key}`);
+      let n = 0;
+      let prev: WatchNode | null = null;
+      for (let node: WatchNode | null = list.head; node !== null; node = node.next) {
+        if (node.list !== list || node.prev !== prev) throw new Error(`broken watcher list for ${key}`);
+        if (node.op._state !== WAITING && node.op._state !== PENDING) {
+          throw new Error(`ended operation still watches ${key}`);
+        }
+        ops.add(node.op);
+        prev = node;
+        n++;
+      }
+      if (prev !== list.tail || n !== list.size) throw new Error(`watcher list size/tail wrong for ${key}`);
+      watched += n;
+    }
+    if (watched !== this.#watched) throw new Error(`watched ${this.#watched} but ${watched} links`);
+    if (ops.size !== this.#waiting) throw new Error(`waiting ${this.#waiting} but ${ops.size} operations`);
+    const timerExpected = this.#wheel.size > 0 && !this.#draining && this.#wheel.dueCount === 0;
+    if (timerExpected !== (this.#timer !== null)) {
+      throw new Error(`timer armed: ${this.#timer !== null}, timed: ${this.#wheel.size}, draining: ${this.#draining}`);
+    }
+  }
+
+  protected onClose(): void {
+    this.#cancelAll(new ClosedError(`Purgatory ${JSON.stringify(this.name)} was closed`));
+  }
+
+  protected onDestroy(reason: unknown): void {
+    this.#cancelAll(reason ?? new ClosedError(`Purgatory ${JSON.stringify(this.name)} was destroyed`));
+  }
+
+  #cancelAll(reason: unknown): void {
+    this.#disarm();
+    const ops: DelayedOperation[] = [];
+    for (const list of this.#watchers.values()) {
+      for (let node = list.head; node !== null; node = node.next) ops.push(node.op);
+    }
+    for (const op of ops) {
+      if (op._state === WAITING || op._state === PENDING) this.#end(op, CANCELLED, reason);
+    }
+  }
+
+  #nowTick(): number {
+    return Math.floor(this.#clock.now() / this.tickMs);
+  }
+
+  #link(op: DelayedOperation, key: string): void {
+    // Duplicate keys in a list were removed by normalizeKeys.
+    let list = this.#watchers.get(key);
+    if (list === undefined) {
+      list = new WatchList(key);
+      this.#watchers.set(key, list);
+    }
+    const node = new WatchNode(op, list, op._nodes);
+    node.prev = list.tail;
+    if (list.tail !== null) list.tail.next = node;
+    else list.head = node;
+    list.tail = node;
+    list.size++;
+    op._nodes = node;
+    this.#watched++;
+  }
+
+  /** Runs `op.tryComplete()` guarded; completes the op if it said yes. */
+  #check(op: DelayedOperation): boolean {
+    op._try = 1;
+    let ok: boolean;
+    try {
+      ok = op.tryComplete() === true;
+    } catch (error) {
+      op._try = 0;
+      if (op._state === WAITING || op._state === PENDING) this.#end(op, CANCELLED, error);
+      return false;
+    }
+    const forced = op._try === 2;
+    op._try = 0;
+    if ((ok || forced) && (op._state === WAITING || op._state === PENDING)) this.#end(op, COMPLETED, undefined);
+    return (ok || forced) && op._state === COMPLETED;
+  }
+
+  /** The one way out: terminal state first, unlink everything, then the callbacks. */
+  #end(op: DelayedOperation, state: number, reason: unknown): void {
+    op._state = state;
+    if (op._tSlot !== -1) {
+      this.#wheel.remove(op);
+      if (this.#wheel.size === 0) this.#disarm();
+    }
+    let node = op._nodes;
+    if (node !== null) {
+      this.#waiting--;
+      op._nodes = null;
+      for (; node !== null; node = node.opNext) this.#unlink(node);
+    }
+    if (op._abort !== null) {
+      op._abort[Symbol.dispose]();
+      op._abort = null;
+    }
+    op._owner = null;
+    if (state === COMPLETED) {
+      this.#completed++;
+      if (purgatoryChannels.complete.hasSubscribers) {
+        purgatoryChannels.complete.publish({ purgatory: this, operation: op });
+      }
+      this.#call(op, 0, undefined);
+    } else if (state === EXPIRED) {
+      this.#expired++;
+      if (purgatoryChannels.expire.hasSubscribers) {
+        const latenessMs = this.#clock.now() - op._tWhen * this.tickMs;
+        purgatoryChannels.expire.publish({ purgatory: this, operation: op, latenessMs });
+      }
+      this.#call(op, 0, undefined);
+      this.#call(op, 1, undefined);
+    } else {
+      this.#cancelled++;
+      if (purgatoryChannels.cancel.hasSubscribers) {
+        purgatoryChannels.cancel.publish({ purgatory: this, operation: op, reason });
+      }
+      this.#call(op, 2, reason);
+    }
+  }
+
+  #call(op: DelayedOperation, which: 0 | 1 | 2, reason: unknown): void {
+    try {
+      if (which === 0) op.onComplete();
+      else if (which === 1) op.onExpiration();
+      else op.onCancel(reason);
+    } catch (error) {
+      if (purgatoryChannels.error.hasSubscribers) {
+        purgatoryChannels.error.publish({ purgatory: this, operation: op, error });
+      }
+      if (this.#onError !== undefined) this.#onError(error, op);
+      else
+        queueMicrotask(() => {
+          throw error;
+        });
+    }
+  }
+
+  #unlink(node: WatchNode): void {
+    const list = node.list!;
+    const { prev, next } = node;
+    if (prev !== null) prev.next = next;
+    else list.head = next;
+    if (next !== null) next.prev = prev;
+    else list.tail = prev;
+    node.list = null;
+    node.prev = null;
+    // node.next stays: an iteration standing on this node moves on through it.
+    this.#watched--;
+    if (--list.size === 0 && this.#watchers.get(list.key) === list) this.#watchers.delete(list.key);
+  }
+
+  #arm(tick: number): void {
+    if (this.#timer !== null) this.#timer.cancel();
+    this.#armedTick = tick;
+    this.#timer = this.#clock.setTimer(this.#onTimer, tick * this.tickMs - this.#clock.now(), { ref: this.#ref });
+  }
+
+  #disarm(): void {
+    if (this.#timer !== null) {
+      this.#timer.cancel();
+      this.#timer = null;
+    }
+    this.#armedTick = Infinity;
+  }
+
+  readonly #onTimer = (): void => {
+    this.#timer = null;
+    this.#armedTick = Infinity;
+    this.#expireDue();
+  };
+
+  readonly #continueDrain = (): void => {
+    this.#draining = false;
+    if (!this.closed) this.#expireDue();
+  };
+
+  #scheduleDrain(): void {
+    this.#disarm();
+    if (!this.#draining) {
+      this.#draining = true;
+      this.#clock.defer(this.#continueDrain);
+    }
+  }
+
+  /** Advances the wheel to now and expires what is due, at most one batch per turn. */
+  #expireDue(): void {
+    const wheel = this.#wheel;
+    wheel.advance(this.#nowTick());
+    for (let n = 0; n < this.#batch; n++) {
+      const op = wheel.popDue();
+      if (op === null) break;
+      if (op._state === WAITING) this.#end(op, EXPIRED, undefined);
+    }
+    if (this.closed) return;
+    if (wheel.dueCount > 0) this.#scheduleDrain();
+    else if (!this.#draining) {
+      const next = wheel.nextTick();
+      if (next === Infinity) this.#disarm();
+      else if (next < this.#armedTick) this.#arm(next);
+    }
+  }
+}
+
+function normalizeKeys(keys: readonly string[]): readonly string[] {
+  if (!Array.isArray(keys)) {
+    throw new InvalidArgumentError(`Expected \`keys\` to be a string or an array of strings, got ${check.describe(keys)}`);
+  }
+  if (keys.length === 0) throw new InvalidArgumentError('Expected `keys` to hold at least one key, got an empty array');
+  for (let i = 0; i < keys.length; i++) {
+    if (typeof keys[i] !== 'string') {
+      throw new InvalidArgumentError(`Expected \`keys[${i}]\` to be a string, got ${check.describe(keys[i])}`);
+    }
+  }
+  if (keys.length === 1) return keys;
+  if (keys.length <= 8) {
+    for (let i = 1; i < keys.length; i++) if (keys.indexOf(keys[i]!) < i) return [...new Set(keys)];
+    return keys;
+  }
+  return [...new Set(keys)];
+}
