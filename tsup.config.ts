@@ -4,7 +4,7 @@ import { entries } from './scripts/entries.js';
 export default defineConfig({
   entry: Object.fromEntries(entries.map((e) => [e.out, e.source])),
   format: ['esm', 'cjs'],
-  dts: true,
+  dts: { compilerOptions: { stripInternal: true } },
   sourcemap: true,
   clean: true,
   target: 'node20',

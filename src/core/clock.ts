@@ -179,7 +179,9 @@ export class ManualClock implements Clock {
 
   /**
    * Moves time forward to `t`, firing every timer due on the way in time order; time stands at
-   * each timer's due time while it runs. Throws if `t` is in the past: the clock is monotonic.
+   * each timer's due time while it runs. As in Node's event loop, timers due at the same time
+   * all fire before the deferred callbacks they queue. Throws if `t` is in the past: the clock
+   * is monotonic.
    */
   advanceTo(t: number): void {
     if (typeof t !== 'number' || Number.isNaN(t) || t < this.#now) {
@@ -191,10 +193,15 @@ export class ManualClock implements Clock {
       this.runDeferred();
       const next = this.#earliest();
       if (next === undefined || next.at > t) break;
-      this.#timers.splice(this.#timers.indexOf(next), 1);
-      next.armed = false;
       if (next.at > this.#now) this.#now = next.at;
-      next.callback();
+      // Like one pass of Node's timers phase: every timer due now fires, in order, before the
+      // deferred (setImmediate) callbacks they queue.
+      const due = this.#timers.filter((timer) => timer.at <= this.#now).sort((a, b) => a.at - b.at || a.seq - b.seq);
+      for (const timer of due) {
+        if (!timer.armed) continue;
+        timer.cancel();
+        timer.callback();
+      }
     }
     if (t > this.#now) this.#now = t;
     this.runDeferred();

@@ -87,6 +87,7 @@ export class PatchbayError extends Error {
 
 /** A method was called after `close()` or `destroy()`. Code `PB_ERR_CLOSED`. */
 export class ClosedError extends PatchbayError {
+  /** @internal */
   static override readonly brand: string = 'ClosedError';
   constructor(message = 'The object is closed', options?: PatchbayErrorOptions) {
     super(ErrorCodes.CLOSED, message, options);
@@ -95,6 +96,7 @@ export class ClosedError extends PatchbayError {
 
 /** A wait ran out of time. Code `PB_ERR_TIMEOUT`. */
 export class TimeoutError extends PatchbayError {
+  /** @internal */
   static override readonly brand: string = 'TimeoutError';
   constructor(message = 'The operation timed out', options?: PatchbayErrorOptions) {
     super(ErrorCodes.TIMEOUT, message, options);
@@ -103,6 +105,7 @@ export class TimeoutError extends PatchbayError {
 
 /** An argument or option has the wrong type or value. Code `PB_ERR_INVALID_ARGUMENT`. */
 export class InvalidArgumentError extends PatchbayError {
+  /** @internal */
   static override readonly brand: string = 'InvalidArgumentError';
   constructor(message: string, options?: PatchbayErrorOptions) {
     super(ErrorCodes.INVALID_ARGUMENT, message, options);
@@ -111,6 +114,7 @@ export class InvalidArgumentError extends PatchbayError {
 
 /** A call does not fit the object's current state. Code `PB_ERR_INVALID_STATE`. */
 export class InvalidStateError extends PatchbayError {
+  /** @internal */
   static override readonly brand: string = 'InvalidStateError';
   constructor(message: string, options?: PatchbayErrorOptions) {
     super(ErrorCodes.INVALID_STATE, message, options);
@@ -119,6 +123,7 @@ export class InvalidStateError extends PatchbayError {
 
 /** A waiting operation was cancelled before it completed. Code `PB_ERR_CANCELLED`. */
 export class CancelledError extends PatchbayError {
+  /** @internal */
   static override readonly brand: string = 'CancelledError';
   constructor(message = 'The operation was cancelled', options?: PatchbayErrorOptions) {
     super(ErrorCodes.CANCELLED, message, options);
@@ -127,6 +132,7 @@ export class CancelledError extends PatchbayError {
 
 /** A peer broke the protocol. Code `PB_ERR_PROTOCOL`. */
 export class ProtocolError extends PatchbayError {
+  /** @internal */
   static override readonly brand: string = 'ProtocolError';
   constructor(message: string, options?: PatchbayErrorOptions) {
     super(ErrorCodes.PROTOCOL, message, options);
@@ -135,6 +141,7 @@ export class ProtocolError extends PatchbayError {
 
 /** A bounded buffer or queue is full and its policy refuses more. Code `PB_ERR_OVERFLOW`. */
 export class OverflowError extends PatchbayError {
+  /** @internal */
   static override readonly brand: string = 'OverflowError';
   constructor(message: string, options?: PatchbayErrorOptions) {
     super(ErrorCodes.OVERFLOW, message, options);

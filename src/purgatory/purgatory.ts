@@ -44,10 +44,13 @@ const COMPLETED = 3;
 const EXPIRED = 4;
 const CANCELLED = 5;
 
-const STATE_NAMES = ['idle', 'waiting', 'waiting', 'completed', 'expired', 'cancelled'] as const;
+/**
+ * Where a {@link DelayedOperation} is in its life: `idle` until watched, `waiting`, then exactly
+ * one of `completed`, `expired` or `cancelled`.
+ */
+export type OperationState = 'idle' | 'waiting' | 'completed' | 'expired' | 'cancelled';
 
-/** Where a {@link DelayedOperation} is in its life. */
-export type OperationState = (typeof STATE_NAMES)[number];
+const STATE_NAMES: readonly OperationState[] = ['idle', 'waiting', 'waiting', 'completed', 'expired', 'cancelled'];
 
 /** One (operation, key) link in a key's watcher list. */
 class WatchNode {
@@ -158,7 +161,7 @@ export abstract class DelayedOperation extends TimerEntry {
   }
 
   /** `true` once the operation has ended, in any way. */
-  get done(): boolean {
+  get isDone(): boolean {
     return this._state >= COMPLETED;
   }
 

@@ -1,0 +1,82 @@
+// @ts-check
+import js from '@eslint/js';
+import globals from 'globals';
+import tseslint from 'typescript-eslint';
+
+/**
+ * The layers of DESIGN.md, bottom first, and what each may import. An import that points up or
+ * sideways fails lint. Adapters may use only the public entry points (the folders' index.ts).
+ */
+export const layers = {
+  core: [],
+  purgatory: ['core'],
+  pubsub: ['core'],
+  sidecar: ['core'],
+  http: ['core'],
+  client: ['core'],
+  longpoll: ['core', 'http', 'purgatory', 'pubsub'],
+  sse: ['core', 'http', 'purgatory', 'pubsub'],
+  poll: ['core', 'http', 'purgatory', 'pubsub'],
+  upload: ['core', 'http', 'purgatory', 'pubsub', 'poll'],
+  ws: ['core', 'http', 'purgatory', 'pubsub'],
+  redis: ['core', 'pubsub', 'purgatory'],
+  adapters: ['core', 'http', 'longpoll', 'sse', 'poll', 'upload', 'ws', 'pubsub', 'purgatory'],
+};
+
+/** Layers that must stay free of node:http (and, for client, of any node: built-in). */
+const noHttp = ['core', 'purgatory', 'pubsub', 'sidecar', 'client'];
+
+const layerRules = Object.entries(layers).map(([layer, allowed]) => {
+  const forbidden = Object.keys(layers).filter((other) => other !== layer && !allowed.includes(other));
+  /** @type {({ group: string[], message: string } | { regex: string, message: string })[]} */
+  const patterns = forbidden.map((other) => ({
+    group: [`../${other}`, `../${other}/*`, `../../${other}`, `../../${other}/*`, `**/src/${other}/*`],
+    message: `Layer "${layer}" must not import "${other}": imports point down only (DESIGN.md, Layers). ${layer} may use: ${allowed.join(', ') || 'nothing'}.`,
+  }));
+  if (layer === 'adapters') {
+    patterns.push({
+      regex: `^(\\.\\./)+(${allowed.join('|')})/(?!index\\.js$)`,
+      message: 'Adapters use only the public entry points (a folder\'s index.js).',
+    });
+  }
+  /** @type {{ name: string, message: string }[]} */
+  const paths = noHttp.includes(layer)
+    ? ['node:http', 'http', 'node:https', 'https', 'node:http2', 'http2'].map((name) => ({
+        name,
+        message: `Layer "${layer}" knows nothing of HTTP (DESIGN.md).`,
+      }))
+    : [];
+  return {
+    files: [`src/${layer}/**/*.ts`],
+    rules: { 'no-restricted-imports': ['error', { patterns, paths }] },
+  };
+});
+
+export default tseslint.config(
+  { ignores: ['dist/', 'docs/api/', 'coverage/', 'node_modules/', 'bench/node_modules/', 'bench/results/'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: { ecmaVersion: 2023, sourceType: 'module', globals: { ...globals.node } },
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports' }],
+      'no-console': 'off',
+    },
+  },
+  {
+    files: ['src/**/*.ts'],
+    rules: {
+      'no-console': 'error',
+      'no-restricted-syntax': [
+        'error',
+        { selector: "CallExpression[callee.object.name='Date'][callee.property.name='now']", message: 'Use the injected Clock (monotonic), not Date.now().' },
+      ],
+    },
+  },
+  ...layerRules,
+  {
+    files: ['test/**/*.ts', 'bench/**/*.ts'],
+    rules: { '@typescript-eslint/no-non-null-assertion': 'off', '@typescript-eslint/no-explicit-any': 'off' },
+  },
+);
