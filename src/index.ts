@@ -8,3 +8,4 @@
  */
 export * from './core/index.js';
 export * from './purgatory/index.js';
+export * from './pubsub/index.js';

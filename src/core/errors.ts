@@ -25,6 +25,10 @@ export const ErrorCodes = {
   INVALID_ARGUMENT: 'PB_ERR_INVALID_ARGUMENT',
   /** A call does not fit the object's current state (for example, watching one operation twice). */
   INVALID_STATE: 'PB_ERR_INVALID_STATE',
+  /** A cursor or message id is malformed, or was not issued by this log. */
+  INVALID_CURSOR: 'PB_ERR_INVALID_CURSOR',
+  /** An `authorize` hook refused the call. */
+  FORBIDDEN: 'PB_ERR_FORBIDDEN',
   /** A waiting operation was cancelled before it could complete. */
   CANCELLED: 'PB_ERR_CANCELLED',
   /** A peer sent bytes or a request that break the protocol. */
@@ -145,5 +149,14 @@ export class OverflowError extends PatchbayError {
   static override readonly brand: string = 'OverflowError';
   constructor(message: string, options?: PatchbayErrorOptions) {
     super(ErrorCodes.OVERFLOW, message, options);
+  }
+}
+
+/** An `authorize` hook refused the call. Code `PB_ERR_FORBIDDEN`. */
+export class ForbiddenError extends PatchbayError {
+  /** @internal */
+  static override readonly brand: string = 'ForbiddenError';
+  constructor(message = 'Not allowed', options?: PatchbayErrorOptions) {
+    super(ErrorCodes.FORBIDDEN, message, options);
   }
 }

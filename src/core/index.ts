@@ -9,6 +9,7 @@ export {
   CancelledError,
   ClosedError,
   ErrorCodes,
+  ForbiddenError,
   InvalidArgumentError,
   InvalidStateError,
   OverflowError,

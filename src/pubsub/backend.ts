@@ -1,0 +1,228 @@
+/**
+ * The port between the broker and where messages live. A backend stores each topic's log,
+ * assigns ids, and hands every published message, from any process sharing it, to the broker
+ * that attached to it, in publish order. `MemoryBackend` keeps everything in this process; a
+ * Redis backend (`patchbay/redis`) lets many processes share topics. Every backend must pass the
+ * conformance kit in `test/conformance/`.
+ *
+ * @module
+ */
+import { type Clock, realClock } from '../core/clock.js';
+import { ClosedError } from '../core/errors.js';
+import * as check from '../core/validate.js';
+import { type Cursor, formatId, InvalidCursorError, Message, type MessageHeaders, newEpoch } from './message.js';
+import { MessageLog, type MessageLogLimits, resolveLimits } from './message-log.js';
+import { matchTokens } from './topic.js';
+
+/** What the broker asks a backend to publish. */
+export interface PublishRecord {
+  /** A valid topic. */
+  readonly topic: string;
+  /** The payload. */
+  readonly data: unknown;
+  /** Headers, if any. */
+  readonly headers: MessageHeaders | undefined;
+  /** The payload's approximate size in bytes. */
+  readonly size: number;
+  /** Whether to keep it in the topic's log (reply-inbox messages are not kept). */
+  readonly store: boolean;
+}
+
+/** What {@link Backend.read} returns. */
+export interface BackendRead {
+  /** Messages after the cursor on the topics read, in publish order, at most the limit. */
+  readonly messages: Message[];
+  /**
+   * `true` when messages after the cursor can no longer be read: trimmed from a log, or the
+   * cursor is from an earlier epoch (a restart). The messages returned are then what is left.
+   */
+  readonly gap: boolean;
+  /** `true` when more messages follow those returned. */
+  readonly more: boolean;
+  /** A cursor to read on from: the last message returned, or the head when none was. */
+  readonly cursor: string;
+}
+
+/** Counters a backend reports. */
+export interface BackendStats {
+  /** Topics with a log. */
+  readonly topics: number;
+  /** Messages held in all logs. */
+  readonly messages: number;
+  /** Bytes held in all logs. */
+  readonly bytes: number;
+}
+
+/**
+ * Where messages live. Implement it to put topics somewhere else; run the conformance kit in
+ * `test/conformance/` against your implementation.
+ */
+export interface Backend {
+  /**
+   * Called once, by the broker that owns this backend: `deliver` must then receive every message
+   * published on the backend (by any process sharing it), once each, in publish order.
+   */
+  attach(deliver: (message: Message) => void): void;
+  /** Assigns the next id, stores the message (if `store`) and delivers it. */
+  publish(record: PublishRecord): Promise<Message>;
+  /**
+   * Messages after `cursor` on every topic that `topics` matches (a topic, or a list of pattern
+   * token arrays), oldest first, at most `limit`. A `null` cursor reads from the oldest message.
+   * @throws InvalidCursorError (`PB_ERR_INVALID_CURSOR`) for a cursor of this epoch that is ahead
+   *   of everything published.
+   */
+  read(topics: string | readonly (readonly string[])[], cursor: Cursor | null, limit: number): Promise<BackendRead>;
+  /** A cursor for "now": reading after it returns only messages published later. */
+  head(): Promise<string>;
+  /** Counters. */
+  stats(): BackendStats;
+  /** Releases everything the backend holds. */
+  close(): Promise<void>;
+}
+
+/** Options for {@link MemoryBackend}. */
+export interface MemoryBackendOptions {
+  /** Bounds of each topic's log. */
+  readonly history?: MessageLogLimits;
+  /**
+   * Most topic logs kept; past it, the log of the topic published least recently is dropped
+   * (reads of that topic then report a gap).
+   * @defaultValue 100000
+   */
+  readonly maxTopics?: number;
+  /**
+   * The time source for age limits.
+   * @defaultValue {@link realClock}
+   */
+  readonly clock?: Clock;
+}
+
+/**
+ * The default backend: every topic's log in this process's memory. A new instance has a new
+ * epoch, so cursors from before a restart are recognised and answered as a gap.
+ */
+export class MemoryBackend implements Backend {
+  /** This backend's epoch, the first part of every id it issues. */
+  readonly epoch: string = newEpoch();
+  readonly #limits: MessageLogLimits;
+  readonly #maxTopics: number;
+  readonly #clock: Clock;
+  /** Topic logs in order of last publish (Map keeps insertion order; re-inserted on publish). */
+  readonly #logs = new Map<string, MessageLog>();
+  #deliver: ((message: Message) => void) | null = null;
+  #seq = 0;
+  /** The highest seq in any log dropped whole (by maxTopics or age), for gap reports. */
+  #droppedSeq = 0;
+  #closed = false;
+
+  constructor(options?: MemoryBackendOptions) {
+    const opts = check.optionsObject('options', options);
+    this.#limits = resolveLimits(opts.history);
+    this.#maxTopics = check.integerInRange('maxTopics', opts.maxTopics ?? 100_000, 1, 2 ** 31 - 1);
+    this.#clock = opts.clock ?? realClock;
+  }
+
+  attach(deliver: (message: Message) => void): void {
+    this.#deliver = deliver;
+  }
+
+  publish(record: PublishRecord): Promise<Message> {
+    if (this.#closed) return Promise.reject(new ClosedError('The backend is closed'));
+    const seq = ++this.#seq;
+    const now = this.#clock.now();
+    const message = new Message(formatId(this.epoch, seq), seq, record.topic, record.data, record.headers, record.size, now);
+    if (record.store) {
+      let log = this.#logs.get(record.topic);
+      if (log === undefined) {
+        log = new MessageLog(this.#limits);
+        if (this.#logs.size >= this.#maxTopics) this.#dropOldestTopic();
+      } else {
+        this.#logs.delete(record.topic);
+      }
+      this.#logs.set(record.topic, log);
+      log.append(message, now);
+    }
+    this.#deliver?.(message);
+    return Promise.resolve(message);
+  }
+
+  read(topics: string | readonly (readonly string[])[], cursor: Cursor | null, limit: number): Promise<BackendRead> {
+    if (this.#closed) return Promise.reject(new ClosedError('The backend is closed'));
+    let after = 0;
+    let gap = false;
+    if (cursor !== null) {
+      if (cursor.epoch !== this.epoch) gap = true;
+      else if (cursor.seq > this.#seq) {
+        return Promise.reject(
+          new InvalidCursorError(`Cursor ${JSON.stringify(formatId(cursor.epoch, cursor.seq))} is ahead of every message published: it was not issued here`),
+        );
+      } else after = cursor.seq;
+    }
+    if (after < this.#droppedSeq && cursor !== null) gap = true;
+    const now = this.#clock.now();
+    const logs: MessageLog[] = [];
+    if (typeof topics === 'string') {
+      const log = this.#logs.get(topics);
+      if (log !== undefined) logs.push(log);
+    } else {
+      for (const [topic, log] of this.#logs) {
+        const tokens = topic.split('.');
+        if (topics.some((p) => matchTokens(p, tokens))) logs.push(log);
+      }
+    }
+    let messages: Message[];
+    let more = false;
+    if (logs.length === 1) {
+      const r = logs[0]!.after(after, limit, now);
+      messages = r.messages;
+      more = r.more;
+      gap ||= cursor !== null && r.gap;
+    } else {
+      // Merge by seq: read up to `limit` from each, then keep the `limit` oldest.
+      messages = [];
+      for (const log of logs) {
+        const r = log.after(after, limit, now);
+        gap ||= cursor !== null && r.gap;
+        more ||= r.more;
+        for (const m of r.messages) messages.push(m);
+      }
+      messages.sort((a, b) => a._seq - b._seq);
+      if (messages.length > limit) {
+        messages.length = limit;
+        more = true;
+      }
+    }
+    const last = messages[messages.length - 1];
+    const next = last !== undefined ? last.id : formatId(this.epoch, more ? after : this.#seq);
+    return Promise.resolve({ messages, gap, more, cursor: next });
+  }
+
+  head(): Promise<string> {
+    return Promise.resolve(formatId(this.epoch, this.#seq));
+  }
+
+  stats(): BackendStats {
+    let messages = 0;
+    let bytes = 0;
+    for (const log of this.#logs.values()) {
+      messages += log.size;
+      bytes += log.bytes;
+    }
+    return { topics: this.#logs.size, messages, bytes };
+  }
+
+  close(): Promise<void> {
+    this.#closed = true;
+    this.#logs.clear();
+    this.#deliver = null;
+    return Promise.resolve();
+  }
+
+  #dropOldestTopic(): void {
+    for (const [topic, log] of this.#logs) {
+      this.#logs.delete(topic);
+      this.#droppedSeq = Math.max(this.#droppedSeq, log.lastSeq);
+      return;
+    }
+  }
+}

@@ -1,0 +1,483 @@
+/**
+ * The pub-sub broker: many-to-many topics with wildcards, history, queue groups, request/reply
+ * and an explicit slow-subscriber policy, over a pluggable {@link Backend}.
+ *
+ * Delivery is in publish order per subscription. A subscription that starts from a cursor first
+ * replays the log after it, then goes live: live messages that arrive during the replay are held
+ * and handed over after it, and anything already replayed is skipped, so there is no gap and no
+ * duplicate at the seam.
+ *
+ * @module
+ */
+import { randomUUID } from 'node:crypto';
+import { onAbort, abortReason } from '../core/abort.js';
+import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
+import { ForbiddenError, InvalidArgumentError, TimeoutError, ClosedError } from '../core/errors.js';
+import { Resource } from '../core/lifecycle.js';
+import * as check from '../core/validate.js';
+import { type Backend, type BackendStats, MemoryBackend } from './backend.js';
+import { type Cursor, type Message, type MessageHeaders, parseCursor, sizeOf } from './message.js';
+import type { MessageLogLimits } from './message-log.js';
+import { type OverflowPolicy, pubsubChannels, type Receiver, Subscription, type SubscriptionHost } from './subscription.js';
+import { INBOX_PREFIX, isWildcard, parsePattern, parseTopic, TopicIndex } from './topic.js';
+
+/** Authorization hooks: return `false` (or a promise of it) to refuse with a {@link ForbiddenError}. */
+export interface PubSubAuthorize {
+  /** May `context` publish on `topic`? */
+  readonly publish?: (topic: string, context: unknown) => boolean | Promise<boolean>;
+  /** May `context` subscribe to `pattern`? */
+  readonly subscribe?: (pattern: string, context: unknown) => boolean | Promise<boolean>;
+}
+
+/** Options for {@link PubSubBroker}. */
+export interface PubSubBrokerOptions {
+  /**
+   * Where messages live.
+   * @defaultValue a new {@link MemoryBackend} with `history` and `clock`, closed with the broker
+   */
+  readonly backend?: Backend;
+  /** Log bounds per topic, for the default backend. */
+  readonly history?: MessageLogLimits;
+  /**
+   * The time source (request timeouts; the default backend's age limits).
+   * @defaultValue {@link realClock}
+   */
+  readonly clock?: Clock;
+  /**
+   * Default queue bound per subscription.
+   * @defaultValue 1000
+   */
+  readonly maxQueue?: number;
+  /**
+   * Default overflow policy per subscription.
+   * @defaultValue `'close'` (the consumer resumes from its last id: nothing is lost)
+   */
+  readonly overflow?: OverflowPolicy;
+  /** Authorization hooks for publish and subscribe. */
+  readonly authorize?: PubSubAuthorize;
+  /**
+   * Called when a callback subscriber throws. Without it, the error is rethrown in a microtask
+   * (an uncaught exception), as an EventEmitter listener's would be.
+   */
+  readonly onError?: (error: unknown, subscription: Subscription) => void;
+}
+
+/** Options for {@link PubSubBroker.publish}. */
+export interface PublishOptions {
+  /** Headers carried with the message (string values). */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Passed to the `authorize.publish` hook (the request, a user, ...). */
+  readonly context?: unknown;
+}
+
+/** Options for {@link PubSubBroker.subscribe}. */
+export interface SubscribeOptions<T = unknown> {
+  /**
+   * Where to start: `'now'` (only messages published from now on), `'oldest'` (everything the
+   * log still holds, then live), or a message id (everything after it, then live).
+   * @defaultValue `'now'`
+   */
+  readonly from?: string;
+  /** A queue group: subscriptions sharing the pattern and group split its messages between them. */
+  readonly group?: string;
+  /** Receive messages through this callback instead of iterating. */
+  readonly onMessage?: (message: Message<T>) => void;
+  /**
+   * Queue bound for this subscription.
+   * @defaultValue the broker's `maxQueue`
+   */
+  readonly maxQueue?: number;
+  /**
+   * Overflow policy for this subscription.
+   * @defaultValue the broker's `overflow`
+   */
+  readonly overflow?: OverflowPolicy;
+  /** Aborting it closes the subscription. */
+  readonly signal?: AbortSignal;
+  /** Passed to the `authorize.subscribe` hook. */
+  readonly context?: unknown;
+}
+
+/** Options for {@link PubSubBroker.request}. */
+export interface RequestOptions extends PublishOptions {
+  /** How long to wait for the first reply, in ms. */
+  readonly timeoutMs: number;
+  /** Aborting it rejects the request with the signal's reason. */
+  readonly signal?: AbortSignal;
+}
+
+/** Counters reported by {@link PubSubBroker.stats}. */
+export interface PubSubStats {
+  /** Live subscriptions (queue-group members included). */
+  readonly subscriptions: number;
+  /** Messages published through this broker's backend and dispatched here. */
+  readonly published: number;
+  /** Deliveries to subscriptions. */
+  readonly delivered: number;
+  /** Messages dropped by slow subscribers' overflow policies. */
+  readonly dropped: number;
+  /** Requests waiting for a reply. */
+  readonly pendingRequests: number;
+  /** The backend's counters. */
+  readonly backend: BackendStats;
+}
+
+/** The outcome of a replay, exposed on the subscription. */
+export interface ReplayInfo {
+  /** `true` when messages after the starting cursor were no longer in the log. */
+  readonly gap: boolean;
+  /** How many messages the replay delivered. */
+  readonly replayed: number;
+}
+
+class QueueGroup implements Receiver {
+  readonly members: Subscription[] = [];
+  #next = 0;
+  constructor(
+    readonly key: string,
+    readonly tokens: readonly string[],
+  ) {}
+  push(message: Message): void {
+    const n = this.members.length;
+    if (n === 0) return;
+    const member = this.members[this.#next++ % n]!;
+    member.push(message);
+  }
+}
+
+const POLICIES: readonly OverflowPolicy[] = ['drop-oldest', 'drop-newest', 'close'];
+const GROUP = /^[A-Za-z0-9_\-~:@.]{1,128}$/;
+const replayInfo = new WeakMap<Subscription, ReplayInfo>();
+
+/**
+ * Many-to-many topics with wildcards, history, queue groups and request/reply.
+ *
+ * @example
+ * ```ts
+ * const broker = new PubSubBroker();
+ * const sub = await broker.subscribe('chat.*');
+ * await broker.publish('chat.lobby', { text: 'hi' });
+ * for await (const message of sub) {
+ *   console.log(message.topic, message.id, message.data);
+ *   break; // leaving the loop unsubscribes
+ * }
+ * ```
+ */
+export class PubSubBroker extends Resource {
+  /** The backend in use. */
+  readonly backend: Backend;
+  readonly #ownsBackend: boolean;
+  readonly #clock: Clock;
+  readonly #index = new TopicIndex<Receiver>();
+  readonly #groups = new Map<string, QueueGroup>();
+  readonly #subs = new Set<Subscription>();
+  readonly #inboxes = new Map<string, (message: Message) => void>();
+  readonly #maxQueue: number;
+  readonly #overflow: OverflowPolicy;
+  readonly #authorize: PubSubAuthorize;
+  readonly #onError: ((error: unknown, subscription: Subscription) => void) | undefined;
+  #published = 0;
+  #delivered = 0;
+  #dropped = 0;
+
+  /** @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) on an invalid option. */
+  constructor(options?: PubSubBrokerOptions) {
+    super();
+    const opts = check.optionsObject('options', options);
+    this.#clock = opts.clock ?? realClock;
+    this.#ownsBackend = opts.backend === undefined;
+    this.backend = opts.backend ?? new MemoryBackend({ history: opts.history, clock: this.#clock });
+    this.#maxQueue = check.integerInRange('maxQueue', opts.maxQueue ?? 1000, 1, 2 ** 31 - 1);
+    this.#overflow = checkPolicy('overflow', opts.overflow ?? 'close');
+    this.#authorize = check.optionsObject('authorize', opts.authorize);
+    check.optionalFunction('authorize.publish', this.#authorize.publish);
+    check.optionalFunction('authorize.subscribe', this.#authorize.subscribe);
+    this.#onError = check.optionalFunction('onError', opts.onError);
+    this.backend.attach(this.#dispatch);
+  }
+
+  /**
+   * Stores `data` in `topic`'s log and delivers it to every matching subscription.
+   *
+   * @returns The stored message, with its id.
+   * @throws (rejects) InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) for an invalid topic, `undefined`
+   *   data or bad headers; ForbiddenError (`PB_ERR_FORBIDDEN`) when `authorize.publish` refuses;
+   *   ClosedError (`PB_ERR_CLOSED`) after close.
+   */
+  publish<T = unknown>(topic: string, data: T, options?: PublishOptions): Promise<Message<T>> {
+    try {
+      this.assertOpen('publish');
+      parseTopic(topic);
+      if (data === undefined) throw new InvalidArgumentError('Expected `data` to be a value, got `undefined`');
+      const opts = check.optionsObject('options', options);
+      const headers = checkHeaders(opts.headers);
+      const store = !topic.startsWith(`${INBOX_PREFIX}.`);
+      const record = { topic, data, headers, size: sizeOf(data), store };
+      const hook = this.#authorize.publish;
+      if (hook === undefined) return this.backend.publish(record) as Promise<Message<T>>;
+      return this.#allowed(hook(topic, opts.context), `publish on ${JSON.stringify(topic)}`).then(
+        () => this.backend.publish(record) as Promise<Message<T>>,
+      );
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * Subscribes to a topic or pattern (`*` one token, `>` the rest). Resolves once the
+   * subscription is live, with any replay already queued.
+   *
+   * @throws (rejects) InvalidArgumentError for a bad pattern or option; InvalidCursorError
+   *   (`PB_ERR_INVALID_CURSOR`) for a bad `from`; ForbiddenError when `authorize.subscribe`
+   *   refuses; the signal's reason when aborted; ClosedError after close.
+   */
+  async subscribe<T = unknown>(pattern: string, options?: SubscribeOptions<T>): Promise<Subscription<T>> {
+    this.assertOpen('subscribe');
+    const tokens = parsePattern(pattern);
+    const opts = check.optionsObject('options', options) as SubscribeOptions<T>;
+    const from = opts.from ?? 'now';
+    let cursor: Cursor | null | 'now' = 'now';
+    if (from === 'oldest') cursor = null;
+    else if (from !== 'now') cursor = parseCursor(from);
+    const group = opts.group;
+    if (group !== undefined) {
+      if (typeof group !== 'string' || !GROUP.test(group)) {
+        throw new InvalidArgumentError(`Expected \`group\` to be 1-128 letters, digits or _ - ~ : @ ., got ${check.describe(group)}`);
+      }
+      if (cursor !== 'now') throw new InvalidArgumentError('A queue-group subscription starts from "now": replay would repeat messages across members');
+    }
+    const maxQueue = check.integerInRange('maxQueue', opts.maxQueue ?? this.#maxQueue, 1, 2 ** 31 - 1);
+    const policy = checkPolicy('overflow', opts.overflow ?? this.#overflow);
+    const onMessage = check.optionalFunction('onMessage', opts.onMessage);
+    const signal = check.optionalSignal('signal', opts.signal);
+    if (signal?.aborted) throw abortReason(signal);
+    const hook = this.#authorize.subscribe;
+    if (hook !== undefined) await this.#allowed(hook(pattern, opts.context), `subscribe to ${JSON.stringify(pattern)}`);
+    if (signal?.aborted) throw abortReason(signal);
+    this.assertOpen('subscribe');
+
+    const sub = new Subscription<T>(this.#host, pattern, tokens, group, maxQueue, policy, onMessage);
+    this.#subs.add(sub);
+    if (group === undefined) this.#index.add(tokens, sub as Subscription);
+    else this.#joinGroup(sub as Subscription, tokens, group);
+    if (signal !== undefined) {
+      const listener = onAbort(signal, () => sub.close());
+      this.#abortListeners.set(sub as Subscription, listener);
+    }
+
+    if (cursor !== 'now') {
+      sub._held = [];
+      let gap = false;
+      let replayed = 0;
+      try {
+        const spec = isWildcard(pattern) ? [tokens] : pattern;
+        let at: Cursor | null = cursor;
+        for (;;) {
+          const page = await this.backend.read(spec, at, 1000);
+          gap ||= page.gap;
+          for (const m of page.messages) {
+            sub._accept(m);
+            replayed++;
+          }
+          if (!page.more || sub.closed) break;
+          at = parseCursor(page.cursor);
+        }
+      } catch (error) {
+        sub.close();
+        throw error;
+      }
+      replayInfo.set(sub as Subscription, { gap, replayed });
+      sub._goLive();
+    }
+    return sub;
+  }
+
+  /**
+   * How a subscription's replay went: whether it found a gap (its cursor fell off the log, or came
+   * from before a restart) and how many messages it replayed. `undefined` for a subscription that
+   * started from "now".
+   */
+  replayInfo(subscription: Subscription): ReplayInfo | undefined {
+    return replayInfo.get(subscription);
+  }
+
+  /**
+   * Publishes a request with a private reply topic in its `replyTo` header and resolves with the
+   * first reply. Responders answer with {@link PubSubBroker.reply}.
+   *
+   * @throws (rejects) TimeoutError (`PB_ERR_TIMEOUT`) when no reply comes in time; the signal's
+   *   reason when aborted; ClosedError when the broker closes first; what `publish` rejects with.
+   */
+  request<T = unknown, R = unknown>(topic: string, data: T, options: RequestOptions): Promise<Message<R>> {
+    return new Promise<Message<R>>((resolve, reject) => {
+      this.assertOpen('request');
+      const opts = check.optionsObject('options', options) as RequestOptions;
+      const timeoutMs = check.positiveNumber('timeoutMs', opts.timeoutMs);
+      const signal = check.optionalSignal('signal', opts.signal);
+      if (signal?.aborted) throw abortReason(signal);
+      const inbox = `${INBOX_PREFIX}.${randomUUID().replaceAll('-', '')}`;
+      let abort: Disposable | undefined;
+      const settle = (): void => {
+        this.#inboxes.delete(inbox);
+        timer.cancel();
+        abort?.[Symbol.dispose]();
+      };
+      this.#inboxes.set(inbox, (message) => {
+        settle();
+        resolve(message as Message<R>);
+      });
+      this.#requestRejects.set(inbox, (error) => {
+        settle();
+        reject(error);
+      });
+      const fail = (error: unknown): void => {
+        this.#requestRejects.get(inbox)?.(error);
+      };
+      const timer: ClockTimer = this.#clock.setTimer(
+        () => fail(new TimeoutError(`No reply to the request on ${JSON.stringify(topic)} within ${timeoutMs} ms`)),
+        timeoutMs,
+        // A caller awaits this: keep the process alive until the reply or the timeout.
+        { ref: true },
+      );
+      if (signal !== undefined) abort = onAbort(signal, fail);
+      this.publish(topic, data, { headers: { ...opts.headers, replyTo: inbox }, context: opts.context }).catch(fail);
+    });
+  }
+
+  /**
+   * Answers a request received by a subscriber: publishes `data` on its `replyTo` topic.
+   * @throws (rejects) InvalidArgumentError when `request` carries no `replyTo` header.
+   */
+  reply<T = unknown>(request: Message, data: T, options?: PublishOptions): Promise<Message<T>> {
+    const replyTo = request?.headers?.['replyTo'];
+    if (typeof replyTo !== 'string' || !replyTo.startsWith(`${INBOX_PREFIX}.`)) {
+      return Promise.reject(new InvalidArgumentError('The message has no `replyTo` header: it is not a request'));
+    }
+    return this.publish(replyTo, data, options);
+  }
+
+  /** A cursor for "now": messages published later are after it. */
+  head(): Promise<string> {
+    return this.backend.head();
+  }
+
+  /** Counters. */
+  stats(): PubSubStats {
+    return {
+      subscriptions: this.#subs.size,
+      published: this.#published,
+      delivered: this.#delivered,
+      dropped: this.#dropped,
+      pendingRequests: this.#inboxes.size,
+      backend: this.backend.stats(),
+    };
+  }
+
+  // --- what subscriptions call back -------------------------------------------------------
+
+  readonly #abortListeners = new WeakMap<Subscription, Disposable>();
+  readonly #requestRejects = new Map<string, (error: unknown) => void>();
+  readonly #host: SubscriptionHost = {
+    detach: (sub) => this.#detach(sub),
+    countDrop: () => void this.#dropped++,
+    reportError: (error, sub) => this.#reportError(error, sub),
+  };
+
+  #detach(sub: Subscription): void {
+    if (!this.#subs.delete(sub)) return;
+    this.#abortListeners.get(sub)?.[Symbol.dispose]();
+    if (sub.group === undefined) {
+      this.#index.remove(sub._tokens, sub);
+      return;
+    }
+    const key = groupKey(sub.pattern, sub.group);
+    const group = this.#groups.get(key);
+    if (group === undefined) return;
+    const i = group.members.indexOf(sub);
+    if (i !== -1) group.members.splice(i, 1);
+    if (group.members.length === 0) {
+      this.#groups.delete(key);
+      this.#index.remove(group.tokens, group);
+    }
+  }
+
+  #reportError(error: unknown, subscription: Subscription): void {
+    if (pubsubChannels.error.hasSubscribers) pubsubChannels.error.publish({ subscription, error });
+    if (this.#onError !== undefined) this.#onError(error, subscription);
+    else
+      queueMicrotask(() => {
+        throw error;
+      });
+  }
+
+  // --- internals --------------------------------------------------------------------------
+
+  readonly #dispatch = (message: Message): void => {
+    this.#published++;
+    const topic = message.topic;
+    if (topic.charCodeAt(0) === 95 /* _ */ && topic.startsWith(`${INBOX_PREFIX}.`)) {
+      this.#inboxes.get(topic)?.(message);
+      return;
+    }
+    const receivers = this.#index.match(topic);
+    for (let i = 0; i < receivers.length; i++) receivers[i]!.push(message);
+    this.#delivered += receivers.length;
+  };
+
+  #joinGroup(sub: Subscription, tokens: readonly string[], name: string): void {
+    const key = groupKey(sub.pattern, name);
+    let group = this.#groups.get(key);
+    if (group === undefined) {
+      group = new QueueGroup(key, tokens);
+      this.#groups.set(key, group);
+      this.#index.add(tokens, group);
+    }
+    group.members.push(sub);
+  }
+
+  async #allowed(verdict: boolean | Promise<boolean>, what: string): Promise<void> {
+    if ((await verdict) !== true) throw new ForbiddenError(`Not allowed to ${what}`);
+  }
+
+  protected async onClose(): Promise<void> {
+    this.#shutdown(new ClosedError('The broker was closed'));
+    if (this.#ownsBackend) await this.backend.close();
+  }
+
+  protected onDestroy(reason: unknown): void {
+    this.#shutdown(reason ?? new ClosedError('The broker was destroyed'));
+    if (this.#ownsBackend) void this.backend.close();
+  }
+
+  #shutdown(reason: unknown): void {
+    for (const sub of [...this.#subs]) sub.close();
+    for (const reject of [...this.#requestRejects.values()]) reject(reason);
+    this.#requestRejects.clear();
+  }
+}
+
+function groupKey(pattern: string, group: string): string {
+  return `${pattern}\u0000${group}`;
+}
+
+function checkPolicy(name: string, value: unknown): OverflowPolicy {
+  if (!POLICIES.includes(value as OverflowPolicy)) {
+    throw new InvalidArgumentError(`Expected \`${name}\` to be one of ${POLICIES.map((p) => `"${p}"`).join(', ')}, got ${check.describe(value)}`);
+  }
+  return value as OverflowPolicy;
+}
+
+function checkHeaders(headers: unknown): MessageHeaders | undefined {
+  if (headers === undefined) return undefined;
+  if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) {
+    throw new InvalidArgumentError(`Expected \`headers\` to be an object of strings, got ${check.describe(headers)}`);
+  }
+  const out: Record<string, string> = Object.create(null) as Record<string, string>;
+  for (const [name, value] of Object.entries(headers)) {
+    if (typeof value !== 'string') {
+      throw new InvalidArgumentError(`Expected header ${JSON.stringify(name)} to be a string, got ${check.describe(value)}`);
+    }
+    out[name] = value;
+  }
+  return Object.freeze(out);
+}

@@ -1,0 +1,250 @@
+/**
+ * A subscription: an async iterable of messages with a bounded queue, or a callback.
+ *
+ * @module
+ */
+import { ClosedError, OverflowError } from '../core/errors.js';
+import { channel } from '../core/diagnostics.js';
+import type { Message } from './message.js';
+
+/** What a subscription does when its queue is full and another message arrives. */
+export type OverflowPolicy = 'drop-oldest' | 'drop-newest' | 'close';
+
+/** Counters of one subscription. */
+export interface SubscriptionStats {
+  /** Messages handed to the consumer (iterator or callback). */
+  readonly delivered: number;
+  /** Messages dropped by the overflow policy. */
+  readonly dropped: number;
+  /** Messages waiting in the queue now. */
+  readonly queued: number;
+}
+
+/** The diagnostics channels the broker and its subscriptions publish on. */
+export const pubsubChannels = {
+  /** `{ subscription, message, policy }` when a slow subscriber's policy drops a message. */
+  drop: channel('pubsub', 'drop'),
+  /** `{ subscription, error }` when a callback subscriber throws. */
+  error: channel('pubsub', 'error'),
+};
+
+/** Something the broker can deliver a message to. @internal */
+export interface Receiver {
+  push(message: Message): void;
+}
+
+/** Hooks between a subscription and its broker. @internal */
+export interface SubscriptionHost {
+  detach(subscription: Subscription): void;
+  countDrop(): void;
+  reportError(error: unknown, subscription: Subscription): void;
+}
+
+/**
+ * A live subscription. Iterate it with `for await`, or give `onMessage` when subscribing.
+ * Closing it (or breaking out of the loop) unsubscribes at once.
+ *
+ * A full queue applies the overflow policy: `drop-oldest` and `drop-newest` drop and count;
+ * `close` ends the subscription with an {@link OverflowError} thrown from the iterator, after the
+ * messages already queued, so the consumer can resume from the last id it saw and lose nothing.
+ *
+ * @typeParam T - The type of message data.
+ */
+export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
+  /** The pattern subscribed to. */
+  readonly pattern: string;
+  /** The queue group, if any. */
+  readonly group: string | undefined;
+  readonly #host: SubscriptionHost;
+  readonly #maxQueue: number;
+  readonly #policy: OverflowPolicy;
+  // Internals hold Message (not Message<T>) so Subscription<T> stays assignable to Subscription.
+  readonly #onMessage: ((message: Message) => void) | undefined;
+  #queue: (Message | undefined)[] = [];
+  #head = 0;
+  #waiter: { resolve: (r: IteratorResult<Message>) => void; reject: (e: unknown) => void } | null = null;
+  #closed = false;
+  #error: unknown = undefined;
+  #delivered = 0;
+  #dropped = 0;
+  /** While replaying: live messages wait here. @internal */
+  _held: Message[] | null = null;
+  /** The seq of the last message handed over, to drop duplicates at the replay seam. @internal */
+  _lastSeq = 0;
+  /** Tokens of the pattern. @internal */
+  readonly _tokens: readonly string[];
+
+  /** @internal */
+  constructor(
+    host: SubscriptionHost,
+    pattern: string,
+    tokens: readonly string[],
+    group: string | undefined,
+    maxQueue: number,
+    policy: OverflowPolicy,
+    onMessage: ((message: Message<T>) => void) | undefined,
+  ) {
+    this.#host = host;
+    this.pattern = pattern;
+    this._tokens = tokens;
+    this.group = group;
+    this.#maxQueue = maxQueue;
+    this.#policy = policy;
+    this.#onMessage = onMessage as ((message: Message) => void) | undefined;
+  }
+
+  /** `true` once closed, by the consumer, the broker, or the overflow policy. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Counters. */
+  stats(): SubscriptionStats {
+    return { delivered: this.#delivered, dropped: this.#dropped, queued: this.#queue.length - this.#head };
+  }
+
+  /** Unsubscribes at once. Queued messages are discarded; the iterator ends. Idempotent. */
+  close(): void {
+    this.#end(undefined, true);
+  }
+
+  /** Calls {@link Subscription.close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** Delivers a live message (used by the broker). @internal */
+  push(message: Message): void {
+    if (this.#closed) return;
+    if (this._held !== null) {
+      this._held.push(message);
+      return;
+    }
+    this._accept(message);
+  }
+
+  /** Hands a message over, dropping duplicates at the replay seam. @internal */
+  _accept(message: Message): void {
+    if (this.#closed || message._seq <= this._lastSeq) return;
+    this._lastSeq = message._seq;
+    if (this.#onMessage !== undefined) {
+      this.#delivered++;
+      try {
+        this.#onMessage(message);
+      } catch (error) {
+        this.#host.reportError(error, this);
+      }
+      return;
+    }
+    const waiter = this.#waiter;
+    if (waiter !== null) {
+      this.#waiter = null;
+      this.#delivered++;
+      waiter.resolve({ value: message, done: false });
+      return;
+    }
+    if (this.#queue.length - this.#head >= this.#maxQueue) {
+      this.#overflow(message);
+      return;
+    }
+    this.#queue.push(message);
+  }
+
+  /** Ends replay: hands over the live messages held meanwhile. @internal */
+  _goLive(): void {
+    const held = this._held;
+    this._held = null;
+    if (held !== null) for (const m of held) this._accept(m);
+  }
+
+  /** Ends the subscription with an error the iterator will throw. @internal */
+  _fail(error: unknown): void {
+    this.#end(error, false);
+  }
+
+  #overflow(message: Message): void {
+    this.#dropped++;
+    this.#host.countDrop();
+    let dropped = message;
+    if (this.#policy === 'drop-oldest') {
+      dropped = this.#queue[this.#head]!;
+      this.#queue[this.#head++] = undefined;
+      this.#queue.push(message);
+      this.#compact();
+    }
+    if (pubsubChannels.drop.hasSubscribers) {
+      pubsubChannels.drop.publish({ subscription: this, message: dropped, policy: this.#policy });
+    }
+    if (this.#policy === 'close') {
+      this.#end(
+        new OverflowError(
+          `Subscription to ${JSON.stringify(this.pattern)} fell ${this.#maxQueue} messages behind and was closed (overflow policy "close"); resubscribe from the last id you processed`,
+        ),
+        false,
+      );
+    }
+  }
+
+  #compact(): void {
+    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  #end(error: unknown, discard: boolean): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#error = error;
+    this._held = null;
+    if (discard) {
+      this.#queue = [];
+      this.#head = 0;
+    }
+    this.#host.detach(this);
+    const waiter = this.#waiter;
+    if (waiter !== null) {
+      this.#waiter = null;
+      if (error === undefined) waiter.resolve({ value: undefined, done: true });
+      else waiter.reject(error);
+    }
+  }
+
+  #next(): Promise<IteratorResult<Message<T>>> {
+    return this.#take() as Promise<IteratorResult<Message<T>>>;
+  }
+
+  #take(): Promise<IteratorResult<Message>> {
+    if (this.#head < this.#queue.length) {
+      const message = this.#queue[this.#head]!;
+      this.#queue[this.#head++] = undefined;
+      if (this.#head === this.#queue.length) {
+        this.#queue = [];
+        this.#head = 0;
+      } else this.#compact();
+      this.#delivered++;
+      return Promise.resolve({ value: message, done: false });
+    }
+    if (this.#closed) {
+      const error = this.#error;
+      if (error === undefined) return Promise.resolve({ value: undefined, done: true });
+      this.#error = undefined; // throw once, then report done
+      return Promise.reject(error);
+    }
+    if (this.#waiter !== null) {
+      return Promise.reject(new ClosedError('Only one consumer may iterate a subscription at a time'));
+    }
+    return new Promise((resolve, reject) => (this.#waiter = { resolve, reject }));
+  }
+
+  /** Iterates the messages; leaving the loop early closes the subscription. */
+  [Symbol.asyncIterator](): AsyncIterator<Message<T>> {
+    return {
+      next: () => this.#next(),
+      return: () => {
+        this.close();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+    };
+  }
+}

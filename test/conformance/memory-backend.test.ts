@@ -1,0 +1,6 @@
+import { MemoryBackend } from '../../src/index.js';
+import { backendConformance } from './backend-kit.js';
+
+backendConformance('MemoryBackend', () =>
+  Promise.resolve({ backend: new MemoryBackend({ history: { maxCount: 10 } }), maxCount: 10, dispose: () => Promise.resolve() }),
+);

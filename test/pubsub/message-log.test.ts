@@ -1,0 +1,69 @@
+import { describe, expect, it } from 'vitest';
+import { InvalidArgumentError, Message, MessageLog } from '../../src/index.js';
+
+const msg = (seq: number, size = 10, time = 0): Message => new Message(`e-${seq.toString(36)}`, seq, 't', seq, undefined, size, time);
+
+describe('MessageLog', () => {
+  it('keeps at most maxCount, trimming the oldest, and reports the gap', () => {
+    const log = new MessageLog({ maxCount: 3 });
+    for (let i = 1; i <= 5; i++) log.append(msg(i * 2), 0);
+    expect(log.size).toBe(3);
+    const r = log.after(2, 100, 0);
+    expect(r.gap).toBe(true);
+    expect(r.messages.map((m) => m._seq)).toEqual([6, 8, 10]);
+    expect(log.after(6, 100, 0)).toMatchObject({ gap: false });
+    expect(log.after(5, 100, 0).gap).toBe(false); // nothing after 5 was trimmed
+    expect(log.after(4, 100, 0).gap).toBe(false); // 4 itself was trimmed, but nothing after it
+    expect(log.after(3, 100, 0).gap).toBe(true);
+  });
+
+  it('keeps at most maxBytes', () => {
+    const log = new MessageLog({ maxBytes: 25 });
+    log.append(msg(1, 10), 0);
+    log.append(msg(2, 10), 0);
+    log.append(msg(3, 10), 0);
+    expect(log.size).toBe(2);
+    expect(log.bytes).toBe(20);
+    log.append(msg(4, 100), 0); // larger than the whole bound: not kept, counted as trimmed
+    expect(log.size).toBe(2);
+    expect(log.after(3, 10, 0)).toMatchObject({ gap: true, messages: [] });
+  });
+
+  it('drops messages older than maxAgeMs', () => {
+    const log = new MessageLog({ maxAgeMs: 100 });
+    log.append(msg(1, 1, 0), 0);
+    log.append(msg(2, 1, 50), 50);
+    expect(log.after(0, 10, 99).messages.length).toBe(2);
+    expect(log.after(0, 10, 100).messages.map((m) => m._seq)).toEqual([2]);
+    expect(log.expire(150)).toBe(true);
+    expect(log.trimmedSeq).toBe(2);
+  });
+
+  it('pages with a limit and says when more follow', () => {
+    const log = new MessageLog();
+    for (let i = 1; i <= 10; i++) log.append(msg(i), 0);
+    const page = log.after(0, 4, 0);
+    expect(page.messages.map((m) => m._seq)).toEqual([1, 2, 3, 4]);
+    expect(page.more).toBe(true);
+    expect(log.after(8, 4, 0)).toMatchObject({ more: false });
+  });
+
+  it('stays correct across many trims (compaction)', () => {
+    const log = new MessageLog({ maxCount: 10 });
+    for (let i = 1; i <= 5000; i++) log.append(msg(i), 0);
+    expect(log.after(0, 100, 0).messages.map((m) => m._seq)).toEqual([4991, 4992, 4993, 4994, 4995, 4996, 4997, 4998, 4999, 5000]);
+  });
+
+  it('maxCount 0 keeps nothing', () => {
+    const log = new MessageLog({ maxCount: 0 });
+    log.append(msg(1), 0);
+    expect(log.size).toBe(0);
+    expect(log.after(0, 10, 0).gap).toBe(true);
+  });
+
+  it('validates its limits', () => {
+    expect(() => new MessageLog({ maxCount: -1 })).toThrow(InvalidArgumentError);
+    expect(() => new MessageLog({ maxAgeMs: 0 })).toThrow(/history.maxAgeMs/);
+    expect(() => new MessageLog({ maxBytes: 1.5 })).toThrow(InvalidArgumentError);
+  });
+});
