@@ -9,7 +9,7 @@ import * as api from '../../src/index.js';
 
 describe('docs/errors.md', () => {
   const doc = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
-  const rows = [...doc.matchAll(/^\| `(PB_ERR_[A-Z_]+)` \| `(\w+)` \|/gm)].map((m) => [m[1], m[2]] as const);
+  const rows = [...doc.matchAll(/^\| `(PB_ERR_[A-Z_]+)` \| `(\w+)` \|/gm)].map((m) => [m[1]!, m[2]!] as const);
 
   it('lists exactly the codes of ErrorCodes', () => {
     expect(rows.map(([code]) => code).sort()).toEqual(Object.values(ErrorCodes).sort());
