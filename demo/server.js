@@ -1,99 +1,121 @@
 // The patchbay demo server: an app built from the library's public classes, nothing more.
 // `npm run demo` builds the package and starts it on 127.0.0.1 (PORT, default 3000).
-// Later primitives add their routes here (DESIGN.md, "The demo server's routes").
+// Routes follow DESIGN.md ("The demo server's routes"); later primitives add theirs here.
 import http from 'node:http';
 import { pathToFileURL } from 'node:url';
-import { InvalidArgumentError, Purgatory } from 'patchbay';
-
-const MAX_WAIT_MS = 60_000;
+import {
+  decodeBody,
+  InvalidArgumentError,
+  LongPollHandler,
+  MethodNotAllowedError,
+  NotFoundError,
+  PubSubBroker,
+  readBody,
+  sendError,
+  sendJson,
+} from 'patchbay';
 
 const page = `<!doctype html>
 <meta charset="utf-8">
 <title>patchbay demo</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem}code{background:#eee;padding:0 .2em}</style>
+<style>
+body{font:16px/1.5 system-ui,sans-serif;max-width:50rem;margin:2rem auto;padding:0 1rem}
+code{background:#eee;padding:0 .2em}input{font:inherit}pre{background:#f6f6f6;padding:.5rem;min-height:6rem}
+</style>
 <h1>patchbay demo</h1>
-<p>The <code>Purgatory</code>: requests wait on a key until something wakes the key or their timeout passes.</p>
-<p><button id="wait">Wait on "demo" (10 s)</button> <button id="wake">Wake "demo"</button></p>
-<pre id="log"></pre>
+<section>
+<h2>Long polling</h2>
+<p>This page long-polls <code>GET /lp/demo</code>; publish with <code>POST /pub/demo</code> and watch it arrive.</p>
+<form id="pub"><input id="text" value="hello" aria-label="message"> <button>Publish to "demo"</button></form>
+<pre id="lp"></pre>
+</section>
 <script>
-const log = (line) => { document.getElementById('log').textContent += line + '\\n'; };
-document.getElementById('wait').onclick = async () => {
-  const started = performance.now();
-  log('waiting...');
-  const res = await fetch('/wait/demo?timeoutMs=10000');
-  const body = await res.json();
-  log(res.status + ' ' + JSON.stringify(body) + ' after ' + Math.round(performance.now() - started) + ' ms');
+const log = (id, line) => { const el = document.getElementById(id); el.textContent = line + '\\n' + el.textContent; };
+document.getElementById('pub').onsubmit = async (e) => {
+  e.preventDefault();
+  const res = await fetch('/pub/demo', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: document.getElementById('text').value });
+  log('lp', 'published ' + (await res.json()).id);
 };
-document.getElementById('wake').onclick = async () => {
-  const res = await fetch('/wake/demo', { method: 'POST' });
-  log('woke ' + (await res.json()).woken + ' waiter(s)');
-};
+(async function poll(cursor) {
+  for (;;) {
+    try {
+      const res = await fetch('/lp/demo' + (cursor ? '?cursor=' + encodeURIComponent(cursor) : ''));
+      cursor = res.headers.get('patchbay-cursor') || cursor;
+      if (res.status === 200) {
+        const body = await res.json();
+        for (const m of body.messages) log('lp', 'received ' + m.id + ': ' + JSON.stringify(m.data));
+        if (body.gap) log('lp', '(some messages were missed: gap)');
+      } else if (res.status !== 204) {
+        log('lp', 'error ' + res.status); await new Promise((r) => setTimeout(r, 1000));
+      }
+    } catch { await new Promise((r) => setTimeout(r, 1000)); }
+  }
+})();
 </script>`;
 
 /**
  * Builds the demo server (not yet listening).
- * @returns {{ server: http.Server, purgatory: Purgatory }}
+ * @param {{ maxHoldMs?: number, maxBodyBytes?: number }} [options]
  */
-export function createDemo() {
-  const purgatory = new Purgatory({ name: 'demo' });
+export function createDemo(options = {}) {
+  const broker = new PubSubBroker();
+  const longPoll = new LongPollHandler({ broker, maxHoldMs: options.maxHoldMs ?? 30_000 });
+  const maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
 
-  const server = http.createServer((req, res) => {
+  const route = async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    const json = (status, body) => {
-      res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
-      res.end(JSON.stringify(body));
-    };
-    const match = /^\/(wait|wake)\/([^/]+)$/.exec(url.pathname);
-    let key = '';
+    const match = /^\/(pub|lp)\/([^/]+)$/.exec(url.pathname);
+    let topic = '';
     if (match) {
       try {
-        key = decodeURIComponent(match[2]);
+        topic = decodeURIComponent(match[2]);
       } catch {
-        json(400, { error: { code: 'PB_ERR_INVALID_ARGUMENT', message: 'The key in the path is not valid percent-encoding' } });
-        return;
+        throw new InvalidArgumentError('The topic in the path is not valid percent-encoding');
       }
     }
-
-    if (req.method === 'GET' && url.pathname === '/') {
+    if (url.pathname === '/') {
+      if (req.method !== 'GET') throw new MethodNotAllowedError(req.method, ['GET']);
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
       res.end(page);
-    } else if (req.method === 'GET' && url.pathname === '/stats') {
-      json(200, purgatory.stats());
-    } else if (req.method === 'GET' && match?.[1] === 'wait') {
-      const raw = url.searchParams.get('timeoutMs') ?? '30000';
-      const timeoutMs = Number(raw);
-      if (!/^\d+$/.test(raw) || timeoutMs > MAX_WAIT_MS) {
-        json(400, { error: { code: 'PB_ERR_INVALID_ARGUMENT', message: `timeoutMs must be an integer from 0 to ${MAX_WAIT_MS}, got ${JSON.stringify(raw)}` } });
-        return;
-      }
-      const gone = new AbortController();
-      res.on('close', () => gone.abort());
-      purgatory.wait(key, { timeoutMs, signal: gone.signal }).then(
-        (outcome) => json(200, { outcome }),
-        (err) => {
-          if (gone.signal.aborted) return; // the client left: nothing to answer
-          json(503, { error: { code: err?.code ?? 'PB_ERR_INTERNAL', message: String(err?.message ?? err) } });
-        },
-      );
-    } else if (req.method === 'POST' && match?.[1] === 'wake') {
-      json(200, { woken: purgatory.checkAndComplete(key) });
+    } else if (match?.[1] === 'pub') {
+      if (req.method !== 'POST') throw new MethodNotAllowedError(req.method, ['POST']);
+      const body = await readBody(req, maxBodyBytes);
+      const data = decodeBody(req.headers['content-type'], body);
+      const message = await broker.publish(topic, data);
+      sendJson(res, 201, { id: message.id });
+    } else if (match?.[1] === 'lp') {
+      await longPoll.handle(req, res, { topics: [topic] });
+    } else if (url.pathname === '/stats' && req.method === 'GET') {
+      sendJson(res, 200, { broker: broker.stats(), longPoll: longPoll.stats() });
     } else {
-      json(404, { error: { code: 'PB_ERR_NOT_FOUND', message: `No route for ${req.method} ${url.pathname}` } });
+      throw new NotFoundError(`No route for ${req.method} ${url.pathname}`);
     }
+  };
+
+  const server = http.createServer((req, res) => {
+    route(req, res).catch((error) => sendError(res, error));
   });
-  server.on('close', () => void purgatory.close());
-  return { server, purgatory };
+  server.on('close', () => {
+    void longPoll.close();
+    void broker.close();
+  });
+  return { server, broker, longPoll };
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const port = Number(process.env.PORT ?? 3000);
+  const maxHoldMs = Number(process.env.LP_TIMEOUT_MS ?? 30_000);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`PORT must be a port number, got ${process.env.PORT}`);
-  const { server } = createDemo();
+  if (!Number.isInteger(maxHoldMs) || maxHoldMs < 0) throw new InvalidArgumentError(`LP_TIMEOUT_MS must be a whole number of ms, got ${process.env.LP_TIMEOUT_MS}`);
+  const { server } = createDemo({ maxHoldMs });
   server.listen(port, '127.0.0.1', () => {
     const address = server.address();
     console.log(`patchbay demo on http://127.0.0.1:${typeof address === 'object' && address ? address.port : port}/`);
   });
-  const stop = () => server.close(() => process.exit(0));
+  const stop = () => {
+    server.close(() => process.exit(0));
+    server.closeIdleConnections();
+  };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
 }

@@ -9,3 +9,5 @@
 export * from './core/index.js';
 export * from './purgatory/index.js';
 export * from './pubsub/index.js';
+export * from './http/index.js';
+export * from './longpoll/index.js';

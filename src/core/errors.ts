@@ -29,6 +29,14 @@ export const ErrorCodes = {
   INVALID_CURSOR: 'PB_ERR_INVALID_CURSOR',
   /** An `authorize` hook refused the call. */
   FORBIDDEN: 'PB_ERR_FORBIDDEN',
+  /** No such route, resource or topic. */
+  NOT_FOUND: 'PB_ERR_NOT_FOUND',
+  /** The HTTP method is not supported on this resource. */
+  METHOD_NOT_ALLOWED: 'PB_ERR_METHOD_NOT_ALLOWED',
+  /** A request body is larger than the limit. */
+  BODY_TOO_LARGE: 'PB_ERR_BODY_TOO_LARGE',
+  /** A request body's media type is not one the endpoint takes. */
+  UNSUPPORTED_MEDIA_TYPE: 'PB_ERR_UNSUPPORTED_MEDIA_TYPE',
   /** A waiting operation was cancelled before it could complete. */
   CANCELLED: 'PB_ERR_CANCELLED',
   /** A peer sent bytes or a request that break the protocol. */
@@ -158,5 +166,44 @@ export class ForbiddenError extends PatchbayError {
   static override readonly brand: string = 'ForbiddenError';
   constructor(message = 'Not allowed', options?: PatchbayErrorOptions) {
     super(ErrorCodes.FORBIDDEN, message, options);
+  }
+}
+
+/** No such route, resource or topic. Code `PB_ERR_NOT_FOUND`. */
+export class NotFoundError extends PatchbayError {
+  /** @internal */
+  static override readonly brand: string = 'NotFoundError';
+  constructor(message = 'Not found', options?: PatchbayErrorOptions) {
+    super(ErrorCodes.NOT_FOUND, message, options);
+  }
+}
+
+/** The HTTP method is not supported here. Code `PB_ERR_METHOD_NOT_ALLOWED`. */
+export class MethodNotAllowedError extends PatchbayError {
+  /** @internal */
+  static override readonly brand: string = 'MethodNotAllowedError';
+  /** The methods that are allowed, for the `Allow` header. */
+  readonly allow: readonly string[];
+  constructor(method: string, allow: readonly string[], options?: PatchbayErrorOptions) {
+    super(ErrorCodes.METHOD_NOT_ALLOWED, `Method ${method} is not allowed here; use ${allow.join(', ')}`, options);
+    this.allow = allow;
+  }
+}
+
+/** A request body is larger than the limit. Code `PB_ERR_BODY_TOO_LARGE`. */
+export class BodyTooLargeError extends PatchbayError {
+  /** @internal */
+  static override readonly brand: string = 'BodyTooLargeError';
+  constructor(limitBytes: number, options?: PatchbayErrorOptions) {
+    super(ErrorCodes.BODY_TOO_LARGE, `The request body is larger than the limit of ${limitBytes} bytes`, options);
+  }
+}
+
+/** A request body's media type is not one the endpoint takes. Code `PB_ERR_UNSUPPORTED_MEDIA_TYPE`. */
+export class UnsupportedMediaTypeError extends PatchbayError {
+  /** @internal */
+  static override readonly brand: string = 'UnsupportedMediaTypeError';
+  constructor(message: string, options?: PatchbayErrorOptions) {
+    super(ErrorCodes.UNSUPPORTED_MEDIA_TYPE, message, options);
   }
 }

@@ -6,16 +6,20 @@
 export { abortReason, onAbort, throwIfAborted } from './abort.js';
 export { ManualClock, realClock, type Clock, type ClockTimer, type ManualTimerInfo, type SetTimerOptions } from './clock.js';
 export {
+  BodyTooLargeError,
   CancelledError,
   ClosedError,
   ErrorCodes,
   ForbiddenError,
   InvalidArgumentError,
   InvalidStateError,
+  MethodNotAllowedError,
+  NotFoundError,
   OverflowError,
   PatchbayError,
   ProtocolError,
   TimeoutError,
+  UnsupportedMediaTypeError,
   type ErrorCode,
   type PatchbayErrorOptions,
 } from './errors.js';

@@ -15,7 +15,7 @@ import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
 import { ForbiddenError, InvalidArgumentError, TimeoutError, ClosedError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
-import { type Backend, type BackendStats, MemoryBackend } from './backend.js';
+import { type Backend, type BackendRead, type BackendStats, MemoryBackend } from './backend.js';
 import { type Cursor, type Message, type MessageHeaders, parseCursor, sizeOf } from './message.js';
 import type { MessageLogLimits } from './message-log.js';
 import { type OverflowPolicy, pubsubChannels, type Receiver, Subscription, type SubscriptionHost } from './subscription.js';
@@ -356,6 +356,27 @@ export class PubSubBroker extends Resource {
     return this.publish(replyTo, data, options);
   }
 
+  /**
+   * Reads stored messages after `cursor` on a topic, several topics, or a pattern: the one-shot
+   * form of a replay, for pollers.
+   *
+   * @param target - A topic, a list of topics, or `{ pattern }`.
+   * @param cursor - An id to read after, or `null` for the oldest message kept.
+   * @param limit - The most messages to return.
+   * @throws (rejects) InvalidArgumentError for a bad target or limit; InvalidCursorError
+   *   (`PB_ERR_INVALID_CURSOR`) for a bad cursor.
+   */
+  read(target: string | readonly string[] | { readonly pattern: string }, cursor: string | null, limit: number): Promise<BackendRead> {
+    try {
+      this.assertOpen('read');
+      check.integerInRange('limit', limit, 1, 100_000);
+      const at = cursor === null ? null : parseCursor(cursor);
+      return this.backend.read(readSpec(target), at, limit);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
   /** A cursor for "now": messages published later are after it. */
   head(): Promise<string> {
     return this.backend.head();
@@ -454,6 +475,24 @@ export class PubSubBroker extends Resource {
     for (const reject of [...this.#requestRejects.values()]) reject(reason);
     this.#requestRejects.clear();
   }
+}
+
+/** Turns a read target into what `Backend.read` takes, validating it. @internal */
+export function readSpec(target: string | readonly string[] | { readonly pattern: string }): string | (readonly string[])[] {
+  if (typeof target === 'string') {
+    parseTopic(target);
+    return target;
+  }
+  if (Array.isArray(target)) {
+    if (target.length === 0) throw new InvalidArgumentError('Expected at least one topic, got an empty list');
+    if (target.length === 1) return readSpec(target[0] as string);
+    return target.map((t: unknown) => parseTopic(t));
+  }
+  if (typeof target === 'object' && target !== null && 'pattern' in target) {
+    const tokens = parsePattern(target.pattern);
+    return isWildcard(target.pattern) ? [tokens] : target.pattern;
+  }
+  throw new InvalidArgumentError(`Expected a topic, a list of topics or { pattern }, got ${check.describe(target)}`);
 }
 
 function groupKey(pattern: string, group: string): string {

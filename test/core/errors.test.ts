@@ -17,9 +17,10 @@ describe('docs/errors.md', () => {
 
   it('names, for each code, the class that carries it', () => {
     for (const [code, className] of rows) {
-      const Cls = (api as Record<string, unknown>)[className] as (new (message: string) => PatchbayError) | undefined;
+      const Cls = (api as Record<string, unknown>)[className] as (new (...args: unknown[]) => PatchbayError) | undefined;
       expect(Cls, `${className} is exported`).toBeDefined();
-      const err = new Cls!('x');
+      // Arguments that fit every constructor: (message) or (method, allow) or (limitBytes).
+      const err = new Cls!('x', ['GET']);
       expect(err).toBeInstanceOf(PatchbayError);
       expect(err.code).toBe(code);
     }

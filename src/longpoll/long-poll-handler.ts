@@ -1,0 +1,392 @@
+/**
+ * Long polling over the purgatory.
+ *
+ * `GET …?cursor=ID` answers at once with the messages after the cursor (up to a batch limit) and
+ * the next cursor; when there are none it parks the request in the {@link Purgatory}, keyed by
+ * topic, until a publish wakes it or the hold time passes, which answers `204 No Content` with
+ * the cursor to reuse. Without a cursor the poll waits for the next message.
+ *
+ * Answers are JSON: `{ "messages": [{ "id", "topic", "data", "headers"? }], "cursor", "gap", "more" }`.
+ * The cursor also travels in the `Patchbay-Cursor` header (on 204 too); `gap: true` (and
+ * `Patchbay-Gap: 1`) says messages after the given cursor were lost to the log's bounds or to a
+ * restart, and the batch holds what is left. Several topics or a pattern share one cursor.
+ *
+ * ## Waking many at once
+ *
+ * Polls parked with the same cursor get the same answer, so the body is built once per
+ * (keys, cursor, limit) and the same bytes are written to every woken request; the cache entry
+ * lives until the next message on its keys.
+ *
+ * @module
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type Clock, realClock } from '../core/clock.js';
+import { ForbiddenError, InvalidArgumentError, MethodNotAllowedError } from '../core/errors.js';
+import { Resource } from '../core/lifecycle.js';
+import * as check from '../core/validate.js';
+import { applyCors, type CorsOptions, sendError } from '../http/index.js';
+import { noStore } from '../http/respond.js';
+import { Purgatory } from '../purgatory/index.js';
+import {
+  type BackendRead,
+  type Cursor,
+  type Message,
+  parseCursor,
+  parsePattern,
+  parseTopic,
+  type PubSubBroker,
+  type Subscription,
+  TopicIndex,
+} from '../pubsub/index.js';
+
+/** The response header carrying the cursor to poll with next. */
+export const CURSOR_HEADER = 'Patchbay-Cursor';
+/** The response header set to `1` when a gap was detected. */
+export const GAP_HEADER = 'Patchbay-Gap';
+
+/** What one long poll waits on: topics, or a pattern. */
+export interface LongPollTarget {
+  /** One or more topics sharing one cursor. */
+  readonly topics?: readonly string[];
+  /** A pattern (`*` one token, `>` the rest). */
+  readonly pattern?: string;
+}
+
+/** Options for {@link LongPollHandler}. */
+export interface LongPollHandlerOptions {
+  /** The broker whose topics are polled. */
+  readonly broker: PubSubBroker;
+  /**
+   * The purgatory that holds parked polls.
+   * @defaultValue a new one (10 ms tick, on `clock`), closed with the handler
+   */
+  readonly purgatory?: Purgatory;
+  /**
+   * The time source, for hold deadlines and the default purgatory; give a custom purgatory the
+   * same clock.
+   * @defaultValue the real clock
+   */
+  readonly clock?: Clock;
+  /**
+   * The longest a poll is held, in ms; a client's `timeout` query may ask for less. Clients
+   * should give up later than this (say, 10 s later).
+   * @defaultValue 30000
+   */
+  readonly maxHoldMs?: number;
+  /**
+   * The most messages in one answer; a client's `limit` query may ask for fewer.
+   * @defaultValue 100
+   */
+  readonly maxBatch?: number;
+  /** CORS: without it, no CORS headers are sent. */
+  readonly cors?: CorsOptions;
+  /**
+   * May this request poll this target? Return `false` to answer 403.
+   */
+  readonly authorize?: (req: IncomingMessage, target: LongPollTarget) => boolean | Promise<boolean>;
+}
+
+/** Counters reported by {@link LongPollHandler.stats}. */
+export interface LongPollStats {
+  /** Polls parked in the purgatory now. */
+  readonly parked: number;
+  /** Polls answered with messages (200) so far. */
+  readonly answered: number;
+  /** Polls whose hold ended without a message (204) so far. */
+  readonly timedOut: number;
+  /** Topics and patterns that polls are waiting on or reading now. */
+  readonly interests: number;
+}
+
+interface Interest {
+  refs: number;
+  lastSeq: number;
+  readonly answers: Map<string, Promise<Answer>>;
+}
+
+interface Answer {
+  readonly body: Buffer;
+  readonly cursor: string;
+  readonly gap: boolean;
+  readonly count: number;
+}
+
+const EXPOSED = [CURSOR_HEADER, GAP_HEADER];
+
+/**
+ * Long polling for a {@link PubSubBroker}, over plain `node:http`.
+ *
+ * @example
+ * ```ts
+ * const broker = new PubSubBroker();
+ * const longPoll = new LongPollHandler({ broker });
+ * http.createServer((req, res) => {
+ *   const m = /^\/lp\/([^/?]+)/.exec(req.url ?? '');
+ *   if (m) void longPoll.handle(req, res, { topics: [decodeURIComponent(m[1]!)] });
+ * });
+ * ```
+ */
+export class LongPollHandler extends Resource {
+  readonly #broker: PubSubBroker;
+  readonly #purgatory: Purgatory;
+  readonly #ownsPurgatory: boolean;
+  readonly #clock: Clock;
+  readonly #maxHoldMs: number;
+  readonly #maxBatch: number;
+  readonly #cors: CorsOptions | undefined;
+  readonly #authorize: LongPollHandlerOptions['authorize'];
+  readonly #interest = new Map<string, Interest>();
+  readonly #patterns = new TopicIndex<string>();
+  readonly #parked = new Set<AbortController>();
+  #feed: Promise<Subscription> | undefined;
+  #answered = 0;
+  #timedOut = 0;
+
+  /** @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) on an invalid option. */
+  constructor(options: LongPollHandlerOptions) {
+    super();
+    const opts = check.optionsObject('options', options) as LongPollHandlerOptions;
+    if (opts.broker === undefined || typeof opts.broker.read !== 'function') {
+      throw new InvalidArgumentError(`Expected \`broker\` to be a PubSubBroker, got ${check.describe(opts.broker)}`);
+    }
+    this.#broker = opts.broker;
+    this.#ownsPurgatory = opts.purgatory === undefined;
+    this.#clock = opts.clock ?? realClock;
+    this.#purgatory = opts.purgatory ?? new Purgatory({ name: 'longpoll', clock: this.#clock });
+    this.#maxHoldMs = check.integerInRange('maxHoldMs', opts.maxHoldMs ?? 30_000, 0, 2 ** 31 - 1);
+    this.#maxBatch = check.integerInRange('maxBatch', opts.maxBatch ?? 100, 1, 10_000);
+    this.#cors = opts.cors === undefined ? undefined : check.optionsObject('cors', opts.cors);
+    this.#authorize = check.optionalFunction('authorize', opts.authorize);
+  }
+
+  /** Counters. */
+  stats(): LongPollStats {
+    return { parked: this.#parked.size, answered: this.#answered, timedOut: this.#timedOut, interests: this.#interest.size };
+  }
+
+  /**
+   * Serves one long poll. Query: `cursor` (an id), `timeout` (ms, at most `maxHoldMs`), `limit`
+   * (at most `maxBatch`), and, when `target` is not given, `topic` (repeatable) or `pattern`.
+   *
+   * Bad input answers 4xx with a JSON error body; a client that disconnects leaves the purgatory
+   * at once and gets no answer. Resolves when the request is answered or abandoned; never rejects.
+   */
+  async handle(req: IncomingMessage, res: ServerResponse, target?: LongPollTarget): Promise<void> {
+    try {
+      if (applyCors(req, res, this.#cors, ['GET'], [], EXPOSED)) return;
+      if (req.method !== 'GET') throw new MethodNotAllowedError(req.method ?? '?', ['GET']);
+      this.assertOpen('handle');
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      const q = url.searchParams;
+      const resolved = resolveTarget(target ?? { topics: q.getAll('topic'), pattern: q.get('pattern') ?? undefined });
+      const hold = intParam(q.get('timeout'), 'timeout', 0, this.#maxHoldMs, this.#maxHoldMs);
+      const limit = intParam(q.get('limit'), 'limit', 1, this.#maxBatch, this.#maxBatch);
+      const rawCursor = q.get('cursor');
+      const cursorGiven = rawCursor !== null && rawCursor !== '';
+      if (cursorGiven) parseCursor(rawCursor);
+      if (this.#authorize !== undefined && (await this.#authorize(req, resolved.target)) !== true) {
+        throw new ForbiddenError('Not allowed to poll this target');
+      }
+      await this.#ensureFeed();
+      await this.#poll(req, res, resolved, cursorGiven ? rawCursor : null, hold, limit);
+    } catch (error) {
+      sendError(res, error);
+    }
+  }
+
+  async #poll(req: IncomingMessage, res: ServerResponse, t: ResolvedTarget, cursorIn: string | null, hold: number, limit: number): Promise<void> {
+    const gone = new AbortController();
+    const onClose = (): void => gone.abort();
+    req.once('close', onClose);
+    res.once('close', onClose);
+    this.#retain(t);
+    let current = cursorIn ?? '';
+    try {
+      // Interest is registered before the first read, so a publish racing it still wakes us.
+      current = cursorIn ?? (await this.#broker.head());
+      let cursor: Cursor = parseCursor(current);
+      const deadline = this.#clock.now() + hold;
+      for (;;) {
+        const answer = await this.#answer(t, cursor, limit);
+        if (gone.signal.aborted) return;
+        if (answer.count > 0 || answer.gap) {
+          this.#send(res, answer);
+          return;
+        }
+        current = answer.cursor;
+        cursor = parseCursor(current);
+        const left = Math.max(0, deadline - this.#clock.now());
+        const seq = cursor.seq;
+        this.#parked.add(gone);
+        let outcome: string;
+        try {
+          outcome = await this.#purgatory.wait(t.keys, {
+            timeoutMs: left,
+            signal: gone.signal,
+            tryComplete: () => this.#lastSeq(t.keys) > seq,
+          });
+        } finally {
+          this.#parked.delete(gone);
+        }
+        if (outcome === 'expired') {
+          this.#sendTimeout(res, current);
+          return;
+        }
+      }
+    } catch (error) {
+      if (gone.signal.aborted && !this.closed) return; // the client left: nothing to answer
+      if (this.closed) {
+        this.#sendTimeout(res, current);
+        return;
+      }
+      throw error;
+    } finally {
+      req.off('close', onClose);
+      res.off('close', onClose);
+      this.#release(t);
+    }
+  }
+
+  /** The answer for (target, cursor, limit), built once and shared until the next message. */
+  #answer(t: ResolvedTarget, cursor: Cursor, limit: number): Promise<Answer> {
+    const key = `${cursor.epoch}-${cursor.seq}\u0000${limit}`;
+    const interest = this.#interest.get(t.keys[0]!)!;
+    const cached = t.keys.length === 1 ? interest.answers.get(key) : undefined;
+    if (cached !== undefined) return cached;
+    const built = this.#broker
+      .read(t.readTarget, `${cursor.epoch}-${cursor.seq.toString(36)}`, limit)
+      .then((read) => buildAnswer(read));
+    if (t.keys.length === 1) {
+      interest.answers.set(key, built);
+      built.catch(() => interest.answers.delete(key));
+    }
+    return built;
+  }
+
+  #send(res: ServerResponse, answer: Answer): void {
+    if (res.writableEnded || res.destroyed) return;
+    this.#answered++;
+    const headers: Record<string, string | number> = {
+      ...noStore,
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': answer.body.length,
+      [CURSOR_HEADER]: answer.cursor,
+    };
+    if (answer.gap) headers[GAP_HEADER] = '1';
+    res.writeHead(200, headers);
+    res.end(answer.body);
+  }
+
+  #sendTimeout(res: ServerResponse, cursor: string): void {
+    if (res.writableEnded || res.destroyed) return;
+    this.#timedOut++;
+    res.writeHead(204, { ...noStore, [CURSOR_HEADER]: cursor });
+    res.end();
+  }
+
+  #lastSeq(keys: readonly string[]): number {
+    let max = 0;
+    for (const k of keys) max = Math.max(max, this.#interest.get(k)?.lastSeq ?? 0);
+    return max;
+  }
+
+  #retain(t: ResolvedTarget): void {
+    for (const key of t.keys) {
+      let interest = this.#interest.get(key);
+      if (interest === undefined) {
+        interest = { refs: 0, lastSeq: 0, answers: new Map() };
+        this.#interest.set(key, interest);
+        if (t.patternTokens !== undefined) this.#patterns.add(t.patternTokens, key);
+      }
+      interest.refs++;
+    }
+  }
+
+  #release(t: ResolvedTarget): void {
+    for (const key of t.keys) {
+      const interest = this.#interest.get(key);
+      if (interest === undefined || --interest.refs > 0) continue;
+      this.#interest.delete(key);
+      if (t.patternTokens !== undefined) this.#patterns.remove(t.patternTokens, key);
+    }
+  }
+
+  /** One broker subscription feeds every poll: it records the newest seq per key and wakes it. */
+  #ensureFeed(): Promise<Subscription> {
+    this.#feed ??= this.#broker.subscribe('>', { onMessage: (m) => this.#onMessage(m) });
+    return this.#feed;
+  }
+
+  #onMessage(message: Message): void {
+    if (this.#interest.size === 0) return;
+    this.#touch(`t:${message.topic}`, message._seq);
+    if (this.#patterns.size > 0) for (const key of this.#patterns.match(message.topic)) this.#touch(key, message._seq);
+  }
+
+  #touch(key: string, seq: number): void {
+    const interest = this.#interest.get(key);
+    if (interest === undefined) return;
+    interest.lastSeq = seq;
+    interest.answers.clear();
+    this.#purgatory.checkAndComplete(key);
+  }
+
+  protected async onClose(): Promise<void> {
+    await this.#shutdown();
+  }
+
+  protected onDestroy(): void {
+    void this.#shutdown();
+  }
+
+  async #shutdown(): Promise<void> {
+    // Parked polls are answered 204 with their cursor, so clients poll again (elsewhere).
+    if (this.#ownsPurgatory) await this.#purgatory.close();
+    else for (const key of [...this.#interest.keys()]) this.#purgatory.cancelForKey(key);
+    const feed = this.#feed;
+    this.#feed = undefined;
+    if (feed !== undefined) (await feed.catch(() => undefined))?.close();
+  }
+}
+
+interface ResolvedTarget {
+  readonly target: LongPollTarget;
+  readonly keys: readonly string[];
+  readonly readTarget: string | readonly string[] | { readonly pattern: string };
+  readonly patternTokens: readonly string[] | undefined;
+}
+
+function resolveTarget(target: LongPollTarget): ResolvedTarget {
+  const topics = target.topics ?? [];
+  const pattern = target.pattern;
+  if (pattern !== undefined && pattern !== '') {
+    if (topics.length > 0) throw new InvalidArgumentError('Give either topics or a pattern, not both');
+    const tokens = parsePattern(pattern);
+    return { target: { pattern }, keys: [`p:${pattern}`], readTarget: { pattern }, patternTokens: tokens };
+  }
+  if (topics.length === 0) throw new InvalidArgumentError('Expected a topic (or a pattern) to poll');
+  if (topics.length > 32) throw new InvalidArgumentError(`Expected at most 32 topics in one poll, got ${topics.length}`);
+  const unique = [...new Set(topics)];
+  for (const topic of unique) parseTopic(topic);
+  return {
+    target: { topics: unique },
+    keys: unique.map((topic) => `t:${topic}`),
+    readTarget: unique.length === 1 ? unique[0]! : unique,
+    patternTokens: undefined,
+  };
+}
+
+/** A non-negative integer query parameter; values above `max` are capped to it. */
+function intParam(raw: string | null, name: string, min: number, max: number, fallback: number): number {
+  if (raw === null || raw === '') return fallback;
+  if (!/^\d{1,15}$/.test(raw) || Number(raw) < min) {
+    throw new InvalidArgumentError(`Expected query \`${name}\` to be an integer of at least ${min}, got ${JSON.stringify(raw.slice(0, 40))}`);
+  }
+  return Math.min(Number(raw), max);
+}
+
+function buildAnswer(read: BackendRead): Answer {
+  const messages = read.messages.map((m) => (m.headers === undefined ? { id: m.id, topic: m.topic, data: m.data } : { id: m.id, topic: m.topic, data: m.data, headers: m.headers }));
+  const body = Buffer.from(JSON.stringify({ messages, cursor: read.cursor, gap: read.gap, more: read.more }));
+  return { body, cursor: read.cursor, gap: read.gap, count: read.messages.length };
+}
