@@ -21,12 +21,12 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Clock, realClock } from '../core/clock.js';
-import { ForbiddenError, InvalidArgumentError, MethodNotAllowedError } from '../core/errors.js';
+import { ClosedError, ForbiddenError, InvalidArgumentError, MethodNotAllowedError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
 import { applyCors, type CorsOptions, sendError } from '../http/index.js';
 import { noStore } from '../http/respond.js';
-import { Purgatory } from '../purgatory/index.js';
+import { DelayedOperation, Purgatory } from '../purgatory/index.js';
 import {
   type BackendRead,
   type Cursor,
@@ -137,7 +137,9 @@ export class LongPollHandler extends Resource {
   readonly #authorize: LongPollHandlerOptions['authorize'];
   readonly #interest = new Map<string, Interest>();
   readonly #patterns = new TopicIndex<string>();
-  readonly #parked = new Set<AbortController>();
+  #parked = 0;
+  /** Keys are namespaced per handler, so a shared purgatory never mixes two handlers' waiters. */
+  readonly #ns = `lp${++handlerCount}:`;
   #feed: Promise<Subscription> | undefined;
   #answered = 0;
   #timedOut = 0;
@@ -161,7 +163,7 @@ export class LongPollHandler extends Resource {
 
   /** Counters. */
   stats(): LongPollStats {
-    return { parked: this.#parked.size, answered: this.#answered, timedOut: this.#timedOut, interests: this.#interest.size };
+    return { parked: this.#parked, answered: this.#answered, timedOut: this.#timedOut, interests: this.#interest.size };
   }
 
   /**
@@ -169,7 +171,8 @@ export class LongPollHandler extends Resource {
    * (at most `maxBatch`), and, when `target` is not given, `topic` (repeatable) or `pattern`.
    *
    * Bad input answers 4xx with a JSON error body; a client that disconnects leaves the purgatory
-   * at once and gets no answer. Resolves when the request is answered or abandoned; never rejects.
+   * at once and gets no answer. Resolves once the request is answered or parked (parked polls
+   * cost no pending promise); never rejects.
    */
   async handle(req: IncomingMessage, res: ServerResponse, target?: LongPollTarget): Promise<void> {
     try {
@@ -178,74 +181,74 @@ export class LongPollHandler extends Resource {
       this.assertOpen('handle');
       const url = new URL(req.url ?? '/', 'http://localhost');
       const q = url.searchParams;
-      const resolved = resolveTarget(target ?? { topics: q.getAll('topic'), pattern: q.get('pattern') ?? undefined });
+      const resolved = this.#resolveTarget(target ?? { topics: q.getAll('topic'), pattern: q.get('pattern') ?? undefined });
       const hold = intParam(q.get('timeout'), 'timeout', 0, this.#maxHoldMs, this.#maxHoldMs);
       const limit = intParam(q.get('limit'), 'limit', 1, this.#maxBatch, this.#maxBatch);
       const rawCursor = q.get('cursor');
-      const cursorGiven = rawCursor !== null && rawCursor !== '';
-      if (cursorGiven) parseCursor(rawCursor);
+      const cursor = rawCursor !== null && rawCursor !== '' ? rawCursor : null;
+      if (cursor !== null) parseCursor(cursor);
       if (this.#authorize !== undefined && (await this.#authorize(req, resolved.target)) !== true) {
         throw new ForbiddenError('Not allowed to poll this target');
       }
       await this.#ensureFeed();
-      await this.#poll(req, res, resolved, cursorGiven ? rawCursor : null, hold, limit);
+      this.assertOpen('handle');
+      // Interest is registered before the first read, so a publish racing the read still wakes us.
+      this.#retain(resolved);
+      const poll: Poll = { res, t: resolved, cursor: cursor ?? '', deadline: this.#clock.now() + hold, limit };
+      try {
+        if (cursor === null) poll.cursor = await this.#broker.head();
+        await this.#attempt(poll);
+      } catch (error) {
+        this.#release(resolved);
+        throw error;
+      }
     } catch (error) {
       sendError(res, error);
     }
   }
 
-  async #poll(req: IncomingMessage, res: ServerResponse, t: ResolvedTarget, cursorIn: string | null, hold: number, limit: number): Promise<void> {
-    const gone = new AbortController();
-    const onClose = (): void => gone.abort();
-    req.once('close', onClose);
-    res.once('close', onClose);
-    this.#retain(t);
-    let current = cursorIn ?? '';
-    try {
-      // Interest is registered before the first read, so a publish racing it still wakes us.
-      current = cursorIn ?? (await this.#broker.head());
-      let cursor: Cursor = parseCursor(current);
-      const deadline = this.#clock.now() + hold;
-      for (;;) {
-        const answer = await this.#answer(t, cursor, limit);
-        if (gone.signal.aborted) return;
-        if (answer.count > 0 || answer.gap) {
-          this.#send(res, answer);
-          return;
-        }
-        current = answer.cursor;
-        cursor = parseCursor(current);
-        const left = Math.max(0, deadline - this.#clock.now());
-        const seq = cursor.seq;
-        this.#parked.add(gone);
-        let outcome: string;
-        try {
-          outcome = await this.#purgatory.wait(t.keys, {
-            timeoutMs: left,
-            signal: gone.signal,
-            tryComplete: () => this.#lastSeq(t.keys) > seq,
-          });
-        } finally {
-          this.#parked.delete(gone);
-        }
-        if (outcome === 'expired') {
-          this.#sendTimeout(res, current);
-          return;
-        }
-      }
-    } catch (error) {
-      if (gone.signal.aborted && !this.closed) return; // the client left: nothing to answer
-      if (this.closed) {
-        this.#sendTimeout(res, current);
+  /** Reads after the poll's cursor: answers if there is something, parks it otherwise. */
+  async #attempt(poll: Poll): Promise<void> {
+    const answer = await this.#answer(poll.t, parseCursor(poll.cursor), poll.limit);
+    const res = poll.res;
+    if (res.destroyed || res.writableEnded) {
+      this.#release(poll.t); // the client left while we read
+      return;
+    }
+    if (answer.count > 0 || answer.gap) {
+      this.#send(res, answer);
+      this.#release(poll.t);
+      return;
+    }
+    poll.cursor = answer.cursor;
+    const op = new LongPollOp(this.#ops, poll, parseCursor(answer.cursor).seq, Math.max(0, poll.deadline - this.#clock.now()));
+    const parked = res as ParkedResponse;
+    if (!(kOp in parked)) parked.on('close', onResponseClose); // once per response, however often it re-parks
+    parked[kOp] = op;
+    this.#parked++;
+    op.purgatory = this.#purgatory;
+    this.#purgatory.tryCompleteElseWatch(op, poll.t.keys);
+  }
+
+  /** What parked operations call back into. */
+  readonly #ops: OpHost = {
+    lastSeq: (keys) => this.#lastSeq(keys),
+    ended: (op, how, reason) => {
+      this.#parked--;
+      const poll = op.poll;
+      (poll.res as ParkedResponse)[kOp] = undefined;
+      if (how === 'completed') {
+        // Woken: read again (usually one shared, pre-built answer); nothing new re-parks.
+        this.#attempt(poll).catch((error: unknown) => {
+          this.#release(poll.t);
+          sendError(poll.res, error);
+        });
         return;
       }
-      throw error;
-    } finally {
-      req.off('close', onClose);
-      res.off('close', onClose);
-      this.#release(t);
-    }
-  }
+      if (how === 'expired' || this.closed || reason instanceof ClosedError) this.#sendTimeout(poll.res, poll.cursor);
+      this.#release(poll.t);
+    },
+  };
 
   /** The answer for (target, cursor, limit), built once and shared until the next message. */
   #answer(t: ResolvedTarget, cursor: Cursor, limit: number): Promise<Answer> {
@@ -284,6 +287,10 @@ export class LongPollHandler extends Resource {
     res.end();
   }
 
+  #resolveTarget(target: LongPollTarget): ResolvedTarget {
+    return resolveTarget(target, this.#ns);
+  }
+
   #lastSeq(keys: readonly string[]): number {
     let max = 0;
     for (const k of keys) max = Math.max(max, this.#interest.get(k)?.lastSeq ?? 0);
@@ -319,7 +326,7 @@ export class LongPollHandler extends Resource {
 
   #onMessage(message: Message): void {
     if (this.#interest.size === 0) return;
-    this.#touch(`t:${message.topic}`, message._seq);
+    this.#touch(`${this.#ns}t:${message.topic}`, message._seq);
     if (this.#patterns.size > 0) for (const key of this.#patterns.match(message.topic)) this.#touch(key, message._seq);
   }
 
@@ -349,6 +356,59 @@ export class LongPollHandler extends Resource {
   }
 }
 
+let handlerCount = 0;
+
+/** One poll in flight. */
+interface Poll {
+  readonly res: ServerResponse;
+  readonly t: ResolvedTarget;
+  /** The cursor to read after (and to hand back on a 204). */
+  cursor: string;
+  /** When the hold ends, on the handler's clock. */
+  readonly deadline: number;
+  readonly limit: number;
+}
+
+interface OpHost {
+  lastSeq(keys: readonly string[]): number;
+  ended(op: LongPollOp, how: 'completed' | 'expired' | 'cancelled', reason: unknown): void;
+}
+
+const kOp = Symbol('patchbay.longpoll.op');
+type ParkedResponse = ServerResponse & { [kOp]?: LongPollOp | undefined };
+
+/** One listener function for every parked response: no closure per request. */
+function onResponseClose(this: ParkedResponse): void {
+  const op = this[kOp];
+  if (op !== undefined) op.forceCancel();
+}
+
+/** A parked poll, as a purgatory operation: the callback form, the lean one. */
+class LongPollOp extends DelayedOperation {
+  constructor(
+    readonly host: OpHost,
+    readonly poll: Poll,
+    readonly seq: number,
+    timeoutMs: number,
+  ) {
+    super(timeoutMs);
+  }
+  override tryComplete(): boolean {
+    return this.host.lastSeq(this.poll.t.keys) > this.seq;
+  }
+  onComplete(): void {
+    this.host.ended(this, this.state === 'expired' ? 'expired' : 'completed', undefined);
+  }
+  override onCancel(reason: unknown): void {
+    this.host.ended(this, 'cancelled', reason);
+  }
+  /** The client went away: leave the purgatory now. */
+  forceCancel(): void {
+    if (!this.isDone) this.purgatory?.cancel(this, new Error('client disconnected'));
+  }
+  purgatory: Purgatory | undefined;
+}
+
 interface ResolvedTarget {
   readonly target: LongPollTarget;
   readonly keys: readonly string[];
@@ -356,13 +416,13 @@ interface ResolvedTarget {
   readonly patternTokens: readonly string[] | undefined;
 }
 
-function resolveTarget(target: LongPollTarget): ResolvedTarget {
+function resolveTarget(target: LongPollTarget, ns: string): ResolvedTarget {
   const topics = target.topics ?? [];
   const pattern = target.pattern;
   if (pattern !== undefined && pattern !== '') {
     if (topics.length > 0) throw new InvalidArgumentError('Give either topics or a pattern, not both');
     const tokens = parsePattern(pattern);
-    return { target: { pattern }, keys: [`p:${pattern}`], readTarget: { pattern }, patternTokens: tokens };
+    return { target: { pattern }, keys: [`${ns}p:${pattern}`], readTarget: { pattern }, patternTokens: tokens };
   }
   if (topics.length === 0) throw new InvalidArgumentError('Expected a topic (or a pattern) to poll');
   if (topics.length > 32) throw new InvalidArgumentError(`Expected at most 32 topics in one poll, got ${topics.length}`);
@@ -370,7 +430,7 @@ function resolveTarget(target: LongPollTarget): ResolvedTarget {
   for (const topic of unique) parseTopic(topic);
   return {
     target: { topics: unique },
-    keys: unique.map((topic) => `t:${topic}`),
+    keys: unique.map((topic) => `${ns}t:${topic}`),
     readTarget: unique.length === 1 ? unique[0]! : unique,
     patternTokens: undefined,
   };
