@@ -395,6 +395,11 @@ export class Purgatory extends Resource {
 
     if (this.#check(op) || this.#ended(op)) return op._state === COMPLETED;
     op._state = WAITING;
+    // The signal may have aborted from inside tryComplete, before a listener could see it.
+    if (signal?.aborted) {
+      this.#end(op, CANCELLED, abortReason(signal));
+      return false;
+    }
 
     const timeoutMs = op.timeoutMs;
     if (timeoutMs <= 0) {
@@ -409,11 +414,7 @@ export class Purgatory extends Resource {
       if (fireTick <= this.#wheel.elapsed) this.#scheduleDrain();
       else if (!this.#draining && fireTick < this.#armedTick) this.#arm(fireTick);
     }
-    if (signal !== undefined) {
-      // The signal may have aborted from inside tryComplete, before a listener could see it.
-      if (signal.aborted) this.#end(op, CANCELLED, abortReason(signal));
-      else op._abort = onAbort(signal, (reason) => this.#end(op, CANCELLED, reason));
-    }
+    if (signal !== undefined) op._abort = onAbort(signal, (reason) => this.#end(op, CANCELLED, reason));
     return false;
   }
 
@@ -457,7 +458,8 @@ export class Purgatory extends Resource {
 
   /**
    * Completes `op` now if it is still waiting here, whatever its condition says. Called from the
-   * operation's own `tryComplete`, the completion happens right after `tryComplete` returns.
+   * operation's own `tryComplete`, the completion happens right after `tryComplete` returns
+   * (unless the operation is cancelled before then: cancellation wins).
    *
    * @returns `true` if the operation completed (or will, as just described).
    */
@@ -677,7 +679,9 @@ export class Purgatory extends Resource {
     } else if (state === EXPIRED) {
       this.#expired++;
       if (purgatoryChannels.expire.hasSubscribers) {
-        const latenessMs = this.#clock.now() - op._tWhen * this.tickMs;
+        // A timed op is late by how far past its (rounded-up) slot it fired; one that expired at
+        // once (timeout <= 0) never entered the wheel, and is late by how far its timeout was below 0.
+        const latenessMs = op._tWhen > 0 ? this.#clock.now() - op._tWhen * this.tickMs : Math.max(0, -op.timeoutMs);
         purgatoryChannels.expire.publish({ purgatory: this, operation: op, latenessMs });
       }
       this.#call(op, 0, undefined);

@@ -392,8 +392,8 @@ function verify(m: RefModel, sys: RealSystem, mark: Mark, step: RefStep): void {
   // Diagnostics: one event per ended op at its time; anonymous (wait()) ops as a multiset.
   const events = sys.channel.slice(mark.channel);
   for (const event of events) {
-    // With a ManualClock a timed expiry is exactly on time. (Expiries of timeout <= 0 are left to
-    // the separate latenessMs property below, which currently fails: see BUG there.)
+    // With a ManualClock a timed expiry is exactly on time. (Expiries of timeout <= 0 are checked
+    // by the separate latenessMs property below.)
     const rec = sys.byOp.get(event.op);
     if (event.kind === 'expire' && rec !== undefined && rec.spec.delay > 0) expect(event.latenessMs).toBe(0);
   }
@@ -953,14 +953,10 @@ describe('Purgatory with fractional clock readings (performance.now() style)', (
 });
 
 describe('diagnostics: latenessMs of the expire event', () => {
-  // BUG (reported, not fixed here): Purgatory#end computes `latenessMs = clock.now() -
-  // op._tWhen * tickMs`, but an op whose timeout is <= 0 expires inside tryCompleteElseWatch
-  // without ever being scheduled, so `_tWhen` is still 0 and the event reports the absolute clock
-  // reading as its lateness. Shrunk counterexample [tickMs, start, timeoutMs, viaWait] =
-  // [1, 2, 0, false]: the clock at 2, a DelayedOperation with timeout 0 expires at once and the
-  // event says latenessMs 2 (at clock 10^6 it would say 10^6 ms late). Flip `it.fails` to `it`
-  // once fixed.
-  it.fails('BUG: every expiry, timeout <= 0 included, reports 0 <= latenessMs <= max(0, -timeout) + tick', () => {
+  // Regression: an op whose timeout is <= 0 expires inside tryCompleteElseWatch without entering
+  // the wheel; the event once reported the absolute clock reading as its lateness (shrunk
+  // counterexample [tickMs, start, timeoutMs, viaWait] = [1, 2, 0, false]).
+  it('every expiry, timeout <= 0 included, reports 0 <= latenessMs <= max(0, -timeout) + tick', () => {
     fc.assert(
       fc.property(
         fc.constantFrom(1, 10),

@@ -295,6 +295,22 @@ describe('Purgatory semantics', () => {
     expect(op.tries).toBe(0);
   });
 
+  it('a signal aborted from inside tryComplete cancels, whatever the timeout', () => {
+    for (const timeout of [0, 1000]) {
+      const { purgatory } = setup();
+      const ac = new AbortController();
+      const op = new Op(timeout, ac.signal);
+      op.tryComplete = () => {
+        ac.abort('from inside');
+        return false;
+      };
+      purgatory.tryCompleteElseWatch(op, 'k');
+      expect(op.state).toBe('cancelled');
+      expect(op.events).toEqual(['cancel:from inside']);
+      expect(purgatory.stats()).toMatchObject({ waiting: 0, watched: 0, timed: 0 });
+    }
+  });
+
   it('a completed op drops its abort listener', () => {
     const { purgatory } = setup();
     const ac = new AbortController();
