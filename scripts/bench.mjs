@@ -1,0 +1,93 @@
+#!/usr/bin/env node
+// Runs benchmark suites from the bench/ package: `npm run bench -- [suite...] [suite options]`.
+//
+//   npm run bench                      every suite
+//   npm run bench -- purgatory         one suite
+//   npm run bench -- purgatory --runs 5 --scale 0.1 --no-write
+//
+// Builds the package first (suites import the built dist/, as users do), then runs each suite in
+// its own process group, bounded in time: a suite that overruns is killed and the run fails.
+import { spawn, spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** name -> entry (relative to the repository root), what it measures, wall-clock limit. */
+const suites = {
+  purgatory: {
+    entry: 'bench/src/purgatory/main.ts',
+    description: 'Purgatory vs a naive setTimeout + Map<key, Set> purgatory (W1, W1-unique, W1-rt, W1-expire, W2, W3, W4)',
+    limitMs: 45 * 60_000,
+  },
+};
+
+const args = process.argv.slice(2);
+const names = args.filter((a, i) => !a.startsWith('-') && (i === 0 || !['--runs', '--scale', '--workloads'].includes(args[i - 1])));
+const passThrough = args.filter((a) => !names.includes(a));
+for (const name of names) {
+  if (!Object.hasOwn(suites, name)) {
+    console.error(`bench: unknown suite "${name}". Suites:`);
+    for (const [n, s] of Object.entries(suites)) console.error(`  ${n.padEnd(12)} ${s.description}`);
+    process.exit(2);
+  }
+}
+const selected = names.length > 0 ? names : Object.keys(suites);
+
+console.log('bench: building the package (npm run build)');
+const build = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit', timeout: 5 * 60_000 });
+if (build.status !== 0) {
+  console.error(`bench: the build failed (${build.error?.message ?? `exit ${build.status}`}); not running benchmarks on a stale dist/`);
+  process.exit(1);
+}
+
+const command =
+  process.env.npm_lifecycle_event === 'bench'
+    ? `npm run bench${args.length > 0 ? ` -- ${args.join(' ')}` : ''}`
+    : `node scripts/bench.mjs ${args.join(' ')}`.trim();
+
+function runSuite(name) {
+  const suite = suites[name];
+  return new Promise((resolve) => {
+    console.log(`\nbench: ${name}: ${suite.description}`);
+    const child = spawn(process.execPath, ['--import', 'tsx', suite.entry, ...passThrough], {
+      cwd: root,
+      stdio: 'inherit',
+      detached: true, // its own process group, so a timeout can stop its children too
+      env: { ...process.env, BENCH_COMMAND: command },
+    });
+    const killGroup = (signal) => {
+      try {
+        process.kill(-child.pid, signal);
+      } catch {
+        // already gone
+      }
+    };
+    const timer = setTimeout(() => {
+      console.error(`bench: ${name} exceeded ${suite.limitMs / 60_000} min; stopping it`);
+      killGroup('SIGKILL');
+    }, suite.limitMs);
+    const onSignal = (signal) => {
+      killGroup('SIGKILL');
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      resolve(code === 0 ? 0 : (code ?? (signal ? 1 : 1)));
+    });
+  });
+}
+
+let failed = 0;
+for (const name of selected) {
+  const code = await runSuite(name);
+  if (code !== 0) {
+    console.error(`bench: ${name} failed (exit ${code})`);
+    failed++;
+  }
+}
+process.exit(failed > 0 ? 1 : 0);
