@@ -276,7 +276,7 @@ export class PubSubBroker extends Resource {
           const page = await this.backend.read(spec, at, 1000);
           gap ||= page.gap;
           for (const m of page.messages) {
-            sub._accept(m);
+            sub._replay(m);
             replayed++;
           }
           if (!page.more || sub.closed) break;

@@ -69,6 +69,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
   #dropped = 0;
   /** While replaying: live messages wait here. @internal */
   _held: Message[] | null = null;
+  #heldPos = 0;
   /** The seq of the last message handed over, to drop duplicates at the replay seam. @internal */
   _lastSeq = 0;
   /** Tokens of the pattern. @internal */
@@ -150,11 +151,25 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     this.#queue.push(message);
   }
 
-  /** Ends replay: hands over the live messages held meanwhile. @internal */
+  /**
+   * Hands over one replayed message. Live messages held since the subscription began that are
+   * older than it go first: they were trimmed from the log before the read could see them, but
+   * were published after the subscription began, so they are owed, and in order. @internal
+   */
+  _replay(message: Message): void {
+    const held = this._held;
+    if (held !== null) {
+      while (this.#heldPos < held.length && held[this.#heldPos]!._seq < message._seq) this._accept(held[this.#heldPos++]!);
+    }
+    this._accept(message);
+  }
+
+  /** Ends replay: hands over the live messages held meanwhile (those replayed are skipped). @internal */
   _goLive(): void {
     const held = this._held;
     this._held = null;
-    if (held !== null) for (const m of held) this._accept(m);
+    if (held !== null) for (let i = this.#heldPos; i < held.length; i++) this._accept(held[i]!);
+    this.#heldPos = 0;
   }
 
   /** Ends the subscription with an error the iterator will throw. @internal */

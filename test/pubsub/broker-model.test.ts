@@ -201,7 +201,7 @@ describe('PubSubBroker model', () => {
         { maxCommands: 60, size: 'large' },
       ),
     ],
-    { numRuns: 150 },
+    { numRuns: 300 },
   )('every subscription gets exactly the model messages: replay, then live, no gap or duplicate at the seam', async (cmds) => {
     const broker = new PubSubBroker({ backend: laggingBackend(new MemoryBackend({ history: { maxCount: MAX_COUNT } })) });
     try {

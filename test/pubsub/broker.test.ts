@@ -108,6 +108,31 @@ describe('PubSubBroker publish/subscribe', () => {
     expect(sub.stats().queued).toBe(0);
   });
 
+  it('owes live messages published during a replay even when the log trimmed them before the read', async () => {
+    // Regression (found by the model test): the read runs late, after five publishes trimmed the
+    // first of them from a 4-message log; that message was published after subscribing, so it
+    // must still arrive, first and once.
+    const inner = new MemoryBackend({ history: { maxCount: 4 } });
+    const lagging: Backend = {
+      attach: (d) => inner.attach(d),
+      publish: (r) => inner.publish(r),
+      read: async (t, c, l) => {
+        await new Promise((resolve) => setImmediate(resolve));
+        return inner.read(t, c, l);
+      },
+      head: () => inner.head(),
+      stats: () => inner.stats(),
+      close: () => inner.close(),
+    };
+    const b = broker({ backend: lagging });
+    const pending = b.subscribe('t', { from: 'oldest' });
+    for (let i = 0; i < 5; i++) await b.publish('t', i);
+    const sub = await pending;
+    expect((await take(sub, 5)).map((m) => m.data)).toEqual([0, 1, 2, 3, 4]);
+    expect(sub.stats().queued).toBe(0);
+    await inner.close();
+  });
+
   it('reports a gap when the cursor fell off the log, and one from before a restart', async () => {
     const b = broker({ history: { maxCount: 3 } });
     const first = await b.publish('g', 0);
