@@ -13,6 +13,7 @@ import {
   readBody,
   sendError,
   sendJson,
+  SseHandler,
 } from 'patchbay';
 
 const page = `<!doctype html>
@@ -29,6 +30,11 @@ code{background:#eee;padding:0 .2em}input{font:inherit}pre{background:#f6f6f6;pa
 <form id="pub"><input id="text" value="hello" aria-label="message"> <button>Publish to "demo"</button></form>
 <pre id="lp"></pre>
 </section>
+<section>
+<h2>Server-Sent Events</h2>
+<p>This page also follows <code>GET /sse/demo</code> with an <code>EventSource</code>; it resumes with <code>Last-Event-ID</code> after a cut.</p>
+<pre id="sse"></pre>
+</section>
 <script>
 const log = (id, line) => { const el = document.getElementById(id); el.textContent = line + '\\n' + el.textContent; };
 document.getElementById('pub').onsubmit = async (e) => {
@@ -36,6 +42,11 @@ document.getElementById('pub').onsubmit = async (e) => {
   const res = await fetch('/pub/demo', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: document.getElementById('text').value });
   log('lp', 'published ' + (await res.json()).id);
 };
+const source = new EventSource('/sse/demo');
+window.patchbaySse = { received: [], source };
+source.onmessage = (e) => { window.patchbaySse.received.push({ id: e.lastEventId, data: e.data }); log('sse', 'event ' + e.lastEventId + ': ' + e.data); };
+source.addEventListener('gap', (e) => log('sse', '(gap after ' + e.data + ')'));
+source.onerror = () => log('sse', '(reconnecting)');
 (async function poll(cursor) {
   for (;;) {
     try {
@@ -55,16 +66,17 @@ document.getElementById('pub').onsubmit = async (e) => {
 
 /**
  * Builds the demo server (not yet listening).
- * @param {{ maxHoldMs?: number, maxBodyBytes?: number }} [options]
+ * @param {{ maxHoldMs?: number, maxBodyBytes?: number, sseRetryMs?: number }} [options]
  */
 export function createDemo(options = {}) {
   const broker = new PubSubBroker();
   const longPoll = new LongPollHandler({ broker, maxHoldMs: options.maxHoldMs ?? 30_000 });
+  const sse = new SseHandler({ broker, retryMs: options.sseRetryMs ?? 1000, retryJitter: 0.25, lastEventIdQuery: 'lastEventId' });
   const maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
 
   const route = async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    const match = /^\/(pub|lp)\/([^/]+)$/.exec(url.pathname);
+    const match = /^\/(pub|lp|sse)\/([^/]+)$/.exec(url.pathname);
     let topic = '';
     if (match) {
       try {
@@ -85,8 +97,10 @@ export function createDemo(options = {}) {
       sendJson(res, 201, { id: message.id });
     } else if (match?.[1] === 'lp') {
       await longPoll.handle(req, res, { topics: [topic] });
+    } else if (match?.[1] === 'sse') {
+      await sse.handle(req, res, { topics: [topic] });
     } else if (url.pathname === '/stats' && req.method === 'GET') {
-      sendJson(res, 200, { broker: broker.stats(), longPoll: longPoll.stats() });
+      sendJson(res, 200, { broker: broker.stats(), longPoll: longPoll.stats(), sse: sse.stats() });
     } else {
       throw new NotFoundError(`No route for ${req.method} ${url.pathname}`);
     }
@@ -96,10 +110,11 @@ export function createDemo(options = {}) {
     route(req, res).catch((error) => sendError(res, error));
   });
   server.on('close', () => {
+    void sse.close();
     void longPoll.close();
     void broker.close();
   });
-  return { server, broker, longPoll };
+  return { server, broker, longPoll, sse };
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
@@ -115,6 +130,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const stop = () => {
     server.close(() => process.exit(0));
     server.closeIdleConnections();
+    setTimeout(() => process.exit(0), 2000).unref(); // streams end on close; don't wait on stragglers
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

@@ -11,3 +11,4 @@ export * from './purgatory/index.js';
 export * from './pubsub/index.js';
 export * from './http/index.js';
 export * from './longpoll/index.js';
+export * from './sse/index.js';

@@ -1,0 +1,131 @@
+/**
+ * The two transports an {@link SseStream} writes to: a `node:http` (or `node:http2` compat)
+ * response, and a web `ReadableStream` inside a `Response`.
+ *
+ * @module
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { SseHub, SseSink, SseStream, SseStreamOptions } from './sse-stream.js';
+
+/** Headers HTTP/2 forbids; a Node http1 response never needs them set by hand either. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection']);
+
+/**
+ * A sink over a `node:http` response. Disconnects are seen on every path: the response's
+ * `close` (the socket closed or the response ended) and write errors.
+ */
+export function nodeSink(req: IncomingMessage, res: ServerResponse): SseSink {
+  let closed: (() => void) | undefined;
+  const fire = (): void => {
+    const cb = closed;
+    closed = undefined;
+    cb?.();
+  };
+  res.once('close', fire);
+  res.on('error', fire);
+  req.once('error', fire);
+  return {
+    start(status, headers) {
+      const h2 = req.httpVersionMajor >= 2;
+      const out: Record<string, string> = {};
+      for (const [name, value] of Object.entries(headers)) if (!(h2 && HOP_BY_HOP.has(name.toLowerCase()))) out[name] = value;
+      res.writeHead(status, out);
+      res.flushHeaders();
+      req.socket?.setNoDelay?.(true);
+    },
+    write(chunk) {
+      res.write(chunk);
+    },
+    get buffered() {
+      return res.writableLength;
+    },
+    end() {
+      res.end();
+    },
+    destroy() {
+      res.destroy();
+    },
+    onClose(callback) {
+      closed = callback;
+      if (res.destroyed || res.writableFinished) fire();
+    },
+  };
+}
+
+/** Options for {@link sseResponse}. */
+export interface SseResponseOptions extends SseStreamOptions {
+  /** The request's signal (`request.signal`): aborting it ends the stream. */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * The web-standard form: a `Response` whose body is a `ReadableStream` with a byte-length
+ * queuing strategy, so `maxBufferedBytes` is a real cap on what waits for the client. `setup`
+ * gets the stream before the response exists: subscribe, replay, then call `stream.start()`
+ * (headers given there become the response's); it is started for you if `setup` does not.
+ *
+ * @example
+ * ```ts
+ * // hono, or anything with Request -> Response:
+ * app.get('/events', (c) => sseResponse(hub, { signal: c.req.raw.signal }, (stream) => {
+ *   stream.send({ data: 'hello' });
+ * }));
+ * ```
+ */
+export async function sseResponse(hub: SseHub, options: SseResponseOptions, setup: (stream: SseStream) => void | Promise<void>): Promise<Response> {
+  const cap = options.maxBufferedBytes ?? 1024 * 1024;
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  let closed: (() => void) | undefined;
+  let status = 200;
+  let responseHeaders: Record<string, string> = {};
+  let done = false;
+  const fire = (): void => {
+    done = true;
+    const cb = closed;
+    closed = undefined;
+    cb?.();
+  };
+  const body = new ReadableStream<Uint8Array>(
+    {
+      start(c) {
+        controller = c;
+      },
+      cancel: fire,
+    },
+    new ByteLengthQueuingStrategy({ highWaterMark: cap }),
+  );
+  const sink: SseSink = {
+    start(s, headers) {
+      status = s;
+      responseHeaders = { ...headers };
+    },
+    write(chunk) {
+      if (!done) controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    },
+    get buffered() {
+      return done ? 0 : Math.max(0, cap - (controller.desiredSize ?? cap));
+    },
+    end() {
+      if (done) return;
+      done = true;
+      controller.close();
+    },
+    destroy() {
+      if (done) return;
+      done = true;
+      controller.error(new Error('The SSE stream was closed'));
+    },
+    onClose(callback) {
+      closed = callback;
+      if (done) fire();
+    },
+  };
+  const stream = hub.stream(sink, options);
+  options.signal?.addEventListener('abort', () => {
+    sink.destroy();
+    fire();
+  }, { once: true });
+  await setup(stream);
+  stream.start();
+  return new Response(body, { status, headers: responseHeaders });
+}

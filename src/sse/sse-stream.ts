@@ -1,0 +1,559 @@
+/**
+ * One Server-Sent Events connection, over a small sink port so the same stream serves
+ * `node:http` and the web `Response` form.
+ *
+ * ## Writes
+ *
+ * Events are queued as bytes and flushed once per event-loop turn by the stream's
+ * {@link SseHub}: a turn's events go out as one `write()` per connection, which is what makes
+ * fan-out cheap in Node (each `write()` costs a syscall and chunk framing). A hub flushes at most
+ * `flushSliceSize` connections per turn, so a huge fan-out cannot stall the loop.
+ *
+ * ## Backpressure
+ *
+ * What the transport holds plus what the stream queued may not pass `maxBufferedBytes`. Past it
+ * the overflow policy decides: `close` (the default: the client reconnects with
+ * `Last-Event-ID` and replays, so nothing is lost), `drop-oldest` (queued events make room), or
+ * `coalesce` (an event with a `key` replaces a queued one with the same key, else as
+ * `drop-oldest`). A connection whose transport takes no bytes for `stallTimeoutMs` is closed.
+ *
+ * ## Time
+ *
+ * One timer per hub, not per connection, sends heartbeat comments to connections that sent
+ * nothing for `heartbeatMs` and closes stalled ones.
+ *
+ * @module
+ */
+import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
+import { channel } from '../core/diagnostics.js';
+import { InvalidArgumentError } from '../core/errors.js';
+import * as check from '../core/validate.js';
+import { serializeComment, serializeEvent, type SseEvent } from './serialize.js';
+
+/**
+ * Where a stream writes: the port between {@link SseStream} and a transport.
+ * `node:http` and the web `ReadableStream` each implement it.
+ */
+export interface SseSink {
+  /** Sends the status and headers. Called once, before any write. */
+  start(status: number, headers: Readonly<Record<string, string>>): void;
+  /** Writes bytes. */
+  write(chunk: Buffer): void;
+  /** Bytes written but not yet taken by the other side (the socket's or the stream's queue). */
+  readonly buffered: number;
+  /** Ends the response cleanly. */
+  end(): void;
+  /** Tears the connection down. */
+  destroy(): void;
+  /** Registers the one callback to run when the client goes away (any path). */
+  onClose(callback: () => void): void;
+}
+
+/** What a stream does when its buffer limit would be passed. */
+export type SseOverflowPolicy = 'close' | 'drop-oldest' | 'coalesce';
+
+/** Options for a stream (and defaults for a {@link SseHub}'s streams). */
+export interface SseStreamOptions {
+  /**
+   * Most bytes held for one connection: the transport's buffer plus the stream's queue.
+   * @defaultValue 1 MiB
+   */
+  readonly maxBufferedBytes?: number;
+  /**
+   * What to do past `maxBufferedBytes`.
+   * @defaultValue `'close'`
+   */
+  readonly overflow?: SseOverflowPolicy;
+  /**
+   * Reconnection delay sent to the client (`retry:`) at the start, in ms; `undefined` sends none.
+   */
+  readonly retryMs?: number;
+  /**
+   * Spread of `retryMs`, as a fraction: each connection gets `retryMs x (1 ± retryJitter)`, so
+   * a mass disconnect does not come back as one wave.
+   * @defaultValue 0
+   */
+  readonly retryJitter?: number;
+  /** Extra response headers. */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/** Counters of one stream. */
+export interface SseStreamStats {
+  /** Events written (heartbeats excluded). */
+  readonly eventsSent: number;
+  /** Bytes written. */
+  readonly bytesSent: number;
+  /** Bytes queued now (not yet written). */
+  readonly bytesQueued: number;
+  /** Events dropped or replaced by the overflow policy. */
+  readonly drops: number;
+}
+
+/** Why a stream ended. */
+export type SseCloseReason = 'server' | 'client' | 'overflow' | 'stall' | 'error';
+
+/** Options for {@link SseStream.close}. */
+export interface SseCloseOptions {
+  /**
+   * `false` asks the client not to come back: the stream's last event is an id-only checkpoint
+   * with a stop token, and the hub answers the reconnect carrying it with `204 No Content`, the
+   * one answer that makes an `EventSource` stop for good.
+   * @defaultValue `true`
+   */
+  readonly reconnect?: boolean;
+}
+
+/** The diagnostics channels SSE publishes on. */
+export const sseChannels = {
+  /** `{ stream, reason }` when a stream closes. */
+  close: channel('sse', 'close'),
+  /** `{ stream, policy, bytes }` when the overflow policy drops or replaces an event. */
+  drop: channel('sse', 'drop'),
+};
+
+const HEARTBEAT = serializeComment('');
+
+/**
+ * One SSE connection. Usually made by {@link SseHandler} or {@link sseResponse}; make one
+ * directly with {@link SseHub.stream} and a {@link SseSink} for a transport of your own.
+ */
+export class SseStream {
+  readonly #hub: SseHub;
+  readonly #sink: SseSink;
+  readonly #maxBuffered: number;
+  readonly #overflow: SseOverflowPolicy;
+  readonly #startBytes: Buffer[] = [];
+  readonly #headers: Record<string, string>;
+  #queue: Buffer[] = [];
+  #keys: (string | undefined)[] = [];
+  #queued = 0;
+  #started = false;
+  #closed = false;
+  #ending = false;
+  /** @internal */
+  _dirty = false;
+  /** @internal */
+  _lastWrite: number;
+  /** @internal */
+  _stalledSince = -1;
+  /** @internal */
+  _lastDrained = 0;
+  #eventsSent = 0;
+  #bytesSent = 0;
+  #drops = 0;
+  #onClose: ((reason: SseCloseReason) => void)[] = [];
+
+  /** @internal */
+  constructor(hub: SseHub, sink: SseSink, options: SseStreamOptions, now: number) {
+    this.#hub = hub;
+    this.#sink = sink;
+    this.#maxBuffered = check.integerInRange('maxBufferedBytes', options.maxBufferedBytes ?? 1024 * 1024, 1, Number.MAX_SAFE_INTEGER);
+    this.#overflow = checkPolicy(options.overflow ?? 'close');
+    this.#headers = { ...options.headers };
+    this._lastWrite = now;
+    const retry = options.retryMs;
+    if (retry !== undefined) {
+      const jitter = options.retryJitter ?? 0;
+      if (typeof jitter !== 'number' || !(jitter >= 0 && jitter < 1)) {
+        throw new InvalidArgumentError(`Expected \`retryJitter\` to be a fraction from 0 to below 1, got ${check.describe(jitter)}`);
+      }
+      check.integerInRange('retryMs', retry, 0, 2 ** 31 - 1);
+      const spread = Math.round(retry * (1 + jitter * (Math.random() * 2 - 1)));
+      this.#startBytes.push(serializeEvent({ retry: spread }));
+    }
+    sink.onClose(() => this.#end('client'));
+  }
+
+  /** `true` once closed, by either side. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Whether the headers went out. */
+  get started(): boolean {
+    return this.#started;
+  }
+
+  /** Counters. */
+  stats(): SseStreamStats {
+    return { eventsSent: this.#eventsSent, bytesSent: this.#bytesSent, bytesQueued: this.#queued, drops: this.#drops };
+  }
+
+  /**
+   * Sends the headers (`200`, `text/event-stream`, no caching or transforming, no proxy
+   * buffering) and a first comment at once, so the client's `open` fires and intermediaries
+   * commit the response. Events sent before `start` wait and follow. Idempotent.
+   *
+   * @param headers - Headers to add for this response (e.g. a gap marker).
+   * @param first - Bytes to put before anything queued (e.g. a gap event).
+   */
+  start(headers?: Readonly<Record<string, string>>, first?: Buffer): void {
+    if (this.#started || this.#closed) return;
+    this.#started = true;
+    this.#sink.start(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      'x-accel-buffering': 'no',
+      ...this.#headers,
+      ...headers,
+    });
+    const lead = [HEARTBEAT, ...this.#startBytes];
+    if (first !== undefined) lead.push(first);
+    const bytes = lead.reduce((n, b) => n + b.length, 0);
+    this.#queue.unshift(...lead);
+    this.#keys.unshift(...lead.map(() => undefined));
+    this.#queued += bytes;
+    this.#flushNow();
+  }
+
+  /**
+   * Queues an event (or pre-serialized event bytes, shared by a broadcast) for the next flush.
+   *
+   * @param event - The event, or its bytes from {@link serializeEvent}.
+   * @param key - For the `coalesce` policy: a queued event with the same key is replaced.
+   * @returns `false` when the stream is closed or the overflow policy refused the event.
+   * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) for an event the serializer refuses
+   *   (nothing is written then).
+   */
+  send(event: SseEvent | Buffer, key?: string): boolean {
+    const bytes = Buffer.isBuffer(event) ? event : serializeEvent(event);
+    if (this.#closed || this.#ending) return false;
+    if (!this.#fits(bytes.length, key)) return false;
+    if (key !== undefined && this.#overflow === 'coalesce') {
+      const i = this.#keys.lastIndexOf(key);
+      if (i !== -1) {
+        this.#queued += bytes.length - this.#queue[i]!.length;
+        this.#queue[i] = bytes;
+        this.#count(1, 'coalesce', bytes.length);
+        return true;
+      }
+    }
+    this.#queue.push(bytes);
+    this.#keys.push(key);
+    this.#queued += bytes.length;
+    this.#eventsSent++;
+    this.#schedule();
+    return true;
+  }
+
+  /** Queues a comment (clients ignore it). */
+  comment(text = ''): boolean {
+    const bytes = serializeComment(text);
+    if (this.#closed || this.#ending || !this.#fits(bytes.length, undefined)) return false;
+    this.#queue.push(bytes);
+    this.#keys.push(undefined);
+    this.#queued += bytes.length;
+    this.#schedule();
+    return true;
+  }
+
+  /**
+   * Ends the stream after writing what is queued. With `{ reconnect: false }` the client is
+   * told not to come back (see {@link SseCloseOptions}). Idempotent.
+   */
+  close(options?: SseCloseOptions): void {
+    if (this.#closed || this.#ending) return;
+    if (options?.reconnect === false) {
+      const stop = serializeEvent({ id: this.#hub.stopToken() });
+      this.#queue.push(stop);
+      this.#keys.push(undefined);
+      this.#queued += stop.length;
+    }
+    this.#ending = true;
+    if (!this.#started) this.start();
+    this.#flushNow();
+    this.#sink.end();
+    this.#end('server');
+  }
+
+  /** Registers a callback for when the stream ends, however it ends. @internal */
+  _onClose(callback: (reason: SseCloseReason) => void): void {
+    if (this.#closed) callback('server');
+    else this.#onClose.push(callback);
+  }
+
+  /** Writes what is queued, in one write. @internal */
+  _flush(): void {
+    this._dirty = false;
+    this.#flushNow();
+  }
+
+  /** Sends a heartbeat comment if nothing went out since `since`. @internal */
+  _heartbeat(now: number, heartbeatMs: number): void {
+    if (this.#started && !this.#closed && now - this._lastWrite >= heartbeatMs) this.comment();
+  }
+
+  /** Checks for a stall: bytes held by the transport and not moving. @internal */
+  _checkStall(now: number, stallTimeoutMs: number): void {
+    if (this.#closed) return;
+    // Progress is bytes the transport let go of: written minus still buffered.
+    const buffered = this.#sink.buffered;
+    const drained = this.#bytesSent - buffered;
+    if (buffered === 0 || drained > this._lastDrained) {
+      this._stalledSince = -1;
+    } else if (this._stalledSince === -1) {
+      this._stalledSince = now;
+    } else if (now - this._stalledSince >= stallTimeoutMs) {
+      this.#sink.destroy();
+      this.#end('stall');
+      return;
+    }
+    this._lastDrained = drained;
+  }
+
+  #fits(bytes: number, key: string | undefined): boolean {
+    const limit = this.#maxBuffered;
+    if (this.#sink.buffered + this.#queued + bytes <= limit) return true;
+    if (this.#overflow === 'close') {
+      this.#count(1, 'close', bytes);
+      this.#sink.destroy();
+      this.#end('overflow');
+      return false;
+    }
+    if (key !== undefined && this.#overflow === 'coalesce' && this.#keys.includes(key)) {
+      const i = this.#keys.lastIndexOf(key);
+      if (this.#sink.buffered + this.#queued - this.#queue[i]!.length + bytes <= limit) return true;
+    }
+    // drop-oldest (and coalesce without a match): queued events make room, oldest first.
+    while (this.#queue.length > 0 && this.#sink.buffered + this.#queued + bytes > limit) {
+      const dropped = this.#queue.shift()!;
+      this.#keys.shift();
+      this.#queued -= dropped.length;
+      this.#count(1, this.#overflow, dropped.length);
+    }
+    if (this.#sink.buffered + this.#queued + bytes <= limit) return true;
+    this.#count(1, this.#overflow, bytes); // the transport alone is full: this one cannot go
+    return false;
+  }
+
+  #count(n: number, policy: string, bytes: number): void {
+    this.#drops += n;
+    this.#hub._countDrop(n);
+    if (sseChannels.drop.hasSubscribers) sseChannels.drop.publish({ stream: this, policy, bytes });
+  }
+
+  #schedule(): void {
+    if (!this._dirty && this.#started) {
+      this._dirty = true;
+      this.#hub._markDirty(this);
+    }
+  }
+
+  #flushNow(): void {
+    if (!this.#started || this.#closed || this.#queued === 0) return;
+    const queue = this.#queue;
+    const chunk = queue.length === 1 ? queue[0]! : Buffer.concat(queue, this.#queued);
+    this.#queue = [];
+    this.#keys = [];
+    this.#queued = 0;
+    this.#bytesSent += chunk.length;
+    this._lastWrite = this.#hub._now();
+    try {
+      this.#sink.write(chunk);
+    } catch {
+      this.#sink.destroy();
+      this.#end('error');
+    }
+  }
+
+  #end(reason: SseCloseReason): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#queue = [];
+    this.#keys = [];
+    this.#queued = 0;
+    this.#hub._remove(this);
+    if (sseChannels.close.hasSubscribers) sseChannels.close.publish({ stream: this, reason });
+    const callbacks = this.#onClose;
+    this.#onClose = [];
+    for (const cb of callbacks) cb(reason);
+  }
+}
+
+/** Options for {@link SseHub}. */
+export interface SseHubOptions extends SseStreamOptions {
+  /**
+   * A heartbeat comment goes to each connection that sent nothing for this long, in ms.
+   * Real traffic pushes it back. `0` disables heartbeats.
+   * @defaultValue 15000
+   */
+  readonly heartbeatMs?: number;
+  /**
+   * A connection whose transport takes no bytes for this long is closed, in ms.
+   * @defaultValue 30000
+   */
+  readonly stallTimeoutMs?: number;
+  /**
+   * Connections flushed per event-loop turn; the rest wait for the next turn.
+   * @defaultValue 2000
+   */
+  readonly flushSliceSize?: number;
+  /**
+   * The time source.
+   * @defaultValue the real clock
+   */
+  readonly clock?: Clock;
+}
+
+/** Counters reported by {@link SseHub.stats}. */
+export interface SseHubStats {
+  /** Open connections. */
+  readonly connections: number;
+  /** Bytes queued across connections now. */
+  readonly bytesQueued: number;
+  /** Events dropped or replaced by overflow policies so far. */
+  readonly drops: number;
+  /** Heartbeat comments sent so far. */
+  readonly heartbeats: number;
+}
+
+const POLICIES: readonly SseOverflowPolicy[] = ['close', 'drop-oldest', 'coalesce'];
+
+function checkPolicy(value: unknown): SseOverflowPolicy {
+  if (!POLICIES.includes(value as SseOverflowPolicy)) {
+    throw new InvalidArgumentError(`Expected \`overflow\` to be one of "close", "drop-oldest", "coalesce", got ${check.describe(value)}`);
+  }
+  return value as SseOverflowPolicy;
+}
+
+/**
+ * What a set of SSE streams shares: the per-turn flush, the one heartbeat-and-stall timer, stop
+ * tokens, and counters.
+ */
+export class SseHub {
+  readonly #clock: Clock;
+  readonly #options: SseStreamOptions;
+  readonly #heartbeatMs: number;
+  readonly #stallTimeoutMs: number;
+  readonly #slice: number;
+  readonly #streams = new Set<SseStream>();
+  #dirty: SseStream[] = [];
+  #flushScheduled = false;
+  #timer: ClockTimer | null = null;
+  readonly #stopTokens = new Map<string, number>();
+  #drops = 0;
+  #heartbeats = 0;
+
+  /** @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) on an invalid option. */
+  constructor(options?: SseHubOptions) {
+    const opts = check.optionsObject('options', options);
+    this.#clock = opts.clock ?? realClock;
+    this.#heartbeatMs = check.integerInRange('heartbeatMs', opts.heartbeatMs ?? 15_000, 0, 2 ** 31 - 1);
+    this.#stallTimeoutMs = check.integerInRange('stallTimeoutMs', opts.stallTimeoutMs ?? 30_000, 1, 2 ** 31 - 1);
+    this.#slice = check.integerInRange('flushSliceSize', opts.flushSliceSize ?? 2000, 1, 2 ** 31 - 1);
+    this.#options = { ...opts };
+    // Validate the stream defaults now, not at the first connection.
+    checkPolicy(opts.overflow ?? 'close');
+    check.integerInRange('maxBufferedBytes', opts.maxBufferedBytes ?? 1024 * 1024, 1, Number.MAX_SAFE_INTEGER);
+  }
+
+  /** Makes a stream over `sink`, with the hub's defaults overridden by `options`. */
+  stream(sink: SseSink, options?: SseStreamOptions): SseStream {
+    const s = new SseStream(this, sink, { ...this.#options, ...options }, this.#clock.now());
+    this.#streams.add(s);
+    this.#arm();
+    return s;
+  }
+
+  /** Counters. */
+  stats(): SseHubStats {
+    let queued = 0;
+    for (const s of this.#streams) queued += s.stats().bytesQueued;
+    return { connections: this.#streams.size, bytesQueued: queued, drops: this.#drops, heartbeats: this.#heartbeats };
+  }
+
+  /**
+   * Whether `lastEventId` is a stop token this hub issued with `close({ reconnect: false })`:
+   * answer such a request with 204. Tokens are kept for a day, at most 100,000 of them.
+   */
+  isStopped(lastEventId: string | undefined): boolean {
+    return lastEventId !== undefined && this.#stopTokens.has(lastEventId);
+  }
+
+  /** Closes every stream (they may reconnect) and stops the timer. */
+  closeAll(): void {
+    for (const s of [...this.#streams]) s.close();
+    this.#disarm();
+  }
+
+  /** @internal */
+  stopToken(): string {
+    const token = `stop-${Math.random().toString(36).slice(2, 12)}${this.#stopTokens.size.toString(36)}`;
+    const now = this.#clock.now();
+    this.#stopTokens.set(token, now);
+    if (this.#stopTokens.size > 100_000) {
+      for (const [t] of this.#stopTokens) {
+        this.#stopTokens.delete(t);
+        if (this.#stopTokens.size <= 90_000) break;
+      }
+    }
+    return token;
+  }
+
+  /** @internal */
+  _now(): number {
+    return this.#clock.now();
+  }
+
+  /** @internal */
+  _countDrop(n: number): void {
+    this.#drops += n;
+  }
+
+  /** @internal */
+  _markDirty(stream: SseStream): void {
+    this.#dirty.push(stream);
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      this.#clock.defer(this.#flush);
+    }
+  }
+
+  /** @internal */
+  _remove(stream: SseStream): void {
+    this.#streams.delete(stream);
+    if (this.#streams.size === 0) this.#disarm();
+  }
+
+  readonly #flush = (): void => {
+    this.#flushScheduled = false;
+    const dirty = this.#dirty;
+    const n = Math.min(dirty.length, this.#slice);
+    for (let i = 0; i < n; i++) dirty[i]!._flush();
+    this.#dirty = n === dirty.length ? [] : dirty.slice(n);
+    if (this.#dirty.length > 0) {
+      this.#flushScheduled = true;
+      this.#clock.defer(this.#flush);
+    }
+  };
+
+  #arm(): void {
+    if (this.#timer !== null) return;
+    const every = Math.max(50, Math.floor(Math.min(this.#heartbeatMs || Infinity, this.#stallTimeoutMs) / 4));
+    this.#timer = this.#clock.setTimer(this.#sweep, every);
+  }
+
+  #disarm(): void {
+    this.#timer?.cancel();
+    this.#timer = null;
+  }
+
+  readonly #sweep = (): void => {
+    this.#timer = null;
+    const now = this.#clock.now();
+    for (const s of this.#streams) {
+      s._checkStall(now, this.#stallTimeoutMs);
+      if (this.#heartbeatMs > 0 && !s.closed) {
+        const before = s.stats().bytesQueued;
+        s._heartbeat(now, this.#heartbeatMs);
+        if (s.stats().bytesQueued > before) this.#heartbeats++;
+      }
+    }
+    for (const [token, at] of this.#stopTokens) {
+      if (now - at < 86_400_000) break;
+      this.#stopTokens.delete(token);
+    }
+    if (this.#streams.size > 0) this.#arm();
+  };
+}

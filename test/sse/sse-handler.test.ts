@@ -1,0 +1,177 @@
+import http, { type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PubSubBroker, type PubSubBrokerOptions, SseHandler, type SseHandlerOptions, type SseStream } from '../../src/index.js';
+import { until } from '../helpers.js';
+
+interface Rig {
+  base: string;
+  broker: PubSubBroker;
+  sse: SseHandler;
+  server: Server;
+  live: SseStream[];
+}
+const rigs: Rig[] = [];
+async function rig(options: Partial<SseHandlerOptions> = {}, brokerOptions: PubSubBrokerOptions = {}): Promise<Rig> {
+  const broker = new PubSubBroker(brokerOptions);
+  const sse = new SseHandler({ broker, ...options });
+  const live: SseStream[] = [];
+  const server = http.createServer((req, res) => {
+    const m = /^\/sse\/([^/?]+)/.exec(req.url ?? '');
+    void sse.handle(req, res, m ? { topics: [decodeURIComponent(m[1]!)] } : undefined).then((s) => s && live.push(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const r = { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, broker, sse, server, live };
+  rigs.push(r);
+  return r;
+}
+afterEach(async () => {
+  for (const r of rigs.splice(0)) {
+    await r.sse.close();
+    await r.broker.close();
+    r.server.closeAllConnections();
+    await new Promise((resolve) => r.server.close(resolve));
+  }
+});
+
+/** Opens a stream with fetch and collects parsed events until `until` says stop. */
+async function open(url: string, headers: Record<string, string> = {}) {
+  const ac = new AbortController();
+  const res = await fetch(url, { headers, signal: ac.signal });
+  const events: EventSourceMessage[] = [];
+  const comments: string[] = [];
+  const raw: string[] = [];
+  const parser = createParser({ onEvent: (e) => events.push(e), onComment: (c) => comments.push(c) });
+  const reading = (async () => {
+    const decoder = new TextDecoder();
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        const text = decoder.decode(chunk, { stream: true });
+        raw.push(text);
+        parser.feed(text);
+      }
+    } catch {
+      // aborted
+    }
+  })();
+  return { res, events, comments, raw, close: () => ac.abort(), reading };
+}
+
+describe('SseHandler', () => {
+  it('streams published messages with their ids; strings verbatim, other values as JSON', async () => {
+    const r = await rig();
+    const s = await open(`${r.base}/sse/news`);
+    expect(s.res.status).toBe(200);
+    expect(s.res.headers.get('content-type')).toBe('text/event-stream; charset=utf-8');
+    expect(s.res.headers.get('cache-control')).toBe('no-cache, no-transform');
+    await until(() => r.broker.stats().subscriptions === 1, 'the subscription');
+    const a = await r.broker.publish('news', 'line 1\nline 2');
+    const b = await r.broker.publish('news', { n: 2 });
+    await until(() => s.events.length === 2, 'two events');
+    expect(s.events.map((e) => [e.id, e.data])).toEqual([
+      [a.id, 'line 1\nline 2'],
+      [b.id, '{"n":2}'],
+    ]);
+    s.close();
+    await until(() => r.broker.stats().subscriptions === 0 && r.sse.stats().connections === 0, 'cleanup after disconnect');
+  });
+
+  it('resumes after Last-Event-ID with no gap and no duplicate', async () => {
+    const r = await rig();
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await r.broker.publish('t', `m${i}`)).id);
+    const s = await open(`${r.base}/sse/t`, { 'last-event-id': ids[1]! });
+    await until(() => s.events.length === 3, 'the replay');
+    const live = await r.broker.publish('t', 'm5');
+    await until(() => s.events.length === 4, 'the live event');
+    expect(s.events.map((e) => e.id)).toEqual([ids[2], ids[3], ids[4], live.id]);
+    expect(s.res.headers.get('patchbay-gap')).toBeNull();
+    expect(r.sse.stats()).toMatchObject({ replays: 1, replayedMessages: 3, gaps: 0 });
+    s.close();
+  });
+
+  it('announces a gap (event and header) when the id fell off the log, then sends what is left', async () => {
+    const r = await rig({}, { history: { maxCount: 2 } });
+    const first = await r.broker.publish('t', 'old');
+    for (let i = 0; i < 3; i++) await r.broker.publish('t', `new${i}`);
+    const s = await open(`${r.base}/sse/t`, { 'last-event-id': first.id });
+    await until(() => s.events.length === 3, 'gap + replay');
+    expect(s.res.headers.get('patchbay-gap')).toBe('1');
+    expect(s.events[0]).toMatchObject({ event: 'gap', data: JSON.stringify({ lastEventId: first.id }) });
+    expect(s.events.slice(1).map((e) => e.data)).toEqual(['new1', 'new2']);
+    s.close();
+  });
+
+  it('takes the resume id from a query parameter only when configured', async () => {
+    const r = await rig({ lastEventIdQuery: 'lastEventId' });
+    const a = await r.broker.publish('t', 'a');
+    await r.broker.publish('t', 'b');
+    const s = await open(`${r.base}/sse/t?lastEventId=${a.id}`);
+    await until(() => s.events.length === 1, 'the replay');
+    expect(s.events[0]!.data).toBe('b');
+    s.close();
+  });
+
+  it('answers a garbage Last-Event-ID with 400 JSON, before any stream starts', async () => {
+    const r = await rig();
+    for (const bad of ['garbage!', '"><script>', 'a'.repeat(300)]) {
+      const res = await fetch(`${r.base}/sse/t`, { headers: { 'last-event-id': bad } });
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('PB_ERR_INVALID_CURSOR');
+    }
+    expect(r.broker.stats().subscriptions).toBe(0);
+  });
+
+  it('answers other methods 405, a bad topic 400, a refused authorize 403', async () => {
+    const r = await rig({ authorize: (_req, t) => t.topics?.[0] !== 'secret' });
+    expect((await fetch(`${r.base}/sse/t`, { method: 'POST' })).status).toBe(405);
+    expect((await fetch(`${r.base}/sse/a..b`)).status).toBe(400);
+    expect((await fetch(`${r.base}/sse/secret`)).status).toBe(403);
+    expect((await fetch(`${r.base}/other`)).status).toBe(400);
+  });
+
+  it('answers the reconnect after close({ reconnect: false }) with 204', async () => {
+    const r = await rig();
+    const s = await open(`${r.base}/sse/t`);
+    await until(() => r.live.length === 1, 'the stream');
+    const m = await r.broker.publish('t', 'bye');
+    await until(() => s.events.length === 1, 'the event');
+    r.live[0]!.close({ reconnect: false });
+    await s.reading; // the server ended the response
+    // The last thing the client saw is an id-only checkpoint (no event fires) carrying the stop token.
+    const stop = /id: (\S+)\n\n$/.exec(s.raw.join(''))?.[1] ?? '';
+    expect(s.events).toHaveLength(1);
+    expect(stop).not.toBe(m.id);
+    expect(stop).toMatch(/^stop-/);
+    const again = await fetch(`${r.base}/sse/t`, { headers: { 'last-event-id': stop } });
+    expect(again.status).toBe(204);
+    // An ordinary resume still works.
+    const resumed = await open(`${r.base}/sse/t`, { 'last-event-id': m.id });
+    expect(resumed.res.status).toBe(200);
+    resumed.close();
+  });
+
+  it('answers CORS preflights that ask for Last-Event-ID', async () => {
+    const r = await rig({ cors: { origin: ['https://app.example'], credentials: true } });
+    const res = await fetch(`${r.base}/sse/t`, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://app.example', 'access-control-request-method': 'GET', 'access-control-request-headers': 'last-event-id' },
+    });
+    expect(res.status).toBe(204);
+    expect(res.headers.get('access-control-allow-headers')).toBe('Last-Event-ID');
+    expect(res.headers.get('access-control-allow-origin')).toBe('https://app.example');
+    expect(res.headers.get('access-control-allow-credentials')).toBe('true');
+  });
+
+  it('serializes each message once for all connections', async () => {
+    const r = await rig();
+    const streams = await Promise.all(Array.from({ length: 20 }, () => open(`${r.base}/sse/fan`)));
+    await until(() => r.broker.stats().subscriptions === 20, '20 subscriptions');
+    for (let i = 0; i < 10; i++) await r.broker.publish('fan', `e${i}`);
+    await until(() => streams.every((s) => s.events.length === 10), 'every event everywhere');
+    for (const s of streams) expect(s.events.map((e) => e.data)).toEqual(Array.from({ length: 10 }, (_, i) => `e${i}`));
+    expect(r.sse.stats().eventsSent).toBe(200);
+    streams.forEach((s) => s.close());
+  });
+});
