@@ -96,9 +96,9 @@ export type SseCloseReason = 'server' | 'client' | 'overflow' | 'stall' | 'error
 /** Options for {@link SseStream.close}. */
 export interface SseCloseOptions {
   /**
-   * `false` asks the client not to come back: the stream's last event is an id-only checkpoint
-   * with a stop token, and the hub answers the reconnect carrying it with `204 No Content`, the
-   * one answer that makes an `EventSource` stop for good.
+   * `false` asks the client not to come back: the stream's last event (type `patchbay-stop`)
+   * carries a stop token as its id, and the hub answers the reconnect carrying it with
+   * `204 No Content`, the one answer that makes an `EventSource` stop for good.
    * @defaultValue `true`
    */
   readonly reconnect?: boolean;
@@ -255,7 +255,9 @@ export class SseStream {
   close(options?: SseCloseOptions): void {
     if (this.#closed || this.#ending) return;
     if (options?.reconnect === false) {
-      const stop = serializeEvent({ id: this.#hub.stopToken() });
+      // Sent with (empty) data and its own type, not as a bare id: some parsers drop a data-less
+      // event along with its id, and the type keeps `onmessage` from firing for it.
+      const stop = serializeEvent({ event: 'patchbay-stop', id: this.#hub.stopToken(), data: '' });
       this.#queue.push(stop);
       this.#keys.push(undefined);
       this.#queued += stop.length;
@@ -281,7 +283,8 @@ export class SseStream {
 
   /** Sends a heartbeat comment if nothing went out since `since`. @internal */
   _heartbeat(now: number, heartbeatMs: number): void {
-    if (this.#started && !this.#closed && now - this._lastWrite >= heartbeatMs) this.comment();
+    // Something queued will go out at the next flush anyway: no heartbeat needed (and none piles up).
+    if (this.#started && !this.#closed && this.#queued === 0 && now - this._lastWrite >= heartbeatMs) this.comment();
   }
 
   /** Checks for a stall: bytes held by the transport and not moving. @internal */

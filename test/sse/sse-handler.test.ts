@@ -139,9 +139,10 @@ describe('SseHandler', () => {
     await until(() => s.events.length === 1, 'the event');
     r.live[0]!.close({ reconnect: false });
     await s.reading; // the server ended the response
-    // The last thing the client saw is an id-only checkpoint (no event fires) carrying the stop token.
-    const stop = /id: (\S+)\n\n$/.exec(s.raw.join(''))?.[1] ?? '';
-    expect(s.events).toHaveLength(1);
+    // The last thing the client saw is a `patchbay-stop` event carrying the stop token as its id.
+    expect(s.events).toHaveLength(2);
+    const stop = s.events[1]!.id ?? '';
+    expect(s.events[1]!.event).toBe('patchbay-stop');
     expect(stop).not.toBe(m.id);
     expect(stop).toMatch(/^stop-/);
     const again = await fetch(`${r.base}/sse/t`, { headers: { 'last-event-id': stop } });

@@ -206,9 +206,13 @@ describe('SseStream', () => {
     stream.close({ reconnect: false });
     expect(sink.ended).toBe(true);
     const events = sink.events();
-    expect(events.map((e) => e.data)).toEqual(['last']);
-    // The id-only checkpoint moves the client's Last-Event-ID to the stop token.
-    const token = /id: (stop-[a-z0-9]+)\n\n$/.exec(sink.text())?.[1];
+    expect(events.map((e) => [e.event, e.data])).toEqual([
+      [undefined, 'last'],
+      ['patchbay-stop', ''],
+    ]);
+    // The stop event moves the client's Last-Event-ID to the stop token.
+    const token = events[1]!.id;
+    expect(token).toMatch(/^stop-[a-z0-9]+$/);
     expect(token).toBeDefined();
     expect(hub.isStopped(token)).toBe(true);
     expect(hub.isStopped('5')).toBe(false);
