@@ -44,6 +44,14 @@ const COMPLETED = 3;
 const EXPIRED = 4;
 const CANCELLED = 5;
 
+const IN_TRY = 1;
+const FORCED = 2;
+const HAS_SIGNAL = 4;
+
+/** The signal of each operation that has one, and its abort listener while it waits. */
+const signals = new WeakMap<DelayedOperation, AbortSignal>();
+const aborts = new WeakMap<DelayedOperation, Disposable>();
+
 /**
  * Where a {@link DelayedOperation} is in its life: `idle` until watched, `waiting`, then exactly
  * one of `completed`, `expired` or `cancelled`.
@@ -100,10 +108,16 @@ export abstract class DelayedOperation extends TimerEntry {
   /** The timeout this operation was created with, in ms (`Infinity`: no deadline). */
   readonly timeoutMs: number;
   /** Aborting this signal cancels the operation with the signal's reason. */
-  readonly signal: AbortSignal | undefined;
+  get signal(): AbortSignal | undefined {
+    // Kept off the object: most operations have no signal, and each field costs every operation.
+    return signals.get(this);
+  }
   /** @internal */
   _state: number = IDLE;
-  /** 1: inside its own `tryComplete`; 2: `forceComplete` asked for meanwhile. @internal */
+  /**
+   * Bits: 1 = inside its own `tryComplete`; 2 = `forceComplete` asked for meanwhile;
+   * 4 = has a signal (so the WeakMaps are only consulted for operations that have one). @internal
+   */
   _try = 0;
   /** Head of this op's chain of watch nodes, one per key. @internal */
   _nodes: WatchNode | null = null;
@@ -111,8 +125,6 @@ export abstract class DelayedOperation extends TimerEntry {
   _seq = 0;
   /** @internal */
   _owner: Purgatory | null = null;
-  /** @internal */
-  _abort: Disposable | null = null;
 
   /**
    * @param timeoutMs - How long the operation may wait, in ms. `<= 0` expires it at once (after a
@@ -123,8 +135,12 @@ export abstract class DelayedOperation extends TimerEntry {
    */
   constructor(timeoutMs: number, signal?: AbortSignal) {
     super();
-    this.timeoutMs = check.timeout('timeoutMs', timeoutMs);
-    this.signal = check.optionalSignal('signal', signal);
+    // The common case (a plain number, no signal) skips the validating calls.
+    this.timeoutMs = typeof timeoutMs === 'number' && timeoutMs === timeoutMs ? timeoutMs : check.timeout('timeoutMs', timeoutMs);
+    if (signal !== undefined) {
+      signals.set(this, check.optionalSignal('signal', signal)!);
+      this._try = HAS_SIGNAL;
+    }
   }
 
   /**
@@ -381,7 +397,7 @@ export class Purgatory extends Resource {
     const keyList = typeof keys === 'string' ? null : normalizeKeys(keys);
     op._owner = this;
     op._state = PENDING;
-    const signal = op.signal;
+    const signal = (op._try & HAS_SIGNAL) !== 0 ? op.signal : undefined;
     if (signal?.aborted) {
       this.#end(op, CANCELLED, abortReason(signal));
       return false;
@@ -414,7 +430,7 @@ export class Purgatory extends Resource {
       if (fireTick <= this.#wheel.elapsed) this.#scheduleDrain();
       else if (!this.#draining && fireTick < this.#armedTick) this.#arm(fireTick);
     }
-    if (signal !== undefined) op._abort = onAbort(signal, (reason) => this.#end(op, CANCELLED, reason));
+    if (signal !== undefined) aborts.set(op, onAbort(signal, (reason) => this.#end(op, CANCELLED, reason)));
     return false;
   }
 
@@ -451,7 +467,7 @@ export class Purgatory extends Resource {
     for (let node = list.head; node !== null; node = node.next) {
       const op = node.op;
       if (op._seq >= limit) break;
-      if (node.list !== null && op._state === WAITING && op._try === 0 && this.#check(op)) completed++;
+      if (node.list !== null && op._state === WAITING && (op._try & IN_TRY) === 0 && this.#check(op)) completed++;
     }
     return completed;
   }
@@ -465,8 +481,8 @@ export class Purgatory extends Resource {
    */
   forceComplete(op: DelayedOperation): boolean {
     if (op._owner !== this || (op._state !== WAITING && op._state !== PENDING)) return false;
-    if (op._try !== 0) {
-      op._try = 2;
+    if ((op._try & IN_TRY) !== 0) {
+      op._try |= FORCED;
       return true;
     }
     this.#end(op, COMPLETED, undefined);
@@ -637,17 +653,17 @@ export class Purgatory extends Resource {
 
   /** Runs `op.tryComplete()` guarded; completes the op if it said yes. */
   #check(op: DelayedOperation): boolean {
-    op._try = 1;
+    op._try |= IN_TRY;
     let ok: boolean;
     try {
       ok = op.tryComplete() === true;
     } catch (error) {
-      op._try = 0;
+      op._try &= HAS_SIGNAL;
       if (op._state === WAITING || op._state === PENDING) this.#end(op, CANCELLED, error);
       return false;
     }
-    const forced = op._try === 2;
-    op._try = 0;
+    const forced = (op._try & FORCED) !== 0;
+    op._try &= HAS_SIGNAL;
     if ((ok || forced) && (op._state === WAITING || op._state === PENDING)) this.#end(op, COMPLETED, undefined);
     return (ok || forced) && op._state === COMPLETED;
   }
@@ -665,9 +681,12 @@ export class Purgatory extends Resource {
       op._nodes = null;
       for (; node !== null; node = node.opNext) this.#unlink(node);
     }
-    if (op._abort !== null) {
-      op._abort[Symbol.dispose]();
-      op._abort = null;
+    if ((op._try & HAS_SIGNAL) !== 0) {
+      const abort = aborts.get(op);
+      if (abort !== undefined) {
+        aborts.delete(op);
+        abort[Symbol.dispose]();
+      }
     }
     op._owner = null;
     if (state === COMPLETED) {
