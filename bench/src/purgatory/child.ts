@@ -13,6 +13,7 @@ if (globalThis.gc === undefined) throw new Error('run with --expose-gc');
 
 await loadPatchbay();
 const result = await run({ contender: contender as ContenderName, seed: Number(seedArg ?? 1), scale: Number(scaleArg ?? 1) });
-process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
+const cpu = process.cpuUsage();
+process.stdout.write(`RESULT ${JSON.stringify({ ...result, processCpuMs: (cpu.user + cpu.system) / 1000 })}\n`);
 // Nothing may be left waiting, but do not let a stray timer hold the process either.
 process.exit(0);

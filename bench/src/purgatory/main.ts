@@ -58,7 +58,10 @@ function parseArgs(argv: readonly string[]) {
 /** Per-child wall-clock limit: generous, but every child stops. */
 const CHILD_LIMIT_MS: Record<string, number> = { W2: 240_000, 'W1-unique': 180_000 };
 
-function runChild(contender: ContenderName, workload: string, seed: number, scale: number): Promise<WorkloadResult> {
+/** A child's result plus its own CPU time (all threads, whole life), for the disturbance check. */
+type ChildResult = WorkloadResult & { readonly processCpuMs: number };
+
+function runChild(contender: ContenderName, workload: string, seed: number, scale: number): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...NODE_FLAGS, '--import', 'tsx', childFile, contender, workload, String(seed), String(scale)], {
       cwd: root,
@@ -85,21 +88,29 @@ function runChild(contender: ContenderName, workload: string, seed: number, scal
         reject(new Error(`${workload}/${contender} exited with ${signal ?? code}; stdout: ${out.slice(0, 500)}`));
         return;
       }
-      resolve(JSON.parse(line.slice('RESULT '.length)) as WorkloadResult);
+      resolve(JSON.parse(line.slice('RESULT '.length)) as ChildResult);
     });
   });
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** Machine-wide CPU counters, ms summed over cores. */
+function cpuSnapshot(): { idle: number; total: number } {
+  return os.cpus().reduce(
+    (acc, c) => {
+      const t = c.times;
+      acc.idle += t.idle;
+      acc.total += t.user + t.nice + t.sys + t.idle + t.irq;
+      return acc;
+    },
+    { idle: 0, total: 0 },
+  );
+}
+
 /** Share of total CPU (all cores) busy over `ms`. */
 async function cpuBusy(ms: number): Promise<number> {
-  const snap = () => os.cpus().reduce((acc, c) => {
-    const t = c.times;
-    acc.idle += t.idle;
-    acc.total += t.user + t.nice + t.sys + t.idle + t.irq;
-    return acc;
-  }, { idle: 0, total: 0 });
+  const snap = cpuSnapshot;
   const a = snap();
   await sleep(ms);
   const b = snap();
@@ -333,25 +344,60 @@ console.log(`node ${process.version}, ${cpu}, ${os.cpus().length} cores, load ${
 
 const results: Record<string, Record<ContenderName, WorkloadResult[]>> = {};
 const busyAtStart: number[] = [];
+/** Cores' worth of CPU used by other processes while each kept child ran. */
+const othersDuring: number[] = [];
 const failures: string[] = [];
+/** A pair (A and B) is run again, once, if another process used more than this many cores meanwhile. */
+const DISTURBED_CORES = 0.25;
+let retriesLeft = 12;
+let retries = 0;
+
+async function measure(contender: ContenderName, workload: string, seed: number) {
+  const busy = await waitQuiet(20_000);
+  busyAtStart.push(busy);
+  const before = cpuSnapshot();
+  const t0 = Date.now();
+  const result = await runChild(contender, workload, seed, opts.scale);
+  const wallMs = Date.now() - t0;
+  const after = cpuSnapshot();
+  const machineBusyMs = after.total - before.total - (after.idle - before.idle);
+  let others = (machineBusyMs - result.processCpuMs) / wallMs;
+  if (!Number.isFinite(others)) {
+    console.log(`  (could not tell other processes' CPU: machine busy ${machineBusyMs} ms, child ${result.processCpuMs} ms, wall ${wallMs} ms)`);
+    others = Number.NaN;
+  } else others = Math.max(0, others);
+  return { result, others, wallMs, busy };
+}
+
 for (let run = 0; run < opts.runs; run++) {
   const seed = 1000 + run;
   for (const workload of opts.workloads) {
-    for (const contender of CONTENDERS) {
-      const busy = await waitQuiet(20_000);
-      busyAtStart.push(busy);
-      const t0 = Date.now();
-      const result = await runChild(contender, workload, seed, opts.scale);
+    let pair: Awaited<ReturnType<typeof measure>>[] = [];
+    for (let attempt = 0; ; attempt++) {
+      pair = [];
+      for (const contender of CONTENDERS) {
+        const m = await measure(contender, workload, seed);
+        pair.push(m);
+        console.log(
+          `  run ${run + 1}/${opts.runs}  ${workload.padEnd(10)} ${contender.padEnd(9)} ${(m.wallMs / 1000).toFixed(1).padStart(5)} s` +
+            `  (other processes: ${(m.busy * 100).toFixed(0)}% busy before, ${m.others.toFixed(2)} cores during)`,
+        );
+      }
+      const disturbed = pair.some((m) => m.others > DISTURBED_CORES);
+      if (!disturbed || attempt >= 1 || retriesLeft <= 0) break;
+      retriesLeft--;
+      retries++;
+      console.log(`  another process used > ${DISTURBED_CORES} core meanwhile: running this pair again`);
+    }
+    pair.forEach((m, i) => {
+      const contender = CONTENDERS[i]!;
       const perW = (results[workload] ??= { naive: [], patchbay: [] });
-      perW[contender].push(result);
-      for (const [name, ok] of Object.entries(result.checks)) {
+      perW[contender].push(m.result);
+      othersDuring.push(m.others);
+      for (const [name, ok] of Object.entries(m.result.checks)) {
         if (!ok) failures.push(`run ${run + 1} ${workload}/${contender}: check ${name} failed`);
       }
-      console.log(
-        `  run ${run + 1}/${opts.runs}  ${workload.padEnd(10)} ${contender.padEnd(9)} ${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s` +
-          `  (others busy ${(busy * 100).toFixed(0)}% before start)`,
-      );
-    }
+    });
   }
 }
 
@@ -380,12 +426,22 @@ const environment = {
   loadAvgStart: loadStart,
   loadAvgEnd: loadEnd,
   othersBusyBeforeChildren: { median: summarize(busyAtStart).median, max: Math.max(...busyAtStart) },
+  othersCoresDuringChildren: {
+    median: summarize(othersDuring).median,
+    max: Math.max(...othersDuring.filter((x) => !Number.isNaN(x))),
+    disturbedKept: othersDuring.filter((x) => x > DISTURBED_CORES).length,
+    children: othersDuring.length,
+    pairsRerun: retries,
+  },
 };
 
 console.log('');
-console.log(
-  `other processes' CPU before each child: median ${(environment.othersBusyBeforeChildren.median * 100).toFixed(0)}%, max ${(environment.othersBusyBeforeChildren.max * 100).toFixed(0)}%`,
-);
+const od = environment.othersCoresDuringChildren;
+const disturbanceText =
+  `other processes used a median ${od.median.toFixed(2)} cores (max ${od.max.toFixed(2)}) while the children ran; ` +
+  `${od.pairsRerun} pair(s) were run again because another process used more than ${DISTURBED_CORES} core; ` +
+  `${od.disturbedKept} of the ${od.children} kept children were still disturbed that much`;
+console.log(disturbanceText);
 console.log(textTable(rows));
 console.log('');
 console.log('↑ higher is better, ↓ lower is better; patchbay / naive is the ratio of the medians.');
@@ -451,9 +507,8 @@ if (opts.write) {
       `each (workload, contender, run) in a fresh process; median (min–max) over runs` +
       (opts.scale !== 1 ? `; **scale ${opts.scale} (smoke run, not the real sizes)**` : '') +
       `. Load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}, at end ${loadEnd.map((x) => x.toFixed(2)).join(' ')}; ` +
-      `other processes used a median ${(environment.othersBusyBeforeChildren.median * 100).toFixed(0)}% ` +
-      `(max ${(environment.othersBusyBeforeChildren.max * 100).toFixed(0)}%) of the machine's CPU in the 0.3 s before each child started` +
-      (environment.othersBusyBeforeChildren.median > 0.15 ? ' — **a busy machine: these figures are noisier than usual**.' : '.'),
+      `${disturbanceText}` +
+      (od.disturbedKept > od.children / 5 ? ' — **a busy machine: these figures are noisier than usual**.' : '.'),
     '',
     markdownTable(rows),
     '',
