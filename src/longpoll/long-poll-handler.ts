@@ -32,25 +32,20 @@ import {
   type Cursor,
   type Message,
   parseCursor,
-  parsePattern,
-  parseTopic,
   type PubSubBroker,
   type Subscription,
   TopicIndex,
+  type TopicTarget,
 } from '../pubsub/index.js';
+import { parseTarget } from '../pubsub/target.js';
 
 /** The response header carrying the cursor to poll with next. */
 export const CURSOR_HEADER = 'Patchbay-Cursor';
 /** The response header set to `1` when a gap was detected. */
 export const GAP_HEADER = 'Patchbay-Gap';
 
-/** What one long poll waits on: topics, or a pattern. */
-export interface LongPollTarget {
-  /** One or more topics sharing one cursor. */
-  readonly topics?: readonly string[];
-  /** A pattern (`*` one token, `>` the rest). */
-  readonly pattern?: string;
-}
+/** What one long poll waits on: topics (sharing one cursor), or a pattern. */
+export type LongPollTarget = TopicTarget;
 
 /** Options for {@link LongPollHandler}. */
 export interface LongPollHandlerOptions {
@@ -417,21 +412,14 @@ interface ResolvedTarget {
 }
 
 function resolveTarget(target: LongPollTarget, ns: string): ResolvedTarget {
-  const topics = target.topics ?? [];
-  const pattern = target.pattern;
-  if (pattern !== undefined && pattern !== '') {
-    if (topics.length > 0) throw new InvalidArgumentError('Give either topics or a pattern, not both');
-    const tokens = parsePattern(pattern);
-    return { target: { pattern }, keys: [`${ns}p:${pattern}`], readTarget: { pattern }, patternTokens: tokens };
+  const t = parseTarget(target, 32, 'poll');
+  if (t.pattern !== undefined) {
+    return { target: { pattern: t.pattern }, keys: [`${ns}p:${t.pattern}`], readTarget: { pattern: t.pattern }, patternTokens: t.tokens };
   }
-  if (topics.length === 0) throw new InvalidArgumentError('Expected a topic (or a pattern) to poll');
-  if (topics.length > 32) throw new InvalidArgumentError(`Expected at most 32 topics in one poll, got ${topics.length}`);
-  const unique = [...new Set(topics)];
-  for (const topic of unique) parseTopic(topic);
   return {
-    target: { topics: unique },
-    keys: unique.map((topic) => `${ns}t:${topic}`),
-    readTarget: unique.length === 1 ? unique[0]! : unique,
+    target: { topics: t.topics },
+    keys: t.topics.map((topic) => `${ns}t:${topic}`),
+    readTarget: t.topics.length === 1 ? t.topics[0]! : t.topics,
     patternTokens: undefined,
   };
 }

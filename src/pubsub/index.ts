@@ -18,4 +18,5 @@ export { MemoryBackend, type Backend, type BackendRead, type BackendStats, type 
 export { InvalidCursorError, Message, parseCursor, type Cursor, type MessageHeaders } from './message.js';
 export { MessageLog, type LogRead, type MessageLogLimits } from './message-log.js';
 export { pubsubChannels, Subscription, type OverflowPolicy, type SubscriptionStats } from './subscription.js';
+export type { TopicTarget } from './target.js';
 export { MAX_TOPIC_LENGTH, MAX_TOPIC_TOKENS, matchTokens, parsePattern, parseTopic, TopicIndex } from './topic.js';

@@ -18,7 +18,8 @@ import { ForbiddenError, InvalidArgumentError, MethodNotAllowedError } from '../
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
 import { applyCors, type CorsOptions, sendError } from '../http/index.js';
-import { type Message, parseCursor, parsePattern, parseTopic, type PubSubBroker } from '../pubsub/index.js';
+import { type Message, parseCursor, type PubSubBroker, type TopicTarget } from '../pubsub/index.js';
+import { parseTarget } from '../pubsub/target.js';
 import { serializeEvent } from './serialize.js';
 import { nodeSink } from './sinks.js';
 import { SseHub, type SseHubOptions, type SseHubStats, type SseStream } from './sse-stream.js';
@@ -26,13 +27,8 @@ import { SseHub, type SseHubOptions, type SseHubStats, type SseStream } from './
 /** The response header set to `1` when the replay found a gap. */
 export const SSE_GAP_HEADER = 'Patchbay-Gap';
 
-/** What one SSE connection follows: a topic, or a pattern. */
-export interface SseTarget {
-  /** One topic (a one-element list). */
-  readonly topics?: readonly string[];
-  /** A pattern (`*` one token, `>` the rest). */
-  readonly pattern?: string;
-}
+/** What one SSE connection follows: one topic (a one-element list), or a pattern. */
+export type SseTarget = TopicTarget;
 
 /** Options for {@link SseHandler}. */
 export interface SseHandlerOptions extends SseHubOptions {
@@ -203,17 +199,8 @@ interface ResolvedTarget {
 }
 
 function resolveTarget(target: SseTarget): ResolvedTarget {
-  const topics = target.topics ?? [];
-  if (target.pattern !== undefined && target.pattern !== '') {
-    if (topics.length > 0) throw new InvalidArgumentError('Give either a topic or a pattern, not both');
-    parsePattern(target.pattern);
-    return { target: { pattern: target.pattern }, pattern: target.pattern };
-  }
-  if (topics.length !== 1) {
-    throw new InvalidArgumentError(`Expected one topic (or a pattern) to stream, got ${topics.length}; use a pattern for several`);
-  }
-  parseTopic(topics[0]);
-  return { target: { topics: [topics[0]!] }, pattern: topics[0]! };
+  const t = parseTarget(target, 1, 'stream');
+  return t.pattern !== undefined ? { target: { pattern: t.pattern }, pattern: t.pattern } : { target: { topics: t.topics }, pattern: t.topics[0]! };
 }
 
 function headerValue(value: string | string[] | undefined): string | undefined {

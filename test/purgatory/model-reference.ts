@@ -18,6 +18,7 @@
 import fc from 'fast-check';
 import { it } from 'vitest';
 import { ManualClock, type ClockTimer, type SetTimerOptions } from '../../src/index.js';
+import type { PurgatoryStats } from '../../src/index.js';
 
 /** The small key space the commands draw from. */
 export const KEYS = ['a', 'b', 'c', 'd'] as const;
@@ -89,15 +90,8 @@ export interface RefStep<R = unknown> {
   readonly ended: readonly RefOp[];
 }
 
-export interface Counters {
-  readonly waiting: number;
-  readonly watched: number;
-  readonly keys: number;
-  readonly timed: number;
-  readonly completed: number;
-  readonly expired: number;
-  readonly cancelled: number;
-}
+/** The counters of `stats()` that the model tracks. */
+export type Counters = Omit<PurgatoryStats, 'name' | 'tickMs' | 'timerArmed'>;
 
 /** Whether the purgatory calls a tryComplete the test can see. */
 export const observable = (mode: OpMode): boolean => mode !== 'promise-default';
