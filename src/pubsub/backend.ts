@@ -85,8 +85,8 @@ export interface MemoryBackendOptions {
   /** Bounds of each topic's log. */
   readonly history?: MessageLogLimits;
   /**
-   * Most topic logs kept; past it, the log of the topic published least recently is dropped
-   * (reads of that topic then report a gap).
+   * Most topic logs kept; past it, the oldest topic's log (the one created first) is dropped,
+   * and reads after a cursor older than what it held report a gap.
    * @defaultValue 100000
    */
   readonly maxTopics?: number;
@@ -107,7 +107,7 @@ export class MemoryBackend implements Backend {
   readonly #limits: MessageLogLimits;
   readonly #maxTopics: number;
   readonly #clock: Clock;
-  /** Topic logs in order of last publish (Map keeps insertion order; re-inserted on publish). */
+  /** Topic logs, oldest topic first (a Map keeps insertion order). */
   readonly #logs = new Map<string, MessageLog>();
   #deliver: ((message: Message) => void) | null = null;
   #seq = 0;
@@ -134,12 +134,10 @@ export class MemoryBackend implements Backend {
     if (record.store) {
       let log = this.#logs.get(record.topic);
       if (log === undefined) {
-        log = new MessageLog(this.#limits);
         if (this.#logs.size >= this.#maxTopics) this.#dropOldestTopic();
-      } else {
-        this.#logs.delete(record.topic);
+        log = new MessageLog(this.#limits);
+        this.#logs.set(record.topic, log);
       }
-      this.#logs.set(record.topic, log);
       log.append(message, now);
     }
     this.#deliver?.(message);

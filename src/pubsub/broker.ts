@@ -172,6 +172,8 @@ export class PubSubBroker extends Resource {
   readonly #groups = new Map<string, QueueGroup>();
   readonly #subs = new Set<Subscription>();
   readonly #inboxes = new Map<string, (message: Message) => void>();
+  /** Topics that passed validation lately: publishing on a hot topic skips the checks. */
+  readonly #validTopics = new Set<string>();
   readonly #maxQueue: number;
   readonly #overflow: OverflowPolicy;
   readonly #authorize: PubSubAuthorize;
@@ -207,7 +209,11 @@ export class PubSubBroker extends Resource {
   publish<T = unknown>(topic: string, data: T, options?: PublishOptions): Promise<Message<T>> {
     try {
       this.assertOpen('publish');
-      parseTopic(topic);
+      if (!this.#validTopics.has(topic)) {
+        parseTopic(topic);
+        if (this.#validTopics.size >= 65_536) this.#validTopics.clear();
+        this.#validTopics.add(topic);
+      }
       if (data === undefined) throw new InvalidArgumentError('Expected `data` to be a value, got `undefined`');
       const opts = check.optionsObject('options', options);
       const headers = checkHeaders(opts.headers);

@@ -91,6 +91,7 @@ export function newEpoch(): string {
 /** Approximate byte size of a message's data, for log limits. @internal */
 export function sizeOf(data: unknown): number {
   if (typeof data === 'string') return Buffer.byteLength(data);
+  if (typeof data === 'number' || typeof data === 'boolean' || data === null) return 8;
   if (data instanceof Uint8Array) return data.byteLength;
   if (data === undefined) return 0;
   try {

@@ -87,16 +87,34 @@ export function matchTokens(pattern: readonly string[], topic: readonly string[]
 }
 
 class TrieNode<V> {
-  readonly children = new Map<string, TrieNode<V>>();
+  // Allocated on first use: most nodes need only one of these.
+  children: Map<string, TrieNode<V>> | null = null;
   star: TrieNode<V> | null = null;
   /** Values whose pattern ends with `>` here. */
-  readonly rest = new Set<V>();
+  rest: V[] | null = null;
   /** Values whose pattern ends exactly here. */
-  readonly exact = new Set<V>();
+  exact: V[] | null = null;
 
   get empty(): boolean {
-    return this.children.size === 0 && this.star === null && this.rest.size === 0 && this.exact.size === 0;
+    return (this.children === null || this.children.size === 0) && this.star === null && this.rest === null && this.exact === null;
   }
+}
+
+function addValue<V>(list: V[] | null, value: V): V[] | null {
+  if (list === null) return [value];
+  if (list.includes(value)) return null;
+  list.push(value);
+  return list;
+}
+
+/** Removes `value`; returns the list, `null` when it became empty, or `undefined` when absent. */
+function removeValue<V>(list: V[] | null, value: V): V[] | null | undefined {
+  if (list === null) return undefined;
+  const i = list.indexOf(value);
+  if (i === -1) return undefined;
+  if (list.length === 1) return null;
+  list.splice(i, 1);
+  return list;
 }
 
 /**
@@ -113,7 +131,7 @@ export class TopicIndex<V> {
   #size = 0;
 
   /** @param cacheSize - Most topics whose matches are cached; 0 disables the cache. */
-  constructor(cacheSize = 4096) {
+  constructor(cacheSize = 65_536) {
     this.#cacheSize = cacheSize;
   }
 
@@ -122,27 +140,35 @@ export class TopicIndex<V> {
     return this.#size;
   }
 
-  /** Adds `value` under `pattern` (tokens from {@link parsePattern}). */
+  /**
+   * Adds `value` under `pattern` (tokens from {@link parsePattern}). Add a value under one
+   * pattern only: under two that both match a topic, `match` would return it twice.
+   */
   add(tokens: readonly string[], value: V): void {
     let node = this.#root;
     for (let i = 0; i < tokens.length; i++) {
       const t = tokens[i]!;
       if (t === '>') {
-        if (!node.rest.has(value)) this.#size++;
-        node.rest.add(value);
-        this.#cache.clear();
+        const list = addValue(node.rest, value);
+        if (list !== null) {
+          node.rest = list;
+          this.#changed(1);
+        }
         return;
       }
       if (t === '*') node = node.star ??= new TrieNode<V>();
       else {
-        let next = node.children.get(t);
-        if (next === undefined) node.children.set(t, (next = new TrieNode<V>()));
+        const children = (node.children ??= new Map());
+        let next = children.get(t);
+        if (next === undefined) children.set(t, (next = new TrieNode<V>()));
         node = next;
       }
     }
-    if (!node.exact.has(value)) this.#size++;
-    node.exact.add(value);
-    this.#cache.clear();
+    const list = addValue(node.exact, value);
+    if (list !== null) {
+      node.exact = list;
+      this.#changed(1);
+    }
   }
 
   /** Removes `value` from under `pattern`, pruning empty branches. Returns whether it was there. */
@@ -153,34 +179,53 @@ export class TopicIndex<V> {
     for (let i = 0; i < tokens.length && node; i++) {
       const t = tokens[i]!;
       if (t === '>') {
-        removed = node.rest.delete(value);
+        const list = removeValue(node.rest, value);
+        if (list !== undefined) {
+          node.rest = list;
+          removed = true;
+        }
         break;
       }
       path.push([node, t]);
-      node = t === '*' ? node.star : node.children.get(t);
-      if (node && i === tokens.length - 1) removed = node.exact.delete(value);
+      node = t === '*' ? node.star : node.children?.get(t);
+      if (node && i === tokens.length - 1) {
+        const list = removeValue(node.exact, value);
+        if (list !== undefined) {
+          node.exact = list;
+          removed = true;
+        }
+      }
     }
     if (!removed) return false;
-    this.#size--;
-    this.#cache.clear();
+    this.#changed(-1);
     // Prune: walk back while the child is empty.
     for (let i = path.length - 1; i >= 0; i--) {
       const [parent, t] = path[i]!;
-      const child = t === '*' ? parent.star : parent.children.get(t);
+      const child = t === '*' ? parent.star : parent.children?.get(t);
       if (!child || !child.empty) break;
       if (t === '*') parent.star = null;
-      else parent.children.delete(t);
+      else {
+        parent.children!.delete(t);
+        if (parent.children!.size === 0) parent.children = null;
+      }
     }
     return true;
   }
 
-  /** Every value whose pattern matches `topic` (a valid topic). Each value appears once. */
+  #changed(delta: number): void {
+    this.#size += delta;
+    if (this.#cache.size > 0) this.#cache.clear();
+  }
+
+  /**
+   * Every value whose pattern matches `topic` (a valid topic). Each value appears once: a value
+   * lives at one node, and a walk reaches each node at most once.
+   */
   match(topic: string): readonly V[] {
     const cached = this.#cache.get(topic);
     if (cached !== undefined) return cached;
     const out: V[] = [];
-    const seen = new Set<V>();
-    this.#walk(this.#root, topic.split('.'), 0, out, seen);
+    this.#walk(this.#root, topic.split('.'), 0, out);
     if (this.#cacheSize > 0) {
       if (this.#cache.size >= this.#cacheSize) this.#cache.clear();
       this.#cache.set(topic, out);
@@ -188,24 +233,14 @@ export class TopicIndex<V> {
     return out;
   }
 
-  #walk(node: TrieNode<V>, tokens: readonly string[], i: number, out: V[], seen: Set<V>): void {
+  #walk(node: TrieNode<V>, tokens: readonly string[], i: number, out: V[]): void {
     if (i === tokens.length) {
-      for (const v of node.exact) {
-        if (!seen.has(v)) {
-          seen.add(v);
-          out.push(v);
-        }
-      }
+      if (node.exact !== null) for (const v of node.exact) out.push(v);
       return;
     }
-    for (const v of node.rest) {
-      if (!seen.has(v)) {
-        seen.add(v);
-        out.push(v);
-      }
-    }
-    const child = node.children.get(tokens[i]!);
-    if (child !== undefined) this.#walk(child, tokens, i + 1, out, seen);
-    if (node.star !== null) this.#walk(node.star, tokens, i + 1, out, seen);
+    if (node.rest !== null) for (const v of node.rest) out.push(v);
+    const child = node.children?.get(tokens[i]!);
+    if (child !== undefined) this.#walk(child, tokens, i + 1, out);
+    if (node.star !== null) this.#walk(node.star, tokens, i + 1, out);
   }
 }
