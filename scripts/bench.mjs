@@ -8,6 +8,7 @@
 // Builds the package first (suites import the built dist/, as users do), then runs each suite in
 // its own process group, bounded in time: a suite that overruns is killed and the run fails.
 import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -20,10 +21,20 @@ const suites = {
     description: 'Purgatory vs a naive setTimeout + Map<key, Set> purgatory (W1, W1-unique, W1-rt, W1-expire, W2, W3, W4)',
     limitMs: 45 * 60_000,
   },
+  broker: {
+    entry: 'bench/src/broker/main.ts',
+    description: 'PubSubBroker vs mqemitter: publish-to-delivery, 10,000 subscriptions, half wildcards',
+    limitMs: 15 * 60_000,
+  },
+  longpoll: {
+    entry: 'bench/src/longpoll/main.ts',
+    description: 'C held long polls (1k, 10k, 19k): demo server vs bare node:http vs nginx + Nchan (RSS, wake all)',
+    limitMs: 20 * 60_000,
+  },
 };
 
 const args = process.argv.slice(2);
-const names = args.filter((a, i) => !a.startsWith('-') && (i === 0 || !['--runs', '--scale', '--workloads'].includes(args[i - 1])));
+const names = args.filter((a, i) => !a.startsWith('-') && (i === 0 || !['--runs', '--scale', '--workloads', '--sizes', '--servers', '--node-flags'].includes(args[i - 1])));
 const passThrough = args.filter((a) => !names.includes(a));
 for (const name of names) {
   if (!Object.hasOwn(suites, name)) {
@@ -39,6 +50,17 @@ const build = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit', 
 if (build.status !== 0) {
   console.error(`bench: the build failed (${build.error?.message ?? `exit ${build.status}`}); not running benchmarks on a stale dist/`);
   process.exit(1);
+}
+
+// The bench/ package has its own dependencies (competitors such as mqemitter), locked in
+// bench/package-lock.json: install them once when missing.
+if (!existsSync(join(root, 'bench', 'node_modules', '.package-lock.json'))) {
+  console.log('bench: installing the bench/ package dependencies (npm ci --prefix bench)');
+  const install = spawnSync('npm', ['ci', '--prefix', 'bench', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit', timeout: 5 * 60_000 });
+  if (install.status !== 0) {
+    console.error(`bench: npm ci --prefix bench failed (${install.error?.message ?? `exit ${install.status}`})`);
+    process.exit(1);
+  }
 }
 
 const command =

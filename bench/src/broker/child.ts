@@ -1,0 +1,79 @@
+/**
+ * One measurement in a fresh process:
+ * `node --expose-gc --import tsx child.ts <contender> <mode> <seed> <scale>`.
+ * Prints one `RESULT {json}` line on stdout.
+ */
+import { performance } from 'node:perf_hooks';
+import { CONTENDERS, type ContenderName, counter, makeContender, MODES, type Mode } from './contenders.js';
+import { makeWorkload } from './workload.js';
+
+export interface ChildResult {
+  readonly figures: Record<string, number>;
+  readonly checks: Record<string, boolean>;
+  readonly info: Record<string, number | string>;
+}
+
+/** Measured publishes and warm-up publishes at scale 1. */
+export const PUBLISHES = 200_000;
+export const WARMUP = 20_000;
+
+const [name, modeArg, seedArg, scaleArg] = process.argv.slice(2);
+if (!CONTENDERS.includes(name as ContenderName)) throw new Error(`unknown contender ${String(name)}`);
+if (!MODES.includes(modeArg as Mode)) throw new Error(`unknown mode ${String(modeArg)}`);
+const gc = globalThis.gc;
+if (gc === undefined) throw new Error('run with --expose-gc');
+const mode = modeArg as Mode;
+const seed = Number(seedArg ?? 1);
+const scale = Number(scaleArg ?? 1);
+
+const w = makeWorkload(seed, Math.round(PUBLISHES * scale), Math.round(WARMUP * scale));
+const contender = await makeContender(name as ContenderName);
+
+gc();
+const heap0 = process.memoryUsage().heapUsed;
+const tSub = performance.now();
+await contender.subscribeAll(w);
+const subscribeMs = performance.now() - tSub;
+gc();
+const heapPerSubscription = (process.memoryUsage().heapUsed - heap0) / w.patterns.length;
+
+counter.deliveries = 0;
+await contender.run(mode, w, w.warmup, 0);
+const warmupDeliveries = counter.deliveries;
+
+gc();
+counter.deliveries = 0;
+const cpu0 = process.cpuUsage();
+const t0 = performance.now();
+await contender.run(mode, w, w.publishes, w.warmup.length);
+const seconds = (performance.now() - t0) / 1000;
+const cpu = process.cpuUsage(cpu0);
+const deliveries = counter.deliveries;
+await contender.close();
+
+const result: ChildResult = {
+  figures: {
+    deliveredPerSec: deliveries / seconds,
+    publishesPerSec: w.publishes.length / seconds,
+    nsPerDelivery: (seconds * 1e9) / deliveries,
+    cpuPct: ((cpu.user + cpu.system) / 1e4 / seconds),
+    subscribeMs,
+    heapPerSubscription,
+  },
+  checks: {
+    deliveries: deliveries === w.expectedDeliveries,
+    warmupDeliveries: warmupDeliveries === w.expectedWarmupDeliveries,
+  },
+  info: {
+    publishes: w.publishes.length,
+    warmupPublishes: w.warmup.length,
+    deliveries,
+    expectedDeliveries: w.expectedDeliveries,
+    meanMatchesPerPublish: deliveries / w.publishes.length,
+    wildcardSubscriptions: w.wildcardCount,
+    distinctPatterns: new Set(w.patterns).size,
+    seconds,
+  },
+};
+process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
+process.exit(0);

@@ -1,0 +1,434 @@
+/**
+ * The broker benchmark: in-memory publish-to-delivery with 10,000 subscriptions (half of them
+ * wildcards), patchbay's `PubSubBroker` vs mqemitter. Run it from the repository root with
+ * `npm run bench -- broker`.
+ *
+ * Every (mode, contender, run) is a fresh `node --expose-gc` child process; within a run the
+ * contenders take turns, in an order that rotates from run to run. Prints a table, writes
+ * `bench/results/broker.json` and the broker section of `docs/benchmarks.md`.
+ *
+ * Options: `--runs N` (default 5), `--scale X` (default 1; e.g. 0.1 for a smoke run),
+ * `--no-write` (print only), `--no-wait` (do not wait for a quiet machine before each child).
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { summarize, type Summary } from '../lib/stats.js';
+import type { ChildResult } from './child.js';
+import { BATCH, CONTENDERS, type ContenderName, MODES, type Mode } from './contenders.js';
+import { SUBSCRIPTIONS, TOPIC_COUNT } from './workload.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..', '..');
+const childFile = join(here, 'child.ts');
+const NODE_FLAGS = ['--expose-gc', '--max-old-space-size=4096'];
+const CHILD_LIMIT_MS = 120_000;
+const BASELINE: ContenderName = 'mqemitter';
+
+function parseArgs(argv: readonly string[]) {
+  const opts = { runs: 5, scale: 1, write: true, waitQuiet: true };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--runs') opts.runs = Number(value());
+    else if (a === '--scale') opts.scale = Number(value());
+    else if (a === '--no-write') opts.write = false;
+    else if (a === '--no-wait') opts.waitQuiet = false;
+    else throw new Error(`unknown option ${a}; options: --runs N, --scale X, --no-write, --no-wait`);
+  }
+  if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 20) throw new Error('--runs must be 1..20');
+  if (!(opts.scale > 0 && opts.scale <= 1)) throw new Error('--scale must be in (0, 1]');
+  return opts;
+}
+
+function runChild(contender: ContenderName, mode: Mode, seed: number, scale: number): Promise<ChildResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...NODE_FLAGS, '--import', 'tsx', childFile, contender, mode, String(seed), String(scale)], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      out += chunk;
+    });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${mode}/${contender} did not finish within ${CHILD_LIMIT_MS / 1000} s`));
+    }, CHILD_LIMIT_MS);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      const line = out.split('\n').find((l) => l.startsWith('RESULT '));
+      if (code !== 0 || line === undefined) {
+        reject(new Error(`${mode}/${contender} exited with ${signal ?? code}; stdout: ${out.slice(0, 500)}`));
+        return;
+      }
+      resolve(JSON.parse(line.slice('RESULT '.length)) as ChildResult);
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Share of total CPU (all cores) busy over `ms`. */
+async function cpuBusy(ms: number): Promise<number> {
+  const snap = () =>
+    os.cpus().reduce(
+      (acc, c) => {
+        const t = c.times;
+        acc.idle += t.idle;
+        acc.total += t.user + t.nice + t.sys + t.idle + t.irq;
+        return acc;
+      },
+      { idle: 0, total: 0 },
+    );
+  const a = snap();
+  await sleep(ms);
+  const b = snap();
+  const total = b.total - a.total;
+  return total <= 0 ? 0 : 1 - (b.idle - a.idle) / total;
+}
+
+/** Waits (bounded, 3 minutes over the whole suite) until others use under a third of a core. */
+let quietBudgetMs = 3 * 60_000;
+async function waitQuiet(limitMs: number): Promise<number> {
+  const cores = os.cpus().length;
+  const start = Date.now();
+  const deadline = start + Math.min(limitMs, quietBudgetMs);
+  let busy = await cpuBusy(300);
+  while (busy * cores > 0.33 && Date.now() < deadline) {
+    await sleep(700);
+    busy = await cpuBusy(300);
+  }
+  quietBudgetMs -= Date.now() - start;
+  return busy;
+}
+
+// --- figures and formatting -------------------------------------------------------------------
+
+interface FigureDef {
+  readonly key: string;
+  readonly label: string;
+  readonly unit: 'msg/s' | 'ns' | 'ms' | 'B' | '%';
+  readonly better: 'higher' | 'lower' | 'none';
+  readonly description: string;
+}
+
+const FIGURES: readonly FigureDef[] = [
+  {
+    key: 'deliveredPerSec',
+    label: 'delivered messages/s',
+    unit: 'msg/s',
+    better: 'higher',
+    description: 'Listener calls per wall second over the measured publishes (after a warm-up of 10% as many).',
+  },
+  { key: 'publishesPerSec', label: 'publishes/s', unit: 'msg/s', better: 'higher', description: 'Publishes completed per wall second.' },
+  { key: 'nsPerDelivery', label: 'wall time per delivery', unit: 'ns', better: 'lower', description: 'Wall time divided by deliveries.' },
+  {
+    key: 'subscribeMs',
+    label: 'subscribe 10,000',
+    unit: 'ms',
+    better: 'lower',
+    description: 'Registering every subscription (patchbay: `await subscribe()` each; mqemitter: `on()` each).',
+  },
+  {
+    key: 'heapPerSubscription',
+    label: 'heap per subscription',
+    unit: 'B',
+    better: 'lower',
+    description: 'Heap used after subscribing minus before (after `gc()`), per subscription, listener closure included.',
+  },
+];
+
+function fmt(value: number, unit: FigureDef['unit']): string {
+  if (Number.isNaN(value)) return 'n/a';
+  switch (unit) {
+    case 'msg/s':
+      if (value >= 1e6) return `${(value / 1e6).toFixed(2)} M/s`;
+      if (value >= 1e3) return `${(value / 1e3).toFixed(0)} k/s`;
+      return `${value.toFixed(0)} /s`;
+    case 'ns':
+      return `${value.toFixed(0)} ns`;
+    case 'ms':
+      return `${value.toFixed(value < 10 ? 2 : 1)} ms`;
+    case 'B':
+      return `${value.toFixed(0)} B`;
+    case '%':
+      return `${value.toFixed(0)}%`;
+  }
+}
+
+const cell = (s: Summary, unit: FigureDef['unit']) => (s.runs.length <= 1 ? fmt(s.median, unit) : `${fmt(s.median, unit)} (${fmt(s.min, unit)}–${fmt(s.max, unit)})`);
+
+interface Row {
+  readonly mode: Mode;
+  readonly figure: FigureDef;
+  readonly by: Record<ContenderName, Summary>;
+  /** median / mqemitter median, per patchbay contender. */
+  readonly ratio: Record<'patchbay' | 'patchbay-live', number>;
+}
+
+const MODE_TEXT: Record<Mode, string> = {
+  awaited: 'awaited',
+  pipelined: `pipelined ×${BATCH}`,
+};
+
+function ratioText(ratio: number, better: FigureDef['better']): string {
+  if (Number.isNaN(ratio) || better === 'none') return '—';
+  return `${ratio.toFixed(2)}×`;
+}
+
+function textTable(rows: readonly Row[]): string {
+  const header = ['mode', 'figure', ...CONTENDERS.map((c) => `${c} median (min–max)`), 'patchbay / mqemitter', 'patchbay-live / mqemitter'];
+  const body = rows.map((r) => [
+    MODE_TEXT[r.mode],
+    r.figure.label,
+    ...CONTENDERS.map((c) => cell(r.by[c], r.figure.unit)),
+    ratioText(r.ratio.patchbay, r.figure.better),
+    ratioText(r.ratio['patchbay-live'], r.figure.better),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cols: readonly string[]) => cols.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}
+
+function markdownTable(rows: readonly Row[]): string {
+  const arrow = (f: FigureDef) => (f.better === 'higher' ? '↑' : f.better === 'lower' ? '↓' : '');
+  const out = [
+    `| mode | figure | better | ${CONTENDERS.map((c) => `${c}: median (min–max)`).join(' | ')} | patchbay / mqemitter | patchbay-live / mqemitter |`,
+    `|---|---|---|${CONTENDERS.map(() => '---|').join('')}---|---|`,
+  ];
+  for (const r of rows) {
+    out.push(
+      `| ${MODE_TEXT[r.mode]} | ${r.figure.label} | ${arrow(r.figure)} | ${CONTENDERS.map((c) => cell(r.by[c], r.figure.unit)).join(' | ')} | ${ratioText(r.ratio.patchbay, r.figure.better)} | ${ratioText(r.ratio['patchbay-live'], r.figure.better)} |`,
+    );
+  }
+  return out.join('\n');
+}
+
+const START = '<!-- bench:broker:start -->';
+const END = '<!-- bench:broker:end -->';
+
+function writeDocs(section: string): string {
+  const file = join(root, 'docs', 'benchmarks.md');
+  mkdirSync(dirname(file), { recursive: true });
+  let doc = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n';
+  const block = `${START}\n${section.trim()}\n${END}`;
+  const a = doc.indexOf(START);
+  const b = doc.indexOf(END);
+  if (a !== -1 && b > a) doc = doc.slice(0, a) + block + doc.slice(b + END.length);
+  else doc = `${doc.trimEnd()}\n\n${block}\n`;
+  writeFileSync(file, doc);
+  return file;
+}
+
+// --- main -----------------------------------------------------------------------------------
+
+const opts = parseArgs(process.argv.slice(2));
+const command = process.env['BENCH_COMMAND'] ?? `node --import tsx ${relative(root, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim();
+const gitHead = (() => {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+})();
+const mqVersion = (() => {
+  try {
+    return (JSON.parse(readFileSync(join(root, 'bench', 'node_modules', 'mqemitter', 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+})();
+const started = new Date();
+const loadStart = os.loadavg();
+const cpu = os.cpus()[0]?.model ?? 'unknown';
+console.log(`broker benchmark: ${opts.runs} run(s) x ${MODES.length} modes x ${CONTENDERS.length} contenders, scale ${opts.scale}`);
+console.log(`node ${process.version}, ${cpu}, ${os.cpus().length} cores, load ${loadStart.map((x) => x.toFixed(2)).join(' ')}; mqemitter ${mqVersion}`);
+
+const results: Record<Mode, Record<ContenderName, ChildResult[]>> = {
+  awaited: { mqemitter: [], patchbay: [], 'patchbay-live': [] },
+  pipelined: { mqemitter: [], patchbay: [], 'patchbay-live': [] },
+};
+const busyAtStart: number[] = [];
+const failures: string[] = [];
+for (let run = 0; run < opts.runs; run++) {
+  const seed = 2000 + run;
+  const order = CONTENDERS.map((_, i) => CONTENDERS[(i + run) % CONTENDERS.length]!);
+  for (const mode of MODES) {
+    for (const contender of order) {
+      const busy = opts.waitQuiet ? await waitQuiet(20_000) : await cpuBusy(300);
+      busyAtStart.push(busy);
+      const t0 = Date.now();
+      const result = await runChild(contender, mode, seed, opts.scale);
+      results[mode][contender].push(result);
+      for (const [name, ok] of Object.entries(result.checks)) {
+        if (!ok) failures.push(`run ${run + 1} ${mode}/${contender}: check ${name} failed (${JSON.stringify(result.info)})`);
+      }
+      console.log(
+        `  run ${run + 1}/${opts.runs}  ${mode.padEnd(9)} ${contender.padEnd(13)} ${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s` +
+          `  ${fmt(result.figures['deliveredPerSec']!, 'msg/s').padStart(10)} delivered` +
+          `  (others busy ${(busy * 100).toFixed(0)}% before start)`,
+      );
+    }
+  }
+}
+
+const rows: Row[] = [];
+for (const mode of MODES) {
+  for (const figure of FIGURES) {
+    const by = Object.fromEntries(CONTENDERS.map((c) => [c, summarize(results[mode][c].map((r) => r.figures[figure.key] ?? Number.NaN))])) as Record<
+      ContenderName,
+      Summary
+    >;
+    const base = by[BASELINE].median;
+    rows.push({ mode, figure, by, ratio: { patchbay: by.patchbay.median / base, 'patchbay-live': by['patchbay-live'].median / base } });
+  }
+}
+const firstInfo = results.awaited.patchbay[0]?.info ?? {};
+const meanMatches = Number(firstInfo['meanMatchesPerPublish'] ?? Number.NaN);
+
+interface TargetResult {
+  readonly target: string;
+  readonly measured: string;
+  readonly met: boolean | null;
+}
+const targets: TargetResult[] = MODES.map((mode) => {
+  const r = rows.find((x) => x.mode === mode && x.figure.key === 'deliveredPerSec')!;
+  return {
+    target: `delivered messages/s ≥ 2× mqemitter (${MODE_TEXT[mode]}, patchbay defaults)`,
+    measured: `${r.ratio.patchbay.toFixed(2)}× (patchbay ${fmt(r.by.patchbay.median, 'msg/s')} vs mqemitter ${fmt(r.by.mqemitter.median, 'msg/s')}; live-only patchbay ${r.ratio['patchbay-live'].toFixed(2)}×)`,
+    met: Number.isNaN(r.ratio.patchbay) ? null : r.ratio.patchbay >= 2,
+  };
+});
+const metText = (m: boolean | null) => (m === null ? 'n/a' : m ? 'met' : 'NOT met');
+
+const loadEnd = os.loadavg();
+const environment = {
+  node: process.version,
+  v8: process.versions.v8,
+  cpu,
+  cores: os.cpus().length,
+  os: `${os.type()} ${os.release()} ${os.arch()}`,
+  totalMemMiB: Math.round(os.totalmem() / 2 ** 20),
+  childFlags: NODE_FLAGS.join(' '),
+  mqemitter: mqVersion,
+  gitHead,
+  loadAvgStart: loadStart,
+  loadAvgEnd: loadEnd,
+  othersBusyBeforeChildren: { median: summarize(busyAtStart).median, max: Math.max(...busyAtStart) },
+};
+
+console.log('');
+console.log(`mean subscriptions matched per publish: ${meanMatches.toFixed(2)}`);
+console.log(textTable(rows));
+console.log('');
+console.log('Targets:');
+for (const t of targets) console.log(`  [${metText(t.met)}] ${t.target}: ${t.measured}`);
+if (failures.length > 0) {
+  console.log('');
+  console.log('CHECK FAILURES:');
+  for (const f of failures) console.log(`  ${f}`);
+}
+
+if (opts.write) {
+  const json = {
+    suite: 'broker',
+    date: started.toISOString(),
+    command,
+    environment,
+    config: {
+      runs: opts.runs,
+      scale: opts.scale,
+      seeds: Array.from({ length: opts.runs }, (_, i) => 2000 + i),
+      order: 'for each run, for each mode: the contenders in an order rotated by the run number, each in a fresh process',
+      topics: TOPIC_COUNT,
+      subscriptions: SUBSCRIPTIONS,
+      publishes: firstInfo['publishes'],
+      warmupPublishes: firstInfo['warmupPublishes'],
+      distinctPatterns: firstInfo['distinctPatterns'],
+      wildcardSubscriptions: firstInfo['wildcardSubscriptions'],
+      meanMatchesPerPublish: meanMatches,
+      batch: BATCH,
+    },
+    figures: rows.map((r) => ({
+      mode: r.mode,
+      key: r.figure.key,
+      label: r.figure.label,
+      better: r.figure.better,
+      description: r.figure.description,
+      ...Object.fromEntries(CONTENDERS.map((c) => [c, r.by[c]])),
+      ratioPatchbayOverMqemitter: Number.isNaN(r.ratio.patchbay) ? null : r.ratio.patchbay,
+      ratioPatchbayLiveOverMqemitter: Number.isNaN(r.ratio['patchbay-live']) ? null : r.ratio['patchbay-live'],
+    })),
+    targets,
+    checkFailures: failures,
+    raw: Object.fromEntries(
+      MODES.map((m) => [m, Object.fromEntries(CONTENDERS.map((c) => [c, results[m][c].map((r) => ({ ...r.figures, ...r.info }))]))]),
+    ),
+  };
+  const jsonFile = join(root, 'bench', 'results', 'broker.json');
+  mkdirSync(dirname(jsonFile), { recursive: true });
+  writeFileSync(jsonFile, `${JSON.stringify(json, null, 2)}\n`);
+
+  const section = [
+    '## Broker',
+    '',
+    `In-memory publish-to-delivery: \`PubSubBroker\` (built \`dist/\`, public API, callback subscribers) against`,
+    `mqemitter ${mqVersion} (Qlobber matching), with the same ${TOPIC_COUNT.toLocaleString('en')} topics, the same ${SUBSCRIPTIONS.toLocaleString('en')} subscriptions (half of them`,
+    'wildcards), the same publish sequence from the same seeded PRNG, and the same listener (count the delivery).',
+    '`patchbay` runs with its defaults, which also keep every topic\'s log for replay; `patchbay-live` sets',
+    '`history: { maxCount: 0 }` (live delivery only, like mqemitter) for context.',
+    '',
+    `Command: \`${command}\``,
+    '',
+    `Date: ${started.toISOString()}; commit ${gitHead}; Node ${process.version}; ${cpu}, ${environment.cores} cores; ` +
+      `child processes run \`node ${NODE_FLAGS.join(' ')}\`; ${opts.runs} runs per (mode, contender), each in a fresh process, ` +
+      `contenders taking turns in a rotating order; median (min–max) over runs` +
+      (opts.scale !== 1 ? `; **scale ${opts.scale} (smoke run, not the real sizes)**` : '') +
+      `. Load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}, at end ${loadEnd.map((x) => x.toFixed(2)).join(' ')}; ` +
+      `other processes used a median ${(environment.othersBusyBeforeChildren.median * 100).toFixed(0)}% ` +
+      `(max ${(environment.othersBusyBeforeChildren.max * 100).toFixed(0)}%) of the machine's CPU in the 0.3 s before each child started.`,
+    '',
+    markdownTable(rows),
+    '',
+    '↑ higher is better, ↓ lower is better; ratios are of the medians.',
+    '',
+    '### Targets',
+    '',
+    ...targets.map((t) => `- **${metText(t.met)}**: ${t.target}: ${t.measured}`),
+    ...(failures.length > 0 ? ['', '**Check failures:**', '', ...failures.map((f) => `- ${f}`)] : []),
+    '',
+    '### Workload',
+    '',
+    `- Topics \`s<site>.d<device>.m<metric>\` (mqemitter: \`s<site>/d<device>/m<metric>\`), 20 sites × 50 devices × 10 metrics.`,
+    '- Subscriptions: 5,000 exact; 3,000 `s.d.*`, 1,500 `s.*.m`, 250 `s.>`, 150 `*.*.m`, 100 `*.d.m` (mqemitter: `+` for `*`,',
+    `  \`#\` for \`>\`), placed at random and interleaved; ${String(firstInfo['distinctPatterns'] ?? '?')} distinct patterns.`,
+    `- ${Number(firstInfo['publishes'] ?? 0).toLocaleString('en')} measured publishes after ${Number(firstInfo['warmupPublishes'] ?? 0).toLocaleString('en')} warm-up ones, topics uniform: each publish matches`,
+    `  **${meanMatches.toFixed(1)} subscriptions on average** (0.5 exact, 3 \`s.d.*\`, 7.5 \`s.*.m\`, 12.5 \`s.>\`, 15 \`*.*.m\`, 0.2 \`*.d.m\`).`,
+    '  Every run checks the delivery count against an independent reference matcher.',
+    '- Payload: a fresh `{ seq }` object per publish (patchbay: the data; mqemitter: `{ topic, payload }`).',
+    '- **awaited**: each publish completes before the next starts — patchbay `await broker.publish()`, mqemitter the next',
+    "  `emit` from the previous one's callback (a trampoline, since its delivery is synchronous).",
+    `- **pipelined ×${BATCH}**: ${BATCH} publishes issued back to back, each completion counted (patchbay \`.then(ack)\`,`,
+    '  mqemitter `emit(message, ack)`), then the batch awaited once.',
+    '',
+    '### What each figure measures',
+    '',
+    ...FIGURES.map((f) => `- **${f.label}**: ${f.description}`),
+  ].join('\n');
+  const docFile = writeDocs(section);
+  console.log('');
+  console.log(`wrote ${relative(root, jsonFile)} and ${relative(root, docFile)}`);
+}
+if (failures.length > 0) process.exitCode = 1;

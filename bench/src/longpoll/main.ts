@@ -1,0 +1,644 @@
+/**
+ * The long-poll benchmark: C concurrent long polls held on patchbay's demo server, a bare
+ * `node:http` reference written by hand, and nginx + Nchan, side by side in one run. Run it from
+ * the repository root with `npm run bench -- longpoll`.
+ *
+ * For each run, each size C and each server (in an order that rotates from run to run), one
+ * trial on a fresh server process:
+ *
+ * 1. start the server; warm it up (3 rounds of 200 polls, each answered by one publish); measure its idle RSS
+ *    (VmRSS from /proc; nginx: master + workers);
+ * 2. spread C polls over load processes (at most 5,000 sockets each, each from its own
+ *    127.0.0.x source address) and wait until every client has sent its request and has no
+ *    answer, and the server itself reports C held (patchbay: `GET /stats` longPoll.parked;
+ *    bare: its `/stats`; Nchan: `subscribers` of `nchan_stub_status`); settle 1 s; measure RSS;
+ * 3. publish one message, timestamping the send (`performance.timeOrigin + performance.now()`);
+ *    every client timestamps the last byte of its answer the same way; check that every client
+ *    got exactly that message;
+ * 4. stop the load processes and the server by PID.
+ *
+ * Prints a table, writes `bench/results/longpoll.json` and the longpoll section of
+ * `docs/benchmarks.md`. Options: `--runs N` (default 3), `--sizes 1000,10000,19000`,
+ * `--servers patchbay,bare,nchan`, `--no-write`, and for profiling `--node-flags "--cpu-prof ..."` (extra
+ * flags for the two Node servers; needs `--no-write`).
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { quantileSorted, summarize, type Summary } from '../lib/stats.js';
+import type { Expect, FromLoad, ToLoad } from './load.js';
+import {
+  ensureNchan,
+  HOLD_MS,
+  killAllStarted,
+  NCHAN_WORKERS,
+  nginxVersion,
+  type RunningServer,
+  SERVERS,
+  type ServerName,
+  startServer,
+  totalCpuMs,
+  totalRss,
+} from './servers.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..', '..');
+const loadFile = join(here, 'load.ts');
+const PER_LOAD = 5000;
+const CONNECT_WINDOW = 64;
+const TOPIC = 'bench';
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const now = () => performance.timeOrigin + performance.now();
+
+function parseArgs(argv: readonly string[]) {
+  const opts = { runs: 3, sizes: [1000, 10_000, 19_000], servers: [...SERVERS] as ServerName[], write: true, nodeFlags: [] as string[] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--runs') opts.runs = Number(value());
+    else if (a === '--sizes') opts.sizes = value().split(',').map(Number);
+    else if (a === '--servers') opts.servers = value().split(',') as ServerName[];
+    else if (a === '--no-write') opts.write = false;
+    else if (a === '--node-flags') opts.nodeFlags = value().split(' ').filter((f) => f !== '');
+    else throw new Error(`unknown option ${a}; options: --runs N, --sizes 1000,10000,19000, --servers patchbay,bare,nchan, --no-write, --node-flags "..."`);
+  }
+  if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 10) throw new Error('--runs must be 1..10');
+  if (opts.nodeFlags.length > 0 && opts.write) throw new Error('--node-flags is for profiling: use it with --no-write');
+  for (const c of opts.sizes) if (!Number.isInteger(c) || c < 1 || c > 19_000) throw new Error('each size must be 1..19000 (20,000 open files per process)');
+  for (const s of opts.servers) if (!SERVERS.includes(s)) throw new Error(`unknown server ${s}; known: ${SERVERS.join(', ')}`);
+  return opts;
+}
+
+// --- load processes -------------------------------------------------------------------------
+
+interface Load {
+  readonly child: ChildProcess;
+  readonly count: number;
+  next(type: FromLoad['type'], timeoutMs: number): Promise<FromLoad>;
+  send(m: ToLoad): void;
+}
+
+const loads = new Set<ChildProcess>();
+
+function spawnLoad(count: number): Load {
+  const child = spawn(process.execPath, ['--import', 'tsx', loadFile], { cwd: root, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  loads.add(child);
+  const inbox: FromLoad[] = [];
+  let waiter: (() => void) | null = null;
+  child.on('message', (m: FromLoad) => {
+    inbox.push(m);
+    waiter?.();
+  });
+  child.on('exit', () => {
+    loads.delete(child);
+    waiter?.();
+  });
+  return {
+    child,
+    count,
+    async next(type, timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const i = inbox.findIndex((m) => m.type === type);
+        if (i !== -1) return inbox.splice(i, 1)[0]!;
+        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`a load process exited (${child.exitCode ?? child.signalCode}) while waiting for "${type}"`);
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`a load process did not send "${type}" within ${timeoutMs} ms`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, left);
+          waiter = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        waiter = null;
+      }
+    },
+    send(m) {
+      if (child.connected) child.send(m);
+    },
+  };
+}
+
+async function stopLoads(list: readonly Load[]): Promise<void> {
+  await Promise.all(
+    list.map(async (l) => {
+      const c = l.child;
+      if (c.exitCode !== null || c.signalCode !== null) return;
+      const exited = new Promise<void>((r) => c.once('exit', () => r()));
+      l.send({ type: 'exit' });
+      const timer = setTimeout(() => c.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(timer);
+    }),
+  );
+}
+
+function killAll(): void {
+  for (const c of loads) if (c.pid !== undefined) c.kill('SIGKILL');
+  killAllStarted();
+}
+
+// --- one trial ------------------------------------------------------------------------------
+
+interface TrialResult {
+  readonly rssIdle: number;
+  readonly rssHeld: number;
+  readonly rssPerHeld: number;
+  readonly wakeMax: number;
+  readonly wakeMin: number;
+  readonly wakeP50: number;
+  readonly wakeP99: number;
+  readonly pubAckMs: number;
+  readonly cpuWakeMs: number;
+  readonly connectMs: number;
+  readonly parkedServer: number;
+  readonly received: number;
+  readonly wrong: number;
+  readonly errors: number;
+  readonly sample: string;
+}
+
+/** One raw keep-alive connection for publishing: the send is timestamped just before the write. */
+function connectPublisher(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port }, () => resolve(s));
+    s.setNoDelay(true);
+    s.once('error', reject);
+  });
+}
+
+function publishOn(socket: net.Socket, port: number, body: string): { t0: number; answer: Promise<{ status: number; body: string; at: number }> } {
+  const answer = new Promise<{ status: number; body: string; at: number }>((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error('the publish was not answered within 30 s')), 30_000);
+    socket.on('data', (chunk: Buffer) => {
+      buf += chunk.toString('utf8');
+      const end = buf.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      const cl = /\r\ncontent-length:\s*(\d+)/i.exec(buf.slice(0, end));
+      if (cl && buf.length < end + 4 + Number(cl[1])) return;
+      clearTimeout(timer);
+      resolve({ status: Number(buf.slice(9, 12)), body: buf.slice(end + 4), at: now() });
+    });
+    socket.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+  const payload = Buffer.from(body);
+  const head = `POST /pub/${TOPIC} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: text/plain\r\nContent-Length: ${payload.length}\r\n\r\n`;
+  const t0 = now();
+  socket.write(Buffer.concat([Buffer.from(head, 'latin1'), payload]));
+  return { t0, answer };
+}
+
+/** Warm-up rounds and polls per round: enough answered polls that the server's hot paths are compiled. */
+const WARM_ROUNDS = 3;
+const WARM_POLLS = 200;
+
+/** One round of `n` polls answered by one publish, from the coordinator's own connections. */
+async function warmRound(server: RunningServer, n: number): Promise<void> {
+  const answers = Array.from(
+    { length: n },
+    () =>
+      new Promise<number>((resolve, reject) => {
+        const req = http.get({ host: '127.0.0.1', port: server.port, path: '/lp/warm', agent: false, timeout: 20_000 }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        req.on('timeout', () => req.destroy(new Error('warm-up poll timed out')));
+        req.on('error', reject);
+      }),
+  );
+  const deadline = Date.now() + 10_000;
+  while ((await server.parked()) < n) {
+    if (Date.now() > deadline) throw new Error(`${server.name}: the warm-up polls were not all held within 10 s`);
+    await sleep(50);
+  }
+  const pub = await new Promise<number>((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: server.port, path: '/pub/warm', method: 'POST', agent: false, headers: { 'content-type': 'text/plain' } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end('warm');
+  });
+  const statuses = await Promise.all(answers);
+  if (pub !== 201 || statuses.some((s) => s !== 200)) throw new Error(`${server.name}: warm-up failed (publish ${pub}, polls ${[...new Set(statuses)].join(',')})`);
+}
+
+/** Warms the server up, so a Node server's hot paths are compiled before anything is measured. */
+async function warmUp(server: RunningServer): Promise<void> {
+  for (let i = 0; i < WARM_ROUNDS; i++) await warmRound(server, WARM_POLLS);
+}
+
+async function trial(name: ServerName, c: number, trialIndex: number): Promise<TrialResult> {
+  const server = await startServer(name, root, opts.nodeFlags);
+  const list: Load[] = [];
+  let publisher: net.Socket | undefined;
+  try {
+    await warmUp(server);
+    await sleep(1000);
+    const rssIdle = totalRss(server);
+    if ((await server.parked()) !== 0) throw new Error(`${name}: polls still held after the warm-up`);
+
+    // Hold C polls.
+    const nLoads = Math.ceil(c / PER_LOAD);
+    const tConnect = now();
+    for (let k = 0; k < nLoads; k++) {
+      const count = Math.floor(c / nLoads) + (k < c % nLoads ? 1 : 0);
+      const load = spawnLoad(count);
+      list.push(load);
+      const localAddress = `127.0.0.${2 + ((trialIndex * 4 + k) % 250)}`;
+      load.send({ type: 'start', port: server.port, path: `/lp/${TOPIC}`, count, localAddress, window: CONNECT_WINDOW });
+    }
+    const connectLimit = 30_000 + c * 3;
+    for (const l of list) await l.next('sent', connectLimit);
+    let parkedServer = 0;
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      parkedServer = await server.parked();
+      const statuses = await Promise.all(
+        list.map(async (l) => {
+          l.send({ type: 'status' });
+          return (await l.next('status', 10_000)) as Extract<FromLoad, { type: 'status' }>;
+        }),
+      );
+      const sent = statuses.reduce((n, s) => n + s.sent, 0);
+      const received = statuses.reduce((n, s) => n + s.received + s.errors, 0);
+      if (received > 0) throw new Error(`${name} C=${c}: ${received} polls were answered (or failed) before the publish`);
+      if (sent === c && parkedServer === c) break;
+      if (Date.now() > deadline) throw new Error(`${name} C=${c}: only ${parkedServer} of ${c} polls held by the server after 60 s (clients sent ${sent})`);
+      await sleep(200);
+    }
+    const connectMs = now() - tConnect;
+    await sleep(1000);
+    const rssHeld = totalRss(server);
+    if ((await server.parked()) !== c) throw new Error(`${name} C=${c}: the held count changed while settling`);
+
+    // One publish wakes them all.
+    publisher = await connectPublisher(server.port);
+    const payload = `hello-${trialIndex}`;
+    const cpu0 = totalCpuMs(server);
+    const { t0, answer } = publishOn(publisher, server.port, payload);
+    const ack = await answer;
+    if (ack.status !== 201) throw new Error(`${name}: the publish answered ${ack.status}: ${ack.body.slice(0, 200)}`);
+    const expect: Expect =
+      name === 'nchan' ? { kind: 'raw', body: payload } : { kind: 'json', id: (JSON.parse(ack.body) as { id: string }).id, topic: TOPIC, data: payload };
+    for (const l of list) l.send({ type: 'collect', timeoutMs: 30_000, expect });
+    const results = (await Promise.all(list.map((l) => l.next('result', 40_000)))) as Extract<FromLoad, { type: 'result' }>[];
+    const cpuWakeMs = totalCpuMs(server) - cpu0;
+
+    const latencies: number[] = [];
+    for (const r of results) for (const t of r.times) if (!Number.isNaN(t)) latencies.push(t - t0);
+    latencies.sort((a, b) => a - b);
+    const received = results.reduce((n, r) => n + r.received, 0);
+    return {
+      rssIdle,
+      rssHeld,
+      rssPerHeld: (rssHeld - rssIdle) / c,
+      wakeMax: received === c ? latencies[latencies.length - 1]! : Number.NaN,
+      wakeMin: latencies.length > 0 ? latencies[0]! : Number.NaN,
+      wakeP50: quantileSorted(latencies, 0.5),
+      wakeP99: quantileSorted(latencies, 0.99),
+      pubAckMs: ack.at - t0,
+      cpuWakeMs,
+      connectMs,
+      parkedServer,
+      received,
+      wrong: results.reduce((n, r) => n + r.wrong, 0),
+      errors: results.reduce((n, r) => n + r.errors, 0),
+      sample: results.map((r) => r.sample).find((s) => s !== '') ?? '',
+    };
+  } finally {
+    publisher?.destroy();
+    await stopLoads(list);
+    await server.stop();
+  }
+}
+
+// --- figures and report ----------------------------------------------------------------------
+
+interface FigureDef {
+  readonly key: keyof TrialResult;
+  readonly label: string;
+  readonly unit: 'ms' | 'B' | 'MiB';
+  readonly better: 'higher' | 'lower' | 'none';
+  readonly description: string;
+}
+
+const FIGURES: readonly FigureDef[] = [
+  {
+    key: 'rssPerHeld',
+    label: 'RSS per held poll',
+    unit: 'B',
+    better: 'lower',
+    description: '(VmRSS with C polls held, 1 s after the last was confirmed held) − (idle VmRSS after the warm-up), divided by C. nginx: master + workers summed.',
+  },
+  { key: 'rssIdle', label: 'idle RSS', unit: 'MiB', better: 'lower', description: 'VmRSS after the warm-up, before the load connects.' },
+  {
+    key: 'wakeMax',
+    label: 'wake all: last answer',
+    unit: 'ms',
+    better: 'lower',
+    description: 'From the moment the coordinator writes the publish to the moment the last of the C clients has its whole answer.',
+  },
+  {
+    key: 'wakeMin',
+    label: 'wake all: first answer',
+    unit: 'ms',
+    better: 'lower',
+    description: 'Publish → the first of the C clients has its whole answer: how long before the server starts answering.',
+  },
+  { key: 'wakeP50', label: 'wake all: p50', unit: 'ms', better: 'lower', description: 'Median over the C clients of publish → answer received.' },
+  { key: 'wakeP99', label: 'wake all: p99', unit: 'ms', better: 'lower', description: '99th percentile over the C clients of publish → answer received.' },
+  { key: 'pubAckMs', label: 'publish answered', unit: 'ms', better: 'none', description: 'Publish sent → its own 201 received.' },
+  {
+    key: 'cpuWakeMs',
+    label: 'server CPU for the wake',
+    unit: 'ms',
+    better: 'lower',
+    description: 'Server CPU time (user + system, all its processes; 10 ms ticks) from the publish until every client had its answer.',
+  },
+];
+
+function fmt(value: number, unit: FigureDef['unit']): string {
+  if (Number.isNaN(value)) return 'n/a';
+  switch (unit) {
+    case 'ms':
+      return `${value.toFixed(value < 10 ? 2 : value < 100 ? 1 : 0)} ms`;
+    case 'B':
+      return `${(value / 1024).toFixed(2)} KiB`;
+    case 'MiB':
+      return `${(value / 2 ** 20).toFixed(1)} MiB`;
+  }
+}
+const cell = (s: Summary, unit: FigureDef['unit']) => (s.runs.length <= 1 ? fmt(s.median, unit) : `${fmt(s.median, unit)} (${fmt(s.min, unit)}–${fmt(s.max, unit)})`);
+
+const START = '<!-- bench:longpoll:start -->';
+const END = '<!-- bench:longpoll:end -->';
+
+function writeDocs(section: string): string {
+  const file = join(root, 'docs', 'benchmarks.md');
+  mkdirSync(dirname(file), { recursive: true });
+  let doc = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n';
+  const block = `${START}\n${section.trim()}\n${END}`;
+  const a = doc.indexOf(START);
+  const b = doc.indexOf(END);
+  if (a !== -1 && b > a) doc = doc.slice(0, a) + block + doc.slice(b + END.length);
+  else doc = `${doc.trimEnd()}\n\n${block}\n`;
+  writeFileSync(file, doc);
+  return file;
+}
+
+// --- main -----------------------------------------------------------------------------------
+
+const opts = parseArgs(process.argv.slice(2));
+const command = process.env['BENCH_COMMAND'] ?? `node --import tsx ${relative(root, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    killAll();
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  });
+}
+process.on('exit', killAll);
+
+if (opts.servers.includes('nchan')) ensureNchan();
+const gitHead = (() => {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+})();
+const started = new Date();
+const loadStart = os.loadavg();
+const cpu = os.cpus()[0]?.model ?? 'unknown';
+const nginx = opts.servers.includes('nchan') ? nginxVersion() : 'not run';
+console.log(`longpoll benchmark: ${opts.runs} run(s) x sizes ${opts.sizes.join(', ')} x servers ${opts.servers.join(', ')}`);
+console.log(`node ${process.version}, ${cpu}, ${os.cpus().length} cores, load ${loadStart.map((x) => x.toFixed(2)).join(' ')}; nginx ${nginx}`);
+
+const results = new Map<string, TrialResult[]>();
+const key = (s: ServerName, c: number) => `${s}@${c}`;
+const failures: string[] = [];
+let trialIndex = 0;
+try {
+  for (let run = 0; run < opts.runs; run++) {
+    for (const c of opts.sizes) {
+      const order = opts.servers.map((_, i) => opts.servers[(i + run) % opts.servers.length]!);
+      for (const name of order) {
+        const t = Date.now();
+        const r = await trial(name, c, trialIndex++);
+        const list = results.get(key(name, c)) ?? [];
+        list.push(r);
+        results.set(key(name, c), list);
+        if (r.received !== c || r.wrong !== 0 || r.errors !== 0) {
+          failures.push(`run ${run + 1} ${name} C=${c}: ${r.received}/${c} answered, ${r.wrong} wrong, ${r.errors} errors; ${r.sample}`);
+        }
+        console.log(
+          `  run ${run + 1}/${opts.runs}  C=${String(c).padStart(5)}  ${name.padEnd(8)} ${((Date.now() - t) / 1000).toFixed(1).padStart(5)} s` +
+            `  RSS/held ${fmt(r.rssPerHeld, 'B').padStart(9)}  wake max ${fmt(r.wakeMax, 'ms').padStart(8)} p50 ${fmt(r.wakeP50, 'ms').padStart(8)}` +
+            `  cpu ${fmt(r.cpuWakeMs, 'ms').padStart(7)}  ${r.received}/${c} ok${r.wrong + r.errors > 0 ? ` (${r.wrong} wrong, ${r.errors} errors)` : ''}`,
+        );
+      }
+    }
+  }
+} catch (error) {
+  killAll();
+  throw error;
+}
+
+interface Row {
+  readonly c: number;
+  readonly figure: FigureDef;
+  readonly by: Partial<Record<ServerName, Summary>>;
+}
+const rows: Row[] = [];
+for (const c of opts.sizes) {
+  for (const figure of FIGURES) {
+    const by: Partial<Record<ServerName, Summary>> = {};
+    for (const s of opts.servers) by[s] = summarize((results.get(key(s, c)) ?? []).map((r) => r[figure.key] as number));
+    rows.push({ c, figure, by });
+  }
+}
+const med = (s: ServerName, c: number, k: keyof TrialResult) => rows.find((r) => r.c === c && r.figure.key === k)?.by[s]?.median ?? Number.NaN;
+const ratio = (a: ServerName, b: ServerName, c: number, k: keyof TrialResult) => med(a, c, k) / med(b, c, k);
+
+interface TargetResult {
+  readonly target: string;
+  readonly measured: string;
+  readonly met: boolean | null;
+}
+const targets: TargetResult[] = [];
+for (const c of opts.sizes) {
+  if (opts.servers.includes('patchbay') && opts.servers.includes('bare')) {
+    const r = ratio('patchbay', 'bare', c, 'rssPerHeld');
+    targets.push({
+      target: `RSS per held poll ≤ 1.0× bare (C=${c.toLocaleString('en')})`,
+      measured: `${r.toFixed(2)}× (patchbay ${fmt(med('patchbay', c, 'rssPerHeld'), 'B')} vs bare ${fmt(med('bare', c, 'rssPerHeld'), 'B')})`,
+      met: Number.isNaN(r) ? null : r <= 1.0,
+    });
+  }
+  if (opts.servers.includes('patchbay') && opts.servers.includes('nchan')) {
+    const r = ratio('patchbay', 'nchan', c, 'wakeMax');
+    targets.push({
+      target: `wake all ≤ 1.0× Nchan (C=${c.toLocaleString('en')})${c === 10_000 ? ' — the DESIGN target' : ''}`,
+      measured: `${r.toFixed(2)}× (patchbay ${fmt(med('patchbay', c, 'wakeMax'), 'ms')} vs Nchan ${fmt(med('nchan', c, 'wakeMax'), 'ms')}; bare ${fmt(med('bare', c, 'wakeMax'), 'ms')})`,
+      met: Number.isNaN(r) ? null : r <= 1.0,
+    });
+  }
+}
+targets.push({
+  target: 'every client got exactly the published message, every trial',
+  measured: failures.length === 0 ? `yes (${trialIndex} trials)` : `${failures.length} trial(s) failed`,
+  met: failures.length === 0,
+});
+const metText = (m: boolean | null) => (m === null ? 'n/a' : m ? 'met' : 'NOT met');
+
+function textTable(): string {
+  const header = ['C', 'figure', ...opts.servers.map((s) => `${s} median (min–max)`), 'patchbay / bare', 'patchbay / nchan'];
+  const body = rows.map((r) => [
+    r.c.toLocaleString('en'),
+    r.figure.label,
+    ...opts.servers.map((s) => cell(r.by[s]!, r.figure.unit)),
+    r.figure.better === 'none' ? '—' : `${ratio('patchbay', 'bare', r.c, r.figure.key).toFixed(2)}×`,
+    r.figure.better === 'none' ? '—' : `${ratio('patchbay', 'nchan', r.c, r.figure.key).toFixed(2)}×`,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cols: readonly string[]) => cols.map((col, i) => col.padEnd(widths[i]!)).join('  ');
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}
+
+function markdownTable(): string {
+  const arrow = (f: FigureDef) => (f.better === 'higher' ? '↑' : f.better === 'lower' ? '↓' : '');
+  const out = [
+    `| C | figure | better | ${opts.servers.map((s) => `${s}: median (min–max)`).join(' | ')} | patchbay / bare | patchbay / nchan |`,
+    `|---|---|---|${opts.servers.map(() => '---|').join('')}---|---|`,
+  ];
+  for (const r of rows) {
+    const rb = r.figure.better === 'none' ? '—' : `${ratio('patchbay', 'bare', r.c, r.figure.key).toFixed(2)}×`;
+    const rn = r.figure.better === 'none' ? '—' : `${ratio('patchbay', 'nchan', r.c, r.figure.key).toFixed(2)}×`;
+    out.push(`| ${r.c.toLocaleString('en')} | ${r.figure.label} | ${arrow(r.figure)} | ${opts.servers.map((s) => cell(r.by[s]!, r.figure.unit)).join(' | ')} | ${rb} | ${rn} |`);
+  }
+  return out.join('\n');
+}
+
+const loadEnd = os.loadavg();
+console.log('');
+console.log(textTable());
+console.log('');
+console.log('Targets:');
+for (const t of targets) console.log(`  [${metText(t.met)}] ${t.target}: ${t.measured}`);
+if (failures.length > 0) {
+  console.log('');
+  console.log('CHECK FAILURES:');
+  for (const f of failures) console.log(`  ${f}`);
+}
+
+if (opts.write) {
+  const environment = {
+    node: process.version,
+    cpu,
+    cores: os.cpus().length,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    totalMemMiB: Math.round(os.totalmem() / 2 ** 20),
+    nginx,
+    nchanWorkers: NCHAN_WORKERS,
+    gitHead,
+    loadAvgStart: loadStart,
+    loadAvgEnd: loadEnd,
+  };
+  const json = {
+    suite: 'longpoll',
+    date: started.toISOString(),
+    command,
+    environment,
+    config: {
+      runs: opts.runs,
+      sizes: opts.sizes,
+      servers: opts.servers,
+      order: 'for each run, for each C: the servers in an order rotated by the run number, each trial on a fresh server process',
+      holdMs: HOLD_MS,
+      socketsPerLoadProcess: PER_LOAD,
+      connectWindowPerLoadProcess: CONNECT_WINDOW,
+      topic: TOPIC,
+    },
+    figures: rows.map((r) => ({
+      c: r.c,
+      key: r.figure.key,
+      label: r.figure.label,
+      better: r.figure.better,
+      description: r.figure.description,
+      ...r.by,
+      ratioPatchbayOverBare: ratio('patchbay', 'bare', r.c, r.figure.key),
+      ratioPatchbayOverNchan: ratio('patchbay', 'nchan', r.c, r.figure.key),
+    })),
+    targets,
+    checkFailures: failures,
+    raw: Object.fromEntries([...results].map(([k, v]) => [k, v])),
+  };
+  const jsonFile = join(root, 'bench', 'results', 'longpoll.json');
+  mkdirSync(dirname(jsonFile), { recursive: true });
+  writeFileSync(jsonFile, `${JSON.stringify(json, (_k, v: unknown) => (typeof v === 'number' && Number.isNaN(v) ? null : v), 2)}\n`);
+
+  const section = [
+    '## Long polling',
+    '',
+    `C concurrent long polls held on one topic, then one publish that wakes them all, on three servers side by side:`,
+    `**patchbay** (\`node demo/server.js\`: \`LongPollHandler\` + \`PubSubBroker\` from the built package, \`LP_TIMEOUT_MS=${HOLD_MS}\`),`,
+    '**bare** (`bench/src/longpoll/bare-server.mjs`: the same protocol by hand on `node:http` — an array log per topic,',
+    '`Map<topic, Set>` of held requests, a `setTimeout` per held request, and a publish that serializes the answer once and',
+    `writes it to every held request) and **nchan** (nginx ${nginx}, ${NCHAN_WORKERS} workers, long-poll subscriber`,
+    'location + HTTP publisher location, `nchan_subscriber_first_message newest`). Everything on 127.0.0.1.',
+    '',
+    `Command: \`${command}\``,
+    '',
+    `Date: ${started.toISOString()}; commit ${gitHead}; Node ${process.version}; ${cpu}, ${os.cpus().length} cores; ` +
+      `${opts.runs} runs per (server, C), each trial on a fresh server process, servers taking turns in a rotating order; ` +
+      `median (min–max) over runs. Load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}, at end ${loadEnd.map((x) => x.toFixed(2)).join(' ')}.`,
+    '',
+    markdownTable(),
+    '',
+    '↑ higher is better, ↓ lower is better; ratios are of the medians.',
+    '',
+    '### Targets',
+    '',
+    ...targets.map((t) => `- **${metText(t.met)}**: ${t.target}: ${t.measured}`),
+    ...(failures.length > 0 ? ['', '**Check failures:**', '', ...failures.map((f) => `- ${f}`)] : []),
+    '',
+    '### How it is measured',
+    '',
+    `- The clients are raw TCP sockets in load processes of at most ${PER_LOAD.toLocaleString('en')} sockets each (20,000 open files per`,
+    `  process), each process from its own 127.0.0.x source address, connecting at most ${CONNECT_WINDOW} at a time; each sends`,
+    `  \`GET /lp/${TOPIC}\` (no cursor: wait for the next message) and keeps the connection open.`,
+    '- Held means: every client has written its request and has no answer, and the server itself counts C held',
+    '  (patchbay `GET /stats` → `longPoll.parked`; bare: its `/stats`; Nchan: `subscribers` in `nchan_stub_status`).',
+    `- Each server is warmed up first (${WARM_ROUNDS} rounds of ${WARM_POLLS} polls, each answered by one publish); idle RSS is`,
+    '  taken 1 s later.',
+    '- The publish is `POST /pub/bench` (text/plain) on a connection opened beforehand; its send time and each',
+    '  answer\'s arrival are `performance.timeOrigin + performance.now()`, so they compare across processes. The load',
+    '  processes share the 2 cores with the server, so wake-all times include the clients\' own reading.',
+    '- Every answer is checked: patchbay and bare must answer 200 with exactly one message (the published id, topic and',
+    '  text); Nchan 200 with the text as the body.',
+    '',
+    '### What each figure measures',
+    '',
+    ...FIGURES.map((f) => `- **${f.label}**: ${f.description}`),
+  ].join('\n');
+  const docFile = writeDocs(section);
+  console.log('');
+  console.log(`wrote ${relative(root, jsonFile)} and ${relative(root, docFile)}`);
+}
+if (failures.length > 0) process.exitCode = 1;
+process.exit();
