@@ -355,9 +355,19 @@ let retries = 0;
 async function measure(contender: ContenderName, workload: string, seed: number) {
   const busy = await waitQuiet(20_000);
   busyAtStart.push(busy);
-  const before = cpuSnapshot();
-  const t0 = Date.now();
-  const result = await runChild(contender, workload, seed, opts.scale);
+  let before = cpuSnapshot();
+  let t0 = Date.now();
+  let result: ChildResult;
+  try {
+    result = await runChild(contender, workload, seed, opts.scale);
+  } catch (err) {
+    // Once: another session may have been rebuilding dist/ just as the child imported it.
+    console.log(`  ${workload}/${contender} failed (${err instanceof Error ? err.message.split('\n')[0] : String(err)}); trying once more`);
+    await sleep(3_000);
+    before = cpuSnapshot();
+    t0 = Date.now();
+    result = await runChild(contender, workload, seed, opts.scale);
+  }
   const wallMs = Date.now() - t0;
   const after = cpuSnapshot();
   const machineBusyMs = after.total - before.total - (after.idle - before.idle);
