@@ -339,6 +339,7 @@ export class Purgatory extends Resource {
   readonly #ref: boolean;
   readonly #onError: ((error: unknown, operation: DelayedOperation) => void) | undefined;
   #timer: ClockTimer | null = null;
+  #cancelledByKey: CancelledError | undefined;
   #armedTick = Infinity;
   #draining = false;
   #seq = 0;
@@ -507,7 +508,7 @@ export class Purgatory extends Resource {
    * without completing it (Kafka's `cancelForKey`).
    *
    * @param reason - Passed to each `onCancel`.
-   * @defaultValue `reason` is a {@link CancelledError} naming the key
+   * @defaultValue `reason` is a {@link CancelledError} (one instance, shared)
    * @returns The operations cancelled, in watch order; empty for an unknown key.
    * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) when `key` is not a string.
    */
@@ -519,7 +520,8 @@ export class Purgatory extends Resource {
     if (list === undefined) return [];
     const ops: DelayedOperation[] = [];
     for (let node = list.head; node !== null; node = node.next) ops.push(node.op);
-    const why = reason ?? new CancelledError(`The operation was cancelled by cancelForKey(${JSON.stringify(key)})`);
+    // One shared error by default: building one (and its stack) per call would cost more than the cancel.
+    const why = reason ?? (this.#cancelledByKey ??= new CancelledError('The operation was cancelled by cancelForKey()'));
     const cancelled: DelayedOperation[] = [];
     for (const op of ops) {
       if (op._state === WAITING || op._state === PENDING) {
@@ -781,14 +783,16 @@ export class Purgatory extends Resource {
   /** Advances the wheel to now and expires what is due, at most one batch per turn. */
   #expireDue(): void {
     const wheel = this.#wheel;
-    wheel.advance(this.#nowTick());
+    // Both cascading a coarse slot and expiring count against the batch: one turn does at most
+    // `expiryBatchSize` of each, and the rest waits for the next turn.
+    const caughtUp = wheel.advance(this.#nowTick(), this.#batch);
     for (let n = 0; n < this.#batch; n++) {
       const op = wheel.popDue();
       if (op === null) break;
       if (op._state === WAITING) this.#end(op, EXPIRED, undefined);
     }
     if (this.closed) return;
-    if (wheel.dueCount > 0) this.#scheduleDrain();
+    if (!caughtUp || wheel.dueCount > 0) this.#scheduleDrain();
     else if (!this.#draining) {
       const next = wheel.nextTick();
       if (next === Infinity) this.#disarm();

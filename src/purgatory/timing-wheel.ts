@@ -111,6 +111,8 @@ export class TimingWheel<T extends TimerEntry = TimerEntry> {
   readonly #hi: number[] = [];
   #levels = 0;
   #elapsed: number;
+  /** A slot whose processing ran out of budget, finished first by the next `advance`; -1: none. */
+  #partial = -1;
   #size = 0;
   #dueHead: TimerEntry | null = null;
   #dueTail: TimerEntry | null = null;
@@ -193,28 +195,47 @@ export class TimingWheel<T extends TimerEntry = TimerEntry> {
   /**
    * Processes every slot that starts at or before tick `now`: due entries move to the due list,
    * coarser slots cascade down. Afterwards `elapsed` is `now` (it never moves back).
+   *
+   * @param budget - The most entries to move (down a level or to the due list) in this call, so
+   *   one call cannot stall the event loop. When it runs out, the slot in progress is finished by
+   *   the next call, before anything else; {@link TimingWheel.nextTick} says work is due meanwhile.
+   * @returns `true` when every slot due by `now` was processed, `false` when the budget ran out.
    */
-  advance(now: number): void {
+  advance(now: number, budget = Infinity): boolean {
+    const wheelSize = this.wheelSize;
+    let moved = 0;
     for (;;) {
-      const level = this.#lowestLevel();
-      if (level === -1) break;
-      const slot = this.#firstSlot(level);
-      const start = this.#slotStart(level, slot);
-      if (start > now) break;
-      this.#elapsed = start;
-      const idx = level * this.wheelSize + slot;
+      let idx = this.#partial;
+      if (idx === -1) {
+        const level = this.#lowestLevel();
+        if (level === -1) break;
+        const slot = this.#firstSlot(level);
+        const start = this.#slotStart(level, slot);
+        if (start > now) break;
+        this.#elapsed = start;
+        idx = level * wheelSize + slot;
+      }
+      const toDue = idx < wheelSize;
       let entry = this.#heads[idx] ?? null;
-      this.#heads[idx] = null;
-      this.#clearBit(idx);
       while (entry !== null) {
+        if (moved >= budget) {
+          this.#partial = idx;
+          return false;
+        }
         const next = entry._tNext;
+        this.#heads[idx] = next;
+        if (next !== null) next._tPrev = null;
         entry._tPrev = entry._tNext = null;
-        if (level === 0) this.#pushDue(entry);
-        else this.#place(entry);
+        if (toDue) this.#pushDue(entry);
+        else this.#place(entry); // lands in a lower level (or the due list), never back here
+        moved++;
         entry = next;
       }
+      this.#clearBit(idx);
+      this.#partial = -1;
     }
     if (now > this.#elapsed) this.#elapsed = Math.min(now, MAX_TICK);
+    return true;
   }
 
   /** Takes the first due entry off the due list, or returns `null` when none is due. */
@@ -230,7 +251,7 @@ export class TimingWheel<T extends TimerEntry = TimerEntry> {
    * the earliest occupied slot otherwise, `Infinity` when the wheel is empty.
    */
   nextTick(): number {
-    if (this.#dueCount > 0) return this.#elapsed;
+    if (this.#dueCount > 0 || (this.#partial !== -1 && this.#heads[this.#partial] != null)) return this.#elapsed;
     const level = this.#lowestLevel();
     return level === -1 ? Infinity : this.#slotStart(level, this.#firstSlot(level));
   }
@@ -256,7 +277,9 @@ export class TimingWheel<T extends TimerEntry = TimerEntry> {
         for (let e = head; e !== null; e = e._tNext) {
           if (e._tSlot !== idx) fail(`entry in slot ${idx} says it is in ${e._tSlot}`);
           if (e._tPrev !== prev) fail(`broken prev link in slot ${idx}`);
-          if (start <= this.#elapsed) fail(`occupied slot ${idx} starts at ${start}, not after elapsed ${this.#elapsed}`);
+          if (start <= this.#elapsed && !(idx === this.#partial && start === this.#elapsed)) {
+            fail(`occupied slot ${idx} starts at ${start}, not after elapsed ${this.#elapsed}`);
+          }
           if (e._tWhen < start || e._tWhen >= start + this.#pow[level]!) fail(`entry due ${e._tWhen} outside slot ${idx}`);
           prev = e;
           count++;

@@ -274,6 +274,33 @@ describe('Purgatory semantics', () => {
     purgatory.checkInvariants();
   });
 
+  it('bounds the cascade of a coarse slot by expiryBatchSize too, not only the expiries', () => {
+    const manual = new ManualClock();
+    let turns = 0;
+    const clock = {
+      now: () => manual.now(),
+      setTimer: (cb: () => void, ms: number, o?: { ref?: boolean }) => manual.setTimer(cb, ms, o),
+      defer: (cb: () => void) => {
+        turns++;
+        manual.defer(cb);
+      },
+    };
+    const purgatory = new Purgatory({ clock, tickMs: 1, expiryBatchSize: 100 });
+    open.push(purgatory);
+    // 5,000 deadlines inside one level-1 slot (ticks 64-127): reaching it cascades them all.
+    const ops = Array.from({ length: 5000 }, (_, i) => {
+      const op = new Op(64 + (i % 64));
+      purgatory.tryCompleteElseWatch(op, 'k');
+      return op;
+    });
+    manual.advanceTo(64);
+    // Moving 5,000 entries down a level at 100 per turn takes 50 turns: the timer's, then 49 deferred.
+    expect(turns).toBeGreaterThanOrEqual(49);
+    manual.advanceTo(200);
+    ops.forEach((op, i) => expect(op.state, `op ${i}`).toBe('expired'));
+    purgatory.checkInvariants();
+  });
+
   it('cancels on abort, removing the op at once', () => {
     const { purgatory, clock } = setup();
     const ac = new AbortController();

@@ -90,6 +90,29 @@ describe('TimingWheel (ports of Kafka TimerTest and TimerTaskListTest)', () => {
     expect(wheel.popDue()).toBe(task);
   });
 
+  it('a budget bounds the work of one advance; the slot in progress finishes first next time', () => {
+    const wheel = new TimingWheel<Task>({ wheelSize: 8 });
+    const tasks = Array.from({ length: 1000 }, (_, i) => new Task(i));
+    tasks.forEach((t, i) => wheel.add(t, 64 + (i % 64))); // one coarse slot at level 1 (ticks 64-127)
+    wheel.add(new Task(5000), 200);
+    const fired = new Map<number, number>();
+    let calls = 0;
+    for (let now = 0; now <= 200; now++) {
+      let done = false;
+      while (!done) {
+        calls++;
+        done = wheel.advance(now, 50);
+        wheel.checkInvariants();
+        if (!done) expect(wheel.nextTick()).toBeLessThanOrEqual(wheel.elapsed);
+        for (let t = wheel.popDue(); t !== null; t = wheel.popDue()) fired.set(t.id, now);
+      }
+    }
+    expect(fired.size).toBe(1001);
+    tasks.forEach((t, i) => expect(fired.get(t.id)).toBe(64 + (i % 64)));
+    expect(fired.get(5000)).toBe(200);
+    expect(calls).toBeGreaterThan(201); // the cascade of 1000 entries took several budgeted calls
+  });
+
   it('rejects a tick that is not an integer in range', () => {
     const wheel = new TimingWheel<Task>();
     expect(() => wheel.add(new Task(1), 1.5)).toThrow(InvalidArgumentError);
