@@ -29,7 +29,6 @@ import { noStore } from '../http/respond.js';
 import { DelayedOperation, Purgatory } from '../purgatory/index.js';
 import {
   type BackendRead,
-  type Cursor,
   type Message,
   parseCursor,
   type PubSubBroker,
@@ -96,12 +95,19 @@ export interface LongPollStats {
 interface Interest {
   refs: number;
   lastSeq: number;
-  readonly answers: Map<string, Promise<Answer>>;
+  /** Bumped by every message on the key: reads started before it are stale. */
+  gen: number;
+  /** Built answers by (cursor, limit), valid until the next message on the key. */
+  readonly answers: Map<string, Answer>;
+  /** Reads in flight by (cursor, limit), with the polls waiting on each. */
+  readonly reading: Map<string, { readonly polls: Poll[]; readonly done: Promise<void> }>;
 }
 
 interface Answer {
   readonly body: Buffer;
   readonly cursor: string;
+  /** The cursor's sequence number, parsed once. */
+  readonly seq: number;
   readonly gap: boolean;
   readonly count: number;
 }
@@ -190,21 +196,68 @@ export class LongPollHandler extends Resource {
       // Interest is registered before the first read, so a publish racing the read still wakes us.
       this.#retain(resolved);
       const poll: Poll = { res, t: resolved, cursor: cursor ?? '', deadline: this.#clock.now() + hold, limit };
-      try {
-        if (cursor === null) poll.cursor = await this.#broker.head();
-        await this.#attempt(poll);
-      } catch (error) {
-        this.#release(resolved);
-        throw error;
+      if (cursor === null) {
+        try {
+          poll.cursor = await this.#broker.head();
+        } catch (error) {
+          this.#release(resolved);
+          throw error;
+        }
       }
+      await this.#attempt(poll); // a failed read releases the interest itself
     } catch (error) {
       sendError(res, error);
     }
   }
 
-  /** Reads after the poll's cursor: answers if there is something, parks it otherwise. */
-  async #attempt(poll: Poll): Promise<void> {
-    const answer = await this.#answer(poll.t, parseCursor(poll.cursor), poll.limit);
+  /**
+   * Reads after the poll's cursor, then answers or parks it. Polls on one key with one cursor
+   * share one read: the first starts it, the rest join its waiting list, and all are answered
+   * in one loop with the same bytes (a woken herd costs one read and no promise per poll). The
+   * returned promise settles when this poll is answered or parked; it rejects only if the read
+   * fails, after the poll's interest is released.
+   */
+  #attempt(poll: Poll): Promise<void> {
+    const t = poll.t;
+    const cursor = poll.cursor;
+    const shared = t.keys.length === 1 ? this.#interest.get(t.keys[0]!) : undefined;
+    const cacheKey = `${cursor}\u0000${poll.limit}`;
+    const ready = shared?.answers.get(cacheKey);
+    if (ready !== undefined) {
+      this.#afterAnswer(poll, ready);
+      return Promise.resolve();
+    }
+    let batch = shared?.reading.get(cacheKey);
+    if (batch !== undefined) {
+      batch.polls.push(poll);
+      return batch.done;
+    }
+    const polls = [poll];
+    const gen = shared?.gen ?? 0;
+    const done = this.#broker.read(t.readTarget, cursor, poll.limit).then(
+      (read) => {
+        const answer = buildAnswer(read);
+        if (shared !== undefined) {
+          shared.reading.delete(cacheKey);
+          // Keep it only if no message arrived meanwhile (it would be stale for later polls).
+          if (shared.gen === gen) shared.answers.set(cacheKey, answer);
+        }
+        for (const p of polls) this.#afterAnswer(p, answer);
+      },
+      (error: unknown) => {
+        shared?.reading.delete(cacheKey);
+        // Each waiting poll's caller answers the error; the interest is released here, once.
+        for (const p of polls) this.#release(p.t);
+        throw error;
+      },
+    );
+    batch = { polls, done };
+    shared?.reading.set(cacheKey, batch);
+    return done;
+  }
+
+  /** Answers a poll that has something (or a gap); parks one that has nothing yet. */
+  #afterAnswer(poll: Poll, answer: Answer): void {
     const res = poll.res;
     if (res.destroyed || res.writableEnded) {
       this.#release(poll.t); // the client left while we read
@@ -216,7 +269,7 @@ export class LongPollHandler extends Resource {
       return;
     }
     poll.cursor = answer.cursor;
-    const op = new LongPollOp(this.#ops, poll, parseCursor(answer.cursor).seq, Math.max(0, poll.deadline - this.#clock.now()));
+    const op = new LongPollOp(this.#ops, poll, answer.seq, Math.max(0, poll.deadline - this.#clock.now()));
     const parked = res as ParkedResponse;
     if (!(kOp in parked)) parked.on('close', onResponseClose); // once per response, however often it re-parks
     parked[kOp] = op;
@@ -234,32 +287,13 @@ export class LongPollHandler extends Resource {
       (poll.res as ParkedResponse)[kOp] = undefined;
       if (how === 'completed') {
         // Woken: read again (usually one shared, pre-built answer); nothing new re-parks.
-        this.#attempt(poll).catch((error: unknown) => {
-          this.#release(poll.t);
-          sendError(poll.res, error);
-        });
+        this.#attempt(poll).catch((error: unknown) => sendError(poll.res, error));
         return;
       }
       if (how === 'expired' || this.closed || reason instanceof ClosedError) this.#sendTimeout(poll.res, poll.cursor);
       this.#release(poll.t);
     },
   };
-
-  /** The answer for (target, cursor, limit), built once and shared until the next message. */
-  #answer(t: ResolvedTarget, cursor: Cursor, limit: number): Promise<Answer> {
-    const key = `${cursor.epoch}-${cursor.seq}\u0000${limit}`;
-    const interest = this.#interest.get(t.keys[0]!)!;
-    const cached = t.keys.length === 1 ? interest.answers.get(key) : undefined;
-    if (cached !== undefined) return cached;
-    const built = this.#broker
-      .read(t.readTarget, `${cursor.epoch}-${cursor.seq.toString(36)}`, limit)
-      .then((read) => buildAnswer(read));
-    if (t.keys.length === 1) {
-      interest.answers.set(key, built);
-      built.catch(() => interest.answers.delete(key));
-    }
-    return built;
-  }
 
   #send(res: ServerResponse, answer: Answer): void {
     if (res.writableEnded || res.destroyed) return;
@@ -296,7 +330,7 @@ export class LongPollHandler extends Resource {
     for (const key of t.keys) {
       let interest = this.#interest.get(key);
       if (interest === undefined) {
-        interest = { refs: 0, lastSeq: 0, answers: new Map() };
+        interest = { refs: 0, lastSeq: 0, gen: 0, answers: new Map(), reading: new Map() };
         this.#interest.set(key, interest);
         if (t.patternTokens !== undefined) this.#patterns.add(t.patternTokens, key);
       }
@@ -329,7 +363,8 @@ export class LongPollHandler extends Resource {
     const interest = this.#interest.get(key);
     if (interest === undefined) return;
     interest.lastSeq = seq;
-    interest.answers.clear();
+    interest.gen++;
+    if (interest.answers.size > 0) interest.answers.clear();
     this.#purgatory.checkAndComplete(key);
   }
 
@@ -436,5 +471,5 @@ function intParam(raw: string | null, name: string, min: number, max: number, fa
 function buildAnswer(read: BackendRead): Answer {
   const messages = read.messages.map((m) => (m.headers === undefined ? { id: m.id, topic: m.topic, data: m.data } : { id: m.id, topic: m.topic, data: m.data, headers: m.headers }));
   const body = Buffer.from(JSON.stringify({ messages, cursor: read.cursor, gap: read.gap, more: read.more }));
-  return { body, cursor: read.cursor, gap: read.gap, count: read.messages.length };
+  return { body, cursor: read.cursor, seq: parseCursor(read.cursor).seq, gap: read.gap, count: read.messages.length };
 }

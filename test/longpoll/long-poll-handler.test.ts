@@ -265,6 +265,18 @@ describe('LongPollHandler', () => {
     expect(other.headers.get('access-control-allow-origin')).toBeNull();
   });
 
+  it('answers 503 JSON when the broker is gone, and keeps no interest behind', async () => {
+    const r = await rig();
+    const head = await r.broker.head();
+    const polls = [fetch(`${r.base}/lp/t?cursor=${head}&timeout=0`), fetch(`${r.base}/lp/x?cursor=${head}&timeout=0`)];
+    await r.broker.close();
+    for (const res of await Promise.all(polls)) expect([204, 503]).toContain(res.status);
+    const after = await fetch(`${r.base}/lp/t?cursor=${head}`);
+    expect(after.status).toBe(503);
+    expect(((await after.json()) as { error: { code: string } }).error.code).toBe('PB_ERR_CLOSED');
+    expect(r.handler.stats()).toMatchObject({ interests: 0, parked: 0 });
+  });
+
   it('answers parked polls 204 with their cursor on close', async () => {
     const r = await rig();
     const head = await r.broker.head();
