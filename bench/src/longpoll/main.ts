@@ -515,6 +515,11 @@ for (const c of opts.sizes) {
 }
 const med = (s: ServerName, c: number, k: keyof TrialResult) => rows.find((r) => r.c === c && r.figure.key === k)?.by[s]?.median ?? Number.NaN;
 const ratio = (a: ServerName, b: ServerName, c: number, k: keyof TrialResult) => med(a, c, k) / med(b, c, k);
+/** A ratio cell: `—` when not meaningful or when a server was not run. */
+const ratioCell = (r: Row, a: ServerName, b: ServerName) => {
+  const x = ratio(a, b, r.c, r.figure.key);
+  return r.figure.better === 'none' || Number.isNaN(x) ? '—' : `${x.toFixed(2)}×`;
+};
 
 interface TargetResult {
   readonly target: string;
@@ -553,8 +558,8 @@ function textTable(): string {
     r.c.toLocaleString('en'),
     r.figure.label,
     ...opts.servers.map((s) => cell(r.by[s]!, r.figure.unit)),
-    r.figure.better === 'none' ? '—' : `${ratio('patchbay', 'bare', r.c, r.figure.key).toFixed(2)}×`,
-    r.figure.better === 'none' ? '—' : `${ratio('patchbay', 'nchan', r.c, r.figure.key).toFixed(2)}×`,
+    ratioCell(r, 'patchbay', 'bare'),
+    ratioCell(r, 'patchbay', 'nchan'),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cols: readonly string[]) => cols.map((col, i) => col.padEnd(widths[i]!)).join('  ');
@@ -568,8 +573,8 @@ function markdownTable(): string {
     `|---|---|---|${opts.servers.map(() => '---|').join('')}---|---|`,
   ];
   for (const r of rows) {
-    const rb = r.figure.better === 'none' ? '—' : `${ratio('patchbay', 'bare', r.c, r.figure.key).toFixed(2)}×`;
-    const rn = r.figure.better === 'none' ? '—' : `${ratio('patchbay', 'nchan', r.c, r.figure.key).toFixed(2)}×`;
+    const rb = ratioCell(r, 'patchbay', 'bare');
+    const rn = ratioCell(r, 'patchbay', 'nchan');
     out.push(`| ${r.c.toLocaleString('en')} | ${r.figure.label} | ${arrow(r.figure)} | ${opts.servers.map((s) => cell(r.by[s]!, r.figure.unit)).join(' | ')} | ${rb} | ${rn} |`);
   }
   return out.join('\n');
