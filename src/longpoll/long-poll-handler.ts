@@ -105,6 +105,8 @@ interface Interest {
 
 interface Answer {
   readonly body: Buffer;
+  /** The response headers, as a flat [name, value, ...] list built with the body. */
+  readonly headers: string[];
   readonly cursor: string;
   /** The cursor's sequence number, parsed once. */
   readonly seq: number;
@@ -298,14 +300,7 @@ export class LongPollHandler extends Resource {
   #send(res: ServerResponse, answer: Answer): void {
     if (res.writableEnded || res.destroyed) return;
     this.#answered++;
-    const headers: Record<string, string | number> = {
-      ...noStore,
-      'content-type': 'application/json; charset=utf-8',
-      'content-length': answer.body.length,
-      [CURSOR_HEADER]: answer.cursor,
-    };
-    if (answer.gap) headers[GAP_HEADER] = '1';
-    res.writeHead(200, headers);
+    res.writeHead(200, answer.headers); // built once per answer, shared by every poll it goes to
     res.end(answer.body);
   }
 
@@ -471,5 +466,12 @@ function intParam(raw: string | null, name: string, min: number, max: number, fa
 function buildAnswer(read: BackendRead): Answer {
   const messages = read.messages.map((m) => (m.headers === undefined ? { id: m.id, topic: m.topic, data: m.data } : { id: m.id, topic: m.topic, data: m.data, headers: m.headers }));
   const body = Buffer.from(JSON.stringify({ messages, cursor: read.cursor, gap: read.gap, more: read.more }));
-  return { body, cursor: read.cursor, seq: parseCursor(read.cursor).seq, gap: read.gap, count: read.messages.length };
+  const headers = [
+    'cache-control', noStore['cache-control'],
+    'content-type', 'application/json; charset=utf-8',
+    'content-length', String(body.length),
+    CURSOR_HEADER, read.cursor,
+  ];
+  if (read.gap) headers.push(GAP_HEADER, '1');
+  return { body, headers, cursor: read.cursor, seq: parseCursor(read.cursor).seq, gap: read.gap, count: read.messages.length };
 }

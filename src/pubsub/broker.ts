@@ -172,6 +172,8 @@ export class PubSubBroker extends Resource {
   readonly #groups = new Map<string, QueueGroup>();
   readonly #subs = new Set<Subscription>();
   readonly #inboxes = new Map<string, (message: Message) => void>();
+  /** False when the default backend keeps no history (`maxCount: 0`): sizes are then not needed. */
+  readonly #keepsHistory: boolean;
   /** Topics that passed validation lately: publishing on a hot topic skips the checks. */
   readonly #validTopics = new Set<string>();
   readonly #maxQueue: number;
@@ -189,6 +191,7 @@ export class PubSubBroker extends Resource {
     this.#clock = opts.clock ?? realClock;
     this.#ownsBackend = opts.backend === undefined;
     this.backend = opts.backend ?? new MemoryBackend({ history: opts.history, clock: this.#clock });
+    this.#keepsHistory = opts.backend !== undefined || opts.history?.maxCount !== 0;
     this.#maxQueue = check.integerInRange('maxQueue', opts.maxQueue ?? 1000, 1, 2 ** 31 - 1);
     this.#overflow = checkPolicy('overflow', opts.overflow ?? 'close');
     this.#authorize = check.optionsObject('authorize', opts.authorize);
@@ -218,7 +221,8 @@ export class PubSubBroker extends Resource {
       const opts = check.optionsObject('options', options);
       const headers = checkHeaders(opts.headers);
       const store = !topic.startsWith(`${INBOX_PREFIX}.`);
-      const record = { topic, data, headers, size: sizeOf(data), store };
+      // The size only matters to a log that keeps the message (a JSON.stringify for objects).
+      const record = { topic, data, headers, size: store && this.#keepsHistory ? sizeOf(data) : 0, store };
       const hook = this.#authorize.publish;
       if (hook === undefined) return this.backend.publish(record) as Promise<Message<T>>;
       return this.#allowed(hook(topic, opts.context), `publish on ${JSON.stringify(topic)}`).then(
