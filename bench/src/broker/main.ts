@@ -10,8 +10,7 @@
  * Options: `--runs N` (default 5), `--scale X` (default 1; e.g. 0.1 for a smoke run),
  * `--no-write` (print only), `--no-wait` (do not wait for a quiet machine before each child).
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +18,7 @@ import { summarize, type Summary } from '../lib/stats.js';
 import type { ChildResult } from './child.js';
 import { BATCH, CONTENDERS, type ContenderName, MODES, type Mode } from './contenders.js';
 import { SUBSCRIPTIONS, TOPIC_COUNT } from './workload.js';
+import { cpuBusy, gitHead, runChild as runChildProcess, waitQuiet, writeDocsSection } from '../lib/harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..', '..');
@@ -48,71 +48,9 @@ function parseArgs(argv: readonly string[]) {
 }
 
 function runChild(contender: ContenderName, mode: Mode, seed: number, scale: number): Promise<ChildResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...NODE_FLAGS, '--import', 'tsx', childFile, contender, mode, String(seed), String(scale)], {
-      cwd: root,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (chunk: string) => {
-      out += chunk;
-    });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${mode}/${contender} did not finish within ${CHILD_LIMIT_MS / 1000} s`));
-    }, CHILD_LIMIT_MS);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      const line = out.split('\n').find((l) => l.startsWith('RESULT '));
-      if (code !== 0 || line === undefined) {
-        reject(new Error(`${mode}/${contender} exited with ${signal ?? code}; stdout: ${out.slice(0, 500)}`));
-        return;
-      }
-      resolve(JSON.parse(line.slice('RESULT '.length)) as ChildResult);
-    });
-  });
+  return runChildProcess<ChildResult>(childFile, [contender, mode, String(seed), String(scale)], NODE_FLAGS, `${mode}/${contender}`, CHILD_LIMIT_MS);
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Share of total CPU (all cores) busy over `ms`. */
-async function cpuBusy(ms: number): Promise<number> {
-  const snap = () =>
-    os.cpus().reduce(
-      (acc, c) => {
-        const t = c.times;
-        acc.idle += t.idle;
-        acc.total += t.user + t.nice + t.sys + t.idle + t.irq;
-        return acc;
-      },
-      { idle: 0, total: 0 },
-    );
-  const a = snap();
-  await sleep(ms);
-  const b = snap();
-  const total = b.total - a.total;
-  return total <= 0 ? 0 : 1 - (b.idle - a.idle) / total;
-}
-
-/** Waits (bounded, 3 minutes over the whole suite) until others use under a third of a core. */
-let quietBudgetMs = 3 * 60_000;
-async function waitQuiet(limitMs: number): Promise<number> {
-  const cores = os.cpus().length;
-  const start = Date.now();
-  const deadline = start + Math.min(limitMs, quietBudgetMs);
-  let busy = await cpuBusy(300);
-  while (busy * cores > 0.33 && Date.now() < deadline) {
-    await sleep(700);
-    busy = await cpuBusy(300);
-  }
-  quietBudgetMs -= Date.now() - start;
-  return busy;
-}
 
 // --- figures and formatting -------------------------------------------------------------------
 
@@ -216,33 +154,12 @@ function markdownTable(rows: readonly Row[]): string {
   return out.join('\n');
 }
 
-const START = '<!-- bench:broker:start -->';
-const END = '<!-- bench:broker:end -->';
-
-function writeDocs(section: string): string {
-  const file = join(root, 'docs', 'benchmarks.md');
-  mkdirSync(dirname(file), { recursive: true });
-  let doc = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n';
-  const block = `${START}\n${section.trim()}\n${END}`;
-  const a = doc.indexOf(START);
-  const b = doc.indexOf(END);
-  if (a !== -1 && b > a) doc = doc.slice(0, a) + block + doc.slice(b + END.length);
-  else doc = `${doc.trimEnd()}\n\n${block}\n`;
-  writeFileSync(file, doc);
-  return file;
-}
 
 // --- main -----------------------------------------------------------------------------------
 
 const opts = parseArgs(process.argv.slice(2));
+const head = gitHead();
 const command = process.env['BENCH_COMMAND'] ?? `node --import tsx ${relative(root, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim();
-const gitHead = (() => {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
-  } catch {
-    return 'unknown';
-  }
-})();
 const mqVersion = (() => {
   try {
     return (JSON.parse(readFileSync(join(root, 'bench', 'node_modules', 'mqemitter', 'package.json'), 'utf8')) as { version: string }).version;
@@ -392,7 +309,7 @@ if (opts.write) {
     '',
     `Command: \`${command}\``,
     '',
-    `Date: ${started.toISOString()}; commit ${gitHead}; Node ${process.version}; ${cpu}, ${environment.cores} cores; ` +
+    `Date: ${started.toISOString()}; commit ${head}; Node ${process.version}; ${cpu}, ${environment.cores} cores; ` +
       `child processes run \`node ${NODE_FLAGS.join(' ')}\`; ${opts.runs} runs per (mode, contender), each in a fresh process, ` +
       `contenders taking turns in a rotating order; median (min–max) over runs` +
       (opts.scale !== 1 ? `; **scale ${opts.scale} (smoke run, not the real sizes)**` : '') +
@@ -429,7 +346,7 @@ if (opts.write) {
     '',
     ...FIGURES.map((f) => `- **${f.label}**: ${f.description}`),
   ].join('\n');
-  const docFile = writeDocs(section);
+  const docFile = writeDocsSection('broker', section);
   console.log('');
   console.log(`wrote ${relative(root, jsonFile)} and ${relative(root, docFile)}`);
 }

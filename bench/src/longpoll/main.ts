@@ -22,8 +22,8 @@
  * `--servers patchbay,bare,nchan`, `--no-write`, and for profiling `--node-flags "--cpu-prof ..."` (extra
  * flags for the two Node servers; needs `--no-write`).
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -45,6 +45,7 @@ import {
   totalCpuMs,
   totalRss,
 } from './servers.js';
+import { gitHead, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..', '..');
@@ -53,7 +54,6 @@ const PER_LOAD = 5000;
 const CONNECT_WINDOW = 64;
 const TOPIC = 'bench';
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const now = () => performance.timeOrigin + performance.now();
 
 function parseArgs(argv: readonly string[]) {
@@ -77,43 +77,6 @@ function parseArgs(argv: readonly string[]) {
   for (const c of opts.sizes) if (!Number.isInteger(c) || c < 1 || c > 19_000) throw new Error('each size must be 1..19000 (20,000 open files per process)');
   for (const s of opts.servers) if (!SERVERS.includes(s)) throw new Error(`unknown server ${s}; known: ${SERVERS.join(', ')}`);
   return opts;
-}
-
-/** Share of total CPU (all cores) busy over `ms`. */
-async function cpuBusy(ms: number): Promise<number> {
-  const snap = () =>
-    os.cpus().reduce(
-      (acc, c) => {
-        const t = c.times;
-        acc.idle += t.idle;
-        acc.total += t.user + t.nice + t.sys + t.idle + t.irq;
-        return acc;
-      },
-      { idle: 0, total: 0 },
-    );
-  const a = snap();
-  await sleep(ms);
-  const b = snap();
-  const total = b.total - a.total;
-  return total <= 0 ? 0 : 1 - (b.idle - a.idle) / total;
-}
-
-/**
- * Before each trial (nothing of ours runs then), waits until other processes use under a third
- * of a core: at most 20 s per trial and 3 minutes over the suite. Returns the last busy share.
- */
-let quietBudgetMs = 3 * 60_000;
-async function waitQuiet(): Promise<number> {
-  const cores = os.cpus().length;
-  const start = Date.now();
-  const deadline = start + Math.min(20_000, quietBudgetMs);
-  let busy = await cpuBusy(300);
-  while (busy * cores > 0.33 && Date.now() < deadline) {
-    await sleep(700);
-    busy = await cpuBusy(300);
-  }
-  quietBudgetMs -= Date.now() - start;
-  return busy;
 }
 
 // --- load processes -------------------------------------------------------------------------
@@ -423,25 +386,11 @@ function fmt(value: number, unit: FigureDef['unit']): string {
 }
 const cell = (s: Summary, unit: FigureDef['unit']) => (s.runs.length <= 1 ? fmt(s.median, unit) : `${fmt(s.median, unit)} (${fmt(s.min, unit)}–${fmt(s.max, unit)})`);
 
-const START = '<!-- bench:longpoll:start -->';
-const END = '<!-- bench:longpoll:end -->';
-
-function writeDocs(section: string): string {
-  const file = join(root, 'docs', 'benchmarks.md');
-  mkdirSync(dirname(file), { recursive: true });
-  let doc = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n';
-  const block = `${START}\n${section.trim()}\n${END}`;
-  const a = doc.indexOf(START);
-  const b = doc.indexOf(END);
-  if (a !== -1 && b > a) doc = doc.slice(0, a) + block + doc.slice(b + END.length);
-  else doc = `${doc.trimEnd()}\n\n${block}\n`;
-  writeFileSync(file, doc);
-  return file;
-}
 
 // --- main -----------------------------------------------------------------------------------
 
 const opts = parseArgs(process.argv.slice(2));
+const head = gitHead();
 const command = process.env['BENCH_COMMAND'] ?? `node --import tsx ${relative(root, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim();
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
@@ -452,13 +401,6 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 process.on('exit', killAll);
 
 if (opts.servers.includes('nchan')) ensureNchan();
-const gitHead = (() => {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
-  } catch {
-    return 'unknown';
-  }
-})();
 const started = new Date();
 const loadStart = os.loadavg();
 const cpu = os.cpus()[0]?.model ?? 'unknown';
@@ -476,7 +418,7 @@ try {
     for (const c of opts.sizes) {
       const order = opts.servers.map((_, i) => opts.servers[(i + run) % opts.servers.length]!);
       for (const name of order) {
-        const busy = await waitQuiet();
+        const busy = await waitQuiet(20_000);
         busyBefore.push(busy);
         const t = Date.now();
         const r = await trial(name, c, trialIndex++);
@@ -601,7 +543,7 @@ if (opts.write) {
     totalMemMiB: Math.round(os.totalmem() / 2 ** 20),
     nginx,
     nchanWorkers: NCHAN_WORKERS,
-    gitHead,
+    gitHead: head,
     loadAvgStart: loadStart,
     loadAvgEnd: loadEnd,
     othersBusyBeforeTrials: { median: summarize(busyBefore).median, max: Math.max(...busyBefore), each: busyBefore },
@@ -651,7 +593,7 @@ if (opts.write) {
     '',
     `Command: \`${command}\``,
     '',
-    `Date: ${started.toISOString()}; commit ${gitHead}; Node ${process.version}; ${cpu}, ${os.cpus().length} cores; ` +
+    `Date: ${started.toISOString()}; commit ${head}; Node ${process.version}; ${cpu}, ${os.cpus().length} cores; ` +
       `${opts.runs} runs per (server, C), each trial on a fresh server process, servers taking turns in a rotating order; ` +
       `median (min–max) over runs. Load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}, at end ${loadEnd.map((x) => x.toFixed(2)).join(' ')}; ` +
       `other processes used a median ${(summarize(busyBefore).median * 100).toFixed(0)}% (max ${(Math.max(...busyBefore) * 100).toFixed(0)}%) ` +
@@ -687,7 +629,7 @@ if (opts.write) {
     '',
     ...FIGURES.map((f) => `- **${f.label}**: ${f.description}`),
   ].join('\n');
-  const docFile = writeDocs(section);
+  const docFile = writeDocsSection('longpoll', section);
   console.log('');
   console.log(`wrote ${relative(root, jsonFile)} and ${relative(root, docFile)}`);
 }

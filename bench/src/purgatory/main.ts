@@ -9,8 +9,7 @@
  * Options: `--runs N` (default 5), `--scale X` (default 1; e.g. 0.1 for a smoke run),
  * `--workloads W1,W3`, `--no-write` (print only).
  */
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +18,7 @@ import { CONTENDERS, type ContenderName } from './contenders.js';
 import { FIGURES, type Figure } from './figures.js';
 import type { WorkloadResult } from './workloads.js';
 import { WORKLOADS } from './workloads.js';
+import { cpuSnapshot, gitHead, runChild as runChildProcess, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..', '..');
@@ -62,80 +62,10 @@ const CHILD_LIMIT_MS: Record<string, number> = { W2: 240_000, 'W1-unique': 180_0
 type ChildResult = WorkloadResult & { readonly processCpuMs: number };
 
 function runChild(contender: ContenderName, workload: string, seed: number, scale: number): Promise<ChildResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...NODE_FLAGS, '--import', 'tsx', childFile, contender, workload, String(seed), String(scale)], {
-      cwd: root,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (chunk: string) => {
-      out += chunk;
-    });
-    const limit = CHILD_LIMIT_MS[workload] ?? 120_000;
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${workload}/${contender} did not finish within ${limit / 1000} s`));
-    }, limit);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      const line = out.split('\n').find((l) => l.startsWith('RESULT '));
-      if (code !== 0 || line === undefined) {
-        reject(new Error(`${workload}/${contender} exited with ${signal ?? code}; stdout: ${out.slice(0, 500)}`));
-        return;
-      }
-      resolve(JSON.parse(line.slice('RESULT '.length)) as ChildResult);
-    });
-  });
+  const limit = CHILD_LIMIT_MS[workload] ?? 120_000;
+  return runChildProcess<ChildResult>(childFile, [contender, workload, String(seed), String(scale)], NODE_FLAGS, `${workload}/${contender}`, limit);
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Machine-wide CPU counters, ms summed over cores. */
-function cpuSnapshot(): { idle: number; total: number } {
-  return os.cpus().reduce(
-    (acc, c) => {
-      const t = c.times;
-      acc.idle += t.idle;
-      acc.total += t.user + t.nice + t.sys + t.idle + t.irq;
-      return acc;
-    },
-    { idle: 0, total: 0 },
-  );
-}
-
-/** Share of total CPU (all cores) busy over `ms`. */
-async function cpuBusy(ms: number): Promise<number> {
-  const snap = cpuSnapshot;
-  const a = snap();
-  await sleep(ms);
-  const b = snap();
-  const total = b.total - a.total;
-  return total <= 0 ? 0 : 1 - (b.idle - a.idle) / total;
-}
-
-/**
- * Waits (at most `limitMs`, and at most 5 minutes over the whole suite) until the machine is
- * quiet: other processes using less than a third of one core. Returns the last busy share seen,
- * for the record.
- */
-let quietBudgetMs = 5 * 60_000;
-async function waitQuiet(limitMs: number): Promise<number> {
-  const cores = os.cpus().length;
-  const start = Date.now();
-  const deadline = start + Math.min(limitMs, quietBudgetMs);
-  let busy = await cpuBusy(300);
-  while (busy * cores > 0.33 && Date.now() < deadline) {
-    await sleep(700);
-    busy = await cpuBusy(300);
-  }
-  quietBudgetMs -= Date.now() - start;
-  return busy;
-}
 
 // ---------------------------------------------------------------------------------------------
 // formatting
@@ -300,8 +230,6 @@ const metText = (m: boolean | null) => (m === null ? 'n/a' : m ? 'met' : 'NOT me
 // ---------------------------------------------------------------------------------------------
 // docs/benchmarks.md
 
-const START = '<!-- bench:purgatory:start -->';
-const END = '<!-- bench:purgatory:end -->';
 const INTRO = `# Benchmarks
 
 Measured, not promised. Each section below is written by the benchmark runner (\`npm run bench -- <suite>\`,
@@ -311,31 +239,12 @@ machine it ran on, and ratios against a baseline measured in the same run. Raw f
 medians, and rerun on your own hardware before relying on them.
 `;
 
-function writeDocs(section: string): string {
-  const file = join(root, 'docs', 'benchmarks.md');
-  mkdirSync(dirname(file), { recursive: true });
-  let doc = existsSync(file) ? readFileSync(file, 'utf8') : INTRO;
-  const block = `${START}\n${section.trim()}\n${END}`;
-  const a = doc.indexOf(START);
-  const b = doc.indexOf(END);
-  if (a !== -1 && b > a) doc = doc.slice(0, a) + block + doc.slice(b + END.length);
-  else doc = `${doc.trimEnd()}\n\n${block}\n`;
-  writeFileSync(file, doc);
-  return file;
-}
-
 // ---------------------------------------------------------------------------------------------
 // main
 
 const opts = parseArgs(process.argv.slice(2));
+const head = gitHead();
 const command = process.env['BENCH_COMMAND'] ?? `node --import tsx ${relative(root, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim();
-const gitHead = (() => {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
-  } catch {
-    return 'unknown';
-  }
-})();
 const started = new Date();
 const loadStart = os.loadavg();
 const cpu = os.cpus()[0]?.model ?? 'unknown';
@@ -512,7 +421,7 @@ if (opts.write) {
     '',
     `Command: \`${command}\``,
     '',
-    `Date: ${started.toISOString()}; commit ${gitHead}; Node ${process.version}; ${cpu}, ${environment.cores} cores; ` +
+    `Date: ${started.toISOString()}; commit ${head}; Node ${process.version}; ${cpu}, ${environment.cores} cores; ` +
       `child processes run \`node ${NODE_FLAGS.join(' ')}\`; ${opts.runs} runs per contender, alternating A B A B, ` +
       `each (workload, contender, run) in a fresh process; median (min–max) over runs` +
       (opts.scale !== 1 ? `; **scale ${opts.scale} (smoke run, not the real sizes)**` : '') +
@@ -557,7 +466,7 @@ if (opts.write) {
       .filter((r, i, all) => all.findIndex((o) => o.figure.description === r.figure.description) === i)
       .map((r) => `- **${r.figure.workload} ${r.figure.label}**: ${r.figure.description}`),
   ].join('\n');
-  const docFile = writeDocs(section);
+  const docFile = writeDocsSection('purgatory', section, INTRO);
   console.log('');
   console.log(`wrote ${relative(root, jsonFile)} and ${relative(root, docFile)}`);
 }
