@@ -281,10 +281,10 @@ export class SseStream {
     this.#flushNow();
   }
 
-  /** Sends a heartbeat comment if nothing went out since `since`. @internal */
-  _heartbeat(now: number, heartbeatMs: number): void {
+  /** Queues a heartbeat comment if nothing went out for `heartbeatMs`; says whether it did. @internal */
+  _heartbeat(now: number, heartbeatMs: number): boolean {
     // Something queued will go out at the next flush anyway: no heartbeat needed (and none piles up).
-    if (this.#started && !this.#closed && this.#queued === 0 && now - this._lastWrite >= heartbeatMs) this.comment();
+    return this.#started && !this.#closed && this.#queued === 0 && now - this._lastWrite >= heartbeatMs && this.comment();
   }
 
   /** Checks for a stall: bytes held by the transport and not moving. @internal */
@@ -547,11 +547,7 @@ export class SseHub {
     const now = this.#clock.now();
     for (const s of this.#streams) {
       s._checkStall(now, this.#stallTimeoutMs);
-      if (this.#heartbeatMs > 0 && !s.closed) {
-        const before = s.stats().bytesQueued;
-        s._heartbeat(now, this.#heartbeatMs);
-        if (s.stats().bytesQueued > before) this.#heartbeats++;
-      }
+      if (this.#heartbeatMs > 0 && s._heartbeat(now, this.#heartbeatMs)) this.#heartbeats++;
     }
     for (const [token, at] of this.#stopTokens) {
       if (now - at < 86_400_000) break;
