@@ -171,7 +171,8 @@ export class PubSubBroker extends Resource {
   readonly #index = new TopicIndex<Receiver>();
   readonly #groups = new Map<string, QueueGroup>();
   readonly #subs = new Set<Subscription>();
-  readonly #inboxes = new Map<string, (message: Message) => void>();
+  /** Pending requests by inbox topic: one entry each, removed when the request settles. */
+  readonly #requests = new Map<string, { readonly reply: (message: Message) => void; readonly fail: (error: unknown) => void }>();
   /** False when the default backend keeps no history (`maxCount: 0`): sizes are then not needed. */
   readonly #keepsHistory: boolean;
   /** Topics that passed validation lately: publishing on a hot topic skips the checks. */
@@ -328,21 +329,22 @@ export class PubSubBroker extends Resource {
       const inbox = `${INBOX_PREFIX}.${randomUUID().replaceAll('-', '')}`;
       let abort: Disposable | undefined;
       const settle = (): void => {
-        this.#inboxes.delete(inbox);
+        this.#requests.delete(inbox);
         timer.cancel();
         abort?.[Symbol.dispose]();
       };
-      this.#inboxes.set(inbox, (message) => {
-        settle();
-        resolve(message as Message<R>);
+      this.#requests.set(inbox, {
+        reply: (message) => {
+          settle();
+          resolve(message as Message<R>);
+        },
+        fail: (error) => {
+          settle();
+          reject(error);
+        },
       });
-      this.#requestRejects.set(inbox, (error) => {
-        settle();
-        reject(error);
-      });
-      const fail = (error: unknown): void => {
-        this.#requestRejects.get(inbox)?.(error);
-      };
+      // A no-op once the request has settled (its entry is gone).
+      const fail = (error: unknown): void => this.#requests.get(inbox)?.fail(error);
       const timer: ClockTimer = this.#clock.setTimer(
         () => fail(new TimeoutError(`No reply to the request on ${JSON.stringify(topic)} within ${timeoutMs} ms`)),
         timeoutMs,
@@ -399,7 +401,7 @@ export class PubSubBroker extends Resource {
       published: this.#published,
       delivered: this.#delivered,
       dropped: this.#dropped,
-      pendingRequests: this.#inboxes.size,
+      pendingRequests: this.#requests.size,
       backend: this.backend.stats(),
     };
   }
@@ -407,7 +409,6 @@ export class PubSubBroker extends Resource {
   // --- what subscriptions call back -------------------------------------------------------
 
   readonly #abortListeners = new WeakMap<Subscription, Disposable>();
-  readonly #requestRejects = new Map<string, (error: unknown) => void>();
   readonly #host: SubscriptionHost = {
     detach: (sub) => this.#detach(sub),
     countDrop: () => void this.#dropped++,
@@ -447,7 +448,7 @@ export class PubSubBroker extends Resource {
     this.#published++;
     const topic = message.topic;
     if (topic.charCodeAt(0) === 95 /* _ */ && topic.startsWith(`${INBOX_PREFIX}.`)) {
-      this.#inboxes.get(topic)?.(message);
+      this.#requests.get(topic)?.reply(message);
       return;
     }
     const receivers = this.#index.match(topic);
@@ -482,8 +483,7 @@ export class PubSubBroker extends Resource {
 
   #shutdown(reason: unknown): void {
     for (const sub of [...this.#subs]) sub.close();
-    for (const reject of [...this.#requestRejects.values()]) reject(reason);
-    this.#requestRejects.clear();
+    for (const request of [...this.#requests.values()]) request.fail(reason);
   }
 }
 
