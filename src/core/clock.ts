@@ -59,7 +59,8 @@ class RealTimer implements ClockTimer {
     // Node truncates to whole ms and may fire up to 1 ms before a fractional deadline, so round up.
     const ms = Math.min(TIMEOUT_MAX, Math.max(0, Math.ceil(delayMs)));
     this.#handle = setTimeout(this.#fire, ms);
-    if (!this.#ref) this.#handle.unref();
+    // Browsers' setTimeout returns a number with no unref(): there, every timer is weak anyway.
+    if (!this.#ref) (this.#handle as { unref?: () => void }).unref?.();
   }
 
   readonly #fire = (): void => {
@@ -81,7 +82,7 @@ class RealTimer implements ClockTimer {
 }
 
 /**
- * The real clock: `performance.now()` and Node's timers. Timers are `unref()`ed unless asked
+ * The real clock: `performance.now()` and Node's timers (a browser's, in `patchbay/client`). Timers are `unref()`ed unless asked
  * otherwise, never fire before their delay, and delays past 2^31-1 ms are chained rather than
  * clamped to 1 ms as a bare `setTimeout` would.
  */
@@ -90,7 +91,8 @@ export const realClock: Clock = Object.freeze({
   setTimer: (callback: () => void, delayMs: number, options?: SetTimerOptions): ClockTimer =>
     new RealTimer(callback, delayMs, options?.ref === true),
   defer: (callback: () => void): void => {
-    setImmediate(callback);
+    if (typeof setImmediate === 'function') setImmediate(callback);
+    else setTimeout(callback, 0); // browsers
   },
 });
 

@@ -43,6 +43,10 @@ export const ErrorCodes = {
   PROTOCOL: 'PB_ERR_PROTOCOL',
   /** A bounded buffer or queue is full and its policy refuses more. */
   OVERFLOW: 'PB_ERR_OVERFLOW',
+  /** A server answered a client with an HTTP status the client does not retry. */
+  HTTP_STATUS: 'PB_ERR_HTTP_STATUS',
+  /** A job polled by a client ended failed (or expired) on the server. */
+  JOB_FAILED: 'PB_ERR_JOB_FAILED',
 } as const;
 
 /** One of the values of {@link ErrorCodes}. */
@@ -205,5 +209,43 @@ export class UnsupportedMediaTypeError extends PatchbayError {
   static override readonly brand: string = 'UnsupportedMediaTypeError';
   constructor(message: string, options?: PatchbayErrorOptions) {
     super(ErrorCodes.UNSUPPORTED_MEDIA_TYPE, message, options);
+  }
+}
+
+/**
+ * A server answered a patchbay client with an HTTP status the client does not retry (a 4xx other
+ * than 408 and 429, or any status the protocol has no place for). Code `PB_ERR_HTTP_STATUS`.
+ */
+export class HttpStatusError extends PatchbayError {
+  /** @internal */
+  static override readonly brand: string = 'HttpStatusError';
+  /** The HTTP status the server answered. */
+  readonly status: number;
+  /** The `code` of the server's JSON error body (`{ "error": { "code", "message" } }`), if it had one. */
+  readonly serverCode: string | undefined;
+  constructor(status: number, message: string, serverCode?: string, options?: PatchbayErrorOptions) {
+    super(ErrorCodes.HTTP_STATUS, message, options);
+    this.status = status;
+    this.serverCode = serverCode;
+  }
+}
+
+/**
+ * A job that a client polled ended `failed` or `expired` on the server. Code `PB_ERR_JOB_FAILED`.
+ */
+export class JobFailedError extends PatchbayError {
+  /** @internal */
+  static override readonly brand: string = 'JobFailedError';
+  /** The job's id. */
+  readonly jobId: string;
+  /** The job's final state: `failed`, or `expired` when its result was gone before it was read. */
+  readonly state: 'failed' | 'expired';
+  /** The error the server reported for the job (its JSON, as sent), if any. */
+  readonly jobError: unknown;
+  constructor(jobId: string, state: 'failed' | 'expired', message: string, jobError?: unknown, options?: PatchbayErrorOptions) {
+    super(ErrorCodes.JOB_FAILED, message, options);
+    this.jobId = jobId;
+    this.state = state;
+    this.jobError = jobError;
   }
 }

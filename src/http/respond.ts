@@ -22,6 +22,8 @@ export const errorStatus: Readonly<Record<ErrorCode, number>> = Object.freeze({
   [ErrorCodes.CANCELLED]: 499,
   [ErrorCodes.CLOSED]: 503,
   [ErrorCodes.TIMEOUT]: 504,
+  [ErrorCodes.HTTP_STATUS]: 502,
+  [ErrorCodes.JOB_FAILED]: 500,
 });
 
 /** The JSON body of an error answer. */
