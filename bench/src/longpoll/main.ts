@@ -22,7 +22,6 @@
  * `--servers patchbay,bare,nchan`, `--no-write`, and for profiling `--node-flags "--cpu-prof ..."` (extra
  * flags for the two Node servers; needs `--no-write`).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -46,6 +45,7 @@ import {
   totalRss,
 } from './servers.js';
 import { gitHead, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
+import { killLoads, type Load as LoadProcess, spawnLoad, stopLoads as stopLoadProcesses } from '../lib/loads.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..', '..');
@@ -81,71 +81,12 @@ function parseArgs(argv: readonly string[]) {
 
 // --- load processes -------------------------------------------------------------------------
 
-interface Load {
-  readonly child: ChildProcess;
-  readonly count: number;
-  next(type: FromLoad['type'], timeoutMs: number): Promise<FromLoad>;
-  send(m: ToLoad): void;
-}
-
-const loads = new Set<ChildProcess>();
-
-function spawnLoad(count: number): Load {
-  const child = spawn(process.execPath, ['--import', 'tsx', loadFile], { cwd: root, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  loads.add(child);
-  const inbox: FromLoad[] = [];
-  let waiter: (() => void) | null = null;
-  child.on('message', (m: FromLoad) => {
-    inbox.push(m);
-    waiter?.();
-  });
-  child.on('exit', () => {
-    loads.delete(child);
-    waiter?.();
-  });
-  return {
-    child,
-    count,
-    async next(type, timeoutMs) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const i = inbox.findIndex((m) => m.type === type);
-        if (i !== -1) return inbox.splice(i, 1)[0]!;
-        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`a load process exited (${child.exitCode ?? child.signalCode}) while waiting for "${type}"`);
-        const left = deadline - Date.now();
-        if (left <= 0) throw new Error(`a load process did not send "${type}" within ${timeoutMs} ms`);
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, left);
-          waiter = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        waiter = null;
-      }
-    },
-    send(m) {
-      if (child.connected) child.send(m);
-    },
-  };
-}
-
-async function stopLoads(list: readonly Load[]): Promise<void> {
-  await Promise.all(
-    list.map(async (l) => {
-      const c = l.child;
-      if (c.exitCode !== null || c.signalCode !== null) return;
-      const exited = new Promise<void>((r) => c.once('exit', () => r()));
-      l.send({ type: 'exit' });
-      const timer = setTimeout(() => c.kill('SIGKILL'), 3000);
-      await exited;
-      clearTimeout(timer);
-    }),
-  );
-}
+type Load = LoadProcess<ToLoad, FromLoad>;
+const spawnOne = (count: number): Load => spawnLoad<ToLoad, FromLoad>(loadFile, root, count);
+const stopLoads = (list: readonly Load[]) => stopLoadProcesses(list, { type: 'exit' });
 
 function killAll(): void {
-  for (const c of loads) if (c.pid !== undefined) c.kill('SIGKILL');
+  killLoads();
   killAllStarted();
 }
 
@@ -258,7 +199,7 @@ async function trial(name: ServerName, c: number, trialIndex: number): Promise<T
     const tConnect = now();
     for (let k = 0; k < nLoads; k++) {
       const count = Math.floor(c / nLoads) + (k < c % nLoads ? 1 : 0);
-      const load = spawnLoad(count);
+      const load = spawnOne(count);
       list.push(load);
       const localAddress = `127.0.0.${2 + ((trialIndex * 4 + k) % 250)}`;
       load.send({ type: 'start', port: server.port, path: `/lp/${TOPIC}`, count, localAddress, window: CONNECT_WINDOW });
@@ -272,7 +213,7 @@ async function trial(name: ServerName, c: number, trialIndex: number): Promise<T
       const statuses = await Promise.all(
         list.map(async (l) => {
           l.send({ type: 'status' });
-          return (await l.next('status', 10_000)) as Extract<FromLoad, { type: 'status' }>;
+          return l.next('status', 10_000);
         }),
       );
       const sent = statuses.reduce((n, s) => n + s.sent, 0);
@@ -297,7 +238,7 @@ async function trial(name: ServerName, c: number, trialIndex: number): Promise<T
     const expect: Expect =
       name === 'nchan' ? { kind: 'raw', body: payload } : { kind: 'json', id: (JSON.parse(ack.body) as { id: string }).id, topic: TOPIC, data: payload };
     for (const l of list) l.send({ type: 'collect', timeoutMs: 30_000, expect });
-    const results = (await Promise.all(list.map((l) => l.next('result', 40_000)))) as Extract<FromLoad, { type: 'result' }>[];
+    const results = await Promise.all(list.map((l) => l.next('result', 40_000)));
     const cpuWakeMs = totalCpuMs(server) - cpu0;
 
     const latencies: number[] = [];
