@@ -33,6 +33,9 @@ const layerRules = Object.entries(layers).map(([layer, allowed]) => {
     group: [`../${other}`, `../${other}/*`, `../../${other}`, `../../${other}/*`, `**/src/${other}/*`],
     message: `Layer "${layer}" must not import "${other}": imports point down only (DESIGN.md, Layers). ${layer} may use: ${allowed.join(', ') || 'nothing'}.`,
   }));
+  if (layer === 'client') {
+    patterns.push({ group: ['node:*'], message: 'patchbay/client runs in browsers too: no Node built-ins (DESIGN.md).' });
+  }
   if (layer === 'adapters') {
     patterns.push({
       regex: `^(\\.\\./)+(${allowed.join('|')})/(?!index\\.js$)`,

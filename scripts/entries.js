@@ -1,4 +1,7 @@
 // The package's public entry points, in one place. tsup builds these, typedoc documents them,
 // and scripts/check-entries.mjs fails when package.json "exports" disagrees with this list.
 /** @type {{ subpath: string, source: string, out: string }[]} */
-export const entries = [{ subpath: '.', source: 'src/index.ts', out: 'index' }];
+export const entries = [
+  { subpath: '.', source: 'src/index.ts', out: 'index' },
+  { subpath: './client', source: 'src/client/index.ts', out: 'client' },
+];

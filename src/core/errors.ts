@@ -212,6 +212,12 @@ export class UnsupportedMediaTypeError extends PatchbayError {
   }
 }
 
+/** Options of {@link HttpStatusError}. */
+export interface HttpStatusErrorOptions extends PatchbayErrorOptions {
+  /** The answer's `Retry-After`, in ms. */
+  readonly retryAfterMs?: number;
+}
+
 /**
  * A server answered a patchbay client with an HTTP status the client does not retry (a 4xx other
  * than 408 and 429, or any status the protocol has no place for). Code `PB_ERR_HTTP_STATUS`.
@@ -223,10 +229,13 @@ export class HttpStatusError extends PatchbayError {
   readonly status: number;
   /** The `code` of the server's JSON error body (`{ "error": { "code", "message" } }`), if it had one. */
   readonly serverCode: string | undefined;
-  constructor(status: number, message: string, serverCode?: string, options?: PatchbayErrorOptions) {
+  /** The answer's `Retry-After`, in ms, if it had a valid one. */
+  readonly retryAfterMs: number | undefined;
+  constructor(status: number, message: string, serverCode?: string, options?: HttpStatusErrorOptions) {
     super(ErrorCodes.HTTP_STATUS, message, options);
     this.status = status;
     this.serverCode = serverCode;
+    this.retryAfterMs = options?.retryAfterMs;
   }
 }
 

@@ -1,0 +1,48 @@
+/**
+ * `patchbay/client`: fetch-based clients for patchbay's HTTP patterns. They import no Node
+ * built-in, so they run in browsers, Deno, Bun and Node alike.
+ *
+ * - {@link LongPollClient}: long polling with cursors, retries and gap reports, as an async iterator.
+ * - {@link PollClient}: short polling of long jobs, with `Prefer: wait`, progress and cancel.
+ *
+ * Errors are the library's typed errors ({@link HttpStatusError}, {@link JobFailedError}, ...),
+ * re-exported here so a browser bundle needs only this entry point.
+ *
+ * @module
+ */
+export {
+  LongPollClient,
+  type LongPollBatch,
+  type LongPollClientOptions,
+  type LongPollGap,
+  type LongPollMessage,
+  type LongPollRetry,
+} from './long-poll-client.js';
+export {
+  isFinalState,
+  PollClient,
+  type JobProgress,
+  type JobRead,
+  type JobRef,
+  type JobState,
+  type JobStatus,
+  type PollClientOptions,
+  type StartOptions,
+  type WaitOptions,
+} from './poll-client.js';
+export type { BackoffOptions, FetchLike, HeadersSource } from './transport.js';
+export {
+  CancelledError,
+  ClosedError,
+  ErrorCodes,
+  HttpStatusError,
+  InvalidArgumentError,
+  JobFailedError,
+  PatchbayError,
+  ProtocolError,
+  TimeoutError,
+  type ErrorCode,
+  type HttpStatusErrorOptions,
+  type PatchbayErrorOptions,
+} from '../core/errors.js';
+export { ManualClock, realClock, type Clock, type ClockTimer, type ManualTimerInfo, type SetTimerOptions } from '../core/clock.js';

@@ -1,0 +1,273 @@
+/**
+ * What both clients share: a fetch with a deadline and an AbortSignal, the error a non-retryable
+ * status becomes, `Retry-After` parsing, and jittered exponential backoff on the injected clock.
+ *
+ * Nothing here imports a Node built-in: the clients run in browsers as they do in Node.
+ *
+ * @module
+ */
+import type { Clock } from '../core/clock.js';
+import { HttpStatusError, InvalidArgumentError, ProtocolError, TimeoutError } from '../core/errors.js';
+
+/** The `fetch` the clients call: the global one by default; pass your own to add auth or tracing. */
+export type FetchLike = (input: string | URL, init?: RequestInit) => Promise<Response>;
+
+/** Headers to add to every request: fixed, or computed per request (a fresh token, say). */
+export type HeadersSource = Record<string, string> | (() => Record<string, string> | Promise<Record<string, string>>);
+
+/** How a client waits between attempts after a failure: exponential, with full jitter. */
+export interface BackoffOptions {
+  /**
+   * The first delay's upper bound, in ms.
+   * @defaultValue 250
+   */
+  readonly initialMs?: number;
+  /**
+   * The largest delay, in ms.
+   * @defaultValue 30000
+   */
+  readonly maxMs?: number;
+  /**
+   * How much the bound grows per failed attempt.
+   * @defaultValue 2
+   */
+  readonly factor?: number;
+}
+
+/** @internal */
+export interface Backoff {
+  readonly initialMs: number;
+  readonly maxMs: number;
+  readonly factor: number;
+}
+
+/** @internal */
+export function resolveBackoff(options: BackoffOptions | undefined): Backoff {
+  const initialMs = options?.initialMs ?? 250;
+  const maxMs = options?.maxMs ?? 30_000;
+  const factor = options?.factor ?? 2;
+  if (!Number.isFinite(initialMs) || initialMs < 0) throw new InvalidArgumentError(`backoff.initialMs must be a finite number >= 0, got ${String(initialMs)}`);
+  if (!Number.isFinite(maxMs) || maxMs < initialMs) throw new InvalidArgumentError(`backoff.maxMs must be a finite number >= initialMs, got ${String(maxMs)}`);
+  if (!Number.isFinite(factor) || factor < 1) throw new InvalidArgumentError(`backoff.factor must be a finite number >= 1, got ${String(factor)}`);
+  return { initialMs, maxMs, factor };
+}
+
+/**
+ * The delay before retry number `attempt` (1 for the first retry): "full jitter", a uniform draw
+ * from [0, min(maxMs, initialMs * factor^(attempt-1))], but never less than `floorMs` (a
+ * server's `Retry-After`).
+ *
+ * @internal
+ */
+export function backoffDelay(b: Backoff, attempt: number, random: () => number, floorMs = 0): number {
+  const cap = Math.min(b.maxMs, b.initialMs * b.factor ** Math.max(0, attempt - 1));
+  const r = random();
+  const jittered = cap * (Number.isFinite(r) ? Math.min(1, Math.max(0, r)) : 1);
+  return Math.max(floorMs, jittered);
+}
+
+/**
+ * Resolves after `ms` on `clock`, or rejects with the signal's reason when it aborts first. The
+ * timer and the abort listener are removed on every path.
+ *
+ * @internal
+ */
+export function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(reasonOf(signal));
+      return;
+    }
+    const onAbort = (): void => {
+      timer.cancel();
+      reject(reasonOf(signal));
+    };
+    const timer = clock.setTimer(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** @internal */
+export function reasonOf(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
+}
+
+/**
+ * A child AbortController that aborts when any parent aborts; `dispose()` detaches it from the
+ * parents (call it on every path, or long-lived parents collect listeners).
+ *
+ * @internal
+ */
+export function linkedController(...parents: (AbortSignal | undefined)[]): { controller: AbortController; dispose(): void } {
+  const controller = new AbortController();
+  const detach: (() => void)[] = [];
+  for (const parent of parents) {
+    if (parent === undefined) continue;
+    if (parent.aborted) {
+      controller.abort(reasonOf(parent));
+      break;
+    }
+    const onAbort = (): void => controller.abort(reasonOf(parent));
+    parent.addEventListener('abort', onAbort, { once: true });
+    detach.push(() => parent.removeEventListener('abort', onAbort));
+  }
+  return {
+    controller,
+    dispose: () => {
+      for (const d of detach) d();
+      detach.length = 0;
+    },
+  };
+}
+
+/** @internal */
+export interface RequestSpec {
+  readonly method: string;
+  readonly url: URL;
+  readonly headers: Record<string, string>;
+  readonly body?: string;
+  /** The client-side deadline for the whole exchange (headers and body), in ms. */
+  readonly timeoutMs: number;
+  readonly signal: AbortSignal;
+  /** Follow redirects (the default) or not. */
+  readonly redirect?: 'follow' | 'manual' | 'error';
+}
+
+/** @internal A response with its body read (text), so no stream outlives the deadline. */
+export interface ReadResponse {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly text: string;
+  /** The URL that answered, after redirects. */
+  readonly url: string;
+  readonly redirected: boolean;
+}
+
+/**
+ * One HTTP exchange with a deadline: the request and the whole body must arrive within
+ * `timeoutMs`, or it fails with a {@link TimeoutError}. An abort of `signal` rejects with the
+ * signal's reason. The deadline's timer is cancelled on every path.
+ *
+ * @internal
+ */
+export async function exchange(fetchFn: FetchLike, clock: Clock, spec: RequestSpec): Promise<ReadResponse> {
+  if (spec.signal.aborted) throw reasonOf(spec.signal);
+  const link = linkedController(spec.signal);
+  let timedOut = false;
+  const timer = clock.setTimer(() => {
+    timedOut = true;
+    link.controller.abort(new TimeoutError(`${spec.method} ${spec.url.pathname} got no full answer within ${spec.timeoutMs} ms`));
+  }, spec.timeoutMs);
+  try {
+    const init: RequestInit = { method: spec.method, headers: spec.headers, signal: link.controller.signal, redirect: spec.redirect ?? 'follow' };
+    if (spec.body !== undefined) init.body = spec.body;
+    const res = await fetchFn(spec.url, init);
+    const text = await res.text();
+    return { status: res.status, headers: res.headers, text, url: res.url, redirected: res.redirected };
+  } catch (error) {
+    if (spec.signal.aborted) throw reasonOf(spec.signal);
+    if (timedOut) throw reasonOf(link.controller.signal);
+    throw error;
+  } finally {
+    timer.cancel();
+    link.dispose();
+  }
+}
+
+/** @internal */
+export async function resolveHeaders(source: HeadersSource | undefined): Promise<Record<string, string>> {
+  if (source === undefined) return {};
+  return typeof source === 'function' ? await source() : source;
+}
+
+/**
+ * `Retry-After` in ms: delay-seconds, or an HTTP-date relative to the response's `Date` (or now).
+ * Anything else (absent, negative, garbage) is `undefined`. Capped at one hour.
+ *
+ * @internal
+ */
+// eslint-disable-next-line no-restricted-syntax -- an HTTP-date is wall-clock time, whatever the Clock says
+export function retryAfterMs(headers: Headers, wallNow: () => number = () => Date.now()): number | undefined {
+  const raw = headers.get('retry-after');
+  if (raw === null) return undefined;
+  const value = raw.trim();
+  let ms: number;
+  if (/^\d+$/.test(value)) ms = Number(value) * 1000;
+  else if (/^[A-Za-z]{3,9},? /.test(value)) {
+    // An HTTP-date starts with the day's name (IMF-fixdate, RFC 850 and asctime forms alike).
+    const at = Date.parse(value);
+    if (Number.isNaN(at)) return undefined;
+    const date = headers.get('date');
+    const base = date !== null && !Number.isNaN(Date.parse(date)) ? Date.parse(date) : wallNow();
+    ms = Math.max(0, at - base);
+  } else return undefined;
+  return Math.min(ms, 3_600_000);
+}
+
+/** @internal Statuses worth trying again after a wait: the server or the path is having trouble. */
+export function isRetryableStatus(status: number): boolean {
+  return status === 408 || status === 429 || status >= 500;
+}
+
+/** @internal Is this failure of fetch worth retrying (network trouble, our own deadline)? */
+export function isRetryableError(error: unknown): boolean {
+  if (error instanceof TimeoutError) return true;
+  if (error instanceof HttpStatusError) return isRetryableStatus(error.status);
+  if (error instanceof ProtocolError) return false;
+  // fetch reports network failures (refused, reset, DNS) as a TypeError.
+  return error instanceof TypeError;
+}
+
+/**
+ * The error a non-2xx answer becomes: an {@link HttpStatusError} carrying the status and the code
+ * of the server's JSON error body (`{ "error": { "code", "message" } }`) when it has one.
+ *
+ * @internal
+ */
+export function statusError(what: string, res: ReadResponse): HttpStatusError {
+  let serverCode: string | undefined;
+  let serverMessage: string | undefined;
+  try {
+    const body = JSON.parse(res.text) as { error?: { code?: unknown; message?: unknown } };
+    if (typeof body?.error?.code === 'string') serverCode = body.error.code;
+    if (typeof body?.error?.message === 'string') serverMessage = body.error.message;
+  } catch {
+    // not JSON: keep the status alone
+  }
+  const detail = serverMessage !== undefined ? `: ${serverCode ?? ''} ${serverMessage}`.replace(':  ', ': ') : '';
+  const retryAfter = retryAfterMs(res.headers);
+  return new HttpStatusError(res.status, `${what} answered HTTP ${res.status}${detail}`, serverCode, retryAfter === undefined ? undefined : { retryAfterMs: retryAfter });
+}
+
+/** @internal Parses a JSON body or fails with a ProtocolError naming what was expected. */
+export function parseJson(what: string, text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new ProtocolError(`${what}: the body is not JSON (${text.slice(0, 80)})`, { cause: error });
+  }
+}
+
+/** @internal */
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** @internal Validates a client option that is a positive finite duration in ms. */
+export function durationOption(name: string, value: number | undefined, fallback: number, min = 0): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min) {
+    throw new InvalidArgumentError(`${name} must be a finite number >= ${min}, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** @internal */
+export function defaultFetch(): FetchLike {
+  const f = (globalThis as { fetch?: FetchLike }).fetch;
+  if (typeof f !== 'function') throw new InvalidArgumentError('No global fetch here: pass options.fetch');
+  return f.bind(globalThis);
+}
