@@ -14,6 +14,7 @@ import {
   sendError,
   sendJson,
   SseHandler,
+  streamJsonLines,
 } from 'patchbay';
 
 const page = `<!doctype html>
@@ -64,6 +65,16 @@ source.onerror = () => log('sse', '(reconnecting)');
 })();
 </script>`;
 
+/** An integer query parameter in [min, max], or `fallback` when absent; anything else is a 400. */
+function intQuery(url, name, min, max, fallback) {
+  const raw = url.searchParams.get(name);
+  if (raw === null || raw === '') return fallback;
+  if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
+    throw new InvalidArgumentError(`Query parameter ${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw.slice(0, 40))}`);
+  }
+  return Number(raw);
+}
+
 /**
  * Builds the demo server (not yet listening).
  * @param {{ maxHoldMs?: number, maxBodyBytes?: number, sseRetryMs?: number }} [options]
@@ -99,6 +110,23 @@ export function createDemo(options = {}) {
       await longPoll.handle(req, res, { topics: [topic] });
     } else if (match?.[1] === 'sse') {
       await sse.handle(req, res, { topics: [topic] });
+    } else if (url.pathname === '/stream/ndjson') {
+      if (req.method !== 'GET') throw new MethodNotAllowedError(req.method, ['GET']);
+      const n = intQuery(url, 'n', 0, 1_000_000, 100);
+      const from = intQuery(url, 'from', 0, n, 0);
+      const delayMs = intQuery(url, 'delayMs', 0, 1000, 0);
+      // n records { i, square }, from `from` on (so a cut client resumes), with an end record.
+      await streamJsonLines(
+        res,
+        async function* ({ from: start, signal }) {
+          for (let i = start; i < n; i++) {
+            if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+            if (signal.aborted) return;
+            yield { i, square: i * i };
+          }
+        },
+        { from },
+      );
     } else if (url.pathname === '/stats' && req.method === 'GET') {
       sendJson(res, 200, { broker: broker.stats(), longPoll: longPoll.stats(), sse: sse.stats() });
     } else {

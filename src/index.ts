@@ -12,3 +12,4 @@ export * from './pubsub/index.js';
 export * from './http/index.js';
 export * from './longpoll/index.js';
 export * from './sse/index.js';
+export * from './sidecar/index.js';

@@ -4,6 +4,7 @@
  *
  * - {@link LongPollClient}: long polling with cursors, retries and gap reports, as an async iterator.
  * - {@link PollClient}: short polling of long jobs, with `Prefer: wait`, progress and cancel.
+ * - {@link readJsonLines} and {@link fetchJsonLines}: streamed NDJSON answers, resumed after a cut.
  *
  * Errors are the library's typed errors ({@link HttpStatusError}, {@link JobFailedError}, ...),
  * re-exported here so a browser bundle needs only this entry point.
@@ -30,16 +31,26 @@ export {
   type StartOptions,
   type WaitOptions,
 } from './poll-client.js';
+export {
+  fetchJsonLines,
+  readJsonLines,
+  type FetchJsonLinesOptions,
+  type JsonLine,
+  type JsonLinesEnd,
+  type ReadJsonLinesOptions,
+} from './json-lines.js';
 export type { BackoffOptions, FetchLike, HeadersSource } from './transport.js';
 export {
   CancelledError,
   ClosedError,
   ErrorCodes,
   HttpStatusError,
+  IncompleteStreamError,
   InvalidArgumentError,
   JobFailedError,
   PatchbayError,
   ProtocolError,
+  RemoteError,
   TimeoutError,
   type ErrorCode,
   type HttpStatusErrorOptions,

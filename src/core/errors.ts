@@ -43,10 +43,24 @@ export const ErrorCodes = {
   PROTOCOL: 'PB_ERR_PROTOCOL',
   /** A bounded buffer or queue is full and its policy refuses more. */
   OVERFLOW: 'PB_ERR_OVERFLOW',
+  /** The peer is not reachable: it went away with the call in flight, or its supervisor gave up. */
+  UNAVAILABLE: 'PB_ERR_UNAVAILABLE',
+  /** The peer's handler failed; the peer's own code travels in `remoteCode`. */
+  REMOTE: 'PB_ERR_REMOTE',
   /** A server answered a client with an HTTP status the client does not retry. */
   HTTP_STATUS: 'PB_ERR_HTTP_STATUS',
   /** A job polled by a client ended failed (or expired) on the server. */
   JOB_FAILED: 'PB_ERR_JOB_FAILED',
+  /** A streamed answer stopped before its end record: it was cut, not finished. */
+  INCOMPLETE: 'PB_ERR_INCOMPLETE',
+  /** The resource existed but is gone for good: a finished job whose result expired. */
+  GONE: 'PB_ERR_GONE',
+  /** An `Idempotency-Key` was reused with a different request. */
+  IDEMPOTENCY_CONFLICT: 'PB_ERR_IDEMPOTENCY_CONFLICT',
+  /** The server holds as much as it may (live jobs, stored results); retry later. */
+  CAPACITY: 'PB_ERR_CAPACITY',
+  /** The client asked again sooner than it was told to (`Retry-After`). */
+  RATE_LIMITED: 'PB_ERR_RATE_LIMITED',
 } as const;
 
 /** One of the values of {@link ErrorCodes}. */
@@ -256,5 +270,109 @@ export class JobFailedError extends PatchbayError {
     this.jobId = jobId;
     this.state = state;
     this.jobError = jobError;
+  }
+}
+
+/**
+ * The peer is not reachable: the connection was lost with a request in flight, or a supervisor
+ * gave up restarting its sidecar. Code `PB_ERR_UNAVAILABLE`.
+ */
+export class UnavailableError extends PatchbayError {
+  /** @internal */
+  static override readonly brand: string = 'UnavailableError';
+  constructor(message = 'The peer is unavailable', options?: PatchbayErrorOptions) {
+    super(ErrorCodes.UNAVAILABLE, message, options);
+  }
+}
+
+/** Options of {@link RemoteError}. */
+export interface RemoteErrorOptions extends PatchbayErrorOptions {
+  /** The code the peer's error carried (any string), for example `PB_ERR_INVALID_ARGUMENT`. */
+  readonly remoteCode?: string;
+}
+
+/**
+ * The peer's handler threw or rejected while answering a request. The peer's message is this
+ * error's message; its code is {@link RemoteError.remoteCode}. Code `PB_ERR_REMOTE`.
+ */
+export class RemoteError extends PatchbayError {
+  /** @internal */
+  static override readonly brand: string = 'RemoteError';
+  /** The code the peer's error carried, or `PB_ERR_REMOTE` when it carried none. */
+  readonly remoteCode: string;
+  constructor(message: string, options?: RemoteErrorOptions) {
+    super(ErrorCodes.REMOTE, message, options);
+    this.remoteCode = typeof options?.remoteCode === 'string' ? options.remoteCode : ErrorCodes.REMOTE;
+  }
+}
+/** The resource existed but is gone for good (HTTP 410), such as a job whose result expired. Code `PB_ERR_GONE`. */
+export class GoneError extends PatchbayError {
+  /** @internal */
+  static override readonly brand: string = 'GoneError';
+  constructor(message = 'Gone', options?: PatchbayErrorOptions) {
+    super(ErrorCodes.GONE, message, options);
+  }
+}
+
+/**
+ * An `Idempotency-Key` was sent again with a different request (another body), so it cannot be a
+ * retry of the first (HTTP 422). Code `PB_ERR_IDEMPOTENCY_CONFLICT`.
+ */
+export class IdempotencyConflictError extends PatchbayError {
+  /** @internal */
+  static override readonly brand: string = 'IdempotencyConflictError';
+  constructor(message = 'The Idempotency-Key was already used with a different request', options?: PatchbayErrorOptions) {
+    super(ErrorCodes.IDEMPOTENCY_CONFLICT, message, options);
+  }
+}
+
+/** Options of {@link CapacityError} and {@link RateLimitedError}. */
+export interface RetryAfterErrorOptions extends PatchbayErrorOptions {
+  /** When to try again, in whole seconds: sent as `Retry-After` by `sendError`. */
+  readonly retryAfterSeconds?: number;
+}
+
+/**
+ * The server holds as much as it may (live jobs, stored results) and takes nothing more for now
+ * (HTTP 503 with `Retry-After`). Code `PB_ERR_CAPACITY`.
+ */
+export class CapacityError extends PatchbayError {
+  /** @internal */
+  static override readonly brand: string = 'CapacityError';
+  /** When to try again, in whole seconds, if known. */
+  readonly retryAfterSeconds: number | undefined;
+  constructor(message: string, options?: RetryAfterErrorOptions) {
+    super(ErrorCodes.CAPACITY, message, options);
+    this.retryAfterSeconds = options?.retryAfterSeconds;
+  }
+}
+
+/**
+ * The client asked again sooner than the `Retry-After` it was given (HTTP 429 with
+ * `Retry-After`). Code `PB_ERR_RATE_LIMITED`.
+ */
+export class RateLimitedError extends PatchbayError {
+  /** @internal */
+  static override readonly brand: string = 'RateLimitedError';
+  /** When to try again, in whole seconds, if known. */
+  readonly retryAfterSeconds: number | undefined;
+  constructor(message: string, options?: RetryAfterErrorOptions) {
+    super(ErrorCodes.RATE_LIMITED, message, options);
+    this.retryAfterSeconds = options?.retryAfterSeconds;
+  }
+}
+
+/**
+ * A streamed answer (NDJSON) stopped before its end record: the connection was cut, so what
+ * arrived is not the whole answer. Code `PB_ERR_INCOMPLETE`.
+ */
+export class IncompleteStreamError extends PatchbayError {
+  /** @internal */
+  static override readonly brand: string = 'IncompleteStreamError';
+  /** The `seq` to resume from (the last record's `seq` + 1, or where the stream started). */
+  readonly next: number;
+  constructor(next: number, message = `The stream was cut before its end record; resume from ${next}`, options?: PatchbayErrorOptions) {
+    super(ErrorCodes.INCOMPLETE, message, options);
+    this.next = next;
   }
 }

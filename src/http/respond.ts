@@ -5,7 +5,7 @@
  * @module
  */
 import type { ServerResponse } from 'node:http';
-import { ErrorCodes, MethodNotAllowedError, PatchbayError, type ErrorCode } from '../core/errors.js';
+import { CapacityError, ErrorCodes, MethodNotAllowedError, PatchbayError, RateLimitedError, type ErrorCode } from '../core/errors.js';
 
 /** HTTP status for each error code. An error without a code (a bug) answers 500. */
 export const errorStatus: Readonly<Record<ErrorCode, number>> = Object.freeze({
@@ -22,8 +22,15 @@ export const errorStatus: Readonly<Record<ErrorCode, number>> = Object.freeze({
   [ErrorCodes.CANCELLED]: 499,
   [ErrorCodes.CLOSED]: 503,
   [ErrorCodes.TIMEOUT]: 504,
+  [ErrorCodes.GONE]: 410,
+  [ErrorCodes.IDEMPOTENCY_CONFLICT]: 422,
+  [ErrorCodes.CAPACITY]: 503,
+  [ErrorCodes.RATE_LIMITED]: 429,
   [ErrorCodes.HTTP_STATUS]: 502,
   [ErrorCodes.JOB_FAILED]: 500,
+  [ErrorCodes.INCOMPLETE]: 502,
+  [ErrorCodes.UNAVAILABLE]: 503,
+  [ErrorCodes.REMOTE]: 502,
 });
 
 /** The JSON body of an error answer. */
@@ -65,6 +72,9 @@ export function sendError(res: ServerResponse, error: unknown, headers?: Record<
   const status = known ? (errorStatus[error.code] ?? 500) : 500;
   const extra: Record<string, string | number> = { ...headers };
   if (error instanceof MethodNotAllowedError) extra['allow'] = error.allow.join(', ');
+  if ((error instanceof CapacityError || error instanceof RateLimitedError) && error.retryAfterSeconds !== undefined) {
+    extra['retry-after'] = String(error.retryAfterSeconds);
+  }
   const body: ErrorBody = {
     error: known ? { code: error.code, message: error.message } : { code: 'PB_ERR_INTERNAL', message: 'Internal server error' },
   };

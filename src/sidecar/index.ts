@@ -1,0 +1,57 @@
+/**
+ * Sidecar channels: {@link SidecarChannel} (length-prefixed frames over a Unix socket, stdio or
+ * loopback TCP; sends, correlated requests, acknowledgements, replay without duplicates, a
+ * bounded queue with an overflow policy), {@link SidecarSupervisor} (spawn, health-check,
+ * restart with backoff, give up) and {@link serveSidecar} for the sidecar's own end.
+ * Independent of HTTP.
+ *
+ * @module
+ */
+export {
+  SidecarChannel,
+  sidecarChannels,
+  sidecarConnector,
+  type SidecarChannelEvents,
+  type SidecarChannelOptions,
+  type SidecarChannelStats,
+  type SidecarConnector,
+  type SidecarContext,
+  type SidecarHandler,
+  type SidecarMessage,
+  type SidecarOverflowPolicy,
+  type SidecarPingOptions,
+  type SidecarReconnectOptions,
+  type SidecarRequestOptions,
+  type SidecarStream,
+  type SidecarTarget,
+} from './channel.js';
+export {
+  DEFAULT_MAX_FRAME_BYTES,
+  encodeFrame,
+  FRAME_HEADER_BYTES,
+  FrameDecoder,
+  MAX_FRAME_BYTES_LIMIT,
+  type FrameDecoderOptions,
+} from './framing.js';
+export {
+  acceptSidecarStream,
+  serveSidecar,
+  SIDECAR_SOCKET_ENV,
+  SIDECAR_SUPERVISED_ENV,
+  SIDECAR_TRANSPORT_ENV,
+  SidecarServer,
+  type ServeSidecarOptions,
+  type SidecarServerStats,
+} from './serve.js';
+export {
+  SidecarSupervisor,
+  type SidecarExit,
+  type SidecarHealthCheckOptions,
+  type SidecarProcess,
+  type SidecarRestartOptions,
+  type SidecarSpawn,
+  type SidecarSupervisorEvents,
+  type SidecarSupervisorOptions,
+  type SidecarSupervisorState,
+  type SidecarSupervisorStats,
+} from './supervisor.js';

@@ -1,0 +1,126 @@
+/**
+ * The messages a sidecar connection carries, one per frame, each a JSON array whose first
+ * element is its kind. Arrays rather than objects: no key names on the wire, and a check of the
+ * shape is a few `typeof`s.
+ *
+ * ```
+ * HELLO    [0, version, session]        the connecting side (the app) opens with it
+ * WELCOME  [1, version, resumeSeq]      the accepting side answers: the last seq of that session
+ *                                       it has already taken, so the app replays only the rest
+ * SEND     [2, seq, type, data?]        fire-and-forget
+ * REQUEST  [3, seq, id, type, data?]    expects a REPLY or an ERROR with the same id
+ * REPLY    [4, id, data?]
+ * ERROR    [5, id, code, message]
+ * ACK      [6, seq]                     every SEND/REQUEST up to seq has been handled (cumulative)
+ * PING     [7, id]   PONG [8, id]       health check, answered by the connection itself
+ * CANCEL   [9, id]                      the requester gave up: abort the handler's signal
+ * BYE      [10]                         graceful end: nothing more will be sent
+ * ```
+ *
+ * `seq` numbers the SEND and REQUEST messages of one session (one app-side channel, across its
+ * reconnections), from 1 and increasing; the receiver ignores a seq it has already taken, which
+ * is what makes a replay after a reconnection free of duplicates.
+ *
+ * @module
+ * @internal
+ */
+import { ProtocolError } from '../core/errors.js';
+
+/** The protocol version sent in HELLO and WELCOME. @internal */
+export const PROTOCOL_VERSION = 1;
+
+/** Message kinds. @internal */
+export const Kind = {
+  HELLO: 0,
+  WELCOME: 1,
+  SEND: 2,
+  REQUEST: 3,
+  REPLY: 4,
+  ERROR: 5,
+  ACK: 6,
+  PING: 7,
+  PONG: 8,
+  CANCEL: 9,
+  BYE: 10,
+} as const;
+
+/** A decoded message. @internal */
+export type Envelope =
+  | readonly [typeof Kind.HELLO, number, string]
+  | readonly [typeof Kind.WELCOME, number, number]
+  | readonly [typeof Kind.SEND, number, string, unknown?]
+  | readonly [typeof Kind.REQUEST, number, number, string, unknown?]
+  | readonly [typeof Kind.REPLY, number, unknown?]
+  | readonly [typeof Kind.ERROR, number, string, string]
+  | readonly [typeof Kind.ACK, number]
+  | readonly [typeof Kind.PING, number]
+  | readonly [typeof Kind.PONG, number]
+  | readonly [typeof Kind.CANCEL, number]
+  | readonly [typeof Kind.BYE];
+
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isId = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
+
+function bad(what: string): never {
+  throw new ProtocolError(`Malformed sidecar message: ${what}`);
+}
+
+/**
+ * Parses one frame's payload into an {@link Envelope}, checking its shape.
+ * @throws {@link ProtocolError} when the payload is not JSON or not a known message. @internal
+ */
+export function decodeEnvelope(payload: Buffer): Envelope {
+  let value: unknown;
+  try {
+    value = JSON.parse(payload.toString('utf8'));
+  } catch (err) {
+    throw new ProtocolError('Malformed sidecar message: the frame is not JSON', { cause: err });
+  }
+  if (!Array.isArray(value) || value.length === 0) bad('expected a non-empty array');
+  const m = value as unknown[];
+  const len = m.length;
+  switch (m[0]) {
+    case Kind.HELLO:
+      if (len !== 3 || !isCount(m[1]) || typeof m[2] !== 'string' || m[2].length === 0 || m[2].length > 200) bad('HELLO');
+      break;
+    case Kind.WELCOME:
+      if (len !== 3 || !isCount(m[1]) || !isCount(m[2])) bad('WELCOME');
+      break;
+    case Kind.SEND:
+      if ((len !== 3 && len !== 4) || !isId(m[1]) || typeof m[2] !== 'string') bad('SEND');
+      break;
+    case Kind.REQUEST:
+      if ((len !== 4 && len !== 5) || !isId(m[1]) || !isId(m[2]) || typeof m[3] !== 'string') bad('REQUEST');
+      break;
+    case Kind.REPLY:
+      if ((len !== 2 && len !== 3) || !isId(m[1])) bad('REPLY');
+      break;
+    case Kind.ERROR:
+      if (len !== 4 || !isId(m[1]) || typeof m[2] !== 'string' || typeof m[3] !== 'string') bad('ERROR');
+      break;
+    case Kind.ACK:
+      if (len !== 2 || !isCount(m[1])) bad('ACK');
+      break;
+    case Kind.PING:
+    case Kind.PONG:
+    case Kind.CANCEL:
+      if (len !== 2 || !isId(m[1])) bad(m[0] === Kind.PING ? 'PING' : m[0] === Kind.PONG ? 'PONG' : 'CANCEL');
+      break;
+    case Kind.BYE:
+      if (len !== 1) bad('BYE');
+      break;
+    default:
+      bad(`unknown kind ${JSON.stringify(m[0])?.slice(0, 20) ?? String(m[0])}`);
+  }
+  return m as unknown as Envelope;
+}
+
+/** The JSON of a SEND. @internal */
+export function sendJson(seq: number, type: string, data: unknown): string {
+  return data === undefined ? JSON.stringify([Kind.SEND, seq, type]) : JSON.stringify([Kind.SEND, seq, type, data]);
+}
+
+/** The JSON of a REQUEST. @internal */
+export function requestJson(seq: number, id: number, type: string, data: unknown): string {
+  return data === undefined ? JSON.stringify([Kind.REQUEST, seq, id, type]) : JSON.stringify([Kind.REQUEST, seq, id, type, data]);
+}

@@ -1,0 +1,124 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { encodeFrame, FrameDecoder, ProtocolError } from '../../src/index.js';
+import { decodeEnvelope, Kind, requestJson, sendJson } from '../../src/sidecar/protocol.js';
+
+/** Cuts `bytes` at the given (sorted, deduplicated) offsets. */
+function cut(bytes: Buffer, offsets: readonly number[]): Buffer[] {
+  const points = [...new Set(offsets.map((o) => o % (bytes.length + 1)))].sort((a, b) => a - b);
+  const chunks: Buffer[] = [];
+  let last = 0;
+  for (const p of points) {
+    chunks.push(bytes.subarray(last, p));
+    last = p;
+  }
+  chunks.push(bytes.subarray(last));
+  // Copies, so a decoder that kept a view of a chunk across pushes would be caught by the reuse below.
+  return chunks.map((c) => Buffer.from(c));
+}
+
+const message = fc.record({
+  type: fc.string({ maxLength: 20 }),
+  data: fc.oneof(fc.jsonValue({ maxDepth: 3 }), fc.string({ unit: 'grapheme', maxLength: 200 }), fc.constant(undefined)),
+});
+
+describe('framing', () => {
+  it('delivers any sequence of messages whole and in order, however the stream is cut', () => {
+    fc.assert(
+      fc.property(fc.array(message, { maxLength: 40 }), fc.array(fc.nat(), { maxLength: 60 }), (messages, offsets) => {
+        const stream = Buffer.concat(messages.map((m, i) => encodeFrame(sendJson(i + 1, m.type, m.data))));
+        const decoder = new FrameDecoder();
+        const got: unknown[] = [];
+        for (const chunk of cut(stream, offsets)) {
+          decoder.push(chunk, (payload) => got.push(decodeEnvelope(payload)));
+          chunk.fill(0xee); // the decoder must not read a chunk after push returns
+        }
+        expect(got).toEqual(
+          messages.map((m, i) => (m.data === undefined ? [Kind.SEND, i + 1, m.type] : [Kind.SEND, i + 1, m.type, JSON.parse(JSON.stringify(m.data))])),
+        );
+        expect(decoder.bufferedBytes).toBe(0);
+        expect(decoder.frames).toBe(messages.length);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('delivers large frames arriving one byte at a time', () => {
+    const big = 'x'.repeat(100_000);
+    const stream = Buffer.concat([encodeFrame(requestJson(1, 1, 'big', big)), encodeFrame(sendJson(2, 't', 'é'))]);
+    const decoder = new FrameDecoder({ maxFrameBytes: 200_000 });
+    const got: unknown[] = [];
+    for (let i = 0; i < stream.length; i++) decoder.push(stream.subarray(i, i + 1), (p) => got.push(decodeEnvelope(p)));
+    expect(got).toEqual([
+      [Kind.REQUEST, 1, 1, 'big', big],
+      [Kind.SEND, 2, 't', 'é'],
+    ]);
+  });
+
+  it('refuses an oversized frame as soon as its length arrives, and stays refused', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1025, max: 0xffff_ffff }), fc.nat({ max: 3 }), (length, split) => {
+        const decoder = new FrameDecoder({ maxFrameBytes: 1024 });
+        const header = Buffer.alloc(4);
+        header.writeUInt32BE(length, 0);
+        const frames: Buffer[] = [];
+        if (split > 0) decoder.push(header.subarray(0, split), (p) => frames.push(p));
+        expect(() => decoder.push(header.subarray(split), (p) => frames.push(p))).toThrow(ProtocolError);
+        expect(() => decoder.push(encodeFrame('[10]'), (p) => frames.push(p))).toThrow(ProtocolError);
+        expect(frames).toEqual([]);
+        expect(decoder.bufferedBytes).toBe(0);
+      }),
+    );
+  });
+
+  it('refuses a zero-length frame', () => {
+    const decoder = new FrameDecoder();
+    expect(() => decoder.push(Buffer.from([0, 0, 0, 0]), () => undefined)).toThrow(/empty payload/);
+  });
+
+  it('delivers the frames before a corrupt one, then throws', () => {
+    const good = encodeFrame(sendJson(1, 'a', 1));
+    const corrupt = Buffer.from([0xff, 0xff, 0xff, 0xff]);
+    const decoder = new FrameDecoder();
+    const got: Buffer[] = [];
+    expect(() => decoder.push(Buffer.concat([good, corrupt]), (p) => got.push(p))).toThrow(ProtocolError);
+    expect(got).toHaveLength(1);
+  });
+
+  it('gives a ProtocolError for any payload that is not a known message', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ minLength: 1, maxLength: 50 }).map((b) => Buffer.from(b)),
+          fc.jsonValue().map((v) => Buffer.from(JSON.stringify(v) ?? 'null')),
+        ),
+        (payload) => {
+          let result: unknown;
+          try {
+            result = decodeEnvelope(payload);
+          } catch (err) {
+            expect(err).toBeInstanceOf(ProtocolError);
+            expect((err as ProtocolError).code).toBe('PB_ERR_PROTOCOL');
+            return;
+          }
+          // Whatever passed is a well-formed message of a known kind.
+          expect(Array.isArray(result)).toBe(true);
+          expect(Object.values(Kind)).toContain((result as unknown[])[0]);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('checks each kind\'s shape', () => {
+    const bad = ['[]', '{}', '[99]', '[2,0,"t"]', '[2,1]', '[2,1.5,"t"]', '[3,1,"x","t"]', '[4]', '[5,1,"c"]', '[6,-1]', '[7]', '[10,1]', '[0,1,""]', '[1,1,"x"]'];
+    for (const text of bad) expect(() => decodeEnvelope(Buffer.from(text)), text).toThrow(ProtocolError);
+    const good = ['[2,1,"t"]', '[2,1,"t",null]', '[3,1,1,"t"]', '[4,1]', '[5,1,"C","m"]', '[6,0]', '[7,1]', '[8,1]', '[9,1]', '[10]', '[0,1,"s"]', '[1,1,0]'];
+    for (const text of good) expect(() => decodeEnvelope(Buffer.from(text)), text).not.toThrow();
+  });
+
+  it('encodeFrame refuses an empty payload', () => {
+    expect(() => encodeFrame('')).toThrow(ProtocolError);
+    expect(encodeFrame(new Uint8Array([1, 2])).equals(Buffer.from([0, 0, 0, 2, 1, 2]))).toBe(true);
+  });
+});
