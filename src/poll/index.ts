@@ -1,0 +1,22 @@
+/**
+ * Short polling of long jobs: {@link PollHandle} (the job registry) and {@link PollHandler} (its
+ * HTTP face: `202` + `Location` + `Retry-After`, status with `ETag`/`304`, `Prefer: wait`,
+ * `Idempotency-Key`, `DELETE` to cancel, `410` after the TTL).
+ *
+ * @module
+ */
+export {
+  PollHandle,
+  PollJob,
+  pollChannels,
+  type PollHandleOptions,
+  type PollHandleStats,
+  type PollJobContext,
+  type PollJobError,
+  type PollJobFunction,
+  type PollJobState,
+  type PollProgress,
+  type PollSnapshot,
+  type PollStartOptions,
+} from './poll-handle.js';
+export { PollHandler, type PollAction, type PollHandlerOptions, type PollHandlerStats, type PollResultMode } from './poll-handler.js';
