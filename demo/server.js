@@ -2,6 +2,7 @@
 // `npm run demo` builds the package and starts it on 127.0.0.1 (PORT, default 3000).
 // Routes follow DESIGN.md ("The demo server's routes"); later primitives add theirs here.
 import http from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import {
   decodeBody,
@@ -9,6 +10,8 @@ import {
   LongPollHandler,
   MethodNotAllowedError,
   NotFoundError,
+  PollHandle,
+  PollHandler,
   PubSubBroker,
   readBody,
   sendError,
@@ -36,6 +39,12 @@ code{background:#eee;padding:0 .2em}input{font:inherit}pre{background:#f6f6f6;pa
 <p>This page also follows <code>GET /sse/demo</code> with an <code>EventSource</code>; it resumes with <code>Last-Event-ID</code> after a cut.</p>
 <pre id="sse"></pre>
 </section>
+<section>
+<h2>Jobs (short polling)</h2>
+<p>Start a job with <code>POST /jobs</code>; this page follows it with <code>GET /jobs/:id</code> held by <code>Prefer: wait</code>, and a finished job answers <code>303 See Other</code> to <code>/jobs/:id/result</code>.</p>
+<form id="job"><input id="steps" type="number" value="5" min="1" max="1000" aria-label="steps"> steps of <input id="stepMs" type="number" value="500" min="0" max="60000" aria-label="ms per step"> ms <button>Start a job</button> <button type="button" id="cancel">Cancel it</button></form>
+<pre id="jobs"></pre>
+</section>
 <script>
 const log = (id, line) => { const el = document.getElementById(id); el.textContent = line + '\\n' + el.textContent; };
 document.getElementById('pub').onsubmit = async (e) => {
@@ -48,6 +57,27 @@ window.patchbaySse = { received: [], source };
 source.onmessage = (e) => { window.patchbaySse.received.push({ id: e.lastEventId, data: e.data }); log('sse', 'event ' + e.lastEventId + ': ' + e.data); };
 source.addEventListener('gap', (e) => log('sse', '(gap after ' + e.data + ')'));
 source.onerror = () => log('sse', '(reconnecting)');
+document.getElementById('job').onsubmit = async (e) => {
+  e.preventDefault();
+  const res = await fetch('/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ steps: Number(document.getElementById('steps').value), stepMs: Number(document.getElementById('stepMs').value) }) });
+  const job = await res.json();
+  if (res.status !== 202) { log('jobs', 'refused (' + res.status + '): ' + JSON.stringify(job)); return; }
+  const url = res.headers.get('location');
+  window.patchbayJob = { id: job.id, url };
+  log('jobs', 'started ' + job.id);
+  let etag = res.headers.get('etag');
+  for (;;) {
+    const r = await fetch(url, { headers: { prefer: 'wait=20', 'if-none-match': etag } });
+    if (r.status === 304) continue;
+    if (!r.ok) { log('jobs', job.id + ': error ' + r.status); return; }
+    etag = r.headers.get('etag');
+    const s = await r.json();
+    const p = s.progress && typeof s.progress === 'object' ? ' ' + s.progress.done + '/' + s.progress.total : '';
+    log('jobs', job.id + ': ' + s.state + p + (s.result ? ' ' + JSON.stringify(s.result) : '') + (s.error ? ' ' + s.error.message : ''));
+    if (s.state !== 'pending' && s.state !== 'running') return;
+  }
+};
+document.getElementById('cancel').onclick = () => { if (window.patchbayJob) fetch(window.patchbayJob.url, { method: 'DELETE' }); };
 (async function poll(cursor) {
   for (;;) {
     try {
@@ -75,15 +105,59 @@ function intQuery(url, name, min, max, fallback) {
   return Number(raw);
 }
 
+/** The bounds of a demo job: steps x stepMs, at most an hour in all. */
+const MAX_STEPS = 1000;
+const MAX_STEP_MS = 60_000;
+const MAX_JOB_MS = 3_600_000;
+
+/** Validates a demo job's body: exactly `{ "steps": 1..1000, "stepMs": 0..60000 }`, at most an hour in all. */
+function parseDemoJob(body) {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new InvalidArgumentError('Send a JSON object { "steps": n, "stepMs": ms }');
+  }
+  for (const key of Object.keys(body)) {
+    if (key !== 'steps' && key !== 'stepMs') throw new InvalidArgumentError(`Unknown field ${JSON.stringify(key.slice(0, 40))}: send { "steps": n, "stepMs": ms }`);
+  }
+  const { steps, stepMs } = body;
+  if (!Number.isInteger(steps) || steps < 1 || steps > MAX_STEPS) throw new InvalidArgumentError(`"steps" must be an integer from 1 to ${MAX_STEPS}`);
+  if (!Number.isInteger(stepMs) || stepMs < 0 || stepMs > MAX_STEP_MS) throw new InvalidArgumentError(`"stepMs" must be an integer from 0 to ${MAX_STEP_MS}`);
+  if (steps * stepMs > MAX_JOB_MS) throw new InvalidArgumentError(`steps x stepMs must be at most ${MAX_JOB_MS} ms`);
+  return { steps, stepMs };
+}
+
+/** The demo job: `steps` steps of `stepMs` each, reporting progress after each; stops when cancelled. */
+async function runDemoJob({ steps, stepMs }, { signal, progress }) {
+  for (let i = 1; i <= steps; i++) {
+    await sleep(stepMs, undefined, { signal });
+    progress({ done: i, total: steps, message: `step ${i} of ${steps}` });
+  }
+  return { steps, stepMs };
+}
+
 /**
  * Builds the demo server (not yet listening).
- * @param {{ maxHoldMs?: number, maxBodyBytes?: number, sseRetryMs?: number }} [options]
+ * @param {{ maxHoldMs?: number, maxBodyBytes?: number, sseRetryMs?: number, jobs?: { ttlMs?: number, maxLiveJobs?: number, maxStoredResults?: number, maxWaitSeconds?: number } }} [options]
  */
 export function createDemo(options = {}) {
   const broker = new PubSubBroker();
   const longPoll = new LongPollHandler({ broker, maxHoldMs: options.maxHoldMs ?? 30_000 });
   const sse = new SseHandler({ broker, retryMs: options.sseRetryMs ?? 1000, retryJitter: 0.25, lastEventIdQuery: 'lastEventId' });
   const maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
+  const jobOptions = options.jobs ?? {};
+  const jobs = new PollHandle({
+    ttlMs: jobOptions.ttlMs ?? 600_000,
+    maxLiveJobs: jobOptions.maxLiveJobs ?? 1000,
+    maxStoredResults: jobOptions.maxStoredResults ?? 10_000,
+  });
+  const poll = new PollHandler({
+    jobs,
+    basePath: '/jobs',
+    resultMode: 'redirect',
+    maxWaitSeconds: jobOptions.maxWaitSeconds ?? 30,
+    maxBodyBytes: 1024,
+    parse: parseDemoJob,
+    run: runDemoJob,
+  });
 
   const route = async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -127,8 +201,10 @@ export function createDemo(options = {}) {
         },
         { from },
       );
+    } else if (url.pathname === '/jobs' || url.pathname.startsWith('/jobs/')) {
+      await poll.handle(req, res);
     } else if (url.pathname === '/stats' && req.method === 'GET') {
-      sendJson(res, 200, { broker: broker.stats(), longPoll: longPoll.stats(), sse: sse.stats() });
+      sendJson(res, 200, { broker: broker.stats(), longPoll: longPoll.stats(), sse: sse.stats(), jobs: jobs.stats(), poll: poll.stats() });
     } else {
       throw new NotFoundError(`No route for ${req.method} ${url.pathname}`);
     }
@@ -138,11 +214,13 @@ export function createDemo(options = {}) {
     route(req, res).catch((error) => sendError(res, error));
   });
   server.on('close', () => {
+    void poll.close();
+    void jobs.close();
     void sse.close();
     void longPoll.close();
     void broker.close();
   });
-  return { server, broker, longPoll, sse };
+  return { server, broker, longPoll, sse, jobs, poll };
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
@@ -150,7 +228,21 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const maxHoldMs = Number(process.env.LP_TIMEOUT_MS ?? 30_000);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`PORT must be a port number, got ${process.env.PORT}`);
   if (!Number.isInteger(maxHoldMs) || maxHoldMs < 0) throw new InvalidArgumentError(`LP_TIMEOUT_MS must be a whole number of ms, got ${process.env.LP_TIMEOUT_MS}`);
-  const { server } = createDemo({ maxHoldMs });
+  // Job limits, for the benchmark: JOBS_MAX_LIVE, JOBS_MAX_STORED, JOBS_TTL_MS, JOBS_MAX_WAIT_S.
+  const jobEnv = (name, min, max) => {
+    const raw = process.env[name];
+    if (raw === undefined || raw === '') return undefined;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}, got ${raw}`);
+    return n;
+  };
+  const jobs = {
+    maxLiveJobs: jobEnv('JOBS_MAX_LIVE', 1, 1_000_000),
+    maxStoredResults: jobEnv('JOBS_MAX_STORED', 1, 1_000_000),
+    ttlMs: jobEnv('JOBS_TTL_MS', 1, 2 ** 31 - 1),
+    maxWaitSeconds: jobEnv('JOBS_MAX_WAIT_S', 0, 86_400),
+  };
+  const { server } = createDemo({ jobs, maxHoldMs });
   server.listen(port, '127.0.0.1', () => {
     const address = server.address();
     console.log(`patchbay demo on http://127.0.0.1:${typeof address === 'object' && address ? address.port : port}/`);
