@@ -265,7 +265,7 @@ describe('SidecarChannel', () => {
     const { app: appSide } = streamPair();
     app.attach(appSide);
     // Not connected until a WELCOME: give it one by hand.
-    (appSide as { readable: NodeJS.ReadWriteStream }).readable.write(encodeFrame('[1,1,0]'));
+    (appSide as unknown as { readable: NodeJS.ReadWriteStream }).readable.write(encodeFrame('[1,1,0]'));
     await until(() => app.connected, 'the handshake');
     const ping = app.ping({ timeoutMs: 500 }).catch((e: unknown) => e);
     clock.advance(500);

@@ -42,7 +42,7 @@ function fakes(clock: ManualClock, behaviour: (n: number) => 'ok' | 'crash' = ()
         queueMicrotask(() => fake.exit(null, signal ?? 'SIGTERM'));
         return true;
       },
-      on: (event: string, listener: (...args: never[]) => void) => events.on(event, listener),
+      on: (event: string, listener: (...args: any[]) => void) => events.on(event, listener),
       exit: (code, signal = null) => {
         if (exited) return;
         exited = true;
