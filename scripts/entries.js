@@ -4,4 +4,5 @@
 export const entries = [
   { subpath: '.', source: 'src/index.ts', out: 'index' },
   { subpath: './client', source: 'src/client/index.ts', out: 'client' },
+  { subpath: './upload', source: 'src/upload/index.ts', out: 'upload' },
 ];

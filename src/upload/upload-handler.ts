@@ -1,0 +1,392 @@
+/**
+ * Resumable uploads over the tus 1.0 protocol, built on `@tus/server` and `@tus/file-store`
+ * (optional peer dependencies) rather than by hand. patchbay adds what they lack: mounting on
+ * plain `node:http` under a base path, limits (size, uploads in progress, expiry of abandoned
+ * uploads on one timer), JSON error bodies, an `authorize` hook, and the hand-off to a
+ * {@link PollHandle}: when an upload completes, its processing starts as a job and the client
+ * short-polls the result.
+ *
+ * ## The contract (tus 1.0: core, creation, creation-with-upload, expiration, termination)
+ *
+ * - `OPTIONS {basePath}`: `204` with `Tus-Version`, `Tus-Extension`, `Tus-Max-Size`.
+ * - `POST {basePath}` with `Upload-Length` (or `Upload-Defer-Length: 1`) and `Upload-Metadata`:
+ *   `201 Created`, `Location: {basePath}/{id}`. Over `maxSizeBytes`: `413`. With
+ *   `maxActiveUploads` unfinished uploads already: `503` `PB_ERR_CAPACITY` with `Retry-After`.
+ * - `HEAD {basePath}/{id}`: `200` with `Upload-Offset` (what the store holds: a client cut off
+ *   mid-chunk resumes from there) and `Upload-Length`; once complete and handed off, also
+ *   `Patchbay-Job-Location`.
+ * - `PATCH {basePath}/{id}` with `Upload-Offset` and `Content-Type: application/offset+octet-stream`:
+ *   `204` with the new `Upload-Offset`. A wrong offset is `409`; a missing or unsupported
+ *   `Tus-Resumable` is `412`; past the declared length, `413`. The `PATCH` that completes the
+ *   upload answers with `Patchbay-Job-Location: {jobsBasePath}/{jobId}` when `jobs` is set.
+ * - `DELETE {basePath}/{id}`: `204`, the upload and its bytes are removed (termination).
+ * - Unknown ids: `404`; ids are the store's own random names, and an id that decodes to a path
+ *   separator, a dot-segment or NUL is refused, so nothing is written outside `directory`.
+ *
+ * Errors carry a JSON body `{ "error": { "code", "message" } }` (tus's own answers, like the
+ * `409` of a wrong offset, get code `PB_ERR_PROTOCOL` and tus's message).
+ *
+ * @module
+ */
+import { access } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { join, resolve, sep } from 'node:path';
+import { FileStore } from '@tus/file-store';
+import { EVENTS, Server as TusServer } from '@tus/server';
+import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
+import { CapacityError, ClosedError, ErrorCodes, ForbiddenError, InvalidArgumentError, PatchbayError } from '../core/errors.js';
+import { Resource } from '../core/lifecycle.js';
+import { sendError } from '../http/index.js';
+import type { PollHandle, PollJobContext } from '../poll/index.js';
+
+/** The response header that names the processing job of a completed upload. */
+export const JOB_LOCATION_HEADER = 'Patchbay-Job-Location';
+
+/** What an upload's processing is given. */
+export interface UploadedFile {
+  /** The upload's id (its last path segment). */
+  readonly id: string;
+  /** Its size in bytes. */
+  readonly size: number;
+  /** The `Upload-Metadata` the client sent, decoded (values may be `null` for keys without one). */
+  readonly metadata: Readonly<Record<string, string | null>>;
+  /** Where its bytes are on disk. */
+  readonly path: string;
+}
+
+/** What {@link UploadHandlerOptions.authorize} is asked about. */
+export type UploadAction = 'create' | 'read' | 'write' | 'terminate' | 'options';
+
+/** Options for {@link UploadHandler}. */
+export interface UploadHandlerOptions<R = unknown> {
+  /** The folder uploads are stored in (created if missing). Nothing is written outside it. */
+  readonly directory: string;
+  /**
+   * The path the routes live under; `Location` headers use it.
+   * @defaultValue `'/uploads'`
+   */
+  readonly basePath?: string;
+  /**
+   * The largest upload, in bytes (`Tus-Max-Size`).
+   * @defaultValue 1 GiB
+   */
+  readonly maxSizeBytes?: number;
+  /**
+   * Uploads created and not yet complete (nor terminated, nor expired) at once; a create past it
+   * answers `503` with `Retry-After`. Counted in this process.
+   * @defaultValue 100
+   */
+  readonly maxActiveUploads?: number;
+  /**
+   * An unfinished upload older than this (from its creation) expires: its bytes are removed by
+   * the cleanup timer and it answers `410` (tus expiration extension).
+   * @defaultValue 24 hours
+   */
+  readonly expiryMs?: number;
+  /**
+   * How often expired uploads are removed, in ms (one timer for the handler).
+   * @defaultValue 60000
+   */
+  readonly cleanupIntervalMs?: number;
+  /** The registry a completed upload's processing job is started in (with `process`). */
+  readonly jobs?: PollHandle;
+  /** The processing of a completed upload: a job whose result the client short-polls. */
+  readonly process?: (file: UploadedFile, context: PollJobContext) => R | PromiseLike<R>;
+  /**
+   * Where the job routes live (the `PollHandler`'s `basePath`), for `Patchbay-Job-Location`.
+   * @defaultValue `'/jobs'`
+   */
+  readonly jobsBasePath?: string;
+  /** May this request do this? Return `false` to answer `403`. `id` is undefined for create and options. */
+  readonly authorize?: (req: IncomingMessage, action: UploadAction, id: string | undefined) => boolean | Promise<boolean>;
+  /**
+   * Origins allowed to upload from a browser (`Access-Control-Allow-Origin` is sent back for
+   * these exactly). None by default: no CORS headers.
+   */
+  readonly corsOrigins?: readonly string[];
+  /**
+   * The time source of the cleanup timer.
+   * @defaultValue the real clock
+   */
+  readonly clock?: Clock;
+}
+
+/** Counters reported by {@link UploadHandler.stats}. */
+export interface UploadStats {
+  /** Uploads created and not yet complete, in this process. */
+  readonly active: number;
+  /** Uploads completed so far. */
+  readonly completed: number;
+  /** Processing jobs started so far. */
+  readonly jobsStarted: number;
+  /** Creates refused because `maxActiveUploads` was reached. */
+  readonly refused: number;
+  /** Expired uploads removed so far. */
+  readonly expired: number;
+}
+
+const ID_RE = /^[A-Za-z0-9_-]{1,128}$/;
+
+/**
+ * A tus 1.0 upload endpoint on `node:http`, with processing handed to a {@link PollHandle}: the
+ * seed's "upload, then poll". See the module documentation for the contract.
+ *
+ * @example
+ * ```ts
+ * import { PollHandle } from 'patchbay';
+ * import { UploadHandler } from 'patchbay/upload';
+ *
+ * const jobs = new PollHandle();
+ * const uploads = new UploadHandler({
+ *   directory: '/var/lib/app/uploads',
+ *   maxSizeBytes: 100 * 1024 * 1024,
+ *   jobs,
+ *   process: async (file, { progress }) => ({ sha256: await hashFile(file.path, progress) }),
+ * });
+ * http.createServer((req, res) => {
+ *   if (req.url?.startsWith('/uploads')) void uploads.handle(req, res);
+ *   // ... and a PollHandler on /jobs for the results
+ * });
+ * ```
+ */
+export class UploadHandler<R = unknown> extends Resource {
+  /** The underlying `@tus/server` instance (for its events). */
+  readonly tus: TusServer;
+  readonly #store: FileStore;
+  readonly #directory: string;
+  readonly #basePath: string;
+  readonly #maxActive: number;
+  readonly #jobs: PollHandle | undefined;
+  readonly #process: ((file: UploadedFile, context: PollJobContext) => R | PromiseLike<R>) | undefined;
+  readonly #jobsBasePath: string;
+  readonly #authorize: UploadHandlerOptions['authorize'];
+  readonly #clock: Clock;
+  readonly #cleanupMs: number;
+  #cleanupTimer: ClockTimer | undefined;
+  #cleaning: Promise<void> | undefined;
+  /** Upload ids created and not complete yet. */
+  readonly #active = new Set<string>();
+  /** Completed upload id -> its processing job's id. */
+  readonly #jobOf = new Map<string, string>();
+  #completed = 0;
+  #jobsStarted = 0;
+  #refused = 0;
+  #expired = 0;
+
+  /**
+   * @param options - Where uploads go, their limits, and their processing.
+   * @throws {@link InvalidArgumentError} (`PB_ERR_INVALID_ARGUMENT`) for a bad option.
+   */
+  constructor(options: UploadHandlerOptions<R>) {
+    super();
+    if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('UploadHandler needs an options object');
+    if (typeof options.directory !== 'string' || options.directory === '') throw new InvalidArgumentError('UploadHandler: directory must be a non-empty path');
+    const basePath = options.basePath ?? '/uploads';
+    if (!/^\/[A-Za-z0-9/_.-]*$/.test(basePath) || basePath.endsWith('/') || basePath.includes('..')) {
+      throw new InvalidArgumentError(`UploadHandler: basePath must look like /uploads, got ${JSON.stringify(basePath)}`);
+    }
+    const maxSize = positiveInt('maxSizeBytes', options.maxSizeBytes, 1024 ** 3);
+    this.#maxActive = positiveInt('maxActiveUploads', options.maxActiveUploads, 100);
+    const expiryMs = positiveInt('expiryMs', options.expiryMs, 24 * 3_600_000);
+    this.#cleanupMs = positiveInt('cleanupIntervalMs', options.cleanupIntervalMs, 60_000);
+    if ((options.jobs === undefined) !== (options.process === undefined)) {
+      throw new InvalidArgumentError('UploadHandler: jobs and process go together (both or neither)');
+    }
+    this.#directory = resolve(options.directory);
+    this.#basePath = basePath;
+    this.#jobs = options.jobs;
+    this.#process = options.process;
+    this.#jobsBasePath = options.jobsBasePath ?? '/jobs';
+    this.#authorize = options.authorize;
+    this.#clock = options.clock ?? realClock;
+    this.#store = new FileStore({ directory: this.#directory, expirationPeriodInMilliseconds: expiryMs });
+    const corsOrigins = [...(options.corsOrigins ?? [])];
+    this.tus = new TusServer({
+      path: basePath,
+      datastore: this.#store,
+      maxSize: maxSize,
+      relativeLocation: true,
+      allowedOrigins: corsOrigins, // an empty list sends no Access-Control-Allow-Origin
+      exposedHeaders: [JOB_LOCATION_HEADER],
+      disableTerminationForFinishedUploads: false,
+      getFileIdFromRequest: (_req, lastPath) => (lastPath !== undefined && ID_RE.test(lastPath) ? lastPath : undefined),
+      onUploadCreate: async (_req, upload) => {
+        if (this.closed) throw { status_code: 503, body: jsonError(new ClosedError('The upload handler is closing')) };
+        if (this.#active.size >= this.#maxActive) {
+          this.#refused++;
+          throw { status_code: 503, body: jsonError(new CapacityError(`${this.#maxActive} uploads are in progress; retry later`)) };
+        }
+        void upload;
+        return {};
+      },
+      onUploadFinish: async (_req, upload) => {
+        const headers: Record<string, string> = {};
+        const jobId = this.#handOff(upload.id, upload.size ?? upload.offset, upload.metadata ?? {});
+        if (jobId !== undefined) headers[JOB_LOCATION_HEADER] = `${this.#jobsBasePath}/${jobId}`;
+        return { headers };
+      },
+      onResponseError: (_req, err) => {
+        if (err instanceof Error) return { status_code: 500, body: jsonError(new PatchbayError(ErrorCodes.PROTOCOL, 'The upload failed on the server')) };
+        const status = err.status_code;
+        const body = typeof err.body === 'string' ? err.body : '';
+        if (body.startsWith('{"error"')) return { status_code: status, body };
+        return { status_code: status, body: JSON.stringify({ error: { code: codeForStatus(status), message: body.trim() || `HTTP ${status}` } }) };
+      },
+    });
+    this.tus.on(EVENTS.POST_CREATE, (_req, upload) => {
+      if (upload.size !== undefined && upload.offset >= upload.size) return; // created complete (creation-with-upload)
+      this.#active.add(upload.id);
+    });
+    this.tus.on(EVENTS.POST_TERMINATE, (_req, _res, id) => {
+      this.#active.delete(id);
+    });
+    this.#armCleanup();
+  }
+
+  /**
+   * Serves one request under `basePath`. Never rejects: errors are answered with a status and a
+   * JSON body.
+   */
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      if (this.closed) throw new ClosedError('The upload handler is closed');
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      const rest = url.pathname === this.#basePath ? '' : url.pathname.startsWith(`${this.#basePath}/`) ? url.pathname.slice(this.#basePath.length + 1) : null;
+      if (rest === null) throw new PatchbayError(ErrorCodes.NOT_FOUND, `No upload route for ${url.pathname}`);
+      let id: string | undefined;
+      if (rest !== '') {
+        let decoded: string;
+        try {
+          decoded = decodeURIComponent(rest);
+        } catch {
+          decoded = '\u0000';
+        }
+        if (!ID_RE.test(decoded) || decoded !== rest) throw new PatchbayError(ErrorCodes.NOT_FOUND, 'No such upload');
+        id = decoded;
+      }
+      const method = req.method ?? 'GET';
+      const action: UploadAction =
+        method === 'OPTIONS' ? 'options' : method === 'POST' ? 'create' : method === 'PATCH' ? 'write' : method === 'DELETE' ? 'terminate' : 'read';
+      if (this.#authorize !== undefined && method !== 'OPTIONS' && (await this.#authorize(req, action, id)) !== true) {
+        throw new ForbiddenError('Not allowed to do this to this upload');
+      }
+      if (id !== undefined && (method === 'HEAD' || method === 'GET')) {
+        const jobId = this.#jobOf.get(id);
+        if (jobId !== undefined) res.setHeader(JOB_LOCATION_HEADER, `${this.#jobsBasePath}/${jobId}`);
+      }
+      // tus answers errors as text; make sure they are JSON with a content type that says so.
+      const writeHead = res.writeHead;
+      res.writeHead = function (this: ServerResponse, status: number, ...args: unknown[]) {
+        if (status >= 400 && !res.hasHeader('content-type')) res.setHeader('content-type', 'application/json; charset=utf-8');
+        return (writeHead as (...a: unknown[]) => ServerResponse).call(this, status, ...args);
+      } as typeof res.writeHead;
+      await this.tus.handle(req, res);
+    } catch (error) {
+      if (!res.headersSent) sendError(res, error);
+      else if (!res.writableEnded) res.destroy();
+    }
+  }
+
+  /** The processing job of a completed upload, by upload id. */
+  jobFor(uploadId: string): string | undefined {
+    return this.#jobOf.get(uploadId);
+  }
+
+  /** Counters: uploads in progress, completed, jobs started, refusals, expiries. */
+  stats(): UploadStats {
+    return { active: this.#active.size, completed: this.#completed, jobsStarted: this.#jobsStarted, refused: this.#refused, expired: this.#expired };
+  }
+
+  /**
+   * Removes expired unfinished uploads now (the cleanup timer does this every
+   * `cleanupIntervalMs`). Resolves with how many were removed.
+   */
+  async cleanUpExpired(): Promise<number> {
+    const removed = await this.tus.cleanUpExpiredUploads();
+    // Forget ids whose files are gone.
+    for (const id of [...this.#active]) {
+      if (!(await this.#exists(id))) this.#active.delete(id);
+    }
+    this.#expired += removed;
+    return removed;
+  }
+
+  #handOff(id: string, size: number, metadata: Readonly<Record<string, string | null>>): string | undefined {
+    this.#active.delete(id);
+    this.#completed++;
+    const jobs = this.#jobs;
+    const process = this.#process;
+    if (jobs === undefined || process === undefined) return undefined;
+    const existing = this.#jobOf.get(id);
+    if (existing !== undefined) return existing;
+    const path = join(this.#directory, id);
+    if (!path.startsWith(this.#directory + sep)) throw { status_code: 500, body: jsonError(new InvalidArgumentError('Upload path escapes the store')) };
+    const file: UploadedFile = Object.freeze({ id, size, metadata: Object.freeze({ ...metadata }), path });
+    // The upload id is the idempotency key: a completion seen twice starts one job.
+    const job = jobs.start((context) => process(file, context), { idempotencyKey: `upload:${id}` });
+    this.#jobOf.set(id, job.id);
+    this.#jobsStarted++;
+    return job.id;
+  }
+
+  async #exists(id: string): Promise<boolean> {
+    try {
+      await access(join(this.#directory, id));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  #armCleanup(): void {
+    this.#cleanupTimer = this.#clock.setTimer(() => {
+      this.#cleanupTimer = undefined;
+      if (this.closed) return;
+      this.#cleaning = this.cleanUpExpired()
+        .catch(() => 0)
+        .then(() => {
+          this.#cleaning = undefined;
+          if (!this.closed) this.#armCleanup();
+        });
+    }, this.#cleanupMs);
+  }
+
+  /** @internal */
+  protected async onClose(): Promise<void> {
+    this.#cleanupTimer?.cancel();
+    this.#cleanupTimer = undefined;
+    await this.#cleaning;
+  }
+
+  /** @internal */
+  protected onDestroy(): void {
+    this.#cleanupTimer?.cancel();
+    this.#cleanupTimer = undefined;
+  }
+}
+
+function positiveInt(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 1) throw new InvalidArgumentError(`UploadHandler: ${name} must be a positive integer, got ${String(value)}`);
+  return value;
+}
+
+function jsonError(error: PatchbayError): string {
+  return JSON.stringify({ error: { code: error.code, message: error.message } });
+}
+
+const CODE_FOR_STATUS: Readonly<Record<number, string>> = {
+  403: ErrorCodes.FORBIDDEN,
+  404: ErrorCodes.NOT_FOUND,
+  405: ErrorCodes.METHOD_NOT_ALLOWED,
+  410: ErrorCodes.GONE,
+  413: ErrorCodes.BODY_TOO_LARGE,
+  415: ErrorCodes.UNSUPPORTED_MEDIA_TYPE,
+  503: ErrorCodes.UNAVAILABLE,
+};
+
+/** The code of a tus protocol answer: 409 (offset), 412 (version), 400 (headers) and the rest are protocol errors. */
+function codeForStatus(status: number): string {
+  if (status >= 500 && status !== 503) return 'PB_ERR_INTERNAL';
+  return CODE_FOR_STATUS[status] ?? ErrorCodes.PROTOCOL;
+}
