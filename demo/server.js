@@ -4,6 +4,11 @@
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { UploadHandler } from 'patchbay/upload';
 import {
   decodeBody,
   InvalidArgumentError,
@@ -134,9 +139,21 @@ async function runDemoJob({ steps, stepMs }, { signal, progress }) {
   return { steps, stepMs };
 }
 
+/** The demo's upload processing: the file's SHA-256 and size, with progress as bytes hashed. */
+async function hashUpload(file, { progress, signal }) {
+  const hash = createHash('sha256');
+  let done = 0;
+  for await (const chunk of createReadStream(file.path, { signal })) {
+    hash.update(chunk);
+    done += chunk.length;
+    progress({ done, total: file.size, message: 'hashing' });
+  }
+  return { id: file.id, filename: file.metadata.filename ?? null, size: file.size, sha256: hash.digest('hex') };
+}
+
 /**
  * Builds the demo server (not yet listening).
- * @param {{ maxHoldMs?: number, maxBodyBytes?: number, sseRetryMs?: number, jobs?: { ttlMs?: number, maxLiveJobs?: number, maxStoredResults?: number, maxWaitSeconds?: number } }} [options]
+ * @param {{ maxHoldMs?: number, maxBodyBytes?: number, sseRetryMs?: number, uploadsDir?: string, maxUploadBytes?: number, jobs?: { ttlMs?: number, maxLiveJobs?: number, maxStoredResults?: number, maxWaitSeconds?: number } }} [options]
  */
 export function createDemo(options = {}) {
   const broker = new PubSubBroker();
@@ -157,6 +174,18 @@ export function createDemo(options = {}) {
     maxBodyBytes: 1024,
     parse: parseDemoJob,
     run: runDemoJob,
+  });
+
+  // Resumable uploads (tus 1.0); a finished upload's SHA-256 is computed as a job polled on /jobs.
+  const uploads = new UploadHandler({
+    directory: options.uploadsDir ?? join(tmpdir(), `patchbay-demo-uploads-${process.pid}`),
+    basePath: '/uploads',
+    maxSizeBytes: options.maxUploadBytes ?? 100 * 1024 * 1024,
+    maxActiveUploads: 50,
+    expiryMs: 3_600_000,
+    jobs,
+    jobsBasePath: '/jobs',
+    process: hashUpload,
   });
 
   const route = async (req, res) => {
@@ -201,10 +230,12 @@ export function createDemo(options = {}) {
         },
         { from },
       );
+    } else if (url.pathname === '/uploads' || url.pathname.startsWith('/uploads/')) {
+      await uploads.handle(req, res);
     } else if (url.pathname === '/jobs' || url.pathname.startsWith('/jobs/')) {
       await poll.handle(req, res);
     } else if (url.pathname === '/stats' && req.method === 'GET') {
-      sendJson(res, 200, { broker: broker.stats(), longPoll: longPoll.stats(), sse: sse.stats(), jobs: jobs.stats(), poll: poll.stats() });
+      sendJson(res, 200, { broker: broker.stats(), longPoll: longPoll.stats(), sse: sse.stats(), jobs: jobs.stats(), poll: poll.stats(), uploads: uploads.stats() });
     } else {
       throw new NotFoundError(`No route for ${req.method} ${url.pathname}`);
     }
@@ -214,13 +245,14 @@ export function createDemo(options = {}) {
     route(req, res).catch((error) => sendError(res, error));
   });
   server.on('close', () => {
+    void uploads.close();
     void poll.close();
     void jobs.close();
     void sse.close();
     void longPoll.close();
     void broker.close();
   });
-  return { server, broker, longPoll, sse, jobs, poll };
+  return { server, broker, longPoll, sse, jobs, poll, uploads };
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

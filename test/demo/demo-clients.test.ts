@@ -1,9 +1,14 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tus from 'tus-js-client';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript
 import { createDemo } from '../../demo/server.js';
-import { fetchJsonLines, LongPollClient, readJsonLines } from '../../src/client/index.js';
+import { fetchJsonLines, LongPollClient, PollClient, readJsonLines } from '../../src/client/index.js';
 import type { LongPollHandler } from '../../src/index.js';
 import { until } from '../helpers.js';
 
@@ -11,15 +16,17 @@ import { until } from '../helpers.js';
 
 let base = '';
 let demo: { server: Server; longPoll: LongPollHandler };
+const uploadsDir = mkdtempSync(join(tmpdir(), 'patchbay-demo-test-uploads-'));
 
 beforeAll(async () => {
-  demo = createDemo({});
+  demo = createDemo({ uploadsDir });
   await new Promise<void>((resolve) => demo.server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(demo.server.address() as AddressInfo).port}`;
 });
 afterAll(async () => {
   demo.server.closeAllConnections();
   await new Promise((resolve) => demo.server.close(resolve));
+  rmSync(uploadsDir, { recursive: true, force: true });
 });
 
 describe('demo: GET /stream/ndjson', () => {
@@ -71,5 +78,24 @@ describe('demo: LongPollClient on GET /lp/:topic', () => {
     } finally {
       client.close();
     }
+  });
+});
+
+describe('demo: POST /uploads (tus) then GET /jobs/:id', () => {
+  it('uploads with tus-js-client, then the hashing job is polled to its result', async () => {
+    const data = randomBytes(1024 * 1024 + 3);
+    const jobLocation = await new Promise<string>((resolve, reject) => {
+      const upload = new tus.Upload(data, {
+        endpoint: `${base}/uploads`,
+        chunkSize: 256 * 1024,
+        metadata: { filename: 'demo.bin' },
+        onSuccess: (payload) => resolve(payload.lastResponse.getHeader('Patchbay-Job-Location') ?? ''),
+        onError: reject,
+      });
+      upload.start();
+    });
+    expect(jobLocation).toMatch(/^\/jobs\/[^/]+$/);
+    const result = await new PollClient({ baseUrl: base, waitSeconds: 5 }).wait<{ sha256: string; size: number; filename: string }>(jobLocation);
+    expect(result).toMatchObject({ sha256: createHash('sha256').update(data).digest('hex'), size: data.length, filename: 'demo.bin' });
   });
 });
