@@ -58,6 +58,8 @@ export interface JobRef<R = unknown> {
   readonly status: JobStatus<R> | undefined;
   /** The server's `Retry-After` on the start, in ms, if it sent one. */
   readonly retryAfterMs: number | undefined;
+  /** The `ETag` of `status`, if the start sent one: the first held read waits for a change from it. */
+  readonly etag?: string | undefined;
 }
 
 /** One read of a job's status resource. */
@@ -258,7 +260,7 @@ export class PollClient {
       if (location === null) throw new ProtocolError(`${what} answered ${res.status} without a Location header`);
       const abs = new URL(location, res.url || target);
       const status = res.text === '' ? undefined : asStatus<R>(what, parseJson(what, res.text));
-      return { id: status?.id ?? lastSegment(abs), location: abs, status, retryAfterMs: retryAfterMs(res.headers) };
+      return { id: status?.id ?? lastSegment(abs), location: abs, status, retryAfterMs: retryAfterMs(res.headers), etag: res.headers.get('etag') ?? undefined };
     }
     if (res.status === 200) {
       // Finished within the respond-async wait: the answer is the final snapshot, or (after a 303) the result itself.
@@ -266,7 +268,7 @@ export class PollClient {
       const location = res.headers.get('content-location') ?? res.headers.get('location');
       const abs = location !== null ? new URL(location, res.url || target) : new URL(res.url || target);
       const status = res.redirected && !looksLikeStatus(parsed) ? ({ id: lastSegment(abs), state: 'succeeded', result: parsed } as JobStatus<R>) : asStatus<R>(what, parsed);
-      return { id: status.id, location: abs, status, retryAfterMs: undefined };
+      return { id: status.id, location: abs, status, retryAfterMs: undefined, etag: res.headers.get('etag') ?? undefined };
     }
     throw statusError(what, res);
   }
@@ -349,8 +351,9 @@ export class PollClient {
 
   async #follow<R>(location: URL, first: JobRef<R> | undefined, onProgress: ((s: JobStatus<R>) => void) | undefined, signal: AbortSignal): Promise<R> {
     let last: JobStatus<R> | undefined = first?.status;
-    let etag: string | undefined;
-    let pause = first?.retryAfterMs;
+    // With the start's ETag, the first read can be held until the job changes: no pause first.
+    let etag: string | undefined = last !== undefined ? first?.etag : undefined;
+    let pause = etag !== undefined && this.#waitSeconds > 0 ? undefined : first?.retryAfterMs;
     const report = (s: JobStatus<R>): void => {
       if (last !== undefined && last !== s && sameSnapshot(last, s)) return;
       onProgress?.(s);
