@@ -1,4 +1,4 @@
-import http, { type Server } from 'node:http';
+import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CancelledError, HttpStatusError, JobFailedError, ManualClock, PollClient } from '../../src/client/index.js';
