@@ -8,7 +8,7 @@
 // Builds the package first (suites import the built dist/, as users do), then runs each suite in
 // its own process group, bounded in time: a suite that overruns is killed and the run fails.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -31,10 +31,20 @@ const suites = {
     description: 'C held long polls (1k, 10k, 19k): demo server vs bare node:http vs nginx + Nchan (RSS, wake all)',
     limitMs: 20 * 60_000,
   },
+  poll: {
+    entry: 'bench/src/poll/main.ts',
+    description: 'Short polling: status reads/s on 10k live jobs and RSS per held Prefer: wait read (10k), demo server vs bare node:http',
+    limitMs: 20 * 60_000,
+  },
+  sse: {
+    entry: 'bench/src/sse/main.ts',
+    description: 'S SSE subscribers (1k, 10k): demo server vs bare node:http vs better-sse vs hono streamSSE vs nginx + Nchan (burst events/s, paced latency, RSS, order)',
+    limitMs: 60 * 60_000,
+  },
 };
 
 const args = process.argv.slice(2);
-const names = args.filter((a, i) => !a.startsWith('-') && (i === 0 || !['--runs', '--scale', '--workloads', '--sizes', '--servers', '--node-flags'].includes(args[i - 1])));
+const names = args.filter((a, i) => !a.startsWith('-') && (i === 0 || !['--runs', '--scale', '--workloads', '--sizes', '--servers', '--node-flags', '--jobs', '--waiters', '--connections', '--measure-ms'].includes(args[i - 1])));
 const passThrough = args.filter((a) => !names.includes(a));
 for (const name of names) {
   if (!Object.hasOwn(suites, name)) {
@@ -53,8 +63,10 @@ if (build.status !== 0) {
 }
 
 // The bench/ package has its own dependencies (competitors such as mqemitter), locked in
-// bench/package-lock.json: install them once when missing.
-if (!existsSync(join(root, 'bench', 'node_modules', '.package-lock.json'))) {
+// bench/package-lock.json: install them when any is missing (a new one may have been added).
+const benchDeps = Object.keys(JSON.parse(readFileSync(join(root, 'bench', 'package.json'), 'utf8')).dependencies ?? {});
+const missing = benchDeps.filter((d) => !existsSync(join(root, 'bench', 'node_modules', d, 'package.json')));
+if (!existsSync(join(root, 'bench', 'node_modules', '.package-lock.json')) || missing.length > 0) {
   console.log('bench: installing the bench/ package dependencies (npm ci --prefix bench)');
   const install = spawnSync('npm', ['ci', '--prefix', 'bench', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit', timeout: 5 * 60_000 });
   if (install.status !== 0) {

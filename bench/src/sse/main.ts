@@ -1,0 +1,797 @@
+/**
+ * The SSE benchmark: S subscribers on one topic, fed by one publisher, on patchbay's demo
+ * server, a bare `node:http` reference written by hand, better-sse, hono's `streamSSE` and
+ * nginx + Nchan, side by side in one run. Run it from the repository root with
+ * `npm run bench -- sse`.
+ *
+ * For each run, each size S and each server (in an order that rotates from run to run), one
+ * trial on a fresh server process:
+ *
+ * 1. start the server; warm it up (200 subscribers on another topic, a burst of 300 events,
+ *    every one checked), wait until they are gone; measure its idle RSS;
+ * 2. spread S subscribers over load processes (at most 5,000 sockets each, each from its own
+ *    127.0.0.x source address) and wait until every one has its `200` and its first bytes and
+ *    the server itself counts S; settle 1 s; measure RSS;
+ * 3. paced: publish P events at a fixed rate (S x rate = 20,000 deliveries/s), each publish
+ *    written on its own, timestamped in its data;
+ * 4. burst: publish E events back-to-back, pipelined on the same keep-alive connection;
+ * 5. check every subscriber got every event exactly once and in order; stop the load
+ *    processes and the server by PID.
+ *
+ * Prints a table, writes `bench/results/sse.json` and the sse section of `docs/benchmarks.md`.
+ * Options: `--runs N` (default 3), `--sizes 1000,10000`, `--servers patchbay,bare,better-sse,hono,nchan`,
+ * `--no-write`, and for profiling `--node-flags "--cpu-prof ..."` (extra flags for the Node
+ * servers; needs `--no-write`).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { gitHead, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
+import { killLoads, type Load as LoadProcess, spawnLoad, stopLoads as stopLoadProcesses } from '../lib/loads.js';
+import { ensureNchan, NCHAN_WORKERS, nginxVersion } from '../lib/nchan.js';
+import { killAllStarted, totalCpuMs, totalRss } from '../lib/processes.js';
+import { quantileSorted, summarize, type Summary } from '../lib/stats.js';
+import type { FromLoad, PhaseResult, ToLoad } from './load.js';
+import { NCHAN_BUFFER, type RunningServer, SERVERS, type ServerName, startServer } from './servers.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..', '..');
+const loadFile = join(here, 'load.ts');
+const PER_LOAD = 5000;
+const CONNECT_WINDOW = 64;
+const TOPIC = 'bench';
+/** Subscribers and burst events of the warm-up (on its own topic). */
+const WARM_SUBS = 200;
+const WARM_EVENTS = 300;
+/** Paced: this many events, at S x rate = PACED_DELIVERIES_PER_S (at most MAX_PACED_RATE events/s). */
+const PACED_EVENTS = 50;
+const PACED_DELIVERIES_PER_S = 20_000;
+const MAX_PACED_RATE = 100;
+/** Burst: E = BURST_DELIVERIES / S events (MIN_BURST..MAX_BURST). */
+const BURST_DELIVERIES = 500_000;
+const MIN_BURST = 20;
+const MAX_BURST = 500;
+/** Each event's data is about this many bytes. */
+const DATA_BYTES = 100;
+
+const now = () => performance.timeOrigin + performance.now();
+const pacedRate = (s: number) => Math.min(MAX_PACED_RATE, PACED_DELIVERIES_PER_S / s);
+const burstEvents = (s: number) => Math.max(MIN_BURST, Math.min(MAX_BURST, Math.round(BURST_DELIVERIES / s)));
+
+function parseArgs(argv: readonly string[]) {
+  const opts = { runs: 3, sizes: [1000, 10_000], servers: [...SERVERS] as ServerName[], write: true, nodeFlags: [] as string[] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--runs') opts.runs = Number(value());
+    else if (a === '--sizes') opts.sizes = value().split(',').map(Number);
+    else if (a === '--servers') opts.servers = value().split(',') as ServerName[];
+    else if (a === '--no-write') opts.write = false;
+    else if (a === '--node-flags') opts.nodeFlags = value().split(' ').filter((f) => f !== '');
+    else throw new Error(`unknown option ${a}; options: --runs N, --sizes 1000,10000, --servers ${SERVERS.join(',')}, --no-write, --node-flags "..."`);
+  }
+  if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 10) throw new Error('--runs must be 1..10');
+  if (opts.nodeFlags.length > 0 && opts.write) throw new Error('--node-flags is for profiling: use it with --no-write');
+  for (const s of opts.sizes) if (!Number.isInteger(s) || s < 1 || s > 19_000) throw new Error('each size must be 1..19000 (20,000 open files per server process)');
+  for (const s of opts.servers) if (!SERVERS.includes(s)) throw new Error(`unknown server ${s}; known: ${SERVERS.join(', ')}`);
+  return opts;
+}
+
+// --- load processes -------------------------------------------------------------------------
+
+type Load = LoadProcess<ToLoad, FromLoad>;
+const stopLoads = (list: readonly Load[]) => stopLoadProcesses(list, { type: 'exit' });
+
+function killAll(): void {
+  killLoads();
+  killAllStarted();
+}
+
+let addressIndex = 0;
+/** A source address for the next load process: 127.0.0.2 .. 127.0.0.251, in turn. */
+const nextAddress = () => `127.0.0.${2 + (addressIndex++ % 250)}`;
+
+/**
+ * Connects `s` subscribers to `path`, spread over load processes, and waits until each has its
+ * headers and first bytes and the server counts them all (bounded).
+ */
+async function subscribe(server: RunningServer, s: number, path: string, events: number, list: Load[]): Promise<void> {
+  const nLoads = Math.ceil(s / PER_LOAD);
+  for (let k = 0; k < nLoads; k++) {
+    const count = Math.floor(s / nLoads) + (k < s % nLoads ? 1 : 0);
+    const load = spawnLoad<ToLoad, FromLoad>(loadFile, root, count, true);
+    list.push(load);
+    load.send({ type: 'start', port: server.port, path, count, localAddress: nextAddress(), window: CONNECT_WINDOW, events });
+  }
+  const readies = await Promise.all(list.map((l) => l.next('ready', 30_000 + s * 5)));
+  const failed = readies.reduce((n, r) => n + r.errors, 0);
+  if (failed > 0) throw new Error(`${server.name} S=${s}: ${failed} subscriber(s) failed to connect`);
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const counted = await server.subscribers();
+    const statuses = await Promise.all(
+      list.map((l) => {
+        l.send({ type: 'status' });
+        return l.next('status', 10_000);
+      }),
+    );
+    const early = statuses.reduce((n, st) => n + st.received, 0);
+    const errors = statuses.reduce((n, st) => n + st.errors, 0);
+    if (early > 0 || errors > 0) throw new Error(`${server.name} S=${s}: ${early} event(s) before any publish, ${errors} failed subscriber(s)`);
+    if (counted === s) return;
+    if (Date.now() > deadline) throw new Error(`${server.name} S=${s}: the server counts ${counted} of ${s} subscribers after 60 s`);
+    await sleep(200);
+  }
+}
+
+/** Collects one phase from every load process. */
+function collect(list: readonly Load[], from: number, to: number, timeoutMs: number): Promise<PhaseResult[]> {
+  for (const l of list) l.send({ type: 'collect', from, to, timeoutMs });
+  return Promise.all(list.map((l) => l.next('result', timeoutMs + 30_000)));
+}
+
+// --- the publisher --------------------------------------------------------------------------
+
+const PAD = 'x'.repeat(DATA_BYTES - '{"seq":100,"t":1764000000000.123,"pad":""}'.length);
+
+/**
+ * One raw keep-alive connection that publishes: each `POST /pub/<topic>` carries
+ * `{"seq","t","pad"}` with `t` taken just before the write, and the answers (pipelined, in
+ * order) are counted by status.
+ */
+class Publisher {
+  readonly #socket: net.Socket;
+  readonly #host: string;
+  #pending = Buffer.alloc(0);
+  readonly statuses: number[] = [];
+  #waiter: (() => void) | null = null;
+  #error: Error | null = null;
+
+  private constructor(socket: net.Socket, port: number) {
+    this.#socket = socket;
+    this.#host = `127.0.0.1:${port}`;
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('error', (e) => {
+      this.#error = e;
+      this.#waiter?.();
+    });
+    socket.on('close', () => {
+      this.#error ??= new Error('the publish connection closed');
+      this.#waiter?.();
+    });
+  }
+
+  static connect(port: number): Promise<Publisher> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect({ host: '127.0.0.1', port }, () => {
+        s.off('error', reject);
+        resolve(new Publisher(s, port));
+      });
+      s.setNoDelay(true);
+      s.once('error', reject);
+    });
+  }
+
+  /** Writes one publish of `seq` to `topic`; returns its send time. */
+  publish(topic: string, seq: number): number {
+    const t = Math.round(now() * 1000) / 1000;
+    const body = `{"seq":${seq},"t":${t},"pad":"${PAD}"}`;
+    this.#socket.write(
+      `POST /pub/${topic} HTTP/1.1\r\nHost: ${this.#host}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      'latin1',
+    );
+    return t;
+  }
+
+  /** Waits (bounded) until `n` answers have come in all. */
+  async answered(n: number, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.statuses.length < n) {
+      if (this.#error) throw this.#error;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`only ${this.statuses.length} of ${n} publishes were answered within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#waiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#waiter = null;
+    }
+  }
+
+  close(): void {
+    this.#socket.destroy();
+  }
+
+  #onData(chunk: Buffer): void {
+    let buf = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
+    for (;;) {
+      const end = buf.indexOf('\r\n\r\n');
+      if (end === -1) break;
+      const head = buf.subarray(0, end).toString('latin1');
+      const cl = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+      let total: number;
+      if (cl) total = end + 4 + Number(cl[1]);
+      else if (/\r\ntransfer-encoding:\s*chunked/i.test(head)) {
+        const last = buf.indexOf('\r\n0\r\n\r\n', end + 2);
+        if (last === -1) break;
+        total = last + 7;
+      } else total = end + 4;
+      if (buf.length < total) break;
+      this.statuses.push(Number(head.slice(9, 12)));
+      buf = buf.subarray(total);
+    }
+    this.#pending = Buffer.from(buf);
+    this.#waiter?.();
+  }
+}
+
+const okStatus = (status: number) => status === 201 || status === 202; // Nchan: 202 when nobody listens
+
+// --- one trial ------------------------------------------------------------------------------
+
+interface TrialResult {
+  readonly rssIdle: number;
+  readonly rssHeld: number;
+  readonly rssPerSub: number;
+  readonly connectMs: number;
+  readonly pacedRate: number;
+  readonly pacedP50: number;
+  readonly pacedP99: number;
+  readonly firstP50: number;
+  readonly firstP99: number;
+  readonly midP50: number;
+  readonly midP99: number;
+  readonly lastP50: number;
+  readonly lastP99: number;
+  readonly pacedCpuMs: number;
+  readonly burstEvents: number;
+  readonly burstRate: number;
+  readonly burstMs: number;
+  readonly burstP50: number;
+  readonly burstP99: number;
+  readonly burstCpuMs: number;
+  readonly received: number;
+  readonly lost: number;
+  readonly duplicated: number;
+  readonly reordered: number;
+  readonly wrong: number;
+  readonly errors: number;
+  readonly badPublishes: number;
+  readonly sample: string;
+}
+
+/** Per-event arrival spread and the overall distribution of one phase, merged over load processes. */
+function latencies(results: readonly PhaseResult[], loads: readonly Load[]) {
+  const nEv = results[0]!.to - results[0]!.from + 1;
+  const first: number[] = [];
+  const mid: number[] = [];
+  const last: number[] = [];
+  const total = results.reduce((n, r) => n + r.latencies.length, 0);
+  const all = new Float64Array(total);
+  let k = 0;
+  for (let e = 0; e < nEv; e++) {
+    const start = k;
+    results.forEach((r, j) => {
+      const c = loads[j]!.count;
+      const lat = r.latencies;
+      for (let i = e * c; i < (e + 1) * c; i++) if (!Number.isNaN(lat[i]!)) all[k++] = lat[i]!;
+    });
+    const ev = all.subarray(start, k).slice().sort();
+    if (ev.length === 0) continue;
+    first.push(ev[0]!);
+    mid.push(quantileSorted(ev, 0.5));
+    last.push(ev[ev.length - 1]!);
+  }
+  const sorted = all.subarray(0, k).sort();
+  const q = (v: number[], p: number) => quantileSorted(v.sort((a, b) => a - b), p);
+  return {
+    p50: quantileSorted(sorted, 0.5),
+    p99: quantileSorted(sorted, 0.99),
+    firstP50: q(first, 0.5),
+    firstP99: q(first, 0.99),
+    midP50: q(mid, 0.5),
+    midP99: q(mid, 0.99),
+    lastP50: q(last, 0.5),
+    lastP99: q(last, 0.99),
+  };
+}
+
+function checks(results: readonly PhaseResult[]) {
+  const sum = (k: 'received' | 'lost' | 'duplicated' | 'reordered') => results.reduce((n, r) => n + r[k], 0);
+  return {
+    received: sum('received'),
+    lost: sum('lost'),
+    duplicated: sum('duplicated'),
+    reordered: sum('reordered'),
+    wrong: results.reduce((n, r) => n + r.wrong, 0),
+    errors: results.reduce((n, r) => n + r.errors, 0),
+    sample: results.map((r) => r.sample).find((x) => x !== '') ?? '',
+  };
+}
+
+/** Warms the server up (a Node server's hot paths compiled) and checks it delivers at all. */
+async function warmUp(server: RunningServer): Promise<void> {
+  const list: Load[] = [];
+  let publisher: Publisher | undefined;
+  try {
+    await subscribe(server, WARM_SUBS, '/sse/warm', WARM_EVENTS, list);
+    publisher = await Publisher.connect(server.port);
+    for (let seq = 1; seq <= WARM_EVENTS; seq++) publisher.publish('warm', seq);
+    const results = await collect(list, 1, WARM_EVENTS, 30_000);
+    await publisher.answered(WARM_EVENTS, 10_000);
+    const c = checks(results);
+    const bad = publisher.statuses.filter((s) => !okStatus(s)).length;
+    if (c.lost + c.duplicated + c.reordered + c.wrong + c.errors + bad > 0) {
+      throw new Error(`${server.name}: the warm-up failed (${c.lost} lost, ${c.duplicated} dup, ${c.reordered} reordered, ${c.wrong} wrong, ${c.errors} errors, ${bad} bad publishes; ${c.sample})`);
+    }
+  } finally {
+    publisher?.close();
+    await stopLoads(list);
+  }
+  const deadline = Date.now() + 15_000;
+  while ((await server.subscribers()) !== 0) {
+    if (Date.now() > deadline) throw new Error(`${server.name}: warm-up subscribers still counted 15 s after they left`);
+    await sleep(100);
+  }
+}
+
+async function trial(name: ServerName, s: number): Promise<TrialResult> {
+  const server = await startServer(name, root, opts.nodeFlags);
+  const list: Load[] = [];
+  let publisher: Publisher | undefined;
+  try {
+    await warmUp(server);
+    await sleep(1000);
+    const rssIdle = totalRss(server);
+
+    const nPaced = PACED_EVENTS;
+    const nBurst = burstEvents(s);
+    const events = nPaced + nBurst;
+    const tConnect = now();
+    await subscribe(server, s, `/sse/${TOPIC}`, events, list);
+    const connectMs = now() - tConnect;
+    await sleep(1000);
+    const rssHeld = totalRss(server);
+    if ((await server.subscribers()) !== s) throw new Error(`${name} S=${s}: the subscriber count changed while settling`);
+    publisher = await Publisher.connect(server.port);
+
+    // Paced: one publish every 1/rate s, on a schedule (a late one does not push the rest back).
+    const rate = pacedRate(s);
+    const cpuP0 = totalCpuMs(server);
+    const tp0 = now() + 20;
+    for (let seq = 1; seq <= nPaced; seq++) {
+      const due = tp0 + ((seq - 1) * 1000) / rate;
+      const wait = due - now();
+      if (wait > 0) await sleep(wait);
+      publisher.publish(TOPIC, seq);
+    }
+    // Bounded, for a server as slow as 5,000 deliveries/s.
+    const paced = await collect(list, 1, nPaced, 30_000 + (s * nPaced) / 5);
+    const pacedCpuMs = totalCpuMs(server) - cpuP0;
+    await publisher.answered(nPaced, 30_000);
+    await sleep(500);
+
+    // Burst: every publish written back-to-back on the one connection (pipelined).
+    const cpuB0 = totalCpuMs(server);
+    let tb0 = Number.NaN;
+    for (let seq = nPaced + 1; seq <= events; seq++) {
+      const t = publisher.publish(TOPIC, seq);
+      if (seq === nPaced + 1) tb0 = t;
+    }
+    const burst = await collect(list, nPaced + 1, events, 30_000 + (s * nBurst) / 5);
+    const burstCpuMs = totalCpuMs(server) - cpuB0;
+    await publisher.answered(events, 30_000);
+    const lastAt = Math.max(...burst.flatMap((r) => Array.from(r.lastAt).filter((x) => !Number.isNaN(x))));
+    const burstMs = lastAt - tb0;
+
+    const pl = latencies(paced, list);
+    const bl = latencies(burst, list);
+    const cp = checks(paced);
+    const cb = checks(burst);
+    return {
+      rssIdle,
+      rssHeld,
+      rssPerSub: (rssHeld - rssIdle) / s,
+      connectMs,
+      pacedRate: rate,
+      pacedP50: pl.p50,
+      pacedP99: pl.p99,
+      firstP50: pl.firstP50,
+      firstP99: pl.firstP99,
+      midP50: pl.midP50,
+      midP99: pl.midP99,
+      lastP50: pl.lastP50,
+      lastP99: pl.lastP99,
+      pacedCpuMs,
+      burstEvents: nBurst,
+      burstRate: (s * nBurst * 1000) / burstMs,
+      burstMs,
+      burstP50: bl.p50,
+      burstP99: bl.p99,
+      burstCpuMs,
+      received: cp.received + cb.received,
+      lost: cp.lost + cb.lost,
+      duplicated: cp.duplicated + cb.duplicated,
+      reordered: cp.reordered + cb.reordered,
+      wrong: cb.wrong,
+      errors: cb.errors,
+      badPublishes: publisher.statuses.filter((x) => !okStatus(x)).length,
+      sample: cp.sample || cb.sample,
+    };
+  } finally {
+    publisher?.close();
+    await stopLoads(list);
+    await server.stop();
+  }
+}
+
+// --- figures and report ----------------------------------------------------------------------
+
+interface FigureDef {
+  readonly key: keyof TrialResult;
+  readonly label: string;
+  readonly unit: 'ms' | 'B' | 'MiB' | '/s' | 'n';
+  readonly better: 'higher' | 'lower' | 'none';
+  readonly description: string;
+}
+
+const FIGURES: readonly FigureDef[] = [
+  {
+    key: 'burstRate',
+    label: 'burst: delivered events/s',
+    unit: '/s',
+    better: 'higher',
+    description:
+      'S × E / (the first burst publish written → the last subscriber has the last event). E = 500,000 / S events (20..500), written back-to-back (pipelined) on one keep-alive connection.',
+  },
+  { key: 'burstMs', label: 'burst: all delivered', unit: 'ms', better: 'lower', description: 'The first burst publish written → the last subscriber has the last event.' },
+  { key: 'burstP50', label: 'burst: latency p50', unit: 'ms', better: 'lower', description: 'Median over every (subscriber, burst event) of receive − that publish written (includes the wait behind earlier events of the burst).' },
+  { key: 'burstP99', label: 'burst: latency p99', unit: 'ms', better: 'lower', description: '99th percentile of the same.' },
+  { key: 'burstCpuMs', label: 'burst: server CPU', unit: 'ms', better: 'lower', description: 'Server CPU time (user + system, all its processes; 10 ms ticks) from the first burst publish until every subscriber had every event.' },
+  {
+    key: 'pacedP50',
+    label: 'paced: latency p50',
+    unit: 'ms',
+    better: 'lower',
+    description: `Median over every (subscriber, paced event) of receive − publish written. ${PACED_EVENTS} events at ${PACED_DELIVERIES_PER_S.toLocaleString('en')} / S events/s (at most ${MAX_PACED_RATE}/s): 20/s at 1k, 2/s at 10k.`,
+  },
+  { key: 'pacedP99', label: 'paced: latency p99', unit: 'ms', better: 'lower', description: '99th percentile of the same: the figure of the DESIGN target.' },
+  { key: 'firstP50', label: 'paced: first subscriber p50', unit: 'ms', better: 'lower', description: 'For each paced event, the earliest arrival over the S subscribers (the first subscriber the server served); median over the events.' },
+  { key: 'firstP99', label: 'paced: first subscriber p99', unit: 'ms', better: 'lower', description: 'The same, 99th percentile over the events.' },
+  { key: 'midP50', label: 'paced: middle subscriber p50', unit: 'ms', better: 'lower', description: 'For each paced event, the median arrival over the S subscribers; median over the events.' },
+  { key: 'midP99', label: 'paced: middle subscriber p99', unit: 'ms', better: 'lower', description: 'The same, 99th percentile over the events.' },
+  { key: 'lastP50', label: 'paced: last subscriber p50', unit: 'ms', better: 'lower', description: 'For each paced event, the latest arrival over the S subscribers (when the fan-out was done); median over the events.' },
+  { key: 'lastP99', label: 'paced: last subscriber p99', unit: 'ms', better: 'lower', description: 'The same, 99th percentile over the events.' },
+  { key: 'pacedCpuMs', label: 'paced: server CPU', unit: 'ms', better: 'lower', description: 'Server CPU time over the paced phase (all its processes).' },
+  {
+    key: 'rssPerSub',
+    label: 'RSS per subscriber',
+    unit: 'B',
+    better: 'lower',
+    description: '(VmRSS with S subscribers connected, 1 s after the server counted them all) − (idle VmRSS after the warm-up), divided by S. nginx: master + workers summed.',
+  },
+  { key: 'rssIdle', label: 'idle RSS', unit: 'MiB', better: 'lower', description: 'VmRSS after the warm-up, before the load connects.' },
+  { key: 'connectMs', label: 'connect all', unit: 'ms', better: 'none', description: 'Load processes started → every subscriber has its headers and first bytes and the server counts S.' },
+];
+
+function fmt(value: number, unit: FigureDef['unit']): string {
+  if (Number.isNaN(value)) return 'n/a';
+  switch (unit) {
+    case 'ms':
+      return `${value.toFixed(value < 10 ? 2 : value < 100 ? 1 : 0)} ms`;
+    case 'B':
+      return `${(value / 1024).toFixed(2)} KiB`;
+    case 'MiB':
+      return `${(value / 2 ** 20).toFixed(1)} MiB`;
+    case '/s':
+      return value >= 1e6 ? `${(value / 1e6).toFixed(2)} M/s` : `${(value / 1e3).toFixed(value < 1e4 ? 2 : value < 1e5 ? 1 : 0)} k/s`;
+    case 'n':
+      return String(Math.round(value));
+  }
+}
+const cell = (s: Summary | undefined, unit: FigureDef['unit']) =>
+  s === undefined ? '—' : s.runs.length <= 1 ? fmt(s.median, unit) : `${fmt(s.median, unit)} (${fmt(s.min, unit)}–${fmt(s.max, unit)})`;
+
+// --- main -----------------------------------------------------------------------------------
+
+const opts = parseArgs(process.argv.slice(2));
+const head = gitHead();
+const command = process.env['BENCH_COMMAND'] ?? `node --import tsx ${relative(root, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    killAll();
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  });
+}
+process.on('exit', killAll);
+
+if (opts.servers.includes('nchan')) ensureNchan();
+const startedAt = new Date();
+const loadStart = os.loadavg();
+const cpu = os.cpus()[0]?.model ?? 'unknown';
+const nginx = opts.servers.includes('nchan') ? nginxVersion() : 'not run';
+console.log(`sse benchmark: ${opts.runs} run(s) x sizes ${opts.sizes.join(', ')} x servers ${opts.servers.join(', ')}`);
+console.log(`node ${process.version}, ${cpu}, ${os.cpus().length} cores, load ${loadStart.map((x) => x.toFixed(2)).join(' ')}; nginx ${nginx}`);
+
+const results = new Map<string, TrialResult[]>();
+const key = (name: ServerName, s: number) => `${name}@${s}`;
+const failures: { server: ServerName; text: string }[] = [];
+const busyBefore: number[] = [];
+try {
+  for (let run = 0; run < opts.runs; run++) {
+    for (const s of opts.sizes) {
+      const order = opts.servers.map((_, i) => opts.servers[(i + run) % opts.servers.length]!);
+      for (const name of order) {
+        const busy = await waitQuiet(20_000);
+        busyBefore.push(busy);
+        const t = Date.now();
+        const r = await trial(name, s);
+        const list = results.get(key(name, s)) ?? [];
+        list.push(r);
+        results.set(key(name, s), list);
+        const bad = r.lost + r.duplicated + r.reordered + r.wrong + r.errors + r.badPublishes;
+        if (bad > 0) {
+          failures.push({
+            server: name,
+            text:
+              `run ${run + 1} ${name} S=${s}: ${r.lost} lost, ${r.duplicated} duplicated, ${r.reordered} reordered, ${r.wrong} wrong, ` +
+              `${r.errors} failed subscribers, ${r.badPublishes} refused publishes; ${r.sample}`,
+          });
+        }
+        console.log(
+          `  run ${run + 1}/${opts.runs}  S=${String(s).padStart(5)}  ${name.padEnd(10)} ${((Date.now() - t) / 1000).toFixed(1).padStart(5)} s` +
+            `  burst ${fmt(r.burstRate, '/s').padStart(9)} (E=${r.burstEvents}, ${fmt(r.burstMs, 'ms')})` +
+            `  paced p50 ${fmt(r.pacedP50, 'ms').padStart(8)} p99 ${fmt(r.pacedP99, 'ms').padStart(8)}` +
+            `  RSS/sub ${fmt(r.rssPerSub, 'B').padStart(9)}  ${bad === 0 ? 'all in order' : `CHECK FAILED (${bad})`}` +
+            `  (others busy ${(busy * 100).toFixed(0)}% before)`,
+        );
+      }
+    }
+  }
+} catch (error) {
+  killAll();
+  throw error;
+}
+
+interface Row {
+  readonly s: number;
+  readonly figure: FigureDef;
+  readonly by: Partial<Record<ServerName, Summary>>;
+}
+const rows: Row[] = [];
+for (const s of opts.sizes) {
+  for (const figure of FIGURES) {
+    const by: Partial<Record<ServerName, Summary>> = {};
+    for (const name of opts.servers) by[name] = summarize((results.get(key(name, s)) ?? []).map((r) => r[figure.key] as number));
+    rows.push({ s, figure, by });
+  }
+}
+const med = (name: ServerName, s: number, k: keyof TrialResult) => rows.find((r) => r.s === s && r.figure.key === k)?.by[name]?.median ?? Number.NaN;
+const ratio = (a: ServerName, b: ServerName, s: number, k: keyof TrialResult) => med(a, s, k) / med(b, s, k);
+const ratioCell = (r: Row, a: ServerName, b: ServerName) => {
+  const x = ratio(a, b, r.s, r.figure.key);
+  return r.figure.better === 'none' || !Number.isFinite(x) ? '—' : `${x.toFixed(2)}×`;
+};
+
+interface TargetResult {
+  readonly target: string;
+  readonly measured: string;
+  readonly met: boolean | null;
+}
+const targets: TargetResult[] = [];
+const has = (name: ServerName) => opts.servers.includes(name);
+const sizeText = (s: number) => s.toLocaleString('en');
+for (const s of opts.sizes) {
+  const burstGoal = s === 1000 ? 1.0 : s === 10_000 ? 1.2 : null;
+  if (burstGoal !== null && has('patchbay') && has('nchan')) {
+    const r = ratio('patchbay', 'nchan', s, 'burstRate');
+    targets.push({
+      target: `burst delivered events/s ≥ ${burstGoal.toFixed(1)}× Nchan (S=${sizeText(s)})`,
+      measured: `${r.toFixed(2)}× (patchbay ${fmt(med('patchbay', s, 'burstRate'), '/s')} vs Nchan ${fmt(med('nchan', s, 'burstRate'), '/s')}${has('bare') ? `; bare ${fmt(med('bare', s, 'burstRate'), '/s')}` : ''})`,
+      met: Number.isNaN(r) ? null : r >= burstGoal,
+    });
+  }
+  if (s === 10_000 && has('patchbay') && has('nchan')) {
+    const r = ratio('patchbay', 'nchan', s, 'pacedP99');
+    targets.push({
+      target: `paced p99 publish-to-receive ≤ 0.6× Nchan (S=${sizeText(s)})`,
+      measured: `${r.toFixed(2)}× (patchbay ${fmt(med('patchbay', s, 'pacedP99'), 'ms')} vs Nchan ${fmt(med('nchan', s, 'pacedP99'), 'ms')}${has('bare') ? `; bare ${fmt(med('bare', s, 'pacedP99'), 'ms')}` : ''})`,
+      met: Number.isNaN(r) ? null : r <= 0.6,
+    });
+  }
+  if (has('patchbay') && has('bare')) {
+    const r = ratio('patchbay', 'bare', s, 'rssPerSub');
+    targets.push({
+      target: `RSS per subscriber ≤ 1.0× bare (S=${sizeText(s)})${s === 10_000 ? ' — the DESIGN target' : ''}`,
+      measured: `${r.toFixed(2)}× (patchbay ${fmt(med('patchbay', s, 'rssPerSub'), 'B')} vs bare ${fmt(med('bare', s, 'rssPerSub'), 'B')})`,
+      met: Number.isNaN(r) ? null : r <= 1.0,
+    });
+  }
+}
+if (has('patchbay')) {
+  const mine = failures.filter((f) => f.server === 'patchbay');
+  const n = opts.runs * opts.sizes.length;
+  targets.push({
+    target: 'patchbay never loses, duplicates or reorders an event (every subscriber checked, every trial)',
+    measured: mine.length === 0 ? `0 lost, 0 duplicated, 0 reordered in ${n} trial(s)` : `${mine.length} of ${n} trial(s) failed`,
+    met: mine.length === 0,
+  });
+}
+const metText = (m: boolean | null) => (m === null ? 'n/a' : m ? 'met' : 'NOT met');
+
+function textTable(): string {
+  const header = ['S', 'figure', ...opts.servers.map((s) => `${s} median (min–max)`), 'patchbay / bare', 'patchbay / nchan'];
+  const body = rows.map((r) => [
+    r.s.toLocaleString('en'),
+    r.figure.label,
+    ...opts.servers.map((s) => cell(r.by[s], r.figure.unit)),
+    ratioCell(r, 'patchbay', 'bare'),
+    ratioCell(r, 'patchbay', 'nchan'),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cols: readonly string[]) => cols.map((col, i) => col.padEnd(widths[i]!)).join('  ');
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}
+
+function markdownTable(): string {
+  const arrow = (f: FigureDef) => (f.better === 'higher' ? '↑' : f.better === 'lower' ? '↓' : '');
+  const out = [
+    `| S | figure | better | ${opts.servers.map((s) => `${s}: median (min–max)`).join(' | ')} | patchbay / bare | patchbay / nchan |`,
+    `|---|---|---|${opts.servers.map(() => '---|').join('')}---|---|`,
+  ];
+  for (const r of rows) {
+    out.push(
+      `| ${r.s.toLocaleString('en')} | ${r.figure.label} | ${arrow(r.figure)} | ${opts.servers.map((s) => cell(r.by[s], r.figure.unit)).join(' | ')} | ${ratioCell(r, 'patchbay', 'bare')} | ${ratioCell(r, 'patchbay', 'nchan')} |`,
+    );
+  }
+  return out.join('\n');
+}
+
+const loadEnd = os.loadavg();
+console.log('');
+console.log(textTable());
+console.log('');
+console.log('Targets:');
+for (const t of targets) console.log(`  [${metText(t.met)}] ${t.target}: ${t.measured}`);
+if (failures.length > 0) {
+  console.log('');
+  console.log('CHECK FAILURES:');
+  for (const f of failures) console.log(`  ${f.text}`);
+}
+
+if (opts.write) {
+  const busyMedian = summarize(busyBefore).median;
+  const busyMax = Math.max(...busyBefore);
+  const environment = {
+    node: process.version,
+    cpu,
+    cores: os.cpus().length,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    totalMemMiB: Math.round(os.totalmem() / 2 ** 20),
+    nginx,
+    nchanWorkers: NCHAN_WORKERS,
+    gitHead: head,
+    loadAvgStart: loadStart,
+    loadAvgEnd: loadEnd,
+    othersBusyBeforeTrials: { median: busyMedian, max: busyMax, each: busyBefore },
+  };
+  const json = {
+    suite: 'sse',
+    date: startedAt.toISOString(),
+    command,
+    environment,
+    config: {
+      runs: opts.runs,
+      sizes: opts.sizes,
+      servers: opts.servers,
+      order: 'for each run, for each S: the servers in an order rotated by the run number, each trial on a fresh server process',
+      socketsPerLoadProcess: PER_LOAD,
+      connectWindowPerLoadProcess: CONNECT_WINDOW,
+      topic: TOPIC,
+      warmUp: { subscribers: WARM_SUBS, events: WARM_EVENTS },
+      paced: { events: PACED_EVENTS, deliveriesPerSecond: PACED_DELIVERIES_PER_S, maxRate: MAX_PACED_RATE, ratePerSize: Object.fromEntries(opts.sizes.map((s) => [s, pacedRate(s)])) },
+      burst: { deliveries: BURST_DELIVERIES, min: MIN_BURST, max: MAX_BURST, eventsPerSize: Object.fromEntries(opts.sizes.map((s) => [s, burstEvents(s)])) },
+      dataBytes: DATA_BYTES,
+      nchanMessageBuffer: NCHAN_BUFFER,
+    },
+    figures: rows.map((r) => ({
+      s: r.s,
+      key: r.figure.key,
+      label: r.figure.label,
+      better: r.figure.better,
+      description: r.figure.description,
+      ...r.by,
+      ratioPatchbayOverBare: ratio('patchbay', 'bare', r.s, r.figure.key),
+      ratioPatchbayOverNchan: ratio('patchbay', 'nchan', r.s, r.figure.key),
+    })),
+    targets,
+    checkFailures: failures,
+    raw: Object.fromEntries([...results].map(([k, v]) => [k, v])),
+  };
+  const jsonFile = join(root, 'bench', 'results', 'sse.json');
+  mkdirSync(dirname(jsonFile), { recursive: true });
+  writeFileSync(jsonFile, `${JSON.stringify(json, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
+
+  const section = [
+    '## Server-Sent Events',
+    '',
+    'S subscribers on one topic, one publisher, five servers side by side with the same routes (`GET /sse/:topic`,',
+    '`POST /pub/:topic` whose body is the event\'s data):',
+    '**patchbay** (`node demo/server.js`: `SseHandler` + `PubSubBroker` from the built package),',
+    '**bare** (`bench/src/sse/bare-server.mjs`: by hand on `node:http` — a `Set` of responses per topic; a publish',
+    'serializes the event once into a `Buffer` and `res.write()`s it to each),',
+    '**better-sse** (`bench/src/sse/better-sse-server.mjs`: a `Session` per connection registered with a `Channel`',
+    'per topic, `channel.broadcast(value, "message", { eventId })`),',
+    '**hono** (`bench/src/sse/hono-server.mjs`: `streamSSE` on `@hono/node-server`, a `Set` of the open streams per topic,',
+    '`stream.writeSSE({ data, id })` to each) and',
+    `**nchan** (nginx ${nginx}, ${NCHAN_WORKERS} workers, \`nchan_subscriber eventsource\` + \`nchan_publisher http\`,`,
+    `\`nchan_subscriber_first_message newest\`, message buffer ${NCHAN_BUFFER}). Everything on 127.0.0.1.`,
+    '',
+    `Command: \`${command}\``,
+    '',
+    `Date: ${startedAt.toISOString()}; commit ${head}; Node ${process.version}; ${cpu}, ${os.cpus().length} cores; ` +
+      `${opts.runs} runs per (server, S), each trial on a fresh server process, servers taking turns in a rotating order; ` +
+      `median (min–max) over runs. Load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}, at end ${loadEnd.map((x) => x.toFixed(2)).join(' ')}; ` +
+      `other processes used a median ${(busyMedian * 100).toFixed(0)}% (max ${(busyMax * 100).toFixed(0)}%) ` +
+      `of the machine's CPU in the 0.3 s before each trial (each trial waits, up to 20 s, for less than a third of a core; ` +
+      'the machine is shared with other engineers\' tests, so a trial can still be disturbed while it runs: read the ranges).',
+    '',
+    markdownTable(),
+    '',
+    '↑ higher is better, ↓ lower is better; ratios are of the medians.',
+    '',
+    '### Targets',
+    '',
+    ...targets.map((t) => `- **${metText(t.met)}**: ${t.target}: ${t.measured}`),
+    ...(failures.length > 0 ? ['', '**Check failures** (lost, duplicated or reordered events, failed subscribers, refused publishes):', '', ...failures.map((f) => `- ${f.text}`)] : []),
+    '',
+    '### How it is measured',
+    '',
+    `- Subscribers are raw TCP sockets in load processes of at most ${PER_LOAD.toLocaleString('en')} sockets each (one process may`,
+    `  hold 20,000 open files), each process from its own 127.0.0.x source address, connecting at most ${CONNECT_WINDOW} at a time;`,
+    `  each sends \`GET /sse/${TOPIC}\` with \`Accept: text/event-stream\` and parses the stream itself (HTTP/1.1 chunked or`,
+    '  not, SSE lines, one data line per event). A subscriber is connected once it has its `200 text/event-stream` and its',
+    '  first body bytes; the trial starts once all S are, and the server itself counts S (patchbay `GET /stats` →',
+    '  `sse.connections`; bare, better-sse, hono: their `/stats`; Nchan: `subscribers` in `nchan_stub_status`).',
+    `- Each server is warmed up first: ${WARM_SUBS} subscribers on another topic get a burst of ${WARM_EVENTS} events, each checked;`,
+    '  idle RSS is taken 1 s after they have left.',
+    `- Every event's data is the ${DATA_BYTES}-byte JSON text \`{"seq":N,"t":T,"pad":"x…"}\`, published as \`text/plain\` on one`,
+    '  keep-alive connection opened beforehand: `seq` numbers the trial\'s events from 1, `t` is the publisher\'s',
+    '  `performance.timeOrigin + performance.now()` just before it writes that publish. A subscriber timestamps each',
+    '  arriving chunk the same way before parsing it, so latency = arrival − `t`, comparable across processes.',
+    `- **Paced**: ${PACED_EVENTS} events, one publish every 1/rate s on a fixed schedule, rate = ${PACED_DELIVERIES_PER_S.toLocaleString('en')} / S`,
+    `  events/s (at most ${MAX_PACED_RATE}/s): ${opts.sizes.map((s) => `${pacedRate(s)}/s at S=${sizeText(s)}`).join(', ')}. The paced phase waits until every`,
+    '  subscriber has the last paced event. *Overall* p50/p99 are over every (subscriber, event) pair; *first / middle /',
+    '  last subscriber* take, for each event, the earliest, median and latest arrival over the S subscribers (the first,',
+    '  middle and last subscriber in the order the server actually delivered that event), then p50/p99 over the events.',
+    `- **Burst** (0.5 s after the paced phase, on the same connections): E = ${BURST_DELIVERIES.toLocaleString('en')} / S events`,
+    `  (${MIN_BURST}..${MAX_BURST}): ${opts.sizes.map((s) => `${burstEvents(s)} at S=${sizeText(s)}`).join(', ')}, every publish written back-to-back in one loop`,
+    '  (pipelined, without waiting for answers). Delivered events/s = S × E / (first burst publish written → the',
+    '  last subscriber has the last event).',
+    '- Every subscriber is checked on its own against the published seqs: a seq it never got is *lost*, one it got twice',
+    '  *duplicated*, one below the highest it already had *reordered*; all three must be 0, and every publish must be',
+    '  answered 201 (Nchan: 201 or 202).',
+    '- The load processes share the 2 cores with the server, so every time includes the clients\' own reading, and',
+    '  absolute figures differ from the anchors in DESIGN.md (another harness); compare the ratios, which come from',
+    '  the same run.',
+    '',
+    '### What each figure measures',
+    '',
+    ...FIGURES.map((f) => `- **${f.label}**: ${f.description}`),
+  ].join('\n');
+  const docFile = writeDocsSection('sse', section);
+  console.log('');
+  console.log(`wrote ${relative(root, jsonFile)} and ${relative(root, docFile)}`);
+}
+if (failures.some((f) => f.server === 'patchbay')) process.exitCode = 1;
+process.exit();

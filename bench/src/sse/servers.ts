@@ -1,0 +1,78 @@
+/**
+ * The five SSE servers of the benchmark, started and stopped by PID, all on 127.0.0.1 only,
+ * all with the same routes (`GET /sse/:topic`, `POST /pub/:topic` with the event's data as the
+ * body):
+ *
+ * - `patchbay`: the demo server, `node demo/server.js` (built package: `SseHandler` + `PubSubBroker`).
+ * - `bare`: the hand-written `node:http` reference, `bench/src/sse/bare-server.mjs`.
+ * - `better-sse`: better-sse's Session + Channel broadcast on `node:http`, `bench/src/sse/better-sse-server.mjs`.
+ * - `hono`: hono's `streamSSE` on `@hono/node-server`, `bench/src/sse/hono-server.mjs`.
+ * - `nchan`: nginx with Debian's Nchan module (`nchan_subscriber eventsource`), 2 workers, with
+ *   this benchmark's own locations under a temporary prefix (`../lib/nchan.ts`).
+ */
+import { join } from 'node:path';
+import { startNchan as startNginxNchan } from '../lib/nchan.js';
+import { getJson, startNodeServer } from '../lib/processes.js';
+
+export const SERVERS = ['patchbay', 'bare', 'better-sse', 'hono', 'nchan'] as const;
+export type ServerName = (typeof SERVERS)[number];
+
+/** Nchan keeps this many messages per channel: more than a trial publishes, so none is evicted before every worker has sent it. */
+export const NCHAN_BUFFER = 2000;
+
+export interface RunningServer {
+  readonly name: ServerName;
+  readonly port: number;
+  /** The server's processes now (nginx: master and workers). */
+  pids(): number[];
+  /** Subscribers the server itself counts (patchbay: `sse.connections` of `/stats`; bare, better-sse, hono: their `/stats`; Nchan: `nchan_stub_status`). */
+  subscribers(): Promise<number>;
+  /** Stops it by PID (SIGTERM, then SIGKILL) and resolves once every process of it is gone. */
+  stop(): Promise<void>;
+}
+
+const SCRIPTS: Record<Exclude<ServerName, 'nchan'>, readonly string[]> = {
+  patchbay: ['demo', 'server.js'],
+  bare: ['bench', 'src', 'sse', 'bare-server.mjs'],
+  'better-sse': ['bench', 'src', 'sse', 'better-sse-server.mjs'],
+  hono: ['bench', 'src', 'sse', 'hono-server.mjs'],
+};
+
+async function startNode(name: Exclude<ServerName, 'nchan'>, root: string, nodeFlags: readonly string[]): Promise<RunningServer> {
+  const proc = await startNodeServer(join(root, ...SCRIPTS[name]), { cwd: root, name, nodeFlags });
+  return {
+    name,
+    port: proc.port,
+    pids: proc.pids,
+    async subscribers() {
+      const stats = await getJson<{ subscribers?: number; sse?: { connections: number } }>(proc.port, '/stats', name);
+      return name === 'patchbay' ? stats.sse!.connections : stats.subscribers!;
+    },
+    stop: proc.stop,
+  };
+}
+
+const LOCATIONS = `
+location ~ ^/pub/([A-Za-z0-9_-]+)$ {
+  nchan_publisher http;
+  nchan_channel_id $1;
+  nchan_message_buffer_length ${NCHAN_BUFFER};
+  nchan_message_timeout 5m;
+}
+
+location ~ ^/sse/([A-Za-z0-9_-]+)$ {
+  nchan_subscriber eventsource;
+  nchan_channel_id $1;
+  nchan_subscriber_first_message newest;
+}
+`;
+
+async function startNchan(): Promise<RunningServer> {
+  const nginx = await startNginxNchan(LOCATIONS, 'Written by bench/src/sse/servers.ts for one SSE benchmark trial');
+  return { name: 'nchan', port: nginx.port, pids: nginx.pids, subscribers: nginx.subscribers, stop: nginx.stop };
+}
+
+/** @param nodeFlags - Extra `node` flags for the Node servers (profiling: `--cpu-prof`). */
+export function startServer(name: ServerName, root: string, nodeFlags: readonly string[] = []): Promise<RunningServer> {
+  return name === 'nchan' ? startNchan() : startNode(name, root, nodeFlags);
+}
