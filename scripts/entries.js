@@ -4,5 +4,6 @@
 export const entries = [
   { subpath: '.', source: 'src/index.ts', out: 'index' },
   { subpath: './client', source: 'src/client/index.ts', out: 'client' },
+  { subpath: './redis', source: 'src/redis/index.ts', out: 'redis' },
   { subpath: './upload', source: 'src/upload/index.ts', out: 'upload' },
 ];

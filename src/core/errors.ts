@@ -274,14 +274,18 @@ export class JobFailedError extends PatchbayError {
 }
 
 /**
- * The peer is not reachable: the connection was lost with a request in flight, or a supervisor
- * gave up restarting its sidecar. Code `PB_ERR_UNAVAILABLE`.
+ * The peer is not reachable: the connection was lost with a request in flight, a supervisor
+ * gave up restarting its sidecar, or Redis (the Redis backend) is unreachable. Code
+ * `PB_ERR_UNAVAILABLE`; HTTP 503, with `Retry-After` when `retryAfterSeconds` is set.
  */
 export class UnavailableError extends PatchbayError {
   /** @internal */
   static override readonly brand: string = 'UnavailableError';
-  constructor(message = 'The peer is unavailable', options?: PatchbayErrorOptions) {
+  /** When to try again, in whole seconds, if known. */
+  readonly retryAfterSeconds: number | undefined;
+  constructor(message = 'The peer is unavailable', options?: RetryAfterErrorOptions) {
     super(ErrorCodes.UNAVAILABLE, message, options);
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 }
 

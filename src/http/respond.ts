@@ -5,7 +5,7 @@
  * @module
  */
 import type { ServerResponse } from 'node:http';
-import { CapacityError, ErrorCodes, MethodNotAllowedError, PatchbayError, RateLimitedError, type ErrorCode } from '../core/errors.js';
+import { CapacityError, ErrorCodes, MethodNotAllowedError, PatchbayError, RateLimitedError, UnavailableError, type ErrorCode } from '../core/errors.js';
 
 /** HTTP status for each error code. An error without a code (a bug) answers 500. */
 export const errorStatus: Readonly<Record<ErrorCode, number>> = Object.freeze({
@@ -72,7 +72,7 @@ export function sendError(res: ServerResponse, error: unknown, headers?: Record<
   const status = known ? (errorStatus[error.code] ?? 500) : 500;
   const extra: Record<string, string | number> = { ...headers };
   if (error instanceof MethodNotAllowedError) extra['allow'] = error.allow.join(', ');
-  if ((error instanceof CapacityError || error instanceof RateLimitedError) && error.retryAfterSeconds !== undefined) {
+  if ((error instanceof CapacityError || error instanceof RateLimitedError || error instanceof UnavailableError) && error.retryAfterSeconds !== undefined) {
     extra['retry-after'] = String(error.retryAfterSeconds);
   }
   const body: ErrorBody = {

@@ -1,0 +1,10 @@
+/**
+ * The Redis backend (`patchbay/redis`): topics, logs and wake-ups shared by every process that
+ * uses one Redis (7.0 or later), through ioredis, an optional peer dependency. Give a
+ * {@link RedisBackend} to a `PubSubBroker`; long polls, SSE streams and subscriptions on any
+ * process then see every publish, and replay after a cursor works whichever process a client
+ * reconnects to.
+ *
+ * @module
+ */
+export { RedisBackend, redisChannels, type RedisBackendOptions, type RedisBackendStats, type RedisHistoryLimits } from './redis-backend.js';

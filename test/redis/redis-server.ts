@@ -1,0 +1,139 @@
+/**
+ * A Redis for the tests: `PATCHBAY_TEST_REDIS_URL` when set (CI's, started by .ci/run), else a
+ * redis-server of our own on a free loopback port with a throwaway config, when the binary is
+ * installed. Without either the Redis tests skip, loudly, except under CI=true, where they fail.
+ *
+ * Servers started here can be stopped and started again by PID (the restart fault), on the same
+ * port, and are killed when the test file ends.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const REDIS_BINARY = (() => {
+  const r = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : undefined;
+})();
+
+/** Why Redis tests cannot run here, or `undefined` when they can. */
+export const redisUnavailableReason: string | undefined =
+  process.env.PATCHBAY_TEST_REDIS_URL || REDIS_BINARY
+    ? undefined
+    : 'no Redis: set PATCHBAY_TEST_REDIS_URL or install redis-server (apt-get install redis-server)';
+
+if (redisUnavailableReason !== undefined) {
+  if (process.env.CI === 'true') throw new Error(`Redis tests cannot run under CI=true: ${redisUnavailableReason}`);
+  console.warn(`\n!!! SKIPPING the Redis tests: ${redisUnavailableReason} !!!\n`);
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address() as net.AddressInfo;
+      server.close(() => resolve(address.port));
+    });
+  });
+}
+
+/** A redis-server this test started (or the shared one from the environment). */
+export interface TestRedis {
+  readonly url: string;
+  readonly port: number;
+  /** The PID of a server started here (undefined for the shared one). */
+  pid(): number | undefined;
+  /** Stops it by PID (SIGKILL: no save) and waits until it is gone. Own servers only. */
+  stop(): Promise<void>;
+  /** Starts it again on the same port (empty, unless `persist` was given). Own servers only. */
+  start(): Promise<void>;
+  /** Stops it for good and removes its directory. */
+  dispose(): Promise<void>;
+}
+
+/** Starts a redis-server of our own on 127.0.0.1 (needs the binary). */
+export async function startRedis(options: { persist?: boolean } = {}): Promise<TestRedis> {
+  if (REDIS_BINARY === undefined) throw new Error('redis-server is not installed');
+  const dir = mkdtempSync(join(tmpdir(), 'patchbay-redis-'));
+  const port = await freePort();
+  const conf = join(dir, 'redis.conf');
+  writeFileSync(
+    conf,
+    [
+      'bind 127.0.0.1',
+      `port ${port}`,
+      'protected-mode yes',
+      'daemonize no',
+      `dir ${dir}`,
+      options.persist ? 'appendonly yes' : 'appendonly no',
+      options.persist ? 'appendfsync always' : '',
+      'save ""',
+      'loglevel warning',
+      'logfile ""',
+    ].join('\n'),
+  );
+  let child: ChildProcess | undefined;
+  const start = async (): Promise<void> => {
+    child = spawn(REDIS_BINARY, [conf], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (await ping(port)) return;
+      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`redis-server on port ${port} did not start`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  const stop = async (): Promise<void> => {
+    const c = child;
+    child = undefined;
+    if (c === undefined || c.exitCode !== null || c.signalCode !== null) return;
+    const gone = new Promise<void>((r) => c.once('exit', () => r()));
+    process.kill(c.pid!, 'SIGKILL');
+    await gone;
+  };
+  await start();
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    pid: () => child?.pid,
+    stop,
+    start,
+    dispose: async () => {
+      await stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The shared Redis when the environment names one, else a server of our own. */
+export async function testRedis(): Promise<TestRedis> {
+  const url = process.env.PATCHBAY_TEST_REDIS_URL;
+  if (url) {
+    const port = Number(new URL(url).port || 6379);
+    const no = (): Promise<void> => Promise.reject(new Error('the shared Redis is not ours to stop'));
+    return { url, port, pid: () => undefined, stop: no, start: no, dispose: () => Promise.resolve() };
+  }
+  return startRedis();
+}
+
+/** `PING` over a raw socket: whether a Redis answers on the port. */
+export function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(1000, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.once('data', (d) => done(d.toString().startsWith('+PONG')));
+  });
+}
+
+let prefixCount = 0;
+/** A key prefix no other test uses. */
+export function uniquePrefix(name = 't'): string {
+  return `pbtest:${process.pid}:${name}${++prefixCount}:${Math.random().toString(36).slice(2, 8)}:`;
+}
