@@ -9,6 +9,7 @@ import { createReadStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UploadHandler } from 'patchbay/upload';
+import { WsHandler } from 'patchbay/ws';
 import {
   decodeBody,
   InvalidArgumentError,
@@ -45,6 +46,11 @@ code{background:#eee;padding:0 .2em}input{font:inherit}pre{background:#f6f6f6;pa
 <pre id="sse"></pre>
 </section>
 <section>
+<h2>WebSocket</h2>
+<p>This page also opens a WebSocket on <code>GET /ws</code> and subscribes to <code>demo</code>; after a cut it resubscribes from the last id it got, so nothing is missed.</p>
+<pre id="ws"></pre>
+</section>
+<section>
 <h2>Jobs (short polling)</h2>
 <p>Start a job with <code>POST /jobs</code>; this page follows it with <code>GET /jobs/:id</code> held by <code>Prefer: wait</code>, and a finished job answers <code>303 See Other</code> to <code>/jobs/:id/result</code>.</p>
 <form id="job"><input id="steps" type="number" value="5" min="1" max="1000" aria-label="steps"> steps of <input id="stepMs" type="number" value="500" min="0" max="60000" aria-label="ms per step"> ms <button>Start a job</button> <button type="button" id="cancel">Cancel it</button></form>
@@ -62,6 +68,20 @@ window.patchbaySse = { received: [], source };
 source.onmessage = (e) => { window.patchbaySse.received.push({ id: e.lastEventId, data: e.data }); log('sse', 'event ' + e.lastEventId + ': ' + e.data); };
 source.addEventListener('gap', (e) => log('sse', '(gap after ' + e.data + ')'));
 source.onerror = () => log('sse', '(reconnecting)');
+window.patchbayWs = { received: [] };
+(function connectWs(cursor) {
+  const socket = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws', 'patchbay.v1');
+  window.patchbayWs.socket = socket;
+  socket.onopen = () => socket.send(JSON.stringify({ type: 'subscribe', sid: 'demo', pattern: 'demo', ...(cursor ? { cursor } : {}) }));
+  socket.onmessage = (e) => {
+    const f = JSON.parse(e.data);
+    if (f.type === 'subscribed' && !cursor) cursor = f.cursor;
+    else if (f.type === 'message') { cursor = f.id; window.patchbayWs.received.push({ id: f.id, data: f.data }); log('ws', 'message ' + f.id + ': ' + JSON.stringify(f.data)); }
+    else if (f.type === 'gap') log('ws', '(gap: ' + f.reason + ')');
+    else if (f.type === 'error') log('ws', 'error ' + f.code + ': ' + f.message);
+  };
+  socket.onclose = () => { log('ws', '(reconnecting)'); setTimeout(() => connectWs(cursor), 1000); };
+})();
 document.getElementById('job').onsubmit = async (e) => {
   e.preventDefault();
   const res = await fetch('/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ steps: Number(document.getElementById('steps').value), stepMs: Number(document.getElementById('stepMs').value) }) });
@@ -159,6 +179,8 @@ export function createDemo(options = {}) {
   const broker = new PubSubBroker();
   const longPoll = new LongPollHandler({ broker, maxHoldMs: options.maxHoldMs ?? 30_000 });
   const sse = new SseHandler({ broker, retryMs: options.sseRetryMs ?? 1000, retryJitter: 0.25, lastEventIdQuery: 'lastEventId' });
+  // WebSocket push on GET /ws (attached to the server's upgrades below); anyone may publish, as on POST /pub/:topic.
+  const ws = new WsHandler({ broker, authorize: { publish: () => true } });
   const maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
   const jobOptions = options.jobs ?? {};
   const jobs = new PollHandle({
@@ -234,8 +256,12 @@ export function createDemo(options = {}) {
       await uploads.handle(req, res);
     } else if (url.pathname === '/jobs' || url.pathname.startsWith('/jobs/')) {
       await poll.handle(req, res);
+    } else if (url.pathname === '/ws') {
+      // Upgrades never get here (ws.attach takes them): a plain request is told to upgrade.
+      if (req.method !== 'GET') throw new MethodNotAllowedError(req.method, ['GET']);
+      sendJson(res, 426, { error: { code: 'PB_ERR_PROTOCOL', message: 'GET /ws is a WebSocket endpoint: send an Upgrade: websocket request' } }, { upgrade: 'websocket' });
     } else if (url.pathname === '/stats' && req.method === 'GET') {
-      sendJson(res, 200, { broker: broker.stats(), longPoll: longPoll.stats(), sse: sse.stats(), jobs: jobs.stats(), poll: poll.stats(), uploads: uploads.stats() });
+      sendJson(res, 200, { broker: broker.stats(), longPoll: longPoll.stats(), sse: sse.stats(), jobs: jobs.stats(), poll: poll.stats(), uploads: uploads.stats(), ws: ws.stats() });
     } else {
       throw new NotFoundError(`No route for ${req.method} ${url.pathname}`);
     }
@@ -244,7 +270,9 @@ export function createDemo(options = {}) {
   const server = http.createServer((req, res) => {
     route(req, res).catch((error) => sendError(res, error));
   });
+  ws.attach(server, { path: '/ws' });
   server.on('close', () => {
+    void ws.close();
     void uploads.close();
     void poll.close();
     void jobs.close();
@@ -252,7 +280,7 @@ export function createDemo(options = {}) {
     void longPoll.close();
     void broker.close();
   });
-  return { server, broker, longPoll, sse, jobs, poll, uploads };
+  return { server, broker, longPoll, sse, jobs, poll, uploads, ws };
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

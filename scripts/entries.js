@@ -6,4 +6,5 @@ export const entries = [
   { subpath: './client', source: 'src/client/index.ts', out: 'client' },
   { subpath: './redis', source: 'src/redis/index.ts', out: 'redis' },
   { subpath: './upload', source: 'src/upload/index.ts', out: 'upload' },
+  { subpath: './ws', source: 'src/ws/index.ts', out: 'ws' },
 ];

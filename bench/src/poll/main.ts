@@ -1,0 +1,614 @@
+/**
+ * The short-polling benchmark: patchbay's demo server (`PollHandle` + `PollHandler` behind
+ * `POST /jobs`, `GET|DELETE /jobs/:id`) against a bare `node:http` reference written by hand
+ * (`bare-server.mjs`), side by side in one run. Run it from the repository root with
+ * `npm run bench -- poll`.
+ *
+ * Two trials per run and server, each on a fresh server process, servers in an order that
+ * rotates from run to run:
+ *
+ * - **reads**: start `--jobs` (10,000) live jobs (`{ steps: 60, stepMs: 60000 }`: an hour each,
+ *   one progress step a minute), then load processes keep C keep-alive connections busy with
+ *   `GET /jobs/<random id>` in a closed loop (the next request as soon as the answer is in):
+ *   status reads per second over the measured window, latency, server CPU per 1,000 reads.
+ * - **holds**: start one job that will not change for a minute, measure idle RSS, then W
+ *   (10,000) clients from load processes each hold `GET /jobs/<id>` with `Prefer: wait=120`;
+ *   once the server itself counts W held, settle 1 s and measure RSS (per waiter = the
+ *   difference over W); then `DELETE` the job and time how long until every held read has its
+ *   answer (the cancelled status, 303 to the result resource on both servers).
+ *
+ * Prints a table, writes `bench/results/poll.json` and the poll section of `docs/benchmarks.md`.
+ * Options: `--runs N` (default 3), `--jobs N`, `--waiters N`, `--connections N` (per load
+ * process; 2 load processes), `--measure-ms N`, `--servers patchbay,bare`, `--no-write`.
+ */
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { gitHead, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
+import { killLoads, type Load, spawnLoad, stopLoads } from '../lib/loads.js';
+import { getJson, killAllStarted, type ServerProcess, startNodeServer, totalCpuMs, totalRss } from '../lib/processes.js';
+import { quantileSorted, summarize, type Summary } from '../lib/stats.js';
+import type { FromLoad, ToLoad } from './load.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..', '..');
+const loadFile = join(here, 'load.ts');
+const SERVERS = ['patchbay', 'bare'] as const;
+type ServerName = (typeof SERVERS)[number];
+const READ_LOADS = 2;
+const PER_HOLD_LOAD = 5000;
+const CONNECT_WINDOW = 64;
+const WAIT_S = 120;
+const WARM_MS = 3000;
+
+const now = (): number => performance.timeOrigin + performance.now();
+
+function parseArgs(argv: readonly string[]) {
+  const opts = { runs: 3, jobs: 10_000, waiters: 10_000, connections: 32, measureMs: 10_000, servers: [...SERVERS] as ServerName[], write: true };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--runs') opts.runs = Number(value());
+    else if (a === '--jobs') opts.jobs = Number(value());
+    else if (a === '--waiters') opts.waiters = Number(value());
+    else if (a === '--connections') opts.connections = Number(value());
+    else if (a === '--measure-ms') opts.measureMs = Number(value());
+    else if (a === '--servers') opts.servers = value().split(',') as ServerName[];
+    else if (a === '--no-write') opts.write = false;
+    else throw new Error(`unknown option ${a}; options: --runs N, --jobs N, --waiters N, --connections N, --measure-ms N, --servers patchbay,bare, --no-write`);
+  }
+  const int = (name: string, v: number, lo: number, hi: number): void => {
+    if (!Number.isInteger(v) || v < lo || v > hi) throw new Error(`${name} must be an integer from ${lo} to ${hi}`);
+  };
+  int('--runs', opts.runs, 1, 10);
+  int('--jobs', opts.jobs, 1, 50_000);
+  int('--waiters', opts.waiters, 1, 19_000);
+  int('--connections', opts.connections, 1, 1000);
+  int('--measure-ms', opts.measureMs, 1000, 120_000);
+  for (const s of opts.servers) if (!SERVERS.includes(s)) throw new Error(`unknown server ${s}; known: ${SERVERS.join(', ')}`);
+  return opts;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+
+// --- servers ---------------------------------------------------------------------------------
+
+interface RunningServer extends ServerProcess {
+  readonly name: ServerName;
+  /** Held reads the server itself counts. */
+  held(): Promise<number>;
+}
+
+async function startServer(name: ServerName): Promise<RunningServer> {
+  const script = name === 'patchbay' ? join(root, 'demo', 'server.js') : join(here, 'bare-server.mjs');
+  const env = {
+    JOBS_MAX_LIVE: String(opts.jobs + 1000),
+    JOBS_MAX_STORED: String(opts.jobs * 2 + 2000),
+    JOBS_MAX_WAIT_S: String(WAIT_S),
+    JOBS_TTL_MS: '600000',
+    // Without the demo's log-shipper and metrics sidecars, which observe every request: this
+    // suite measures the PollHandle path, not the sidecars (their suite is their own).
+    SIDECARS: '0',
+  };
+  const server = await startNodeServer(script, { cwd: root, name, env });
+  return {
+    ...server,
+    name,
+    async held() {
+      const stats = await getJson<{ held?: number; poll?: { held: number } }>(server.port, '/stats', `${name} /stats`);
+      return name === 'patchbay' ? stats.poll!.held : stats.held!;
+    },
+  };
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+
+/** One request on the coordinator's own keep-alive connections. */
+function request(
+  port: number,
+  method: string,
+  path: string,
+  body?: string,
+  headers: Record<string, string> = {},
+  ownConnection = false,
+): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path, agent: ownConnection ? false : agent, headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers }, timeout: 30_000 }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text, headers: res.headers }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${path} timed out`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** Starts `n` jobs, 32 at a time; returns their ids. */
+async function startJobs(server: RunningServer, n: number, job: { steps: number; stepMs: number }): Promise<string[]> {
+  const ids: string[] = [];
+  const body = JSON.stringify(job);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 32 }, async () => {
+      while (next < n) {
+        next++;
+        const res = await request(server.port, 'POST', '/jobs', body);
+        if (res.status !== 202) throw new Error(`${server.name}: POST /jobs answered ${res.status}: ${res.body.slice(0, 200)}`);
+        ids.push((JSON.parse(res.body) as { id: string }).id);
+      }
+    }),
+  );
+  return ids;
+}
+
+/** Warms the hot paths up: short jobs, status reads, and held reads woken by a cancel. */
+async function warmUp(server: RunningServer): Promise<void> {
+  const ids = await startJobs(server, 200, { steps: 2, stepMs: 10 });
+  for (let i = 0; i < 10; i++) await Promise.all(ids.map((id) => request(server.port, 'GET', `/jobs/${id}`)));
+  const [hold] = await startJobs(server, 1, { steps: 1, stepMs: 60_000 });
+  const waits = Array.from({ length: 200 }, () => request(server.port, 'GET', `/jobs/${hold}`, undefined, { prefer: 'wait=30' }));
+  const deadline = Date.now() + 10_000;
+  // The agent has 32 sockets: wait until they are all held, then cancel; the rest are answered at once.
+  while ((await server.held()) < 1 && Date.now() < deadline) await sleep(50);
+  await request(server.port, 'DELETE', `/jobs/${hold}`, undefined, {}, true); // not behind the held reads
+  await Promise.all(waits);
+}
+
+// --- the two trials --------------------------------------------------------------------------
+
+interface ReadsResult {
+  readsPerSec: number;
+  readP50: number;
+  readP99: number;
+  cpuPerKReads: number;
+  rssJobs: number;
+  statuses: Record<string, number>;
+  errors: number;
+}
+
+async function readsTrial(name: ServerName, trialIndex: number): Promise<ReadsResult> {
+  const server = await startServer(name);
+  const loads: Load<ToLoad, FromLoad>[] = [];
+  try {
+    await warmUp(server);
+    const ids = await startJobs(server, opts.jobs, { steps: 60, stepMs: 60_000 });
+    await sleep(1000);
+    const rssJobs = totalRss(server);
+    for (let k = 0; k < READ_LOADS; k++) loads.push(spawnLoad<ToLoad, FromLoad>(loadFile, root, opts.connections));
+    const cpu0 = totalCpuMs(server);
+    loads.forEach((l, k) =>
+      l.send({
+        type: 'reads',
+        port: server.port,
+        connections: opts.connections,
+        localAddress: `127.0.0.${2 + ((trialIndex * 4 + k) % 250)}`,
+        ids,
+        warmMs: WARM_MS,
+        measureMs: opts.measureMs,
+        seed: trialIndex * 31 + k,
+      }),
+    );
+    const results = await Promise.all(loads.map((l) => l.next('reads', WARM_MS + opts.measureMs + 30_000)));
+    const cpuMs = totalCpuMs(server) - cpu0;
+    const count = results.reduce((n, r) => n + r.count, 0);
+    const latencies = results.flatMap((r) => r.latencies).sort((a, b) => a - b);
+    const statuses: Record<string, number> = {};
+    for (const r of results) for (const [s, n] of Object.entries(r.statuses)) statuses[s] = (statuses[s] ?? 0) + n;
+    const errors = results.reduce((n, r) => n + r.errors, 0);
+    if (errors > 0) console.log(`  ${name}: ${errors} read connections failed: ${results.map((r) => r.sample).find((s) => s !== '')}`);
+    return {
+      readsPerSec: count / (opts.measureMs / 1000),
+      readP50: quantileSorted(latencies, 0.5),
+      readP99: quantileSorted(latencies, 0.99),
+      // CPU over warm-up + measure, per read in the measured window scaled to the whole span.
+      cpuPerKReads: (cpuMs / ((count * (WARM_MS + opts.measureMs)) / opts.measureMs)) * 1000,
+      rssJobs,
+      statuses,
+      errors,
+    };
+  } finally {
+    await stopLoads(loads, { type: 'exit' });
+    await server.stop();
+  }
+}
+
+interface HoldsResult {
+  rssIdle: number;
+  rssHeld: number;
+  rssPerWaiter: number;
+  wakeMax: number;
+  wakeP50: number;
+  connectMs: number;
+  received: number;
+  wrong: number;
+  errors: number;
+  sample: string;
+}
+
+async function holdsTrial(name: ServerName, trialIndex: number): Promise<HoldsResult> {
+  const server = await startServer(name);
+  const loads: Load<ToLoad, FromLoad>[] = [];
+  let canceller: net.Socket | undefined;
+  try {
+    await warmUp(server);
+    const [id] = await startJobs(server, 1, { steps: 1, stepMs: 60_000 });
+    await sleep(1000);
+    const rssIdle = totalRss(server);
+    const w = opts.waiters;
+    const nLoads = Math.ceil(w / PER_HOLD_LOAD);
+    const t0 = now();
+    for (let k = 0; k < nLoads; k++) {
+      const count = Math.floor(w / nLoads) + (k < w % nLoads ? 1 : 0);
+      const load = spawnLoad<ToLoad, FromLoad>(loadFile, root, count);
+      loads.push(load);
+      load.send({
+        type: 'hold',
+        port: server.port,
+        path: `/jobs/${id}`,
+        headers: `Prefer: wait=${WAIT_S}\r\n`,
+        count,
+        localAddress: `127.0.0.${2 + ((trialIndex * 4 + k + 100) % 250)}`,
+        window: CONNECT_WINDOW,
+      });
+    }
+    for (const l of loads) await l.next('sent', 30_000 + w * 3);
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const held = await server.held();
+      const statuses = await Promise.all(
+        loads.map(async (l) => {
+          l.send({ type: 'status' });
+          return l.next('status', 10_000);
+        }),
+      );
+      const early = statuses.reduce((n, s) => n + s.received + s.errors, 0);
+      if (early > 0) throw new Error(`${name}: ${early} held reads were answered (or failed) before the cancel`);
+      if (held === w) break;
+      if (Date.now() > deadline) throw new Error(`${name}: only ${held} of ${w} reads held after 60 s`);
+      await sleep(200);
+    }
+    const connectMs = now() - t0;
+    if (connectMs > 50_000) throw new Error(`${name}: holding took ${Math.round(connectMs)} ms, too close to the job's first step`);
+    await sleep(1000);
+    const rssHeld = totalRss(server);
+    if ((await server.held()) !== w) throw new Error(`${name}: the held count changed while settling`);
+
+    // One DELETE answers them all.
+    canceller = await new Promise<net.Socket>((resolve, reject) => {
+      const s = net.connect({ host: '127.0.0.1', port: server.port }, () => resolve(s));
+      s.setNoDelay(true);
+      s.once('error', reject);
+    });
+    const tDelete = now();
+    canceller.write(`DELETE /jobs/${id} HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\nContent-Length: 0\r\n\r\n`);
+    for (const l of loads) l.send({ type: 'collect', timeoutMs: 30_000, expect: '"state":"canceled"' });
+    const results = await Promise.all(loads.map((l) => l.next('result', 40_000)));
+    const times: number[] = [];
+    for (const r of results) for (const t of r.times) if (!Number.isNaN(t)) times.push(t - tDelete);
+    times.sort((a, b) => a - b);
+    const received = results.reduce((n, r) => n + r.received, 0);
+    return {
+      rssIdle,
+      rssHeld,
+      rssPerWaiter: (rssHeld - rssIdle) / w,
+      wakeMax: received === w ? times[times.length - 1]! : Number.NaN,
+      wakeP50: quantileSorted(times, 0.5),
+      connectMs,
+      received,
+      wrong: results.reduce((n, r) => n + r.wrong, 0),
+      errors: results.reduce((n, r) => n + r.errors, 0),
+      sample: results.map((r) => r.sample).find((s) => s !== '') ?? '',
+    };
+  } finally {
+    canceller?.destroy();
+    await stopLoads(loads, { type: 'exit' });
+    await server.stop();
+  }
+}
+
+// --- figures ---------------------------------------------------------------------------------
+
+type Unit = 'rps' | 'ms' | 'B' | 'MiB' | 'cpu';
+interface FigureDef {
+  readonly key: keyof ReadsResult | keyof HoldsResult;
+  readonly trial: 'reads' | 'holds';
+  readonly label: string;
+  readonly unit: Unit;
+  readonly better: 'higher' | 'lower' | 'none';
+  readonly description: string;
+}
+
+const FIGURES: readonly FigureDef[] = [
+  {
+    key: 'readsPerSec',
+    trial: 'reads',
+    label: 'status reads/s, 10k live jobs',
+    unit: 'rps',
+    better: 'higher',
+    description: `Answers (200, the job's status) per second to \`GET /jobs/<random id>\` over the ${opts.jobs.toLocaleString('en')} live jobs, from ${READ_LOADS} load processes × ${opts.connections} keep-alive connections in a closed loop, over ${opts.measureMs / 1000} s after ${WARM_MS / 1000} s of warm-up.`,
+  },
+  { key: 'readP50', trial: 'reads', label: 'status read p50', unit: 'ms', better: 'lower', description: 'Median time from writing a read to having its whole answer, at the load process.' },
+  { key: 'readP99', trial: 'reads', label: 'status read p99', unit: 'ms', better: 'lower', description: '99th percentile of the same.' },
+  {
+    key: 'cpuPerKReads',
+    trial: 'reads',
+    label: 'server CPU per 1,000 reads',
+    unit: 'cpu',
+    better: 'lower',
+    description: 'Server CPU time (user + system, 10 ms ticks) over warm-up and measure, divided by the reads answered in that span (measured rate × span), × 1,000.',
+  },
+  { key: 'rssJobs', trial: 'reads', label: 'RSS with 10k live jobs', unit: 'MiB', better: 'lower', description: 'VmRSS 1 s after the live jobs were started, before the reads.' },
+  {
+    key: 'rssPerWaiter',
+    trial: 'holds',
+    label: 'RSS per held Prefer: wait read',
+    unit: 'B',
+    better: 'lower',
+    description: `(VmRSS with ${opts.waiters.toLocaleString('en')} reads held, 1 s after the server counted them all) − (VmRSS before they connected, after the warm-up), divided by the number held.`,
+  },
+  {
+    key: 'wakeMax',
+    trial: 'holds',
+    label: 'DELETE → all held reads answered',
+    unit: 'ms',
+    better: 'lower',
+    description: 'From writing `DELETE /jobs/<id>` to the moment the last held client has its whole answer (the cancelled status; 303 to the result resource on both servers).',
+  },
+  { key: 'wakeP50', trial: 'holds', label: 'DELETE → held read answered, p50', unit: 'ms', better: 'lower', description: 'Median over the held clients of the same.' },
+  { key: 'rssIdle', trial: 'holds', label: 'idle RSS', unit: 'MiB', better: 'lower', description: 'VmRSS after the warm-up, with one job, before the held reads.' },
+];
+
+function fmt(value: number, unit: Unit): string {
+  if (Number.isNaN(value)) return 'n/a';
+  switch (unit) {
+    case 'rps':
+      return value >= 1000 ? `${(value / 1000).toFixed(1)} k/s` : `${value.toFixed(0)}/s`;
+    case 'ms':
+      return `${value.toFixed(value < 10 ? 2 : value < 100 ? 1 : 0)} ms`;
+    case 'cpu':
+      return `${value.toFixed(1)} ms`;
+    case 'B':
+      return `${(value / 1024).toFixed(2)} KiB`;
+    case 'MiB':
+      return `${(value / 2 ** 20).toFixed(1)} MiB`;
+  }
+}
+const cell = (s: Summary, unit: Unit): string => (s.runs.length <= 1 ? fmt(s.median, unit) : `${fmt(s.median, unit)} (${fmt(s.min, unit)}–${fmt(s.max, unit)})`);
+
+// --- main ------------------------------------------------------------------------------------
+
+function killAll(): void {
+  killLoads();
+  killAllStarted();
+}
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    killAll();
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  });
+}
+process.on('exit', killAll);
+
+const head = gitHead();
+const command = process.env['BENCH_COMMAND'] ?? `node --import tsx ${relative(root, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim();
+const started = new Date();
+const loadStart = os.loadavg();
+const cpu = os.cpus()[0]?.model ?? 'unknown';
+console.log(`poll benchmark: ${opts.runs} run(s) x servers ${opts.servers.join(', ')}; ${opts.jobs} live jobs, ${opts.waiters} held reads`);
+console.log(`node ${process.version}, ${cpu}, ${os.cpus().length} cores, load ${loadStart.map((x) => x.toFixed(2)).join(' ')}`);
+
+const reads = new Map<ServerName, ReadsResult[]>();
+const holds = new Map<ServerName, HoldsResult[]>();
+const failures: string[] = [];
+const busyBefore: number[] = [];
+let trialIndex = 0;
+try {
+  for (let run = 0; run < opts.runs; run++) {
+    const order = opts.servers.map((_, i) => opts.servers[(i + run) % opts.servers.length]!);
+    for (const name of order) {
+      const busy = await waitQuiet(20_000);
+      busyBefore.push(busy);
+      const t = Date.now();
+      const r = await readsTrial(name, trialIndex++);
+      reads.set(name, [...(reads.get(name) ?? []), r]);
+      const bad = Object.entries(r.statuses).filter(([s]) => s !== '200');
+      if (r.errors > 0 || bad.length > 0) failures.push(`run ${run + 1} ${name} reads: ${r.errors} connection errors, statuses ${JSON.stringify(r.statuses)}`);
+      console.log(
+        `  run ${run + 1}/${opts.runs}  reads  ${name.padEnd(8)} ${((Date.now() - t) / 1000).toFixed(1).padStart(5)} s  ${fmt(r.readsPerSec, 'rps').padStart(9)}` +
+          `  p50 ${fmt(r.readP50, 'ms')} p99 ${fmt(r.readP99, 'ms')}  cpu/1k ${fmt(r.cpuPerKReads, 'cpu')}  (others busy ${(busy * 100).toFixed(0)}% before)`,
+      );
+    }
+    for (const name of order) {
+      const busy = await waitQuiet(20_000);
+      busyBefore.push(busy);
+      const t = Date.now();
+      const h = await holdsTrial(name, trialIndex++);
+      holds.set(name, [...(holds.get(name) ?? []), h]);
+      if (h.received !== opts.waiters || h.wrong + h.errors > 0) {
+        failures.push(`run ${run + 1} ${name} holds: ${h.received}/${opts.waiters} answered, ${h.wrong} wrong, ${h.errors} errors; ${h.sample}`);
+      }
+      console.log(
+        `  run ${run + 1}/${opts.runs}  holds  ${name.padEnd(8)} ${((Date.now() - t) / 1000).toFixed(1).padStart(5)} s  RSS/waiter ${fmt(h.rssPerWaiter, 'B').padStart(9)}` +
+          `  wake all ${fmt(h.wakeMax, 'ms')}  ${h.received}/${opts.waiters} ok  (others busy ${(busy * 100).toFixed(0)}% before)`,
+      );
+    }
+  }
+} catch (error) {
+  killAll();
+  throw error;
+}
+
+interface Row {
+  readonly figure: FigureDef;
+  readonly by: Partial<Record<ServerName, Summary>>;
+}
+const rows: Row[] = FIGURES.map((figure) => {
+  const by: Partial<Record<ServerName, Summary>> = {};
+  for (const s of opts.servers) {
+    const list = figure.trial === 'reads' ? (reads.get(s) ?? []) : (holds.get(s) ?? []);
+    by[s] = summarize(list.map((r) => (r as unknown as Record<string, number>)[figure.key]!));
+  }
+  return { figure, by };
+});
+const med = (s: ServerName, key: FigureDef['key']): number => rows.find((r) => r.figure.key === key)?.by[s]?.median ?? Number.NaN;
+const ratio = (key: FigureDef['key']): number => med('patchbay', key) / med('bare', key);
+const ratioCell = (r: Row): string => {
+  const x = ratio(r.figure.key);
+  return r.figure.better === 'none' || Number.isNaN(x) ? '—' : `${x.toFixed(2)}×`;
+};
+
+interface TargetResult {
+  readonly target: string;
+  readonly measured: string;
+  readonly met: boolean | null;
+}
+const targets: TargetResult[] = [];
+if (opts.servers.includes('patchbay') && opts.servers.includes('bare')) {
+  const rr = ratio('readsPerSec');
+  targets.push({
+    target: `status reads/s on ${opts.jobs.toLocaleString('en')} live jobs ≥ 1.0× bare`,
+    measured: `${rr.toFixed(2)}× (patchbay ${fmt(med('patchbay', 'readsPerSec'), 'rps')} vs bare ${fmt(med('bare', 'readsPerSec'), 'rps')})`,
+    met: Number.isNaN(rr) ? null : rr >= 1.0,
+  });
+  const rw = ratio('rssPerWaiter');
+  targets.push({
+    target: `RSS per held Prefer: wait read (${opts.waiters.toLocaleString('en')}) ≤ 1.0× bare`,
+    measured: `${rw.toFixed(2)}× (patchbay ${fmt(med('patchbay', 'rssPerWaiter'), 'B')} vs bare ${fmt(med('bare', 'rssPerWaiter'), 'B')})`,
+    met: Number.isNaN(rw) ? null : rw <= 1.0,
+  });
+}
+targets.push({
+  target: 'every read answered 200, every held client got the cancelled status, every trial',
+  measured: failures.length === 0 ? `yes (${trialIndex} trials)` : `${failures.length} trial(s) failed`,
+  met: failures.length === 0,
+});
+const metText = (m: boolean | null): string => (m === null ? 'n/a' : m ? 'met' : 'NOT met');
+
+function textTable(): string {
+  const header = ['figure', ...opts.servers.map((s) => `${s} median (min–max)`), 'patchbay / bare'];
+  const body = rows.map((r) => [r.figure.label, ...opts.servers.map((s) => cell(r.by[s]!, r.figure.unit)), ratioCell(r)]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cols: readonly string[]): string => cols.map((col, i) => col.padEnd(widths[i]!)).join('  ');
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}
+
+function markdownTable(): string {
+  const arrow = (f: FigureDef): string => (f.better === 'higher' ? '↑' : f.better === 'lower' ? '↓' : '');
+  const out = [`| figure | better | ${opts.servers.map((s) => `${s}: median (min–max)`).join(' | ')} | patchbay / bare |`, `|---|---|${opts.servers.map(() => '---|').join('')}---|`];
+  for (const r of rows) out.push(`| ${r.figure.label} | ${arrow(r.figure)} | ${opts.servers.map((s) => cell(r.by[s]!, r.figure.unit)).join(' | ')} | ${ratioCell(r)} |`);
+  return out.join('\n');
+}
+
+const loadEnd = os.loadavg();
+console.log('');
+console.log(textTable());
+console.log('');
+console.log('Targets:');
+for (const t of targets) console.log(`  [${metText(t.met)}] ${t.target}: ${t.measured}`);
+if (failures.length > 0) {
+  console.log('');
+  console.log('CHECK FAILURES:');
+  for (const f of failures) console.log(`  ${f}`);
+}
+
+if (opts.write) {
+  const busy = summarize(busyBefore);
+  const json = {
+    suite: 'poll',
+    date: started.toISOString(),
+    command,
+    environment: {
+      node: process.version,
+      cpu,
+      cores: os.cpus().length,
+      os: `${os.type()} ${os.release()} ${os.arch()}`,
+      totalMemMiB: Math.round(os.totalmem() / 2 ** 20),
+      gitHead: head,
+      loadAvgStart: loadStart,
+      loadAvgEnd: loadEnd,
+      othersBusyBeforeTrials: { median: busy.median, max: Math.max(...busyBefore), each: busyBefore },
+    },
+    config: {
+      runs: opts.runs,
+      servers: opts.servers,
+      liveJobs: opts.jobs,
+      heldReads: opts.waiters,
+      readLoadProcesses: READ_LOADS,
+      connectionsPerReadLoad: opts.connections,
+      warmMs: WARM_MS,
+      measureMs: opts.measureMs,
+      waitSeconds: WAIT_S,
+      order: 'for each run: reads trials, then holds trials, servers in an order rotated by the run number, each trial on a fresh server process',
+    },
+    figures: rows.map((r) => ({ key: r.figure.key, label: r.figure.label, better: r.figure.better, description: r.figure.description, ...r.by, ratioPatchbayOverBare: ratio(r.figure.key) })),
+    targets,
+    checkFailures: failures,
+    raw: { reads: Object.fromEntries(reads), holds: Object.fromEntries(holds) },
+  };
+  const jsonFile = join(root, 'bench', 'results', 'poll.json');
+  mkdirSync(dirname(jsonFile), { recursive: true });
+  writeFileSync(jsonFile, `${JSON.stringify(json, (_k, v: unknown) => (typeof v === 'number' && Number.isNaN(v) ? null : v), 2)}\n`);
+
+  const section = [
+    '## Short polling (PollHandle)',
+    '',
+    'Two servers side by side: **patchbay** (`node demo/server.js`: `PollHandle` + `PollHandler` from the built package behind',
+    '`POST /jobs`, `GET|DELETE /jobs/:id`, with `JOBS_MAX_LIVE`, `JOBS_MAX_STORED` and `JOBS_MAX_WAIT_S` raised for the load and',
+    '`SIDECARS=0`, so the demo\'s log and metrics sidecars do not observe each request) and',
+    '**bare** (`bench/src/poll/bare-server.mjs`: the same routes by hand on `node:http` — a `Map` of jobs, a `setTimeout` per job',
+    'step as the demo job has, a `Set` of held reads per job with a `setTimeout` per held read, `JSON.stringify` per answer and',
+    'once per wake). Both run the same demo job (`{ steps, stepMs }`, progress after each step). Everything on 127.0.0.1.',
+    '',
+    `Command: \`${command}\``,
+    '',
+    `Date: ${started.toISOString()}; commit ${head}; Node ${process.version}; ${cpu}, ${os.cpus().length} cores; ` +
+      `${opts.runs} runs per (server, trial), each trial on a fresh server process, servers taking turns in a rotating order; ` +
+      `median (min–max) over runs. Load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}, at end ${loadEnd.map((x) => x.toFixed(2)).join(' ')}; ` +
+      `other processes used a median ${(busy.median * 100).toFixed(0)}% (max ${(Math.max(...busyBefore) * 100).toFixed(0)}%) of the machine's CPU ` +
+      'in the 0.3 s before each trial (each trial waits, up to 20 s, for less than a third of a core). The machine is shared: the',
+    'load processes and other sessions run on the same two cores, so absolute rates are low and noisy; compare the ratios, which',
+    'come from the same run.',
+    '',
+    markdownTable(),
+    '',
+    '↑ higher is better, ↓ lower is better; ratios are of the medians.',
+    '',
+    '### Targets',
+    '',
+    ...targets.map((t) => `- **${metText(t.met)}**: ${t.target}: ${t.measured}`),
+    ...(failures.length > 0 ? ['', '**Check failures:**', '', ...failures.map((f) => `- ${f}`)] : []),
+    '',
+    '### How it is measured',
+    '',
+    `- **reads**: ${opts.jobs.toLocaleString('en')} jobs \`{ "steps": 60, "stepMs": 60000 }\` are started (an hour each, one`,
+    `  progress step a minute: live, each with its step timer, and unchanged during the window), then ${READ_LOADS} load processes, each with`,
+    `  ${opts.connections} keep-alive raw TCP connections from its own 127.0.0.x address, send \`GET /jobs/<random id>\` and`,
+    '  the next request as soon as the answer is complete. Every answer must be `200`.',
+    `- **holds**: one job \`{ "steps": 1, "stepMs": 60000 }\`, then ${opts.waiters.toLocaleString('en')} raw connections`,
+    `  (at most ${PER_HOLD_LOAD.toLocaleString('en')} per load process, ${CONNECT_WINDOW} connecting at a time) each send`,
+    `  \`GET /jobs/<id>\` with \`Prefer: wait=${WAIT_S}\` and keep the connection open. Held means the server itself counts them`,
+    '  (patchbay `GET /stats` → `poll.held`; bare: its `/stats`) and no client has an answer yet. Then one `DELETE /jobs/<id>`',
+    '  answers them all; every answer must be the cancelled status.',
+    '- Each server is warmed up first (200 short jobs read 10 times each, 200 held reads woken by a cancel).',
+    '',
+    '### What each figure measures',
+    '',
+    ...FIGURES.map((f) => `- **${f.label}**: ${f.description}`),
+  ].join('\n');
+  const docFile = writeDocsSection('poll', section);
+  console.log('');
+  console.log(`wrote ${relative(root, jsonFile)} and ${relative(root, docFile)}`);
+}
+if (failures.length > 0) process.exitCode = 1;
+process.exit();
