@@ -12,6 +12,7 @@ export const layers = {
   purgatory: ['core'],
   pubsub: ['core'],
   sidecar: ['core'],
+  sidecars: ['core', 'sidecar'],
   http: ['core'],
   client: ['core'],
   longpoll: ['core', 'http', 'purgatory', 'pubsub'],

@@ -2,7 +2,13 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   // The demo imports 'patchbay' as an app would; in tests that name means the sources.
-  resolve: { alias: { patchbay: new URL('./src/index.ts', import.meta.url).pathname } },
+  resolve: {
+    alias: [
+      { find: /^patchbay$/, replacement: new URL('./src/index.ts', import.meta.url).pathname },
+      // patchbay/<name> is src/<name>/index.ts (scripts/entries.js).
+      { find: /^patchbay\/([a-z]+)$/, replacement: `${new URL('./src/', import.meta.url).pathname}$1/index.ts` },
+    ],
+  },
   test: {
     include: ['test/**/*.test.ts'],
     environment: 'node',

@@ -9,6 +9,7 @@ import { createReadStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UploadHandler } from 'patchbay/upload';
+import { startDemoSidecars } from './sidecars.js';
 import { WsHandler } from 'patchbay/ws';
 import {
   decodeBody,
@@ -210,6 +211,9 @@ export function createDemo(options = {}) {
     process: hashUpload,
   });
 
+  // The log shipper and metrics sidecars (demo/sidecars.js), when asked for: GET /sidecar.
+  const sidecars = options.sidecars ? startDemoSidecars(options.sidecars) : undefined;
+
   const route = async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const match = /^\/(pub|lp|sse)\/([^/]+)$/.exec(url.pathname);
@@ -260,6 +264,8 @@ export function createDemo(options = {}) {
       // Upgrades never get here (ws.attach takes them): a plain request is told to upgrade.
       if (req.method !== 'GET') throw new MethodNotAllowedError(req.method, ['GET']);
       sendJson(res, 426, { error: { code: 'PB_ERR_PROTOCOL', message: 'GET /ws is a WebSocket endpoint: send an Upgrade: websocket request' } }, { upgrade: 'websocket' });
+    } else if (url.pathname === '/sidecar' && sidecars) {
+      await sidecars.handle(req, res);
     } else if (url.pathname === '/stats' && req.method === 'GET') {
       sendJson(res, 200, { broker: broker.stats(), longPoll: longPoll.stats(), sse: sse.stats(), jobs: jobs.stats(), poll: poll.stats(), uploads: uploads.stats(), ws: ws.stats() });
     } else {
@@ -268,10 +274,12 @@ export function createDemo(options = {}) {
   };
 
   const server = http.createServer((req, res) => {
+    sidecars?.observe(req, res);
     route(req, res).catch((error) => sendError(res, error));
   });
   ws.attach(server, { path: '/ws' });
   server.on('close', () => {
+    void sidecars?.close();
     void ws.close();
     void uploads.close();
     void poll.close();
@@ -280,7 +288,7 @@ export function createDemo(options = {}) {
     void longPoll.close();
     void broker.close();
   });
-  return { server, broker, longPoll, sse, jobs, poll, uploads, ws };
+  return { server, broker, longPoll, sse, jobs, poll, uploads, sidecars, ws };
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
@@ -302,13 +310,22 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     ttlMs: jobEnv('JOBS_TTL_MS', 1, 2 ** 31 - 1),
     maxWaitSeconds: jobEnv('JOBS_MAX_WAIT_S', 0, 86_400),
   };
-  const { server } = createDemo({ jobs, maxHoldMs });
+  // SIDECARS=0 runs without the log shipper and metrics sidecars (demo/sidecars.js); METRICS_PORT
+  // (default 9464) is where the metrics sidecar serves the Prometheus text, on 127.0.0.1.
+  const metricsPort = Number(process.env.METRICS_PORT ?? 9464);
+  if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535) throw new InvalidArgumentError(`METRICS_PORT must be a port number, got ${process.env.METRICS_PORT}`);
+  // SIDECARS=connect reaches sidecars that already run beside the app on their default sockets
+  // (the containers of examples/kubernetes/sidecar-pod.yaml) instead of spawning them.
+  const sidecarMode = process.env.SIDECARS === 'connect' ? 'connect' : 'spawn';
+  const { server, sidecars } = createDemo({ jobs, maxHoldMs, sidecars: process.env.SIDECARS === '0' ? undefined : { mode: sidecarMode, metricsPort } });
+  void sidecars?.ready.then(() => console.log(`sidecars (${sidecarMode}): log file ${sidecars.logFile}; see GET /sidecar`));
   server.listen(port, '127.0.0.1', () => {
     const address = server.address();
     console.log(`patchbay demo on http://127.0.0.1:${typeof address === 'object' && address ? address.port : port}/`);
   });
   const stop = () => {
-    server.close(() => process.exit(0));
+    // Closing the server closes the sidecars too (drain, BYE, exit); give them that time.
+    server.close(() => void Promise.resolve(sidecars?.close()).finally(() => process.exit(0)));
     server.closeIdleConnections();
     setTimeout(() => process.exit(0), 2000).unref(); // streams end on close; don't wait on stragglers
   };

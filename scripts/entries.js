@@ -3,6 +3,7 @@
 /** @type {{ subpath: string, source: string, out: string }[]} */
 export const entries = [
   { subpath: '.', source: 'src/index.ts', out: 'index' },
+  { subpath: './sidecars', source: 'src/sidecars/index.ts', out: 'sidecars' },
   { subpath: './client', source: 'src/client/index.ts', out: 'client' },
   { subpath: './redis', source: 'src/redis/index.ts', out: 'redis' },
   { subpath: './upload', source: 'src/upload/index.ts', out: 'upload' },

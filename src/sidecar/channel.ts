@@ -59,14 +59,30 @@ import {
 import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, FrameDecoder, MAX_FRAME_BYTES_LIMIT } from './framing.js';
 import { decodeEnvelope, Kind, PROTOCOL_VERSION, requestJson, sendJson, type Envelope } from './protocol.js';
 
+/** A readable and a writable used as one connection, such as a child's stdout and stdin. */
+export interface SidecarStreamPair {
+  /** Where the peer's bytes come from. */
+  readonly readable: Readable;
+  /** Where bytes for the peer go. */
+  readonly writable: Writable;
+}
+
 /** What a channel runs over: a duplex stream (a socket), or a readable and a writable (stdio). */
-export type SidecarStream = (Readable & Writable) | { readonly readable: Readable; readonly writable: Writable };
+export type SidecarStream = (Readable & Writable) | SidecarStreamPair;
+
+/** A TCP port to connect to. */
+export interface SidecarTcpTarget {
+  /** The port. */
+  readonly port: number;
+  /** The host. @defaultValue `'127.0.0.1'` */
+  readonly host?: string;
+}
 
 /** Opens a new connection to the peer; called again after each loss when reconnecting. */
 export type SidecarConnector = () => SidecarStream | Promise<SidecarStream>;
 
 /** Where to connect: a connector, a Unix socket path, or a TCP port on loopback. */
-export type SidecarTarget = SidecarConnector | string | { readonly port: number; readonly host?: string };
+export type SidecarTarget = SidecarConnector | string | SidecarTcpTarget;
 
 /**
  * What the overflow policy does when a new message would exceed the queue's bound:
@@ -208,6 +224,26 @@ export interface SidecarPingOptions {
   readonly signal?: AbortSignal;
 }
 
+/** Messages removed by the overflow policy, by policy. */
+export interface SidecarDropCounts {
+  /** Removed by `drop-oldest` to make room. */
+  readonly oldest: number;
+  /** Refused by `drop-newest`. */
+  readonly newest: number;
+  /** Refused by `reject` (or too large for the byte bound), with an `OverflowError`. */
+  readonly rejected: number;
+}
+
+/** What the `'drop'` event tells about a removed message. */
+export interface SidecarDropInfo {
+  /** Its type. */
+  readonly type: string;
+  /** Its sequence number (for `drop-newest`, the one it would have had). */
+  readonly seq: number;
+  /** The policy that removed it. */
+  readonly policy: SidecarOverflowPolicy;
+}
+
 /** Counters and gauges of a channel. */
 export interface SidecarChannelStats {
   /** Whether a connection is open and its handshake done. */
@@ -229,7 +265,7 @@ export interface SidecarChannelStats {
   /** Messages written again after a reconnection. */
   readonly replayed: number;
   /** Messages removed by the overflow policy, by policy. */
-  readonly dropped: { readonly oldest: number; readonly newest: number; readonly rejected: number };
+  readonly dropped: SidecarDropCounts;
   /** Messages still held when `close()` gave up waiting. */
   readonly undelivered: number;
   /** Sends and requests taken from the peer (duplicates not counted). */
@@ -251,7 +287,7 @@ export interface SidecarChannelEvents {
   /** The held messages fell below the high-water mark after `send` returned `false`. */
   drain: [];
   /** The overflow policy removed a message. */
-  drop: [info: { readonly type: string; readonly seq: number; readonly policy: SidecarOverflowPolicy }];
+  drop: [info: SidecarDropInfo];
   /** An error no caller waits for (see `onError`). */
   error: [error: unknown];
   /** The peer said BYE: it will send nothing more on this connection. */
@@ -411,7 +447,7 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 }
 
 /** Opens a connection to a Unix socket path or a loopback TCP port, settling on connect or error. */
-function connectTo(target: string | { readonly port: number; readonly host?: string }): Promise<net.Socket> {
+function connectTo(target: string | SidecarTcpTarget): Promise<net.Socket> {
   return new Promise<net.Socket>((resolve, reject) => {
     const socket =
       typeof target === 'string' ? net.createConnection({ path: target }) : net.createConnection({ port: target.port, host: target.host ?? '127.0.0.1' });
@@ -435,7 +471,7 @@ function connectTo(target: string | { readonly port: number; readonly host?: str
  *
  * @param target - A socket path, or `{ port, host }` (host `127.0.0.1` by default).
  */
-export function sidecarConnector(target: string | { readonly port: number; readonly host?: string }): SidecarConnector {
+export function sidecarConnector(target: string | SidecarTcpTarget): SidecarConnector {
   if (typeof target === 'string') {
     if (target.length === 0) throw new InvalidArgumentError('Expected a socket path, got an empty string');
   } else {

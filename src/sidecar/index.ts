@@ -16,6 +16,8 @@ export {
   type SidecarChannelStats,
   type SidecarConnector,
   type SidecarContext,
+  type SidecarDropCounts,
+  type SidecarDropInfo,
   type SidecarHandler,
   type SidecarMessage,
   type SidecarOverflowPolicy,
@@ -23,7 +25,9 @@ export {
   type SidecarReconnectOptions,
   type SidecarRequestOptions,
   type SidecarStream,
+  type SidecarStreamPair,
   type SidecarTarget,
+  type SidecarTcpTarget,
 } from './channel.js';
 export {
   DEFAULT_MAX_FRAME_BYTES,
@@ -41,6 +45,7 @@ export {
   SIDECAR_TRANSPORT_ENV,
   SidecarServer,
   type ServeSidecarOptions,
+  type SidecarServerAddress,
   type SidecarServerStats,
 } from './serve.js';
 export {

@@ -76,6 +76,14 @@ export interface ServeSidecarOptions {
   readonly onError?: (error: unknown) => void;
 }
 
+/** The TCP address a {@link SidecarServer} listens on. */
+export interface SidecarServerAddress {
+  /** The host. */
+  readonly host: string;
+  /** The port. */
+  readonly port: number;
+}
+
 /** Counters of a {@link SidecarServer}. */
 export interface SidecarServerStats {
   /** Connections open now. */
@@ -114,7 +122,7 @@ export class SidecarServer extends Resource {
   }
 
   /** Where it listens: the socket path, `{ host, port }`, or `'stdio'`. */
-  get address(): string | { readonly host: string; readonly port: number } {
+  get address(): string | SidecarServerAddress {
     if (this.#server === undefined) return 'stdio';
     const a = this.#server.address();
     if (a === null) return this.#socketPath ?? '';
@@ -175,8 +183,10 @@ export class SidecarServer extends Resource {
 
   /** Stops listening, says BYE to every app (after writing what is queued), runs `onClose`. */
   protected override async onClose(): Promise<void> {
-    await new Promise<void>((resolve) => (this.#server === undefined ? resolve() : this.#server.close(() => resolve())));
+    // Stop listening first; the server's callback waits for the connections, closed next.
+    const stopped = new Promise<void>((resolve) => (this.#server === undefined ? resolve() : this.#server.close(() => resolve())));
     await Promise.all([...this.#channels].map((c) => c.close()));
+    await stopped;
     this.#channels.clear();
     this.#unlink();
     for (const f of this.#cleanup.splice(0)) f();
