@@ -9,6 +9,7 @@ import { createReadStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UploadHandler } from 'patchbay/upload';
+import { RedisBackend } from 'patchbay/redis';
 import { startDemoSidecars } from './sidecars.js';
 import { WsHandler } from 'patchbay/ws';
 import {
@@ -177,7 +178,11 @@ async function hashUpload(file, { progress, signal }) {
  * @param {{ maxHoldMs?: number, maxBodyBytes?: number, sseRetryMs?: number, uploadsDir?: string, maxUploadBytes?: number, jobs?: { ttlMs?: number, maxLiveJobs?: number, maxStoredResults?: number, maxWaitSeconds?: number } }} [options]
  */
 export function createDemo(options = {}) {
-  const broker = new PubSubBroker();
+  // PATCHBAY_REDIS_URL (or options.redisUrl) puts the topics on Redis, so several demo processes
+  // share them: a publish on one wakes long polls and SSE streams held by the others.
+  const redisUrl = options.redisUrl ?? process.env.PATCHBAY_REDIS_URL;
+  const backend = redisUrl ? new RedisBackend({ url: redisUrl, prefix: options.redisPrefix ?? process.env.PATCHBAY_REDIS_PREFIX ?? 'patchbay-demo:' }) : undefined;
+  const broker = new PubSubBroker({ backend });
   const longPoll = new LongPollHandler({ broker, maxHoldMs: options.maxHoldMs ?? 30_000 });
   const sse = new SseHandler({ broker, retryMs: options.sseRetryMs ?? 1000, retryJitter: 0.25, lastEventIdQuery: 'lastEventId' });
   // WebSocket push on GET /ws (attached to the server's upgrades below); anyone may publish, as on POST /pub/:topic.
@@ -286,7 +291,7 @@ export function createDemo(options = {}) {
     void jobs.close();
     void sse.close();
     void longPoll.close();
-    void broker.close();
+    void broker.close().then(() => backend?.close());
   });
   return { server, broker, longPoll, sse, jobs, poll, uploads, sidecars, ws };
 }

@@ -1,0 +1,68 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** Polls `condition` every few ms until it holds; fails naming `what` after `deadlineMs`. */
+export async function waitFor(condition: () => boolean, what: string, deadlineMs = 10_000): Promise<void> {
+  const end = Date.now() + deadlineMs;
+  while (!condition()) {
+    if (Date.now() > end) throw new Error(`Timed out after ${deadlineMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** An HTTP server on 127.0.0.1:0 running `handler`; resolves with its base URL and a closer. */
+export async function serve(handler: http.RequestListener): Promise<{ base: string; close: () => Promise<void> }> {
+  const server = http.createServer(handler);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    base,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+/** One SSE event as parsed by {@link readSse}. */
+export interface SseEvent {
+  readonly id: string | undefined;
+  readonly event: string | undefined;
+  readonly data: string;
+}
+
+/**
+ * Follows an SSE response: pushes every event into `events` until `signal` aborts or the
+ * stream ends. Resolves with the response status and headers once they arrive.
+ */
+export async function readSse(url: string, events: SseEvent[], signal: AbortSignal, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; done: Promise<void> }> {
+  const res = await fetch(url, { headers: { accept: 'text/event-stream', ...headers }, signal });
+  const done = (async () => {
+    if (res.body === null) return;
+    const decoder = new TextDecoder();
+    let buffer = '';
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buffer += decoder.decode(chunk, { stream: true });
+        let end: number;
+        while ((end = buffer.indexOf('\n\n')) !== -1) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          let id: string | undefined;
+          let event: string | undefined;
+          const data: string[] = [];
+          for (const line of block.split('\n')) {
+            if (line.startsWith('id: ')) id = line.slice(4);
+            else if (line.startsWith('event: ')) event = line.slice(7);
+            else if (line.startsWith('data: ')) data.push(line.slice(6));
+          }
+          if (data.length > 0 || event !== undefined) events.push({ id, event, data: data.join('\n') });
+        }
+      }
+    } catch {
+      // aborted or cut
+    }
+  })();
+  return { status: res.status, headers: res.headers, done };
+}
