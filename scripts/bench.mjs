@@ -41,6 +41,11 @@ const suites = {
     description: 'S SSE subscribers (1k, 10k): demo server vs bare node:http vs better-sse vs hono streamSSE vs nginx + Nchan (burst events/s, paced latency, RSS, order)',
     limitMs: 60 * 60_000,
   },
+  ws: {
+    entry: 'bench/src/ws/main.ts',
+    description: 'S WebSocket subscribers (10k) on one topic: demo server GET /ws vs a bare ws broadcast loop (burst messages/s, paced publish-to-receive p50/p99, RSS per socket, order)',
+    limitMs: 30 * 60_000,
+  },
 };
 
 const args = process.argv.slice(2);

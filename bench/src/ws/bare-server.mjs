@@ -1,0 +1,121 @@
+// @ts-check
+// The bare `ws` reference for the WebSocket benchmark: what a competent developer writes by hand
+// with the `ws` package and no library, speaking the same small protocol as patchbay's /ws.
+//
+//   GET  /ws (upgrade) -> a WebSocket; {"type":"subscribe","sid","pattern"} (a plain topic) is
+//                         answered {"type":"subscribed","sid"} and adds the socket to the topic
+//   POST /pub/:topic   -> 201 {"id"}; the JSON body becomes one message, sent to every subscriber
+//                         of the topic as {"type":"message","sid","id","topic","data"}
+//   GET  /stats        -> {"subscribers": n}
+//
+// A Map<topic, Set<{ ws, sid }>>; a publish serializes the frame once per sid into a Buffer and
+// `ws.send()`s it to each subscriber: the broadcast loop of the `ws` README. No history, no
+// cursors, no heartbeats, no backpressure policy. Run as `node bare-server.mjs` (PORT); it prints
+// `listening on <port>` once it listens on 127.0.0.1.
+import http from 'node:http';
+import { WebSocketServer } from 'ws';
+
+const port = Number(process.env.PORT ?? 0);
+const MAX_BODY = 1024 * 1024;
+
+/** @type {Map<string, Set<{ ws: import('ws').WebSocket, sid: string }>>} */
+const topics = new Map();
+let seq = 0;
+let subscribers = 0;
+
+/** @param {http.ServerResponse} res @param {number} status @param {unknown} body */
+function json(res, status, body) {
+  const buf = Buffer.from(JSON.stringify(body));
+  res.writeHead(status, { 'cache-control': 'no-store', 'content-type': 'application/json; charset=utf-8', 'content-length': buf.length });
+  res.end(buf);
+}
+
+/** @param {http.IncomingMessage} req @param {http.ServerResponse} res @param {string} topic */
+function publish(req, res, topic) {
+  /** @type {Buffer[]} */
+  const chunks = [];
+  let size = 0;
+  req.on('data', (/** @type {Buffer} */ chunk) => {
+    size += chunk.length;
+    if (size > MAX_BODY) req.destroy();
+    else chunks.push(chunk);
+  });
+  req.on('end', () => {
+    let data;
+    try {
+      data = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    } catch {
+      json(res, 400, { error: { code: 'PB_ERR_PROTOCOL', message: 'not JSON' } });
+      return;
+    }
+    const id = String(++seq);
+    const set = topics.get(topic);
+    if (set !== undefined) {
+      const tail = `,"id":${JSON.stringify(id)},"topic":${JSON.stringify(topic)},"data":${JSON.stringify(data)}}`;
+      /** @type {Map<string, Buffer>} */
+      const frames = new Map();
+      for (const sub of set) {
+        let frame = frames.get(sub.sid);
+        if (frame === undefined) frames.set(sub.sid, (frame = Buffer.from(`{"type":"message","sid":${JSON.stringify(sub.sid)}${tail}`)));
+        sub.ws.send(frame, { binary: false });
+      }
+    }
+    json(res, 201, { id });
+  });
+}
+
+const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, clientTracking: false });
+wss.on('connection', (ws) => {
+  /** @type {{ topic: string, entry: { ws: import('ws').WebSocket, sid: string } }[]} */
+  const mine = [];
+  ws.on('message', (raw) => {
+    let frame;
+    try {
+      frame = JSON.parse(String(raw));
+    } catch {
+      return;
+    }
+    if (frame?.type !== 'subscribe' || typeof frame.sid !== 'string' || typeof frame.pattern !== 'string') return;
+    let set = topics.get(frame.pattern);
+    if (set === undefined) topics.set(frame.pattern, (set = new Set()));
+    const entry = { ws, sid: frame.sid };
+    set.add(entry);
+    mine.push({ topic: frame.pattern, entry });
+    subscribers++;
+    ws.send(JSON.stringify({ type: 'subscribed', sid: frame.sid }));
+  });
+  ws.on('error', () => {});
+  ws.on('close', () => {
+    for (const { topic, entry } of mine) {
+      const set = topics.get(topic);
+      if (set?.delete(entry)) subscribers--;
+      if (set?.size === 0) topics.delete(topic);
+    }
+  });
+});
+
+const server = http.createServer((req, res) => {
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const m = /^\/pub\/([A-Za-z0-9_\-~:@.]+)$/.exec(url.pathname);
+  if (m !== null && req.method === 'POST') publish(req, res, m[1]);
+  else if (url.pathname === '/stats' && req.method === 'GET') json(res, 200, { subscribers });
+  else json(res, 404, { error: { code: 'PB_ERR_NOT_FOUND', message: 'no route' } });
+});
+server.on('upgrade', (req, socket, head) => {
+  if (req.url !== '/ws') {
+    socket.destroy();
+    return;
+  }
+  wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+});
+server.listen({ port, host: '127.0.0.1', backlog: 8192 }, () => {
+  const address = server.address();
+  console.log(`listening on ${typeof address === 'object' && address !== null ? address.port : port}`);
+});
+const stop = () => {
+  server.close(() => process.exit(0));
+  server.closeAllConnections();
+  setTimeout(() => process.exit(0), 2000).unref();
+};
+process.once('SIGINT', stop);
+process.once('SIGTERM', stop);

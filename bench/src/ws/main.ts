@@ -1,0 +1,796 @@
+/**
+ * The WebSocket benchmark: S sockets subscribed to one topic, fed by one publisher, on patchbay's
+ * demo server (`GET /ws`: `WsHandler` + `PubSubBroker`) and on a bare `ws` broadcast loop written
+ * by hand, side by side in one run. Run it from the repository root with `npm run bench -- ws`.
+ *
+ * For each run, each size S and each server (in an order that rotates from run to run), one
+ * trial on a fresh server process:
+ *
+ * 1. start the server; warm it up (200 sockets on another topic, a burst of 300 events, every
+ *    one checked), wait until they are gone; measure its idle RSS;
+ * 2. spread S sockets over load processes (at most 5,000 each, each from its own 127.0.0.x
+ *    source address); each upgrades on `/ws` and subscribes; wait until every one has its
+ *    `subscribed` frame and the server itself counts S; settle 1 s; measure RSS;
+ * 3. paced: publish P events at a fixed rate (S x rate = 50,000 deliveries/s), each publish
+ *    written on its own, timestamped in its data;
+ * 4. burst: publish E events back-to-back, pipelined on the same keep-alive connection;
+ * 5. check every socket got every event exactly once and in order; stop the load processes and
+ *    the server by PID.
+ *
+ * Prints a table, writes `bench/results/ws.json` and the ws section of `docs/benchmarks.md`.
+ * Options: `--runs N` (default 3), `--sizes 10000`, `--servers patchbay,bare`, `--no-write`, and
+ * for profiling `--node-flags "--cpu-prof ..."` (extra flags for the servers; needs `--no-write`).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { gitHead, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
+import { killLoads, type Load as LoadProcess, spawnLoad, stopLoads as stopLoadProcesses } from '../lib/loads.js';
+import { getJson, killAllStarted, startNodeServer, totalCpuMs, totalRss } from '../lib/processes.js';
+import { quantileSorted, summarize, type Summary } from '../lib/stats.js';
+import type { FromLoad, PhaseResult, ToLoad } from './load.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..', '..');
+const loadFile = join(here, 'load.ts');
+const PER_LOAD = 5000;
+const CONNECT_WINDOW = 64;
+const TOPIC = 'bench';
+/** Sockets and burst events of the warm-up (on its own topic). */
+const WARM_SUBS = 200;
+const WARM_EVENTS = 300;
+/** Paced: this many events, at S x rate = PACED_DELIVERIES_PER_S (at most MAX_PACED_RATE events/s). */
+const PACED_EVENTS = 60;
+const PACED_DELIVERIES_PER_S = 50_000;
+const MAX_PACED_RATE = 100;
+/** Burst: E = BURST_DELIVERIES / S events (MIN_BURST..MAX_BURST). */
+const BURST_DELIVERIES = 1_000_000;
+const MIN_BURST = 20;
+const MAX_BURST = 500;
+/** Each event's data is about this many bytes. */
+const DATA_BYTES = 100;
+/** "Within 1.2x of the bare loop" (issue 7). */
+const WITHIN = 1.2;
+
+const now = () => performance.timeOrigin + performance.now();
+const pacedRate = (s: number) => Math.min(MAX_PACED_RATE, PACED_DELIVERIES_PER_S / s);
+const burstEvents = (s: number) => Math.max(MIN_BURST, Math.min(MAX_BURST, Math.round(BURST_DELIVERIES / s)));
+
+// --- the servers ----------------------------------------------------------------------------
+
+const SERVERS = ['patchbay', 'bare'] as const;
+type ServerName = (typeof SERVERS)[number];
+
+interface RunningServer {
+  readonly name: ServerName;
+  readonly port: number;
+  pids(): number[];
+  /** Subscriptions the server itself counts (patchbay: `ws.subscriptions` of `/stats`; bare: `subscribers`). */
+  subscribers(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+async function startServer(name: ServerName, nodeFlags: readonly string[]): Promise<RunningServer> {
+  const script = name === 'patchbay' ? join(root, 'demo', 'server.js') : join(here, 'bare-server.mjs');
+  // SIDECARS=0: the demo's log and metrics sidecars would observe every request.
+  const proc = await startNodeServer(script, { cwd: root, name, env: { SIDECARS: '0' }, nodeFlags });
+  return {
+    name,
+    port: proc.port,
+    pids: proc.pids,
+    async subscribers() {
+      const stats = await getJson<{ subscribers?: number; ws?: { subscriptions: number } }>(proc.port, '/stats', name);
+      return name === 'patchbay' ? stats.ws!.subscriptions : stats.subscribers!;
+    },
+    stop: proc.stop,
+  };
+}
+
+function parseArgs(argv: readonly string[]) {
+  const opts = { runs: 3, sizes: [10_000], servers: [...SERVERS] as ServerName[], write: true, nodeFlags: [] as string[] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--runs') opts.runs = Number(value());
+    else if (a === '--sizes') opts.sizes = value().split(',').map(Number);
+    else if (a === '--servers') opts.servers = value().split(',') as ServerName[];
+    else if (a === '--no-write') opts.write = false;
+    else if (a === '--node-flags') opts.nodeFlags = value().split(' ').filter((f) => f !== '');
+    else throw new Error(`unknown option ${a}; options: --runs N, --sizes 1000,10000, --servers ${SERVERS.join(',')}, --no-write, --node-flags "..."`);
+  }
+  if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 10) throw new Error('--runs must be 1..10');
+  if (opts.nodeFlags.length > 0 && opts.write) throw new Error('--node-flags is for profiling: use it with --no-write');
+  for (const s of opts.sizes) if (!Number.isInteger(s) || s < 1 || s > 19_000) throw new Error('each size must be 1..19000 (20,000 open files per server process)');
+  for (const s of opts.servers) if (!SERVERS.includes(s)) throw new Error(`unknown server ${s}; known: ${SERVERS.join(', ')}`);
+  return opts;
+}
+
+// --- load processes -------------------------------------------------------------------------
+
+type Load = LoadProcess<ToLoad, FromLoad>;
+const stopLoads = (list: readonly Load[]) => stopLoadProcesses(list, { type: 'exit' });
+
+function killAll(): void {
+  killLoads();
+  killAllStarted();
+}
+
+let addressIndex = 0;
+/** A source address for the next load process: 127.0.0.2 .. 127.0.0.251, in turn. */
+const nextAddress = () => `127.0.0.${2 + (addressIndex++ % 250)}`;
+
+/**
+ * Connects `s` sockets subscribed to `topic`, spread over load processes, and waits until each has
+ * its `subscribed` frame and the server counts them all (bounded).
+ */
+async function subscribe(server: RunningServer, s: number, topic: string, events: number, list: Load[]): Promise<void> {
+  const nLoads = Math.ceil(s / PER_LOAD);
+  for (let k = 0; k < nLoads; k++) {
+    const count = Math.floor(s / nLoads) + (k < s % nLoads ? 1 : 0);
+    const load = spawnLoad<ToLoad, FromLoad>(loadFile, root, count, true);
+    list.push(load);
+    load.send({ type: 'start', port: server.port, path: '/ws', topic, count, localAddress: nextAddress(), window: CONNECT_WINDOW, events });
+  }
+  const readies = await Promise.all(list.map((l) => l.next('ready', 30_000 + s * 5)));
+  const failed = readies.reduce((n, r) => n + r.errors, 0);
+  if (failed > 0) throw new Error(`${server.name} S=${s}: ${failed} socket(s) failed to connect or subscribe`);
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const counted = await server.subscribers();
+    const statuses = await Promise.all(
+      list.map((l) => {
+        l.send({ type: 'status' });
+        return l.next('status', 10_000);
+      }),
+    );
+    const early = statuses.reduce((n, st) => n + st.received, 0);
+    const errors = statuses.reduce((n, st) => n + st.errors, 0);
+    if (early > 0 || errors > 0) throw new Error(`${server.name} S=${s}: ${early} message(s) before any publish, ${errors} failed socket(s)`);
+    if (counted === s) return;
+    if (Date.now() > deadline) throw new Error(`${server.name} S=${s}: the server counts ${counted} of ${s} subscriptions after 60 s`);
+    await sleep(200);
+  }
+}
+
+/** Collects one phase from every load process. */
+function collect(list: readonly Load[], from: number, to: number, timeoutMs: number): Promise<PhaseResult[]> {
+  for (const l of list) l.send({ type: 'collect', from, to, timeoutMs });
+  return Promise.all(list.map((l) => l.next('result', timeoutMs + 30_000)));
+}
+
+// --- the publisher --------------------------------------------------------------------------
+
+const PAD = 'x'.repeat(DATA_BYTES - '{"seq":100,"t":1764000000000.123,"pad":""}'.length);
+
+/**
+ * One raw keep-alive connection that publishes: each `POST /pub/<topic>` carries
+ * `{"seq","t","pad"}` with `t` taken just before the write, and the answers (pipelined, in
+ * order) are counted by status.
+ */
+class Publisher {
+  readonly #socket: net.Socket;
+  readonly #host: string;
+  #pending = Buffer.alloc(0);
+  readonly statuses: number[] = [];
+  #waiter: (() => void) | null = null;
+  #error: Error | null = null;
+
+  private constructor(socket: net.Socket, port: number) {
+    this.#socket = socket;
+    this.#host = `127.0.0.1:${port}`;
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('error', (e) => {
+      this.#error = e;
+      this.#waiter?.();
+    });
+    socket.on('close', () => {
+      this.#error ??= new Error('the publish connection closed');
+      this.#waiter?.();
+    });
+  }
+
+  static connect(port: number): Promise<Publisher> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect({ host: '127.0.0.1', port }, () => {
+        s.off('error', reject);
+        resolve(new Publisher(s, port));
+      });
+      s.setNoDelay(true);
+      s.once('error', reject);
+    });
+  }
+
+  /** Writes one publish of `seq` to `topic`; returns its send time. */
+  publish(topic: string, seq: number): number {
+    const t = Math.round(now() * 1000) / 1000;
+    const body = `{"seq":${seq},"t":${t},"pad":"${PAD}"}`;
+    this.#socket.write(
+      `POST /pub/${topic} HTTP/1.1\r\nHost: ${this.#host}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      'latin1',
+    );
+    return t;
+  }
+
+  /** Waits (bounded) until `n` answers have come in all; says whether they did (a missing answer is a check failure, not a crash). */
+  async answered(n: number, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.statuses.length < n) {
+      if (this.#error) throw this.#error;
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#waiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#waiter = null;
+    }
+    return true;
+  }
+
+  close(): void {
+    this.#socket.destroy();
+  }
+
+  #onData(chunk: Buffer): void {
+    let buf = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
+    for (;;) {
+      const end = buf.indexOf('\r\n\r\n');
+      if (end === -1) break;
+      const head = buf.subarray(0, end).toString('latin1');
+      const cl = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+      let total: number;
+      if (cl) total = end + 4 + Number(cl[1]);
+      else if (/\r\ntransfer-encoding:\s*chunked/i.test(head)) {
+        const last = buf.indexOf('\r\n0\r\n\r\n', end + 2);
+        if (last === -1) break;
+        total = last + 7;
+      } else total = end + 4;
+      if (buf.length < total) break;
+      this.statuses.push(Number(head.slice(9, 12)));
+      buf = buf.subarray(total);
+    }
+    this.#pending = Buffer.from(buf);
+    this.#waiter?.();
+  }
+}
+
+const okStatus = (status: number) => status === 201;
+
+// --- one trial ------------------------------------------------------------------------------
+
+interface TrialResult {
+  readonly rssIdle: number;
+  readonly rssHeld: number;
+  readonly rssPerSocket: number;
+  readonly connectMs: number;
+  readonly pacedRate: number;
+  readonly pacedP50: number;
+  readonly pacedP99: number;
+  readonly firstP50: number;
+  readonly firstP99: number;
+  readonly midP50: number;
+  readonly midP99: number;
+  readonly lastP50: number;
+  readonly lastP99: number;
+  readonly pacedCpuMs: number;
+  readonly burstEvents: number;
+  readonly burstRate: number;
+  readonly burstMs: number;
+  readonly burstP50: number;
+  readonly burstP99: number;
+  readonly burstCpuMs: number;
+  readonly received: number;
+  readonly lost: number;
+  readonly duplicated: number;
+  readonly reordered: number;
+  readonly wrong: number;
+  readonly errors: number;
+  readonly badPublishes: number;
+  readonly sample: string;
+}
+
+/** Per-event arrival spread and the overall distribution of one phase, merged over load processes. */
+function latencies(results: readonly PhaseResult[], loads: readonly Load[]) {
+  const nEv = results[0]!.to - results[0]!.from + 1;
+  const first: number[] = [];
+  const mid: number[] = [];
+  const last: number[] = [];
+  const total = results.reduce((n, r) => n + r.latencies.length, 0);
+  const all = new Float64Array(total);
+  let k = 0;
+  for (let e = 0; e < nEv; e++) {
+    const start = k;
+    results.forEach((r, j) => {
+      const c = loads[j]!.count;
+      const lat = r.latencies;
+      for (let i = e * c; i < (e + 1) * c; i++) if (!Number.isNaN(lat[i]!)) all[k++] = lat[i]!;
+    });
+    const ev = all.subarray(start, k).slice().sort();
+    if (ev.length === 0) continue;
+    first.push(ev[0]!);
+    mid.push(quantileSorted(ev, 0.5));
+    last.push(ev[ev.length - 1]!);
+  }
+  const sorted = all.subarray(0, k).sort();
+  const q = (v: number[], p: number) => quantileSorted(v.sort((a, b) => a - b), p);
+  return {
+    p50: quantileSorted(sorted, 0.5),
+    p99: quantileSorted(sorted, 0.99),
+    firstP50: q(first, 0.5),
+    firstP99: q(first, 0.99),
+    midP50: q(mid, 0.5),
+    midP99: q(mid, 0.99),
+    lastP50: q(last, 0.5),
+    lastP99: q(last, 0.99),
+  };
+}
+
+function checks(results: readonly PhaseResult[]) {
+  const sum = (k: 'received' | 'lost' | 'duplicated' | 'reordered') => results.reduce((n, r) => n + r[k], 0);
+  return {
+    received: sum('received'),
+    lost: sum('lost'),
+    duplicated: sum('duplicated'),
+    reordered: sum('reordered'),
+    wrong: results.reduce((n, r) => n + r.wrong, 0),
+    errors: results.reduce((n, r) => n + r.errors, 0),
+    sample: results.map((r) => r.sample).find((x) => x !== '') ?? '',
+  };
+}
+
+/** Warms the server up (its hot paths compiled) and checks it delivers at all. */
+async function warmUp(server: RunningServer): Promise<void> {
+  const list: Load[] = [];
+  let publisher: Publisher | undefined;
+  try {
+    await subscribe(server, WARM_SUBS, 'warm', WARM_EVENTS, list);
+    publisher = await Publisher.connect(server.port);
+    for (let seq = 1; seq <= WARM_EVENTS; seq++) publisher.publish('warm', seq);
+    const results = await collect(list, 1, WARM_EVENTS, 30_000);
+    await publisher.answered(WARM_EVENTS, 10_000);
+    const c = checks(results);
+    const bad = publisher.statuses.filter((s) => !okStatus(s)).length + (WARM_EVENTS - publisher.statuses.length);
+    if (c.lost + c.duplicated + c.reordered + c.wrong + c.errors + bad > 0) {
+      throw new Error(`${server.name}: the warm-up failed (${c.lost} lost, ${c.duplicated} dup, ${c.reordered} reordered, ${c.wrong} wrong, ${c.errors} errors, ${bad} bad publishes; ${c.sample})`);
+    }
+  } finally {
+    publisher?.close();
+    await stopLoads(list);
+  }
+  const deadline = Date.now() + 15_000;
+  while ((await server.subscribers()) !== 0) {
+    if (Date.now() > deadline) throw new Error(`${server.name}: warm-up subscriptions still counted 15 s after they left`);
+    await sleep(100);
+  }
+}
+
+async function trial(name: ServerName, s: number): Promise<TrialResult> {
+  const server = await startServer(name, opts.nodeFlags);
+  const list: Load[] = [];
+  let publisher: Publisher | undefined;
+  try {
+    await warmUp(server);
+    await sleep(1000);
+    const rssIdle = totalRss(server);
+
+    const nPaced = PACED_EVENTS;
+    const nBurst = burstEvents(s);
+    const events = nPaced + nBurst;
+    const tConnect = now();
+    await subscribe(server, s, TOPIC, events, list);
+    const connectMs = now() - tConnect;
+    await sleep(1000);
+    const rssHeld = totalRss(server);
+    if ((await server.subscribers()) !== s) throw new Error(`${name} S=${s}: the subscription count changed while settling`);
+    publisher = await Publisher.connect(server.port);
+
+    // Paced: one publish every 1/rate s, on a schedule (a late one does not push the rest back).
+    const rate = pacedRate(s);
+    const cpuP0 = totalCpuMs(server);
+    const tp0 = now() + 20;
+    for (let seq = 1; seq <= nPaced; seq++) {
+      const due = tp0 + ((seq - 1) * 1000) / rate;
+      const wait = due - now();
+      if (wait > 0) await sleep(wait);
+      publisher.publish(TOPIC, seq);
+    }
+    const paced = await collect(list, 1, nPaced, 30_000 + nPaced * 100);
+    const pacedCpuMs = totalCpuMs(server) - cpuP0;
+    await publisher.answered(nPaced, 30_000);
+    await sleep(500);
+
+    // Burst: every publish written back-to-back on the one connection (pipelined).
+    const cpuB0 = totalCpuMs(server);
+    let tb0 = Number.NaN;
+    for (let seq = nPaced + 1; seq <= events; seq++) {
+      const t = publisher.publish(TOPIC, seq);
+      if (seq === nPaced + 1) tb0 = t;
+    }
+    const burst = await collect(list, nPaced + 1, events, 60_000 + (s * nBurst) / 10);
+    const burstCpuMs = totalCpuMs(server) - cpuB0;
+    await publisher.answered(events, 30_000);
+    const lastAt = Math.max(...burst.flatMap((r) => Array.from(r.lastAt).filter((x) => !Number.isNaN(x))));
+    const burstMs = lastAt - tb0;
+
+    const pl = latencies(paced, list);
+    const bl = latencies(burst, list);
+    const cp = checks(paced);
+    const cb = checks(burst);
+    return {
+      rssIdle,
+      rssHeld,
+      rssPerSocket: (rssHeld - rssIdle) / s,
+      connectMs,
+      pacedRate: rate,
+      pacedP50: pl.p50,
+      pacedP99: pl.p99,
+      firstP50: pl.firstP50,
+      firstP99: pl.firstP99,
+      midP50: pl.midP50,
+      midP99: pl.midP99,
+      lastP50: pl.lastP50,
+      lastP99: pl.lastP99,
+      pacedCpuMs,
+      burstEvents: nBurst,
+      burstRate: (s * nBurst * 1000) / burstMs,
+      burstMs,
+      burstP50: bl.p50,
+      burstP99: bl.p99,
+      burstCpuMs,
+      received: cp.received + cb.received,
+      lost: cp.lost + cb.lost,
+      duplicated: cp.duplicated + cb.duplicated,
+      reordered: cp.reordered + cb.reordered,
+      wrong: cb.wrong,
+      errors: cb.errors,
+      badPublishes: publisher.statuses.filter((x) => !okStatus(x)).length + (events - publisher.statuses.length),
+      sample: cp.sample || cb.sample,
+    };
+  } finally {
+    publisher?.close();
+    await stopLoads(list);
+    await server.stop();
+  }
+}
+
+// --- figures and report ----------------------------------------------------------------------
+
+interface FigureDef {
+  readonly key: keyof TrialResult;
+  readonly label: string;
+  readonly unit: 'ms' | 'B' | 'MiB' | '/s';
+  readonly better: 'higher' | 'lower' | 'none';
+  readonly description: string;
+}
+
+const FIGURES: readonly FigureDef[] = [
+  {
+    key: 'burstRate',
+    label: 'burst: delivered messages/s',
+    unit: '/s',
+    better: 'higher',
+    description: `S × E / (the first burst publish written → the last socket has the last message). E = ${BURST_DELIVERIES.toLocaleString('en')} / S events (${MIN_BURST}..${MAX_BURST}), written back-to-back (pipelined) on one keep-alive connection.`,
+  },
+  { key: 'burstMs', label: 'burst: all delivered', unit: 'ms', better: 'lower', description: 'The first burst publish written → the last socket has the last message.' },
+  { key: 'burstP50', label: 'burst: latency p50', unit: 'ms', better: 'lower', description: 'Median over every (socket, burst event) of receive − that publish written (includes the wait behind earlier events of the burst).' },
+  { key: 'burstP99', label: 'burst: latency p99', unit: 'ms', better: 'lower', description: '99th percentile of the same.' },
+  { key: 'burstCpuMs', label: 'burst: server CPU', unit: 'ms', better: 'lower', description: 'Server CPU time (user + system; 10 ms ticks) from the first burst publish until every socket had every message.' },
+  {
+    key: 'pacedP50',
+    label: 'paced: publish-to-receive p50',
+    unit: 'ms',
+    better: 'lower',
+    description: `Median over every (socket, paced event) of receive − publish written. ${PACED_EVENTS} events at ${PACED_DELIVERIES_PER_S.toLocaleString('en')} / S events/s (at most ${MAX_PACED_RATE}/s).`,
+  },
+  { key: 'pacedP99', label: 'paced: publish-to-receive p99', unit: 'ms', better: 'lower', description: '99th percentile of the same.' },
+  { key: 'firstP50', label: 'paced: first socket p50', unit: 'ms', better: 'lower', description: 'For each paced event, the earliest arrival over the S sockets; median over the events.' },
+  { key: 'lastP50', label: 'paced: last socket p50', unit: 'ms', better: 'lower', description: 'For each paced event, the latest arrival over the S sockets (when the fan-out was done); median over the events.' },
+  { key: 'lastP99', label: 'paced: last socket p99', unit: 'ms', better: 'lower', description: 'The same, 99th percentile over the events.' },
+  { key: 'pacedCpuMs', label: 'paced: server CPU', unit: 'ms', better: 'lower', description: 'Server CPU time over the paced phase.' },
+  {
+    key: 'rssPerSocket',
+    label: 'RSS per socket',
+    unit: 'B',
+    better: 'lower',
+    description: '(VmRSS with S sockets connected and subscribed, 1 s after the server counted them all) − (idle VmRSS after the warm-up), divided by S.',
+  },
+  { key: 'rssIdle', label: 'idle RSS', unit: 'MiB', better: 'lower', description: 'VmRSS after the warm-up, before the load connects.' },
+  { key: 'connectMs', label: 'connect and subscribe all', unit: 'ms', better: 'none', description: 'Load processes started → every socket has its `subscribed` frame and the server counts S.' },
+];
+
+function fmt(value: number, unit: FigureDef['unit']): string {
+  if (Number.isNaN(value)) return 'n/a';
+  switch (unit) {
+    case 'ms':
+      return `${value.toFixed(value < 10 ? 2 : value < 100 ? 1 : 0)} ms`;
+    case 'B':
+      return `${(value / 1024).toFixed(2)} KiB`;
+    case 'MiB':
+      return `${(value / 2 ** 20).toFixed(1)} MiB`;
+    case '/s':
+      return value >= 1e6 ? `${(value / 1e6).toFixed(2)} M/s` : `${(value / 1e3).toFixed(value < 1e4 ? 2 : value < 1e5 ? 1 : 0)} k/s`;
+  }
+}
+const cell = (s: Summary | undefined, unit: FigureDef['unit']) =>
+  s === undefined ? '—' : s.runs.length <= 1 ? fmt(s.median, unit) : `${fmt(s.median, unit)} (${fmt(s.min, unit)}–${fmt(s.max, unit)})`;
+
+// --- main -----------------------------------------------------------------------------------
+
+const opts = parseArgs(process.argv.slice(2));
+const head = gitHead();
+const command = process.env['BENCH_COMMAND'] ?? `node --import tsx ${relative(root, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    killAll();
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  });
+}
+process.on('exit', killAll);
+
+const startedAt = new Date();
+const loadStart = os.loadavg();
+const cpu = os.cpus()[0]?.model ?? 'unknown';
+console.log(`ws benchmark: ${opts.runs} run(s) x sizes ${opts.sizes.join(', ')} x servers ${opts.servers.join(', ')}`);
+console.log(`node ${process.version}, ${cpu}, ${os.cpus().length} cores, load ${loadStart.map((x) => x.toFixed(2)).join(' ')}`);
+
+const results = new Map<string, TrialResult[]>();
+const key = (name: ServerName, s: number) => `${name}@${s}`;
+const failures: { server: ServerName; text: string }[] = [];
+const busyBefore: number[] = [];
+try {
+  for (let run = 0; run < opts.runs; run++) {
+    for (const s of opts.sizes) {
+      const order = opts.servers.map((_, i) => opts.servers[(i + run) % opts.servers.length]!);
+      for (const name of order) {
+        const busy = await waitQuiet(20_000);
+        busyBefore.push(busy);
+        const t = Date.now();
+        const r = await trial(name, s);
+        const list = results.get(key(name, s)) ?? [];
+        list.push(r);
+        results.set(key(name, s), list);
+        const bad = r.lost + r.duplicated + r.reordered + r.wrong + r.errors + r.badPublishes;
+        if (bad > 0) {
+          failures.push({
+            server: name,
+            text:
+              `run ${run + 1} ${name} S=${s}: ${r.lost} lost, ${r.duplicated} duplicated, ${r.reordered} reordered, ${r.wrong} wrong, ` +
+              `${r.errors} failed sockets, ${r.badPublishes} refused publishes; ${r.sample}`,
+          });
+        }
+        console.log(
+          `  run ${run + 1}/${opts.runs}  S=${String(s).padStart(5)}  ${name.padEnd(8)} ${((Date.now() - t) / 1000).toFixed(1).padStart(5)} s` +
+            `  burst ${fmt(r.burstRate, '/s').padStart(9)} (E=${r.burstEvents}, ${fmt(r.burstMs, 'ms')})` +
+            `  paced p50 ${fmt(r.pacedP50, 'ms').padStart(8)} p99 ${fmt(r.pacedP99, 'ms').padStart(8)}` +
+            `  RSS/socket ${fmt(r.rssPerSocket, 'B').padStart(9)}  ${bad === 0 ? 'all in order' : `CHECK FAILED (${bad})`}` +
+            `  (others busy ${(busy * 100).toFixed(0)}% before)`,
+        );
+      }
+    }
+  }
+} catch (error) {
+  killAll();
+  throw error;
+}
+
+interface Row {
+  readonly s: number;
+  readonly figure: FigureDef;
+  readonly by: Partial<Record<ServerName, Summary>>;
+}
+const rows: Row[] = [];
+for (const s of opts.sizes) {
+  for (const figure of FIGURES) {
+    const by: Partial<Record<ServerName, Summary>> = {};
+    for (const name of opts.servers) by[name] = summarize((results.get(key(name, s)) ?? []).map((r) => r[figure.key] as number));
+    rows.push({ s, figure, by });
+  }
+}
+const med = (name: ServerName, s: number, k: keyof TrialResult) => rows.find((r) => r.s === s && r.figure.key === k)?.by[name]?.median ?? Number.NaN;
+const ratio = (s: number, k: keyof TrialResult) => med('patchbay', s, k) / med('bare', s, k);
+const ratioCell = (r: Row) => {
+  const x = ratio(r.s, r.figure.key);
+  return r.figure.better === 'none' || Number.isNaN(x) ? '—' : `${x.toFixed(2)}×`;
+};
+
+interface TargetResult {
+  readonly target: string;
+  readonly measured: string;
+  readonly met: boolean | null;
+}
+const targets: TargetResult[] = [];
+const has = (name: ServerName) => opts.servers.includes(name);
+const sizeText = (s: number) => s.toLocaleString('en');
+if (has('patchbay') && has('bare')) {
+  for (const s of opts.sizes) {
+    const rate = ratio(s, 'burstRate');
+    targets.push({
+      target: `burst delivered messages/s within ${WITHIN}× of the bare loop, i.e. ≥ ${(1 / WITHIN).toFixed(2)}× (S=${sizeText(s)})`,
+      measured: `${rate.toFixed(2)}× (patchbay ${fmt(med('patchbay', s, 'burstRate'), '/s')} vs bare ${fmt(med('bare', s, 'burstRate'), '/s')})`,
+      met: Number.isNaN(rate) ? null : rate >= 1 / WITHIN,
+    });
+    for (const k of ['pacedP50', 'pacedP99'] as const) {
+      const r = ratio(s, k);
+      targets.push({
+        target: `paced publish-to-receive ${k === 'pacedP50' ? 'p50' : 'p99'} within ${WITHIN}× of the bare loop (S=${sizeText(s)})`,
+        measured: `${r.toFixed(2)}× (patchbay ${fmt(med('patchbay', s, k), 'ms')} vs bare ${fmt(med('bare', s, k), 'ms')})`,
+        met: Number.isNaN(r) ? null : r <= WITHIN,
+      });
+    }
+    const rss = ratio(s, 'rssPerSocket');
+    targets.push({
+      target: `RSS per socket within ${WITHIN}× of the bare loop (S=${sizeText(s)})`,
+      measured: `${rss.toFixed(2)}× (patchbay ${fmt(med('patchbay', s, 'rssPerSocket'), 'B')} vs bare ${fmt(med('bare', s, 'rssPerSocket'), 'B')})`,
+      met: Number.isNaN(rss) ? null : rss <= WITHIN,
+    });
+  }
+}
+for (const name of opts.servers) {
+  const mine = failures.filter((f) => f.server === name);
+  const n = opts.runs * opts.sizes.length;
+  targets.push({
+    target: `${name}: lost = duplicated = reordered = 0 (every socket checked, every trial)`,
+    measured: mine.length === 0 ? `0 lost, 0 duplicated, 0 reordered in ${n} trial(s)` : `${mine.length} of ${n} trial(s) failed`,
+    met: mine.length === 0,
+  });
+}
+const metText = (m: boolean | null) => (m === null ? 'n/a' : m ? 'met' : 'NOT met');
+
+function textTable(): string {
+  const header = ['S', 'figure', ...opts.servers.map((s) => `${s} median (min–max)`), 'patchbay / bare'];
+  const body = rows.map((r) => [r.s.toLocaleString('en'), r.figure.label, ...opts.servers.map((s) => cell(r.by[s], r.figure.unit)), ratioCell(r)]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cols: readonly string[]) => cols.map((col, i) => col.padEnd(widths[i]!)).join('  ');
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}
+
+function markdownTable(): string {
+  const arrow = (f: FigureDef) => (f.better === 'higher' ? '↑' : f.better === 'lower' ? '↓' : '');
+  const out = [`| S | figure | better | ${opts.servers.map((s) => `${s}: median (min–max)`).join(' | ')} | patchbay / bare |`, `|---|---|---|${opts.servers.map(() => '---|').join('')}---|`];
+  for (const r of rows) {
+    out.push(`| ${r.s.toLocaleString('en')} | ${r.figure.label} | ${arrow(r.figure)} | ${opts.servers.map((s) => cell(r.by[s], r.figure.unit)).join(' | ')} | ${ratioCell(r)} |`);
+  }
+  return out.join('\n');
+}
+
+const loadEnd = os.loadavg();
+console.log('');
+console.log(textTable());
+console.log('');
+console.log('Targets:');
+for (const t of targets) console.log(`  [${metText(t.met)}] ${t.target}: ${t.measured}`);
+if (failures.length > 0) {
+  console.log('');
+  console.log('CHECK FAILURES:');
+  for (const f of failures) console.log(`  ${f.text}`);
+}
+
+if (opts.write) {
+  const busyMedian = summarize(busyBefore).median;
+  const busyMax = Math.max(...busyBefore);
+  const note = process.env['BENCH_NOTE'];
+  const environment = {
+    node: process.version,
+    cpu,
+    cores: os.cpus().length,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    totalMemMiB: Math.round(os.totalmem() / 2 ** 20),
+    gitHead: head,
+    loadAvgStart: loadStart,
+    loadAvgEnd: loadEnd,
+    othersBusyBeforeTrials: { median: busyMedian, max: busyMax, each: busyBefore },
+    ...(note === undefined ? {} : { note }),
+  };
+  const json = {
+    suite: 'ws',
+    date: startedAt.toISOString(),
+    command,
+    environment,
+    config: {
+      runs: opts.runs,
+      sizes: opts.sizes,
+      servers: opts.servers,
+      order: 'for each run, for each S: the servers in an order rotated by the run number, each trial on a fresh server process',
+      socketsPerLoadProcess: PER_LOAD,
+      connectWindowPerLoadProcess: CONNECT_WINDOW,
+      topic: TOPIC,
+      warmUp: { sockets: WARM_SUBS, events: WARM_EVENTS },
+      paced: { events: PACED_EVENTS, deliveriesPerSecond: PACED_DELIVERIES_PER_S, maxRate: MAX_PACED_RATE, ratePerSize: Object.fromEntries(opts.sizes.map((s) => [s, pacedRate(s)])) },
+      burst: { deliveries: BURST_DELIVERIES, min: MIN_BURST, max: MAX_BURST, eventsPerSize: Object.fromEntries(opts.sizes.map((s) => [s, burstEvents(s)])) },
+      dataBytes: DATA_BYTES,
+      within: WITHIN,
+    },
+    figures: rows.map((r) => ({
+      s: r.s,
+      key: r.figure.key,
+      label: r.figure.label,
+      better: r.figure.better,
+      description: r.figure.description,
+      ...r.by,
+      ratioPatchbayOverBare: ratio(r.s, r.figure.key),
+    })),
+    targets,
+    checkFailures: failures,
+    raw: Object.fromEntries([...results].map(([k, v]) => [k, v])),
+  };
+  const jsonFile = join(root, 'bench', 'results', 'ws.json');
+  mkdirSync(dirname(jsonFile), { recursive: true });
+  writeFileSync(jsonFile, `${JSON.stringify(json, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
+
+  const section = [
+    '## WebSocket',
+    '',
+    'S WebSocket clients subscribed to one topic, one publisher (`POST /pub/:topic` with a JSON body), two servers side by side:',
+    '**patchbay** (`node demo/server.js` with `SIDECARS=0`: `GET /ws` is `WsHandler` + `PubSubBroker` from the built package,',
+    'default options: `close` overflow policy, 1 MiB send buffer, 30 s heartbeat) and',
+    '**bare** (`bench/src/ws/bare-server.mjs`: by hand on `node:http` + `ws` — a `Map<topic, Set<{ ws, sid }>>`; a publish',
+    'serializes the message frame once per sid into a `Buffer` and `ws.send()`s it to each subscriber, the broadcast loop of',
+    'the `ws` README; no history, cursors, heartbeats or buffer bounds). Both speak the same frames',
+    '(`{"type":"subscribe","sid","pattern"}` → `{"type":"subscribed"}`, then `{"type":"message","sid","id","topic","data"}`).',
+    'Everything on 127.0.0.1.',
+    '',
+    `Command: \`${command}\``,
+    '',
+    `Date: ${startedAt.toISOString()}; commit ${head}; Node ${process.version}; ${cpu}, ${os.cpus().length} cores; ` +
+      `${opts.runs} runs per (server, S), each trial on a fresh server process, servers taking turns in a rotating order; ` +
+      `median (min–max) over runs. Load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}, at end ${loadEnd.map((x) => x.toFixed(2)).join(' ')}; ` +
+      `other processes used a median ${(busyMedian * 100).toFixed(0)}% (max ${(busyMax * 100).toFixed(0)}%) ` +
+      `of the machine's CPU in the 0.3 s before each trial (each trial waits, up to 20 s, for less than a third of a core; ` +
+      'the machine is shared with other engineers\' work, so a trial can still be disturbed while it runs: read the ranges).' +
+      (note === undefined ? '' : ` ${note}`),
+    '',
+    markdownTable(),
+    '',
+    '↑ higher is better, ↓ lower is better; ratios are of the medians.',
+    '',
+    '### Targets',
+    '',
+    ...targets.map((t) => `- **${metText(t.met)}**: ${t.target}: ${t.measured}`),
+    ...(failures.length > 0 ? ['', '**Check failures** (lost, duplicated or reordered messages, failed sockets, refused publishes):', '', ...failures.map((f) => `- ${f.text}`)] : []),
+    '',
+    '### How it is measured',
+    '',
+    `- The clients are raw TCP sockets in load processes of at most ${PER_LOAD.toLocaleString('en')} sockets each (one process may hold`,
+    `  20,000 open files), each process from its own 127.0.0.x source address, connecting at most ${CONNECT_WINDOW} at a time. Each`,
+    '  does the WebSocket handshake itself, sends one masked `subscribe` frame (sid `s`, the topic as `pattern`) and parses',
+    '  the server\'s frames byte by byte (pings are answered with pongs). A socket counts once it has its `subscribed`',
+    '  frame; the trial starts once all S have it and the server itself counts S subscriptions (patchbay `GET /stats` →',
+    '  `ws.subscriptions`; bare: its `/stats`).',
+    `- Each server is warmed up first: ${WARM_SUBS} sockets on another topic get a burst of ${WARM_EVENTS} messages, each checked;`,
+    '  idle RSS is taken 1 s after they have left.',
+    `- Every message's data is the ${DATA_BYTES}-byte JSON object \`{"seq":N,"t":T,"pad":"x…"}\`, published on one keep-alive`,
+    '  connection opened beforehand: `seq` numbers the trial\'s events from 1, `t` is the publisher\'s',
+    '  `performance.timeOrigin + performance.now()` just before it writes that publish. A socket timestamps each arriving',
+    '  chunk the same way before parsing it, so latency = arrival − `t`, comparable across processes.',
+    `- **Paced**: ${PACED_EVENTS} events, one publish every 1/rate s on a fixed schedule, rate = ${PACED_DELIVERIES_PER_S.toLocaleString('en')} / S`,
+    `  events/s (at most ${MAX_PACED_RATE}/s): ${opts.sizes.map((s) => `${pacedRate(s)}/s at S=${sizeText(s)}`).join(', ')}. p50/p99 are over every (socket, event) pair;`,
+    '  first / last socket take, for each event, the earliest and latest arrival over the S sockets.',
+    `- **Burst** (0.5 s after the paced phase, on the same connections): E = ${BURST_DELIVERIES.toLocaleString('en')} / S events`,
+    `  (${MIN_BURST}..${MAX_BURST}): ${opts.sizes.map((s) => `${burstEvents(s)} at S=${sizeText(s)}`).join(', ')}, every publish written back-to-back in one loop`,
+    '  (pipelined). Delivered messages/s = S × E / (first burst publish written → the last socket has the last message).',
+    '- Every socket is checked on its own against the published seqs: a seq it never got is *lost*, one it got twice',
+    '  *duplicated*, one below the highest it already had *reordered*; all three must be 0, and every publish must be',
+    '  answered 201.',
+    '- The load processes share the 2 cores with the server, so every time includes the clients\' own reading; compare',
+    '  the ratios, which come from the same run.',
+    '',
+    '### What each figure measures',
+    '',
+    ...FIGURES.map((f) => `- **${f.label}**: ${f.description}`),
+  ].join('\n');
+  const docFile = writeDocsSection('ws', section);
+  console.log('');
+  console.log(`wrote ${relative(root, jsonFile)} and ${relative(root, docFile)}`);
+}
+if (failures.some((f) => f.server === 'patchbay')) process.exitCode = 1;
+process.exit();
