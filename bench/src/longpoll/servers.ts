@@ -1,7 +1,8 @@
 /**
  * The three long-poll servers of the benchmark, started and stopped by PID:
  *
- * - `patchbay`: the demo server, `node demo/server.js` (built package), `LP_TIMEOUT_MS=120000`.
+ * - `patchbay`: the demo server, `node demo/server.js` (built package), `LP_TIMEOUT_MS=120000`,
+ *   `SIDECARS=0` (without the demo's log-shipper and metrics sidecar processes).
  * - `bare`: the hand-written `node:http` reference, `node bench/src/longpoll/bare-server.mjs`.
  * - `nchan`: nginx with Debian's Nchan module, 2 workers, in the foreground, with this
  *   benchmark's own config under a temporary prefix (research/pubsub-poll-sidecar.md §1.10).
@@ -34,7 +35,7 @@ export interface RunningServer {
 
 async function startNode(name: 'patchbay' | 'bare', root: string, nodeFlags: readonly string[]): Promise<RunningServer> {
   const script = name === 'patchbay' ? join(root, 'demo', 'server.js') : join(root, 'bench', 'src', 'longpoll', 'bare-server.mjs');
-  const proc = await startNodeServer(script, { cwd: root, name, env: { LP_TIMEOUT_MS: String(HOLD_MS) }, nodeFlags });
+  const proc = await startNodeServer(script, { cwd: root, name, env: { LP_TIMEOUT_MS: String(HOLD_MS), SIDECARS: '0' }, nodeFlags });
   return {
     name,
     port: proc.port,

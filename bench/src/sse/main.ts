@@ -735,7 +735,7 @@ if (opts.write) {
     '',
     'S subscribers on one topic, one publisher, five servers side by side with the same routes (`GET /sse/:topic`,',
     '`POST /pub/:topic` whose body is the event\'s data):',
-    '**patchbay** (`node demo/server.js`: `SseHandler` + `PubSubBroker` from the built package),',
+    '**patchbay** (`node demo/server.js` with `SIDECARS=0`: `SseHandler` + `PubSubBroker` from the built package),',
     '**bare** (`bench/src/sse/bare-server.mjs`: by hand on `node:http` — a `Set` of responses per topic; a publish',
     'serializes the event once into a `Buffer` and `res.write()`s it to each),',
     '**better-sse** (`bench/src/sse/better-sse-server.mjs`: a `Session` per connection registered with a `Channel`',

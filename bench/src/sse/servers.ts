@@ -3,7 +3,8 @@
  * all with the same routes (`GET /sse/:topic`, `POST /pub/:topic` with the event's data as the
  * body):
  *
- * - `patchbay`: the demo server, `node demo/server.js` (built package: `SseHandler` + `PubSubBroker`).
+ * - `patchbay`: the demo server, `node demo/server.js` (built package: `SseHandler` + `PubSubBroker`),
+ *   with `SIDECARS=0` (without the demo's log-shipper and metrics sidecar processes).
  * - `bare`: the hand-written `node:http` reference, `bench/src/sse/bare-server.mjs`.
  * - `better-sse`: better-sse's Session + Channel broadcast on `node:http`, `bench/src/sse/better-sse-server.mjs`.
  * - `hono`: hono's `streamSSE` on `@hono/node-server`, `bench/src/sse/hono-server.mjs`.
@@ -39,7 +40,9 @@ const SCRIPTS: Record<Exclude<ServerName, 'nchan'>, readonly string[]> = {
 };
 
 async function startNode(name: Exclude<ServerName, 'nchan'>, root: string, nodeFlags: readonly string[]): Promise<RunningServer> {
-  const proc = await startNodeServer(join(root, ...SCRIPTS[name]), { cwd: root, name, nodeFlags });
+  // SIDECARS=0: the demo's optional log-shipper and metrics sidecars stay off; this measures SSE, not them.
+  const env = name === 'patchbay' ? { SIDECARS: '0' } : undefined;
+  const proc = await startNodeServer(join(root, ...SCRIPTS[name]), { cwd: root, name, nodeFlags, ...(env ? { env } : {}) });
   return {
     name,
     port: proc.port,
