@@ -36,7 +36,7 @@
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { Cluster, type ClusterNode, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
-import { type Clock, realClock } from '../core/clock.js';
+import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
 import { ClosedError, InvalidArgumentError, UnavailableError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
@@ -129,6 +129,13 @@ export interface RedisBackendOptions {
    */
   readonly catchUpLimit?: number;
   /**
+   * Cluster mode: how long each feed message waits so that one published earlier on another
+   * node, which comes through the cluster bus, is delivered before it. Order across nodes is
+   * kept within this window only.
+   * @defaultValue 50 with `cluster`, else 0
+   */
+  readonly reorderWindowMs?: number;
+  /**
    * The time source (local read age limits).
    * @defaultValue {@link realClock}
    */
@@ -157,6 +164,8 @@ export interface RedisBackendStats extends BackendStats {
   readonly resyncs: number;
   /** Messages delivered by catching up. */
   readonly caughtUp: number;
+  /** Cluster mode: feed messages that came later than `reorderWindowMs` after a newer one. */
+  readonly late: number;
 }
 
 /** What `patchbay:redis:*` diagnostics channels carry. */
@@ -227,6 +236,10 @@ export class RedisBackend extends Resource implements Backend {
   readonly #localTopics: number;
   readonly #localCount: number;
   readonly #catchUpLimit: number;
+  readonly #reorderMs: number;
+  readonly #reorderQueue: { entry: FeedEntry; due: number }[] = [];
+  #reorderTimer: ClockTimer | undefined;
+  #late = 0;
   readonly #clock: Clock;
   readonly #onError: ((error: unknown) => void) | undefined;
 
@@ -293,6 +306,7 @@ export class RedisBackend extends Resource implements Backend {
     this.#localTopics = check.integerInRange('localTopics', opts.localTopics ?? 10_000, 1, 10_000_000);
     this.#localCount = Math.min(check.integerInRange('localCount', opts.localCount ?? 256, 1, 1_000_000), Math.max(this.#maxCount, 1));
     this.#catchUpLimit = check.integerInRange('catchUpLimit', opts.catchUpLimit ?? 100_000, 0, 2 ** 31 - 1);
+    this.#reorderMs = check.integerInRange('reorderWindowMs', opts.reorderWindowMs ?? (this.#cluster ? 50 : 0), 0, 60_000);
     this.#clock = opts.clock ?? realClock;
     this.#onError = check.optionalFunction('onError', opts.onError);
 
@@ -459,6 +473,7 @@ export class RedisBackend extends Resource implements Backend {
       redisReads: this.#redisReadCount,
       resyncs: this.#resyncs,
       caughtUp: this.#caughtUp,
+      late: this.#late,
     };
   }
 
@@ -690,7 +705,40 @@ export class RedisBackend extends Resource implements Backend {
       if (this.#held.length > 1_000_000) this.#held = []; // stored ones are read again by the catch-up
       return;
     }
-    this.#deliverEntry(entry, true);
+    if (this.#reorderMs > 0) this.#reorder(entry);
+    else this.#deliverEntry(entry, true);
+  }
+
+  /**
+   * Cluster mode: a publish on another node reaches this one's subscriber through the cluster
+   * bus, later than one published on its own node, so the feed may arrive out of order. Entries
+   * wait `reorderWindowMs` and leave in sequence order.
+   */
+  #reorder(entry: FeedEntry): void {
+    const waiting = this.#reorderQueue;
+    let i = waiting.length;
+    while (i > 0 && waiting[i - 1]!.entry.seq > entry.seq) i--;
+    waiting.splice(i, 0, { entry, due: this.#clock.now() + this.#reorderMs });
+    this.#reorderTimer ??= this.#clock.setTimer(() => this.#flushReorder(), this.#reorderMs);
+  }
+
+  #flushReorder(): void {
+    this.#reorderTimer = undefined;
+    const now = this.#clock.now();
+    const waiting = this.#reorderQueue;
+    // Release the oldest entries whose window has passed, and any older ones queued before them.
+    let last = -1;
+    for (let i = 0; i < waiting.length; i++) if (waiting[i]!.due <= now) last = i;
+    const out = waiting.splice(0, last + 1);
+    for (const { entry } of out) {
+      if (entry.epoch === this.#epoch && entry.seq <= this.#lastSeq) this.#late++;
+      this.#deliverEntry(entry, true);
+    }
+    if (waiting.length > 0) {
+      let next = Infinity;
+      for (const w of waiting) next = Math.min(next, w.due);
+      this.#reorderTimer = this.#clock.setTimer(() => this.#flushReorder(), Math.max(1, next - now));
+    }
   }
 
   #deliverEntry(entry: FeedEntry, live: boolean): void {
@@ -892,6 +940,8 @@ export class RedisBackend extends Resource implements Backend {
   }
 
   #shutdown(): void {
+    this.#reorderTimer?.cancel();
+    this.#reorderQueue.length = 0;
     this.#live = false;
     this.#deliver = null;
     this.#logs.clear();

@@ -140,3 +140,71 @@ let prefixCount = 0;
 export function uniquePrefix(name = 't'): string {
   return `pbtest:${process.pid}:${name}${++prefixCount}:${Math.random().toString(36).slice(2, 8)}:`;
 }
+
+/** A Redis Cluster of `n` masters (no replicas) on loopback, started here; needs the binaries. */
+export async function startCluster(n = 3): Promise<{ nodes: { host: string; port: number }[]; dispose: () => Promise<void> }> {
+  if (REDIS_BINARY === undefined) throw new Error('redis-server is not installed');
+  const dir = mkdtempSync(join(tmpdir(), 'patchbay-cluster-'));
+  const children: ChildProcess[] = [];
+  const nodes: { host: string; port: number }[] = [];
+  const dispose = async (): Promise<void> => {
+    await Promise.all(
+      children.map((c) => {
+        if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
+        const gone = new Promise<void>((r) => c.once('exit', () => r()));
+        process.kill(c.pid!, 'SIGKILL');
+        return gone;
+      }),
+    );
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    for (let i = 0; i < n; i++) {
+      const port = await freePort();
+      const conf = join(dir, `node${i}.conf`);
+      writeFileSync(
+        conf,
+        [
+          'bind 127.0.0.1',
+          `port ${port}`,
+          'cluster-enabled yes',
+          `cluster-config-file ${join(dir, `nodes${i}.conf`)}`,
+          'cluster-node-timeout 2000',
+          `dir ${dir}`,
+          'save ""',
+          'appendonly no',
+          'loglevel warning',
+          'logfile ""',
+        ].join('\n'),
+      );
+      children.push(spawn(REDIS_BINARY, [conf], { stdio: ['ignore', 'ignore', 'inherit'] }));
+      nodes.push({ host: '127.0.0.1', port });
+    }
+    for (const node of nodes) {
+      const deadline = Date.now() + 10_000;
+      while (!(await ping(node.port))) {
+        if (Date.now() > deadline) throw new Error(`cluster node ${node.port} did not start`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+    const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((x) => `127.0.0.1:${x.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
+    // Wait until every node says the cluster is ok.
+    const deadline = Date.now() + 20_000;
+    for (const node of nodes) {
+      for (;;) {
+        const info = spawnSync('redis-cli', ['-p', String(node.port), 'cluster', 'info'], { encoding: 'utf8' });
+        if (info.stdout.includes('cluster_state:ok')) break;
+        if (Date.now() > deadline) throw new Error(`the cluster did not come up: ${info.stdout}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    return { nodes, dispose };
+  } catch (error) {
+    await dispose();
+    throw error;
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * RedisBackend on a Redis Cluster of three masters started here: the conformance kit, and two
+ * backends sharing topics whose keys live on different nodes.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Message, PubSubBroker } from '../../src/index.js';
+import { RedisBackend } from '../../src/redis/index.js';
+import { backendConformance } from '../conformance/backend-kit.js';
+import { waitFor } from './helpers.js';
+import { REDIS_BINARY, startCluster, uniquePrefix } from './redis-server.js';
+
+describe.skipIf(REDIS_BINARY === undefined)('RedisBackend on a Redis Cluster', () => {
+  let cluster: Awaited<ReturnType<typeof startCluster>>;
+  beforeAll(async () => {
+    cluster = await startCluster(3);
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.dispose();
+  });
+
+  backendConformance('RedisBackend (cluster)', () =>
+    Promise.resolve({
+      backend: new RedisBackend({ cluster: { nodes: cluster.nodes }, prefix: uniquePrefix('ckit'), history: { maxCount: 10 } }),
+      maxCount: 10,
+      dispose: () => Promise.resolve(),
+    }),
+  );
+
+  it('shares topics spread over the nodes between two backends', async () => {
+    const prefix = uniquePrefix('cl');
+    const a = new RedisBackend({ cluster: { nodes: cluster.nodes }, prefix });
+    const b = new RedisBackend({ cluster: { nodes: cluster.nodes }, prefix });
+    const brokerA = new PubSubBroker({ backend: a });
+    const brokerB = new PubSubBroker({ backend: b });
+    try {
+      await Promise.all([a.ready(), b.ready()]);
+      const got: Message[] = [];
+      await brokerB.subscribe('spread.*', { onMessage: (m) => got.push(m) });
+      const ids: string[] = [];
+      // Twenty topics: their hash tags put them on all three nodes.
+      for (let i = 0; i < 60; i++) ids.push((await brokerA.publish(`spread.t${i % 20}`, i)).id);
+      await waitFor(() => got.length >= 60, 'all 60 on B');
+      expect(got.map((m) => m.id)).toEqual(ids);
+      expect(b.redisStats().late).toBe(0);
+      const read = await brokerB.read({ pattern: 'spread.*' }, ids[29]!, 100);
+      expect(read.messages.map((m) => m.data)).toEqual([...Array(30).keys()].map((i) => i + 30));
+      expect(read.gap).toBe(false);
+    } finally {
+      await brokerA.close();
+      await brokerB.close();
+      await a.close();
+      await b.close();
+    }
+  });
+});
