@@ -228,8 +228,10 @@ export class WsConnection {
    * Closes the connection gracefully: what is queued is written, then a close frame with `code`
    * and `reason`; the subscriptions end at once. Idempotent.
    *
-   * @param code - A WebSocket close code: 1000, or 3000-4999 for your own meanings.
-   * @defaultValue `code = 1000`
+   * @param code - A WebSocket close code: 1000, or 3000-4999 for your own meanings (an invalid
+   *   one terminates the connection instead).
+   * @param reason - Said to the client with the code: at most 123 bytes of UTF-8.
+   * @defaultValue `code = 1000`, `reason = ''`
    */
   close(code = 1000, reason = ''): void {
     if (this.#closed) return;

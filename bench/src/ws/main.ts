@@ -678,7 +678,7 @@ if (failures.length > 0) {
 if (opts.write) {
   const busyMedian = summarize(busyBefore).median;
   const busyMax = Math.max(...busyBefore);
-  const note = process.env['BENCH_NOTE'];
+  const note = process.env['BENCH_NOTE'] || undefined;
   const environment = {
     node: process.version,
     cpu,
