@@ -360,7 +360,8 @@ export class PollJob<R = unknown> {
 
   /**
    * Resolves with the snapshot of the job's outcome (`succeeded`, `failed` or `canceled`) once it
-   * has one, at once if it already has. Never rejects: closing the registry cancels the job.
+   * has one; at once if it already has (`expired`, without the result, once its TTL has passed).
+   * Never rejects: closing the registry cancels the job.
    */
   done(): Promise<PollSnapshot<R>> {
     const rec = this._rec;

@@ -458,6 +458,8 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
   // --- holding --------------------------------------------------------------------------------
 
   #hold(res: ServerResponse, rec: JobRecord, has: number | readonly number[], bits: number, wait: number): void {
+    // A client already gone has had its 'close' event: holding it would keep it until the deadline.
+    if (res.destroyed || res.writableEnded) return;
     const op = new HeldRequest(this.#host, rec, res, has, bits, wait);
     if ((bits & MODE_START) !== 0) this.#heldStarts++;
     else this.#heldStatus++;

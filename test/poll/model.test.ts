@@ -300,3 +300,24 @@ describe('PollHandler Prefer: wait property', () => {
     );
   });
 });
+
+describe('PollHandler holding, in memory', () => {
+  it('does not hold a read whose client is already gone', async () => {
+    const clock = new ManualClock();
+    const jobs = new PollHandle({ clock });
+    const handler = new PollHandler({ jobs, run: () => undefined });
+    try {
+      const job = jobs.start(() => new Promise(() => {}));
+      await flush();
+      const res = new FakeResponse(clock);
+      res.destroyed = true;
+      await handler.handle(fakeRequest(`/jobs/${job.id}`, { prefer: 'wait=30' }), res as unknown as ServerResponse);
+      expect(handler.stats().held).toBe(0);
+      expect(jobs._purgatory.size).toBe(0);
+      expect(res.answers).toBe(0);
+    } finally {
+      await handler.close();
+      await jobs.close();
+    }
+  });
+});
