@@ -19,15 +19,17 @@
  *
  * Prints a table, writes `bench/results/poll.json` and the poll section of `docs/benchmarks.md`.
  * Options: `--runs N` (default 3), `--jobs N`, `--waiters N`, `--connections N` (per load
- * process; 2 load processes), `--measure-ms N`, `--servers patchbay,bare`, `--no-write`.
+ * process; 2 load processes), `--measure-ms N`, `--servers patchbay,bare`, `--no-write`, and for
+ * profiling `--node-flags "--cpu-prof ..."` (extra flags for both servers; needs `--no-write`).
  */
+import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { gitHead, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
 import { killLoads, type Load, spawnLoad, stopLoads } from '../lib/loads.js';
 import { getJson, killAllStarted, type ServerProcess, startNodeServer, totalCpuMs, totalRss } from '../lib/processes.js';
@@ -48,7 +50,7 @@ const WARM_MS = 3000;
 const now = (): number => performance.timeOrigin + performance.now();
 
 function parseArgs(argv: readonly string[]) {
-  const opts = { runs: 3, jobs: 10_000, waiters: 10_000, connections: 32, measureMs: 10_000, servers: [...SERVERS] as ServerName[], write: true };
+  const opts = { runs: 3, jobs: 10_000, waiters: 10_000, connections: 32, measureMs: 10_000, servers: [...SERVERS] as ServerName[], write: true, nodeFlags: [] as string[] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = (): string => {
@@ -63,7 +65,8 @@ function parseArgs(argv: readonly string[]) {
     else if (a === '--measure-ms') opts.measureMs = Number(value());
     else if (a === '--servers') opts.servers = value().split(',') as ServerName[];
     else if (a === '--no-write') opts.write = false;
-    else throw new Error(`unknown option ${a}; options: --runs N, --jobs N, --waiters N, --connections N, --measure-ms N, --servers patchbay,bare, --no-write`);
+    else if (a === '--node-flags') opts.nodeFlags = value().split(' ').filter((f) => f !== '');
+    else throw new Error(`unknown option ${a}; options: --runs N, --jobs N, --waiters N, --connections N, --measure-ms N, --servers patchbay,bare, --no-write, --node-flags "..."`);
   }
   const int = (name: string, v: number, lo: number, hi: number): void => {
     if (!Number.isInteger(v) || v < lo || v > hi) throw new Error(`${name} must be an integer from ${lo} to ${hi}`);
@@ -74,6 +77,7 @@ function parseArgs(argv: readonly string[]) {
   int('--connections', opts.connections, 1, 1000);
   int('--measure-ms', opts.measureMs, 1000, 120_000);
   for (const s of opts.servers) if (!SERVERS.includes(s)) throw new Error(`unknown server ${s}; known: ${SERVERS.join(', ')}`);
+  if (opts.nodeFlags.length > 0 && opts.write) throw new Error('--node-flags is for profiling: use it with --no-write');
   return opts;
 }
 
@@ -87,8 +91,35 @@ interface RunningServer extends ServerProcess {
   held(): Promise<number>;
 }
 
+/**
+ * A private copy of the built package and the demo, taken once per run: other work in the same
+ * checkout may rebuild dist/ (tsup empties it first) while this suite starts its servers. The
+ * copy's package.json makes `import 'patchbay'` resolve to the copy's dist/.
+ */
+function snapshotDemo(): string {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const dir = mkdtempSync(join(os.tmpdir(), 'patchbay-poll-bench-'));
+    try {
+      cpSync(join(root, 'package.json'), join(dir, 'package.json'));
+      cpSync(join(root, 'dist'), join(dir, 'dist'), { recursive: true });
+      cpSync(join(root, 'demo'), join(dir, 'demo'), { recursive: true });
+      symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'), 'dir');
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { exports: Record<string, { import?: { default?: string } }> };
+      const files = Object.values(pkg.exports).flatMap((e) => (typeof e === 'object' && e.import?.default ? [e.import.default] : []));
+      if (files.every((f) => existsSync(join(dir, f)))) return dir;
+    } catch {
+      // dist/ changed while copying: try again
+    }
+    rmSync(dir, { recursive: true, force: true });
+    execFileSync('sleep', ['3']);
+  }
+  throw new Error('could not copy a complete dist/ (is a build running?); run again');
+}
+const snapshot = snapshotDemo();
+process.on('exit', () => rmSync(snapshot, { recursive: true, force: true }));
+
 async function startServer(name: ServerName): Promise<RunningServer> {
-  const script = name === 'patchbay' ? join(root, 'demo', 'server.js') : join(here, 'bare-server.mjs');
+  const script = name === 'patchbay' ? join(snapshot, 'demo', 'server.js') : join(here, 'bare-server.mjs');
   const env = {
     JOBS_MAX_LIVE: String(opts.jobs + 1000),
     JOBS_MAX_STORED: String(opts.jobs * 2 + 2000),
@@ -98,7 +129,7 @@ async function startServer(name: ServerName): Promise<RunningServer> {
     // suite measures the PollHandle path, not the sidecars (their suite is their own).
     SIDECARS: '0',
   };
-  const server = await startNodeServer(script, { cwd: root, name, env });
+  const server = await startNodeServer(script, { cwd: name === 'patchbay' ? snapshot : root, name, env, nodeFlags: opts.nodeFlags });
   return {
     ...server,
     name,
@@ -565,7 +596,8 @@ if (opts.write) {
     '',
     'Two servers side by side: **patchbay** (`node demo/server.js`: `PollHandle` + `PollHandler` from the built package behind',
     '`POST /jobs`, `GET|DELETE /jobs/:id`, with `JOBS_MAX_LIVE`, `JOBS_MAX_STORED` and `JOBS_MAX_WAIT_S` raised for the load and',
-    '`SIDECARS=0`, so the demo\'s log and metrics sidecars do not observe each request) and',
+    '`SIDECARS=0`, so the demo\'s log and metrics sidecars do not observe each request; run from a copy of `dist/` and `demo/`',
+    'taken when the run starts, so a rebuild elsewhere in the checkout cannot change it mid-run) and',
     '**bare** (`bench/src/poll/bare-server.mjs`: the same routes by hand on `node:http` — a `Map` of jobs, a `setTimeout` per job',
     'step as the demo job has, a `Set` of held reads per job with a `setTimeout` per held read, `JSON.stringify` per answer and',
     'once per wake). Both run the same demo job (`{ steps, stepMs }`, progress after each step). Everything on 127.0.0.1.',
