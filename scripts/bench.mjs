@@ -46,6 +46,11 @@ const suites = {
     description: 'S WebSocket subscribers (10k) on one topic: demo server GET /ws vs a bare ws broadcast loop (burst messages/s, paced publish-to-receive p50/p99, RSS per socket, order)',
     limitMs: 30 * 60_000,
   },
+  redis: {
+    entry: 'bench/src/redis/main.ts',
+    description: 'Two processes on one redis-server: RedisBackend + demo server vs plain ioredis pub/sub relayed by hand (p50/p99 publish-to-delivery for SSE and long polls, burst messages/s)',
+    limitMs: 30 * 60_000,
+  },
 };
 
 const args = process.argv.slice(2);

@@ -76,10 +76,9 @@ if store == '1' and maxCount > 0 then
   local id = sid(seq)
   local deleted = nil
   local n = redis.call('XLEN', key)
-  if n >= maxCount then
-    local old = redis.call('XRANGE', key, '-', '+', 'COUNT', n - maxCount + 1)
-    deleted = old[#old][1]
-  end
+  local first = nil
+  if n > 0 and (n >= maxCount or maxAge >= 0) then first = redis.call('XRANGE', key, '-', '+', 'COUNT', math.max(1, n - maxCount + 1)) end
+  if n >= maxCount then deleted = first[#first][1] end
   local added
   if headers == '' then
     added = redis.pcall('XADD', key, 'MAXLEN', maxCount, id, 'd', data)
@@ -90,11 +89,15 @@ if store == '1' and maxCount > 0 then
   -- later seq got here first. Nothing was written; the caller takes a new seq.
   if type(added) == 'table' and added.err then return {'retry'} end
   if maxAge >= 0 then
-    local min = sid((now - maxAge) * 1024)
-    local expired = redis.call('XREVRANGE', key, '(' .. min, '-', 'COUNT', 1)
-    if expired[1] then
-      if deleted == nil or seqof(expired[1][1]) > seqof(deleted) then deleted = expired[1][1] end
-      redis.call('XTRIM', key, 'MINID', min)
+    -- Only when the oldest entry is past its age (XREVRANGE scans a node backwards: not per publish).
+    local cut = (now - maxAge) * 1024
+    if first ~= nil and first[1] ~= nil and seqof(first[1][1]) < cut then
+      local min = sid(cut)
+      local expired = redis.call('XREVRANGE', key, '(' .. min, '-', 'COUNT', 1)
+      if expired[1] then
+        if deleted == nil or seqof(expired[1][1]) > seqof(deleted) then deleted = expired[1][1] end
+        redis.call('XTRIM', key, 'MINID', min)
+      end
     end
     -- The whole log is past its age once its newest entry is: let the key go then.
     redis.call('PEXPIRE', key, maxAge + 1000)
@@ -179,10 +182,13 @@ for key, topic in streams() do
     local start = '-'
     if after >= 0 then start = '(' .. sid(after) end
     if min >= 0 then
-      local expired = redis.call('XREVRANGE', key, '(' .. sid(min), '-', 'COUNT', 1)
-      if expired[1] then
-        local e = seqof(expired[1][1])
-        if e > deleted then deleted = e end
+      local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
+      if first[1] and seqof(first[1][1]) < min then
+        local expired = redis.call('XREVRANGE', key, '(' .. sid(min), '-', 'COUNT', 1)
+        if expired[1] then
+          local e = seqof(expired[1][1])
+          if e > deleted then deleted = e end
+        end
       end
       if after < min then start = sid(min) end
     end

@@ -142,6 +142,28 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes s
     );
   });
 
+  it('trims by age (Redis time): older messages leave the log and a cursor before them reads as a gap', async () => {
+    const { a, brokerA, brokerB } = await pair(redis.url, { history: { maxAgeMs: 300 } });
+    const start = await brokerA.head();
+    const old = await brokerA.publish('aged', 'old');
+    await brokerA.publish('idle', 'alone');
+    await new Promise((r) => setTimeout(r, 450));
+    const fresh = await brokerA.publish('aged', 'fresh');
+    // Local reads (A's memory) and Redis reads (B has seen nothing recent of its own) agree.
+    await waitFor(() => a.redisStats().delivered >= 3, 'the feed on A');
+    for (const broker of [brokerA, brokerB]) {
+      const read = await broker.read('aged', start, 10);
+      expect(read.gap).toBe(true);
+      expect(read.messages.map((m) => m.id)).toEqual([fresh.id]);
+      expect((await broker.read('aged', old.id, 10)).gap).toBe(false); // nothing after `old` was lost
+      expect((await broker.read('aged', null, 10)).messages.map((m) => m.data)).toEqual(['fresh']);
+      // A topic whose whole log aged out: empty, and a gap for a cursor from before.
+      const idle = await broker.read('idle', start, 10);
+      expect(idle.messages).toEqual([]);
+      expect(idle.gap).toBe(true);
+    }
+  });
+
   it('keeps keys under the prefix, with a hash tag per topic', async () => {
     const { brokerA, prefix } = await pair(redis.url);
     await brokerA.publish('tag.me', 1);

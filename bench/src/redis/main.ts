@@ -1,0 +1,343 @@
+/**
+ * The Redis benchmark: two processes on one redis-server, publishing on one and delivering on the
+ * other, against plain ioredis pub/sub between two processes in the same run. Run it from the
+ * repository root with `npm run bench -- redis`.
+ *
+ * Contenders (each trial on fresh processes; the order rotates from run to run):
+ *
+ * - **patchbay**: a publisher process with `PubSubBroker` over `RedisBackend` (the built
+ *   package) calling `broker.publish()`; the server process is the demo (`node demo/server.js`
+ *   with `PATCHBAY_REDIS_URL`), holding the clients' long polls (`GET /lp/bench?cursor=`) and SSE
+ *   streams (`GET /sse/bench`).
+ * - **ioredis** (the reference): a publisher process calling ioredis `PUBLISH`; the server
+ *   process relays one ioredis subscription to long polls and SSE streams by hand on `node:http`
+ *   (`bare-server.mjs`: no history, no cursors).
+ * - **demo×2**: the demo server itself as two processes, publishing with `POST /pub/bench` on one
+ *   and delivering on the other (an extra HTTP hop on the publishing side: not a target).
+ *
+ * Workloads: `paced` (100 SSE streams and 100 long polls held; 400 publishes, one every 10 ms:
+ * p50/p99 publish-to-delivery, from the publisher's call to the client's receipt, on the
+ * machine's monotonic clock) and `burst` (4 SSE streams; 20,000 publishes with at most 256 in
+ * flight: messages/s delivered to every stream, from the first publish to the slowest stream's
+ * last message). Every stream is checked for order and completeness.
+ *
+ * Prints a table, writes `bench/results/redis.json` and the redis section of
+ * `docs/benchmarks.md`. Options: `--runs N` (default 3), `--no-write`, `--quick` (a smoke test with small counts).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gitHead, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
+import { killLoads, type Load, spawnLoad, stopLoads } from '../lib/loads.js';
+import { cpuMs, freePort, getJson, killAllStarted, startNodeServer, type ServerProcess } from '../lib/processes.js';
+import { quantileSorted, summarize, type Summary } from '../lib/stats.js';
+import type { FromLoad, ToLoad } from './load.js';
+import type { FromPublisher, ToPublisher } from './publisher.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..', '..');
+const TOPIC = 'bench';
+const KINDS = ['patchbay', 'ioredis', 'demo'] as const;
+type Kind = (typeof KINDS)[number];
+const LABEL: Record<Kind, string> = { patchbay: 'patchbay', ioredis: 'ioredis (reference)', demo: 'demo×2' };
+let PACED = { n: 400, intervalMs: 10, sse: 100, lp: 100 };
+let BURST = { n: 20_000, window: 256, sse: 4 };
+
+function parseArgs(argv: readonly string[]) {
+  const opts = { runs: 3, write: true, quick: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--runs') opts.runs = Number(argv[++i]);
+    else if (a === '--no-write') opts.write = false;
+    else if (a === '--quick') opts.quick = true;
+    else throw new Error(`unknown option ${a}; options: --runs N, --no-write, --quick (a smoke test: small counts, needs --no-write)`);
+  }
+  if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 10) throw new Error('--runs must be 1..10');
+  if (opts.quick && opts.write) throw new Error('--quick is a smoke test: use it with --no-write');
+  return opts;
+}
+
+// --- redis-server -----------------------------------------------------------------------------
+
+async function startRedisServer(): Promise<{ url: string; pid: number; version: string; stop: () => Promise<void> }> {
+  const dir = mkdtempSync(join(os.tmpdir(), 'patchbay-bench-redis-'));
+  const port = await freePort();
+  const conf = join(dir, 'redis.conf');
+  writeFileSync(conf, [`bind 127.0.0.1`, `port ${port}`, 'protected-mode yes', `dir ${dir}`, 'save ""', 'appendonly no', 'loglevel warning', 'logfile ""'].join('\n'));
+  let child: ChildProcess;
+  try {
+    child = spawn('redis-server', [conf], { stdio: ['ignore', 'ignore', 'inherit'] });
+  } catch (error) {
+    throw new Error(`cannot start redis-server (apt-get install redis-server): ${String(error)}`);
+  }
+  await new Promise<void>((resolve, reject) => {
+    child.once('error', (e) => reject(new Error(`cannot start redis-server (apt-get install redis-server): ${e.message}`)));
+    child.once('spawn', () => resolve());
+  });
+  const { Redis } = await import('ioredis');
+  const probe = new Redis(`redis://127.0.0.1:${port}`, { retryStrategy: (n) => (n > 100 ? null : 50), lazyConnect: true });
+  await probe.connect();
+  const info = await probe.info('server');
+  await probe.quit();
+  const version = /redis_version:(\S+)/.exec(info)?.[1] ?? '?';
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    pid: child.pid!,
+    version,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        const gone = new Promise<void>((r) => child.once('exit', () => r()));
+        child.kill('SIGTERM');
+        await gone;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+// --- one trial ----------------------------------------------------------------------------------
+
+interface Trial {
+  readonly sseUs: number[];
+  readonly lpUs: number[];
+  readonly msgPerS: number;
+  readonly serverCpuUsPerMsg: number;
+  readonly publishCallP50Us: number;
+  readonly complete: boolean;
+  readonly disorder: number;
+  readonly lpErrors: number;
+}
+
+async function startServer(kind: Kind, redisUrl: string, prefix: string): Promise<ServerProcess> {
+  if (kind === 'ioredis') {
+    return startNodeServer(join(here, 'bare-server.mjs'), { cwd: root, name: 'bare relay', env: { REDIS_URL: redisUrl, CHANNEL: TOPIC } });
+  }
+  return startNodeServer(join(root, 'demo', 'server.js'), {
+    cwd: root,
+    name: 'demo',
+    env: { PATCHBAY_REDIS_URL: redisUrl, PATCHBAY_REDIS_PREFIX: prefix, SIDECARS: '0', LP_TIMEOUT_MS: '120000' },
+  });
+}
+
+async function held(kind: Kind, server: ServerProcess): Promise<{ lp: number; sse: number }> {
+  if (kind === 'ioredis') {
+    const s = await getJson<{ parked: number; streams: number }>(server.port, '/stats', 'bare relay');
+    return { lp: s.parked, sse: s.streams };
+  }
+  const s = await getJson<{ longPoll: { parked: number }; sse: { connections: number } }>(server.port, '/stats', 'demo');
+  return { lp: s.longPoll.parked, sse: s.sse.connections };
+}
+
+async function trial(kind: Kind, redisUrl: string, prefix: string, workload: 'paced' | 'burst'): Promise<Trial> {
+  const server = await startServer(kind, redisUrl, prefix);
+  const publishSide = kind === 'demo' ? await startServer('demo', redisUrl, prefix) : undefined;
+  const load: Load<ToLoad, FromLoad> = spawnLoad(join(here, 'load.ts'), root, 1);
+  const pub: Load<ToPublisher, FromPublisher> = spawnLoad(join(here, 'publisher.ts'), root, 1);
+  try {
+    const shape = workload === 'paced' ? { sse: PACED.sse, lp: PACED.lp } : { sse: BURST.sse, lp: 0 };
+    load.send({ type: 'start', port: server.port, topic: TOPIC, ...shape, cursors: kind !== 'ioredis' });
+    await load.next('started', 10_000);
+    pub.send({ type: 'start', kind: kind === 'demo' ? 'demo' : kind, redisUrl, prefix, topic: TOPIC, demoPort: publishSide?.port ?? 0 });
+    const ready = await Promise.race([pub.next('ready', 20_000), pub.next('error', 20_000).then((e) => Promise.reject(new Error(e.message)))]);
+    void ready;
+    for (let t = 0; ; t++) {
+      const h = await held(kind, server);
+      if (h.lp >= shape.lp && h.sse >= shape.sse) break;
+      if (t > 500) throw new Error(`${kind}: only ${h.lp}/${shape.lp} polls and ${h.sse}/${shape.sse} streams held`);
+      await sleep(20);
+    }
+    // Warm up (JIT, connections, scripts loaded), then measure.
+    pub.send({ type: 'paced', n: 50, intervalMs: 2 });
+    await pub.next('done', 30_000);
+    await sleep(300);
+    load.send({ type: 'reset' });
+    await load.next('reset', 5000);
+    await waitQuiet(20_000);
+    const cpu0 = cpuMs(server.pids()[0]!);
+    if (workload === 'paced') pub.send({ type: 'paced', n: PACED.n, intervalMs: PACED.intervalMs });
+    else pub.send({ type: 'burst', n: BURST.n, window: BURST.window });
+    const done = await pub.next('done', 120_000);
+    const n = workload === 'paced' ? PACED.n : BURST.n;
+    load.send({ type: 'collect', n, timeoutMs: 30_000 });
+    const result = await load.next('result', 60_000);
+    const cpu1 = cpuMs(server.pids()[0]!);
+    if (workload === 'paced') await sleep(200); // let the last long polls come back
+    const lastUs = Math.max(...result.lastUs);
+    const calls = [...done.callUs].sort((a, b) => a - b);
+    return {
+      sseUs: result.sseUs,
+      lpUs: result.lpUs,
+      msgPerS: workload === 'burst' ? (BURST.n / (lastUs - done.startUs)) * 1e6 : Number.NaN,
+      serverCpuUsPerMsg: ((cpu1 - cpu0) * 1000) / n,
+      publishCallP50Us: quantileSorted(calls, 0.5),
+      complete: result.sseCounts.every((c) => c === n),
+      disorder: result.disorder,
+      lpErrors: result.lpErrors,
+    };
+  } finally {
+    await stopLoads([load], { type: 'exit' } as ToLoad);
+    await stopLoads([pub], { type: 'exit' } as ToPublisher);
+    await server.stop();
+    await publishSide?.stop();
+  }
+}
+
+// --- run ------------------------------------------------------------------------------------------
+
+const opts = parseArgs(process.argv.slice(2));
+if (opts.quick) {
+  PACED = { n: 50, intervalMs: 10, sse: 10, lp: 10 };
+  BURST = { n: 2000, window: 64, sse: 2 };
+}
+const command = process.env.BENCH_COMMAND ?? 'npm run bench -- redis';
+const started = new Date();
+const head = gitHead();
+const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+const loadStart = os.loadavg();
+const onSignal = (): void => {
+  killLoads();
+  killAllStarted();
+  process.exit(130);
+};
+process.once('SIGINT', onSignal);
+process.once('SIGTERM', onSignal);
+
+const redis = await startRedisServer();
+console.log(`redis-server ${redis.version} (pid ${redis.pid}) on ${redis.url}`);
+
+const figures = {
+  ssep50: { label: 'SSE p50 publish-to-delivery (ms)', better: 'lower' },
+  ssep99: { label: 'SSE p99 publish-to-delivery (ms)', better: 'lower' },
+  lpp50: { label: 'long poll p50 publish-to-delivery (ms)', better: 'lower' },
+  lpp99: { label: 'long poll p99 publish-to-delivery (ms)', better: 'lower' },
+  rate: { label: 'burst: messages/s delivered to every stream', better: 'higher' },
+  cpu: { label: 'burst: server CPU per message (µs)', better: 'lower' },
+  call: { label: 'paced: publish call p50 (ms)', better: 'lower' },
+} as const;
+type FigureKey = keyof typeof figures;
+const values = new Map<Kind, Record<FigureKey, number[]>>();
+for (const k of KINDS) values.set(k, { ssep50: [], ssep99: [], lpp50: [], lpp99: [], rate: [], cpu: [], call: [] });
+const failures: string[] = [];
+
+try {
+  for (let run = 0; run < opts.runs; run++) {
+    const order = KINDS.map((_, i) => KINDS[(i + run) % KINDS.length]!);
+    for (const workload of ['paced', 'burst'] as const) {
+      for (const kind of order) {
+        const prefix = `bench:${run}:${workload}:${kind}:`;
+        const t = await trial(kind, redis.url, prefix, workload);
+        const v = values.get(kind)!;
+        if (!t.complete) failures.push(`run ${run + 1} ${kind} ${workload}: a stream missed messages`);
+        if (t.disorder > 0) failures.push(`run ${run + 1} ${kind} ${workload}: ${t.disorder} streams got messages out of order`);
+        if (workload === 'paced') {
+          const sse = [...t.sseUs].sort((a, b) => a - b);
+          const lp = [...t.lpUs].sort((a, b) => a - b);
+          v.ssep50.push(quantileSorted(sse, 0.5) / 1000);
+          v.ssep99.push(quantileSorted(sse, 0.99) / 1000);
+          v.lpp50.push(quantileSorted(lp, 0.5) / 1000);
+          v.lpp99.push(quantileSorted(lp, 0.99) / 1000);
+          v.call.push(t.publishCallP50Us / 1000);
+          console.log(
+            `run ${run + 1} ${LABEL[kind].padEnd(20)} paced: SSE p50 ${(quantileSorted(sse, 0.5) / 1000).toFixed(2)} ms p99 ${(quantileSorted(sse, 0.99) / 1000).toFixed(2)} ms; ` +
+              `LP p50 ${(quantileSorted(lp, 0.5) / 1000).toFixed(2)} ms p99 ${(quantileSorted(lp, 0.99) / 1000).toFixed(2)} ms (${lp.length} deliveries)`,
+          );
+        } else {
+          v.rate.push(t.msgPerS);
+          v.cpu.push(t.serverCpuUsPerMsg);
+          console.log(`run ${run + 1} ${LABEL[kind].padEnd(20)} burst: ${Math.round(t.msgPerS).toLocaleString('en')} msg/s, server CPU ${t.serverCpuUsPerMsg.toFixed(1)} µs/msg`);
+        }
+      }
+    }
+  }
+} finally {
+  killLoads();
+  killAllStarted();
+  await redis.stop();
+}
+
+const loadEnd = os.loadavg();
+const summary = (k: Kind, f: FigureKey): Summary => summarize(values.get(k)![f]);
+const ratio = (f: FigureKey): number => summary('patchbay', f).median / summary('ioredis', f).median;
+const fmt = (x: number, digits = 2): string => (Number.isNaN(x) ? '—' : x >= 1000 ? Math.round(x).toLocaleString('en') : x.toFixed(digits));
+const cell = (s: Summary): string => `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})`;
+
+const targets = [
+  { target: 'SSE p50 publish-to-delivery <= 1.5x ioredis', ratio: ratio('ssep50'), met: ratio('ssep50') <= 1.5 },
+  { target: 'SSE p99 publish-to-delivery <= 1.5x ioredis', ratio: ratio('ssep99'), met: ratio('ssep99') <= 1.5 },
+  { target: 'long poll p50 publish-to-delivery <= 1.5x ioredis', ratio: ratio('lpp50'), met: ratio('lpp50') <= 1.5 },
+  { target: 'long poll p99 publish-to-delivery <= 1.5x ioredis', ratio: ratio('lpp99'), met: ratio('lpp99') <= 1.5 },
+  { target: 'burst messages/s >= 1/1.5 of ioredis', ratio: ratio('rate'), met: ratio('rate') >= 1 / 1.5 },
+];
+
+const header = `| figure | ${KINDS.map((k) => LABEL[k]).join(' | ')} | patchbay ÷ ioredis |`;
+const table = [
+  header,
+  `|---|${KINDS.map(() => '---').join('|')}|---|`,
+  ...(Object.keys(figures) as FigureKey[]).map(
+    (f) => `| ${figures[f].label} ${figures[f].better === 'lower' ? '↓' : '↑'} | ${KINDS.map((k) => cell(summary(k, f))).join(' | ')} | ${fmt(ratio(f))}x |`,
+  ),
+].join('\n');
+console.log('');
+console.log(table);
+console.log('');
+for (const t of targets) console.log(`  [${t.met ? 'met' : 'NOT met'}] ${t.target}: ${fmt(t.ratio)}x`);
+if (failures.length > 0) console.log(`\nCHECK FAILURES:\n  ${failures.join('\n  ')}`);
+
+if (opts.write) {
+  const json = {
+    suite: 'redis',
+    date: started.toISOString(),
+    command,
+    environment: { node: process.version, cpu, cores: os.cpus().length, os: `${os.type()} ${os.release()} ${os.arch()}`, redis: redis.version, gitHead: head, loadAvgStart: loadStart, loadAvgEnd: loadEnd },
+    config: { runs: opts.runs, paced: PACED, burst: BURST, topic: TOPIC, order: 'for each run and workload, the contenders in an order rotated by the run number, each trial on fresh processes' },
+    figures: Object.fromEntries((Object.keys(figures) as FigureKey[]).map((f) => [f, { ...figures[f], ...Object.fromEntries(KINDS.map((k) => [k, summary(k, f)])), ratioPatchbayOverIoredis: ratio(f) }])),
+    targets,
+    checkFailures: failures,
+  };
+  const jsonFile = join(root, 'bench', 'results', 'redis.json');
+  mkdirSync(dirname(jsonFile), { recursive: true });
+  writeFileSync(jsonFile, `${JSON.stringify(json, (_k, v: unknown) => (typeof v === 'number' && Number.isNaN(v) ? null : v), 2)}\n`);
+  const section = [
+    '## Redis backend',
+    '',
+    'Two processes on one redis-server (Debian\'s, started by the suite on 127.0.0.1, no persistence): one publishes, the',
+    'other holds the clients\' long polls and SSE streams. **patchbay**: `broker.publish()` on a `PubSubBroker` over',
+    '`RedisBackend` in the publishing process; the demo server (`PATCHBAY_REDIS_URL`) delivering. **ioredis** (the',
+    'reference): ioredis `PUBLISH` in the publishing process; one ioredis subscription relayed to long polls and SSE by hand',
+    'on `node:http` (`bench/src/redis/bare-server.mjs`, no history, no cursors). **demo×2**: the demo server as both',
+    'processes, publishing with `POST /pub/bench` (one more HTTP hop than the others: shown, not a target).',
+    '',
+    `Command: \`${command}\``,
+    '',
+    `Date: ${started.toISOString()}; commit ${head}; Node ${process.version}; redis-server ${redis.version}; ${cpu}, ${os.cpus().length} cores; ` +
+      `${opts.runs} runs, each trial on fresh processes, contenders taking turns in a rotating order; median (min–max) over runs. ` +
+      `Load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}, at end ${loadEnd.map((x) => x.toFixed(2)).join(' ')}.`,
+    '',
+    table,
+    '',
+    '### Targets',
+    '',
+    ...targets.map((t) => `- **${t.met ? 'met' : 'not met'}**: ${t.target}: ${fmt(t.ratio)}x`),
+    ...(failures.length > 0 ? ['', '**Check failures:**', '', ...failures.map((f) => `- ${f}`)] : []),
+    '',
+    '### How it is measured',
+    '',
+    `- paced: ${PACED.sse} SSE streams and ${PACED.lp} long-poll loops held on the delivering process by one client process`,
+    `  (patchbay's polls follow \`Patchbay-Cursor\`); ${PACED.n} publishes of \`{ i, t }\`, one every ${PACED.intervalMs} ms, after 50 warm-up`,
+    '  publishes. `t` is the publisher\'s `process.hrtime` when it calls publish; each client subtracts it from its own',
+    '  `process.hrtime` at receipt (one monotonic clock for every process on the machine). p50/p99 are over every',
+    '  delivery of the run.',
+    `- burst: ${BURST.sse} SSE streams; ${BURST.n.toLocaleString('en')} publishes with at most ${BURST.window} in flight; messages/s is the count over`,
+    '  the time from the first publish to the last message on the slowest stream. Server CPU is the delivering',
+    '  process\'s user + system time over the burst, per message.',
+    '- Every stream must get every message, in order, or the run reports a check failure.',
+    '- Four processes (redis-server, publisher, server, clients) share the 2 cores, so absolute figures include the',
+    '  others\' work; compare the ratios, which come from the same run.',
+  ].join('\n');
+  const docFile = writeDocsSection('redis', section);
+  console.log(`\nwrote ${relative(root, jsonFile)} and ${relative(root, docFile)}`);
+}
+if (failures.length > 0) process.exitCode = 1;
+process.exit();
