@@ -51,6 +51,11 @@ const suites = {
     description: 'Two processes on one redis-server: RedisBackend + demo server vs plain ioredis pub/sub relayed by hand (p50/p99 publish-to-delivery for SSE and long polls, burst messages/s)',
     limitMs: 30 * 60_000,
   },
+  sidecar: {
+    entry: 'bench/src/sidecar/main.ts',
+    description: "SidecarChannel over a Unix socket vs Node's child_process IPC (process.send): fire-and-forget messages/s, request round-trip p50/p99 (1 and 32 in flight)",
+    limitMs: 20 * 60_000,
+  },
 };
 
 const args = process.argv.slice(2);

@@ -20,8 +20,10 @@
  *   rejected with `UnavailableError` (it may or may not have run); one still waiting in the
  *   queue is sent on the next connection. Each has a deadline (`timeoutMs`) and an AbortSignal,
  *   which also cancel it on the peer.
- * - **Backpressure both ways.** Writes go out in one coalesced buffer per event-loop turn and
- *   stop when the stream says so (`write()` false) until `'drain'`. Towards the caller, `send`
+ * - **Backpressure both ways.** What is queued during one synchronous run (a burst of sends,
+ *   the frames of one incoming chunk and their replies) goes out in one coalesced buffer, written
+ *   in a microtask right after it, and writing stops when the stream says so (`write()` false)
+ *   until `'drain'`. Towards the caller, `send`
  *   returns `false` past the high-water mark and {@link SidecarChannel.drain} waits for room.
  * - **A malformed or oversized frame** is a `ProtocolError` that closes that connection (never
  *   the process, never a hang); the channel reconnects as after any other loss.
@@ -284,7 +286,7 @@ export interface SidecarChannelEvents {
   connect: [];
   /** The connection was lost (with the error, if any); held messages wait for the next one. */
   disconnect: [error: unknown];
-  /** The held messages fell below the high-water mark after `send` returned `false`. */
+  /** The held messages fell to half the high-water mark after `send` returned `false`. */
   drain: [];
   /** The overflow policy removed a message. */
   drop: [info: SidecarDropInfo];
@@ -373,7 +375,7 @@ class Deque<T> {
 /** Server-side state shared by the connections of one `serveSidecar`. @internal */
 export interface AcceptState {
   /** Per app session: the last seq taken. */
-  readonly sessions: Map<string, number>;
+  readonly sessions: Map<string, { last: number }>;
   /** The durable resume point of a session, from the sidecar. */
   readonly lastHandled: ((session: string) => number | undefined) | undefined;
 }
@@ -394,6 +396,10 @@ class Connection {
   readonly handling = new Map<number, AbortController>();
   /** The peer's session (accepting side). */
   peerSession = '';
+  /** The session handlers see: the peer's (accepting side) or the channel's own. */
+  messageSession = '';
+  /** The accepting side's resume record of the peer's session. */
+  resume: { last: number } | undefined;
   readonly #cleanup: (() => void)[] = [];
 
   constructor(stream: SidecarStream, maxFrameBytes: number) {
@@ -535,6 +541,13 @@ export class SidecarChannel extends Resource {
   #reconnectAttempt = 0;
   #connecting = false;
   readonly #endCallbacks: (() => void)[] = [];
+  /** The context of every send: its signal never aborts (a fresh one per read, so no listener piles up). */
+  readonly #sendContext: SidecarContext = {
+    get signal(): AbortSignal {
+      return new AbortController().signal;
+    },
+    channel: this,
+  };
 
   // Incoming: the last seq taken from the peer (dedupe) and acknowledgement bookkeeping.
   #lastIn = 0;
@@ -765,8 +778,9 @@ export class SidecarChannel extends Resource {
   }
 
   /**
-   * Resolves once the channel holds fewer than `highWaterMark` messages (at once if it does),
-   * so a producer can pace itself: `if (!channel.send(t, d)) await channel.drain()`.
+   * Resolves once the queue has room: at once when the channel holds fewer than `highWaterMark`
+   * messages, otherwise when it has fallen to half of it. A producer paces itself with
+   * `if (!channel.send(t, d)) await channel.drain()`.
    *
    * @param signal - Stops waiting (rejects with its reason).
    * @throws (rejects) {@link ClosedError} (`PB_ERR_CLOSED`) if the channel closes first.
@@ -812,6 +826,7 @@ export class SidecarChannel extends Resource {
     if (typeof stream !== 'object' || stream === null) throw new InvalidArgumentError(`Expected a stream, got ${describe(stream)}`);
     if (this.#conn !== undefined) this.#lose(this.#conn, new UnavailableError('The sidecar connection was replaced'));
     const conn = new Connection(stream, this.#maxFrameBytes);
+    conn.messageSession = this.#session;
     this.#conn = conn;
     conn.on(conn.readable, 'data', (chunk: Buffer) => this.#onData(conn, chunk));
     const lost = (err?: unknown): void => this.#lose(conn, err ?? new UnavailableError('The sidecar connection closed'));
@@ -939,7 +954,8 @@ export class SidecarChannel extends Resource {
     entry.dead = true;
     this.#heldMessages--;
     this.#heldBytes -= entry.bytes;
-    if (this.#needDrain && this.#heldMessages < this.#highWater) {
+    // Hysteresis: wake a paused producer at half the mark, so it resumes with room for a burst.
+    if (this.#needDrain && this.#heldMessages <= this.#highWater >> 1) {
       this.#needDrain = false;
       const waiters = this.#drainWaiters.splice(0);
       for (const w of waiters) w();
@@ -956,7 +972,7 @@ export class SidecarChannel extends Resource {
   #scheduleFlush(): void {
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
-    setImmediate(this.#flushTask);
+    queueMicrotask(this.#flushTask);
   }
 
   readonly #flushTask = (): void => {
@@ -1019,7 +1035,7 @@ export class SidecarChannel extends Resource {
   #onData(conn: Connection, chunk: Buffer): void {
     if (conn.closed) return;
     try {
-      conn.decoder.push(chunk, (payload) => {
+      conn.decoder.pushText(chunk, (payload) => {
         if (!conn.closed) this.#onEnvelope(conn, decodeEnvelope(payload));
       });
     } catch (err) {
@@ -1041,13 +1057,16 @@ export class SidecarChannel extends Resource {
         if (this.#accept === undefined || conn.ready) throw new ProtocolError('Unexpected HELLO');
         if (m[1] !== PROTOCOL_VERSION) throw new ProtocolError(`The peer speaks protocol version ${m[1]}; this side speaks ${PROTOCOL_VERSION}`);
         conn.peerSession = m[2];
+        conn.messageSession = m[2];
         const sessions = this.#accept.sessions;
-        let last = sessions.get(m[2]) ?? 0;
-        if (!sessions.has(m[2])) {
+        let record = sessions.get(m[2]);
+        if (record === undefined) {
           const durable = this.#accept.lastHandled?.(m[2]);
-          if (typeof durable === 'number' && Number.isSafeInteger(durable) && durable > last) last = durable;
-          sessions.set(m[2], last);
+          record = { last: typeof durable === 'number' && Number.isSafeInteger(durable) && durable > 0 ? durable : 0 };
+          sessions.set(m[2], record);
         }
+        conn.resume = record;
+        const last = record.last;
         this.#lastIn = last;
         this.#acked = last;
         this.#ackPending = [];
@@ -1130,59 +1149,64 @@ export class SidecarChannel extends Resource {
       return;
     }
     this.#lastIn = seq;
-    if (this.#accept !== undefined) this.#accept.sessions.set(conn.peerSession, seq);
+    if (conn.resume !== undefined) conn.resume.last = seq;
     this.#received++;
-    const isRequest = m[0] === Kind.REQUEST;
-    const id = isRequest ? (m as readonly [3, number, number, string, unknown?])[2] : 0;
-    const type = isRequest ? (m as readonly [3, number, number, string, unknown?])[3] : (m as readonly [2, number, string, unknown?])[2];
-    const data = isRequest ? (m as readonly [3, number, number, string, unknown?])[4] : (m as readonly [2, number, string, unknown?])[3];
-    const message: SidecarMessage = { kind: isRequest ? 'request' : 'send', type, data, seq, session: conn.peerSession || this.#session };
-    let controller: AbortController | undefined;
-    if (isRequest) {
-      controller = new AbortController();
-      conn.handling.set(id, controller);
+    if (m[0] === Kind.SEND) {
+      // The hot path: no closure, no context object of its own.
+      const message: SidecarMessage = { kind: 'send', type: m[2], data: m[3], seq, session: conn.messageSession };
+      let result: unknown;
+      if (this.#handler !== undefined) {
+        try {
+          result = this.#handler(message, this.#sendContext);
+        } catch (err) {
+          this.#report(err);
+        }
+      }
+      if (isThenable(result)) {
+        const slot = { seq, done: false };
+        this.#ackPending.push(slot);
+        result.then(
+          () => this.#settled(conn, slot),
+          (err: unknown) => {
+            this.#report(err);
+            this.#settled(conn, slot);
+          },
+        );
+      } else if (this.#ackPending.length === 0) {
+        this.#acked = seq;
+        this.#ackToSend = seq;
+      } else {
+        this.#ackPending.push({ seq, done: true });
+      }
+      return;
     }
+    const [, , id, type, data] = m as readonly [3, number, number, string, unknown?];
+    const message: SidecarMessage = { kind: 'request', type, data, seq, session: conn.messageSession };
+    const controller = new AbortController();
+    conn.handling.set(id, controller);
     let result: unknown;
     let failed = false;
     try {
-      if (this.#handler === undefined) {
-        if (isRequest) throw new PatchbayError(ErrorCodes.NOT_FOUND, `No handler for sidecar requests (type "${type}")`);
-        result = undefined;
-      } else {
-        let own: AbortController | undefined = controller;
-        const context: SidecarContext = {
-          // A send's signal is made only if the handler asks for it; it never aborts.
-          get signal() {
-            own ??= new AbortController();
-            return own.signal;
-          },
-          channel: this,
-        };
-        result = this.#handler(message, context);
-      }
+      if (this.#handler === undefined) throw new PatchbayError(ErrorCodes.NOT_FOUND, `No handler for sidecar requests (type "${type}")`);
+      result = this.#handler(message, { signal: controller.signal, channel: this });
     } catch (err) {
       failed = true;
       result = err;
     }
     const finish = (ok: boolean, value: unknown): void => {
-      if (isRequest) {
-        conn.handling.delete(id);
-        if (!conn.closed) {
-          if (ok) {
-            let json: string;
-            try {
-              json = value === undefined ? JSON.stringify([Kind.REPLY, id]) : JSON.stringify([Kind.REPLY, id, value]);
-            } catch (err) {
-              json = JSON.stringify([Kind.ERROR, id, ErrorCodes.INVALID_ARGUMENT, `The reply does not serialize: ${(err as Error).message}`]);
-            }
-            this.#control(conn, json);
-          } else {
-            this.#control(conn, JSON.stringify([Kind.ERROR, id, errorCode(value), errorMessage(value)]));
-          }
+      conn.handling.delete(id);
+      if (conn.closed) return;
+      let json: string;
+      if (ok) {
+        try {
+          json = value === undefined ? JSON.stringify([Kind.REPLY, id]) : JSON.stringify([Kind.REPLY, id, value]);
+        } catch (err) {
+          json = JSON.stringify([Kind.ERROR, id, ErrorCodes.INVALID_ARGUMENT, `The reply does not serialize: ${(err as Error).message}`]);
         }
-      } else if (!ok) {
-        this.#report(value);
+      } else {
+        json = JSON.stringify([Kind.ERROR, id, errorCode(value), errorMessage(value)]);
       }
+      this.#control(conn, json);
     };
     if (!failed && isThenable(result)) {
       const slot = { seq, done: false };

@@ -12,9 +12,10 @@
  *
  * The stream may cut frames anywhere: a chunk can hold half a length, three frames and the first
  * byte of a fourth. {@link FrameDecoder} keeps a copy of each piece of an incomplete frame (the
- * caller may reuse its chunk once `push` returns) and joins the pieces once, when the frame is
- * complete, so a large frame arriving in many small chunks is not re-joined on every chunk.
- * Complete frames inside a chunk are handed over as views of that chunk, without a copy.
+ * caller may reuse its chunk once `push` returns), takes from the next chunk only the bytes that
+ * frame still lacks, and joins the pieces once, when the frame is complete: a large frame
+ * arriving in many small chunks is not re-joined on every chunk, and the frames after it are not
+ * copied at all. Complete frames inside a chunk are handed over as views of that chunk.
  *
  * A decoder that refused a frame is spent: after a protocol error the stream is out of step and
  * nothing later in it can be trusted, so the connection is closed (see `SidecarChannel`).
@@ -114,19 +115,43 @@ export class FrameDecoder {
    *   more than `maxFrameBytes`; then, and after any earlier such error, the decoder is spent.
    */
   push(chunk: Uint8Array, onFrame: (payload: Buffer) => void): void {
+    this.#push(chunk, (buf, start, end) => onFrame(buf.subarray(start, end)));
+  }
+
+  /**
+   * {@link FrameDecoder.push}, handing each payload over as a UTF-8 string (decoded straight
+   * from the chunk, without a Buffer view per frame). @internal
+   */
+  pushText(chunk: Uint8Array, onText: (payload: string) => void): void {
+    this.#push(chunk, (buf, start, end) => onText(buf.toString('utf8', start, end)));
+  }
+
+  #push(chunk: Uint8Array, onFrame: (buf: Buffer, start: number, end: number) => void): void {
     if (this.#failed !== undefined) throw this.#failed;
-    let buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    if (buf.length === 0) return;
-    if (this.#buffered > 0) {
-      this.#pieces.push(Buffer.from(buf)); // a copy, as for the tail below
-      this.#buffered += buf.length;
-      // Still short of the head frame (or of its header): wait, copying nothing yet.
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    let offset = 0;
+    // First finish the frame that straddles the previous chunk, taking (copying) only its bytes.
+    while (this.#buffered > 0 && offset < buf.length) {
+      const take = Math.min(this.#needed - this.#buffered, buf.length - offset);
+      this.#pieces.push(Buffer.from(buf.subarray(offset, offset + take)));
+      this.#buffered += take;
+      offset += take;
       if (this.#buffered < this.#needed) return;
-      buf = Buffer.concat(this.#pieces, this.#buffered);
+      const joined = this.#pieces.length === 1 ? this.#pieces[0]! : Buffer.concat(this.#pieces, this.#buffered);
+      if (joined.length === FRAME_HEADER_BYTES) {
+        // The header is whole: now we know the frame's length (and can refuse it).
+        const length = joined.readUInt32BE(0);
+        if (length === 0 || length > this.#maxFrameBytes) this.#fail(length);
+        this.#pieces = [joined];
+        this.#needed = FRAME_HEADER_BYTES + length;
+        continue;
+      }
       this.#pieces = [];
       this.#buffered = 0;
+      this.#needed = FRAME_HEADER_BYTES;
+      this.#frames++;
+      onFrame(joined, FRAME_HEADER_BYTES, joined.length);
     }
-    let offset = 0;
     const end = buf.length;
     while (end - offset >= FRAME_HEADER_BYTES) {
       const length = buf.readUInt32BE(offset);
@@ -140,7 +165,7 @@ export class FrameDecoder {
       }
       offset = frameEnd;
       this.#frames++;
-      onFrame(buf.subarray(frameEnd - length, frameEnd));
+      onFrame(buf, frameEnd - length, frameEnd);
     }
     if (offset < end) {
       // A copy: the caller may reuse its chunk once push returns.

@@ -69,10 +69,10 @@ function bad(what: string): never {
  * Parses one frame's payload into an {@link Envelope}, checking its shape.
  * @throws {@link ProtocolError} when the payload is not JSON or not a known message. @internal
  */
-export function decodeEnvelope(payload: Buffer): Envelope {
+export function decodeEnvelope(payload: Buffer | string): Envelope {
   let value: unknown;
   try {
-    value = JSON.parse(payload.toString('utf8'));
+    value = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
   } catch (err) {
     throw new ProtocolError('Malformed sidecar message: the frame is not JSON', { cause: err });
   }

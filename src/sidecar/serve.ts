@@ -227,7 +227,7 @@ export function acceptSidecarStream(
   handler: SidecarHandler,
   options: Pick<ServeSidecarOptions, 'maxFrameBytes' | 'requestTimeoutMs' | 'lastHandled' | 'clock' | 'onError'> & {
     /** Resume state shared by the connections of one server. @internal */
-    readonly sessions?: Map<string, number>;
+    readonly sessions?: Map<string, { last: number }>;
   } = {},
 ): SidecarChannel {
   if (typeof handler !== 'function') throw new InvalidArgumentError(`Expected \`handler\` to be a function, got ${describe(handler)}`);
@@ -294,7 +294,7 @@ export async function serveSidecar(handler: SidecarHandler, options?: ServeSidec
   const supervised = process.env[SIDECAR_SUPERVISED_ENV] === '1';
   const exitProcess = o.exitProcess ?? supervised;
   const useStdio = o.stdio ?? (o.port === undefined && o.socketPath === undefined && process.env[SIDECAR_TRANSPORT_ENV] === 'stdio');
-  const sessions = new Map<string, number>();
+  const sessions = new Map<string, { last: number }>();
   const channelOptions = { ...o, sessions };
 
   let server: SidecarServer;

@@ -32,7 +32,7 @@ afterEach(async () => {
 function setup(options: ConstructorParameters<typeof SidecarChannel>[0] = {}, handler?: SidecarHandler) {
   const clock = new ManualClock();
   const seen: SidecarMessage[] = [];
-  const sessions = new Map<string, number>();
+  const sessions = new Map<string, { last: number }>();
   const app = new SidecarChannel({ clock, ...options });
   const sidecars: SidecarChannel[] = [];
   let cut = (): void => undefined;

@@ -1,0 +1,277 @@
+/**
+ * The sidecar benchmark: an app process talking to a sidecar process it spawned, patchbay's
+ * `SidecarSupervisor` + `SidecarChannel` over a Unix socket against Node's built-in
+ * `child_process` IPC (`fork` + `process.send`). Run it from the repository root with
+ * `npm run bench -- sidecar`.
+ *
+ * Every (mode, contender, run) is a fresh app process (child.ts) with a fresh peer; within a run
+ * the contenders take turns, in an order that rotates from run to run. Prints a table, writes
+ * `bench/results/sidecar.json` and the sidecar section of `docs/benchmarks.md`.
+ *
+ * Options: `--runs N` (default 5), `--scale X` (default 1; e.g. 0.1 for a smoke run),
+ * `--no-write` (print only), `--no-wait` (do not wait for a quiet machine before each child).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { cpuBusy, gitHead, root, runChild, waitQuiet, writeDocsSection } from '../lib/harness.js';
+import { summarize, type Summary } from '../lib/stats.js';
+import { CONTENDERS, type ChildResult, type ContenderName, MESSAGES, MODES, type Mode, REQUESTS } from './workload.js';
+
+const childFile = join(dirname(fileURLToPath(import.meta.url)), 'child.ts');
+const CHILD_LIMIT_MS = 180_000;
+const NODE_FLAGS: string[] = [];
+
+function parseArgs(argv: readonly string[]) {
+  const opts = { runs: 5, scale: 1, write: true, waitQuiet: true };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--runs') opts.runs = Number(value());
+    else if (a === '--scale') opts.scale = Number(value());
+    else if (a === '--no-write') opts.write = false;
+    else if (a === '--no-wait') opts.waitQuiet = false;
+    else throw new Error(`unknown option ${a}; options: --runs N, --scale X, --no-write, --no-wait`);
+  }
+  if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 20) throw new Error('--runs must be 1..20');
+  if (!(opts.scale > 0 && opts.scale <= 1)) throw new Error('--scale must be in (0, 1]');
+  return opts;
+}
+
+interface FigureDef {
+  readonly mode: Mode;
+  readonly key: string;
+  readonly label: string;
+  readonly unit: 'msg/s' | 'ms' | 'us';
+  readonly better: 'higher' | 'lower';
+  readonly description: string;
+}
+
+const FIGURES: readonly FigureDef[] = [
+  {
+    mode: 'throughput',
+    key: 'messagesPerSec',
+    label: 'fire-and-forget messages/s',
+    unit: 'msg/s',
+    better: 'higher',
+    description: `${MESSAGES.toLocaleString('en')} small log records (~130 bytes of JSON) sent as fast as each transport's backpressure allows, from the first send until the peer has counted the last (a request that answers after it; both channels are ordered). After a warm-up of a tenth as many.`,
+  },
+  {
+    mode: 'throughput',
+    key: 'appCpuPerMessageUs',
+    label: 'app CPU per message',
+    unit: 'us',
+    better: 'lower',
+    description: 'User + system CPU of the app process (not the peer) during the throughput run, per message.',
+  },
+  {
+    mode: 'latency',
+    key: 'p50Ms',
+    label: 'request round trip p50, 1 in flight',
+    unit: 'ms',
+    better: 'lower',
+    description: `${REQUESTS.toLocaleString('en')} requests one after another (echo of a number).`,
+  },
+  { mode: 'latency', key: 'p99Ms', label: 'request round trip p99, 1 in flight', unit: 'ms', better: 'lower', description: 'As above, 99th percentile.' },
+  {
+    mode: 'latency-c32',
+    key: 'p50Ms',
+    label: 'request round trip p50, 32 in flight',
+    unit: 'ms',
+    better: 'lower',
+    description: `${REQUESTS.toLocaleString('en')} requests with 32 in flight at all times.`,
+  },
+  { mode: 'latency-c32', key: 'p99Ms', label: 'request round trip p99, 32 in flight', unit: 'ms', better: 'lower', description: 'As above, 99th percentile.' },
+  { mode: 'latency-c32', key: 'requestsPerSec', label: 'requests/s, 32 in flight', unit: 'msg/s', better: 'higher', description: 'Requests completed per wall second with 32 in flight.' },
+];
+
+function fmt(value: number, unit: FigureDef['unit']): string {
+  if (Number.isNaN(value)) return 'n/a';
+  if (unit === 'msg/s') return value >= 1e6 ? `${(value / 1e6).toFixed(2)} M/s` : `${(value / 1e3).toFixed(0)} k/s`;
+  if (unit === 'us') return `${value.toFixed(2)} µs`;
+  return `${value.toFixed(value < 1 ? 3 : 2)} ms`;
+}
+const cell = (s: Summary, unit: FigureDef['unit']) => (s.runs.length <= 1 ? fmt(s.median, unit) : `${fmt(s.median, unit)} (${fmt(s.min, unit)}–${fmt(s.max, unit)})`);
+
+interface Row {
+  readonly figure: FigureDef;
+  readonly by: Record<ContenderName, Summary>;
+  /** patchbay median / ipc median. */
+  readonly ratio: number;
+}
+
+function ratioText(r: Row): string {
+  if (Number.isNaN(r.ratio)) return '—';
+  const better = r.figure.better === 'higher' ? r.ratio > 1.05 : r.ratio < 0.95;
+  const worse = r.figure.better === 'higher' ? r.ratio < 0.95 : r.ratio > 1.05;
+  return `${r.ratio.toFixed(2)}×${better ? ' (patchbay better)' : worse ? ' (IPC better)' : ' (about even)'}`;
+}
+
+// --- main -----------------------------------------------------------------------------------
+
+const opts = parseArgs(process.argv.slice(2));
+const head = gitHead();
+const command = process.env['BENCH_COMMAND'] ?? `node --import tsx ${relative(root, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim();
+const started = new Date();
+const loadStart = os.loadavg();
+const cpu = os.cpus()[0]?.model ?? 'unknown';
+console.log(`sidecar benchmark: ${opts.runs} run(s) x ${MODES.length} modes x ${CONTENDERS.length} contenders, scale ${opts.scale}`);
+console.log(`node ${process.version}, ${cpu}, ${os.cpus().length} cores, load ${loadStart.map((x) => x.toFixed(2)).join(' ')}`);
+
+const results: Record<Mode, Record<ContenderName, ChildResult[]>> = {
+  throughput: { ipc: [], patchbay: [] },
+  latency: { ipc: [], patchbay: [] },
+  'latency-c32': { ipc: [], patchbay: [] },
+};
+const busyAtStart: number[] = [];
+const failures: string[] = [];
+for (let run = 0; run < opts.runs; run++) {
+  const order = CONTENDERS.map((_, i) => CONTENDERS[(i + run) % CONTENDERS.length]!);
+  for (const mode of MODES) {
+    for (const contender of order) {
+      const busy = opts.waitQuiet ? await waitQuiet(20_000) : await cpuBusy(300);
+      busyAtStart.push(busy);
+      const t0 = Date.now();
+      let result: ChildResult;
+      try {
+        result = await runChild<ChildResult>(childFile, [contender, mode, String(opts.scale)], NODE_FLAGS, `${mode}/${contender}`, CHILD_LIMIT_MS);
+      } catch (err) {
+        failures.push(`run ${run + 1} ${mode}/${contender}: ${(err as Error).message}`);
+        console.log(`  run ${run + 1}/${opts.runs}  ${mode.padEnd(12)} ${contender.padEnd(9)} FAILED: ${(err as Error).message.slice(0, 200)}`);
+        continue;
+      }
+      results[mode][contender].push(result);
+      const main = mode === 'throughput' ? fmt(result.figures['messagesPerSec']!, 'msg/s') : `p99 ${fmt(result.figures['p99Ms']!, 'ms')}`;
+      console.log(
+        `  run ${run + 1}/${opts.runs}  ${mode.padEnd(12)} ${contender.padEnd(9)} ${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s  ${main.padStart(14)}` +
+          `  (others busy ${(busy * 100).toFixed(0)}% before start)`,
+      );
+    }
+  }
+}
+
+const rows: Row[] = FIGURES.map((figure) => {
+  const by = Object.fromEntries(CONTENDERS.map((c) => [c, summarize(results[figure.mode][c].map((r) => r.figures[figure.key] ?? Number.NaN))])) as Record<ContenderName, Summary>;
+  return { figure, by, ratio: by.patchbay.median / by.ipc.median };
+});
+
+const tput = rows.find((r) => r.figure.key === 'messagesPerSec')!;
+const lat99 = rows.find((r) => r.figure.mode === 'latency' && r.figure.key === 'p99Ms')!;
+const targets = [
+  {
+    target: 'messages/s over a Unix socket ≥ 2× Node\'s child_process IPC (DESIGN.md targets)',
+    measured: `${tput.ratio.toFixed(2)}× (patchbay ${fmt(tput.by.patchbay.median, 'msg/s')} vs IPC ${fmt(tput.by.ipc.median, 'msg/s')}; per-run ratios ${results.throughput.patchbay
+      .map((p, i) => {
+        const b = results.throughput.ipc[i];
+        return b === undefined ? '—' : `${((p.figures['messagesPerSec'] ?? Number.NaN) / (b.figures['messagesPerSec'] ?? Number.NaN)).toFixed(2)}×`;
+      })
+      .join(', ')})`,
+    met: Number.isNaN(tput.ratio) ? null : tput.ratio >= 2,
+  },
+];
+const metText = (m: boolean | null) => (m === null ? 'n/a' : m ? 'met' : 'NOT met');
+
+const loadEnd = os.loadavg();
+const environment = {
+  node: process.version,
+  v8: process.versions.v8,
+  cpu,
+  cores: os.cpus().length,
+  os: `${os.type()} ${os.release()} ${os.arch()}`,
+  totalMemMiB: Math.round(os.totalmem() / 2 ** 20),
+  gitHead: head,
+  loadAvgStart: loadStart,
+  loadAvgEnd: loadEnd,
+  othersBusyBeforeChildren: { median: summarize(busyAtStart).median, max: Math.max(...busyAtStart) },
+};
+
+const header = ['figure', 'ipc: median (min–max)', 'patchbay: median (min–max)', 'patchbay / ipc'];
+const body = rows.map((r) => [r.figure.label, cell(r.by.ipc, r.figure.unit), cell(r.by.patchbay, r.figure.unit), ratioText(r)]);
+const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+const line = (cols: readonly string[]) => cols.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+console.log('');
+console.log([line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n'));
+console.log('');
+for (const t of targets) console.log(`  [${metText(t.met)}] ${t.target}: ${t.measured}`);
+if (failures.length > 0) console.log(`\nFAILURES:\n  ${failures.join('\n  ')}`);
+
+if (opts.write) {
+  const json = {
+    suite: 'sidecar',
+    date: started.toISOString(),
+    command,
+    environment,
+    config: {
+      runs: opts.runs,
+      scale: opts.scale,
+      messages: Math.round(MESSAGES * opts.scale),
+      requests: Math.round(REQUESTS * opts.scale),
+      order: 'for each run, for each mode: the contenders in an order rotated by the run number, each in a fresh app process with a fresh peer',
+      patchbay: 'SidecarSupervisor (health checks off) spawning bench/src/sidecar/peer-patchbay.mjs; SidecarChannel defaults except overflow "reject"; the producer awaits drain() when send() returns false',
+      ipc: "child_process.fork of bench/src/sidecar/peer-ipc.mjs (JSON serialization); when send() returns false the next message goes with a callback that the producer awaits",
+    },
+    figures: rows.map((r) => ({
+      mode: r.figure.mode,
+      key: r.figure.key,
+      label: r.figure.label,
+      better: r.figure.better,
+      description: r.figure.description,
+      ipc: r.by.ipc,
+      patchbay: r.by.patchbay,
+      ratioPatchbayOverIpc: Number.isNaN(r.ratio) ? null : r.ratio,
+    })),
+    targets,
+    failures,
+    raw: Object.fromEntries(MODES.map((m) => [m, Object.fromEntries(CONTENDERS.map((c) => [c, results[m][c].map((r) => ({ ...r.figures, ...r.info }))]))])),
+  };
+  const jsonFile = join(root, 'bench', 'results', 'sidecar.json');
+  mkdirSync(dirname(jsonFile), { recursive: true });
+  writeFileSync(jsonFile, `${JSON.stringify(json, null, 2)}\n`);
+  const arrow = (f: FigureDef) => (f.better === 'higher' ? '↑' : '↓');
+  const section = [
+    '## Sidecar',
+    '',
+    'An app process and a sidecar process it spawned, on the same machine: `SidecarSupervisor` + `SidecarChannel`',
+    '(built `dist/`) over a Unix socket, against Node\'s built-in `child_process` IPC (`fork` + `process.send`, JSON',
+    'serialization) — the transport a Node app reaches for first. Both peers do the same work: count fire-and-forget',
+    'messages, answer requests. The patchbay numbers include what IPC does not do: every send is sequence-numbered,',
+    'acknowledged and kept for replay until acknowledged.',
+    '',
+    `Command: \`${command}\``,
+    '',
+    `Date: ${started.toISOString()}; commit ${head}; Node ${process.version}; ${cpu}, ${environment.cores} cores; ` +
+      `${opts.runs} runs per (mode, contender), each in a fresh app process with a fresh peer, contenders taking turns in a rotating order; median (min–max) over runs` +
+      (opts.scale !== 1 ? `; **scale ${opts.scale} (smoke run, not the real sizes)**` : '') +
+      `. Load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}, at end ${loadEnd.map((x) => x.toFixed(2)).join(' ')}; ` +
+      `other processes used a median ${(environment.othersBusyBeforeChildren.median * 100).toFixed(0)}% ` +
+      `(max ${(environment.othersBusyBeforeChildren.max * 100).toFixed(0)}%) of the machine's CPU in the 0.3 s before each child started.`,
+    '',
+    '| figure | better | IPC: median (min–max) | patchbay: median (min–max) | patchbay / IPC |',
+    '|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.figure.label} | ${arrow(r.figure)} | ${cell(r.by.ipc, r.figure.unit)} | ${cell(r.by.patchbay, r.figure.unit)} | ${ratioText(r)} |`),
+    '',
+    '↑ higher is better, ↓ lower is better; ratios are of the medians.',
+    '',
+    '### Targets',
+    '',
+    ...targets.map((t) => `- **${metText(t.met)}**: ${t.target}: ${t.measured}`),
+    ...(failures.length > 0 ? ['', '**Failures:**', '', ...failures.map((f) => `- ${f}`)] : []),
+    '',
+    `Request latency (1 in flight) p99: patchbay ${fmt(lat99.by.patchbay.median, 'ms')} vs IPC ${fmt(lat99.by.ipc.median, 'ms')}. A patchbay`,
+    'channel writes what is queued once per event-loop turn (one coalesced buffer), which is what buys the throughput;',
+    'a lone request pays that turn on each side.',
+    '',
+    '### What each figure measures',
+    '',
+    ...FIGURES.map((f) => `- **${f.label}**: ${f.description}`),
+  ].join('\n');
+  const docFile = writeDocsSection('sidecar', section);
+  console.log('');
+  console.log(`wrote ${relative(root, jsonFile)} and ${relative(root, docFile)}`);
+}
+if (failures.length > 0) process.exitCode = 1;
