@@ -80,6 +80,11 @@ export default tseslint.config(
   },
   ...layerRules,
   {
+    // The demo page's own script runs in the browser.
+    files: ['demo/public/**/*.js'],
+    languageOptions: { globals: { ...globals.browser } },
+  },
+  {
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: { '@typescript-eslint/no-non-null-assertion': 'off', '@typescript-eslint/no-explicit-any': 'off' },
   },

@@ -6,12 +6,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UploadHandler } from 'patchbay/upload';
 import { RedisBackend } from 'patchbay/redis';
-import { startDemoSidecars } from './sidecars.js';
 import { WsHandler } from 'patchbay/ws';
+import { startDemoSidecars } from './sidecars.js';
 import {
   decodeBody,
   InvalidArgumentError,
@@ -28,99 +29,36 @@ import {
   streamJsonLines,
 } from 'patchbay';
 
-const page = `<!doctype html>
-<meta charset="utf-8">
-<title>patchbay demo</title>
-<style>
-body{font:16px/1.5 system-ui,sans-serif;max-width:50rem;margin:2rem auto;padding:0 1rem}
-code{background:#eee;padding:0 .2em}input{font:inherit}pre{background:#f6f6f6;padding:.5rem;min-height:6rem}
-</style>
-<h1>patchbay demo</h1>
-<section>
-<h2>Long polling</h2>
-<p>This page long-polls <code>GET /lp/demo</code>; publish with <code>POST /pub/demo</code> and watch it arrive.</p>
-<form id="pub"><input id="text" value="hello" aria-label="message"> <button>Publish to "demo"</button></form>
-<pre id="lp"></pre>
-</section>
-<section>
-<h2>Server-Sent Events</h2>
-<p>This page also follows <code>GET /sse/demo</code> with an <code>EventSource</code>; it resumes with <code>Last-Event-ID</code> after a cut.</p>
-<pre id="sse"></pre>
-</section>
-<section>
-<h2>WebSocket</h2>
-<p>This page also opens a WebSocket on <code>GET /ws</code> and subscribes to <code>demo</code>; after a cut it resubscribes from the last id it got, so nothing is missed.</p>
-<pre id="ws"></pre>
-</section>
-<section>
-<h2>Jobs (short polling)</h2>
-<p>Start a job with <code>POST /jobs</code>; this page follows it with <code>GET /jobs/:id</code> held by <code>Prefer: wait</code>, and a finished job answers <code>303 See Other</code> to <code>/jobs/:id/result</code>.</p>
-<form id="job"><input id="steps" type="number" value="5" min="1" max="1000" aria-label="steps"> steps of <input id="stepMs" type="number" value="500" min="0" max="60000" aria-label="ms per step"> ms <button>Start a job</button> <button type="button" id="cancel">Cancel it</button></form>
-<pre id="jobs"></pre>
-</section>
-<script>
-const log = (id, line) => { const el = document.getElementById(id); el.textContent = line + '\\n' + el.textContent; };
-document.getElementById('pub').onsubmit = async (e) => {
-  e.preventDefault();
-  const res = await fetch('/pub/demo', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: document.getElementById('text').value });
-  log('lp', 'published ' + (await res.json()).id);
+// The page that shows every pattern live (demo/public): static files, and the browser builds of
+// patchbay/client (from dist/, built by `npm run demo`) and tus-js-client.
+const publicFiles = {
+  '/': ['public/index.html', 'text/html; charset=utf-8'],
+  '/app.js': ['public/app.js', 'text/javascript; charset=utf-8'],
+  '/app.css': ['public/app.css', 'text/css; charset=utf-8'],
+  '/vendor/tus.min.js': ['../node_modules/tus-js-client/dist/tus.min.js', 'text/javascript; charset=utf-8'],
 };
-const source = new EventSource('/sse/demo');
-window.patchbaySse = { received: [], source };
-source.onmessage = (e) => { window.patchbaySse.received.push({ id: e.lastEventId, data: e.data }); log('sse', 'event ' + e.lastEventId + ': ' + e.data); };
-source.addEventListener('gap', (e) => log('sse', '(gap after ' + e.data + ')'));
-source.onerror = () => log('sse', '(reconnecting)');
-window.patchbayWs = { received: [] };
-(function connectWs(cursor) {
-  const socket = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws', 'patchbay.v1');
-  window.patchbayWs.socket = socket;
-  socket.onopen = () => socket.send(JSON.stringify({ type: 'subscribe', sid: 'demo', pattern: 'demo', ...(cursor ? { cursor } : {}) }));
-  socket.onmessage = (e) => {
-    const f = JSON.parse(e.data);
-    if (f.type === 'subscribed' && !cursor) cursor = f.cursor;
-    else if (f.type === 'message') { cursor = f.id; window.patchbayWs.received.push({ id: f.id, data: f.data }); log('ws', 'message ' + f.id + ': ' + JSON.stringify(f.data)); }
-    else if (f.type === 'gap') log('ws', '(gap: ' + f.reason + ')');
-    else if (f.type === 'error') log('ws', 'error ' + f.code + ': ' + f.message);
-  };
-  socket.onclose = () => { log('ws', '(reconnecting)'); setTimeout(() => connectWs(cursor), 1000); };
-})();
-document.getElementById('job').onsubmit = async (e) => {
-  e.preventDefault();
-  const res = await fetch('/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ steps: Number(document.getElementById('steps').value), stepMs: Number(document.getElementById('stepMs').value) }) });
-  const job = await res.json();
-  if (res.status !== 202) { log('jobs', 'refused (' + res.status + '): ' + JSON.stringify(job)); return; }
-  const url = res.headers.get('location');
-  window.patchbayJob = { id: job.id, url };
-  log('jobs', 'started ' + job.id);
-  let etag = res.headers.get('etag');
-  for (;;) {
-    const r = await fetch(url, { headers: { prefer: 'wait=20', 'if-none-match': etag } });
-    if (r.status === 304) continue;
-    if (!r.ok) { log('jobs', job.id + ': error ' + r.status); return; }
-    etag = r.headers.get('etag');
-    const s = await r.json();
-    const p = s.progress && typeof s.progress === 'object' ? ' ' + s.progress.done + '/' + s.progress.total : '';
-    log('jobs', job.id + ': ' + s.state + p + (s.result ? ' ' + JSON.stringify(s.result) : '') + (s.error ? ' ' + s.error.message : ''));
-    if (s.state !== 'pending' && s.state !== 'running') return;
+
+/** Serves a file of the page, or `dist/<name>.js` under /vendor/patchbay/; false when the path is neither. */
+async function servePublic(pathname, req, res) {
+  let file;
+  let type = 'text/javascript; charset=utf-8';
+  const vendor = /^\/vendor\/patchbay\/([A-Za-z0-9_-]+\.js)$/.exec(pathname);
+  if (vendor) file = new URL(`../dist/${vendor[1]}`, import.meta.url);
+  else if (Object.hasOwn(publicFiles, pathname)) {
+    file = new URL(publicFiles[pathname][0], import.meta.url);
+    type = publicFiles[pathname][1];
+  } else return false;
+  if (req.method !== 'GET' && req.method !== 'HEAD') throw new MethodNotAllowedError(req.method, ['GET', 'HEAD']);
+  let body;
+  try {
+    body = await readFile(file);
+  } catch {
+    throw new NotFoundError(vendor ? `${pathname} is not built: run npm run build` : `No file for ${pathname}`);
   }
-};
-document.getElementById('cancel').onclick = () => { if (window.patchbayJob) fetch(window.patchbayJob.url, { method: 'DELETE' }); };
-(async function poll(cursor) {
-  for (;;) {
-    try {
-      const res = await fetch('/lp/demo' + (cursor ? '?cursor=' + encodeURIComponent(cursor) : ''));
-      cursor = res.headers.get('patchbay-cursor') || cursor;
-      if (res.status === 200) {
-        const body = await res.json();
-        for (const m of body.messages) log('lp', 'received ' + m.id + ': ' + JSON.stringify(m.data));
-        if (body.gap) log('lp', '(some messages were missed: gap)');
-      } else if (res.status !== 204) {
-        log('lp', 'error ' + res.status); await new Promise((r) => setTimeout(r, 1000));
-      }
-    } catch { await new Promise((r) => setTimeout(r, 1000)); }
-  }
-})();
-</script>`;
+  res.writeHead(200, { 'content-type': type, 'content-length': body.length, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' });
+  res.end(req.method === 'HEAD' ? undefined : body);
+  return true;
+}
 
 /** An integer query parameter in [min, max], or `fallback` when absent; anything else is a 400. */
 function intQuery(url, name, min, max, fallback) {
@@ -230,10 +168,8 @@ export function createDemo(options = {}) {
         throw new InvalidArgumentError('The topic in the path is not valid percent-encoding');
       }
     }
-    if (url.pathname === '/') {
-      if (req.method !== 'GET') throw new MethodNotAllowedError(req.method, ['GET']);
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-      res.end(page);
+    if (await servePublic(url.pathname, req, res)) {
+      // the page, its script and style, and the browser builds it loads
     } else if (match?.[1] === 'pub') {
       if (req.method !== 'POST') throw new MethodNotAllowedError(req.method, ['POST']);
       const body = await readBody(req, maxBodyBytes);
@@ -265,12 +201,12 @@ export function createDemo(options = {}) {
       await uploads.handle(req, res);
     } else if (url.pathname === '/jobs' || url.pathname.startsWith('/jobs/')) {
       await poll.handle(req, res);
+    } else if (url.pathname === '/sidecar' && sidecars) {
+      await sidecars.handle(req, res);
     } else if (url.pathname === '/ws') {
       // Upgrades never get here (ws.attach takes them): a plain request is told to upgrade.
       if (req.method !== 'GET') throw new MethodNotAllowedError(req.method, ['GET']);
       sendJson(res, 426, { error: { code: 'PB_ERR_PROTOCOL', message: 'GET /ws is a WebSocket endpoint: send an Upgrade: websocket request' } }, { upgrade: 'websocket' });
-    } else if (url.pathname === '/sidecar' && sidecars) {
-      await sidecars.handle(req, res);
     } else if (url.pathname === '/stats' && req.method === 'GET') {
       sendJson(res, 200, { broker: broker.stats(), longPoll: longPoll.stats(), sse: sse.stats(), jobs: jobs.stats(), poll: poll.stats(), uploads: uploads.stats(), ws: ws.stats() });
     } else {
@@ -284,8 +220,8 @@ export function createDemo(options = {}) {
   });
   ws.attach(server, { path: '/ws' });
   server.on('close', () => {
-    void sidecars?.close();
     void ws.close();
+    void sidecars?.close();
     void uploads.close();
     void poll.close();
     void jobs.close();

@@ -134,6 +134,7 @@ describe('demo: POST /jobs, GET /jobs/:id, DELETE /jobs/:id', () => {
 
   it('serves the page with the jobs section', async () => {
     const page = await (await fetch(`${base}/`)).text();
-    expect(page).toContain('<h2>Jobs (short polling)</h2>');
+    expect(page).toContain('<section id="job"');
+    expect(page).toContain('<progress id="job-progress"');
   });
 });
