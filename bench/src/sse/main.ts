@@ -398,8 +398,8 @@ async function trial(name: ServerName, s: number): Promise<TrialResult> {
     const burst = await collect(list, nPaced + 1, events, BURST_LIMIT_MS);
     const burstCpuMs = totalCpuMs(server) - cpuB0;
     await burster.answered(nBurst, 30_000);
-    const lastAt = Math.max(...burst.flatMap((r) => Array.from(r.lastAt).filter((x) => !Number.isNaN(x))));
-    const burstMs = lastAt - tb0;
+    const arrivals = burst.flatMap((r) => Array.from(r.lastAt).filter((x) => !Number.isNaN(x)));
+    const burstMs = arrivals.length > 0 ? Math.max(...arrivals) - tb0 : Number.NaN; // NaN: nothing of the burst arrived in time
 
     const pl = latencies(paced, list);
     const bl = latencies(burst, list);
@@ -421,7 +421,7 @@ async function trial(name: ServerName, s: number): Promise<TrialResult> {
       lastP99: pl.lastP99,
       pacedCpuMs,
       burstEvents: nBurst,
-      burstRate: (cb.received * 1000) / burstMs, // S × E when nothing was lost
+      burstRate: arrivals.length > 0 ? (cb.received * 1000) / burstMs : 0, // S × E when nothing was lost; 0 when nothing came within the bound
       burstMs,
       burstP50: bl.p50,
       burstP99: bl.p99,
