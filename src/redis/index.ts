@@ -7,4 +7,11 @@
  *
  * @module
  */
-export { RedisBackend, redisChannels, type RedisBackendOptions, type RedisBackendStats, type RedisHistoryLimits } from './redis-backend.js';
+export {
+  RedisBackend,
+  redisChannels,
+  type RedisBackendOptions,
+  type RedisBackendStats,
+  type RedisClusterConfig,
+  type RedisHistoryLimits,
+} from './redis-backend.js';

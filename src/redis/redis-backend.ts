@@ -69,6 +69,14 @@ export interface RedisHistoryLimits {
   readonly maxAgeMs?: number;
 }
 
+/** How to reach a Redis Cluster, as ioredis's `Cluster` takes it. */
+export interface RedisClusterConfig {
+  /** Startup nodes (`{ host, port }` or `'redis://host:port'`); ioredis discovers the rest. */
+  readonly nodes: readonly ClusterNode[];
+  /** ioredis `ClusterOptions` (`redisOptions` for every node's connection, `natMap`, ...). */
+  readonly options?: ClusterOptions;
+}
+
 /** Options for {@link RedisBackend}. Give `url`, `redis`, or `cluster` (or none, for localhost). */
 export interface RedisBackendOptions {
   /** A `redis://` or `rediss://` URL, as ioredis takes it (`redis://:password@host:6379/0`). */
@@ -79,7 +87,7 @@ export interface RedisBackendOptions {
    */
   readonly redis?: RedisOptions;
   /** Redis Cluster: the startup nodes and ioredis's `ClusterOptions`, passed through. */
-  readonly cluster?: { readonly nodes: readonly ClusterNode[]; readonly options?: ClusterOptions };
+  readonly cluster?: RedisClusterConfig;
   /**
    * Prefix of every key and of the feed channel. Give each app (or test) its own. A prefix with a
    * hash tag (`'{app}:'`) puts every key on one cluster slot.
