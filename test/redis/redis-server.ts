@@ -208,3 +208,34 @@ export async function startCluster(n = 3): Promise<{ nodes: { host: string; port
     throw error;
   }
 }
+
+/** A master and one Sentinel watching it (quorum 1), started here; needs the binary. */
+export async function startSentinel(): Promise<{ master: TestRedis; sentinel: { host: string; port: number }; name: string; dispose: () => Promise<void> }> {
+  const master = await startRedis();
+  const dir = mkdtempSync(join(tmpdir(), 'patchbay-sentinel-'));
+  const port = await freePort();
+  const conf = join(dir, 'sentinel.conf');
+  writeFileSync(
+    conf,
+    ['bind 127.0.0.1', `port ${port}`, `dir ${dir}`, 'sentinel monitor pbmaster 127.0.0.1 ' + master.port + ' 1', 'sentinel down-after-milliseconds pbmaster 5000'].join('\n'),
+  );
+  const child = spawn(REDIS_BINARY!, [conf, '--sentinel'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const dispose = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const gone = new Promise<void>((r) => child.once('exit', () => r()));
+      process.kill(child.pid!, 'SIGKILL');
+      await gone;
+    }
+    rmSync(dir, { recursive: true, force: true });
+    await master.dispose();
+  };
+  const deadline = Date.now() + 10_000;
+  while (!(await ping(port))) {
+    if (Date.now() > deadline) {
+      await dispose();
+      throw new Error('redis-sentinel did not start');
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { master, sentinel: { host: '127.0.0.1', port }, name: 'pbmaster', dispose };
+}

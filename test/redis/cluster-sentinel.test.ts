@@ -1,13 +1,13 @@
 /**
- * RedisBackend on a Redis Cluster of three masters started here: the conformance kit, and two
- * backends sharing topics whose keys live on different nodes.
+ * RedisBackend on a Redis Cluster of three masters started here (the conformance kit, and two
+ * backends sharing topics whose keys live on different nodes), and through Redis Sentinel.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Message, PubSubBroker } from '../../src/index.js';
 import { RedisBackend } from '../../src/redis/index.js';
 import { backendConformance } from '../conformance/backend-kit.js';
 import { waitFor } from './helpers.js';
-import { REDIS_BINARY, startCluster, uniquePrefix } from './redis-server.js';
+import { REDIS_BINARY, startCluster, startSentinel, uniquePrefix } from './redis-server.js';
 
 describe.skipIf(REDIS_BINARY === undefined)('RedisBackend on a Redis Cluster', () => {
   let cluster: Awaited<ReturnType<typeof startCluster>>;
@@ -50,6 +50,33 @@ describe.skipIf(REDIS_BINARY === undefined)('RedisBackend on a Redis Cluster', (
       await brokerB.close();
       await a.close();
       await b.close();
+    }
+  });
+});
+
+describe.skipIf(REDIS_BINARY === undefined)('RedisBackend through Redis Sentinel', () => {
+  it('finds the master through the sentinel (ioredis `sentinels` + `name`) and shares topics', async () => {
+    const setup = await startSentinel();
+    const prefix = uniquePrefix('sen');
+    const options = { redis: { sentinels: [setup.sentinel], name: setup.name }, prefix };
+    const a = new RedisBackend(options);
+    const b = new RedisBackend(options);
+    const brokerA = new PubSubBroker({ backend: a });
+    const brokerB = new PubSubBroker({ backend: b });
+    try {
+      await Promise.all([a.ready(), b.ready()]);
+      const got: Message[] = [];
+      await brokerB.subscribe('s', { onMessage: (m) => got.push(m) });
+      const sent = await brokerA.publish('s', 'via sentinel');
+      await waitFor(() => got.length === 1, 'the message on B');
+      expect(got[0]!.id).toBe(sent.id);
+      expect((await brokerB.read('s', null, 10)).messages.map((m) => m.data)).toEqual(['via sentinel']);
+    } finally {
+      await brokerA.close();
+      await brokerB.close();
+      await a.close();
+      await b.close();
+      await setup.dispose();
     }
   });
 });
