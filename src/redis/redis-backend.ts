@@ -275,8 +275,9 @@ export class RedisBackend extends Resource implements Backend {
 
   /** Local reads: every stored message with seq > this has reached `#logs` (Infinity: none). */
   #coveredFrom = Infinity;
-  /** The newest seq this process published. */
+  /** The newest seq this process published, and its epoch. */
   #ownMax = 0;
+  #ownEpoch: string | undefined;
   readonly #logs = new Map<string, MessageLog>();
   readonly #topicStats = new Map<string, { messages: number; bytes: number }>();
 
@@ -428,7 +429,10 @@ export class RedisBackend extends Resource implements Backend {
       const seq = Number(reply[1]);
       const len = Number(reply[2]);
       this.#see(epoch, seq);
-      if (seq > this.#ownMax) this.#ownMax = seq;
+      if (epoch !== this.#ownEpoch) {
+        this.#ownEpoch = epoch;
+        this.#ownMax = seq;
+      } else if (seq > this.#ownMax) this.#ownMax = seq;
       this.#published++;
       if (record.store) this.#countTopic(topic, len, record.size);
       return new Message(formatId(epoch, seq), seq, topic, record.data, record.headers, record.size, this.#clock.now());
@@ -674,7 +678,8 @@ export class RedisBackend extends Resource implements Backend {
     if (!this.#localReads || cursor === null || !this.#live || cursor.epoch !== this.#epoch) return undefined;
     const after = cursor.seq;
     // Read-your-writes: until this process's own publishes are back through the feed, ask Redis.
-    if (after < this.#coveredFrom || after > this.#lastSeq || this.#ownMax > this.#lastSeq) return undefined;
+    const own = this.#ownEpoch;
+    if (after < this.#coveredFrom || after > this.#lastSeq || (own !== undefined && (own !== this.#epoch || this.#ownMax > this.#lastSeq))) return undefined;
     const now = this.#clock.now();
     const logs: MessageLog[] = [];
     if (typeof topics === 'string') {
@@ -753,7 +758,9 @@ export class RedisBackend extends Resource implements Backend {
     if (entry.epoch !== this.#epoch) {
       // A new epoch (Redis lost its data, or a process noticed it did): local reads start over.
       this.#epoch = entry.epoch;
+      if (this.#ownEpoch !== entry.epoch) this.#ownEpoch = undefined;
       this.#seen = 0;
+      this.#lastSeq = entry.seq;
       this.#logs.clear();
       this.#coveredFrom = live ? entry.seq - 1 : Infinity;
     }
@@ -899,7 +906,9 @@ export class RedisBackend extends Resource implements Backend {
     const epoch = m.id.slice(0, m.id.lastIndexOf('-'));
     if (epoch !== this.#epoch) {
       this.#epoch = epoch;
+      if (this.#ownEpoch !== epoch) this.#ownEpoch = undefined;
       this.#seen = 0;
+      this.#lastSeq = m._seq;
       this.#logs.clear();
     }
     if (m._seq > this.#lastSeq) this.#lastSeq = m._seq;

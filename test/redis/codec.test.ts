@@ -1,0 +1,47 @@
+import { fc, test } from '@fast-check/vitest';
+import { describe, expect, it } from 'vitest';
+import { decodeData, decodeHeaders, encodeData, encodeHeaders, parseFeed, seqOfStreamId } from '../../src/redis/codec.js';
+
+describe('Redis codec', () => {
+  test.prop([fc.string({ unit: 'binary' })])('keeps any string verbatim', (s) => {
+    expect(decodeData(encodeData(s))).toBe(s);
+  });
+
+  test.prop([fc.jsonValue()])('keeps JSON values (as JSON keeps them)', (v) => {
+    expect(decodeData(encodeData(v))).toEqual(JSON.parse(JSON.stringify(v)));
+  });
+
+  test.prop([fc.uint8Array()])('keeps bytes', (bytes) => {
+    expect([...(decodeData(encodeData(bytes)) as Uint8Array)]).toEqual([...bytes]);
+  });
+
+  it('refuses values without a JSON form', () => {
+    const cycle: Record<string, unknown> = {};
+    cycle['self'] = cycle;
+    for (const v of [() => 1, cycle, 1n, Symbol('s')]) expect(() => encodeData(v)).toThrow(/JSON/);
+  });
+
+  test.prop([fc.dictionary(fc.string(), fc.string())])('keeps headers, as frozen objects without a prototype', (h) => {
+    const back = decodeHeaders(encodeHeaders(h))!;
+    expect({ ...back }).toEqual(h);
+    expect(Object.isFrozen(back)).toBe(true);
+    expect(Object.getPrototypeOf(back)).toBe(null);
+    expect(decodeHeaders(encodeHeaders(undefined))).toBeUndefined();
+  });
+
+  test.prop([fc.stringMatching(/^[0-9a-z]{8}$/), fc.maxSafeNat(), fc.stringMatching(/^[A-Za-z0-9_:.-]{1,40}$/), fc.string({ unit: 'binary' })])(
+    'parses feed notifications whose data holds newlines',
+    (epoch, seq, topic, data) => {
+      const headers = encodeHeaders({ a: 'b\nc' });
+      expect(parseFeed(`${epoch}\n${seq}\n${topic}\n${headers}\n${encodeData(data)}`)).toEqual({ epoch, seq, topic, headers, data: encodeData(data) });
+    },
+  );
+
+  it('ignores malformed notifications', () => {
+    for (const p of ['', 'e', 'e\n1', 'e\nx\nt\n\nsd', '\n1\nt\n\nsd']) expect(parseFeed(p)).toBeUndefined();
+  });
+
+  test.prop([fc.integer({ min: 0, max: 2 ** 53 - 1 })])('maps stream ids back to sequence numbers', (seq) => {
+    expect(seqOfStreamId(`${Math.floor(seq / 1024)}-${seq % 1024}`)).toBe(seq);
+  });
+});
