@@ -113,6 +113,7 @@ if (mode === 'throughput') {
   // Warm-up: a tenth as many, not measured.
   for (let i = 0; i < n / 10; i++) await contender.send(i);
   const warm = (await contender.request('count', null)) as number;
+  const peerCpu0 = (await contender.request('cpu', null)) as NodeJS.CpuUsage;
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   for (let i = 0; i < n; i++) {
@@ -122,9 +123,11 @@ if (mode === 'throughput') {
   const count = (await contender.request('count', null)) as number;
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
+  const peerCpu1 = (await contender.request('cpu', null)) as NodeJS.CpuUsage;
   if (count - warm !== n) throw new Error(`the peer counted ${count - warm} of ${n} messages`);
+  const peerCpuUs = peerCpu1.user + peerCpu1.system - (peerCpu0.user + peerCpu0.system);
   result = {
-    figures: { messagesPerSec: n / seconds, appCpuPerMessageUs: (cpu.user + cpu.system) / n },
+    figures: { messagesPerSec: n / seconds, appCpuPerMessageUs: (cpu.user + cpu.system) / n, peerCpuPerMessageUs: peerCpuUs / n },
     info: { messages: n, seconds },
   };
 } else {

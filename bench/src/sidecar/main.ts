@@ -70,6 +70,14 @@ const FIGURES: readonly FigureDef[] = [
     description: 'User + system CPU of the app process (not the peer) during the throughput run, per message.',
   },
   {
+    mode: 'throughput',
+    key: 'peerCpuPerMessageUs',
+    label: 'peer CPU per message',
+    unit: 'us',
+    better: 'lower',
+    description: 'User + system CPU of the peer (sidecar) process during the throughput run, per message (process.cpuUsage() read over the channel before and after).',
+  },
+  {
     mode: 'latency',
     key: 'p50Ms',
     label: 'request round trip p50, 1 in flight',
@@ -212,6 +220,7 @@ if (opts.write) {
       messages: Math.round(MESSAGES * opts.scale),
       requests: Math.round(REQUESTS * opts.scale),
       order: 'for each run, for each mode: the contenders in an order rotated by the run number, each in a fresh app process with a fresh peer',
+      dist: process.env['PATCHBAY_BENCH_DIST'] ?? 'dist/ (built by scripts/bench.mjs)',
       patchbay: 'SidecarSupervisor (health checks off) spawning bench/src/sidecar/peer-patchbay.mjs; SidecarChannel defaults except overflow "reject"; the producer awaits drain() when send() returns false',
       ipc: "child_process.fork of bench/src/sidecar/peer-ipc.mjs (JSON serialization); when send() returns false the next message goes with a callback that the producer awaits",
     },
@@ -242,7 +251,10 @@ if (opts.write) {
     'messages, answer requests. The patchbay numbers include what IPC does not do: every send is sequence-numbered,',
     'acknowledged and kept for replay until acknowledged.',
     '',
-    `Command: \`${command}\``,
+    `Command: \`${command}\`` +
+      (process.env['PATCHBAY_BENCH_DIST'] === undefined
+        ? ''
+        : ` (with \`PATCHBAY_BENCH_DIST\` pointing at a private build of the same sources, so that other builds of \`dist/\` on a shared machine cannot pull it away mid-run)`),
     '',
     `Date: ${started.toISOString()}; commit ${head}; Node ${process.version}; ${cpu}, ${environment.cores} cores; ` +
       `${opts.runs} runs per (mode, contender), each in a fresh app process with a fresh peer, contenders taking turns in a rotating order; median (min–max) over runs` +
