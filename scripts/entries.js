@@ -8,4 +8,8 @@ export const entries = [
   { subpath: './redis', source: 'src/redis/index.ts', out: 'redis' },
   { subpath: './upload', source: 'src/upload/index.ts', out: 'upload' },
   { subpath: './ws', source: 'src/ws/index.ts', out: 'ws' },
+  { subpath: './express', source: 'src/adapters/express/index.ts', out: 'express' },
+  { subpath: './fastify', source: 'src/adapters/fastify/index.ts', out: 'fastify' },
+  { subpath: './koa', source: 'src/adapters/koa/index.ts', out: 'koa' },
+  { subpath: './web', source: 'src/adapters/web/index.ts', out: 'web' },
 ];

@@ -1,0 +1,225 @@
+/**
+ * `patchbay/express`: the handlers as Express 5 middleware. Install the peer: `npm install express`.
+ *
+ * Each function returns a middleware that hands Express's `req` and `res` (which are `node:http`'s)
+ * to the handler, which answers everything itself, errors included, as JSON. Mount the topic
+ * routes with `app.all` so that other methods and CORS preflights reach the handler (it answers
+ * `405` with `Allow`), and mount jobs and uploads under the handler's `basePath` with `app.use`.
+ * Put them before any body-parsing middleware (or keep it off these paths): the handlers read
+ * bodies themselves, with their own limits.
+ *
+ * Express is imported for its types only.
+ *
+ * @example
+ * ```ts
+ * import express from 'express';
+ * import { LongPollHandler, PollHandle, PollHandler, PubSubBroker, SseHandler } from 'patchbay';
+ * import { jsonErrors, longPoll, pollJobs, publish, sse } from 'patchbay/express';
+ *
+ * const broker = new PubSubBroker();
+ * const app = express();
+ * app.all('/pub/:topic', publish(broker));
+ * app.all('/lp/:topic', longPoll(new LongPollHandler({ broker })));
+ * app.all('/sse/:topic', sse(new SseHandler({ broker })));
+ * app.use('/jobs', pollJobs(new PollHandler({ jobs: new PollHandle(), run: async () => 42 })));
+ * app.use(jsonErrors());
+ * app.listen(3000, '127.0.0.1');
+ * ```
+ *
+ * @module
+ */
+import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { PatchbayError } from '../../core/index.js';
+import { sendError } from '../../http/index.js';
+import type { LongPollHandler, LongPollTarget } from '../../longpoll/index.js';
+import type { PollHandler } from '../../poll/index.js';
+import type { PubSubBroker } from '../../pubsub/index.js';
+import type { SseHandler, SseTarget } from '../../sse/index.js';
+import type { UploadHandler } from '../../upload/index.js';
+import { bodyAlreadyRead, bodyReadError, toPatchbayError } from '../shared/errors.js';
+import { pathOf, within } from '../shared/mount.js';
+import { checkMaxBodyBytes, type PublishOptions, servePublish } from '../shared/publish.js';
+
+export type { PublishOptions } from '../shared/publish.js';
+
+/** Options for {@link longPoll} and {@link sse}. */
+export interface TopicRouteOptions<T> {
+  /**
+   * What the request follows.
+   * @defaultValue `{ topics: [req.params.topic] }` when the route has a `:topic` parameter, else
+   *   the handler's own reading of the query (`topic`, repeatable, or `pattern`)
+   */
+  readonly target?: (req: Request) => T | undefined;
+}
+
+/** Options for {@link pollJobs} and {@link uploads}. */
+export interface MountOptions {
+  /**
+   * The handler's `basePath`. When given, a request outside it goes to the next middleware, so
+   * the middleware may be mounted without a path (`app.use(pollJobs(handler, { basePath: '/jobs' }))`).
+   * @defaultValue every request that reaches the middleware is the handler's
+   */
+  readonly basePath?: string;
+}
+
+/** Options for {@link publish}. */
+export interface ExpressPublishOptions extends PublishOptions<Request> {
+  /**
+   * The topic to publish to.
+   * @defaultValue `req.params.topic`
+   */
+  readonly topic?: (req: Request) => string | undefined;
+}
+
+/**
+ * Long polling (see {@link LongPollHandler.handle}).
+ *
+ * @param handler - The handler; it is not closed by the middleware.
+ * @param options - Where the target comes from.
+ * @returns The middleware: mount it with `app.all(path, ...)`.
+ *
+ * @example
+ * ```ts
+ * app.all('/lp/:topic', longPoll(new LongPollHandler({ broker })));
+ * ```
+ */
+export function longPoll(handler: LongPollHandler, options: TopicRouteOptions<LongPollTarget> = {}): RequestHandler {
+  const target = options.target ?? topicParam;
+  return (req, res, next) => run(req, res, next, () => handler.handle(req, res, target(req)));
+}
+
+/**
+ * Server-Sent Events (see {@link SseHandler.handle}).
+ *
+ * @param handler - The handler; it is not closed by the middleware.
+ * @param options - Where the target comes from.
+ * @returns The middleware: mount it with `app.all(path, ...)`.
+ *
+ * @example
+ * ```ts
+ * app.all('/sse/:topic', sse(new SseHandler({ broker, heartbeatMs: 15_000 })));
+ * ```
+ */
+export function sse(handler: SseHandler, options: TopicRouteOptions<SseTarget> = {}): RequestHandler {
+  const target = options.target ?? topicParam;
+  return (req, res, next) => run(req, res, next, () => handler.handle(req, res, target(req)));
+}
+
+/**
+ * Short-polled jobs (see {@link PollHandler}): starts, status reads, results and cancels. The
+ * handler sees the full path (`req.originalUrl`), so mount it at its `basePath`.
+ *
+ * @param handler - The handler; it is not closed by the middleware.
+ * @param options - The base path, to let other requests through.
+ * @returns The middleware: mount it with `app.use(basePath, ...)`.
+ *
+ * @example
+ * ```ts
+ * app.use('/jobs', pollJobs(new PollHandler({ jobs, basePath: '/jobs', run })));
+ * ```
+ */
+export function pollJobs<I, R>(handler: PollHandler<I, R>, options: MountOptions = {}): RequestHandler {
+  return mounted(options.basePath, (req, res) => handler.handle(req, res));
+}
+
+/**
+ * Resumable uploads (see `UploadHandler` in `patchbay/upload`). The handler sees the full path
+ * (`req.originalUrl`), so mount it at its `basePath`.
+ *
+ * @param handler - The handler; it is not closed by the middleware.
+ * @param options - The base path, to let other requests through.
+ * @returns The middleware: mount it with `app.use(basePath, ...)`.
+ *
+ * @example
+ * ```ts
+ * app.use('/uploads', uploads(new UploadHandler({ directory, basePath: '/uploads' })));
+ * ```
+ */
+export function uploads<R>(handler: UploadHandler<R>, options: MountOptions = {}): RequestHandler {
+  return mounted(options.basePath, (req, res) => handler.handle(req, res));
+}
+
+/**
+ * Publishing, as the demo's `POST /pub/:topic`: the body (`text/plain` as a string,
+ * `application/json` as its value) is published, answered `201` with `{ "id" }`. Another method
+ * is `405`, a bad body `400`/`413`/`415`, a bad topic `400`, all as JSON.
+ *
+ * @param broker - The broker to publish on.
+ * @param options - The topic, the body limit, who may publish.
+ * @returns The middleware: mount it with `app.all(path, ...)`.
+ * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) for a bad `maxBodyBytes`.
+ *
+ * @example
+ * ```ts
+ * app.all('/pub/:topic', publish(broker, { authorize: (req) => req.get('x-api-key') === key }));
+ * ```
+ */
+export function publish(broker: PubSubBroker, options: ExpressPublishOptions = {}): RequestHandler {
+  const max = checkMaxBodyBytes(options.maxBodyBytes);
+  const topicOf = options.topic ?? ((req: Request) => topicParam(req)?.topics[0]);
+  const authorize = options.authorize;
+  return (req, res, next) =>
+    run(req, res, next, () => servePublish(broker, req, res, topicOf(req), authorize && ((t) => authorize(req, t)), max));
+}
+
+/**
+ * An error-handling middleware that answers what reaches Express's error path on patchbay's
+ * terms: a {@link PatchbayError} with its status and JSON body, a client error from Express
+ * itself (a path parameter that is not valid percent-encoding, a body parser's `400`) with the
+ * matching code, anything else `500` `PB_ERR_INTERNAL` (its message is not sent). Mount it last.
+ *
+ * @returns The error middleware.
+ *
+ * @example
+ * ```ts
+ * app.use(jsonErrors());
+ * ```
+ */
+export function jsonErrors(): ErrorRequestHandler {
+  return (error: unknown, _req: Request, res: Response, next: NextFunction) => {
+    if (res.headersSent) {
+      next(error);
+      return;
+    }
+    sendError(res, toPatchbayError(error));
+  };
+}
+
+function topicParam(req: Request): { topics: string[] } | undefined {
+  const topic = (req.params as Record<string, unknown>)['topic'];
+  return typeof topic === 'string' ? { topics: [topic] } : undefined;
+}
+
+/** Runs a handler; a PatchbayError thrown on the way (by a target function) is answered as JSON, anything else goes to `next`. */
+function run(req: Request, res: Response, next: NextFunction, serve: () => Promise<unknown>): void {
+  if (bodyAlreadyRead(req)) {
+    next(bodyReadError());
+    return;
+  }
+  let pending: Promise<unknown>;
+  try {
+    pending = serve();
+  } catch (error) {
+    if (error instanceof PatchbayError) sendError(res, error);
+    else next(error);
+    return;
+  }
+  pending.catch(next);
+}
+
+function mounted(basePath: string | undefined, serve: (req: IncomingMessage, res: ServerResponse) => Promise<unknown>): RequestHandler {
+  return (req, res, next) => {
+    if (basePath !== undefined && !within(pathOf(req.originalUrl), basePath)) {
+      next();
+      return;
+    }
+    const url = req.url;
+    // A mounted middleware sees req.url without the mount path; the handler routes on the full one.
+    req.url = req.originalUrl;
+    run(req, res, (error?: unknown) => {
+      req.url = url;
+      next(error);
+    }, () => serve(req, res));
+  };
+}

@@ -1,0 +1,204 @@
+/**
+ * `patchbay/fastify`: the handlers as one Fastify 5 plugin. Install the peer: `npm install fastify`.
+ *
+ * The plugin is encapsulated (it is not wrapped with `fastify-plugin`), so what it sets stays
+ * inside it:
+ *
+ * - **Bodies.** Its routes register one content-type parser for every type that leaves the body
+ *   unread, so the handlers read the raw stream themselves with their own limits (a tus `PATCH`
+ *   streams to disk, a publish is refused past `maxBodyBytes` without being buffered). Fastify's
+ *   `bodyLimit` does not apply to them. The app's other routes keep their parsers.
+ * - **Responses.** Each route calls `reply.hijack()` and hands `request.raw` and `reply.raw` to the
+ *   handler, which writes the answer (an event stream, a long poll parked for 30 s, a `304`)
+ *   straight to the socket; Fastify's `onSend` hooks and serializers do not run for them.
+ * - **Errors.** Its error handler answers what fails before a handler runs (a malformed
+ *   `Content-Type`, a `target` function that throws) as patchbay's JSON errors; the handlers
+ *   answer their own errors. A path that is not valid percent-encoding is refused by Fastify's
+ *   router before any plugin sees it (`400` `FST_ERR_BAD_URL`; see Fastify's `frameworkErrors`).
+ *
+ * Every route takes every method, so other methods and CORS preflights reach the handler (it
+ * answers `405` with `Allow`). Fastify is imported for its types only.
+ *
+ * @example
+ * ```ts
+ * import Fastify from 'fastify';
+ * import { LongPollHandler, PubSubBroker, SseHandler } from 'patchbay';
+ * import { patchbayPlugin } from 'patchbay/fastify';
+ *
+ * const broker = new PubSubBroker();
+ * const app = Fastify();
+ * await app.register(patchbayPlugin, {
+ *   publish: { broker },
+ *   longPoll: { handler: new LongPollHandler({ broker }) },
+ *   sse: { handler: new SseHandler({ broker }) },
+ * });
+ * await app.listen({ port: 3000, host: '127.0.0.1' });
+ * ```
+ *
+ * @module
+ */
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { PatchbayError } from '../../core/index.js';
+import { sendError } from '../../http/index.js';
+import type { LongPollHandler, LongPollTarget } from '../../longpoll/index.js';
+import type { PollHandler } from '../../poll/index.js';
+import type { PubSubBroker } from '../../pubsub/index.js';
+import type { SseHandler, SseTarget } from '../../sse/index.js';
+import type { UploadHandler } from '../../upload/index.js';
+import { toPatchbayError } from '../shared/errors.js';
+import { checkMaxBodyBytes, type PublishOptions, servePublish } from '../shared/publish.js';
+
+export type { PublishOptions } from '../shared/publish.js';
+
+/** A topic route: long polling or SSE. */
+export interface TopicRoute<H, T> {
+  /** The handler; the plugin does not close it. */
+  readonly handler: H;
+  /**
+   * The route's path (under the plugin's prefix).
+   * @defaultValue `'/lp/:topic'` for long polling, `'/sse/:topic'` for SSE
+   */
+  readonly path?: string;
+  /**
+   * What the request follows.
+   * @defaultValue `{ topics: [request.params.topic] }` when the path has a `:topic` parameter,
+   *   else the handler's own reading of the query (`topic`, repeatable, or `pattern`)
+   */
+  readonly target?: (request: FastifyRequest) => T | undefined;
+}
+
+/** A handler that routes under a base path itself: jobs or uploads. */
+export interface MountedRoute<H> {
+  /** The handler; the plugin does not close it. */
+  readonly handler: H;
+  /**
+   * The path the routes live under (under the plugin's prefix): it takes `path` and `path/*`.
+   * The handler sees the full URL, so its `basePath` must be the prefix plus this path.
+   * @defaultValue `'/jobs'` for jobs, `'/uploads'` for uploads
+   */
+  readonly path?: string;
+}
+
+/** The publish route. */
+export interface PublishRoute extends PublishOptions<FastifyRequest> {
+  /** The broker to publish on. */
+  readonly broker: PubSubBroker;
+  /**
+   * The route's path (under the plugin's prefix).
+   * @defaultValue `'/pub/:topic'`
+   */
+  readonly path?: string;
+  /**
+   * The topic to publish to.
+   * @defaultValue `request.params.topic`
+   */
+  readonly topic?: (request: FastifyRequest) => string | undefined;
+}
+
+/** Options for {@link patchbayPlugin}: the routes to register, each optional. */
+export interface PatchbayPluginOptions {
+  /** `POST /pub/:topic`: publish the body, `201` with `{ "id" }`. */
+  readonly publish?: PublishRoute;
+  /** `GET /lp/:topic`: long polling. */
+  readonly longPoll?: TopicRoute<Pick<LongPollHandler, 'handle'>, LongPollTarget>;
+  /** `GET /sse/:topic`: Server-Sent Events. */
+  readonly sse?: TopicRoute<Pick<SseHandler, 'handle'>, SseTarget>;
+  /** `/jobs`: short-polled jobs (a `PollHandler`). */
+  readonly jobs?: MountedRoute<Pick<PollHandler, 'handle'>>;
+  /** `/uploads`: resumable uploads (an `UploadHandler` from `patchbay/upload`). */
+  readonly uploads?: MountedRoute<Pick<UploadHandler, 'handle'>>;
+}
+
+const METHODS: HTTPMethods[] = ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT'];
+
+/**
+ * The Fastify plugin: registers the routes named in its options (see the module documentation
+ * for how bodies, responses and errors are handled).
+ *
+ * @param fastify - The (encapsulated) instance Fastify gives the plugin.
+ * @param options - The routes.
+ * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) for a bad `maxBodyBytes`.
+ *
+ * @example
+ * ```ts
+ * await app.register(patchbayPlugin, {
+ *   prefix: '/api',
+ *   jobs: { handler: new PollHandler({ jobs, basePath: '/api/jobs', run }) },
+ * });
+ * ```
+ */
+export async function patchbayPlugin(fastify: FastifyInstance, options: PatchbayPluginOptions): Promise<void> {
+  fastify.removeAllContentTypeParsers();
+  fastify.addContentTypeParser('*', (_request: FastifyRequest, _payload: IncomingMessage, done: (error: Error | null, body?: unknown) => void) => done(null));
+  fastify.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    const converted = toPatchbayError(error);
+    if (!(converted instanceof PatchbayError)) request.log.error({ err: error }, 'patchbay route failed');
+    reply.hijack();
+    sendError(reply.raw, converted);
+  });
+
+  /** `prepare` reads what the route needs (a target function may throw: the error handler answers); then the reply is the handler's. */
+  const serve = (path: string, prepare: (request: FastifyRequest) => (res: ServerResponse) => Promise<unknown>): void => {
+    fastify.route({
+      method: METHODS,
+      url: path,
+      handler: async (request: FastifyRequest, reply: FastifyReply) => {
+        const run = prepare(request);
+        reply.hijack();
+        await run(reply.raw);
+      },
+    });
+  };
+
+  const { publish, longPoll, sse, jobs, uploads } = options;
+  if (publish !== undefined) {
+    const max = checkMaxBodyBytes(publish.maxBodyBytes);
+    const topicOf = publish.topic ?? topicParam;
+    const authorize = publish.authorize;
+    serve(publish.path ?? '/pub/:topic', (request) => {
+      const topic = topicOf(request);
+      const allowed = authorize && ((t: string) => authorize(request, t));
+      return (res) => servePublish(publish.broker, request.raw, res, topic, allowed, max);
+    });
+  }
+  if (longPoll !== undefined) {
+    const target = longPoll.target ?? topicTarget;
+    serve(longPoll.path ?? '/lp/:topic', (request) => {
+      const t = target(request);
+      return (res) => longPoll.handler.handle(request.raw, res, t);
+    });
+  }
+  if (sse !== undefined) {
+    const target = sse.target ?? topicTarget;
+    serve(sse.path ?? '/sse/:topic', (request) => {
+      const t = target(request);
+      return (res) => sse.handler.handle(request.raw, res, t);
+    });
+  }
+  for (const [route, base] of [
+    [jobs, '/jobs'],
+    [uploads, '/uploads'],
+  ] as const) {
+    if (route === undefined) continue;
+    const path = trimSlash(route.path ?? base);
+    const prepare = (request: FastifyRequest) => (res: ServerResponse) => route.handler.handle(request.raw, res);
+    serve(path === '' ? '/' : path, prepare);
+    serve(`${path}/*`, prepare);
+  }
+}
+
+function topicParam(request: FastifyRequest): string | undefined {
+  const params = request.params as Record<string, unknown> | undefined;
+  const topic = params?.['topic'];
+  return typeof topic === 'string' ? topic : undefined;
+}
+
+function topicTarget(request: FastifyRequest): { topics: string[] } | undefined {
+  const topic = topicParam(request);
+  return topic === undefined ? undefined : { topics: [topic] };
+}
+
+function trimSlash(path: string): string {
+  return path.endsWith('/') ? path.slice(0, -1) : path;
+}

@@ -1,0 +1,141 @@
+// The adapter conformance kit against plain node:http (the reference: the demo's routes, by hand)
+// and every adapter on its real framework, each on 127.0.0.1:0.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Router from '@koa/router';
+import { serve as honoServe } from '@hono/node-server';
+import express from 'express';
+import Fastify from 'fastify';
+import { Hono } from 'hono';
+import Koa from 'koa';
+import * as pbExpress from '../../src/adapters/express/index.js';
+import { patchbayPlugin } from '../../src/adapters/fastify/index.js';
+import * as pbKoa from '../../src/adapters/koa/index.js';
+import * as pbWeb from '../../src/adapters/web/index.js';
+import { decodeBody, InvalidArgumentError, MethodNotAllowedError, NotFoundError, readBody, sendError, sendJson } from '../../src/index.js';
+import { adapterConformance, type KitHandlers, type KitSubject } from '../conformance/adapter-kit.js';
+
+async function listen(server: http.Server): Promise<KitSubject> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** The reference: node:http routed by hand, publish as in demo/server.js. */
+adapterConformance('node:http', async (h: KitHandlers) => {
+  const route = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const match = /^\/(pub|lp|sse)\/([^/]+)$/.exec(url.pathname);
+    let topic = '';
+    if (match) {
+      try {
+        topic = decodeURIComponent(match[2]!);
+      } catch {
+        throw new InvalidArgumentError('The topic in the path is not valid percent-encoding');
+      }
+    }
+    if (match?.[1] === 'pub') {
+      if (req.method !== 'POST') throw new MethodNotAllowedError(req.method ?? '?', ['POST']);
+      const body = await readBody(req, h.maxBodyBytes);
+      const data = decodeBody(req.headers['content-type'], body);
+      const message = await h.broker.publish(topic, data);
+      sendJson(res, 201, { id: message.id });
+    } else if (match?.[1] === 'lp') {
+      await h.longPoll.handle(req, res, { topics: [topic] });
+    } else if (match?.[1] === 'sse') {
+      await h.sse.handle(req, res, { topics: [topic] });
+    } else if (url.pathname === '/jobs' || url.pathname.startsWith('/jobs/')) {
+      await h.poll.handle(req, res);
+    } else if (url.pathname === '/uploads' || url.pathname.startsWith('/uploads/')) {
+      await h.uploads.handle(req, res);
+    } else {
+      throw new NotFoundError(`No route for ${url.pathname}`);
+    }
+  };
+  return listen(http.createServer((req, res) => route(req, res).catch((error: unknown) => sendError(res, error))));
+});
+
+adapterConformance('express', async (h) => {
+  const app = express();
+  app.all('/pub/:topic', pbExpress.publish(h.broker, { maxBodyBytes: h.maxBodyBytes }));
+  app.all('/lp/:topic', pbExpress.longPoll(h.longPoll));
+  app.all('/sse/:topic', pbExpress.sse(h.sse));
+  app.use('/jobs', pbExpress.pollJobs(h.poll));
+  app.use(pbExpress.uploads(h.uploads, { basePath: '/uploads' }));
+  app.use(pbExpress.jsonErrors());
+  return listen(http.createServer(app));
+});
+
+adapterConformance(
+  'fastify',
+  async (h) => {
+    const app = Fastify();
+    await app.register(patchbayPlugin, {
+      publish: { broker: h.broker, maxBodyBytes: h.maxBodyBytes },
+      longPoll: { handler: h.longPoll },
+      sse: { handler: h.sse },
+      jobs: { handler: h.poll },
+      uploads: { handler: h.uploads },
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = app.server.address() as AddressInfo;
+    return {
+      url: `http://127.0.0.1:${port}`,
+      close: async () => {
+        app.server.closeAllConnections();
+        await app.close();
+      },
+    };
+  },
+  { routerRefusesBadPercentEncoding: true },
+);
+
+adapterConformance('koa', async (h) => {
+  const app = new Koa();
+  const router = new Router();
+  router.all('/pub/:topic', pbKoa.publish(h.broker, { maxBodyBytes: h.maxBodyBytes }));
+  router.all('/lp/:topic', pbKoa.longPoll(h.longPoll));
+  router.all('/sse/:topic', pbKoa.sse(h.sse));
+  app.use(pbKoa.jsonErrors());
+  app.use(router.routes());
+  app.use(pbKoa.pollJobs(h.poll, { basePath: '/jobs' }));
+  app.use(pbKoa.uploads(h.uploads, { basePath: '/uploads' }));
+  return listen(http.createServer(app.callback()));
+});
+
+adapterConformance('web (hono on @hono/node-server)', async (h) => {
+  const app = new Hono();
+  const pub = pbWeb.publish(h.broker, { maxBodyBytes: h.maxBodyBytes });
+  const lp = pbWeb.longPoll(h.longPoll);
+  const events = pbWeb.sse(h.sse);
+  const jobs = pbWeb.pollJobs(h.poll);
+  const tus = pbWeb.uploads(h.uploads);
+  app.all('/pub/:topic', (c) => pub(c.req.raw, c.req.param('topic')));
+  app.all('/lp/:topic', (c) => lp(c.req.raw, { topics: [c.req.param('topic')] }));
+  app.all('/sse/:topic', (c) => events(c.req.raw, { topics: [c.req.param('topic')] }));
+  app.all('/jobs', (c) => jobs(c.req.raw));
+  app.all('/jobs/*', (c) => jobs(c.req.raw));
+  app.all('/uploads', (c) => tus(c.req.raw));
+  app.all('/uploads/*', (c) => tus(c.req.raw));
+  const server = await new Promise<http.Server>((resolve) => {
+    // overrideGlobalObjects: false keeps the process's own Request/Response (@tus/server builds its
+    // answers with the global Response; Hono's lighter one would drop their implicit Content-Type).
+    const s = honoServe({ fetch: app.fetch, hostname: '127.0.0.1', port: 0, overrideGlobalObjects: false }, () => resolve(s as http.Server));
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+});

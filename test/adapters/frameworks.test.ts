@@ -1,0 +1,190 @@
+// What each framework adapter adds beyond the conformance kit: mounting under prefixes, letting
+// other requests through, refusing a body that a parser already read, the Fastify plugin's
+// encapsulation and error handler, the JSON error middlewares.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Router from '@koa/router';
+import express from 'express';
+import Fastify from 'fastify';
+import Koa from 'koa';
+import { afterEach, describe, expect, it } from 'vitest';
+import * as pbExpress from '../../src/adapters/express/index.js';
+import { patchbayPlugin } from '../../src/adapters/fastify/index.js';
+import * as pbKoa from '../../src/adapters/koa/index.js';
+import * as pbWeb from '../../src/adapters/web/index.js';
+import { InvalidArgumentError, LongPollHandler, PollHandle, PollHandler, PubSubBroker } from '../../src/index.js';
+
+const cleanups: (() => Promise<unknown> | unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function listen(listener: http.RequestListener): Promise<string> {
+  const server = http.createServer(listener);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+function rig(basePath = '/jobs') {
+  const broker = new PubSubBroker();
+  const jobs = new PollHandle();
+  const poll = new PollHandler({ jobs, basePath, run: () => 'done' });
+  const longPoll = new LongPollHandler({ broker, maxHoldMs: 1000 });
+  cleanups.push(async () => {
+    await longPoll.close();
+    await poll.close();
+    await jobs.close();
+    await broker.close();
+  });
+  return { broker, poll, longPoll };
+}
+
+const post = (url: string, body: string, type = 'application/json') => fetch(url, { method: 'POST', headers: { 'content-type': type }, body });
+
+describe('express', () => {
+  it('serves jobs under a router prefix (the handler sees req.originalUrl) and lets other paths through with basePath', async () => {
+    const { poll } = rig('/api/jobs');
+    const app = express();
+    const api = express.Router();
+    api.use(pbExpress.pollJobs(poll, { basePath: '/api/jobs' }));
+    api.get('/other', (_req, res) => void res.send('other'));
+    app.use('/api', api);
+    const base = await listen(app);
+    const start = await post(`${base}/api/jobs`, '{}');
+    expect(start.status).toBe(202);
+    expect(start.headers.get('location')).toMatch(/^\/api\/jobs\//);
+    expect((await fetch(`${base}${start.headers.get('location')!}`)).status).toBe(200);
+    expect(await (await fetch(`${base}/api/other`)).text()).toBe('other');
+  });
+
+  it('refuses to wait on a body a parser already read, through the error path', async () => {
+    const { broker } = rig();
+    const app = express();
+    app.use(express.json());
+    app.all('/pub/:topic', pbExpress.publish(broker));
+    const errors: unknown[] = [];
+    app.use((error: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+      errors.push(error);
+      res.status(500).end();
+    });
+    const base = await listen(app);
+    expect((await post(`${base}/pub/t`, '{"a":1}')).status).toBe(500);
+    expect(String(errors[0])).toMatch(/already read/);
+    // A body the parser left alone (text/plain) is still published.
+    expect((await post(`${base}/pub/t`, 'hi', 'text/plain')).status).toBe(201);
+  });
+
+  it('answers a PatchbayError from a target function, and jsonErrors hides other errors', async () => {
+    const { longPoll } = rig();
+    const app = express();
+    app.all('/lp', pbExpress.longPoll(longPoll, { target: () => { throw new InvalidArgumentError('no target'); } }));
+    app.get('/boom', () => { throw new Error('secret'); });
+    app.use(pbExpress.jsonErrors());
+    const base = await listen(app);
+    const lp = await fetch(`${base}/lp`);
+    expect(lp.status).toBe(400);
+    expect(await lp.json()).toEqual({ error: { code: 'PB_ERR_INVALID_ARGUMENT', message: 'no target' } });
+    const boom = await fetch(`${base}/boom`);
+    expect(boom.status).toBe(500);
+    expect(await boom.json()).toEqual({ error: { code: 'PB_ERR_INTERNAL', message: 'Internal server error' } });
+  });
+});
+
+describe('fastify', () => {
+  it('is encapsulated: routes outside it keep their JSON parser; with a prefix, the handler sees the full URL', async () => {
+    const { poll, broker } = rig('/api/jobs');
+    const app = Fastify();
+    cleanups.push(() => app.close());
+    app.post('/echo', async (request) => request.body);
+    await app.register(patchbayPlugin, { prefix: '/api', jobs: { handler: poll }, publish: { broker } });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    expect(await (await post(`${base}/echo`, '{"a":1}')).json()).toEqual({ a: 1 });
+    const start = await post(`${base}/api/jobs`, '{}');
+    expect(start.status).toBe(202);
+    expect(start.headers.get('location')).toMatch(/^\/api\/jobs\//);
+    const pub = await post(`${base}/api/pub/t`, '{"a":1}');
+    expect(pub.status).toBe(201);
+    expect((await broker.read('t', null, 1)).messages[0]!.data).toEqual({ a: 1 });
+  });
+
+  it('answers what fails before a handler as patchbay JSON errors: a target that throws, a malformed Content-Type', async () => {
+    const { longPoll, broker } = rig();
+    const app = Fastify();
+    cleanups.push(() => app.close());
+    await app.register(patchbayPlugin, {
+      longPoll: { handler: longPoll, path: '/lp', target: () => { throw new InvalidArgumentError('no target'); } },
+      publish: { broker },
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    const lp = await fetch(`${base}/lp`);
+    expect(lp.status).toBe(400);
+    expect(await lp.json()).toEqual({ error: { code: 'PB_ERR_INVALID_ARGUMENT', message: 'no target' } });
+    const bad = await post(`${base}/pub/t`, 'x', 'not a type');
+    expect(bad.status).toBeGreaterThanOrEqual(400);
+    expect(bad.status).toBeLessThan(500);
+    expect(bad.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    expect(((await bad.json()) as { error: { code: string } }).error.code).toMatch(/^PB_ERR_/);
+  });
+});
+
+describe('koa', () => {
+  it('lets other paths through with basePath, and jsonErrors answers thrown errors as JSON', async () => {
+    const { poll } = rig();
+    const app = new Koa();
+    app.silent = true;
+    const router = new Router();
+    router.get('/boom', () => { throw new Error('secret'); });
+    router.get('/teapot', (ctx) => ctx.throw(418, 'short and stout'));
+    router.get('/other', (ctx) => { ctx.body = 'other'; });
+    app.use(pbKoa.jsonErrors());
+    app.use(pbKoa.pollJobs(poll, { basePath: '/jobs' }));
+    app.use(router.routes());
+    const base = await listen(app.callback());
+    expect((await post(`${base}/jobs`, '{}')).status).toBe(202);
+    expect(await (await fetch(`${base}/other`)).text()).toBe('other');
+    const boom = await fetch(`${base}/boom`);
+    expect(boom.status).toBe(500);
+    expect(await boom.json()).toEqual({ error: { code: 'PB_ERR_INTERNAL', message: 'Internal server error' } });
+    const teapot = await fetch(`${base}/teapot`);
+    expect(teapot.status).toBe(400);
+    expect(await teapot.json()).toEqual({ error: { code: 'PB_ERR_PROTOCOL', message: 'short and stout' } });
+  });
+
+  it('refuses to wait on a body something already read', async () => {
+    const { broker } = rig();
+    const app = new Koa();
+    app.silent = true;
+    app.use(async (ctx, next) => {
+      for await (const _ of ctx.req) void _; // a body parser
+      await next();
+    });
+    const router = new Router();
+    router.all('/pub/:topic', pbKoa.publish(broker));
+    app.use(router.routes());
+    const base = await listen(app.callback());
+    const res = await post(`${base}/pub/t`, '{}');
+    expect(res.status).toBe(500);
+  });
+});
+
+describe('web', () => {
+  it('publish asks authorize with the web Request', async () => {
+    const { broker } = rig();
+    const pub = pbWeb.publish(broker, { authorize: (request) => request.headers.get('x-key') === 'k' });
+    const refused = await pub(new Request('http://x/pub/t', { method: 'POST', body: 'a' }), 't');
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('PB_ERR_FORBIDDEN');
+    const ok = await pub(new Request('http://x/pub/t', { method: 'POST', body: 'a', headers: { 'x-key': 'k' } }), 't');
+    expect(ok.status).toBe(201);
+    expect(() => pbWeb.publish(broker, { maxBodyBytes: -1 })).toThrow(InvalidArgumentError);
+  });
+});
