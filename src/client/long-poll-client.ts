@@ -1,5 +1,5 @@
 /**
- * A fetch-based long-poll client for {@link LongPollHandler}-style endpoints (the demo's
+ * A fetch-based long-poll client for `LongPollHandler`-style endpoints (the demo's
  * `GET /lp/:topic`): it polls with the cursor of the last answer, asks for a client timeout
  * longer than the server's hold, retries failures with jittered backoff, reports gaps, and hands
  * out messages through an async iterator.
@@ -89,7 +89,7 @@ export interface LongPollClientOptions {
   /**
    * The hold to ask the server for, in ms (the `timeout` query; the server caps it at its own
    * maximum).
-   * @defaultValue none: the server's default (30 s for {@link LongPollHandler})
+   * @defaultValue none: the server's default (30 s for `LongPollHandler`)
    */
   readonly holdMs?: number;
   /**

@@ -1,5 +1,5 @@
 /**
- * A fetch-based client for short-polled jobs ({@link PollHandler}-style endpoints, the demo's
+ * A fetch-based client for short-polled jobs (`PollHandler`-style endpoints, the demo's
  * `POST /jobs`): start a job, follow `Retry-After` (or hold each read with `Prefer: wait`), report
  * progress, cancel through an AbortSignal, and resolve with the result.
  *
@@ -32,7 +32,16 @@ import {
 export type JobState = 'pending' | 'running' | 'succeeded' | 'failed' | 'canceled' | 'expired';
 
 /** A job's progress: a number (a fraction or a count, as the job reports it), or parts of a whole. */
-export type JobProgress = number | { readonly done: number; readonly total?: number; readonly message?: string };
+export type JobProgress =
+  | number
+  | {
+      /** Units done so far. */
+      readonly done: number;
+      /** Units in all, when known. */
+      readonly total?: number;
+      /** What the job is doing now, for a person. */
+      readonly message?: string;
+    };
 
 /** One snapshot of a job, as the status resource answers it: `{ id, state, progress, result?, error? }`. */
 export interface JobStatus<R = unknown> {

@@ -175,7 +175,7 @@ export class UploadHandler<R = unknown> extends Resource {
 
   /**
    * @param options - Where uploads go, their limits, and their processing.
-   * @throws {@link InvalidArgumentError} (`PB_ERR_INVALID_ARGUMENT`) for a bad option.
+   * @throws `InvalidArgumentError` (`PB_ERR_INVALID_ARGUMENT`) for a bad option.
    */
   constructor(options: UploadHandlerOptions<R>) {
     super();
