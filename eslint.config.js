@@ -80,6 +80,22 @@ export default tseslint.config(
   },
   ...layerRules,
   {
+    // Frameworks are optional peer dependencies: the adapters import their types only.
+    files: ['src/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          paths: ['express', 'fastify', 'koa', '@koa/router', 'hono'].map((name) => ({
+            name,
+            message: 'Frameworks are optional peer dependencies: import their types only (`import type`).',
+            allowTypeImports: true,
+          })),
+        },
+      ],
+    },
+  },
+  {
     // The demo page's own script runs in the browser.
     files: ['demo/public/**/*.js'],
     languageOptions: { globals: { ...globals.browser } },

@@ -73,6 +73,20 @@ adapterConformance('express', async (h) => {
   return listen(http.createServer(app));
 });
 
+adapterConformance('express (routes() on a Router)', async (h) => {
+  const app = express();
+  app.use(
+    pbExpress.routes(express.Router(), {
+      publish: { broker: h.broker, maxBodyBytes: h.maxBodyBytes },
+      longPoll: { handler: h.longPoll },
+      sse: { handler: h.sse },
+      jobs: { handler: h.poll },
+      uploads: { handler: h.uploads },
+    }),
+  );
+  return listen(http.createServer(app));
+});
+
 adapterConformance(
   'fastify',
   async (h) => {

@@ -64,6 +64,23 @@ describe('express', () => {
     expect(await (await fetch(`${base}/api/other`)).text()).toBe('other');
   });
 
+  it('routes() registers the demo routes on a router, with JSON errors for them', async () => {
+    const { poll, broker, longPoll } = rig('/api/jobs');
+    const app = express();
+    app.use('/api', pbExpress.routes(express.Router(), { publish: { broker }, longPoll: { handler: longPoll }, jobs: { handler: poll } }));
+    const base = await listen(app);
+    const pub = await post(`${base}/api/pub/t`, 'hi', 'text/plain');
+    expect(pub.status).toBe(201);
+    const { id } = (await pub.json()) as { id: string };
+    const lp = await fetch(`${base}/api/lp/t?cursor=${(await broker.head())}&timeout=0`);
+    expect(lp.status).toBe(204);
+    expect(lp.headers.get('patchbay-cursor')).toBe(id);
+    expect((await post(`${base}/api/jobs`, '{}')).headers.get('location')).toMatch(/^\/api\/jobs\//);
+    const bad = await post(`${base}/api/pub/%E0%A4%A`, 'x', 'text/plain');
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { code: string } }).error.code).toBe('PB_ERR_INVALID_ARGUMENT');
+  });
+
   it('refuses to wait on a body a parser already read, through the error path', async () => {
     const { broker } = rig();
     const app = express();

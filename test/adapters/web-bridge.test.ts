@@ -49,6 +49,12 @@ describe('serveNode: requests', () => {
     expect(await res.text()).toBe('hello world from 10.0.0.1 complete=true');
   });
 
+  it('refuses a request whose body something already read', async () => {
+    const request = new Request(url, { method: 'POST', body: 'x' });
+    await request.text();
+    await expect(serveNode(request, (_req, out) => out.end())).rejects.toThrow(/already read/);
+  });
+
   it('stops pulling a body past the limit', async () => {
     let pulled = 0;
     const body = new ReadableStream<Uint8Array>({

@@ -303,6 +303,16 @@ export function adapterConformance(name: string, serve: (handlers: KitHandlers) 
         await replay.cancel();
       });
 
+      it('resumes from the lastEventId query (EventSource cannot set headers on its first connection)', async () => {
+        const a = await publish('kit.sse5', 'one');
+        const b = await publish('kit.sse5', 'two');
+        const res = await fetch(`${base}/sse/kit.sse5?lastEventId=${a}`);
+        expect(res.status).toBe(200);
+        const events = eventReader(res);
+        expect((await events.next(1, 'the replay')).map((e) => [e.id, e.data])).toEqual([[b, 'two']]);
+        await events.cancel();
+      });
+
       it('delivers a burst in order and whole', async () => {
         const res = await fetch(`${base}/sse/kit.sse2`);
         const events = eventReader(res);

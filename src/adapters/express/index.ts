@@ -6,7 +6,7 @@
  * routes with `app.all` so that other methods and CORS preflights reach the handler (it answers
  * `405` with `Allow`), and mount jobs and uploads under the handler's `basePath` with `app.use`.
  * Put them before any body-parsing middleware (or keep it off these paths): the handlers read
- * bodies themselves, with their own limits.
+ * bodies themselves, with their own limits. {@link routes} registers them all on a router.
  *
  * Express is imported for its types only.
  *
@@ -28,7 +28,7 @@
  *
  * @module
  */
-import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
+import type { ErrorRequestHandler, IRouter, NextFunction, Request, RequestHandler, Response } from 'express';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PatchbayError } from '../../core/index.js';
 import { sendError } from '../../http/index.js';
@@ -161,6 +161,91 @@ export function publish(broker: PubSubBroker, options: ExpressPublishOptions = {
   const authorize = options.authorize;
   return (req, res, next) =>
     run(req, res, next, () => servePublish(broker, req, res, topicOf(req), authorize && ((t) => authorize(req, t)), max));
+}
+
+/** Options for {@link routes}: the routes to register, each optional, at the demo's paths by default. */
+export interface RoutesOptions {
+  /** `POST /pub/:topic`: publish the body, `201` with `{ "id" }`. */
+  readonly publish?: ExpressPublishOptions & {
+    /** The broker to publish on. */
+    readonly broker: PubSubBroker;
+    /**
+     * The route's path.
+     * @defaultValue `'/pub/:topic'`
+     */
+    readonly path?: string;
+  };
+  /** `GET /lp/:topic`: long polling. */
+  readonly longPoll?: TopicRouteOptions<LongPollTarget> & {
+    /** The handler; it is not closed by the router. */
+    readonly handler: LongPollHandler;
+    /**
+     * The route's path.
+     * @defaultValue `'/lp/:topic'`
+     */
+    readonly path?: string;
+  };
+  /** `GET /sse/:topic`: Server-Sent Events. */
+  readonly sse?: TopicRouteOptions<SseTarget> & {
+    /** The handler; it is not closed by the router. */
+    readonly handler: SseHandler;
+    /**
+     * The route's path.
+     * @defaultValue `'/sse/:topic'`
+     */
+    readonly path?: string;
+  };
+  /** `/jobs`: short-polled jobs. */
+  readonly jobs?: {
+    /** The handler (a `PollHandler` whose `basePath` is this path, under wherever the router is mounted). */
+    readonly handler: Pick<PollHandler, 'handle'>;
+    /**
+     * The path the routes live under.
+     * @defaultValue `'/jobs'`
+     */
+    readonly path?: string;
+  };
+  /** `/uploads`: resumable uploads. */
+  readonly uploads?: {
+    /** The handler (an `UploadHandler` from `patchbay/upload` whose `basePath` is this path, under wherever the router is mounted). */
+    readonly handler: Pick<UploadHandler, 'handle'>;
+    /**
+     * The path the routes live under.
+     * @defaultValue `'/uploads'`
+     */
+    readonly path?: string;
+  };
+}
+
+/**
+ * Registers the routes named in `options` on a router (every method each), then
+ * {@link jsonErrors} after them: pass a fresh `express.Router()` and mount it, so the error
+ * handler covers these routes only.
+ *
+ * @param router - The router (or app) to register on.
+ * @param options - The routes.
+ * @returns `router`.
+ * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) for a bad `maxBodyBytes`.
+ *
+ * @example
+ * ```ts
+ * app.use(routes(express.Router(), {
+ *   publish: { broker },
+ *   longPoll: { handler: new LongPollHandler({ broker }) },
+ *   sse: { handler: new SseHandler({ broker }) },
+ *   jobs: { handler: new PollHandler({ jobs, basePath: '/jobs', run }) },
+ * }));
+ * ```
+ */
+export function routes<T extends IRouter>(router: T, options: RoutesOptions): T {
+  const { publish: pub, longPoll: lp, sse: events, jobs, uploads: files } = options;
+  if (pub !== undefined) router.all(pub.path ?? '/pub/:topic', publish(pub.broker, pub));
+  if (lp !== undefined) router.all(lp.path ?? '/lp/:topic', longPoll(lp.handler, lp));
+  if (events !== undefined) router.all(events.path ?? '/sse/:topic', sse(events.handler, events));
+  if (jobs !== undefined) router.use(jobs.path ?? '/jobs', mounted(undefined, (req, res) => jobs.handler.handle(req, res)));
+  if (files !== undefined) router.use(files.path ?? '/uploads', mounted(undefined, (req, res) => files.handler.handle(req, res)));
+  router.use(jsonErrors());
+  return router;
 }
 
 /**

@@ -47,6 +47,6 @@ export function bodyAlreadyRead(req: IncomingMessage): boolean {
 /** The error for {@link bodyAlreadyRead}: a setup mistake, for the framework's error handling. @internal */
 export function bodyReadError(): Error {
   return new Error(
-    'patchbay: the request body was already read, most likely by a body-parsing middleware. Mount patchbay routes before it, or exclude them from it: the handlers read the body themselves.',
+    'patchbay: the request body was already read, most likely by a body-parsing middleware or validator. Mount patchbay routes before it, or exclude them from it: the handlers read the body themselves.',
   );
 }

@@ -28,7 +28,9 @@
  * while it has room; when it is full the write's callback waits for the consumer to pull, so the
  * response's own buffer (`writableLength`) grows and `write()` returns `false` past the
  * response's high-water mark, then `drain` follows, as with a socket. SSE's bounded buffer and
- * NDJSON's backpressure work unchanged.
+ * NDJSON's backpressure work unchanged. (The body is a `ReadableStream` fed through its
+ * controller, pulled by the runtime, rather than the readable side of a `TransformStream`: the
+ * same backpressure, with one stream per response instead of two.)
  *
  * ## The client going away
  *
@@ -55,6 +57,7 @@ import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeader, Outgoing
 import { validateHeaderName, validateHeaderValue } from 'node:http';
 import { Readable, Writable } from 'node:stream';
 import { onAbort } from '../../core/index.js';
+import { bodyReadError } from '../shared/errors.js';
 
 /** A `node:http`-style request handler, as patchbay's handlers are. */
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
@@ -83,8 +86,8 @@ const CLIENT_CLOSED = 499;
 /**
  * Runs a `node:http`-style handler on a web `Request` and resolves with its `Response` once the
  * handler sends its status and headers (see the module documentation for how each part maps).
- * The promise rejects only if the handler throws (or rejects) before answering, or destroys the
- * response before sending its headers.
+ * The promise rejects only if the handler throws (or rejects) before answering, destroys the
+ * response before sending its headers, or if the request's body was already read (`bodyUsed`).
  *
  * @param request - The web request.
  * @param handler - Called with the request and response objects; may return a promise.
@@ -104,6 +107,8 @@ export function serveNode(request: Request, handler: NodeHandler, options: Serve
     return Promise.reject(new RangeError(`Expected \`highWaterMarkBytes\` to be a positive integer, got ${String(hwm)}`));
   }
   if (request.signal.aborted) return Promise.resolve(new Response(null, { status: CLIENT_CLOSED }));
+  // A body something already read cannot be read again: say so rather than fail mid-handler.
+  if (request.bodyUsed) return Promise.reject(bodyReadError());
   return new Promise<Response>((resolve, reject) => {
     const socket = new SocketStub(request, options.remoteAddress);
     const req = new BridgeRequest(request, socket);
