@@ -32,6 +32,15 @@
  * miss nothing that Redis kept. A Redis that came back without its data gets a new epoch, so
  * cursors from before are answered as a gap, never silently skipped.
  *
+ * ## Cluster and Sentinel
+ *
+ * With `redis: { sentinels, name }` ioredis finds the master through Sentinel; nothing else
+ * changes. With `cluster`, a publish takes two round trips (the counter on the meta slot, then
+ * the topic's slot), a read of several topics one per topic, and the feed, which reaches a
+ * node's subscribers later from other nodes, is put back in order within `reorderWindowMs`.
+ * One cursor over several topics is exact on one server; on a cluster a message published on
+ * another topic at the same moment may fall behind it.
+ *
  * @module
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
