@@ -14,7 +14,6 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { afterAll, describe, expect, it } from 'vitest';
-// @ts-expect-error: plain JavaScript
 import { entries as entryList } from '../../scripts/entries.js';
 
 const entries = entryList as readonly { subpath: string; source: string }[];
