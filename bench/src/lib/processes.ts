@@ -4,9 +4,10 @@
  * and a small GET on the coordinator's own connection. Everything listens on 127.0.0.1 only.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import { join } from 'node:path';
 
 /** A server process (or process tree) the suite started. */
 export interface ServerProcess {
@@ -191,4 +192,23 @@ export async function startNodeServer(
     pids: () => (child.exitCode === null && child.signalCode === null ? [child.pid!] : []),
     stop: () => stopChild(child, 3000),
   };
+}
+
+/**
+ * A private copy of the built package and the demo (`package.json`, `dist/`, `demo/`) under
+ * `bench/node_modules/.patchbay-snapshot-<pid>/`, so a long suite keeps running the code it
+ * built even when someone rebuilds `dist/` or edits `demo/` in the same checkout meanwhile.
+ * Inside it, `import 'patchbay'` resolves to the copy (a package's self-reference) and the
+ * dependencies to the repository's `node_modules` (found by walking up). `remove()` deletes it.
+ */
+export function snapshotPackage(root: string): { readonly dir: string; remove(): void } {
+  const dir = join(root, 'bench', 'node_modules', `.patchbay-snapshot-${process.pid}`);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  for (const entry of ['package.json', 'dist', 'demo']) cpSync(join(root, entry), join(dir, entry), { recursive: true });
+  const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { exports?: Record<string, unknown> };
+  // Every file the exports map names must be there: a rebuild racing the copy would leave holes.
+  const files = JSON.stringify(pkg.exports ?? {}).match(/"\.\/dist\/[^"]+"/g) ?? [];
+  for (const f of files) if (!existsSync(join(dir, JSON.parse(f) as string))) throw new Error(`the snapshot of the package lacks ${f}: was dist/ being rebuilt? Run again.`);
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }

@@ -32,7 +32,7 @@ import { fileURLToPath } from 'node:url';
 import { gitHead, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
 import { killLoads, type Load as LoadProcess, spawnLoad, stopLoads as stopLoadProcesses } from '../lib/loads.js';
 import { ensureNchan, NCHAN_WORKERS, nginxVersion } from '../lib/nchan.js';
-import { killAllStarted, totalCpuMs, totalRss } from '../lib/processes.js';
+import { killAllStarted, snapshotPackage, totalCpuMs, totalRss } from '../lib/processes.js';
 import { quantileSorted, summarize, type Summary } from '../lib/stats.js';
 import type { FromLoad, PhaseResult, ToLoad } from './load.js';
 import { NCHAN_BUFFER, type RunningServer, SERVERS, type ServerName, startServer } from './servers.js';
@@ -350,7 +350,7 @@ async function warmUp(server: RunningServer): Promise<void> {
 }
 
 async function trial(name: ServerName, s: number): Promise<TrialResult> {
-  const server = await startServer(name, root, opts.nodeFlags);
+  const server = await startServer(name, root, snapshot?.dir ?? root, opts.nodeFlags);
   const list: Load[] = [];
   let publisher: Publisher | undefined;
   let burster: Publisher | undefined;
@@ -521,9 +521,14 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.exit(signal === 'SIGINT' ? 130 : 143);
   });
 }
-process.on('exit', killAll);
+process.on('exit', () => {
+  killAll();
+  snapshot?.remove();
+});
 
 if (opts.servers.includes('nchan')) ensureNchan();
+// The demo and dist/ as built for this run: others may rebuild dist/ in this checkout meanwhile.
+const snapshot = opts.servers.includes('patchbay') ? snapshotPackage(root) : undefined;
 const startedAt = new Date();
 const loadStart = os.loadavg();
 const cpu = os.cpus()[0]?.model ?? 'unknown';
@@ -735,7 +740,8 @@ if (opts.write) {
     '',
     'S subscribers on one topic, one publisher, five servers side by side with the same routes (`GET /sse/:topic`,',
     '`POST /pub/:topic` whose body is the event\'s data):',
-    '**patchbay** (`node demo/server.js` with `SIDECARS=0`: `SseHandler` + `PubSubBroker` from the built package),',
+    '**patchbay** (`node demo/server.js` with `SIDECARS=0`: `SseHandler` + `PubSubBroker` from the built package; the demo and',
+    '`dist/` are copied when the suite starts, so a rebuild in the same checkout cannot change them mid-run),',
     '**bare** (`bench/src/sse/bare-server.mjs`: by hand on `node:http` — a `Set` of responses per topic; a publish',
     'serializes the event once into a `Buffer` and `res.write()`s it to each),',
     '**better-sse** (`bench/src/sse/better-sse-server.mjs`: a `Session` per connection registered with a `Channel`',

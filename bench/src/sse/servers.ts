@@ -4,7 +4,8 @@
  * body):
  *
  * - `patchbay`: the demo server, `node demo/server.js` (built package: `SseHandler` + `PubSubBroker`),
- *   with `SIDECARS=0` (without the demo's log-shipper and metrics sidecar processes).
+ *   with `SIDECARS=0` (without the demo's log-shipper and metrics sidecar processes), run from a
+ *   snapshot of `dist/` and `demo/` taken when the suite starts.
  * - `bare`: the hand-written `node:http` reference, `bench/src/sse/bare-server.mjs`.
  * - `better-sse`: better-sse's Session + Channel broadcast on `node:http`, `bench/src/sse/better-sse-server.mjs`.
  * - `hono`: hono's `streamSSE` on `@hono/node-server`, `bench/src/sse/hono-server.mjs`.
@@ -39,10 +40,11 @@ const SCRIPTS: Record<Exclude<ServerName, 'nchan'>, readonly string[]> = {
   hono: ['bench', 'src', 'sse', 'hono-server.mjs'],
 };
 
-async function startNode(name: Exclude<ServerName, 'nchan'>, root: string, nodeFlags: readonly string[]): Promise<RunningServer> {
+async function startNode(name: Exclude<ServerName, 'nchan'>, root: string, nodeFlags: readonly string[], patchbayDir: string): Promise<RunningServer> {
   // SIDECARS=0: the demo's optional log-shipper and metrics sidecars stay off; this measures SSE, not them.
   const env = name === 'patchbay' ? { SIDECARS: '0' } : undefined;
-  const proc = await startNodeServer(join(root, ...SCRIPTS[name]), { cwd: root, name, nodeFlags, ...(env ? { env } : {}) });
+  const base = name === 'patchbay' ? patchbayDir : root;
+  const proc = await startNodeServer(join(base, ...SCRIPTS[name]), { cwd: base, name, nodeFlags, ...(env ? { env } : {}) });
   return {
     name,
     port: proc.port,
@@ -75,7 +77,11 @@ async function startNchan(): Promise<RunningServer> {
   return { name: 'nchan', port: nginx.port, pids: nginx.pids, subscribers: nginx.subscribers, stop: nginx.stop };
 }
 
-/** @param nodeFlags - Extra `node` flags for the Node servers (profiling: `--cpu-prof`). */
-export function startServer(name: ServerName, root: string, nodeFlags: readonly string[] = []): Promise<RunningServer> {
-  return name === 'nchan' ? startNchan() : startNode(name, root, nodeFlags);
+/**
+ * @param patchbayDir - Where the demo and the built package are: `root`, or a snapshot of them
+ *   (`snapshotPackage` in ../lib/processes.ts).
+ * @param nodeFlags - Extra `node` flags for the Node servers (profiling: `--cpu-prof`).
+ */
+export function startServer(name: ServerName, root: string, patchbayDir: string, nodeFlags: readonly string[] = []): Promise<RunningServer> {
+  return name === 'nchan' ? startNchan() : startNode(name, root, nodeFlags, patchbayDir);
 }
