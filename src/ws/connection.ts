@@ -126,6 +126,8 @@ export interface ConnectionHost {
   frame(m: Message, sid: string): Buffer | undefined;
   markDirty(connection: WsConnection): void;
   ended(connection: WsConnection, reason: WsCloseReason): void;
+  /** The socket's close event came (the connection may have ended earlier). */
+  socketClosed(ws: WebSocket): void;
   reportError(error: unknown, connection: WsConnection): void;
 }
 
@@ -142,6 +144,22 @@ export const wsChannels = {
 };
 
 const TEXT = { binary: false } as const;
+
+const kConnection = Symbol('patchbay.ws.connection');
+type Tagged = WebSocket & { [kConnection]: WsConnection };
+
+function onMessage(this: WebSocket, data: RawData, binary: boolean): void {
+  (this as Tagged)[kConnection]._receive(data, binary);
+}
+function onPong(this: WebSocket): void {
+  (this as Tagged)[kConnection]._alive = true;
+}
+function onClose(this: WebSocket): void {
+  (this as Tagged)[kConnection]._socketClosed();
+}
+function onError(): void {
+  // 'close' follows; nothing to do but not crash.
+}
 
 function toBuffer(data: RawData): Buffer {
   if (Buffer.isBuffer(data)) return data;
@@ -194,12 +212,14 @@ export class WsConnection {
     this.#ws = ws;
     this.#socket = socket;
     this.context = context;
-    ws.on('message', this.#onMessage);
-    ws.on('pong', this.#onPong);
-    ws.on('close', this.#onClose);
+    // Shared listeners (they find the connection on the socket): no closures per connection.
+    (ws as Tagged)[kConnection] = this;
+    ws.on('message', onMessage);
+    ws.on('pong', onPong);
+    ws.on('close', onClose);
     // A peer that breaks the framing (bad UTF-8, a frame over maxPayloadBytes, no mask) makes `ws`
     // emit 'error' and close with 1002/1007/1009: the close path cleans up.
-    ws.on('error', this.#onError);
+    ws.on('error', onError);
   }
 
   /** `true` once the connection ended, by either side. */
@@ -291,7 +311,8 @@ export class WsConnection {
 
   // --- inbound ---------------------------------------------------------------------------------
 
-  readonly #onMessage = (data: RawData, binary: boolean): void => {
+  /** A frame came. @internal */
+  _receive(data: RawData, binary: boolean): void {
     this._alive = true;
     this.#framesReceived++;
     if (this.#closed) return;
@@ -302,19 +323,13 @@ export class WsConnection {
       this.#ws.pause();
     }
     if (!this.#draining) void this.#drain();
-  };
+  }
 
-  readonly #onPong = (): void => {
-    this._alive = true;
-  };
-
-  readonly #onClose = (): void => {
+  /** The socket closed (whoever began it). @internal */
+  _socketClosed(): void {
     this.#end('client');
-  };
-
-  readonly #onError = (): void => {
-    // 'close' follows; nothing to do but not crash.
-  };
+    this.#host.socketClosed(this.#ws);
+  }
 
   async #drain(): Promise<void> {
     this.#draining = true;

@@ -294,6 +294,10 @@ export class WsHandler extends Resource {
       frame: (m, sid) => this.#frame(m, sid),
       markDirty: (c) => this.#markDirty(c),
       ended: (c, reason) => this.#ended(c, reason),
+      socketClosed: (ws) => {
+        this.#sockets.delete(ws);
+        if (this.#sockets.size === 0) this.#allClosed?.();
+      },
       reportError: (error, c) => this.#reportError(error, c),
     };
   }
@@ -426,10 +430,6 @@ export class WsHandler extends Resource {
     const connection = new WsConnection(this.#host, this.#nextId++, ws, socket, context);
     this.#connections.add(connection);
     this.#sockets.add(ws);
-    ws.once('close', () => {
-      this.#sockets.delete(ws);
-      if (this.#sockets.size === 0) this.#allClosed?.();
-    });
     this.#arm();
     if (wsChannels.open.hasSubscribers) wsChannels.open.publish({ connection });
     return connection;
