@@ -274,12 +274,7 @@ export class UploadHandler<R = unknown> extends Resource {
         const jobId = this.#jobOf.get(id);
         if (jobId !== undefined) res.setHeader(JOB_LOCATION_HEADER, `${this.#jobsBasePath}/${jobId}`);
       }
-      // tus answers errors as text; make sure they are JSON with a content type that says so.
-      const writeHead = res.writeHead;
-      res.writeHead = function (this: ServerResponse, status: number, ...args: unknown[]) {
-        if (status >= 400 && !res.hasHeader('content-type')) res.setHeader('content-type', 'application/json; charset=utf-8');
-        return (writeHead as (...a: unknown[]) => ServerResponse).call(this, status, ...args);
-      } as typeof res.writeHead;
+      jsonErrors(res);
       await this.tus.handle(req, res);
     } catch (error) {
       if (!res.headersSent) sendError(res, error);
@@ -369,6 +364,60 @@ function positiveInt(name: string, value: number | undefined, fallback: number):
   if (value === undefined) return fallback;
   if (!Number.isSafeInteger(value) || value < 1) throw new InvalidArgumentError(`UploadHandler: ${name} must be a positive integer, got ${String(value)}`);
   return value;
+}
+
+/**
+ * tus answers some errors itself, past `onResponseError` and as `text/plain` (a missing
+ * `Tus-Resumable` is a 412, a malformed header a 400, an unknown route a 404); and a JSON body
+ * from `onResponseError` still goes out under tus's `text/plain` content type. So every answer of
+ * 400 and up that tus writes is held back and rewritten here: a JSON `{ error: { code, message } }`
+ * body (tus's own text becomes the message) under `application/json`, its length recomputed.
+ */
+function jsonErrors(res: ServerResponse): void {
+  const writeHead = res.writeHead as (...args: unknown[]) => ServerResponse;
+  const write = res.write as (...args: unknown[]) => boolean;
+  const end = res.end as (...args: unknown[]) => ServerResponse;
+  let status = 0;
+  let headers: [string, unknown][] = [];
+  const chunks: Buffer[] = [];
+  const toBuffer = (chunk: unknown) => (typeof chunk === 'string' ? Buffer.from(chunk) : chunk instanceof Uint8Array ? Buffer.from(chunk) : undefined);
+  res.writeHead = function (this: ServerResponse, code: number, ...args: unknown[]) {
+    if (code < 400) return writeHead.call(this, code, ...args);
+    status = code;
+    const given = args.find((a) => typeof a === 'object' && a !== null);
+    if (Array.isArray(given)) {
+      if (Array.isArray(given[0])) headers = (given as [string, unknown][]).map(([k, v]) => [k, v]);
+      else for (let i = 0; i + 1 < given.length; i += 2) headers.push([String(given[i]), given[i + 1]]);
+    } else if (given !== undefined) headers = Object.entries(given as Record<string, unknown>);
+    return this;
+  } as typeof res.writeHead;
+  res.write = function (this: ServerResponse, chunk: unknown, ...args: unknown[]) {
+    if (status === 0) return write.call(this, chunk, ...args);
+    const buf = toBuffer(chunk);
+    if (buf !== undefined) chunks.push(buf);
+    const callback = args.find((a) => typeof a === 'function') as (() => void) | undefined;
+    if (callback !== undefined) queueMicrotask(callback);
+    return true;
+  } as typeof res.write;
+  res.end = function (this: ServerResponse, ...args: unknown[]) {
+    if (status === 0) return end.call(this, ...args);
+    const buf = typeof args[0] === 'function' ? undefined : toBuffer(args[0]);
+    if (buf !== undefined) chunks.push(buf);
+    const callback = args.find((a) => typeof a === 'function');
+    const text = Buffer.concat(chunks).toString('utf8').trim();
+    const body = text.startsWith('{"error"') ? text : JSON.stringify({ error: { code: codeForStatus(status), message: text || `HTTP ${status}` } });
+    res.writeHead = writeHead as typeof res.writeHead;
+    res.write = write as typeof res.write;
+    res.end = end as typeof res.end;
+    for (const [name, value] of headers) {
+      const lower = name.toLowerCase();
+      if (lower !== 'content-type' && lower !== 'content-length') res.setHeader(name, value as string);
+    }
+    res.setHeader('content-type', 'application/json; charset=utf-8');
+    res.setHeader('content-length', Buffer.byteLength(body));
+    writeHead.call(this, status);
+    return callback === undefined ? end.call(this, body) : end.call(this, body, callback);
+  } as typeof res.end;
 }
 
 function jsonError(error: PatchbayError): string {
