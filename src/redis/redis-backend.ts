@@ -336,11 +336,20 @@ export class RedisBackend extends Resource implements Backend {
     // Commands are never queued while Redis is away (a publish fails at once instead of being
     // sent minutes later), never resent after a reconnect (a publish might run twice), and never
     // wait forever for an answer.
-    const commandOptions: RedisOptions = { enableOfflineQueue: false, autoResendUnfulfilledCommands: false, commandTimeout: this.#commandTimeoutMs };
+    // Commands issued in one tick go out in one write (a burst of publishes costs Redis and this
+    // process one read and one write per batch, not per command).
+    const commandOptions: RedisOptions = {
+      enableAutoPipelining: true,
+      ...(opts.cluster === undefined ? opts.redis : opts.cluster.options?.redisOptions),
+      enableOfflineQueue: false,
+      autoResendUnfulfilledCommands: false,
+      commandTimeout: this.#commandTimeoutMs,
+    };
     if (opts.cluster !== undefined) {
       const base = opts.cluster.options ?? {};
       const nodes = [...opts.cluster.nodes];
       this.#client = new Cluster(nodes, {
+        enableAutoPipelining: true,
         ...base,
         enableOfflineQueue: false,
         redisOptions: { ...base.redisOptions, ...commandOptions },

@@ -53,8 +53,9 @@ local now = nowms()
 local seq = math.max((tonumber(m[2]) or 0) + 1, now * 1024)
 redis.call('HSET', meta, 's', fmt(seq))
 if store == '1' then redis.call('ZADD', index, seq, topic) end
-if maxAge >= 0 then
-  -- Topics whose newest message expired leave the index; remember the newest seq dropped so.
+if maxAge >= 0 and seq % 32 == 0 then
+  -- Now and then (1 publish in 32): topics whose newest message expired leave the index, and the
+  -- newest seq dropped so is remembered. Reads check each topic's own stream meanwhile.
   local cut = '(' .. fmt((now - maxAge) * 1024)
   local gone = redis.call('ZREVRANGEBYSCORE', index, cut, '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
   if gone[1] then
@@ -75,6 +76,7 @@ local len = 0
 if store == '1' and maxCount > 0 then
   local id = sid(seq)
   local deleted = nil
+  local aged = false
   local n = redis.call('XLEN', key)
   local first = nil
   if n > 0 and (n >= maxCount or maxAge >= 0) then first = redis.call('XRANGE', key, '-', '+', 'COUNT', math.max(1, n - maxCount + 1)) end
@@ -97,13 +99,14 @@ if store == '1' and maxCount > 0 then
       if expired[1] then
         if deleted == nil or seqof(expired[1][1]) > seqof(deleted) then deleted = expired[1][1] end
         redis.call('XTRIM', key, 'MINID', min)
+        aged = true
       end
     end
     -- The whole log is past its age once its newest entry is: let the key go then.
     redis.call('PEXPIRE', key, maxAge + 1000)
   end
   if deleted ~= nil then redis.call('XSETID', key, id, 'MAXDELETEDID', deleted) end
-  len = redis.call('XLEN', key)
+  if aged then len = redis.call('XLEN', key) else len = math.min(n + 1, maxCount) end
 end
 redis.call('PUBLISH', channel, epoch .. '\\n' .. fmt(seq) .. '\\n' .. topic .. '\\n' .. headers .. '\\n' .. data)
 `;

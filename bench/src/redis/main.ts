@@ -15,7 +15,7 @@
  * - **demo×2**: the demo server itself as two processes, publishing with `POST /pub/bench` on one
  *   and delivering on the other (an extra HTTP hop on the publishing side: not a target).
  *
- * Workloads: `paced` (100 SSE streams and 100 long polls held; 400 publishes, one every 10 ms:
+ * Workloads: `paced` (20 SSE streams and 20 long polls held; 300 publishes, one every 20 ms:
  * p50/p99 publish-to-delivery, from the publisher's call to the client's receipt, on the
  * machine's monotonic clock) and `burst` (4 SSE streams; 20,000 publishes with at most 256 in
  * flight: messages/s delivered to every stream, from the first publish to the slowest stream's
@@ -42,7 +42,7 @@ const TOPIC = 'bench';
 const KINDS = ['patchbay', 'ioredis', 'demo'] as const;
 type Kind = (typeof KINDS)[number];
 const LABEL: Record<Kind, string> = { patchbay: 'patchbay', ioredis: 'ioredis (reference)', demo: 'demo×2' };
-let PACED = { n: 400, intervalMs: 10, sse: 100, lp: 100 };
+let PACED = { n: 300, intervalMs: 20, sse: 20, lp: 20 };
 let BURST = { n: 20_000, window: 256, sse: 4 };
 
 function parseArgs(argv: readonly string[]) {
@@ -140,8 +140,8 @@ async function trial(kind: Kind, redisUrl: string, prefix: string, workload: 'pa
     load.send({ type: 'start', port: server.port, topic: TOPIC, ...shape, cursors: kind !== 'ioredis' });
     await load.next('started', 10_000);
     pub.send({ type: 'start', kind: kind === 'demo' ? 'demo' : kind, redisUrl, prefix, topic: TOPIC, demoPort: publishSide?.port ?? 0 });
-    const ready = await Promise.race([pub.next('ready', 20_000), pub.next('error', 20_000).then((e) => Promise.reject(new Error(e.message)))]);
-    void ready;
+    const ready = await pub.next('ready', 20_000);
+    if (ready.error !== undefined) throw new Error(`${kind} publisher: ${ready.error}`);
     for (let t = 0; ; t++) {
       const h = await held(kind, server);
       if (h.lp >= shape.lp && h.sse >= shape.sse) break;
@@ -150,7 +150,8 @@ async function trial(kind: Kind, redisUrl: string, prefix: string, workload: 'pa
     }
     // Warm up (JIT, connections, scripts loaded), then measure.
     pub.send({ type: 'paced', n: 50, intervalMs: 2 });
-    await pub.next('done', 30_000);
+    const warm = await pub.next('done', 30_000);
+    if (warm.error !== undefined) throw new Error(`${kind} publisher: ${warm.error}`);
     await sleep(300);
     load.send({ type: 'reset' });
     await load.next('reset', 5000);
@@ -159,6 +160,7 @@ async function trial(kind: Kind, redisUrl: string, prefix: string, workload: 'pa
     if (workload === 'paced') pub.send({ type: 'paced', n: PACED.n, intervalMs: PACED.intervalMs });
     else pub.send({ type: 'burst', n: BURST.n, window: BURST.window });
     const done = await pub.next('done', 120_000);
+    if (done.error !== undefined) throw new Error(`${kind} publisher: ${done.error}`);
     const n = workload === 'paced' ? PACED.n : BURST.n;
     load.send({ type: 'collect', n, timeoutMs: 30_000 });
     const result = await load.next('result', 60_000);

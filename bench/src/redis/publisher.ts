@@ -10,6 +10,7 @@
  *   replies `{ type: 'done', callUs }` with each publish call's round trip.
  * - in `{ type: 'burst', n, window }`: publishes n messages with at most `window` in flight;
  *   replies `{ type: 'done', startUs, endUs }`.
+ * - A request that fails is answered with its usual reply carrying `error`.
  * - in `{ type: 'exit' }`.
  */
 import http from 'node:http';
@@ -21,7 +22,7 @@ export type ToPublisher =
   | { type: 'paced'; n: number; intervalMs: number }
   | { type: 'burst'; n: number; window: number }
   | { type: 'exit' };
-export type FromPublisher = { type: 'ready' } | { type: 'done'; callUs: number[]; startUs: number; endUs: number } | { type: 'error'; message: string };
+export type FromPublisher = { type: 'ready'; error?: string } | { type: 'done'; callUs: number[]; startUs: number; endUs: number; error?: string };
 
 const send = (m: FromPublisher): void => void process.send!(m);
 const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
@@ -116,5 +117,10 @@ process.on('message', (m: ToPublisher) => {
       process.exit(0);
     }
   };
-  run().catch((error: unknown) => send({ type: 'error', message: error instanceof Error ? error.stack ?? error.message : String(error) }));
+  run().catch((error: unknown) => {
+    // One reply type per request (the coordinator waits for one type at a time), with the error.
+    const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    if (m.type === 'start') send({ type: 'ready', error: message });
+    else send({ type: 'done', callUs: [], startUs: 0, endUs: 0, error: message });
+  });
 });
