@@ -310,7 +310,12 @@ interface PendingRequest {
   readonly id: number;
   readonly resolve: (value: unknown) => void;
   readonly reject: (reason: unknown) => void;
-  timer: ClockTimer | undefined;
+  /** When it times out, by the channel's clock. */
+  readonly deadline: number;
+  readonly type: string;
+  readonly timeoutMs: number;
+  /** Settled: its place in the deadline heap is stale. */
+  done: boolean;
   abort: Disposable | undefined;
   /** The queue entry while it waits to be written; undefined once written. */
   entry: Entry | undefined;
@@ -380,6 +385,31 @@ export interface AcceptState {
   readonly lastHandled: ((session: string) => number | undefined) | undefined;
 }
 
+/**
+ * An incoming request being handled. Its AbortController is made only if the handler reads
+ * `context.signal` (most do not); a cancel that comes first is kept and applied then.
+ */
+class Handling {
+  #controller: AbortController | undefined;
+  #reason: unknown;
+  #aborted = false;
+
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+  }
+}
+
 /** One open stream. */
 class Connection {
   readonly readable: Readable;
@@ -393,7 +423,7 @@ class Connection {
   /** Control frames (replies, acks, pongs...) to write before queued messages. */
   control: string[] = [];
   /** Incoming requests being handled, by id, for CANCEL. */
-  readonly handling = new Map<number, AbortController>();
+  readonly handling = new Map<number, Handling>();
   /** The peer's session (accepting side). */
   peerSession = '';
   /** The session handlers see: the peer's (accepting side) or the channel's own. */
@@ -541,6 +571,11 @@ export class SidecarChannel extends Resource {
   #reconnectAttempt = 0;
   #connecting = false;
   readonly #endCallbacks: (() => void)[] = [];
+  /** Pending requests by deadline (a binary min-heap), and the one timer armed for its top. */
+  #deadlines: PendingRequest[] = [];
+  #staleDeadlines = 0;
+  #deadlineTimer: ClockTimer | undefined;
+  #deadlineAt = 0;
   /** The context of every send: its signal never aborts (a fresh one per read, so no listener piles up). */
   readonly #sendContext: SidecarContext = {
     get signal(): AbortSignal {
@@ -698,7 +733,18 @@ export class SidecarChannel extends Resource {
       const id = this.#nextId;
       const json = this.#serialize(() => requestJson(seq, id, type, data));
       return new Promise<unknown>((resolve, reject) => {
-        const pending: PendingRequest = { id, resolve, reject, timer: undefined, abort: undefined, entry: undefined, written: undefined };
+        const pending: PendingRequest = {
+          id,
+          resolve,
+          reject,
+          deadline: this.#clock.now() + timeoutMs,
+          type,
+          timeoutMs,
+          done: false,
+          abort: undefined,
+          entry: undefined,
+          written: undefined,
+        };
         const entry: Entry = { seq, kind: Kind.REQUEST, type, json, bytes: Buffer.byteLength(json), request: pending, dead: false, replay: false };
         pending.entry = entry;
         if (!this.#admit(entry)) {
@@ -708,10 +754,7 @@ export class SidecarChannel extends Resource {
         this.#nextSeq++;
         this.#nextId++;
         this.#pending.set(id, pending);
-        pending.timer = this.#clock.setTimer(
-          () => this.#failRequest(pending, new TimeoutError(`The sidecar request "${type}" got no reply within ${timeoutMs} ms`), true),
-          timeoutMs,
-        );
+        this.#addDeadline(pending);
         if (signal !== undefined) pending.abort = onAbort(signal, (reason) => this.#failRequest(pending, reason, true));
         this.#enqueue(entry);
       });
@@ -1182,13 +1225,18 @@ export class SidecarChannel extends Resource {
     }
     const [, , id, type, data] = m as readonly [3, number, number, string, unknown?];
     const message: SidecarMessage = { kind: 'request', type, data, seq, session: conn.messageSession };
-    const controller = new AbortController();
-    conn.handling.set(id, controller);
+    const handling = new Handling();
+    conn.handling.set(id, handling);
     let result: unknown;
     let failed = false;
     try {
       if (this.#handler === undefined) throw new PatchbayError(ErrorCodes.NOT_FOUND, `No handler for sidecar requests (type "${type}")`);
-      result = this.#handler(message, { signal: controller.signal, channel: this });
+      result = this.#handler(message, {
+        get signal() {
+          return handling.signal;
+        },
+        channel: this,
+      });
     } catch (err) {
       failed = true;
       result = err;
@@ -1311,11 +1359,82 @@ export class SidecarChannel extends Resource {
 
   #settleRequest(pending: PendingRequest): void {
     this.#pending.delete(pending.id);
-    pending.timer?.cancel();
-    pending.timer = undefined;
+    if (!pending.done) {
+      pending.done = true;
+      this.#staleDeadlines++;
+      // Settled requests leave their heap entries behind (lazy removal); sweep when they dominate.
+      if (this.#staleDeadlines > 1024 && this.#staleDeadlines * 2 > this.#deadlines.length) {
+        this.#deadlines = this.#deadlines.filter((p) => !p.done);
+        this.#staleDeadlines = 0;
+        for (let i = (this.#deadlines.length >> 1) - 1; i >= 0; i--) this.#siftDown(i);
+      }
+    }
     pending.abort?.[Symbol.dispose]();
     pending.abort = undefined;
   }
+
+  // One timer for every request deadline, armed for the earliest: a binary min-heap of pending
+  // requests by deadline, settled ones removed lazily (CONVENTIONS.md 7: few timers, reused).
+
+  #addDeadline(pending: PendingRequest): void {
+    const heap = this.#deadlines;
+    heap.push(pending);
+    let i = heap.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (heap[parent]!.deadline <= pending.deadline) break;
+      heap[i] = heap[parent]!;
+      i = parent;
+    }
+    heap[i] = pending;
+    if (this.#deadlineTimer === undefined || pending.deadline < this.#deadlineAt) this.#armDeadline(pending.deadline);
+  }
+
+  #siftDown(start: number): void {
+    const heap = this.#deadlines;
+    const item = heap[start]!;
+    let i = start;
+    for (;;) {
+      let child = 2 * i + 1;
+      if (child >= heap.length) break;
+      if (child + 1 < heap.length && heap[child + 1]!.deadline < heap[child]!.deadline) child++;
+      if (heap[child]!.deadline >= item.deadline) break;
+      heap[i] = heap[child]!;
+      i = child;
+    }
+    heap[i] = item;
+  }
+
+  #popDeadline(): PendingRequest | undefined {
+    const heap = this.#deadlines;
+    const top = heap[0];
+    const last = heap.pop();
+    if (top !== undefined && last !== undefined && heap.length > 0) {
+      heap[0] = last;
+      this.#siftDown(0);
+    }
+    if (top?.done === true) this.#staleDeadlines--;
+    return top;
+  }
+
+  #armDeadline(at: number): void {
+    this.#deadlineTimer?.cancel();
+    this.#deadlineAt = at;
+    this.#deadlineTimer = this.#clock.setTimer(this.#onDeadline, at - this.#clock.now());
+  }
+
+  readonly #onDeadline = (): void => {
+    this.#deadlineTimer = undefined;
+    const now = this.#clock.now();
+    while (this.#deadlines.length > 0 && (this.#deadlines[0]!.done || this.#deadlines[0]!.deadline <= now)) {
+      const p = this.#popDeadline()!;
+      if (p.done) continue;
+      p.done = true; // out of the heap already: not a stale entry
+      this.#failRequest(p, new TimeoutError(`The sidecar request "${p.type}" got no reply within ${p.timeoutMs} ms`), true);
+    }
+    const next = this.#deadlines[0];
+    if (next !== undefined) this.#armDeadline(next.deadline);
+  };
 
   /** Ends a request with `reason`; `cancelRemote` sends CANCEL when it was written. */
   #failRequest(pending: PendingRequest, reason: unknown, cancelRemote: boolean): void {
@@ -1378,12 +1497,16 @@ export class SidecarChannel extends Resource {
   #shutdown(reason: unknown, graceful: boolean): void {
     this.#reconnectTimer?.cancel();
     this.#reconnectTimer = undefined;
+    this.#deadlineTimer?.cancel();
+    this.#deadlineTimer = undefined;
     const left = [...this.#waiting.drain(), ...this.#unacked.drain()].filter((e) => !e.dead);
     for (const e of left) {
       if (e.request === undefined) this.#undelivered++;
       this.#release(e);
     }
     for (const pending of [...this.#pending.values()]) this.#failRequest(pending, reason, false);
+    this.#deadlines = [];
+    this.#staleDeadlines = 0;
     for (const p of [...this.#pings.values()]) p.reject(reason);
     for (const w of this.#drainWaiters.splice(0)) w();
     for (const w of this.#idleWaiters.splice(0)) w();

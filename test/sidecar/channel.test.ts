@@ -352,6 +352,28 @@ describe('SidecarChannel over real sockets', () => {
     expect(await overTcp.request('hi')).toBe('pong');
   });
 
+  it('serveSidecar closes a connection that sends a malformed or oversized frame, and goes on serving others', async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.remove);
+    const path = join(tmp.dir, 'z.sock');
+    const errors: unknown[] = [];
+    const server = await serveSidecar((m) => m.data, { socketPath: path, maxFrameBytes: 1024, onError: (e) => errors.push(e) });
+    cleanups.push(() => server.destroy());
+    for (const garbage of [Buffer.from('GET / HTTP/1.1\r\n\r\n'), Buffer.from([0, 0, 0, 4, 0x6e, 0x75, 0x6c, 0x6c]), Buffer.from([0x7f, 0xff, 0xff, 0xff])]) {
+      const raw = net.createConnection({ path });
+      const closed = new Promise<void>((resolve) => raw.on('close', () => resolve()));
+      raw.on('error', () => undefined);
+      raw.write(garbage);
+      await closed; // the server hung up: no hang, no crash
+    }
+    expect(errors).toHaveLength(3);
+    expect(errors.every((e) => e instanceof ProtocolError)).toBe(true);
+    expect(server.stats()).toMatchObject({ protocolErrors: 3, connections: 0 });
+    const app = new SidecarChannel({ connect: path });
+    cleanups.push(() => app.destroy());
+    expect(await app.request('echo', 'still here')).toBe('still here');
+  });
+
   it('serveSidecar refuses a socket path someone listens on, and replaces a stale one', async () => {
     const tmp = tempDir();
     cleanups.push(tmp.remove);
@@ -372,5 +394,44 @@ describe('SidecarChannel over real sockets', () => {
     const app = new SidecarChannel({ connect: path });
     cleanups.push(() => app.destroy());
     expect(await app.request('x')).toBe('ok');
+  });
+});
+
+describe('SidecarChannel request deadlines', () => {
+  it('times out requests with mixed deadlines in deadline order, on one timer', async () => {
+    const clock = new ManualClock();
+    const app = new SidecarChannel({ clock, requestTimeoutMs: 1000 });
+    cleanups.push(() => app.destroy());
+    const order: string[] = [];
+    const track = (name: string, p: Promise<unknown>) => p.catch((e: unknown) => order.push(`${name}:${(e as Error).name}`));
+    const all = [
+      track('a1000', app.request('a')),
+      track('b300', app.request('b', undefined, { timeoutMs: 300 })),
+      track('c5000', app.request('c', undefined, { timeoutMs: 5000 })),
+      track('d300', app.request('d', undefined, { timeoutMs: 300 })),
+    ];
+    expect(clock.pendingTimers).toBe(1);
+    clock.advance(299);
+    await Promise.resolve();
+    expect(order).toEqual([]);
+    clock.advance(1);
+    await new Promise((r) => setImmediate(r));
+    expect(order).toEqual(['b300:TimeoutError', 'd300:TimeoutError']);
+    clock.advance(700);
+    await new Promise((r) => setImmediate(r));
+    expect(order).toEqual(['b300:TimeoutError', 'd300:TimeoutError', 'a1000:TimeoutError']);
+    clock.advance(4000);
+    await Promise.all(all);
+    expect(order.at(-1)).toBe('c5000:TimeoutError');
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('keeps many settled requests from piling up in the deadline heap', async () => {
+    const { app, connect } = setup({}, (m) => m.data);
+    connect();
+    for (let round = 0; round < 5; round++) {
+      await Promise.all(Array.from({ length: 1000 }, (_, i) => app.request('echo', i)));
+    }
+    expect(app.stats().pendingRequests).toBe(0);
   });
 });
