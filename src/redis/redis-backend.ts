@@ -339,7 +339,7 @@ export class RedisBackend extends Resource implements Backend {
     // Commands issued in one tick go out in one write (a burst of publishes costs Redis and this
     // process one read and one write per batch, not per command).
     const commandOptions: RedisOptions = {
-      enableAutoPipelining: true,
+      enableAutoPipelining: opts.cluster === undefined,
       ...(opts.cluster === undefined ? opts.redis : opts.cluster.options?.redisOptions),
       enableOfflineQueue: false,
       autoResendUnfulfilledCommands: false,
@@ -348,8 +348,8 @@ export class RedisBackend extends Resource implements Backend {
     if (opts.cluster !== undefined) {
       const base = opts.cluster.options ?? {};
       const nodes = [...opts.cluster.nodes];
+      // No auto-pipelining here: ioredis refuses a pipeline whose keys span slots.
       this.#client = new Cluster(nodes, {
-        enableAutoPipelining: true,
         ...base,
         enableOfflineQueue: false,
         redisOptions: { ...base.redisOptions, ...commandOptions },
