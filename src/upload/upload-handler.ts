@@ -155,6 +155,7 @@ export class UploadHandler<R = unknown> extends Resource {
   readonly #store: FileStore;
   readonly #directory: string;
   readonly #basePath: string;
+  readonly #corsOrigins: readonly string[];
   readonly #maxActive: number;
   readonly #jobs: PollHandle | undefined;
   readonly #process: ((file: UploadedFile, context: PollJobContext) => R | PromiseLike<R>) | undefined;
@@ -201,12 +202,14 @@ export class UploadHandler<R = unknown> extends Resource {
     this.#clock = options.clock ?? realClock;
     this.#store = new FileStore({ directory: this.#directory, expirationPeriodInMilliseconds: expiryMs });
     const corsOrigins = [...(options.corsOrigins ?? [])];
+    this.#corsOrigins = corsOrigins;
     this.tus = new TusServer({
       path: basePath,
       datastore: this.#store,
       maxSize: maxSize,
       relativeLocation: true,
-      allowedOrigins: corsOrigins, // an empty list sends no Access-Control-Allow-Origin
+      // A predicate, not the list: given a list, tus answers any other origin (or none) with the first one.
+      allowedOrigins: (origin) => corsOrigins.includes(origin),
       exposedHeaders: [JOB_LOCATION_HEADER],
       disableTerminationForFinishedUploads: false,
       getFileIdFromRequest: (_req, lastPath) => (lastPath !== undefined && ID_RE.test(lastPath) ? lastPath : undefined),
@@ -274,7 +277,8 @@ export class UploadHandler<R = unknown> extends Resource {
         const jobId = this.#jobOf.get(id);
         if (jobId !== undefined) res.setHeader(JOB_LOCATION_HEADER, `${this.#jobsBasePath}/${jobId}`);
       }
-      jsonErrors(res);
+      const origin = req.headers.origin;
+      tusResponse(res, origin !== undefined && this.#corsOrigins.includes(origin));
       await this.tus.handle(req, res);
     } catch (error) {
       if (!res.headersSent) sendError(res, error);
@@ -367,13 +371,19 @@ function positiveInt(name: string, value: number | undefined, fallback: number):
 }
 
 /**
- * tus answers some errors itself, past `onResponseError` and as `text/plain` (a missing
- * `Tus-Resumable` is a 412, a malformed header a 400, an unknown route a 404); and a JSON body
- * from `onResponseError` still goes out under tus's `text/plain` content type. So every answer of
- * 400 and up that tus writes is held back and rewritten here: a JSON `{ error: { code, message } }`
- * body (tus's own text becomes the message) under `application/json`, its length recomputed.
+ * Puts right what tus writes:
+ * - tus answers some errors itself, past `onResponseError` and as `text/plain` (a missing
+ *   `Tus-Resumable` is a 412, a malformed header a 400, an unknown route a 404); and a JSON body
+ *   from `onResponseError` still goes out under tus's `text/plain` content type. So every answer
+ *   of 400 and up is held back and rewritten: a JSON `{ error: { code, message } }` body (tus's
+ *   own text becomes the message) under `application/json`, its length recomputed.
+ * - tus sends `Access-Control-Expose-Headers` (and, to preflights, the other
+ *   `Access-Control-*` headers) whatever the origin: unless this request's origin is one of
+ *   `corsOrigins`, every `Access-Control-*` header is dropped; when it is, `Vary: Origin` is added.
  */
-function jsonErrors(res: ServerResponse): void {
+function tusResponse(res: ServerResponse, corsAllowed: boolean): void {
+  if (corsAllowed) res.appendHeader('vary', 'Origin');
+  const keep = (name: string): boolean => corsAllowed || !name.toLowerCase().startsWith('access-control-');
   const writeHead = res.writeHead as (...args: unknown[]) => ServerResponse;
   const write = res.write as (...args: unknown[]) => boolean;
   const end = res.end as (...args: unknown[]) => ServerResponse;
@@ -382,13 +392,17 @@ function jsonErrors(res: ServerResponse): void {
   const chunks: Buffer[] = [];
   const toBuffer = (chunk: unknown) => (typeof chunk === 'string' ? Buffer.from(chunk) : chunk instanceof Uint8Array ? Buffer.from(chunk) : undefined);
   res.writeHead = function (this: ServerResponse, code: number, ...args: unknown[]) {
-    if (code < 400) return writeHead.call(this, code, ...args);
-    status = code;
     const given = args.find((a) => typeof a === 'object' && a !== null);
     if (Array.isArray(given)) {
       if (Array.isArray(given[0])) headers = (given as [string, unknown][]).map(([k, v]) => [k, v]);
       else for (let i = 0; i + 1 < given.length; i += 2) headers.push([String(given[i]), given[i + 1]]);
     } else if (given !== undefined) headers = Object.entries(given as Record<string, unknown>);
+    headers = headers.filter(([name]) => keep(name));
+    if (code < 400) {
+      const statusText = typeof args[0] === 'string' ? [args[0]] : [];
+      return writeHead.call(this, code, ...statusText, headers.flat());
+    }
+    status = code;
     return this;
   } as typeof res.writeHead;
   res.write = function (this: ServerResponse, chunk: unknown, ...args: unknown[]) {

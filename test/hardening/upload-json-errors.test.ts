@@ -2,6 +2,9 @@
  * Regression (UploadHandler): the refusals that tus writes itself, past `onResponseError`, went
  * out as `text/plain`. The module promises a JSON `{ error: { code, message } }` body for every
  * error. Found by the upload fuzzing in parsers.test.ts.
+ * Regression (UploadHandler CORS): tus sent Access-Control-Expose-Headers with CORS off, and
+ * answered an origin not in `corsOrigins` (or none) with the first listed one. Found by
+ * security.test.ts.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,9 +20,9 @@ afterEach(async () => {
   await closeServers();
 });
 
-async function uploadRig() {
+async function uploadRig(corsOrigins?: readonly string[]) {
   const dir = mkdtempSync(join(tmpdir(), 'patchbay-hardening-'));
-  const uploads = new UploadHandler({ directory: join(dir, 'store'), maxSizeBytes: 1_000 });
+  const uploads = new UploadHandler({ directory: join(dir, 'store'), maxSizeBytes: 1_000, ...(corsOrigins ? { corsOrigins } : {}) });
   cleanups.push(async () => {
     await uploads.close();
     rmSync(dir, { recursive: true, force: true });
@@ -44,4 +47,30 @@ describe('UploadHandler error bodies', () => {
     }
   });
 
+
+  it('CORS: none at all by default; with corsOrigins only a listed origin is echoed, with Vary: Origin', async () => {
+    const tus = { 'tus-resumable': '1.0.0', 'upload-length': '1' };
+    const preflight = { 'access-control-request-method': 'POST' };
+    const off = await uploadRig();
+    for (const answer of [
+      await request(off.base, { method: 'POST', path: '/uploads', headers: { ...tus, origin: 'https://a.example' } }),
+      await request(off.base, { method: 'OPTIONS', path: '/uploads', headers: { ...preflight, origin: 'https://a.example' } }),
+    ]) {
+      expect(Object.keys(answer.headers).filter((h) => h.startsWith('access-control-'))).toEqual([]);
+    }
+    const on = await uploadRig(['https://app.example']);
+    for (const origin of ['https://evil.example', undefined]) {
+      const headers: Record<string, string> = origin === undefined ? {} : { origin };
+      for (const answer of [
+        await request(on.base, { method: 'POST', path: '/uploads', headers: { ...tus, ...headers } }),
+        await request(on.base, { method: 'OPTIONS', path: '/uploads', headers: { ...preflight, ...headers } }),
+      ]) {
+        expect(Object.keys(answer.headers).filter((h) => h.startsWith('access-control-'))).toEqual([]);
+      }
+    }
+    const good = await request(on.base, { method: 'OPTIONS', path: '/uploads', headers: { ...preflight, origin: 'https://app.example' } });
+    expect(good.headers['access-control-allow-origin']).toBe('https://app.example');
+    expect(good.headers['access-control-allow-methods']).toContain('POST');
+    expect(good.headers['vary']).toContain('Origin');
+  });
 });
