@@ -5,6 +5,8 @@ export default defineConfig({
   resolve: {
     alias: [
       { find: /^patchbay$/, replacement: new URL('./src/index.ts', import.meta.url).pathname },
+      // The framework adapters live under src/adapters/<name>/ (scripts/entries.js).
+      { find: /^patchbay\/(express|fastify|koa|web)$/, replacement: `${new URL('./src/adapters/', import.meta.url).pathname}$1/index.ts` },
       // patchbay/<name> is src/<name>/index.ts (scripts/entries.js).
       { find: /^patchbay\/([a-z]+)$/, replacement: `${new URL('./src/', import.meta.url).pathname}$1/index.ts` },
     ],

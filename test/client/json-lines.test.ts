@@ -171,7 +171,7 @@ describe('streamJsonLines + readJsonLines', () => {
 
   it('a record JSON cannot hold, or one over maxRecordBytes, ends the stream with an error record', async () => {
     const base = await serve((req, res) => {
-      const items = req.url === '/bigint' ? [1, 2n] : [1, 'y'.repeat(100)];
+      const items: unknown[] = req.url === '/bigint' ? [1, 2n] : [1, 'y'.repeat(100)];
       void streamJsonLines(res, items, { maxRecordBytes: 64 });
     });
     for (const path of ['/bigint', '/big']) {

@@ -67,7 +67,7 @@ async function rig(handleOptions: Partial<PollHandleOptions> = {}, handlerOption
     log.push({
       method: req.method ?? '',
       path: req.url ?? '',
-      ...(h.prefer === undefined ? {} : { prefer: h.prefer }),
+      ...(h.prefer === undefined ? {} : { prefer: String(h.prefer) }),
       ...(h['if-none-match'] === undefined ? {} : { inm: h['if-none-match'] }),
       ...(h['idempotency-key'] === undefined ? {} : { key: h['idempotency-key'] as string }),
     });
