@@ -145,11 +145,15 @@ export class SseHandler extends Resource {
       this.assertOpen('handle');
 
       const stream = this.hub.stream(nodeSink(req, res));
+      // The replay is staged and queued whole (see SseStream): held to maxBufferedBytes, a backlog
+      // larger than the bound would cut the resuming client before its first byte, every time.
+      let staged: Message[] | null = [];
       const sub = await this.#broker.subscribe(t.pattern, {
         from: lastEventId ?? 'now',
         maxQueue: 1, // callback delivery: the stream's own buffer bound applies
         onMessage: (m) => {
-          if (stream.send(this.#bytes(m))) this.#eventsSent++;
+          if (staged !== null) staged.push(m);
+          else if (stream.send(this.#bytes(m))) this.#eventsSent++;
         },
       });
       stream._onClose(() => sub.close());
@@ -166,6 +170,9 @@ export class SseHandler extends Resource {
           first = serializeEvent({ event: this.#gapEvent, data: { lastEventId } });
         }
       }
+      const replay = staged;
+      staged = null;
+      this.#eventsSent += stream._replay(replay.map((m) => this.#bytes(m)));
       stream.start(extra, first);
       return stream;
     } catch (error) {

@@ -17,6 +17,11 @@
  * `coalesce` (an event with a `key` replaces a queued one with the same key, else as
  * `drop-oldest`). A connection whose transport takes no bytes for `stallTimeoutMs` is closed.
  *
+ * A replay (the log after a client's `Last-Event-ID`) is queued whole, whatever its size: the
+ * broker's log limits bound it, and a client that resumes after an overflow must be able to
+ * catch up (else it would be cut again at once, and forever). Until the transport has let go of
+ * the replay's last byte, what is left of it is allowed on top of `maxBufferedBytes`.
+ *
  * ## Time
  *
  * One timer per hub, not per connection, sends heartbeat comments to connections that sent
@@ -142,6 +147,8 @@ export class SseStream {
   #eventsSent = 0;
   #bytesSent = 0;
   #drops = 0;
+  /** Where (in `#bytesSent + #queued` terms) the latest replay ends; 0 once the transport let go of it. */
+  #replayEnd = 0;
   #onClose: ((reason: SseCloseReason) => void)[] = [];
 
   /** @internal */
@@ -237,6 +244,23 @@ export class SseStream {
     return true;
   }
 
+  /**
+   * Queues a replay, whole: it is not held to `maxBufferedBytes` (the log's limits bound it), and
+   * what of it the transport still holds is allowed on top of the bound. @internal
+   */
+  _replay(events: readonly Buffer[]): number {
+    if (this.#closed || this.#ending || events.length === 0) return 0;
+    for (const bytes of events) {
+      this.#queue.push(bytes);
+      this.#keys.push(undefined);
+      this.#queued += bytes.length;
+    }
+    this.#eventsSent += events.length;
+    this.#replayEnd = this.#bytesSent + this.#queued;
+    this.#schedule();
+    return events.length;
+  }
+
   /** Queues a comment (clients ignore it). */
   comment(text = ''): boolean {
     const bytes = serializeComment(text);
@@ -306,7 +330,12 @@ export class SseStream {
   }
 
   #fits(bytes: number, key: string | undefined): boolean {
-    const limit = this.#maxBuffered;
+    let limit = this.#maxBuffered;
+    if (this.#replayEnd > 0) {
+      const unreleased = this.#replayEnd - (this.#bytesSent - this.#sink.buffered);
+      if (unreleased > 0) limit += unreleased;
+      else this.#replayEnd = 0;
+    }
     if (this.#sink.buffered + this.#queued + bytes <= limit) return true;
     if (this.#overflow === 'close') {
       this.#count(1, 'close', bytes);
