@@ -21,6 +21,7 @@ export default {
     'docs/sidecar.md',
     'docs/guides/scaling.md',
     'docs/errors.md',
+    'docs/limits.md',
     'docs/benchmarks.md',
   ],
   excludeInternal: true,
