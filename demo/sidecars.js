@@ -3,7 +3,7 @@
 // and timed through the metrics sidecar (prom-client, Prometheus text on a loopback port).
 // `GET /sidecar` shows both: supervisor state, the shipper's counters and the file's last lines,
 // the metrics URL and its text.
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +16,7 @@ const example = (name) => fileURLToPath(new URL(`../examples/sidecars/${name}`, 
 /** The last `n` lines of a file (small files only: the demo's log rotates at 1 MiB). */
 function tail(file, n) {
   try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-n);
+    return readFileSync(file, 'utf8').trimEnd().split('\n').filter(Boolean).slice(-n);
   } catch {
     return [];
   }
@@ -59,9 +59,10 @@ export function startDemoSidecars(options = {}) {
     metricsSidecar,
     ready,
     ...requestHandlers(logShipper, metricsSidecar, logFile, logger, metrics, () => logShipper.stats(), () => metricsSidecar.stats()),
-    /** Drains both channels, says BYE, waits for both sidecars to exit. */
-    close() {
-      return Promise.all([logShipper.close(), metricsSidecar.close()]);
+    /** Drains both channels, says BYE, waits for both sidecars to exit; removes the log if it made the directory. */
+    async close() {
+      await Promise.all([logShipper.close(), metricsSidecar.close()]);
+      if (options.dir === undefined) rmSync(dir, { recursive: true, force: true });
     },
   };
 }
