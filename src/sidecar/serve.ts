@@ -248,6 +248,15 @@ export function acceptSidecarStream(
   return channel;
 }
 
+/** How long a sidecar that is told to go may spend closing before it exits anyway. */
+const EXIT_DEADLINE_MS = 5000;
+
+/** Closes gracefully, then exits; exits anyway after EXIT_DEADLINE_MS (a stuck close must not leave an orphan). */
+function closeAndExit(server: SidecarServer): void {
+  setTimeout(() => process.exit(0), EXIT_DEADLINE_MS);
+  void server.close().finally(() => process.exit(0));
+}
+
 /** Removes a stale socket file: one nobody listens on. Throws if someone does. */
 async function clearStaleSocket(path: string): Promise<void> {
   if (!existsSync(path)) return;
@@ -303,8 +312,8 @@ export async function serveSidecar(handler: SidecarHandler, options?: ServeSidec
     const channel = acceptSidecarStream({ readable: process.stdin, writable: process.stdout }, handler, channelOptions);
     server._adopt(channel);
     if (exitProcess) {
-      channel.on('bye', () => void server.close().then(() => process.exit(0)));
-      process.stdin.once('end', () => void server.close().then(() => process.exit(0)));
+      channel.on('bye', () => closeAndExit(server));
+      process.stdin.once('end', () => closeAndExit(server));
     }
   } else {
     const socketPath = o.port === undefined ? (o.socketPath ?? process.env[SIDECAR_SOCKET_ENV]) : undefined;
@@ -326,7 +335,7 @@ export async function serveSidecar(handler: SidecarHandler, options?: ServeSidec
       }
       const channel = acceptSidecarStream(socket, handler, channelOptions);
       server._adopt(channel);
-      if (exitProcess) channel.on('bye', () => void server.close().then(() => process.exit(0)));
+      if (exitProcess) channel.on('bye', () => closeAndExit(server));
     });
     await new Promise<void>((resolve, reject) => {
       net_.once('error', reject);
@@ -350,7 +359,7 @@ export async function serveSidecar(handler: SidecarHandler, options?: ServeSidec
   }
 
   if (exitProcess) {
-    const stop = (): void => void server.close().then(() => process.exit(0));
+    const stop = (): void => closeAndExit(server);
     process.once('SIGTERM', stop);
     const parent = process.ppid;
     // The parent died without a word: its children are re-parented. Do not outlive it.

@@ -3,11 +3,13 @@
  * steady stream, a hung sidecar, give-up, graceful shutdown, the stdio transport. Waits are
  * bounded (`untilReal`), never sleeps; children are stopped by pid in afterEach.
  */
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SidecarSupervisor, UnavailableError, type SidecarSupervisorOptions } from '../../src/index.js';
 import { alive, fixture, tempDir, untilReal } from './helpers.js';
+import { until } from '../helpers.js';
 
 const cleanups: (() => void | Promise<void>)[] = [];
 afterEach(async () => {
@@ -125,6 +127,23 @@ describe('SidecarSupervisor with real processes', () => {
     expect(alive(pid)).toBe(false);
     expect(existsSync(supervisor.socketPath)).toBe(false);
     expect(() => supervisor.send('record', 1)).toThrow(/after close/);
+  });
+
+  it('a supervised sidecar does not outlive its app: it exits when the app is killed', async () => {
+    const app = spawn(process.execPath, fixture('parent.ts').args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    app.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    cleanups.push(() => {
+      if (alive(app.pid)) process.kill(app.pid!, 'SIGKILL');
+    });
+    await untilReal(() => out.includes('\n'), 'the sidecar pid');
+    const sidecarPid = Number(out.trim());
+    cleanups.push(() => {
+      if (alive(sidecarPid)) process.kill(sidecarPid, 'SIGKILL');
+    });
+    expect(alive(sidecarPid)).toBe(true);
+    process.kill(app.pid!, 'SIGKILL');
+    await until(() => !alive(sidecarPid), 'the orphaned sidecar to exit', 5_000_000);
   });
 
   it('talks over the child\'s stdio when asked', async () => {
