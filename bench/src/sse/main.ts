@@ -805,7 +805,7 @@ if (opts.write) {
     '  costs its clients fewer reads and TCP segments, and the clients share the cores with it; bare, better-sse, hono and',
     '  Nchan write each event on its own. When the clients lag (a busy machine), small segments fill a client\'s TCP',
     '  receive buffer sooner and the sender then waits on the kernel\'s zero-window probes, which back off exponentially:',
-    '  a burst time that repeats to the millisecond across runs is such a wait, not work. Read the min–max ranges.',
+    '  a burst time that repeats to the millisecond across runs is most likely such a wait, not work. Read the min–max ranges.',
     '',
     '### What each figure measures',
     '',
