@@ -336,10 +336,10 @@ export class RedisBackend extends Resource implements Backend {
     // Commands are never queued while Redis is away (a publish fails at once instead of being
     // sent minutes later), never resent after a reconnect (a publish might run twice), and never
     // wait forever for an answer.
-    // Commands issued in one tick go out in one write (a burst of publishes costs Redis and this
-    // process one read and one write per batch, not per command).
+    // ioredis's auto-pipelining (`redis: { enableAutoPipelining: true }`) raises burst throughput
+    // but holds each command to the next turn of the event loop (~0.1 ms of publish-to-delivery
+    // latency here), so it is left to the caller.
     const commandOptions: RedisOptions = {
-      enableAutoPipelining: opts.cluster === undefined,
       ...(opts.cluster === undefined ? opts.redis : opts.cluster.options?.redisOptions),
       enableOfflineQueue: false,
       autoResendUnfulfilledCommands: false,

@@ -44,6 +44,8 @@ type Kind = (typeof KINDS)[number];
 const LABEL: Record<Kind, string> = { patchbay: 'patchbay', ioredis: 'ioredis (reference)', demo: 'demo×2' };
 let PACED = { n: 300, intervalMs: 20, sse: 20, lp: 20 };
 let BURST = { n: 20_000, window: 256, sse: 4 };
+/** Warm-up publishes (one per ms) before each measurement, so both sides run optimized code. */
+let WARM = 1000;
 
 function parseArgs(argv: readonly string[]) {
   const opts = { runs: 3, write: true, quick: false };
@@ -149,7 +151,7 @@ async function trial(kind: Kind, redisUrl: string, prefix: string, workload: 'pa
       await sleep(20);
     }
     // Warm up (JIT, connections, scripts loaded), then measure.
-    pub.send({ type: 'paced', n: 50, intervalMs: 2 });
+    pub.send({ type: 'paced', n: WARM, intervalMs: 1 });
     const warm = await pub.next('done', 30_000);
     if (warm.error !== undefined) throw new Error(`${kind} publisher: ${warm.error}`);
     await sleep(300);
@@ -192,6 +194,7 @@ const opts = parseArgs(process.argv.slice(2));
 if (opts.quick) {
   PACED = { n: 50, intervalMs: 10, sse: 10, lp: 10 };
   BURST = { n: 2000, window: 64, sse: 2 };
+  WARM = 50;
 }
 const command = process.env.BENCH_COMMAND ?? 'npm run bench -- redis';
 const started = new Date();
@@ -327,8 +330,8 @@ if (opts.write) {
     '### How it is measured',
     '',
     `- paced: ${PACED.sse} SSE streams and ${PACED.lp} long-poll loops held on the delivering process by one client process`,
-    `  (patchbay's polls follow \`Patchbay-Cursor\`); ${PACED.n} publishes of \`{ i, t }\`, one every ${PACED.intervalMs} ms, after 50 warm-up`,
-    '  publishes. `t` is the publisher\'s `process.hrtime` when it calls publish; each client subtracts it from its own',
+    `  (patchbay's polls follow \`Patchbay-Cursor\`); ${PACED.n} publishes of \`{ i, t }\`, one every ${PACED.intervalMs} ms, after ${WARM} warm-up`,
+    '  publishes (one per ms). `t` is the publisher\'s `process.hrtime` when it calls publish; each client subtracts it from its own',
     '  `process.hrtime` at receipt (one monotonic clock for every process on the machine). p50/p99 are over every',
     '  delivery of the run.',
     `- burst: ${BURST.sse} SSE streams; ${BURST.n.toLocaleString('en')} publishes with at most ${BURST.window} in flight; messages/s is the count over`,
