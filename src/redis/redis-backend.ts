@@ -818,6 +818,8 @@ export class RedisBackend extends Resource implements Backend {
 
   #onFeedLost(): void {
     this.#feedGen++;
+    // From now on live messages wait for the catch-up (see #doResync).
+    if (this.#epoch !== undefined && this.#attachStarted) this.#held ??= [];
     this.#live = false;
     this.#coveredFrom = Infinity;
     this.#logs.clear();
@@ -841,8 +843,10 @@ export class RedisBackend extends Resource implements Backend {
       if (this.closed) return;
       const first = this.#epoch === undefined;
       this.#live = false;
-      // At the start every message is new; after a loss, live ones wait behind the catch-up.
-      this.#held = first ? null : [];
+      // At the start every message is new; after a loss, live ones wait behind the catch-up, and
+      // keep waiting across failed attempts (delivering one early would move the catch-up's
+      // starting point past messages it has not read yet).
+      if (!first) this.#held ??= [];
       try {
         await this.#sub.subscribe(this.#channel);
         const gen = this.#feedGen;
@@ -875,8 +879,10 @@ export class RedisBackend extends Resource implements Backend {
         }
         return;
       } catch (error) {
-        this.#held = null;
-        if (this.closed) return;
+        if (this.closed) {
+          this.#held = null;
+          return;
+        }
         this.#reportError(error);
       }
     }
@@ -963,25 +969,27 @@ export class RedisBackend extends Resource implements Backend {
     t.messages = len;
   }
 
+  /** Calls in flight finish first (QUIT is answered after them); new calls reject with ClosedError. */
   protected async onClose(): Promise<void> {
-    this.#shutdown();
+    this.#shutdown(false);
     await Promise.all([quit(this.#client), quit(this.#sub)]);
   }
 
-  protected onDestroy(): void {
-    this.#shutdown();
+  /** Calls in flight reject with ClosedError (or `reason`) at once; they may still have run. */
+  protected onDestroy(reason: unknown): void {
+    this.#shutdown(true, reason);
     this.#client.disconnect();
     this.#sub.disconnect();
   }
 
-  #shutdown(): void {
+  #shutdown(hard: boolean, reason?: unknown): void {
     this.#reorderTimer?.cancel();
     this.#reorderQueue.length = 0;
     this.#live = false;
     this.#deliver = null;
     this.#logs.clear();
     const closed = new ClosedError('The backend is closed');
-    for (const reject of [...this.#inflight]) reject(closed);
+    if (hard) for (const reject of [...this.#inflight]) reject(reason ?? closed);
     for (const w of this.#readyWaiters) w.reject(closed);
     this.#readyWaiters.clear();
   }

@@ -119,8 +119,19 @@ describe.skipIf(REDIS_BINARY === undefined)('three demo processes on one Redis',
     // SSE on P2, moving to P1 with Last-Event-ID half way.
     const sse: SseEvent[] = [];
     let sseStop = new AbortController();
-    const first = await readSse(`${p2.base}/sse/${topic}`, sse, sseStop.signal);
-    expect(first.status).toBe(200);
+    /** Times the server ended a stream (an EventSource would reconnect with Last-Event-ID: so do we). */
+    const sseEnds: string[] = [];
+    const follow = async (base: string, stop: AbortController, lastEventId?: string): Promise<number> => {
+      const stream = await readSse(`${base}/sse/${topic}`, sse, stop.signal, lastEventId ? { 'last-event-id': lastEventId } : {});
+      void stream.done.then(async () => {
+        if (stop.signal.aborted) return;
+        sseEnds.push(`${base} after ${sse.length} events`);
+        await sleep(100);
+        if (!stop.signal.aborted) await follow(base, stop, sse[sse.length - 1]?.id ?? lastEventId).catch(() => undefined);
+      });
+      return stream.status;
+    };
+    expect(await follow(p2.base, sseStop)).toBe(200);
 
     // Long polls on P3, from the head, following the cursor.
     const lp: { id: string; data: unknown }[] = [];
@@ -168,8 +179,7 @@ describe.skipIf(REDIS_BINARY === undefined)('three demo processes on one Redis',
         sseStop.abort();
         sseStop = new AbortController();
         const last = sse[sse.length - 1]!.id!;
-        const again = await readSse(`${p1.base}/sse/${topic}`, sse, sseStop.signal, { 'last-event-id': last });
-        expect(again.status).toBe(200);
+        expect(await follow(p1.base, sseStop, last)).toBe(200);
       }
       for (;;) {
         const res = await publish(p1.base, topic, i);
@@ -188,9 +198,17 @@ describe.skipIf(REDIS_BINARY === undefined)('three demo processes on one Redis',
       await sleep(5);
     }
 
-    const ackedIds = acked.map((a) => a.id);
-    await waitFor(() => ackedIds.every((id) => sse.some((e) => e.id === id)), 'every acknowledged message on the SSE client', 30_000);
-    await waitFor(() => ackedIds.every((id) => lp.some((m) => m.id === id)), 'every acknowledged message on the long-poll client', 30_000);
+    const missing = (got: { id?: string }[]) => {
+      const seen = new Set(got.map((e) => e.id));
+      return acked.filter((a) => !seen.has(a.id)).map((a) => a.i);
+    };
+    await waitFor(() => missing(sse).length === 0, 'every acknowledged message on the SSE client', 30_000).catch((error: unknown) => {
+      throw new Error(`${(error as Error).message}: missing i = ${missing(sse).join(',')}; ${sse.length} events; stream ends: ${sseEnds.join('; ') || 'none'}`);
+    });
+    await waitFor(() => missing(lp).length === 0, 'every acknowledged message on the long-poll client', 30_000).catch((error: unknown) => {
+      throw new Error(`${(error as Error).message}: missing i = ${missing(lp).join(',')}; ${lp.length} messages`);
+    });
+    if (sseEnds.length > 0) console.log(`SSE streams the server ended (the client resumed with Last-Event-ID): ${sseEnds.join('; ')}`);
     lpRunning = false;
     sseStop.abort();
     await lpLoop;
