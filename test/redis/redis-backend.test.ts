@@ -112,6 +112,9 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes s
   });
 
   it('answers reads after a recent cursor from local memory, the same as Redis answers them', async () => {
+    // One case may rightly read nothing locally (every cursor behind the local window, or the
+    // feed not continuous yet under load): the local path must be taken across the runs, not in each.
+    let localReads = 0;
     await fc.assert(
       fc.asyncProperty(
         fc.array(fc.record({ on: fc.constantFrom('A', 'B'), topic: fc.constantFrom('p.a', 'p.b', 'q') }), { minLength: 1, maxLength: 40 }),
@@ -131,7 +134,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes s
               const shape = (x: typeof local) => ({ ids: x.messages.map((m) => m.id), data: x.messages.map((m) => m.data), gap: x.gap, more: x.more, cursor: x.cursor });
               expect(shape(local)).toEqual(shape(remote));
             }
-            expect(a.redisStats().localReads).toBeGreaterThan(0);
+            localReads += a.redisStats().localReads;
           } finally {
             await plain.close();
             for (const fn of cleanups.splice(0).reverse()) await fn();
@@ -140,6 +143,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes s
       ),
       { numRuns: 15 },
     );
+    expect(localReads).toBeGreaterThan(0);
   });
 
   it('trims by age (Redis time): older messages leave the log and a cursor before them reads as a gap', async () => {
