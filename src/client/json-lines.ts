@@ -7,7 +7,6 @@
 import { type Clock, realClock } from '../core/clock.js';
 import { IncompleteStreamError, InvalidArgumentError, ProtocolError, RemoteError } from '../core/errors.js';
 import {
-  backoffDelay,
   type BackoffOptions,
   defaultFetch,
   type FetchLike,
@@ -18,7 +17,7 @@ import {
   reasonOf,
   resolveBackoff,
   resolveHeaders,
-  sleep,
+  RetryState,
   statusError,
 } from './transport.js';
 
@@ -213,13 +212,18 @@ export async function* fetchJsonLines<T = unknown>(url: string | URL, options: F
   if (!Number.isSafeInteger(next) || next < 0) throw new InvalidArgumentError(`from must be a safe integer >= 0, got ${String(options.from)}`);
   const maxRetries = options.maxRetries ?? 5;
   if (!(maxRetries >= 0)) throw new InvalidArgumentError(`maxRetries must be >= 0, got ${String(options.maxRetries)}`);
-  const backoff = resolveBackoff(options.backoff);
+  const retry = new RetryState({
+    backoff: resolveBackoff(options.backoff),
+    maxRetries,
+    clock: options.clock ?? realClock,
+    random: options.random ?? Math.random,
+    retryable: (error) => error instanceof IncompleteStreamError || isRetryableError(error),
+    // Unlike the other clients, this loop does not wait out a server's Retry-After (unchanged).
+    honourRetryAfter: false,
+  });
   const fetchFn = options.fetch ?? defaultFetch();
-  const clock = options.clock ?? realClock;
-  const random = options.random ?? Math.random;
   const life = linkedController(options.signal);
   const signal = life.controller.signal;
-  let failures = 0;
   try {
     for (;;) {
       const u = new URL(target);
@@ -234,15 +238,12 @@ export async function* fetchJsonLines<T = unknown>(url: string | URL, options: F
           if (line.seq < next) continue; // sent again after a resume
           if (line.seq > next) throw new ProtocolError(`fetchJsonLines: expected seq ${next}, got ${line.seq} (does the endpoint honour "${fromParam}"?)`);
           next = line.seq + 1;
-          failures = 0;
+          retry.succeeded();
           yield line;
         }
       } catch (error) {
         if (signal.aborted) throw reasonOf(signal);
-        if (!(error instanceof IncompleteStreamError) && !isRetryableError(error)) throw error;
-        failures++;
-        if (failures > maxRetries) throw error;
-        await sleep(clock, backoffDelay(backoff, failures, random), signal);
+        await retry.backOff(error, signal);
       }
     }
   } finally {

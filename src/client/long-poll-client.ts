@@ -7,9 +7,8 @@
  * @module
  */
 import { type Clock, realClock } from '../core/clock.js';
-import { ClosedError, HttpStatusError, InvalidArgumentError, ProtocolError } from '../core/errors.js';
+import { ClosedError, InvalidArgumentError, ProtocolError } from '../core/errors.js';
 import {
-  backoffDelay,
   type BackoffOptions,
   defaultFetch,
   durationOption,
@@ -17,14 +16,13 @@ import {
   type FetchLike,
   type HeadersSource,
   isRecord,
-  isRetryableError,
   linkedController,
   parseJson,
   resolveBackoff,
   resolveHeaders,
+  RetryState,
   sleep,
   statusError,
-  type Backoff,
 } from './transport.js';
 
 /** One message of a long-poll answer, as the server sent it. */
@@ -167,20 +165,18 @@ export class LongPollClient<T = unknown> implements AsyncIterable<LongPollMessag
   readonly #holdMs: number | undefined;
   readonly #clientTimeoutMs: number;
   readonly #limit: number | undefined;
-  readonly #backoff: Backoff;
-  readonly #maxRetries: number;
   readonly #headers: HeadersSource | undefined;
   readonly #onGap: ((gap: LongPollGap) => void) | undefined;
   readonly #onRetry: ((retry: LongPollRetry) => void) | undefined;
   readonly #fetch: FetchLike;
   readonly #clock: Clock;
-  readonly #random: () => number;
+  /** Failures in a row, across this client's iterators. */
+  readonly #retry: RetryState;
   /** Aborted by close() or by the caller's signal. */
   readonly #life: { controller: AbortController; dispose(): void };
   #cursor: string | undefined;
   #gaps = 0;
   #polls = 0;
-  #failures = 0;
 
   /**
    * @param options - The endpoint and how to poll it.
@@ -203,18 +199,17 @@ export class LongPollClient<T = unknown> implements AsyncIterable<LongPollMessag
       throw new InvalidArgumentError(`LongPollClient: limit must be an integer >= 1, got ${String(options.limit)}`);
     }
     this.#limit = options.limit;
-    this.#backoff = resolveBackoff(options.backoff);
+    const backoff = resolveBackoff(options.backoff);
     const maxRetries = options.maxRetries ?? Number.POSITIVE_INFINITY;
     if (!(maxRetries >= 0) || (Number.isFinite(maxRetries) && !Number.isInteger(maxRetries))) {
       throw new InvalidArgumentError(`LongPollClient: maxRetries must be an integer >= 0 or Infinity, got ${String(options.maxRetries)}`);
     }
-    this.#maxRetries = maxRetries;
     this.#headers = options.headers;
     this.#onGap = options.onGap;
     this.#onRetry = options.onRetry;
     this.#fetch = options.fetch ?? defaultFetch();
     this.#clock = options.clock ?? realClock;
-    this.#random = options.random ?? Math.random;
+    this.#retry = new RetryState({ backoff, maxRetries, clock: this.#clock, random: options.random ?? Math.random });
     this.#life = linkedController(options.signal);
   }
 
@@ -300,15 +295,11 @@ export class LongPollClient<T = unknown> implements AsyncIterable<LongPollMessag
         let batch: LongPollBatch<T>;
         try {
           batch = await this.#pollOnce(signal);
-          this.#failures = 0;
+          this.#retry.succeeded();
         } catch (error) {
           if (signal.aborted) return;
-          if (!isRetryableError(error)) throw error;
-          this.#failures++;
-          if (this.#failures > this.#maxRetries) throw error;
-          const floor = error instanceof HttpStatusError ? (error.retryAfterMs ?? 0) : 0;
-          const delayMs = backoffDelay(this.#backoff, this.#failures, this.#random, floor);
-          this.#onRetry?.({ error, attempt: this.#failures, delayMs });
+          const delayMs = this.#retry.failed(error); // throws the error when it is not retried
+          this.#onRetry?.({ error, attempt: this.#retry.failures, delayMs });
           try {
             await sleep(this.#clock, delayMs, signal);
           } catch {
@@ -350,7 +341,7 @@ export class LongPollClient<T = unknown> implements AsyncIterable<LongPollMessag
 
   /** Failed attempts in a row right now (0 after any success). */
   get failures(): number {
-    return this.#failures;
+    return this.#retry.failures;
   }
 }
 

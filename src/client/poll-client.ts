@@ -8,8 +8,6 @@
 import { type Clock, realClock } from '../core/clock.js';
 import { CancelledError, HttpStatusError, InvalidArgumentError, JobFailedError, ProtocolError } from '../core/errors.js';
 import {
-  type Backoff,
-  backoffDelay,
   type BackoffOptions,
   defaultFetch,
   durationOption,
@@ -17,13 +15,15 @@ import {
   type FetchLike,
   type HeadersSource,
   isRecord,
-  isRetryableError,
+  isRetryableStatus,
   parseJson,
   type ReadResponse,
   reasonOf,
   resolveBackoff,
   resolveHeaders,
   retryAfterMs,
+  type RetryPolicy,
+  RetryState,
   sleep,
   statusError,
 } from './transport.js';
@@ -203,12 +203,10 @@ export class PollClient {
   readonly #waitSeconds: number;
   readonly #intervalMs: number;
   readonly #requestTimeoutMs: number;
-  readonly #backoff: Backoff;
-  readonly #maxRetries: number;
+  readonly #retryPolicy: RetryPolicy;
   readonly #headers: HeadersSource | undefined;
   readonly #fetch: FetchLike;
   readonly #clock: Clock;
-  readonly #random: () => number;
 
   /**
    * @param options - Where the server is and how to poll it.
@@ -226,16 +224,15 @@ export class PollClient {
     this.#waitSeconds = Math.floor(durationOption('waitSeconds', options.waitSeconds, 20));
     this.#intervalMs = durationOption('intervalMs', options.intervalMs, 1000);
     this.#requestTimeoutMs = durationOption('requestTimeoutMs', options.requestTimeoutMs, 30_000, 1);
-    this.#backoff = resolveBackoff(options.backoff);
+    const backoff = resolveBackoff(options.backoff);
     const maxRetries = options.maxRetries ?? 10;
     if (!(maxRetries >= 0) || (Number.isFinite(maxRetries) && !Number.isInteger(maxRetries))) {
       throw new InvalidArgumentError(`PollClient: maxRetries must be an integer >= 0 or Infinity, got ${String(options.maxRetries)}`);
     }
-    this.#maxRetries = maxRetries;
     this.#headers = options.headers;
     this.#fetch = options.fetch ?? defaultFetch();
     this.#clock = options.clock ?? realClock;
-    this.#random = options.random ?? Math.random;
+    this.#retryPolicy = { backoff, maxRetries, clock: this.#clock, random: options.random ?? Math.random };
   }
 
   /**
@@ -261,7 +258,7 @@ export class PollClient {
       headers['content-type'] = 'application/json';
     }
     const what = `POST ${target.pathname}`;
-    const res = await this.#withRetries(signal, () =>
+    const res = await this.#withRetries(what, signal, () =>
       this.#request({ method: 'POST', url: target, headers, ...(text === undefined ? {} : { body: text }), timeoutMs: this.#requestTimeoutMs + (wait ?? 0) * 1000, signal }),
     );
     if (res.status === 202 || res.status === 201) {
@@ -349,10 +346,10 @@ export class PollClient {
   async cancel<R = unknown>(job: JobRef<R> | string | URL, options: { readonly signal?: AbortSignal } = {}): Promise<JobStatus<R> | undefined> {
     const target = typeof job === 'string' || job instanceof URL ? this.#resolve(job) : job.location;
     const signal = options.signal ?? new AbortController().signal;
-    const res = await this.#withRetries(signal, () =>
+    const what = `DELETE ${target.pathname}`;
+    const res = await this.#withRetries(what, signal, () =>
       this.#request({ method: 'DELETE', url: target, headers: { accept: 'application/json' }, timeoutMs: this.#requestTimeoutMs, signal, redirect: 'manual' }),
     );
-    const what = `DELETE ${target.pathname}`;
     if (res.status === 204 || res.status === 202 || (res.status >= 300 && res.status < 400) || res.status === 0) return undefined;
     if (res.status !== 200) throw statusError(what, res);
     return res.text === '' ? undefined : asStatus<R>(what, parseJson(what, res.text));
@@ -371,7 +368,7 @@ export class PollClient {
       onProgress?.(last);
       if (isFinalState(last.state)) return settle(last);
     }
-    let failures = 0;
+    const retry = new RetryState(this.#retryPolicy);
     for (;;) {
       if (pause !== undefined && pause > 0) await sleep(this.#clock, pause, signal);
       pause = undefined;
@@ -379,17 +376,13 @@ export class PollClient {
       let r: JobRead<R>;
       try {
         r = await this.read<R>(location, { ...(etag === undefined ? {} : { etag }), waitSeconds: useWait ? this.#waitSeconds : 0, signal });
-        failures = 0;
+        retry.succeeded();
       } catch (error) {
         if (signal.aborted) throw reasonOf(signal);
         if (error instanceof HttpStatusError && error.status === 410) {
           throw new JobFailedError(lastSegment(location), 'expired', `Job ${lastSegment(location)} is gone: its result expired before it was read`, error.serverCode, { cause: error });
         }
-        if (!isRetryableError(error)) throw error;
-        failures++;
-        if (failures > this.#maxRetries) throw error;
-        const floor = error instanceof HttpStatusError ? (error.retryAfterMs ?? 0) : 0;
-        pause = backoffDelay(this.#backoff, failures, this.#random, floor);
+        pause = retry.failed(error); // throws the error when it is not retried
         continue;
       }
       if (!r.notModified && r.status !== undefined) {
@@ -404,25 +397,24 @@ export class PollClient {
     }
   }
 
-  async #withRetries(signal: AbortSignal, attempt: () => Promise<ReadResponse>): Promise<ReadResponse> {
-    let failures = 0;
+  /**
+   * Runs `attempt` until it answers with a status not worth retrying. Past `maxRetries` failures
+   * in a row it throws the last error: for a retryable status, the `statusError` that the callers
+   * would throw for it.
+   */
+  async #withRetries(what: string, signal: AbortSignal, attempt: () => Promise<ReadResponse>): Promise<ReadResponse> {
+    const retry = new RetryState(this.#retryPolicy);
     for (;;) {
       let res: ReadResponse;
       try {
         res = await attempt();
       } catch (error) {
-        if (signal.aborted || !isRetryableError(error)) throw error;
-        failures++;
-        if (failures > this.#maxRetries) throw error;
-        await sleep(this.#clock, backoffDelay(this.#backoff, failures, this.#random), signal);
+        if (signal.aborted) throw error;
+        await retry.backOff(error, signal);
         continue;
       }
-      if ((res.status === 408 || res.status === 429 || res.status >= 500) && failures < this.#maxRetries) {
-        failures++;
-        await sleep(this.#clock, backoffDelay(this.#backoff, failures, this.#random, retryAfterMs(res.headers) ?? 0), signal);
-        continue;
-      }
-      return res;
+      if (!isRetryableStatus(res.status)) return res;
+      await retry.backOff(statusError(what, res), signal);
     }
   }
 

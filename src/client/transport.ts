@@ -90,6 +90,78 @@ export function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<vo
   });
 }
 
+/** @internal How a retry loop backs off and when it gives up. */
+export interface RetryPolicy {
+  readonly backoff: Backoff;
+  /** Failed attempts in a row that are retried; the next failure gives up. */
+  readonly maxRetries: number;
+  readonly clock: Clock;
+  /** Random numbers in [0, 1) for the jitter. */
+  readonly random: () => number;
+  /**
+   * Which failures are worth another attempt.
+   * @defaultValue {@link isRetryableError}
+   */
+  readonly retryable?: (error: unknown) => boolean;
+  /**
+   * Wait at least an {@link HttpStatusError}'s `retryAfterMs` (the server's `Retry-After`).
+   * @defaultValue true
+   */
+  readonly honourRetryAfter?: boolean;
+}
+
+/**
+ * The count of failed attempts in a row that every client retry loop keeps. A loop calls
+ * {@link RetryState.succeeded} after an attempt that worked (the backoff starts over) and
+ * {@link RetryState.failed} (or {@link RetryState.backOff}) after one that did not; what to do
+ * about an abort stays with the loop, since each client ends differently.
+ *
+ * @internal
+ */
+export class RetryState {
+  readonly #policy: RetryPolicy;
+  readonly #retryable: (error: unknown) => boolean;
+  #failures = 0;
+
+  constructor(policy: RetryPolicy) {
+    this.#policy = policy;
+    this.#retryable = policy.retryable ?? isRetryableError;
+  }
+
+  /** Failed attempts in a row right now (0 after a success). */
+  get failures(): number {
+    return this.#failures;
+  }
+
+  /** An attempt worked: the next failure is the first again. */
+  succeeded(): void {
+    this.#failures = 0;
+  }
+
+  /**
+   * Counts a failed attempt and returns how long to wait before the next one: full jitter, and no
+   * less than the server's `Retry-After`.
+   *
+   * @throws `error` itself when it is not worth retrying or it is failure number `maxRetries + 1`.
+   */
+  failed(error: unknown): number {
+    if (!this.#retryable(error)) throw error;
+    this.#failures++;
+    if (this.#failures > this.#policy.maxRetries) throw error;
+    const floor = this.#policy.honourRetryAfter !== false && error instanceof HttpStatusError ? (error.retryAfterMs ?? 0) : 0;
+    return backoffDelay(this.#policy.backoff, this.#failures, this.#policy.random, floor);
+  }
+
+  /**
+   * {@link RetryState.failed}, then the wait on the policy's clock.
+   *
+   * @throws `error` when it is not retried, the signal's reason when it aborts during the wait.
+   */
+  async backOff(error: unknown, signal: AbortSignal): Promise<void> {
+    await sleep(this.#policy.clock, this.failed(error), signal);
+  }
+}
+
 /** @internal */
 export function reasonOf(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');

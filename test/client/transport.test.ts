@@ -4,8 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { ESLint } from 'eslint';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ManualClock, TimeoutError } from '../../src/client/index.js';
-import { backoffDelay, exchange, resolveBackoff, retryAfterMs, sleep } from '../../src/client/transport.js';
+import { HttpStatusError, ManualClock, ProtocolError, TimeoutError } from '../../src/client/index.js';
+import { backoffDelay, exchange, resolveBackoff, retryAfterMs, RetryState, sleep } from '../../src/client/transport.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -50,6 +50,68 @@ describe('backoff', () => {
     expect(backoffDelay(b, 2, () => Number.NaN)).toBe(200);
     expect(backoffDelay(b, 2, () => 7)).toBe(200);
     expect(backoffDelay(b, 2, () => -3)).toBe(0);
+  });
+});
+
+describe('RetryState', () => {
+  const backoff = resolveBackoff({ initialMs: 100, maxMs: 1000, factor: 2 });
+  const busy = (retryAfterMs?: number) => new HttpStatusError(503, 'busy', undefined, retryAfterMs === undefined ? undefined : { retryAfterMs });
+
+  it('counts failures, grows the jittered delay, floors it at Retry-After, and starts over after a success', () => {
+    const retry = new RetryState({ backoff, maxRetries: 10, clock: new ManualClock(), random: () => 1 });
+    expect(retry.failed(new TypeError('fetch failed'))).toBe(100);
+    expect(retry.failed(new TimeoutError('slow'))).toBe(200);
+    expect(retry.failed(busy(5000))).toBe(5000); // Retry-After beats the cap
+    expect(retry.failed(busy(1))).toBe(800);
+    expect(retry.failures).toBe(4);
+    retry.succeeded();
+    expect(retry.failures).toBe(0);
+    expect(retry.failed(busy())).toBe(100);
+    const half = new RetryState({ backoff, maxRetries: 10, clock: new ManualClock(), random: () => 0.5 });
+    expect([half.failed(busy()), half.failed(busy()), half.failed(busy())]).toEqual([50, 100, 200]);
+  });
+
+  it('throws the error itself when it is not retryable or past maxRetries', () => {
+    const retry = new RetryState({ backoff, maxRetries: 2, clock: new ManualClock(), random: () => 0 });
+    const refused = new HttpStatusError(404, 'not found');
+    expect(() => retry.failed(refused)).toThrow(refused);
+    expect(() => retry.failed(new ProtocolError('garbled'))).toThrow(ProtocolError);
+    expect(retry.failures).toBe(0); // not counted
+    retry.failed(busy());
+    retry.failed(busy());
+    const third = busy();
+    expect(() => retry.failed(third)).toThrow(third);
+  });
+
+  it('takes its own idea of retryable, and can ignore Retry-After', () => {
+    const cut = new Error('cut');
+    const retry = new RetryState({ backoff, maxRetries: 5, clock: new ManualClock(), random: () => 1, retryable: (e) => e === cut || e instanceof HttpStatusError, honourRetryAfter: false });
+    expect(retry.failed(cut)).toBe(100);
+    expect(retry.failed(busy(5000))).toBe(200);
+    expect(() => retry.failed(new TypeError('fetch failed'))).toThrow(TypeError);
+  });
+
+  it('backOff waits on the clock, and rejects with the signal\'s reason leaving no timer', async () => {
+    const clock = new ManualClock();
+    const retry = new RetryState({ backoff, maxRetries: 1, clock, random: () => 1 });
+    let done = false;
+    const waiting = retry.backOff(busy(), new AbortController().signal).then(() => (done = true));
+    expect(clock.pendingTimers).toBe(1);
+    clock.advance(99);
+    await Promise.resolve();
+    expect(done).toBe(false);
+    clock.advance(1);
+    await waiting;
+    const ac = new AbortController();
+    retry.succeeded();
+    const aborted = retry.backOff(busy(), ac.signal);
+    expect(clock.pendingTimers).toBe(1);
+    ac.abort(new Error('stop'));
+    await expect(aborted).rejects.toThrow('stop');
+    expect(clock.pendingTimers).toBe(0);
+    const last = busy(); // failure 2 with maxRetries 1: no wait at all
+    await expect(retry.backOff(last, new AbortController().signal)).rejects.toBe(last);
+    expect(clock.pendingTimers).toBe(0);
   });
 });
 
