@@ -213,13 +213,12 @@ export class UploadHandler<R = unknown> extends Resource {
       exposedHeaders: [JOB_LOCATION_HEADER],
       disableTerminationForFinishedUploads: false,
       getFileIdFromRequest: (_req, lastPath) => (lastPath !== undefined && ID_RE.test(lastPath) ? lastPath : undefined),
-      onUploadCreate: async (_req, upload) => {
+      onUploadCreate: async () => {
         if (this.closed) throw { status_code: 503, body: jsonError(new ClosedError('The upload handler is closing')) };
         if (this.#active.size >= this.#maxActive) {
           this.#refused++;
           throw { status_code: 503, body: jsonError(new CapacityError(`${this.#maxActive} uploads are in progress; retry later`)) };
         }
-        void upload;
         return {};
       },
       onUploadFinish: async (_req, upload) => {
