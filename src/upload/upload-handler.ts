@@ -228,7 +228,8 @@ export class UploadHandler<R = unknown> extends Resource {
         return { headers };
       },
       onResponseError: (_req, err) => {
-        if (err instanceof Error) return { status_code: 500, body: jsonError(new PatchbayError(ErrorCodes.PROTOCOL, 'The upload failed on the server')) };
+        // An exception in a hook is a failure of ours, not of the client's request: as sendError answers it.
+        if (err instanceof Error) return { status_code: 500, body: JSON.stringify({ error: { code: 'PB_ERR_INTERNAL', message: 'The upload failed on the server' } }) };
         const status = err.status_code;
         const body = typeof err.body === 'string' ? err.body : '';
         if (body.startsWith('{"error"')) return { status_code: status, body };

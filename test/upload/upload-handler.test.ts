@@ -265,6 +265,22 @@ describe('UploadHandler protocol answers', () => {
     expect(allowed.status).toBe(201);
   });
 
+  it('answers a plain Error thrown in a tus hook with 500 PB_ERR_INTERNAL', async () => {
+    // The completing PATCH runs onUploadFinish, which hands off to jobs.start: here it throws.
+    const failing = {
+      start: () => {
+        throw new Error('disk on fire');
+      },
+    } as unknown as PollHandle;
+    const r = await rig({ jobs: failing });
+    const location = await create(r.base, 3);
+    const res = await fetch(`${r.base}${location}`, { method: 'PATCH', headers: { ...tusHeaders, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' }, body: 'abc' });
+    expect(res.status).toBe(500);
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('PB_ERR_INTERNAL');
+    expect(body.error.message).not.toMatch(/disk on fire/); // internals stay on the server
+  });
+
   it('rejects bad options with InvalidArgumentError', () => {
     const bad: unknown[] = [
       {},
