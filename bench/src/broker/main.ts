@@ -14,6 +14,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseChildSuiteArgs } from '../lib/args.js';
 import { summarize, type Summary } from '../lib/stats.js';
 import type { ChildResult } from './child.js';
 import { BATCH, CONTENDERS, type ContenderName, MODES, type Mode } from './contenders.js';
@@ -26,26 +27,6 @@ const childFile = join(here, 'child.ts');
 const NODE_FLAGS = ['--expose-gc', '--max-old-space-size=4096'];
 const CHILD_LIMIT_MS = 120_000;
 const BASELINE: ContenderName = 'mqemitter';
-
-function parseArgs(argv: readonly string[]) {
-  const opts = { runs: 5, scale: 1, write: true, waitQuiet: true };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    if (a === '--runs') opts.runs = Number(value());
-    else if (a === '--scale') opts.scale = Number(value());
-    else if (a === '--no-write') opts.write = false;
-    else if (a === '--no-wait') opts.waitQuiet = false;
-    else throw new Error(`unknown option ${a}; options: --runs N, --scale X, --no-write, --no-wait`);
-  }
-  if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 20) throw new Error('--runs must be 1..20');
-  if (!(opts.scale > 0 && opts.scale <= 1)) throw new Error('--scale must be in (0, 1]');
-  return opts;
-}
 
 function runChild(contender: ContenderName, mode: Mode, seed: number, scale: number): Promise<ChildResult> {
   return runChildProcess<ChildResult>(childFile, [contender, mode, String(seed), String(scale)], NODE_FLAGS, `${mode}/${contender}`, CHILD_LIMIT_MS);
@@ -157,7 +138,7 @@ function markdownTable(rows: readonly Row[]): string {
 
 // --- main -----------------------------------------------------------------------------------
 
-const opts = parseArgs(process.argv.slice(2));
+const opts = parseChildSuiteArgs(process.argv.slice(2));
 const head = gitHead();
 const command = process.env['BENCH_COMMAND'] ?? `node --import tsx ${relative(root, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim();
 const mqVersion = (() => {

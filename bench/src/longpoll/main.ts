@@ -29,6 +29,7 @@ import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { parseServerSuiteArgs } from '../lib/args.js';
 import { quantileSorted, summarize, type Summary } from '../lib/stats.js';
 import type { Expect, FromLoad, ToLoad } from './load.js';
 import {
@@ -55,29 +56,6 @@ const CONNECT_WINDOW = 64;
 const TOPIC = 'bench';
 
 const now = () => performance.timeOrigin + performance.now();
-
-function parseArgs(argv: readonly string[]) {
-  const opts = { runs: 3, sizes: [1000, 10_000, 19_000], servers: [...SERVERS] as ServerName[], write: true, nodeFlags: [] as string[] };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    if (a === '--runs') opts.runs = Number(value());
-    else if (a === '--sizes') opts.sizes = value().split(',').map(Number);
-    else if (a === '--servers') opts.servers = value().split(',') as ServerName[];
-    else if (a === '--no-write') opts.write = false;
-    else if (a === '--node-flags') opts.nodeFlags = value().split(' ').filter((f) => f !== '');
-    else throw new Error(`unknown option ${a}; options: --runs N, --sizes 1000,10000,19000, --servers patchbay,bare,nchan, --no-write, --node-flags "..."`);
-  }
-  if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 10) throw new Error('--runs must be 1..10');
-  if (opts.nodeFlags.length > 0 && opts.write) throw new Error('--node-flags is for profiling: use it with --no-write');
-  for (const c of opts.sizes) if (!Number.isInteger(c) || c < 1 || c > 19_000) throw new Error('each size must be 1..19000 (20,000 open files per process)');
-  for (const s of opts.servers) if (!SERVERS.includes(s)) throw new Error(`unknown server ${s}; known: ${SERVERS.join(', ')}`);
-  return opts;
-}
 
 // --- load processes -------------------------------------------------------------------------
 
@@ -330,7 +308,12 @@ const cell = (s: Summary, unit: FigureDef['unit']) => (s.runs.length <= 1 ? fmt(
 
 // --- main -----------------------------------------------------------------------------------
 
-const opts = parseArgs(process.argv.slice(2));
+const opts = parseServerSuiteArgs<ServerName>(process.argv.slice(2), {
+  servers: SERVERS,
+  sizes: [1000, 10_000, 19_000],
+  sizesExample: '1000,10000,19000',
+  sizeLimitReason: '20,000 open files per process',
+});
 const head = gitHead();
 const command = process.env['BENCH_COMMAND'] ?? `node --import tsx ${relative(root, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim();
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

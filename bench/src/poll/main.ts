@@ -30,6 +30,7 @@ import { dirname, join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { checkInteger, checkNodeFlags, checkServers, readOptions, splitFlags } from '../lib/args.js';
 import { gitHead, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
 import { killLoads, type Load, spawnLoad, stopLoads } from '../lib/loads.js';
 import { getJson, killAllStarted, type ServerProcess, startNodeServer, totalCpuMs, totalRss } from '../lib/processes.js';
@@ -51,33 +52,27 @@ const now = (): number => performance.timeOrigin + performance.now();
 
 function parseArgs(argv: readonly string[]) {
   const opts = { runs: 3, jobs: 10_000, waiters: 10_000, connections: 32, measureMs: 10_000, servers: [...SERVERS] as ServerName[], write: true, nodeFlags: [] as string[] };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    if (a === '--runs') opts.runs = Number(value());
-    else if (a === '--jobs') opts.jobs = Number(value());
-    else if (a === '--waiters') opts.waiters = Number(value());
-    else if (a === '--connections') opts.connections = Number(value());
-    else if (a === '--measure-ms') opts.measureMs = Number(value());
-    else if (a === '--servers') opts.servers = value().split(',') as ServerName[];
-    else if (a === '--no-write') opts.write = false;
-    else if (a === '--node-flags') opts.nodeFlags = value().split(' ').filter((f) => f !== '');
-    else throw new Error(`unknown option ${a}; options: --runs N, --jobs N, --waiters N, --connections N, --measure-ms N, --servers patchbay,bare, --no-write, --node-flags "..."`);
-  }
-  const int = (name: string, v: number, lo: number, hi: number): void => {
-    if (!Number.isInteger(v) || v < lo || v > hi) throw new Error(`${name} must be an integer from ${lo} to ${hi}`);
-  };
-  int('--runs', opts.runs, 1, 10);
-  int('--jobs', opts.jobs, 1, 50_000);
-  int('--waiters', opts.waiters, 1, 19_000);
-  int('--connections', opts.connections, 1, 1000);
-  int('--measure-ms', opts.measureMs, 1000, 120_000);
-  for (const s of opts.servers) if (!SERVERS.includes(s)) throw new Error(`unknown server ${s}; known: ${SERVERS.join(', ')}`);
-  if (opts.nodeFlags.length > 0 && opts.write) throw new Error('--node-flags is for profiling: use it with --no-write');
+  readOptions(
+    argv,
+    {
+      '--runs': (value) => (opts.runs = Number(value())),
+      '--jobs': (value) => (opts.jobs = Number(value())),
+      '--waiters': (value) => (opts.waiters = Number(value())),
+      '--connections': (value) => (opts.connections = Number(value())),
+      '--measure-ms': (value) => (opts.measureMs = Number(value())),
+      '--servers': (value) => (opts.servers = value().split(',') as ServerName[]),
+      '--no-write': () => (opts.write = false),
+      '--node-flags': (value) => (opts.nodeFlags = splitFlags(value())),
+    },
+    '--runs N, --jobs N, --waiters N, --connections N, --measure-ms N, --servers patchbay,bare, --no-write, --node-flags "..."',
+  );
+  checkInteger('--runs', opts.runs, 1, 10);
+  checkInteger('--jobs', opts.jobs, 1, 50_000);
+  checkInteger('--waiters', opts.waiters, 1, 19_000);
+  checkInteger('--connections', opts.connections, 1, 1000);
+  checkInteger('--measure-ms', opts.measureMs, 1000, 120_000);
+  checkServers(opts.servers, SERVERS);
+  checkNodeFlags(opts.nodeFlags, opts.write);
   return opts;
 }
 

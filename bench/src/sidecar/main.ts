@@ -15,6 +15,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseChildSuiteArgs } from '../lib/args.js';
 import { cpuBusy, gitHead, root, runChild, waitQuiet, writeDocsSection } from '../lib/harness.js';
 import { summarize, type Summary } from '../lib/stats.js';
 import { CONTENDERS, type ChildResult, type ContenderName, MESSAGES, MODES, type Mode, REQUESTS } from './workload.js';
@@ -22,26 +23,6 @@ import { CONTENDERS, type ChildResult, type ContenderName, MESSAGES, MODES, type
 const childFile = join(dirname(fileURLToPath(import.meta.url)), 'child.ts');
 const CHILD_LIMIT_MS = 180_000;
 const NODE_FLAGS: string[] = [];
-
-function parseArgs(argv: readonly string[]) {
-  const opts = { runs: 5, scale: 1, write: true, waitQuiet: true };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    if (a === '--runs') opts.runs = Number(value());
-    else if (a === '--scale') opts.scale = Number(value());
-    else if (a === '--no-write') opts.write = false;
-    else if (a === '--no-wait') opts.waitQuiet = false;
-    else throw new Error(`unknown option ${a}; options: --runs N, --scale X, --no-write, --no-wait`);
-  }
-  if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 20) throw new Error('--runs must be 1..20');
-  if (!(opts.scale > 0 && opts.scale <= 1)) throw new Error('--scale must be in (0, 1]');
-  return opts;
-}
 
 interface FigureDef {
   readonly mode: Mode;
@@ -122,7 +103,7 @@ function ratioText(r: Row): string {
 
 // --- main -----------------------------------------------------------------------------------
 
-const opts = parseArgs(process.argv.slice(2));
+const opts = parseChildSuiteArgs(process.argv.slice(2));
 const head = gitHead();
 const command = process.env['BENCH_COMMAND'] ?? `node --import tsx ${relative(root, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim();
 const started = new Date();

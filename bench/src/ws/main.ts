@@ -27,6 +27,7 @@ import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { parseServerSuiteArgs } from '../lib/args.js';
 import { gitHead, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
 import { killLoads, type Load as LoadProcess, spawnLoad, stopLoads as stopLoadProcesses } from '../lib/loads.js';
 import { getJson, killAllStarted, startNodeServer, totalCpuMs, totalRss } from '../lib/processes.js';
@@ -87,29 +88,6 @@ async function startServer(name: ServerName, nodeFlags: readonly string[]): Prom
     },
     stop: proc.stop,
   };
-}
-
-function parseArgs(argv: readonly string[]) {
-  const opts = { runs: 3, sizes: [10_000], servers: [...SERVERS] as ServerName[], write: true, nodeFlags: [] as string[] };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    if (a === '--runs') opts.runs = Number(value());
-    else if (a === '--sizes') opts.sizes = value().split(',').map(Number);
-    else if (a === '--servers') opts.servers = value().split(',') as ServerName[];
-    else if (a === '--no-write') opts.write = false;
-    else if (a === '--node-flags') opts.nodeFlags = value().split(' ').filter((f) => f !== '');
-    else throw new Error(`unknown option ${a}; options: --runs N, --sizes 1000,10000, --servers ${SERVERS.join(',')}, --no-write, --node-flags "..."`);
-  }
-  if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 10) throw new Error('--runs must be 1..10');
-  if (opts.nodeFlags.length > 0 && opts.write) throw new Error('--node-flags is for profiling: use it with --no-write');
-  for (const s of opts.sizes) if (!Number.isInteger(s) || s < 1 || s > 19_000) throw new Error('each size must be 1..19000 (20,000 open files per server process)');
-  for (const s of opts.servers) if (!SERVERS.includes(s)) throw new Error(`unknown server ${s}; known: ${SERVERS.join(', ')}`);
-  return opts;
 }
 
 // --- load processes -------------------------------------------------------------------------
@@ -526,7 +504,12 @@ const cell = (s: Summary | undefined, unit: FigureDef['unit']) =>
 
 // --- main -----------------------------------------------------------------------------------
 
-const opts = parseArgs(process.argv.slice(2));
+const opts = parseServerSuiteArgs<ServerName>(process.argv.slice(2), {
+  servers: SERVERS,
+  sizes: [10_000],
+  sizesExample: '1000,10000',
+  sizeLimitReason: '20,000 open files per server process',
+});
 const head = gitHead();
 const command = process.env['BENCH_COMMAND'] ?? `node --import tsx ${relative(root, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim();
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
