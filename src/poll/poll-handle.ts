@@ -36,7 +36,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { type Clock, realClock } from '../core/clock.js';
+import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
 import { channel } from '../core/diagnostics.js';
 import {
   CancelledError,
@@ -45,45 +45,16 @@ import {
   GoneError,
   IdempotencyConflictError,
   InvalidArgumentError,
+  InvalidStateError,
   NotFoundError,
   TimeoutError,
 } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
 import { DelayedOperation, Purgatory } from '../purgatory/index.js';
+import type { JobLookup, JobStore, JobUpdate, PollJobError, PollJobState, PollProgress, StoredJob } from '../core/jobs.js';
 
-/**
- * Where a job is: `pending` (filed, `fn` not begun), `running`, then exactly one outcome,
- * `succeeded`, `failed` or `canceled`; an outcome becomes `expired` once its TTL has passed.
- */
-export type PollJobState = 'pending' | 'running' | 'succeeded' | 'failed' | 'canceled' | 'expired';
-
-/**
- * A job's progress: a fraction from 0 to 1, or parts done out of a total, with an optional
- * message for people.
- */
-export type PollProgress =
-  | number
-  | {
-      /** Parts done, a finite number >= 0. */
-      readonly done: number;
-      /** Parts in all, a finite number >= 0, if known. */
-      readonly total?: number;
-      /** What the job is doing, for people (at most 1,000 characters). */
-      readonly message?: string;
-    };
-
-/** A failed job's error, serialized safely for clients: no stack unless `exposeStack` is set. */
-export interface PollJobError {
-  /** The error's `name` (`Error`, `TypeError`, `TimeoutError`, ...). */
-  readonly name: string;
-  /** The error's message (at most 1,000 characters). */
-  readonly message: string;
-  /** The error's `code`, when it had a string one (a patchbay code, `ECONNREFUSED`, ...). */
-  readonly code?: string;
-  /** The stack, only when {@link PollHandleOptions.exposeStack} is `true`. */
-  readonly stack?: string;
-}
+export type { PollJobError, PollJobState, PollProgress } from '../core/jobs.js';
 
 /**
  * One atomic view of a job: the body of its HTTP status resource, `{ id, state, progress,
@@ -211,7 +182,26 @@ export interface PollHandleOptions {
    * `code`, and the stack only with `exposeStack`. If it throws, the default is used.
    */
   readonly serializeError?: (error: unknown) => PollJobError;
+  /**
+   * Share jobs with other processes through this store (`RedisJobStore` from `patchbay/redis`,
+   * or a {@link MemoryJobStore} between registries of one process). The store is then the
+   * authority on every job's state: jobs are started with {@link PollHandle.submit} (not
+   * `start`), read with {@link PollHandle.lookup}, and any process that shares the store can read,
+   * await and cancel them. The registry does not close the store.
+   * @defaultValue none: jobs live in this registry's memory only
+   */
+  readonly store?: JobStore;
+  /**
+   * With a `store`: how long this registry's lease lasts, in ms. It is renewed every third of it;
+   * if this process dies (or cannot reach the store) for longer, any other registry on the store
+   * fails its live jobs with a `WorkerLostError` (code `PB_ERR_WORKER_LOST`).
+   * @defaultValue 30000
+   */
+  readonly leaseMs?: number;
 }
+
+/** The `code` of the error a job fails with when its owner's lease ran out ({@link PollHandleOptions.leaseMs}). */
+export const WORKER_LOST = 'PB_ERR_WORKER_LOST';
 
 /** Counters reported by {@link PollHandle.stats}. */
 export interface PollHandleStats {
@@ -243,6 +233,10 @@ export interface PollHandleStats {
   readonly canceled: number;
   /** Outcomes expired so far. */
   readonly expired: number;
+  /** With a store: jobs of other registries this one holds a copy of now (while they are read or awaited). */
+  readonly mirrors: number;
+  /** With a store: live jobs of dead registries this one failed so far. */
+  readonly reaped: number;
 }
 
 /** The diagnostics channels a {@link PollHandle} publishes on. */
@@ -253,6 +247,8 @@ export const pollChannels = {
   finish: channel('poll', 'finish'),
   /** `{ poll, id }` when an outcome expires. */
   expire: channel('poll', 'expire'),
+  /** `{ poll, error, what }` when a call to the job store failed (`what`: `'read'`, `'write'`, `'lease'`). */
+  storeError: channel('poll', 'store-error'),
 };
 
 const MAX_MS = 2 ** 31 - 1;
@@ -287,11 +283,24 @@ export class JobRecord {
   cacheVersion = 0;
   /** The HTTP handler's early-poll limit: no status read before this time. */
   nextPollAt = 0;
+  /** With a store: the job runs in this registry (else this record is a copy of another's job). */
+  owned = true;
+  /** With a store: progress not written yet. */
+  wantProgress: PollProgress | undefined = undefined;
+  /** With a store: the outcome not written yet. */
+  outcome: JobUpdate | undefined = undefined;
+  /** With a store: a write loop runs for this job. */
+  writing = false;
+  /** With a store: a re-read is in flight, and whether another was asked for meanwhile. */
+  refreshing = false;
+  refreshAgain = false;
+  /** With a store: the abort reason of a cancel asked here. */
+  cancelReason: unknown = undefined;
   constructor(
     readonly id: string,
     /** The purgatory key of this job's waiters. */
     readonly key: string,
-    fn: PollJobFunction,
+    fn: PollJobFunction | null,
     readonly createdAt: number,
     readonly timeoutMs: number,
     readonly ttlMs: number,
@@ -438,6 +447,19 @@ export class PollHandle extends Resource {
   #failed = 0;
   #canceled = 0;
   #expired = 0;
+  #reaped = 0;
+  // --- with a store ---
+  readonly #store: JobStore | undefined;
+  readonly #leaseMs: number;
+  /** This registry's id as an owner of jobs in the store. */
+  readonly #owner = newId();
+  /** Copies of other registries' jobs, while something reads or awaits them. */
+  readonly #mirrors = new Map<string, JobRecord>();
+  #unsubscribe: (() => void) | undefined;
+  #tickTimer: ClockTimer | undefined;
+  #ticking = false;
+  /** Writes to the store in flight (close waits for them). */
+  readonly #writes = new Set<Promise<unknown>>();
 
   /** @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) on an invalid option. */
   constructor(options?: PollHandleOptions) {
@@ -463,6 +485,21 @@ export class PollHandle extends Resource {
     this.#maxResultBytes = check.integerInRange('maxResultBytes', opts.maxResultBytes ?? 1024 * 1024, 0, 2 ** 30);
     this.#exposeStack = opts.exposeStack === true;
     this.#serializeError = check.optionalFunction('serializeError', opts.serializeError);
+    const store = opts.store;
+    if (store !== undefined && (typeof store !== 'object' || store === null || typeof store.create !== 'function' || typeof store.subscribe !== 'function')) {
+      throw new InvalidArgumentError(`Expected \`store\` to be a JobStore, got ${check.describe(store)}`);
+    }
+    this.#store = store;
+    this.#leaseMs = check.integerInRange('leaseMs', opts.leaseMs ?? 30_000, 30, MAX_MS);
+    if (store !== undefined) {
+      this.#unsubscribe = store.subscribe({ changed: this.#onStoreChange, resync: this.#onStoreResync });
+      this.#scheduleTick();
+    }
+  }
+
+  /** `true` when jobs are shared through a {@link PollHandleOptions.store}. */
+  get shared(): boolean {
+    return this.#store !== undefined;
   }
 
   /**
@@ -480,27 +517,14 @@ export class PollHandle extends Resource {
    */
   start<R = unknown>(fn: PollJobFunction<R>, options?: PollStartOptions): PollJob<R> {
     this.assertOpen('start');
+    if (this.#store !== undefined) throw new InvalidStateError('This PollHandle shares its jobs through a store: start jobs with `await jobs.submit(fn, options)`');
     if (typeof fn !== 'function') throw new InvalidArgumentError(`Expected \`fn\` to be a function, got ${check.describe(fn)}`);
-    const opts = check.optionsObject('options', options) as PollStartOptions;
-    const key = opts.idempotencyKey;
-    const fingerprint = opts.fingerprint;
-    if (fingerprint !== undefined && typeof fingerprint !== 'string') {
-      throw new InvalidArgumentError(`Expected \`fingerprint\` to be a string, got ${check.describe(fingerprint)}`);
-    }
+    const { key, fingerprint, timeoutMs, ttlMs } = this.#startOptions(options);
     if (key !== undefined) {
       const existing = this.findByIdempotencyKey<R>(key, fingerprint);
       if (existing !== undefined) return existing;
     }
-    const timeoutMs = opts.timeoutMs === undefined ? this.#timeoutMs : timeoutOption('timeoutMs', opts.timeoutMs);
-    const ttlMs = opts.ttlMs === undefined ? this.#ttlMs : check.integerInRange('ttlMs', opts.ttlMs, 1, MAX_MS);
-    if (this.#pending + this.#inFlight >= this.#maxLive) {
-      this.#rejected++;
-      throw new CapacityError(`The server runs its maximum of ${this.#maxLive} live jobs; retry later`, { retryAfterSeconds: 1 });
-    }
-    if (this.#pending + this.#running + this.#stored >= this.#maxStored) {
-      this.#rejected++;
-      throw new CapacityError(`The server keeps its maximum of ${this.#maxStored} jobs; retry when results expire`, { retryAfterSeconds: 1 });
-    }
+    this.#checkCapacity();
     let id = newId();
     while (this.#records.has(id)) id = newId();
     const rec = new JobRecord(id, this.#ns + id, fn as PollJobFunction, this.#clock.now(), timeoutMs, ttlMs, key, fingerprint);
@@ -513,6 +537,39 @@ export class PollHandle extends Resource {
     return new PollJob<R>(rec, this, false);
   }
 
+  #startOptions(options: PollStartOptions | undefined): { key: string | undefined; fingerprint: string | undefined; timeoutMs: number; ttlMs: number } {
+    const opts = check.optionsObject('options', options) as PollStartOptions;
+    const key = opts.idempotencyKey;
+    const fingerprint = opts.fingerprint;
+    if (fingerprint !== undefined && typeof fingerprint !== 'string') {
+      throw new InvalidArgumentError(`Expected \`fingerprint\` to be a string, got ${check.describe(fingerprint)}`);
+    }
+    if (key !== undefined) checkKey(key);
+    const timeoutMs = opts.timeoutMs === undefined ? this.#timeoutMs : timeoutOption('timeoutMs', opts.timeoutMs);
+    const ttlMs = opts.ttlMs === undefined ? this.#ttlMs : check.integerInRange('ttlMs', opts.ttlMs, 1, MAX_MS);
+    return { key, fingerprint, timeoutMs, ttlMs };
+  }
+
+  #checkCapacity(): void {
+    if (this.#pending + this.#inFlight >= this.#maxLive) {
+      this.#rejected++;
+      throw new CapacityError(`The server runs its maximum of ${this.#maxLive} live jobs; retry later`, { retryAfterSeconds: 1 });
+    }
+    if (this.#pending + this.#running + this.#stored >= this.#maxStored) {
+      this.#rejected++;
+      throw new CapacityError(`The server keeps its maximum of ${this.#maxStored} jobs; retry when results expire`, { retryAfterSeconds: 1 });
+    }
+  }
+
+  /** A view of a job an idempotency key named in the store. */
+  #replay<R>(job: StoredJob, fingerprint: string | undefined): PollJob<R> {
+    if (fingerprint !== undefined && job.fingerprint !== undefined && fingerprint !== job.fingerprint) {
+      throw new IdempotencyConflictError(`The Idempotency-Key was first used for job ${job.id} with a different request`);
+    }
+    this.#replayed++;
+    return new PollJob<R>(this.#mirror(job), this, true);
+  }
+
   /**
    * The job started with this idempotency key, if it is still kept.
    * @param fingerprint - When given, must equal the fingerprint the job was started with.
@@ -521,9 +578,8 @@ export class PollHandle extends Resource {
    */
   findByIdempotencyKey<R = unknown>(key: string, fingerprint?: string): PollJob<R> | undefined {
     this.assertOpen('findByIdempotencyKey');
-    if (typeof key !== 'string' || key === '' || key.length > 1024) {
-      throw new InvalidArgumentError(`Expected \`idempotencyKey\` to be a string of 1 to 1024 characters, got ${check.describe(key)}`);
-    }
+    checkKey(key);
+    if (this.#store !== undefined) throw new InvalidStateError('This PollHandle shares its jobs through a store: use `await jobs.lookupByIdempotencyKey(key)`');
     const rec = this.#idempotency.get(key);
     if (rec === undefined) return undefined;
     if (fingerprint !== undefined && rec.fingerprint !== undefined && fingerprint !== rec.fingerprint) {
@@ -534,7 +590,8 @@ export class PollHandle extends Resource {
   }
 
   /**
-   * The job with this id.
+   * The job with this id. With a store, only the jobs this registry runs or holds a copy of: use
+   * {@link PollHandle.lookup} for any job of the store.
    * @throws NotFoundError (`PB_ERR_NOT_FOUND`) for an id this registry does not know (or forgot).
    * @throws GoneError (`PB_ERR_GONE`) for a job whose outcome expired less than `goneMs` ago.
    */
@@ -544,12 +601,93 @@ export class PollHandle extends Resource {
 
   /**
    * Cancels the job with this id (see {@link PollJob.cancel}) and returns its snapshot: `canceled`,
-   * or its outcome if it already had one.
+   * or its outcome if it already had one. With a store the cancel is written in the background and
+   * the snapshot is the one before it: use {@link PollHandle.cancelJob} to wait for it.
    * @throws NotFoundError (`PB_ERR_NOT_FOUND`) or GoneError (`PB_ERR_GONE`), as {@link PollHandle.get}.
    */
   cancel<R = unknown>(id: string, reason?: unknown): PollSnapshot<R> {
     const rec = this._record(id);
     this._cancel(rec, reason);
+    return snapshotOf<R>(rec);
+  }
+
+  /**
+   * Starts a job wherever this registry keeps jobs: like {@link PollHandle.start} without a store;
+   * with one, the job is created in the store (so every process that shares it can read it) before
+   * this resolves, and an `idempotencyKey` is looked up in the store, across processes.
+   *
+   * @throws (rejects) as {@link PollHandle.start}, and with the store's error when it cannot be
+   *   reached (an `UnavailableError`, `PB_ERR_UNAVAILABLE`, from `RedisJobStore`).
+   */
+  async submit<R = unknown>(fn: PollJobFunction<R>, options?: PollStartOptions): Promise<PollJob<R>> {
+    const store = this.#store;
+    if (store === undefined) return this.start(fn, options);
+    this.assertOpen('submit');
+    if (typeof fn !== 'function') throw new InvalidArgumentError(`Expected \`fn\` to be a function, got ${check.describe(fn)}`);
+    const { key, fingerprint, timeoutMs, ttlMs } = this.#startOptions(options);
+    this.#checkCapacity();
+    const id = newId();
+    const rec = new JobRecord(id, this.#ns + id, fn as PollJobFunction, this.#clock.now(), timeoutMs, ttlMs, key, fingerprint);
+    this.#pending++; // the slot is held while the store answers
+    let created: { created: boolean; job: StoredJob };
+    try {
+      created = await store.create({ id, owner: this.#owner, ttlMs, goneMs: this.#goneMs, leaseMs: this.#leaseMs, idempotencyKey: key, fingerprint });
+    } catch (error) {
+      this.#pending--;
+      throw error;
+    }
+    if (!created.created) {
+      this.#pending--;
+      this.assertOpen('submit');
+      return this.#replay<R>(created.job, fingerprint);
+    }
+    if (this.closed) {
+      this.#pending--;
+      this.#storeWrite(store.update(id, { kind: 'canceled' })).catch((error: unknown) => this.#storeError(error, 'write'));
+      throw new ClosedError('The PollHandle was closed');
+    }
+    this.#records.set(id, rec);
+    this.#started++;
+    this.#enqueue(rec);
+    if (pollChannels.start.hasSubscribers) pollChannels.start.publish({ poll: this, id });
+    return new PollJob<R>(rec, this, false);
+  }
+
+  /**
+   * The job with this id, wherever it runs: without a store as {@link PollHandle.get}; with one,
+   * read from the store unless this registry runs it (so jobs of other processes are found).
+   * @throws (rejects) NotFoundError (`PB_ERR_NOT_FOUND`) or GoneError (`PB_ERR_GONE`) as
+   *   {@link PollHandle.get}; the store's error when it cannot be reached.
+   */
+  async lookup<R = unknown>(id: string): Promise<PollJob<R>> {
+    return new PollJob<R>(await this._resolve(id), this, false);
+  }
+
+  /**
+   * The job started with this idempotency key, if it is still kept, wherever it runs: without a
+   * store as {@link PollHandle.findByIdempotencyKey}; with one, looked up in the store.
+   * @throws (rejects) IdempotencyConflictError as {@link PollHandle.findByIdempotencyKey}; the
+   *   store's error when it cannot be reached.
+   */
+  async lookupByIdempotencyKey<R = unknown>(key: string, fingerprint?: string): Promise<PollJob<R> | undefined> {
+    const store = this.#store;
+    if (store === undefined) return this.findByIdempotencyKey<R>(key, fingerprint);
+    this.assertOpen('lookupByIdempotencyKey');
+    checkKey(key);
+    const job = await store.findByKey(key);
+    this.assertOpen('lookupByIdempotencyKey');
+    return job === undefined ? undefined : this.#replay<R>(job, fingerprint);
+  }
+
+  /**
+   * Cancels the job with this id, wherever it runs, and resolves with its snapshot once the cancel
+   * is done: `canceled`, or the outcome it already had. The registry that runs the job aborts its
+   * signal when it hears of it.
+   * @throws (rejects) as {@link PollHandle.lookup}.
+   */
+  async cancelJob<R = unknown>(id: string, reason?: unknown): Promise<PollSnapshot<R>> {
+    const rec = await this._resolve(id);
+    await this._cancelAsync(rec, reason);
     return snapshotOf<R>(rec);
   }
 
@@ -565,7 +703,7 @@ export class PollHandle extends Resource {
     id: string,
     options: { readonly version?: number; readonly timeoutMs: number; readonly signal?: AbortSignal },
   ): Promise<PollSnapshot<R>> {
-    const rec = this._record(id);
+    const rec = this.#store === undefined ? this._record(id) : await this._resolve(id);
     const opts = check.optionsObject('options', options) as { version?: number; timeoutMs: number; signal?: AbortSignal };
     const version = opts.version ?? rec.version;
     if (typeof version !== 'number') throw new InvalidArgumentError(`Expected \`version\` to be a number, got ${check.describe(version)}`);
@@ -595,6 +733,8 @@ export class PollHandle extends Resource {
       failed: this.#failed,
       canceled: this.#canceled,
       expired: this.#expired,
+      mirrors: this.#mirrors.size,
+      reaped: this.#reaped,
     };
   }
 
@@ -613,7 +753,7 @@ export class PollHandle extends Resource {
    */
   _record(id: string): JobRecord {
     this.assertOpen('get');
-    const rec = typeof id === 'string' ? this.#records.get(id) : undefined;
+    const rec = typeof id === 'string' ? (this.#records.get(id) ?? this.#mirrors.get(id)) : undefined;
     if (rec !== undefined) return rec;
     const shown = typeof id === 'string' && ID_RE.test(id) ? id : '(malformed id)';
     if (typeof id === 'string') {
@@ -626,9 +766,45 @@ export class PollHandle extends Resource {
     throw new NotFoundError(`No job ${shown}`);
   }
 
-  /** Cancels a record. @internal */
+  /**
+   * The record of a job wherever it runs (read from the store unless it runs here), or the error
+   * for an unknown or expired id. @internal
+   */
+  async _resolve(id: string): Promise<JobRecord> {
+    const store = this.#store;
+    if (store === undefined) return this._record(id);
+    this.assertOpen('get');
+    const own = typeof id === 'string' ? this.#records.get(id) : undefined;
+    if (own !== undefined) return own;
+    if (typeof id !== 'string' || !ID_RE.test(id)) return this._record(id);
+    const found = await store.read(id);
+    this.assertOpen('get');
+    if (found !== undefined && found !== 'gone') return this.#mirror(found);
+    const copy = this.#records.get(id) ?? this.#mirrors.get(id);
+    if (copy !== undefined) this.#vanished(copy, found);
+    if (found === 'gone') throw new GoneError(`Job ${id} has expired: its outcome was kept for its TTL and is gone`);
+    return this._record(id);
+  }
+
+  /** Cancels a record, and with a store resolves once the store has the cancel. @internal */
+  async _cancelAsync(rec: JobRecord, reason?: unknown): Promise<boolean> {
+    const store = this.#store;
+    if (store === undefined) return this._cancel(rec, reason);
+    if (rec.state !== 'pending' && rec.state !== 'running') return false;
+    if (rec.owned && reason !== undefined) rec.cancelReason = reason;
+    const found = await this.#storeWrite(store.update(rec.id, { kind: 'canceled' }));
+    const wasLive = rec.state === 'pending' || rec.state === 'running';
+    if (!this.destroyed) this.#apply(rec, found);
+    return wasLive && (rec.state as PollJobState) === 'canceled';
+  }
+
+  /** Cancels a record (with a store: in the background). @internal */
   _cancel(rec: JobRecord, reason?: unknown): boolean {
     if (rec.state !== 'pending' && rec.state !== 'running') return false;
+    if (this.#store !== undefined) {
+      this._cancelAsync(rec, reason).catch((error: unknown) => this.#storeError(error, 'write'));
+      return true;
+    }
     const controller = rec.controller;
     this.#finish(rec, 'canceled', undefined, undefined);
     controller?.abort(reason ?? new CancelledError(`Job ${rec.id} was canceled`));
@@ -672,6 +848,10 @@ export class PollHandle extends Resource {
   };
 
   #run(rec: JobRecord): void {
+    if (this.#store !== undefined) {
+      this.#runShared(rec, this.#store);
+      return;
+    }
     const fn = rec.fn!;
     rec.fn = null;
     rec.state = 'running';
@@ -683,6 +863,43 @@ export class PollHandle extends Resource {
     const controller = new AbortController();
     rec.controller = controller;
     this.#changed(rec);
+    this.#invoke(rec, fn, controller);
+  }
+
+  /** With a store: the job runs once the store has it `running` (it may have been cancelled meanwhile). */
+  #runShared(rec: JobRecord, store: JobStore): void {
+    const fn = rec.fn!;
+    this.#inFlight++; // the slot is held while the store answers
+    rec.inFlight = true;
+    const release = (): void => {
+      rec.inFlight = false;
+      this.#inFlight--;
+      this.#schedulePump();
+    };
+    this.#storeWrite(store.update(rec.id, { kind: 'running' })).then(
+      (found) => {
+        if (!this.destroyed) this.#apply(rec, found);
+        if (rec.state !== 'running' || this.closed) return release();
+        rec.fn = null;
+        const controller = new AbortController();
+        rec.controller = controller;
+        this.#invoke(rec, fn, controller);
+      },
+      (error: unknown) => {
+        this.#storeError(error, 'write');
+        release();
+        // Still pending: try again in a second (it stays queued here, and live in the store).
+        if (rec.state === 'pending' && !this.closed) {
+          this.#clock.setTimer(() => {
+            if (rec.state === 'pending' && !rec.queued && !rec.inFlight && !this.closed) this.#enqueue(rec);
+          }, RETRY_MS);
+        }
+      },
+    );
+  }
+
+  /** Calls the job function. */
+  #invoke(rec: JobRecord, fn: PollJobFunction, controller: AbortController): void {
     if (rec.timeoutMs !== Infinity) this.#arm(rec, TIMEOUT, rec.timeoutMs);
     const context: PollJobContext = {
       id: rec.id,
@@ -714,7 +931,12 @@ export class PollHandle extends Resource {
     rec.inFlight = false;
     this.#inFlight--;
     if (rec.state === 'running') {
-      if (ok) this.#succeed(rec, value);
+      if (this.#store !== undefined) {
+        if (rec.outcome === undefined) {
+          rec.outcome = ok ? this.#resultOf(rec, value) : { kind: 'failed', error: this.#serialize(value) };
+          this.#flush(rec);
+        }
+      } else if (ok) this.#succeed(rec, value);
       else this.#finish(rec, 'failed', undefined, this.#serialize(value));
     }
     rec.controller = null;
@@ -722,6 +944,13 @@ export class PollHandle extends Resource {
   }
 
   #succeed(rec: JobRecord, value: unknown): void {
+    const outcome = this.#resultOf(rec, value);
+    if (outcome.kind === 'failed') this.#finish(rec, 'failed', undefined, outcome.error);
+    else this.#finish(rec, 'succeeded', outcome.resultJson, undefined);
+  }
+
+  /** A job function's value as its outcome: its JSON, or a failure when it has none or is too large. */
+  #resultOf(rec: JobRecord, value: unknown): { kind: 'succeeded'; resultJson: string } | { kind: 'failed'; error: PollJobError } {
     let json: string | undefined;
     let problem: string | undefined;
     try {
@@ -733,15 +962,21 @@ export class PollHandle extends Resource {
     } catch (error) {
       problem = `the result is not JSON-serializable: ${errorMessage(error)}`;
     }
-    if (problem !== undefined) {
-      this.#finish(rec, 'failed', undefined, { name: 'InvalidResultError', code: 'PB_ERR_INVALID_ARGUMENT', message: `Job ${rec.id} failed: ${problem}` });
-    } else {
-      this.#finish(rec, 'succeeded', json, undefined);
+    if (problem !== undefined || json === undefined) {
+      return { kind: 'failed', error: { name: 'InvalidResultError', code: 'PB_ERR_INVALID_ARGUMENT', message: `Job ${rec.id} failed: ${problem}` } };
     }
+    return { kind: 'succeeded', resultJson: json };
   }
 
   #progress(rec: JobRecord, value: PollProgress): void {
     const next = normalizeProgress(value);
+    if (this.#store !== undefined) {
+      // Written in the background, one write at a time: reports made meanwhile collapse into the last.
+      if (rec.state !== 'running' || rec.outcome !== undefined || sameProgress(rec.wantProgress ?? rec.progress, next)) return;
+      rec.wantProgress = next;
+      this.#flush(rec);
+      return;
+    }
     if (rec.state !== 'running' || sameProgress(rec.progress, next)) return;
     rec.progress = next;
     this.#changed(rec);
@@ -842,15 +1077,289 @@ export class PollHandle extends Resource {
       if (rec.timer === timer) rec.timer = null;
       if (this.closed) return;
       if (timer.kind === TTL) {
+        const store = this.#store;
+        if (store !== undefined && isOutcome(rec.state)) {
+          this.#storeWrite(store.expire(rec.id)).catch((error: unknown) => this.#storeError(error, 'write'));
+        }
         this.#expire(rec);
         return;
       }
       if (rec.state !== 'running') return;
       const error = new TimeoutError(`Job ${rec.id} did not finish within its timeout of ${rec.timeoutMs} ms`);
       const controller = rec.controller;
-      this.#finish(rec, 'failed', undefined, { name: 'TimeoutError', code: error.code, message: error.message });
+      const failure: PollJobError = { name: 'TimeoutError', code: error.code, message: error.message };
+      if (this.#store !== undefined) {
+        if (rec.outcome === undefined) {
+          rec.outcome = { kind: 'failed', error: failure };
+          this.#flush(rec);
+        }
+      } else {
+        this.#finish(rec, 'failed', undefined, failure);
+      }
       controller?.abort(error);
     },
+  };
+
+  // --- with a store: the store decides, this registry applies what it answers ---------------------
+
+  /**
+   * Applies what the store says of a job to its record here: state, progress, outcome and version,
+   * when newer than what the record has. Counters, timers, the job's signal, `done()` and waiters
+   * follow.
+   */
+  #apply(rec: JobRecord, found: JobLookup): void {
+    if (found === undefined || found === 'gone') {
+      this.#vanished(rec, found);
+      return;
+    }
+    const before = rec.state;
+    if (found.version <= rec.version || before === 'expired') return;
+    rec.version = found.version;
+    rec.progress = found.progress;
+    rec.resultJson = found.resultJson;
+    rec.error = found.error;
+    const after = found.state;
+    if (before !== after) {
+      rec.state = after;
+      if (after === 'running') rec.startedAt = this.#clock.now();
+      if (rec.owned) {
+        if (before === 'pending') {
+          this.#pending--;
+          this.#dequeue(rec);
+        } else if (before === 'running') this.#running--;
+        if (after === 'running') this.#running++;
+      }
+      if (isOutcome(after)) this.#reached(rec);
+    }
+    if (!this.#purgatory.closed) this.#purgatory.checkAndComplete(rec.key);
+  }
+
+  /** A record got its outcome from the store. */
+  #reached(rec: JobRecord): void {
+    const state = rec.state;
+    rec.finishedAt = this.#clock.now();
+    if (rec.owned) {
+      if (state === 'succeeded') this.#succeeded++;
+      else if (state === 'failed') this.#failed++;
+      else this.#canceled++;
+      this.#stored++;
+      rec.fn = null;
+      rec.wantProgress = undefined;
+      rec.outcome = undefined;
+      if (rec.timer !== null) this.#disarm(rec);
+      this.#arm(rec, TTL, rec.ttlMs);
+      // Ended elsewhere (cancelled through another process, failed by a lease): stop the work here.
+      const controller = rec.controller;
+      if (controller !== null && !controller.signal.aborted) {
+        const error = rec.error;
+        controller.abort(
+          state === 'canceled'
+            ? (rec.cancelReason ?? new CancelledError(`Job ${rec.id} was canceled`))
+            : new CancelledError(`Job ${rec.id} ended ${state}${error === undefined ? '' : `: ${error.message}`}`),
+        );
+      }
+      rec.cancelReason = undefined;
+      if (pollChannels.finish.hasSubscribers) pollChannels.finish.publish({ poll: this, id: rec.id, state, error: rec.error });
+    }
+    this.#settle(rec);
+  }
+
+  #settle(rec: JobRecord): void {
+    const settle = rec.settle;
+    if (settle === null) return;
+    rec.settle = null;
+    const snapshot = snapshotOf(rec);
+    for (const resolve of settle) resolve(snapshot);
+  }
+
+  /** The store no longer has the job: it expired (or the store lost it). */
+  #vanished(rec: JobRecord, found: 'gone' | undefined): void {
+    if (rec.state === 'expired') return;
+    if (rec.state === 'pending' || rec.state === 'running') {
+      if (!rec.owned) {
+        this.#mirrors.delete(rec.id);
+        rec.state = 'expired';
+        rec.version++;
+        this.#settle(rec);
+        if (!this.#purgatory.closed) this.#purgatory.checkAndComplete(rec.key);
+        return;
+      }
+      // The store lost a live job of ours (flushed, or restarted without its data): it fails here.
+      this.#apply(rec, {
+        id: rec.id,
+        state: 'failed',
+        progress: rec.progress,
+        error: { name: 'JobLostError', code: WORKER_LOST, message: `Job ${rec.id} is no longer in the job store${found === 'gone' ? '' : ' (was its data lost?)'}` },
+        version: rec.version + 1,
+        owner: this.#owner,
+      });
+      return;
+    }
+    if (rec.owned) {
+      if (rec.timer !== null) this.#disarm(rec);
+      this.#expire(rec);
+      return;
+    }
+    this.#mirrors.delete(rec.id);
+    rec.state = 'expired';
+    rec.resultJson = undefined;
+    rec.version++;
+    if (!this.#purgatory.closed) this.#purgatory.checkAndComplete(rec.key);
+  }
+
+  /** The record of a job the store has: this registry's own, or a copy (new or refreshed). */
+  #mirror(job: StoredJob): JobRecord {
+    const own = this.#records.get(job.id);
+    if (own !== undefined) {
+      this.#apply(own, job);
+      return own;
+    }
+    let copy = this.#mirrors.get(job.id);
+    if (copy === undefined) {
+      copy = new JobRecord(job.id, this.#ns + job.id, null, this.#clock.now(), Infinity, this.#ttlMs, undefined, job.fingerprint);
+      copy.owned = false;
+      copy.version = 0;
+      if (this.#mirrors.size >= MAX_MIRRORS) this.#sweepMirrors();
+      this.#mirrors.set(job.id, copy);
+    }
+    this.#apply(copy, job);
+    return copy;
+  }
+
+  /** Drops the copies nobody reads or awaits now (a later read fetches the job again). */
+  #sweepMirrors(): void {
+    for (const [id, copy] of this.#mirrors) {
+      if (copy.settle === null && !copy.refreshing && this.#purgatory.watcherCount(copy.key) === 0) this.#mirrors.delete(id);
+    }
+  }
+
+  /** Writes an owned job's progress and outcome, one write at a time, in order. */
+  #flush(rec: JobRecord): void {
+    if (rec.writing) return;
+    rec.writing = true;
+    void this.#writeLoop(rec, this.#store!);
+  }
+
+  async #writeLoop(rec: JobRecord, store: JobStore): Promise<void> {
+    // `writing` is cleared by the finally below in the same turn as the last look for work, so
+    // nothing queued after that look is left unwritten.
+    try {
+      for (;;) {
+        if (rec.state !== 'running' && rec.state !== 'pending') return;
+        let update: JobUpdate;
+        const progress = rec.wantProgress;
+        if (progress !== undefined) {
+          update = { kind: 'progress', progress };
+          rec.wantProgress = undefined;
+        } else if (rec.outcome !== undefined) {
+          update = rec.outcome;
+        } else {
+          return;
+        }
+        try {
+          const found = await this.#storeWrite(store.update(rec.id, update));
+          if (!this.destroyed) this.#apply(rec, found);
+        } catch (error) {
+          this.#storeError(error, 'write');
+          // Progress is dropped (the next report or the outcome carries on); an outcome is retried.
+          if (update.kind === 'progress') continue;
+          if (this.destroyed) return;
+          await new Promise<void>((resolve) => this.#clock.setTimer(resolve, RETRY_MS));
+        }
+      }
+    } finally {
+      rec.writing = false;
+    }
+  }
+
+  /** Keeps track of a write, so close() can wait for it. */
+  #storeWrite<T>(promise: Promise<T>): Promise<T> {
+    this.#writes.add(promise);
+    const done = (): void => {
+      this.#writes.delete(promise);
+    };
+    promise.then(done, done);
+    return promise;
+  }
+
+  #storeError(error: unknown, what: 'read' | 'write' | 'lease'): void {
+    if (pollChannels.storeError.hasSubscribers) pollChannels.storeError.publish({ poll: this, error, what });
+  }
+
+  /** The store announced a change: re-read the job if this registry holds it and is behind. */
+  readonly #onStoreChange = (id: string, version: number): void => {
+    if (this.closed) return;
+    const rec = this.#records.get(id) ?? this.#mirrors.get(id);
+    if (rec !== undefined && version > rec.version) this.#refresh(rec);
+  };
+
+  /** Announcements may have been lost: re-read every job held here that can still change. */
+  readonly #onStoreResync = (): void => {
+    if (this.closed) return;
+    for (const rec of this.#records.values()) if (rec.state === 'pending' || rec.state === 'running') this.#refresh(rec);
+    for (const rec of this.#mirrors.values()) this.#refresh(rec);
+  };
+
+  #refresh(rec: JobRecord): void {
+    if (rec.refreshing) {
+      rec.refreshAgain = true;
+      return;
+    }
+    rec.refreshing = true;
+    const store = this.#store!;
+    const loop = async (): Promise<void> => {
+      try {
+        do {
+          rec.refreshAgain = false;
+          const found = await store.read(rec.id);
+          if (this.closed) return;
+          this.#apply(rec, found);
+        } while (rec.refreshAgain && rec.state !== 'expired');
+      } catch (error) {
+        this.#storeError(error, 'read');
+      } finally {
+        rec.refreshing = false;
+      }
+    };
+    void loop();
+  }
+
+  #scheduleTick(): void {
+    if (this.closed) return;
+    this.#tickTimer = this.#clock.setTimer(this.#tick, Math.max(10, Math.floor(this.#leaseMs / 3)));
+  }
+
+  /**
+   * Every third of the lease: renew it, fail the jobs of registries whose lease ran out, re-read
+   * the copies something awaits (in case an announcement was lost) and drop the others.
+   */
+  readonly #tick = (): void => {
+    this.#tickTimer = undefined;
+    if (this.closed) return;
+    const store = this.#store!;
+    this.#sweepMirrors();
+    for (const copy of this.#mirrors.values()) if (copy.state === 'pending' || copy.state === 'running') this.#refresh(copy);
+    if (!this.#ticking) {
+      this.#ticking = true;
+      const lost: PollJobError = {
+        name: 'WorkerLostError',
+        code: WORKER_LOST,
+        message: 'The process running this job stopped renewing its lease (it died, or lost the job store) before the job ended',
+      };
+      store
+        .heartbeat(this.#owner, this.#leaseMs)
+        .then(() => store.reap(lost))
+        .then(
+          (count) => {
+            this.#reaped += count;
+          },
+          (error: unknown) => this.#storeError(error, 'lease'),
+        )
+        .finally(() => {
+          this.#ticking = false;
+        });
+    }
+    this.#scheduleTick();
   };
 
   // --- lifecycle -------------------------------------------------------------------------------
@@ -863,7 +1372,54 @@ export class PollHandle extends Resource {
     void this.#shutdown(reason ?? new ClosedError('The PollHandle was destroyed'));
   }
 
+  /**
+   * With a store: this registry's live jobs end (canceled, or the outcome they were writing) in
+   * the store; the lease is released once they all did, else left to run out so that another
+   * registry fails them.
+   */
+  async #shutdownShared(store: JobStore, reason: unknown, wait: boolean): Promise<void> {
+    this.#tickTimer?.cancel();
+    this.#tickTimer = undefined;
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
+    const ends: Promise<boolean>[] = [];
+    for (const rec of this.#records.values()) {
+      if (rec.state !== 'pending' && rec.state !== 'running') continue;
+      rec.cancelReason = reason;
+      rec.controller?.abort(reason);
+      ends.push(
+        store.update(rec.id, rec.outcome ?? { kind: 'canceled' }).then(
+          (found) => {
+            this.#apply(rec, found);
+            return true;
+          },
+          () => false,
+        ),
+      );
+    }
+    if (!wait) return;
+    const done = await Promise.all(ends);
+    await Promise.allSettled([...this.#writes]);
+    if (done.every(Boolean)) await store.release(this.#owner).catch((error: unknown) => this.#storeError(error, 'lease'));
+  }
+
   async #shutdown(reason: unknown): Promise<void> {
+    const store = this.#store;
+    if (store !== undefined) {
+      await this.#shutdownShared(store, reason, !this.destroyed);
+      // What could not be written ends here all the same; copies of other registries' jobs are
+      // answered as they are.
+      for (const rec of this.#records.values()) {
+        if (rec.state === 'pending' || rec.state === 'running') {
+          this.#apply(rec, { id: rec.id, state: 'canceled', progress: rec.progress, version: rec.version + 1, owner: this.#owner });
+        }
+      }
+      for (const copy of this.#mirrors.values()) {
+        this.#settle(copy);
+        if (!this.#ownsPurgatory && !this.#purgatory.closed) this.#purgatory.cancelForKey(copy.key, reason);
+      }
+      this.#mirrors.clear();
+    }
     // Live jobs end canceled (their waiters are answered with that), then every timer and
     // waiter goes with the purgatory (or with this registry's keys of a shared one).
     for (const rec of this.#records.values()) {
@@ -913,6 +1469,17 @@ export class JobTimer extends DelayedOperation {
   onComplete(): void {}
   override onExpiration(): void {
     this.host.fire(this);
+  }
+}
+
+/** Most copies of other registries' jobs held at once (past it, unused ones are dropped). */
+const MAX_MIRRORS = 10_000;
+/** How long a failed store write of a job's start or outcome waits before it is tried again, in ms. */
+const RETRY_MS = 1000;
+
+function checkKey(key: unknown): void {
+  if (typeof key !== 'string' || key === '' || key.length > 1024) {
+    throw new InvalidArgumentError(`Expected \`idempotencyKey\` to be a string of 1 to 1024 characters, got ${check.describe(key)}`);
   }
 }
 

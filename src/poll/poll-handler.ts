@@ -322,11 +322,14 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
       this.assertOpen('handle');
       const action: PollAction = isResult ? 'result' : method === 'DELETE' ? 'cancel' : 'status';
       if (this.#authorize !== undefined && (await this.#authorize(req, action, id)) !== true) throw new ForbiddenError(`Not allowed to ${action} job ${id}`);
-      const rec = this.#jobs._record(id);
+      const jobs = this.#jobs;
+      // With a store, a job of another process is read from it (one round trip).
+      const rec = jobs.shared ? await jobs._resolve(id) : jobs._record(id);
       if (action === 'status') this.#status(req, res, rec);
       else if (action === 'result') this.#result(req, res, rec);
       else {
-        this.#jobs._cancel(rec);
+        if (jobs.shared) await jobs._cancelAsync(rec);
+        else jobs._cancel(rec);
         this.#send(res, 200, rec, 'no-store');
       }
     } catch (error) {
@@ -350,7 +353,7 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
       if (typeof scope !== 'string') throw new InvalidArgumentError(`Expected \`idempotencyScope\` to return a string, got ${check.describe(scope)}`);
       key = scope === '' ? rawKey : `${scope}\u0000${rawKey}`;
       fingerprint = createHash('sha256').update(mediaType(contentType)).update('\n').update(body).digest('base64url');
-      job = this.#jobs.findByIdempotencyKey(key, fingerprint);
+      job = this.#jobs.shared ? await this.#jobs.lookupByIdempotencyKey(key, fingerprint) : this.#jobs.findByIdempotencyKey(key, fingerprint);
     }
     if (job === undefined) {
       let input: unknown = body.length === 0 ? undefined : decodeBody(contentType, body);
@@ -358,7 +361,8 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
       this.assertOpen('handle');
       const run = this.#run;
       const parsed = input as I;
-      job = this.#jobs.start((context) => run(parsed, context), { idempotencyKey: key, fingerprint });
+      const fn = (context: PollJobContext): R | PromiseLike<R> => run(parsed, context);
+      job = this.#jobs.shared ? await this.#jobs.submit(fn, { idempotencyKey: key, fingerprint }) : this.#jobs.start(fn, { idempotencyKey: key, fingerprint });
     }
     const rec = job._rec;
     const wait = prefer.wait === undefined ? 0 : Math.min(prefer.wait, this.#maxWait);

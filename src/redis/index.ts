@@ -3,7 +3,8 @@
  * uses one Redis (7.0 or later), through ioredis, an optional peer dependency. Give a
  * {@link RedisBackend} to a `PubSubBroker`; long polls, SSE streams and subscriptions on any
  * process then see every publish, and replay after a cursor works whichever process a client
- * reconnects to.
+ * reconnects to. Give a {@link RedisJobStore} to every process's `PollHandle` and they share
+ * jobs: any process reads, awaits and cancels a job another started.
  *
  * @module
  */
@@ -15,3 +16,4 @@ export {
   type RedisClusterConfig,
   type RedisHistoryLimits,
 } from './redis-backend.js';
+export { RedisJobStore, type RedisJobStoreOptions } from './job-store.js';

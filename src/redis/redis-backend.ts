@@ -194,6 +194,15 @@ export const redisChannels = {
 } as const;
 
 type Reply = (string | Reply)[];
+/** What a call does, for the words of its errors. */
+type Work = 'publish' | 'read' | 'write';
+/** Who hears a channel through {@link RedisBackend._listen}. @internal */
+export interface ChannelListener {
+  /** A message on the channel. */
+  message(payload: string): void;
+  /** The subscriber connection came back: messages may have been missed. */
+  resync(): void;
+}
 type StreamEntry = [string, string[]];
 type Client = Redis | Cluster;
 interface Scripted {
@@ -261,6 +270,10 @@ export class RedisBackend extends Resource implements Backend {
   readonly #onError: ((error: unknown) => void) | undefined;
 
   #deliver: ((message: Message) => void) | null = null;
+  /** Other channels heard on the subscriber connection, and their subscriptions. */
+  readonly #channels = new Map<string, Set<ChannelListener>>();
+  readonly #subscribed = new Map<string, Promise<void>>();
+  #subLost = false;
   #everReady = false;
   #readyWaiters = new Set<{ resolve: () => void; reject: (e: unknown) => void }>();
   /** Calls in flight, rejected as "may or may not" if the connection drops under them. */
@@ -376,16 +389,88 @@ export class RedisBackend extends Resource implements Backend {
     });
     this.#sub.on('message', (channel: string, payload: string) => {
       if (channel === this.#channel) this.#onFeed(payload);
+      else {
+        const listeners = this.#channels.get(channel);
+        if (listeners !== undefined) for (const listener of listeners) listener.message(payload);
+      }
     });
-    this.#sub.on('close', () => this.#onFeedLost());
+    this.#sub.on('close', () => {
+      this.#subLost = true;
+      this.#onFeedLost();
+    });
     this.#sub.on('ready', () => {
       if (this.#attachStarted && !this.#live && this.#resyncing === undefined && !this.closed) void this.#resync();
+      if (this.#subLost && this.#channels.size > 0 && !this.closed) void this.#resubscribe();
+      this.#subLost = false;
     });
   }
 
   /** The key prefix in use. */
   get prefix(): string {
     return this.#prefix;
+  }
+
+  /**
+   * Runs commands for another part of patchbay (the job store) on this backend's command
+   * connection, with its fault handling: fails fast while Redis is away, never resent. @internal
+   */
+  _command<T>(run: (client: Redis | Cluster) => Promise<T>, what: 'read' | 'write'): Promise<T> {
+    if (this.closed) return Promise.reject(new ClosedError('The backend is closed'));
+    return this.#call(() => run(this.#client), what);
+  }
+
+  /** Defines Lua scripts as commands on the command connection (each with one key). @internal */
+  _defineScripts(scripts: Readonly<Record<string, string>>): void {
+    for (const [name, lua] of Object.entries(scripts)) this.#client.defineCommand(name, { lua, numberOfKeys: 1 });
+  }
+
+  /**
+   * Hears another channel on this backend's subscriber connection; `ready` resolves once it is
+   * subscribed. After the connection comes back the channel is subscribed again and listeners are
+   * told to resync. @internal
+   */
+  _listen(channel: string, listener: ChannelListener): { ready: Promise<void>; stop: () => void } {
+    let listeners = this.#channels.get(channel);
+    let ready: Promise<void>;
+    if (listeners === undefined) {
+      listeners = new Set();
+      this.#channels.set(channel, listeners);
+      ready = this.#sub.subscribe(channel).then(
+        () => undefined,
+        (error: unknown) => {
+          throw this.#mapError(error, 'read');
+        },
+      );
+      this.#subscribed.set(channel, ready);
+      ready.catch(() => {});
+    } else {
+      ready = this.#subscribed.get(channel) ?? Promise.resolve();
+    }
+    listeners.add(listener);
+    const set = listeners;
+    return {
+      ready,
+      stop: () => {
+        if (!set.delete(listener) || set.size > 0) return;
+        this.#channels.delete(channel);
+        this.#subscribed.delete(channel);
+        if (this.#sub.status === 'ready') this.#sub.unsubscribe(channel).catch(() => {});
+      },
+    };
+  }
+
+  async #resubscribe(): Promise<void> {
+    const channels = [...this.#channels.keys()];
+    try {
+      await this.#sub.subscribe(...channels);
+    } catch (error) {
+      this.#reportError(error);
+      return;
+    }
+    for (const channel of channels) {
+      const listeners = this.#channels.get(channel);
+      if (listeners !== undefined) for (const listener of listeners) listener.resync();
+    }
   }
 
   /**
@@ -510,7 +595,7 @@ export class RedisBackend extends Resource implements Backend {
   // --- calls ---------------------------------------------------------------------------------
 
   /** Runs a command sequence: waits for the first connection, fails fast after it, maps errors. */
-  #call<T>(run: () => Promise<T>, what: 'publish' | 'read'): Promise<T> {
+  #call<T>(run: () => Promise<T>, what: Work): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let settled = false;
       const fail = (error: unknown): void => {
@@ -523,7 +608,7 @@ export class RedisBackend extends Resource implements Backend {
         if (settled) return;
         if (this.closed) return fail(new ClosedError('The backend is closed'));
         if (this.#client.status !== 'ready') {
-          return fail(this.#unavailable(`Redis is unreachable (connection ${this.#client.status}): nothing was ${what === 'publish' ? 'published' : 'read'}`));
+          return fail(this.#unavailable(`Redis is unreachable (connection ${this.#client.status}): nothing was ${what === 'publish' ? 'published' : what === 'write' ? 'written' : 'read'}`));
         }
         this.#inflight.add(fail);
         run().then(
@@ -575,17 +660,17 @@ export class RedisBackend extends Resource implements Backend {
     });
   }
 
-  #mapError(error: unknown, what: 'publish' | 'read'): unknown {
+  #mapError(error: unknown, what: Work): unknown {
     if (error instanceof InvalidCursorError || error instanceof ClosedError || error instanceof UnavailableError) return error;
     const text = error instanceof Error ? error.message : String(error);
     if (/timed out/i.test(text)) {
       return this.#unavailable(
-        `Redis did not answer within ${this.#commandTimeoutMs} ms: the ${what} ${what === 'publish' ? 'may or may not have been stored' : 'failed'}`,
+        `Redis did not answer within ${this.#commandTimeoutMs} ms: the ${what} ${what === 'read' ? 'failed' : 'may or may not have been stored'}`,
         error,
       );
     }
     if (/writeable|Connection is closed|ECONNREFUSED|ECONNRESET|EPIPE/i.test(text)) {
-      return this.#unavailable(`Redis is unreachable: ${what === 'publish' ? 'the message was not published' : 'nothing was read'} (${text})`, error);
+      return this.#unavailable(`Redis is unreachable: ${what === 'publish' ? 'the message was not published' : what === 'write' ? 'nothing was written' : 'nothing was read'} (${text})`, error);
     }
     return this.#unavailable(`Redis answered the ${what} with an error: ${text}`, error);
   }

@@ -1,0 +1,76 @@
+/**
+ * The shared mode of PollHandle on MemoryJobStore (two registries in one process), through the
+ * job store kit, plus what is particular to the in-memory store.
+ */
+import { describe, expect, it } from 'vitest';
+import { type JobStore, type JobStoreListener, ManualClock, MemoryJobStore, PollHandle, UnavailableError } from '../../src/index.js';
+import { jobStoreConformance } from '../conformance/job-store-kit.js';
+
+/** A view of `store` that can be made dead: its calls reject and it hears nothing. */
+function severable(store: JobStore): { store: JobStore; sever: () => void } {
+  let dead = false;
+  const fail = (): Promise<never> => Promise.reject(new UnavailableError('the store is unreachable (severed by the test)'));
+  const view: JobStore = {
+    subscribe: (listener: JobStoreListener) =>
+      store.subscribe({
+        changed: (id, version) => {
+          if (!dead) listener.changed(id, version);
+        },
+        resync: () => {
+          if (!dead) listener.resync();
+        },
+      }),
+    ready: () => (dead ? fail() : store.ready()),
+    create: (job) => (dead ? fail() : store.create(job)),
+    read: (id) => (dead ? fail() : store.read(id)),
+    findByKey: (key) => (dead ? fail() : store.findByKey(key)),
+    update: (id, update) => (dead ? fail() : store.update(id, update)),
+    expire: (id) => (dead ? fail() : store.expire(id)),
+    heartbeat: (owner, leaseMs) => (dead ? fail() : store.heartbeat(owner, leaseMs)),
+    release: (owner) => (dead ? fail() : store.release(owner)),
+    reap: (error) => (dead ? fail() : store.reap(error)),
+  };
+  return {
+    store: view,
+    sever: () => {
+      dead = true;
+    },
+  };
+}
+
+jobStoreConformance('MemoryJobStore', (clock) => {
+  const store = new MemoryJobStore({ clock });
+  const a = severable(store);
+  return Promise.resolve({ a: a.store, b: store, sever: a.sever, dispose: () => Promise.resolve(store.close()) });
+});
+
+describe('MemoryJobStore', () => {
+  it('forgets expired jobs, tombstones and released leases: nothing grows', async () => {
+    const clock = new ManualClock();
+    const store = new MemoryJobStore({ clock });
+    const jobs = new PollHandle({ clock, store, ttlMs: 1000, goneMs: 1000, leaseMs: 300 });
+    for (let i = 0; i < 50; i++) await (await jobs.submit(() => i, { idempotencyKey: `k${i}` })).done();
+    expect(store.size()).toMatchObject({ jobs: 50, keys: 50, leases: 1 });
+    clock.advance(1100);
+    await new Promise((r) => setImmediate(r));
+    expect(store.size()).toMatchObject({ jobs: 0, keys: 0, gone: 50 });
+    clock.advance(1100);
+    expect(store.size()).toMatchObject({ jobs: 0, keys: 0, gone: 0 });
+    await jobs.close();
+    expect(store.size().leases).toBe(0);
+    expect(jobs.stats()).toMatchObject({ pending: 0, running: 0, stored: 0, mirrors: 0 });
+  });
+
+  it('refuses updates its state machine does not allow, answering with the job as it is', async () => {
+    const store = new MemoryJobStore();
+    await store.create({ id: 'j', owner: 'o', ttlMs: 1000, goneMs: 0, leaseMs: 1000 });
+    expect(await store.update('j', { kind: 'progress', progress: 0.5 })).toMatchObject({ state: 'pending', version: 1 });
+    expect(await store.update('j', { kind: 'succeeded', resultJson: '1' })).toMatchObject({ state: 'pending', version: 1 });
+    expect(await store.update('j', { kind: 'running' })).toMatchObject({ state: 'running', version: 2 });
+    expect(await store.update('j', { kind: 'canceled' })).toMatchObject({ state: 'canceled', version: 3 });
+    expect(await store.update('j', { kind: 'succeeded', resultJson: '1' })).toMatchObject({ state: 'canceled', version: 3 });
+    expect(await store.update('nope', { kind: 'running' })).toBeUndefined();
+    store.close();
+    await expect(store.read('j')).rejects.toMatchObject({ code: 'PB_ERR_CLOSED' });
+  });
+});

@@ -1,0 +1,98 @@
+/**
+ * RedisJobStore through the job store kit (two registries, each with its own connections, on one
+ * redis-server), plus what is particular to Redis: keys under the prefix with one hash tag, key
+ * TTLs that clean up, and a store that cannot reach Redis answering 503.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ManualClock, PollHandle, PollHandler, UnavailableError } from '../../src/index.js';
+import { RedisBackend, RedisJobStore } from '../../src/redis/index.js';
+import { jobStoreConformance } from '../conformance/job-store-kit.js';
+import { serve } from './helpers.js';
+import { freePort, redisUnavailableReason, testRedis, type TestRedis, uniquePrefix } from './redis-server.js';
+
+describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
+  let redis: TestRedis;
+  beforeAll(async () => {
+    redis = await testRedis();
+  });
+  afterAll(async () => {
+    await redis?.dispose();
+  });
+
+  jobStoreConformance('RedisJobStore', (clock) => {
+    const prefix = uniquePrefix('jobs');
+    const a = new RedisJobStore({ url: redis.url, prefix, clock });
+    const b = new RedisJobStore({ url: redis.url, prefix, clock });
+    return Promise.resolve({
+      a,
+      b,
+      sever: () => a.destroy(),
+      dispose: async () => {
+        a.destroy();
+        await b.close();
+      },
+    });
+  });
+
+  it('keeps every key under the prefix on one hash tag, and key TTLs clean up finished jobs', async () => {
+    const prefix = uniquePrefix('keys');
+    const backend = new RedisBackend({ url: redis.url, prefix });
+    const store = new RedisJobStore({ backend });
+    const jobs = new PollHandle({ store, ttlMs: 200, goneMs: 200 });
+    const probe = new RedisBackend({ url: redis.url, prefix: uniquePrefix('probe') });
+    try {
+      await store.ready();
+      const job = await jobs.submit(() => ({ ok: true }), { idempotencyKey: 'a key of any length '.repeat(50) });
+      expect((await job.done()).state).toBe('succeeded');
+      const keys = await probe._command((client) => (client as unknown as { keys(p: string): Promise<string[]> }).keys(`${prefix}*`), 'read');
+      expect(keys.length).toBeGreaterThan(0);
+      for (const key of keys) expect(key.startsWith(`${prefix}{j}:`)).toBe(true);
+      // Without a reader, Redis's own TTLs remove the job and its key (the tombstone after goneMs).
+      await jobs.close();
+      const deadline = Date.now() + 5000;
+      let left = keys;
+      while (Date.now() < deadline) {
+        left = await probe._command((client) => (client as unknown as { keys(p: string): Promise<string[]> }).keys(`${prefix}*`), 'read');
+        if (left.every((k) => !k.includes(':job:') && !k.includes(':key:') && !k.includes(':gone:'))) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(left.filter((k) => k.includes(':job:') || k.includes(':key:') || k.includes(':gone:'))).toEqual([]);
+    } finally {
+      await jobs.close();
+      await store.close();
+      await backend.close();
+      await probe.close();
+    }
+  });
+
+  it('refuses a backend together with connection options, and a bad clock', () => {
+    const backend = new RedisBackend({ url: redis.url, prefix: uniquePrefix('bad') });
+    expect(() => new RedisJobStore({ backend, url: redis.url })).toThrow(/either `backend`/);
+    expect(() => new RedisJobStore({ backend, clock: {} as never })).toThrow(/Clock/);
+    backend.destroy();
+  });
+
+  it('answers 503 with Retry-After when Redis cannot be reached, and a start creates nothing', async () => {
+    const port = await freePort();
+    const clock = new ManualClock();
+    const store = new RedisJobStore({ url: `redis://127.0.0.1:${port}`, prefix: uniquePrefix('down'), connectTimeoutMs: 200, retryAfterSeconds: 3, redis: { retryStrategy: () => 50 } });
+    const jobs = new PollHandle({ clock, store });
+    const handler = new PollHandler({ jobs, run: () => 1 });
+    const server = await serve((req, res) => void handler.handle(req, res));
+    try {
+      await expect(jobs.lookup('AAAAAAAAAAAAAAAA')).rejects.toBeInstanceOf(UnavailableError);
+      const start = await fetch(`${server.base}/jobs`, { method: 'POST' });
+      expect(start.status).toBe(503);
+      expect(start.headers.get('retry-after')).toBe('3');
+      expect(((await start.json()) as { error: { code: string } }).error.code).toBe('PB_ERR_UNAVAILABLE');
+      const read = await fetch(`${server.base}/jobs/AAAAAAAAAAAAAAAA`);
+      expect(read.status).toBe(503);
+      expect(jobs.stats()).toMatchObject({ pending: 0, started: 0 });
+    } finally {
+      await server.close();
+      await handler.close();
+      await jobs.close();
+      store.destroy();
+    }
+  });
+});
