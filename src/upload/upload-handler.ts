@@ -36,7 +36,7 @@ import { EVENTS, Server as TusServer } from '@tus/server';
 import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
 import { CapacityError, ClosedError, ErrorCodes, ForbiddenError, InvalidArgumentError, PatchbayError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
-import { sendError } from '../http/index.js';
+import { errorStatus, sendError } from '../http/index.js';
 import type { PollHandle, PollJobContext } from '../poll/index.js';
 
 /** The response header that names the processing job of a completed upload. */
@@ -223,12 +223,14 @@ export class UploadHandler<R = unknown> extends Resource {
       },
       onUploadFinish: async (_req, upload) => {
         const headers: Record<string, string> = {};
-        const jobId = this.#handOff(upload.id, upload.size ?? upload.offset, upload.metadata ?? {});
+        const jobId = await this.#handOff(upload.id, upload.size ?? upload.offset, upload.metadata ?? {});
         if (jobId !== undefined) headers[JOB_LOCATION_HEADER] = `${this.#jobsBasePath}/${jobId}`;
         return { headers };
       },
       onResponseError: (_req, err) => {
-        // An exception in a hook is a failure of ours, not of the client's request: as sendError answers it.
+        // A patchbay error from a hook (a full job registry, an unreachable job store) keeps its
+        // status and code; any other exception is a failure of ours, as sendError answers it.
+        if (err instanceof PatchbayError) return { status_code: errorStatus[err.code] ?? 500, body: jsonError(err) };
         if (err instanceof Error) return { status_code: 500, body: JSON.stringify({ error: { code: 'PB_ERR_INTERNAL', message: 'The upload failed on the server' } }) };
         const status = err.status_code;
         const body = typeof err.body === 'string' ? err.body : '';
@@ -310,7 +312,7 @@ export class UploadHandler<R = unknown> extends Resource {
     return removed;
   }
 
-  #handOff(id: string, size: number, metadata: Readonly<Record<string, string | null>>): string | undefined {
+  async #handOff(id: string, size: number, metadata: Readonly<Record<string, string | null>>): Promise<string | undefined> {
     this.#active.delete(id);
     this.#completed++;
     const jobs = this.#jobs;
@@ -321,8 +323,9 @@ export class UploadHandler<R = unknown> extends Resource {
     const path = join(this.#directory, id);
     if (!path.startsWith(this.#directory + sep)) throw { status_code: 500, body: jsonError(new InvalidArgumentError('Upload path escapes the store')) };
     const file: UploadedFile = Object.freeze({ id, size, metadata: Object.freeze({ ...metadata }), path });
-    // The upload id is the idempotency key: a completion seen twice starts one job.
-    const job = jobs.start((context) => process(file, context), { idempotencyKey: `upload:${id}` });
+    // The upload id is the idempotency key: a completion seen twice starts one job (across
+    // processes too, when the registry shares its jobs through a store).
+    const job = await jobs.submit((context) => process(file, context), { idempotencyKey: `upload:${id}` });
     this.#jobOf.set(id, job.id);
     this.#jobsStarted++;
     return job.id;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import * as tus from 'tus-js-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PollClient } from '../../src/client/index.js';
-import { InvalidArgumentError, ManualClock, PollHandle, PollHandler } from '../../src/index.js';
+import { InvalidArgumentError, ManualClock, MemoryJobStore, PollHandle, PollHandler } from '../../src/index.js';
 import { JOB_LOCATION_HEADER, UploadHandler, type UploadHandlerOptions } from '../../src/upload/index.js';
 import { until } from '../helpers.js';
 
@@ -266,11 +266,9 @@ describe('UploadHandler protocol answers', () => {
   });
 
   it('answers a plain Error thrown in a tus hook with 500 PB_ERR_INTERNAL', async () => {
-    // The completing PATCH runs onUploadFinish, which hands off to jobs.start: here it throws.
+    // The completing PATCH runs onUploadFinish, which hands off to jobs.submit: here it fails.
     const failing = {
-      start: () => {
-        throw new Error('disk on fire');
-      },
+      submit: () => Promise.reject(new Error('disk on fire')),
     } as unknown as PollHandle;
     const r = await rig({ jobs: failing });
     const location = await create(r.base, 3);
@@ -279,6 +277,34 @@ describe('UploadHandler protocol answers', () => {
     const body = (await res.json()) as { error: { code: string; message: string } };
     expect(body.error.code).toBe('PB_ERR_INTERNAL');
     expect(body.error.message).not.toMatch(/disk on fire/); // internals stay on the server
+  });
+
+  it('keeps the status and code of a patchbay error from the hand-off: a full job registry is 503 PB_ERR_CAPACITY', async () => {
+    const jobs = new PollHandle({ maxLiveJobs: 1 });
+    cleanups.push(() => jobs.close());
+    jobs.start(() => new Promise(() => {})); // holds the only live slot
+    const r = await rig({ jobs });
+    const location = await create(r.base, 3);
+    const res = await fetch(`${r.base}${location}`, { method: 'PATCH', headers: { ...tusHeaders, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' }, body: 'abc' });
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('PB_ERR_CAPACITY');
+  });
+
+  it('hands a completed upload to a registry that shares its jobs: another registry reads the job', async () => {
+    const store = new MemoryJobStore();
+    const jobs = new PollHandle({ store });
+    const other = new PollHandle({ store });
+    cleanups.push(async () => {
+      await jobs.close();
+      await other.close();
+    });
+    const r = await rig({ jobs });
+    const location = await create(r.base, 3);
+    const res = await fetch(`${r.base}${location}`, { method: 'PATCH', headers: { ...tusHeaders, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' }, body: 'abc' });
+    expect(res.status).toBe(204);
+    const jobId = res.headers.get(JOB_LOCATION_HEADER)!.split('/').pop()!;
+    const job = await other.lookup<{ sha256: string }>(jobId);
+    expect((await job.done()).result?.sha256).toBe(createHash('sha256').update('abc').digest('hex'));
   });
 
   it('rejects bad options with InvalidArgumentError', () => {
