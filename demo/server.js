@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UploadHandler } from 'patchbay/upload';
-import { RedisBackend } from 'patchbay/redis';
+import { RedisBackend, RedisJobStore } from 'patchbay/redis';
 import { WsHandler } from 'patchbay/ws';
 import { startDemoSidecars } from './sidecars.js';
 import {
@@ -131,7 +131,7 @@ async function hashUpload(file, { progress, signal }) {
 
 /**
  * Builds the demo server (not yet listening).
- * @param {{ maxHoldMs?: number, maxBodyBytes?: number, sseRetryMs?: number, uploadsDir?: string, maxUploadBytes?: number, jobs?: { ttlMs?: number, maxLiveJobs?: number, maxStoredResults?: number, maxWaitSeconds?: number } }} [options]
+ * @param {{ maxHoldMs?: number, maxBodyBytes?: number, sseRetryMs?: number, uploadsDir?: string, maxUploadBytes?: number, jobs?: { ttlMs?: number, maxLiveJobs?: number, maxStoredResults?: number, maxWaitSeconds?: number, leaseMs?: number } }} [options]
  */
 export function createDemo(options = {}) {
   // PATCHBAY_REDIS_URL (or options.redisUrl) puts the topics on Redis, so several demo processes
@@ -145,7 +145,11 @@ export function createDemo(options = {}) {
   const ws = new WsHandler({ broker, authorize: { publish: () => true } });
   const maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
   const jobOptions = options.jobs ?? {};
+  // On Redis the jobs are shared too: a job started on one demo process is read, awaited and
+  // cancelled through any other, and a process that dies has its jobs failed after its lease.
   const jobs = new PollHandle({
+    store: backend === undefined ? undefined : new RedisJobStore({ backend }),
+    leaseMs: jobOptions.leaseMs ?? 30_000,
     ttlMs: jobOptions.ttlMs ?? 600_000,
     maxLiveJobs: jobOptions.maxLiveJobs ?? 1000,
     maxStoredResults: jobOptions.maxStoredResults ?? 10_000,
@@ -242,10 +246,10 @@ export function createDemo(options = {}) {
     void sidecars?.close();
     void uploads.close();
     void poll.close();
-    void jobs.close();
     void sse.close();
     void longPoll.close();
-    void broker.close().then(() => backend?.close());
+    // Live jobs end canceled in the store before the connection they need closes.
+    void Promise.all([jobs.close(), broker.close()]).then(() => backend?.close());
   });
   return { server, broker, longPoll, sse, jobs, poll, uploads, sidecars, ws };
 }
@@ -255,7 +259,8 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const maxHoldMs = Number(process.env.LP_TIMEOUT_MS ?? 30_000);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`PORT must be a port number, got ${process.env.PORT}`);
   if (!Number.isInteger(maxHoldMs) || maxHoldMs < 0) throw new InvalidArgumentError(`LP_TIMEOUT_MS must be a whole number of ms, got ${process.env.LP_TIMEOUT_MS}`);
-  // Job limits, for the benchmark: JOBS_MAX_LIVE, JOBS_MAX_STORED, JOBS_TTL_MS, JOBS_MAX_WAIT_S.
+  // Job limits, for the benchmark: JOBS_MAX_LIVE, JOBS_MAX_STORED, JOBS_TTL_MS, JOBS_MAX_WAIT_S;
+  // JOBS_LEASE_MS, the lease of a process's jobs on Redis.
   const jobEnv = (name, min, max) => {
     const raw = process.env[name];
     if (raw === undefined || raw === '') return undefined;
@@ -268,6 +273,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     maxStoredResults: jobEnv('JOBS_MAX_STORED', 1, 1_000_000),
     ttlMs: jobEnv('JOBS_TTL_MS', 1, 2 ** 31 - 1),
     maxWaitSeconds: jobEnv('JOBS_MAX_WAIT_S', 0, 86_400),
+    leaseMs: jobEnv('JOBS_LEASE_MS', 30, 2 ** 31 - 1),
   };
   // SIDECARS=0 runs without the log shipper and metrics sidecars (demo/sidecars.js); METRICS_PORT
   // (default 9464) is where the metrics sidecar serves the Prometheus text, on 127.0.0.1.

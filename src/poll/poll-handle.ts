@@ -774,10 +774,18 @@ export class PollHandle extends Resource {
     const store = this.#store;
     if (store === undefined) return this._record(id);
     this.assertOpen('get');
-    const own = typeof id === 'string' ? this.#records.get(id) : undefined;
-    if (own !== undefined) return own;
     if (typeof id !== 'string' || !ID_RE.test(id)) return this._record(id);
-    const found = await store.read(id);
+    // Read through even for a job that runs here: a cancel made through another process must show
+    // in the next read anywhere, before its announcement arrives. When the store cannot be reached,
+    // this registry's own jobs are answered as it knows them.
+    let found: JobLookup;
+    try {
+      found = await store.read(id);
+    } catch (error) {
+      const own = this.#records.get(id);
+      if (own !== undefined && !this.closed) return own;
+      throw error;
+    }
     this.assertOpen('get');
     if (found !== undefined && found !== 'gone') return this.#mirror(found);
     const copy = this.#records.get(id) ?? this.#mirrors.get(id);

@@ -3,54 +3,14 @@
  * redis-server of the test's own: cross-process wake-ups and replay, and the restart fault
  * (redis-server killed by PID mid-stream and started again), counting every message.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCursor } from '../../src/index.js';
+import { type DemoProcess, startDemo as startDemoProcess, stopDemo } from './demo-process.js';
 import { readSse, type SseEvent, waitFor } from './helpers.js';
 import { REDIS_BINARY, startRedis, type TestRedis, uniquePrefix } from './redis-server.js';
 
-const root = new URL('../../', import.meta.url).pathname;
 const HOLD_MS = 1000;
-
-interface DemoProcess {
-  readonly base: string;
-  readonly child: ChildProcess;
-}
-
-function startDemo(redisUrl: string, prefix: string): Promise<DemoProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--import', './test/redis/fixtures/src-hooks.mjs', 'demo/server.js'], {
-    cwd: root,
-    env: { ...process.env, PORT: '0', SIDECARS: '0', LP_TIMEOUT_MS: String(HOLD_MS), PATCHBAY_REDIS_URL: redisUrl, PATCHBAY_REDIS_PREFIX: prefix },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`the demo did not start within 60 s: ${out}`)), 60_000);
-    child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (chunk: string) => {
-      out += chunk;
-      const m = /http:\/\/127\.0\.0\.1:(\d+)\//.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ base: `http://127.0.0.1:${m[1]}`, child });
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`the demo exited with ${code}: ${out}`));
-    });
-  });
-}
-
-async function stopDemo(p: DemoProcess | undefined): Promise<void> {
-  const c = p?.child;
-  if (c === undefined || c.exitCode !== null || c.signalCode !== null) return;
-  const gone = new Promise<void>((r) => c.once('exit', () => r()));
-  process.kill(c.pid!, 'SIGTERM');
-  const timer = setTimeout(() => c.exitCode === null && process.kill(c.pid!, 'SIGKILL'), 3000);
-  await gone;
-  clearTimeout(timer);
-}
+const startDemo = (url: string, prefix: string): Promise<DemoProcess> => startDemoProcess(url, prefix, { LP_TIMEOUT_MS: String(HOLD_MS) });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
