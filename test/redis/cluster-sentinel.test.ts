@@ -4,8 +4,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Message, PubSubBroker } from '../../src/index.js';
-import { RedisBackend } from '../../src/redis/index.js';
+import { RedisBackend, RedisJobStore } from '../../src/redis/index.js';
 import { backendConformance } from '../conformance/backend-kit.js';
+import { jobStoreConformance } from '../conformance/job-store-kit.js';
 import { waitFor } from './helpers.js';
 import { REDIS_BINARY, startCluster, startSentinel, uniquePrefix } from './redis-server.js';
 
@@ -29,6 +30,22 @@ describe.skipIf(REDIS_BINARY === undefined)('RedisBackend on a Redis Cluster', (
       dispose: () => Promise.resolve(),
     }),
   );
+
+  // The job store keeps every key on one slot (its hash tag): each script is routed there.
+  jobStoreConformance('RedisJobStore (cluster)', (clock) => {
+    const prefix = uniquePrefix('cjobs');
+    const a = new RedisJobStore({ cluster: { nodes: cluster.nodes }, prefix, clock });
+    const b = new RedisJobStore({ cluster: { nodes: cluster.nodes }, prefix, clock });
+    return Promise.resolve({
+      a,
+      b,
+      sever: () => a.destroy(),
+      dispose: async () => {
+        a.destroy();
+        await b.close();
+      },
+    });
+  });
 
   it('shares topics spread over the nodes between two backends', async () => {
     const prefix = uniquePrefix('cl');
