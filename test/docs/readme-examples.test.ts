@@ -37,6 +37,7 @@ const AMBIENT: Readonly<Record<string, string>> = {
   req: "import('node:http').IncomingMessage",
   res: "import('node:http').ServerResponse",
   broker: "import('patchbay').PubSubBroker",
+  backend: "import('patchbay/redis').RedisBackend",
   app: "(req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void",
   userOf: '(req: import("node:http").IncomingMessage) => string',
   db: 'unknown',
