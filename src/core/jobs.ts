@@ -91,11 +91,32 @@ export interface JobCreateResult {
 
 /** An update to a job, as {@link JobStore.update} applies it. */
 export type JobUpdate =
-  | { readonly kind: 'running' }
-  | { readonly kind: 'progress'; readonly progress: PollProgress }
-  | { readonly kind: 'succeeded'; readonly resultJson: string }
-  | { readonly kind: 'failed'; readonly error: PollJobError }
-  | { readonly kind: 'canceled' };
+  | {
+      /** `pending` → `running`. */
+      readonly kind: 'running';
+    }
+  | {
+      /** New progress, while `running`. */
+      readonly kind: 'progress';
+      /** The progress. */
+      readonly progress: PollProgress;
+    }
+  | {
+      /** `running` → `succeeded`. */
+      readonly kind: 'succeeded';
+      /** The result as JSON text. */
+      readonly resultJson: string;
+    }
+  | {
+      /** `pending` or `running` → `failed`. */
+      readonly kind: 'failed';
+      /** What went wrong. */
+      readonly error: PollJobError;
+    }
+  | {
+      /** `pending` or `running` → `canceled`. */
+      readonly kind: 'canceled';
+    };
 
 /** Who hears of changes to a {@link JobStore}'s jobs. */
 export interface JobStoreListener {

@@ -22,6 +22,6 @@ export {
   type PollStartOptions,
   WORKER_LOST,
 } from './poll-handle.js';
-export { MemoryJobStore, type MemoryJobStoreOptions } from './store.js';
+export { MemoryJobStore, type MemoryJobStoreOptions, type MemoryJobStoreSize } from './store.js';
 export type { JobCreate, JobCreateResult, JobLookup, JobStore, JobStoreListener, JobUpdate, StoredJob } from '../core/jobs.js';
 export { PollHandler, type PollAction, type PollHandlerOptions, type PollHandlerStats, type PollResultMode } from './poll-handler.js';

@@ -58,6 +58,12 @@
  * `200 OK` with the status (`canceled`, or the outcome it already had: cancelling a finished job
  * changes nothing). `404`, `410` as above.
  *
+ * With a registry that shares its jobs through a store ({@link PollHandleOptions.store}, such as
+ * `RedisJobStore`), every route answers for any job of the store, whichever process runs it: reads
+ * and cancels go to the store (one round trip), held reads are woken by the store's announcements,
+ * and `Idempotency-Key`s are looked up there. `503` `PB_ERR_UNAVAILABLE` with `Retry-After` when
+ * the store cannot be reached.
+ *
  * Other methods: `405` with `Allow`. Other paths under `basePath`: `404`. With `cors`, preflights
  * allow `Content-Type`, `Prefer`, `Idempotency-Key` and `If-None-Match`, and scripts may read
  * `Location`, `Content-Location`, `Retry-After`, `ETag`, `Preference-Applied` and

@@ -27,6 +27,18 @@ export interface MemoryJobStoreOptions {
   readonly clock?: Clock;
 }
 
+/** What {@link MemoryJobStore.size} counts. */
+export interface MemoryJobStoreSize {
+  /** Jobs kept (live ones and outcomes within their TTL). */
+  readonly jobs: number;
+  /** Expired ids remembered as gone. */
+  readonly gone: number;
+  /** Idempotency keys. */
+  readonly keys: number;
+  /** Owners' leases. */
+  readonly leases: number;
+}
+
 interface MemoryEntry {
   job: StoredJob;
   /** When the outcome expires (Infinity while live). */
@@ -157,7 +169,7 @@ export class MemoryJobStore implements JobStore {
   }
 
   /** How many jobs, gone ids, keys and leases it holds now (expired ones are dropped first). */
-  size(): { jobs: number; gone: number; keys: number; leases: number } {
+  size(): MemoryJobStoreSize {
     const now = this.#clock.now();
     for (const [id, entry] of this.#jobs) if (entry.expiresAt <= now) this.#drop(id, entry, entry.expiresAt);
     for (const [id, until] of this.#gone) if (until <= now) this.#gone.delete(id);
