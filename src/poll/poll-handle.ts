@@ -460,6 +460,8 @@ export class PollHandle extends Resource {
   #ticking = false;
   /** Writes to the store in flight (close waits for them). */
   readonly #writes = new Set<Promise<unknown>>();
+  /** Ids of jobs whose creation the store may or may not have done (its answer was lost). */
+  readonly #orphans = new Set<string>();
 
   /** @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) on an invalid option. */
   constructor(options?: PollHandleOptions) {
@@ -634,6 +636,10 @@ export class PollHandle extends Resource {
       created = await store.create({ id, owner: this.#owner, ttlMs, goneMs: this.#goneMs, leaseMs: this.#leaseMs, idempotencyKey: key, fingerprint });
     } catch (error) {
       this.#pending--;
+      // The store may have created it all the same (the answer was lost): such a job would stay
+      // pending for good, so it is failed as soon as the store answers again.
+      this.#orphans.add(id);
+      if (this.#orphans.size > MAX_MIRRORS) this.#orphans.delete(this.#orphans.values().next().value!);
       throw error;
     }
     if (!created.created) {
@@ -655,7 +661,8 @@ export class PollHandle extends Resource {
 
   /**
    * The job with this id, wherever it runs: without a store as {@link PollHandle.get}; with one,
-   * read from the store unless this registry runs it (so jobs of other processes are found).
+   * read from the store (so jobs of other processes are found, and a change made through another
+   * process shows at once).
    * @throws (rejects) NotFoundError (`PB_ERR_NOT_FOUND`) or GoneError (`PB_ERR_GONE`) as
    *   {@link PollHandle.get}; the store's error when it cannot be reached.
    */
@@ -1354,8 +1361,15 @@ export class PollHandle extends Resource {
         code: WORKER_LOST,
         message: 'The process running this job stopped renewing its lease (it died, or lost the job store) before the job ended',
       };
+      const orphans = [...this.#orphans];
       store
         .heartbeat(this.#owner, this.#leaseMs)
+        .then(async () => {
+          for (const id of orphans) {
+            await store.update(id, { kind: 'failed', error: { name: 'JobLostError', code: WORKER_LOST, message: `Job ${id} was not started: the job store did not confirm it` } });
+            this.#orphans.delete(id);
+          }
+        })
         .then(() => store.reap(lost))
         .then(
           (count) => {

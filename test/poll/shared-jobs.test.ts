@@ -61,6 +61,33 @@ describe('MemoryJobStore', () => {
     expect(jobs.stats()).toMatchObject({ pending: 0, running: 0, stored: 0, mirrors: 0 });
   });
 
+  it('fails a job whose creation the store did but whose answer was lost, once the store answers again', async () => {
+    const clock = new ManualClock();
+    const store = new MemoryJobStore({ clock });
+    const lossy: JobStore = Object.create(store) as JobStore;
+    let created: string | undefined;
+    lossy.create = async (job) => {
+      await store.create(job);
+      created = job.id;
+      throw new UnavailableError('the answer was lost');
+    };
+    for (const name of ['subscribe', 'ready', 'read', 'findByKey', 'update', 'expire', 'heartbeat', 'release', 'reap'] as const) {
+      (lossy as unknown as Record<string, unknown>)[name] = (store[name] as (...args: unknown[]) => unknown).bind(store);
+    }
+    const jobs = new PollHandle({ clock, store: lossy, leaseMs: 300 });
+    const other = new PollHandle({ clock, store });
+    await expect(jobs.submit(() => 1, { idempotencyKey: 'k' })).rejects.toBeInstanceOf(UnavailableError);
+    expect(jobs.stats().pending).toBe(0);
+    expect((await other.lookup(created!)).state).toBe('pending');
+    clock.advance(100); // the next tick
+    for (let i = 0; i < 20 && (await store.read(created!)) !== undefined && ((await store.read(created!)) as { state: string }).state === 'pending'; i++) {
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(await store.read(created!)).toMatchObject({ state: 'failed', error: { code: 'PB_ERR_WORKER_LOST' } });
+    await jobs.close();
+    await other.close();
+  });
+
   it('refuses updates its state machine does not allow, answering with the job as it is', async () => {
     const store = new MemoryJobStore();
     await store.create({ id: 'j', owner: 'o', ttlMs: 1000, goneMs: 0, leaseMs: 1000 });
