@@ -10,16 +10,27 @@
  * Options: `--runs N` (default 5), `--scale X` (default 1; e.g. 0.1 for a smoke run),
  * `--no-write` (print only), `--no-wait` (do not wait for a quiet machine before each child).
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseChildSuiteArgs } from '../lib/args.js';
+import {
+  type FigureDef as ReportFigure,
+  figureTables,
+  printReport,
+  ratioCell,
+  summaryCell,
+  SuiteRun,
+  targetLines,
+  type TargetResult,
+  writeResults,
+} from '../lib/report.js';
 import { summarize, type Summary } from '../lib/stats.js';
 import type { ChildResult } from './child.js';
 import { BATCH, CONTENDERS, type ContenderName, MODES, type Mode } from './contenders.js';
 import { SUBSCRIPTIONS, TOPIC_COUNT } from './workload.js';
-import { cpuBusy, gitHead, runChild as runChildProcess, waitQuiet, writeDocsSection } from '../lib/harness.js';
+import { cpuBusy, gitHead, runChild as runChildProcess, waitQuiet } from '../lib/harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..', '..');
@@ -35,13 +46,7 @@ function runChild(contender: ContenderName, mode: Mode, seed: number, scale: num
 
 // --- figures and formatting -------------------------------------------------------------------
 
-interface FigureDef {
-  readonly key: string;
-  readonly label: string;
-  readonly unit: 'msg/s' | 'ns' | 'ms' | 'B' | '%';
-  readonly better: 'higher' | 'lower' | 'none';
-  readonly description: string;
-}
+type FigureDef = ReportFigure<string, 'msg/s' | 'ns' | 'ms' | 'B' | '%'>;
 
 const FIGURES: readonly FigureDef[] = [
   {
@@ -87,7 +92,7 @@ function fmt(value: number, unit: FigureDef['unit']): string {
   }
 }
 
-const cell = (s: Summary, unit: FigureDef['unit']) => (s.runs.length <= 1 ? fmt(s.median, unit) : `${fmt(s.median, unit)} (${fmt(s.min, unit)}–${fmt(s.max, unit)})`);
+const cell = (s: Summary, unit: FigureDef['unit']) => summaryCell(s, (v) => fmt(v, unit));
 
 interface Row {
   readonly mode: Mode;
@@ -102,45 +107,20 @@ const MODE_TEXT: Record<Mode, string> = {
   pipelined: `pipelined ×${BATCH}`,
 };
 
-function ratioText(ratio: number, better: FigureDef['better']): string {
-  if (Number.isNaN(ratio) || better === 'none') return '—';
-  return `${ratio.toFixed(2)}×`;
-}
-
-function textTable(rows: readonly Row[]): string {
-  const header = ['mode', 'figure', ...CONTENDERS.map((c) => `${c} median (min–max)`), 'patchbay / mqemitter', 'patchbay-live / mqemitter'];
-  const body = rows.map((r) => [
-    MODE_TEXT[r.mode],
-    r.figure.label,
-    ...CONTENDERS.map((c) => cell(r.by[c], r.figure.unit)),
-    ratioText(r.ratio.patchbay, r.figure.better),
-    ratioText(r.ratio['patchbay-live'], r.figure.better),
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const line = (cols: readonly string[]) => cols.map((c, i) => c.padEnd(widths[i]!)).join('  ');
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
-}
-
-function markdownTable(rows: readonly Row[]): string {
-  const arrow = (f: FigureDef) => (f.better === 'higher' ? '↑' : f.better === 'lower' ? '↓' : '');
-  const out = [
-    `| mode | figure | better | ${CONTENDERS.map((c) => `${c}: median (min–max)`).join(' | ')} | patchbay / mqemitter | patchbay-live / mqemitter |`,
-    `|---|---|---|${CONTENDERS.map(() => '---|').join('')}---|---|`,
-  ];
-  for (const r of rows) {
-    out.push(
-      `| ${MODE_TEXT[r.mode]} | ${r.figure.label} | ${arrow(r.figure)} | ${CONTENDERS.map((c) => cell(r.by[c], r.figure.unit)).join(' | ')} | ${ratioText(r.ratio.patchbay, r.figure.better)} | ${ratioText(r.ratio['patchbay-live'], r.figure.better)} |`,
-    );
-  }
-  return out.join('\n');
-}
-
+/** The table of the rows, as text and as Markdown. */
+const tables = (rows: readonly Row[]) =>
+  figureTables(
+    { labels: ['mode', 'figure'], contenders: CONTENDERS, ratios: ['patchbay / mqemitter', 'patchbay-live / mqemitter'] },
+    rows.map((r) => ({
+      labels: [MODE_TEXT[r.mode], r.figure.label],
+      better: r.figure.better,
+      cells: [...CONTENDERS.map((c) => cell(r.by[c], r.figure.unit)), ratioCell(r.ratio.patchbay, r.figure.better), ratioCell(r.ratio['patchbay-live'], r.figure.better)],
+    })),
+  );
 
 // --- main -----------------------------------------------------------------------------------
 
 const opts = parseChildSuiteArgs(process.argv.slice(2));
-const head = gitHead();
-const command = process.env['BENCH_COMMAND'] ?? `node --import tsx ${relative(root, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim();
 const mqVersion = (() => {
   try {
     return (JSON.parse(readFileSync(join(root, 'bench', 'node_modules', 'mqemitter', 'package.json'), 'utf8')) as { version: string }).version;
@@ -148,17 +128,13 @@ const mqVersion = (() => {
     return 'unknown';
   }
 })();
-const started = new Date();
-const loadStart = os.loadavg();
-const cpu = os.cpus()[0]?.model ?? 'unknown';
-console.log(`broker benchmark: ${opts.runs} run(s) x ${MODES.length} modes x ${CONTENDERS.length} contenders, scale ${opts.scale}`);
-console.log(`node ${process.version}, ${cpu}, ${os.cpus().length} cores, load ${loadStart.map((x) => x.toFixed(2)).join(' ')}; mqemitter ${mqVersion}`);
+const suite = new SuiteRun(import.meta.url);
+suite.printHeader(`broker benchmark: ${opts.runs} run(s) x ${MODES.length} modes x ${CONTENDERS.length} contenders, scale ${opts.scale}`, `; mqemitter ${mqVersion}`);
 
 const results: Record<Mode, Record<ContenderName, ChildResult[]>> = {
   awaited: { mqemitter: [], patchbay: [], 'patchbay-live': [] },
   pipelined: { mqemitter: [], patchbay: [], 'patchbay-live': [] },
 };
-const busyAtStart: number[] = [];
 const failures: string[] = [];
 for (let run = 0; run < opts.runs; run++) {
   const seed = 2000 + run;
@@ -166,7 +142,7 @@ for (let run = 0; run < opts.runs; run++) {
   for (const mode of MODES) {
     for (const contender of order) {
       const busy = opts.waitQuiet ? await waitQuiet(20_000) : await cpuBusy(300);
-      busyAtStart.push(busy);
+      suite.busyBefore.push(busy);
       const t0 = Date.now();
       const result = await runChild(contender, mode, seed, opts.scale);
       results[mode][contender].push(result);
@@ -196,11 +172,6 @@ for (const mode of MODES) {
 const firstInfo = results.awaited.patchbay[0]?.info ?? {};
 const meanMatches = Number(firstInfo['meanMatchesPerPublish'] ?? Number.NaN);
 
-interface TargetResult {
-  readonly target: string;
-  readonly measured: string;
-  readonly met: boolean | null;
-}
 const targets: TargetResult[] = MODES.map((mode) => {
   const r = rows.find((x) => x.mode === mode && x.figure.key === 'deliveredPerSec')!;
   return {
@@ -209,41 +180,30 @@ const targets: TargetResult[] = MODES.map((mode) => {
     met: Number.isNaN(r.ratio.patchbay) ? null : r.ratio.patchbay >= 2,
   };
 });
-const metText = (m: boolean | null) => (m === null ? 'n/a' : m ? 'met' : 'NOT met');
 
-const loadEnd = os.loadavg();
 const environment = {
   node: process.version,
   v8: process.versions.v8,
-  cpu,
-  cores: os.cpus().length,
+  cpu: suite.cpu,
+  cores: suite.cores,
   os: `${os.type()} ${os.release()} ${os.arch()}`,
   totalMemMiB: Math.round(os.totalmem() / 2 ** 20),
   childFlags: NODE_FLAGS.join(' '),
   mqemitter: mqVersion,
   gitHead,
-  loadAvgStart: loadStart,
-  loadAvgEnd: loadEnd,
-  othersBusyBeforeChildren: { median: summarize(busyAtStart).median, max: Math.max(...busyAtStart) },
+  loadAvgStart: suite.loadStart,
+  loadAvgEnd: suite.end(),
+  othersBusyBeforeChildren: { median: suite.busyMedian, max: suite.busyMax },
 };
 
-console.log('');
-console.log(`mean subscriptions matched per publish: ${meanMatches.toFixed(2)}`);
-console.log(textTable(rows));
-console.log('');
-console.log('Targets:');
-for (const t of targets) console.log(`  [${metText(t.met)}] ${t.target}: ${t.measured}`);
-if (failures.length > 0) {
-  console.log('');
-  console.log('CHECK FAILURES:');
-  for (const f of failures) console.log(`  ${f}`);
-}
+const table = tables(rows);
+printReport(`mean subscriptions matched per publish: ${meanMatches.toFixed(2)}\n${table.text}`, targets, failures);
 
 if (opts.write) {
   const json = {
     suite: 'broker',
-    date: started.toISOString(),
-    command,
+    date: suite.startedAt.toISOString(),
+    command: suite.command,
     environment,
     config: {
       runs: opts.runs,
@@ -275,10 +235,6 @@ if (opts.write) {
       MODES.map((m) => [m, Object.fromEntries(CONTENDERS.map((c) => [c, results[m][c].map((r) => ({ ...r.figures, ...r.info }))]))]),
     ),
   };
-  const jsonFile = join(root, 'bench', 'results', 'broker.json');
-  mkdirSync(dirname(jsonFile), { recursive: true });
-  writeFileSync(jsonFile, `${JSON.stringify(json, null, 2)}\n`);
-
   const section = [
     '## Broker',
     '',
@@ -288,24 +244,21 @@ if (opts.write) {
     '`patchbay` runs with its defaults, which also keep every topic\'s log for replay; `patchbay-live` sets',
     '`history: { maxCount: 0 }` (live delivery only, like mqemitter) for context.',
     '',
-    `Command: \`${command}\``,
+    `Command: \`${suite.command}\``,
     '',
-    `Date: ${started.toISOString()}; commit ${head}; Node ${process.version}; ${cpu}, ${environment.cores} cores; ` +
+    suite.dateText() +
       `child processes run \`node ${NODE_FLAGS.join(' ')}\`; ${opts.runs} runs per (mode, contender), each in a fresh process, ` +
       `contenders taking turns in a rotating order; median (min–max) over runs` +
       (opts.scale !== 1 ? `; **scale ${opts.scale} (smoke run, not the real sizes)**` : '') +
-      `. Load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}, at end ${loadEnd.map((x) => x.toFixed(2)).join(' ')}; ` +
-      `other processes used a median ${(environment.othersBusyBeforeChildren.median * 100).toFixed(0)}% ` +
-      `(max ${(environment.othersBusyBeforeChildren.max * 100).toFixed(0)}%) of the machine's CPU in the 0.3 s before each child started.`,
+      `. ${suite.loadText()} in the 0.3 s before each child started.`,
     '',
-    markdownTable(rows),
+    table.markdown,
     '',
     '↑ higher is better, ↓ lower is better; ratios are of the medians.',
     '',
     '### Targets',
     '',
-    ...targets.map((t) => `- **${metText(t.met)}**: ${t.target}: ${t.measured}`),
-    ...(failures.length > 0 ? ['', '**Check failures:**', '', ...failures.map((f) => `- ${f}`)] : []),
+    ...targetLines(targets, failures, '**Check failures:**'),
     '',
     '### Workload',
     '',
@@ -327,8 +280,6 @@ if (opts.write) {
     '',
     ...FIGURES.map((f) => `- **${f.label}**: ${f.description}`),
   ].join('\n');
-  const docFile = writeDocsSection('broker', section);
-  console.log('');
-  console.log(`wrote ${relative(root, jsonFile)} and ${relative(root, docFile)}`);
+  writeResults('broker', json, section);
 }
 if (failures.length > 0) process.exitCode = 1;

@@ -22,15 +22,26 @@
  * `--servers patchbay,bare,nchan`, `--no-write`, and for profiling `--node-flags "--cpu-prof ..."` (extra
  * flags for the two Node servers; needs `--no-write`).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import os from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseServerSuiteArgs } from '../lib/args.js';
-import { quantileSorted, summarize, type Summary } from '../lib/stats.js';
+import {
+  type FigureDef as ReportFigure,
+  formatValue as fmt,
+  printReport,
+  ratioCell,
+  rowMedian,
+  sizedRows,
+  sizedTables,
+  SuiteRun,
+  targetLines,
+  type TargetResult,
+  writeResults,
+} from '../lib/report.js';
+import { quantileSorted } from '../lib/stats.js';
 import type { Expect, FromLoad, ToLoad } from './load.js';
 import {
   ensureNchan,
@@ -45,7 +56,7 @@ import {
   totalCpuMs,
   totalRss,
 } from './servers.js';
-import { gitHead, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
+import { sleep, waitQuiet } from '../lib/harness.js';
 import { killLoads, type Load as LoadProcess, spawnLoad, stopLoads as stopLoadProcesses } from '../lib/loads.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -249,13 +260,7 @@ async function trial(name: ServerName, c: number, trialIndex: number): Promise<T
 
 // --- figures and report ----------------------------------------------------------------------
 
-interface FigureDef {
-  readonly key: keyof TrialResult;
-  readonly label: string;
-  readonly unit: 'ms' | 'B' | 'MiB';
-  readonly better: 'higher' | 'lower' | 'none';
-  readonly description: string;
-}
+type FigureDef = ReportFigure<keyof TrialResult, 'ms' | 'B' | 'MiB'>;
 
 const FIGURES: readonly FigureDef[] = [
   {
@@ -292,20 +297,6 @@ const FIGURES: readonly FigureDef[] = [
   },
 ];
 
-function fmt(value: number, unit: FigureDef['unit']): string {
-  if (Number.isNaN(value)) return 'n/a';
-  switch (unit) {
-    case 'ms':
-      return `${value.toFixed(value < 10 ? 2 : value < 100 ? 1 : 0)} ms`;
-    case 'B':
-      return `${(value / 1024).toFixed(2)} KiB`;
-    case 'MiB':
-      return `${(value / 2 ** 20).toFixed(1)} MiB`;
-  }
-}
-const cell = (s: Summary, unit: FigureDef['unit']) => (s.runs.length <= 1 ? fmt(s.median, unit) : `${fmt(s.median, unit)} (${fmt(s.min, unit)}–${fmt(s.max, unit)})`);
-
-
 // --- main -----------------------------------------------------------------------------------
 
 const opts = parseServerSuiteArgs<ServerName>(process.argv.slice(2), {
@@ -314,8 +305,6 @@ const opts = parseServerSuiteArgs<ServerName>(process.argv.slice(2), {
   sizesExample: '1000,10000,19000',
   sizeLimitReason: '20,000 open files per process',
 });
-const head = gitHead();
-const command = process.env['BENCH_COMMAND'] ?? `node --import tsx ${relative(root, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim();
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     killAll();
@@ -325,17 +314,13 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 process.on('exit', killAll);
 
 if (opts.servers.includes('nchan')) ensureNchan();
-const started = new Date();
-const loadStart = os.loadavg();
-const cpu = os.cpus()[0]?.model ?? 'unknown';
+const suite = new SuiteRun(import.meta.url);
 const nginx = opts.servers.includes('nchan') ? nginxVersion() : 'not run';
-console.log(`longpoll benchmark: ${opts.runs} run(s) x sizes ${opts.sizes.join(', ')} x servers ${opts.servers.join(', ')}`);
-console.log(`node ${process.version}, ${cpu}, ${os.cpus().length} cores, load ${loadStart.map((x) => x.toFixed(2)).join(' ')}; nginx ${nginx}`);
+suite.printHeader(`longpoll benchmark: ${opts.runs} run(s) x sizes ${opts.sizes.join(', ')} x servers ${opts.servers.join(', ')}`, `; nginx ${nginx}`);
 
 const results = new Map<string, TrialResult[]>();
 const key = (s: ServerName, c: number) => `${s}@${c}`;
 const failures: string[] = [];
-const busyBefore: number[] = [];
 let trialIndex = 0;
 try {
   for (let run = 0; run < opts.runs; run++) {
@@ -343,7 +328,7 @@ try {
       const order = opts.servers.map((_, i) => opts.servers[(i + run) % opts.servers.length]!);
       for (const name of order) {
         const busy = await waitQuiet(20_000);
-        busyBefore.push(busy);
+        suite.busyBefore.push(busy);
         const t = Date.now();
         const r = await trial(name, c, trialIndex++);
         const list = results.get(key(name, c)) ?? [];
@@ -366,32 +351,10 @@ try {
   throw error;
 }
 
-interface Row {
-  readonly c: number;
-  readonly figure: FigureDef;
-  readonly by: Partial<Record<ServerName, Summary>>;
-}
-const rows: Row[] = [];
-for (const c of opts.sizes) {
-  for (const figure of FIGURES) {
-    const by: Partial<Record<ServerName, Summary>> = {};
-    for (const s of opts.servers) by[s] = summarize((results.get(key(s, c)) ?? []).map((r) => r[figure.key] as number));
-    rows.push({ c, figure, by });
-  }
-}
-const med = (s: ServerName, c: number, k: keyof TrialResult) => rows.find((r) => r.c === c && r.figure.key === k)?.by[s]?.median ?? Number.NaN;
+const rows = sizedRows(opts.sizes, FIGURES, opts.servers, (s, c) => results.get(key(s, c)) ?? []);
+const med = (s: ServerName, c: number, k: keyof TrialResult) => rowMedian(rows, s, c, k);
 const ratio = (a: ServerName, b: ServerName, c: number, k: keyof TrialResult) => med(a, c, k) / med(b, c, k);
-/** A ratio cell: `—` when not meaningful or when a server was not run. */
-const ratioCell = (r: Row, a: ServerName, b: ServerName) => {
-  const x = ratio(a, b, r.c, r.figure.key);
-  return r.figure.better === 'none' || Number.isNaN(x) ? '—' : `${x.toFixed(2)}×`;
-};
 
-interface TargetResult {
-  readonly target: string;
-  readonly measured: string;
-  readonly met: boolean | null;
-}
 const targets: TargetResult[] = [];
 for (const c of opts.sizes) {
   if (opts.servers.includes('patchbay') && opts.servers.includes('bare')) {
@@ -416,67 +379,27 @@ targets.push({
   measured: failures.length === 0 ? `yes (${trialIndex} trials)` : `${failures.length} trial(s) failed`,
   met: failures.length === 0,
 });
-const metText = (m: boolean | null) => (m === null ? 'n/a' : m ? 'met' : 'NOT met');
 
-function textTable(): string {
-  const header = ['C', 'figure', ...opts.servers.map((s) => `${s} median (min–max)`), 'patchbay / bare', 'patchbay / nchan'];
-  const body = rows.map((r) => [
-    r.c.toLocaleString('en'),
-    r.figure.label,
-    ...opts.servers.map((s) => cell(r.by[s]!, r.figure.unit)),
-    ratioCell(r, 'patchbay', 'bare'),
-    ratioCell(r, 'patchbay', 'nchan'),
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const line = (cols: readonly string[]) => cols.map((col, i) => col.padEnd(widths[i]!)).join('  ');
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
-}
+const tables = sizedTables(rows, {
+  sizeHeader: 'C',
+  servers: opts.servers,
+  ratios: [
+    ['patchbay', 'bare'],
+    ['patchbay', 'nchan'],
+  ],
+  format: fmt,
+  ratioCellOf: (r, a, b) => ratioCell(ratio(a, b, r.size, r.figure.key), r.figure.better),
+});
 
-function markdownTable(): string {
-  const arrow = (f: FigureDef) => (f.better === 'higher' ? '↑' : f.better === 'lower' ? '↓' : '');
-  const out = [
-    `| C | figure | better | ${opts.servers.map((s) => `${s}: median (min–max)`).join(' | ')} | patchbay / bare | patchbay / nchan |`,
-    `|---|---|---|${opts.servers.map(() => '---|').join('')}---|---|`,
-  ];
-  for (const r of rows) {
-    const rb = ratioCell(r, 'patchbay', 'bare');
-    const rn = ratioCell(r, 'patchbay', 'nchan');
-    out.push(`| ${r.c.toLocaleString('en')} | ${r.figure.label} | ${arrow(r.figure)} | ${opts.servers.map((s) => cell(r.by[s]!, r.figure.unit)).join(' | ')} | ${rb} | ${rn} |`);
-  }
-  return out.join('\n');
-}
-
-const loadEnd = os.loadavg();
-console.log('');
-console.log(textTable());
-console.log('');
-console.log('Targets:');
-for (const t of targets) console.log(`  [${metText(t.met)}] ${t.target}: ${t.measured}`);
-if (failures.length > 0) {
-  console.log('');
-  console.log('CHECK FAILURES:');
-  for (const f of failures) console.log(`  ${f}`);
-}
+suite.end();
+printReport(tables.text, targets, failures);
 
 if (opts.write) {
-  const environment = {
-    node: process.version,
-    cpu,
-    cores: os.cpus().length,
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
-    totalMemMiB: Math.round(os.totalmem() / 2 ** 20),
-    nginx,
-    nchanWorkers: NCHAN_WORKERS,
-    gitHead: head,
-    loadAvgStart: loadStart,
-    loadAvgEnd: loadEnd,
-    othersBusyBeforeTrials: { median: summarize(busyBefore).median, max: Math.max(...busyBefore), each: busyBefore },
-  };
   const json = {
     suite: 'longpoll',
-    date: started.toISOString(),
-    command,
-    environment,
+    date: suite.startedAt.toISOString(),
+    command: suite.command,
+    environment: suite.environment({ extra: { nginx, nchanWorkers: NCHAN_WORKERS } }),
     config: {
       runs: opts.runs,
       sizes: opts.sizes,
@@ -488,23 +411,19 @@ if (opts.write) {
       topic: TOPIC,
     },
     figures: rows.map((r) => ({
-      c: r.c,
+      c: r.size,
       key: r.figure.key,
       label: r.figure.label,
       better: r.figure.better,
       description: r.figure.description,
       ...r.by,
-      ratioPatchbayOverBare: ratio('patchbay', 'bare', r.c, r.figure.key),
-      ratioPatchbayOverNchan: ratio('patchbay', 'nchan', r.c, r.figure.key),
+      ratioPatchbayOverBare: ratio('patchbay', 'bare', r.size, r.figure.key),
+      ratioPatchbayOverNchan: ratio('patchbay', 'nchan', r.size, r.figure.key),
     })),
     targets,
     checkFailures: failures,
     raw: Object.fromEntries([...results].map(([k, v]) => [k, v])),
   };
-  const jsonFile = join(root, 'bench', 'results', 'longpoll.json');
-  mkdirSync(dirname(jsonFile), { recursive: true });
-  writeFileSync(jsonFile, `${JSON.stringify(json, (_k, v: unknown) => (typeof v === 'number' && Number.isNaN(v) ? null : v), 2)}\n`);
-
   const section = [
     '## Long polling',
     '',
@@ -515,22 +434,19 @@ if (opts.write) {
     `writes it to every held request) and **nchan** (nginx ${nginx}, ${NCHAN_WORKERS} workers, long-poll subscriber`,
     'location + HTTP publisher location, `nchan_subscriber_first_message newest`). Everything on 127.0.0.1.',
     '',
-    `Command: \`${command}\``,
+    `Command: \`${suite.command}\``,
     '',
-    `Date: ${started.toISOString()}; commit ${head}; Node ${process.version}; ${cpu}, ${os.cpus().length} cores; ` +
+    suite.dateText() +
       `${opts.runs} runs per (server, C), each trial on a fresh server process, servers taking turns in a rotating order; ` +
-      `median (min–max) over runs. Load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}, at end ${loadEnd.map((x) => x.toFixed(2)).join(' ')}; ` +
-      `other processes used a median ${(summarize(busyBefore).median * 100).toFixed(0)}% (max ${(Math.max(...busyBefore) * 100).toFixed(0)}%) ` +
-      `of the machine's CPU in the 0.3 s before each trial (each trial waits, up to 20 s, for less than a third of a core).`,
+      `median (min–max) over runs. ${suite.loadText()} in the 0.3 s before each trial (each trial waits, up to 20 s, for less than a third of a core).`,
     '',
-    markdownTable(),
+    tables.markdown,
     '',
     '↑ higher is better, ↓ lower is better; ratios are of the medians.',
     '',
     '### Targets',
     '',
-    ...targets.map((t) => `- **${metText(t.met)}**: ${t.target}: ${t.measured}`),
-    ...(failures.length > 0 ? ['', '**Check failures:**', '', ...failures.map((f) => `- ${f}`)] : []),
+    ...targetLines(targets, failures, '**Check failures:**'),
     '',
     '### How it is measured',
     '',
@@ -553,9 +469,7 @@ if (opts.write) {
     '',
     ...FIGURES.map((f) => `- **${f.label}**: ${f.description}`),
   ].join('\n');
-  const docFile = writeDocsSection('longpoll', section);
-  console.log('');
-  console.log(`wrote ${relative(root, jsonFile)} and ${relative(root, docFile)}`);
+  writeResults('longpoll', json, section);
 }
 if (failures.length > 0) process.exitCode = 1;
 process.exit();

@@ -26,14 +26,26 @@ import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { checkInteger, checkNodeFlags, checkServers, readOptions, splitFlags } from '../lib/args.js';
-import { gitHead, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
+import { sleep, waitQuiet } from '../lib/harness.js';
 import { killLoads, type Load, spawnLoad, stopLoads } from '../lib/loads.js';
 import { getJson, killAllStarted, type ServerProcess, startNodeServer, totalCpuMs, totalRss } from '../lib/processes.js';
+import {
+  type FigureDef as ReportFigure,
+  figureTables,
+  formatValue,
+  printReport,
+  ratioCell,
+  summaryCell,
+  SuiteRun,
+  targetLines,
+  type TargetResult,
+  writeResults,
+} from '../lib/report.js';
 import { quantileSorted, summarize, type Summary } from '../lib/stats.js';
 import type { FromLoad, ToLoad } from './load.js';
 
@@ -346,13 +358,8 @@ async function holdsTrial(name: ServerName, trialIndex: number): Promise<HoldsRe
 // --- figures ---------------------------------------------------------------------------------
 
 type Unit = 'rps' | 'ms' | 'B' | 'MiB' | 'cpu';
-interface FigureDef {
-  readonly key: keyof ReadsResult | keyof HoldsResult;
+interface FigureDef extends ReportFigure<keyof ReadsResult | keyof HoldsResult, Unit> {
   readonly trial: 'reads' | 'holds';
-  readonly label: string;
-  readonly unit: Unit;
-  readonly better: 'higher' | 'lower' | 'none';
-  readonly description: string;
 }
 
 const FIGURES: readonly FigureDef[] = [
@@ -400,17 +407,13 @@ function fmt(value: number, unit: Unit): string {
   switch (unit) {
     case 'rps':
       return value >= 1000 ? `${(value / 1000).toFixed(1)} k/s` : `${value.toFixed(0)}/s`;
-    case 'ms':
-      return `${value.toFixed(value < 10 ? 2 : value < 100 ? 1 : 0)} ms`;
     case 'cpu':
       return `${value.toFixed(1)} ms`;
-    case 'B':
-      return `${(value / 1024).toFixed(2)} KiB`;
-    case 'MiB':
-      return `${(value / 2 ** 20).toFixed(1)} MiB`;
+    default:
+      return formatValue(value, unit);
   }
 }
-const cell = (s: Summary, unit: Unit): string => (s.runs.length <= 1 ? fmt(s.median, unit) : `${fmt(s.median, unit)} (${fmt(s.min, unit)}–${fmt(s.max, unit)})`);
+const cell = (s: Summary | undefined, unit: Unit): string => summaryCell(s, (v) => fmt(v, unit));
 
 // --- main ------------------------------------------------------------------------------------
 
@@ -426,25 +429,19 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 process.on('exit', killAll);
 
-const head = gitHead();
-const command = process.env['BENCH_COMMAND'] ?? `node --import tsx ${relative(root, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim();
-const started = new Date();
-const loadStart = os.loadavg();
-const cpu = os.cpus()[0]?.model ?? 'unknown';
-console.log(`poll benchmark: ${opts.runs} run(s) x servers ${opts.servers.join(', ')}; ${opts.jobs} live jobs, ${opts.waiters} held reads`);
-console.log(`node ${process.version}, ${cpu}, ${os.cpus().length} cores, load ${loadStart.map((x) => x.toFixed(2)).join(' ')}`);
+const suite = new SuiteRun(import.meta.url);
+suite.printHeader(`poll benchmark: ${opts.runs} run(s) x servers ${opts.servers.join(', ')}; ${opts.jobs} live jobs, ${opts.waiters} held reads`);
 
 const reads = new Map<ServerName, ReadsResult[]>();
 const holds = new Map<ServerName, HoldsResult[]>();
 const failures: string[] = [];
-const busyBefore: number[] = [];
 let trialIndex = 0;
 try {
   for (let run = 0; run < opts.runs; run++) {
     const order = opts.servers.map((_, i) => opts.servers[(i + run) % opts.servers.length]!);
     for (const name of order) {
       const busy = await waitQuiet(20_000);
-      busyBefore.push(busy);
+      suite.busyBefore.push(busy);
       const t = Date.now();
       const r = await readsTrial(name, trialIndex++);
       reads.set(name, [...(reads.get(name) ?? []), r]);
@@ -457,7 +454,7 @@ try {
     }
     for (const name of order) {
       const busy = await waitQuiet(20_000);
-      busyBefore.push(busy);
+      suite.busyBefore.push(busy);
       const t = Date.now();
       const h = await holdsTrial(name, trialIndex++);
       holds.set(name, [...(holds.get(name) ?? []), h]);
@@ -489,16 +486,6 @@ const rows: Row[] = FIGURES.map((figure) => {
 });
 const med = (s: ServerName, key: FigureDef['key']): number => rows.find((r) => r.figure.key === key)?.by[s]?.median ?? Number.NaN;
 const ratio = (key: FigureDef['key']): number => med('patchbay', key) / med('bare', key);
-const ratioCell = (r: Row): string => {
-  const x = ratio(r.figure.key);
-  return r.figure.better === 'none' || Number.isNaN(x) ? '—' : `${x.toFixed(2)}×`;
-};
-
-interface TargetResult {
-  readonly target: string;
-  readonly measured: string;
-  readonly met: boolean | null;
-}
 const targets: TargetResult[] = [];
 if (opts.servers.includes('patchbay') && opts.servers.includes('bare')) {
   const rr = ratio('readsPerSec');
@@ -519,52 +506,24 @@ targets.push({
   measured: failures.length === 0 ? `yes (${trialIndex} trials)` : `${failures.length} trial(s) failed`,
   met: failures.length === 0,
 });
-const metText = (m: boolean | null): string => (m === null ? 'n/a' : m ? 'met' : 'NOT met');
+const tables = figureTables(
+  { labels: ['figure'], contenders: opts.servers, ratios: ['patchbay / bare'] },
+  rows.map((r) => ({
+    labels: [r.figure.label],
+    better: r.figure.better,
+    cells: [...opts.servers.map((s) => cell(r.by[s], r.figure.unit)), ratioCell(ratio(r.figure.key), r.figure.better)],
+  })),
+);
 
-function textTable(): string {
-  const header = ['figure', ...opts.servers.map((s) => `${s} median (min–max)`), 'patchbay / bare'];
-  const body = rows.map((r) => [r.figure.label, ...opts.servers.map((s) => cell(r.by[s]!, r.figure.unit)), ratioCell(r)]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const line = (cols: readonly string[]): string => cols.map((col, i) => col.padEnd(widths[i]!)).join('  ');
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
-}
-
-function markdownTable(): string {
-  const arrow = (f: FigureDef): string => (f.better === 'higher' ? '↑' : f.better === 'lower' ? '↓' : '');
-  const out = [`| figure | better | ${opts.servers.map((s) => `${s}: median (min–max)`).join(' | ')} | patchbay / bare |`, `|---|---|${opts.servers.map(() => '---|').join('')}---|`];
-  for (const r of rows) out.push(`| ${r.figure.label} | ${arrow(r.figure)} | ${opts.servers.map((s) => cell(r.by[s]!, r.figure.unit)).join(' | ')} | ${ratioCell(r)} |`);
-  return out.join('\n');
-}
-
-const loadEnd = os.loadavg();
-console.log('');
-console.log(textTable());
-console.log('');
-console.log('Targets:');
-for (const t of targets) console.log(`  [${metText(t.met)}] ${t.target}: ${t.measured}`);
-if (failures.length > 0) {
-  console.log('');
-  console.log('CHECK FAILURES:');
-  for (const f of failures) console.log(`  ${f}`);
-}
+suite.end();
+printReport(tables.text, targets, failures);
 
 if (opts.write) {
-  const busy = summarize(busyBefore);
   const json = {
     suite: 'poll',
-    date: started.toISOString(),
-    command,
-    environment: {
-      node: process.version,
-      cpu,
-      cores: os.cpus().length,
-      os: `${os.type()} ${os.release()} ${os.arch()}`,
-      totalMemMiB: Math.round(os.totalmem() / 2 ** 20),
-      gitHead: head,
-      loadAvgStart: loadStart,
-      loadAvgEnd: loadEnd,
-      othersBusyBeforeTrials: { median: busy.median, max: Math.max(...busyBefore), each: busyBefore },
-    },
+    date: suite.startedAt.toISOString(),
+    command: suite.command,
+    environment: suite.environment(),
     config: {
       runs: opts.runs,
       servers: opts.servers,
@@ -582,10 +541,6 @@ if (opts.write) {
     checkFailures: failures,
     raw: { reads: Object.fromEntries(reads), holds: Object.fromEntries(holds) },
   };
-  const jsonFile = join(root, 'bench', 'results', 'poll.json');
-  mkdirSync(dirname(jsonFile), { recursive: true });
-  writeFileSync(jsonFile, `${JSON.stringify(json, (_k, v: unknown) => (typeof v === 'number' && Number.isNaN(v) ? null : v), 2)}\n`);
-
   const section = [
     '## Short polling (PollHandle)',
     '',
@@ -597,24 +552,22 @@ if (opts.write) {
     'step as the demo job has, a `Set` of held reads per job with a `setTimeout` per held read, `JSON.stringify` per answer and',
     'once per wake). Both run the same demo job (`{ steps, stepMs }`, progress after each step). Everything on 127.0.0.1.',
     '',
-    `Command: \`${command}\``,
+    `Command: \`${suite.command}\``,
     '',
-    `Date: ${started.toISOString()}; commit ${head}; Node ${process.version}; ${cpu}, ${os.cpus().length} cores; ` +
+    suite.dateText() +
       `${opts.runs} runs per (server, trial), each trial on a fresh server process, servers taking turns in a rotating order; ` +
-      `median (min–max) over runs. Load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}, at end ${loadEnd.map((x) => x.toFixed(2)).join(' ')}; ` +
-      `other processes used a median ${(busy.median * 100).toFixed(0)}% (max ${(Math.max(...busyBefore) * 100).toFixed(0)}%) of the machine's CPU ` +
+      `median (min–max) over runs. ${suite.loadText()} ` +
       'in the 0.3 s before each trial (each trial waits, up to 20 s, for less than a third of a core). The machine is shared: the',
     'load processes and other sessions run on the same two cores, so absolute rates are low and noisy; compare the ratios, which',
     'come from the same run.',
     '',
-    markdownTable(),
+    tables.markdown,
     '',
     '↑ higher is better, ↓ lower is better; ratios are of the medians.',
     '',
     '### Targets',
     '',
-    ...targets.map((t) => `- **${metText(t.met)}**: ${t.target}: ${t.measured}`),
-    ...(failures.length > 0 ? ['', '**Check failures:**', '', ...failures.map((f) => `- ${f}`)] : []),
+    ...targetLines(targets, failures, '**Check failures:**'),
     '',
     '### How it is measured',
     '',
@@ -633,9 +586,7 @@ if (opts.write) {
     '',
     ...FIGURES.map((f) => `- **${f.label}**: ${f.description}`),
   ].join('\n');
-  const docFile = writeDocsSection('poll', section);
-  console.log('');
-  console.log(`wrote ${relative(root, jsonFile)} and ${relative(root, docFile)}`);
+  writeResults('poll', json, section);
 }
 if (failures.length > 0) process.exitCode = 1;
 process.exit();

@@ -11,12 +11,22 @@
  * Options: `--runs N` (default 5), `--scale X` (default 1; e.g. 0.1 for a smoke run),
  * `--no-write` (print only), `--no-wait` (do not wait for a quiet machine before each child).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseChildSuiteArgs } from '../lib/args.js';
-import { cpuBusy, gitHead, root, runChild, waitQuiet, writeDocsSection } from '../lib/harness.js';
+import { cpuBusy, runChild, waitQuiet } from '../lib/harness.js';
+import {
+  arrow,
+  type FigureDef as ReportFigure,
+  markdownTable,
+  printTargets,
+  summaryCell,
+  SuiteRun,
+  targetLines,
+  type TargetResult,
+  textTable,
+  writeResults,
+} from '../lib/report.js';
 import { summarize, type Summary } from '../lib/stats.js';
 import { CONTENDERS, type ChildResult, type ContenderName, MESSAGES, MODES, type Mode, REQUESTS } from './workload.js';
 
@@ -24,13 +34,9 @@ const childFile = join(dirname(fileURLToPath(import.meta.url)), 'child.ts');
 const CHILD_LIMIT_MS = 180_000;
 const NODE_FLAGS: string[] = [];
 
-interface FigureDef {
+interface FigureDef extends ReportFigure<string, 'msg/s' | 'ms' | 'us'> {
   readonly mode: Mode;
-  readonly key: string;
-  readonly label: string;
-  readonly unit: 'msg/s' | 'ms' | 'us';
   readonly better: 'higher' | 'lower';
-  readonly description: string;
 }
 
 const FIGURES: readonly FigureDef[] = [
@@ -85,7 +91,7 @@ function fmt(value: number, unit: FigureDef['unit']): string {
   if (unit === 'us') return `${value.toFixed(2)} µs`;
   return `${value.toFixed(value < 1 ? 3 : 2)} ms`;
 }
-const cell = (s: Summary, unit: FigureDef['unit']) => (s.runs.length <= 1 ? fmt(s.median, unit) : `${fmt(s.median, unit)} (${fmt(s.min, unit)}–${fmt(s.max, unit)})`);
+const cell = (s: Summary, unit: FigureDef['unit']) => summaryCell(s, (v) => fmt(v, unit));
 
 interface Row {
   readonly figure: FigureDef;
@@ -104,27 +110,21 @@ function ratioText(r: Row): string {
 // --- main -----------------------------------------------------------------------------------
 
 const opts = parseChildSuiteArgs(process.argv.slice(2));
-const head = gitHead();
-const command = process.env['BENCH_COMMAND'] ?? `node --import tsx ${relative(root, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim();
-const started = new Date();
-const loadStart = os.loadavg();
-const cpu = os.cpus()[0]?.model ?? 'unknown';
-console.log(`sidecar benchmark: ${opts.runs} run(s) x ${MODES.length} modes x ${CONTENDERS.length} contenders, scale ${opts.scale}`);
-console.log(`node ${process.version}, ${cpu}, ${os.cpus().length} cores, load ${loadStart.map((x) => x.toFixed(2)).join(' ')}`);
+const suite = new SuiteRun(import.meta.url);
+suite.printHeader(`sidecar benchmark: ${opts.runs} run(s) x ${MODES.length} modes x ${CONTENDERS.length} contenders, scale ${opts.scale}`);
 
 const results: Record<Mode, Record<ContenderName, ChildResult[]>> = {
   throughput: { ipc: [], patchbay: [] },
   latency: { ipc: [], patchbay: [] },
   'latency-c32': { ipc: [], patchbay: [] },
 };
-const busyAtStart: number[] = [];
 const failures: string[] = [];
 for (let run = 0; run < opts.runs; run++) {
   const order = CONTENDERS.map((_, i) => CONTENDERS[(i + run) % CONTENDERS.length]!);
   for (const mode of MODES) {
     for (const contender of order) {
       const busy = opts.waitQuiet ? await waitQuiet(20_000) : await cpuBusy(300);
-      busyAtStart.push(busy);
+      suite.busyBefore.push(busy);
       const t0 = Date.now();
       let result: ChildResult;
       try {
@@ -151,7 +151,7 @@ const rows: Row[] = FIGURES.map((figure) => {
 
 const tput = rows.find((r) => r.figure.key === 'messagesPerSec')!;
 const lat99 = rows.find((r) => r.figure.mode === 'latency' && r.figure.key === 'p99Ms')!;
-const targets = [
+const targets: TargetResult[] = [
   {
     target: 'messages/s over a Unix socket ≥ 2× Node\'s child_process IPC (DESIGN.md targets)',
     measured: `${tput.ratio.toFixed(2)}× (patchbay ${fmt(tput.by.patchbay.median, 'msg/s')} vs IPC ${fmt(tput.by.ipc.median, 'msg/s')}; per-run ratios ${results.throughput.patchbay
@@ -163,38 +163,26 @@ const targets = [
     met: Number.isNaN(tput.ratio) ? null : tput.ratio >= 2,
   },
 ];
-const metText = (m: boolean | null) => (m === null ? 'n/a' : m ? 'met' : 'NOT met');
 
-const loadEnd = os.loadavg();
-const environment = {
-  node: process.version,
-  v8: process.versions.v8,
-  cpu,
-  cores: os.cpus().length,
-  os: `${os.type()} ${os.release()} ${os.arch()}`,
-  totalMemMiB: Math.round(os.totalmem() / 2 ** 20),
-  gitHead: head,
-  loadAvgStart: loadStart,
-  loadAvgEnd: loadEnd,
-  othersBusyBeforeChildren: { median: summarize(busyAtStart).median, max: Math.max(...busyAtStart) },
-};
-
-const header = ['figure', 'ipc: median (min–max)', 'patchbay: median (min–max)', 'patchbay / ipc'];
-const body = rows.map((r) => [r.figure.label, cell(r.by.ipc, r.figure.unit), cell(r.by.patchbay, r.figure.unit), ratioText(r)]);
-const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-const line = (cols: readonly string[]) => cols.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+suite.end();
+const cells = (r: Row) => [cell(r.by.ipc, r.figure.unit), cell(r.by.patchbay, r.figure.unit), ratioText(r)];
 console.log('');
-console.log([line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n'));
+console.log(
+  textTable(
+    ['figure', 'ipc: median (min–max)', 'patchbay: median (min–max)', 'patchbay / ipc'],
+    rows.map((r) => [r.figure.label, ...cells(r)]),
+  ),
+);
 console.log('');
-for (const t of targets) console.log(`  [${metText(t.met)}] ${t.target}: ${t.measured}`);
+printTargets(targets);
 if (failures.length > 0) console.log(`\nFAILURES:\n  ${failures.join('\n  ')}`);
 
 if (opts.write) {
   const json = {
     suite: 'sidecar',
-    date: started.toISOString(),
-    command,
-    environment,
+    date: suite.startedAt.toISOString(),
+    command: suite.command,
+    environment: suite.environment({ children: true }),
     config: {
       runs: opts.runs,
       scale: opts.scale,
@@ -219,10 +207,6 @@ if (opts.write) {
     failures,
     raw: Object.fromEntries(MODES.map((m) => [m, Object.fromEntries(CONTENDERS.map((c) => [c, results[m][c].map((r) => ({ ...r.figures, ...r.info }))]))])),
   };
-  const jsonFile = join(root, 'bench', 'results', 'sidecar.json');
-  mkdirSync(dirname(jsonFile), { recursive: true });
-  writeFileSync(jsonFile, `${JSON.stringify(json, null, 2)}\n`);
-  const arrow = (f: FigureDef) => (f.better === 'higher' ? '↑' : '↓');
   const section = [
     '## Sidecar',
     '',
@@ -232,28 +216,26 @@ if (opts.write) {
     'messages, answer requests. The patchbay numbers include what IPC does not do: every send is sequence-numbered,',
     'acknowledged and kept for replay until acknowledged.',
     '',
-    `Command: \`${command}\`` +
+    `Command: \`${suite.command}\`` +
       (process.env['PATCHBAY_BENCH_DIST'] === undefined
         ? ''
         : ` (with \`PATCHBAY_BENCH_DIST\` pointing at a private build of the same sources, so that other builds of \`dist/\` on a shared machine cannot pull it away mid-run)`),
     '',
-    `Date: ${started.toISOString()}; commit ${head}; Node ${process.version}; ${cpu}, ${environment.cores} cores; ` +
+    suite.dateText() +
       `${opts.runs} runs per (mode, contender), each in a fresh app process with a fresh peer, contenders taking turns in a rotating order; median (min–max) over runs` +
       (opts.scale !== 1 ? `; **scale ${opts.scale} (smoke run, not the real sizes)**` : '') +
-      `. Load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}, at end ${loadEnd.map((x) => x.toFixed(2)).join(' ')}; ` +
-      `other processes used a median ${(environment.othersBusyBeforeChildren.median * 100).toFixed(0)}% ` +
-      `(max ${(environment.othersBusyBeforeChildren.max * 100).toFixed(0)}%) of the machine's CPU in the 0.3 s before each child started.`,
+      `. ${suite.loadText()} in the 0.3 s before each child started.`,
     '',
-    '| figure | better | IPC: median (min–max) | patchbay: median (min–max) | patchbay / IPC |',
-    '|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.figure.label} | ${arrow(r.figure)} | ${cell(r.by.ipc, r.figure.unit)} | ${cell(r.by.patchbay, r.figure.unit)} | ${ratioText(r)} |`),
+    markdownTable(
+      ['figure', 'better', 'IPC: median (min–max)', 'patchbay: median (min–max)', 'patchbay / IPC'],
+      rows.map((r) => [r.figure.label, arrow(r.figure.better), ...cells(r)]),
+    ),
     '',
     '↑ higher is better, ↓ lower is better; ratios are of the medians.',
     '',
     '### Targets',
     '',
-    ...targets.map((t) => `- **${metText(t.met)}**: ${t.target}: ${t.measured}`),
-    ...(failures.length > 0 ? ['', '**Failures:**', '', ...failures.map((f) => `- ${f}`)] : []),
+    ...targetLines(targets, failures, '**Failures:**'),
     '',
     `Request latency (1 in flight) p99: patchbay ${fmt(lat99.by.patchbay.median, 'ms')} vs IPC ${fmt(lat99.by.ipc.median, 'ms')}. A patchbay`,
     'request does more than an IPC message (a sequence number, a deadline, an acknowledgement, framing on both sides);',
@@ -265,8 +247,6 @@ if (opts.write) {
     '',
     ...FIGURES.map((f) => `- **${f.label}**: ${f.description}`),
   ].join('\n');
-  const docFile = writeDocsSection('sidecar', section);
-  console.log('');
-  console.log(`wrote ${relative(root, jsonFile)} and ${relative(root, docFile)}`);
+  writeResults('sidecar', json, section);
 }
 if (failures.length > 0) process.exitCode = 1;

@@ -23,18 +23,30 @@
  * `--no-write`, and for profiling `--node-flags "--cpu-prof ..."` (extra flags for the Node
  * servers; needs `--no-write`).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseServerSuiteArgs } from '../lib/args.js';
-import { gitHead, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
+import { sleep, waitQuiet } from '../lib/harness.js';
 import { killLoads, type Load as LoadProcess, spawnLoad, stopLoads as stopLoadProcesses } from '../lib/loads.js';
 import { ensureNchan, NCHAN_WORKERS, nginxVersion } from '../lib/nchan.js';
 import { killAllStarted, snapshotPackage, totalCpuMs, totalRss } from '../lib/processes.js';
-import { quantileSorted, summarize, type Summary } from '../lib/stats.js';
+import {
+  type FigureDef as ReportFigure,
+  formatValue as fmt,
+  printReport,
+  ratioCell,
+  rowMedian,
+  sizedRows,
+  sizedTables,
+  SuiteRun,
+  targetLines,
+  type TargetResult,
+  type Unit,
+  writeResults,
+} from '../lib/report.js';
+import { quantileSorted } from '../lib/stats.js';
 import type { FromLoad, PhaseResult, ToLoad } from './load.js';
 import { NCHAN_BUFFER, type RunningServer, SERVERS, type ServerName, startServer } from './servers.js';
 
@@ -423,13 +435,7 @@ async function trial(name: ServerName, s: number): Promise<TrialResult> {
 
 // --- figures and report ----------------------------------------------------------------------
 
-interface FigureDef {
-  readonly key: keyof TrialResult;
-  readonly label: string;
-  readonly unit: 'ms' | 'B' | 'MiB' | '/s' | 'n';
-  readonly better: 'higher' | 'lower' | 'none';
-  readonly description: string;
-}
+type FigureDef = ReportFigure<keyof TrialResult, Unit>;
 
 const FIGURES: readonly FigureDef[] = [
   {
@@ -470,24 +476,6 @@ const FIGURES: readonly FigureDef[] = [
   { key: 'connectMs', label: 'connect all', unit: 'ms', better: 'none', description: 'Load processes started → every subscriber has its headers and first bytes and the server counts S.' },
 ];
 
-function fmt(value: number, unit: FigureDef['unit']): string {
-  if (Number.isNaN(value)) return 'n/a';
-  switch (unit) {
-    case 'ms':
-      return `${value.toFixed(value < 10 ? 2 : value < 100 ? 1 : 0)} ms`;
-    case 'B':
-      return `${(value / 1024).toFixed(2)} KiB`;
-    case 'MiB':
-      return `${(value / 2 ** 20).toFixed(1)} MiB`;
-    case '/s':
-      return value >= 1e6 ? `${(value / 1e6).toFixed(2)} M/s` : `${(value / 1e3).toFixed(value < 1e4 ? 2 : value < 1e5 ? 1 : 0)} k/s`;
-    case 'n':
-      return String(Math.round(value));
-  }
-}
-const cell = (s: Summary | undefined, unit: FigureDef['unit']) =>
-  s === undefined ? '—' : s.runs.length <= 1 ? fmt(s.median, unit) : `${fmt(s.median, unit)} (${fmt(s.min, unit)}–${fmt(s.max, unit)})`;
-
 // --- main -----------------------------------------------------------------------------------
 
 const opts = parseServerSuiteArgs<ServerName>(process.argv.slice(2), {
@@ -496,8 +484,6 @@ const opts = parseServerSuiteArgs<ServerName>(process.argv.slice(2), {
   sizesExample: '1000,10000',
   sizeLimitReason: '20,000 open files per server process',
 });
-const head = gitHead();
-const command = process.env['BENCH_COMMAND'] ?? `node --import tsx ${relative(root, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim();
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     killAll();
@@ -512,24 +498,20 @@ process.on('exit', () => {
 if (opts.servers.includes('nchan')) ensureNchan();
 // The demo and dist/ as built for this run: others may rebuild dist/ in this checkout meanwhile.
 const snapshot = opts.servers.includes('patchbay') ? snapshotPackage(root) : undefined;
-const startedAt = new Date();
-const loadStart = os.loadavg();
-const cpu = os.cpus()[0]?.model ?? 'unknown';
+const suite = new SuiteRun(import.meta.url);
 const nginx = opts.servers.includes('nchan') ? nginxVersion() : 'not run';
-console.log(`sse benchmark: ${opts.runs} run(s) x sizes ${opts.sizes.join(', ')} x servers ${opts.servers.join(', ')}`);
-console.log(`node ${process.version}, ${cpu}, ${os.cpus().length} cores, load ${loadStart.map((x) => x.toFixed(2)).join(' ')}; nginx ${nginx}`);
+suite.printHeader(`sse benchmark: ${opts.runs} run(s) x sizes ${opts.sizes.join(', ')} x servers ${opts.servers.join(', ')}`, `; nginx ${nginx}`);
 
 const results = new Map<string, TrialResult[]>();
 const key = (name: ServerName, s: number) => `${name}@${s}`;
 const failures: { server: ServerName; text: string }[] = [];
-const busyBefore: number[] = [];
 try {
   for (let run = 0; run < opts.runs; run++) {
     for (const s of opts.sizes) {
       const order = opts.servers.map((_, i) => opts.servers[(i + run) % opts.servers.length]!);
       for (const name of order) {
         const busy = await waitQuiet(20_000);
-        busyBefore.push(busy);
+        suite.busyBefore.push(busy);
         const t = Date.now();
         const r = await trial(name, s);
         const list = results.get(key(name, s)) ?? [];
@@ -559,31 +541,10 @@ try {
   throw error;
 }
 
-interface Row {
-  readonly s: number;
-  readonly figure: FigureDef;
-  readonly by: Partial<Record<ServerName, Summary>>;
-}
-const rows: Row[] = [];
-for (const s of opts.sizes) {
-  for (const figure of FIGURES) {
-    const by: Partial<Record<ServerName, Summary>> = {};
-    for (const name of opts.servers) by[name] = summarize((results.get(key(name, s)) ?? []).map((r) => r[figure.key] as number));
-    rows.push({ s, figure, by });
-  }
-}
-const med = (name: ServerName, s: number, k: keyof TrialResult) => rows.find((r) => r.s === s && r.figure.key === k)?.by[name]?.median ?? Number.NaN;
+const rows = sizedRows(opts.sizes, FIGURES, opts.servers, (name, s) => results.get(key(name, s)) ?? []);
+const med = (name: ServerName, s: number, k: keyof TrialResult) => rowMedian(rows, name, s, k);
 const ratio = (a: ServerName, b: ServerName, s: number, k: keyof TrialResult) => med(a, s, k) / med(b, s, k);
-const ratioCell = (r: Row, a: ServerName, b: ServerName) => {
-  const x = ratio(a, b, r.s, r.figure.key);
-  return r.figure.better === 'none' || !Number.isFinite(x) ? '—' : `${x.toFixed(2)}×`;
-};
 
-interface TargetResult {
-  readonly target: string;
-  readonly measured: string;
-  readonly met: boolean | null;
-}
 const targets: TargetResult[] = [];
 const has = (name: ServerName) => opts.servers.includes(name);
 const sizeText = (s: number) => s.toLocaleString('en');
@@ -623,69 +584,26 @@ if (has('patchbay')) {
     met: mine.length === 0,
   });
 }
-const metText = (m: boolean | null) => (m === null ? 'n/a' : m ? 'met' : 'NOT met');
+const tables = sizedTables(rows, {
+  sizeHeader: 'S',
+  servers: opts.servers,
+  ratios: [
+    ['patchbay', 'bare'],
+    ['patchbay', 'nchan'],
+  ],
+  format: fmt,
+  ratioCellOf: (r, a, b) => ratioCell(ratio(a, b, r.size, r.figure.key), r.figure.better, true),
+});
 
-function textTable(): string {
-  const header = ['S', 'figure', ...opts.servers.map((s) => `${s} median (min–max)`), 'patchbay / bare', 'patchbay / nchan'];
-  const body = rows.map((r) => [
-    r.s.toLocaleString('en'),
-    r.figure.label,
-    ...opts.servers.map((s) => cell(r.by[s], r.figure.unit)),
-    ratioCell(r, 'patchbay', 'bare'),
-    ratioCell(r, 'patchbay', 'nchan'),
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const line = (cols: readonly string[]) => cols.map((col, i) => col.padEnd(widths[i]!)).join('  ');
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
-}
-
-function markdownTable(): string {
-  const arrow = (f: FigureDef) => (f.better === 'higher' ? '↑' : f.better === 'lower' ? '↓' : '');
-  const out = [
-    `| S | figure | better | ${opts.servers.map((s) => `${s}: median (min–max)`).join(' | ')} | patchbay / bare | patchbay / nchan |`,
-    `|---|---|---|${opts.servers.map(() => '---|').join('')}---|---|`,
-  ];
-  for (const r of rows) {
-    out.push(
-      `| ${r.s.toLocaleString('en')} | ${r.figure.label} | ${arrow(r.figure)} | ${opts.servers.map((s) => cell(r.by[s], r.figure.unit)).join(' | ')} | ${ratioCell(r, 'patchbay', 'bare')} | ${ratioCell(r, 'patchbay', 'nchan')} |`,
-    );
-  }
-  return out.join('\n');
-}
-
-const loadEnd = os.loadavg();
-console.log('');
-console.log(textTable());
-console.log('');
-console.log('Targets:');
-for (const t of targets) console.log(`  [${metText(t.met)}] ${t.target}: ${t.measured}`);
-if (failures.length > 0) {
-  console.log('');
-  console.log('CHECK FAILURES:');
-  for (const f of failures) console.log(`  ${f.text}`);
-}
+suite.end();
+printReport(tables.text, targets, failures.map((f) => f.text));
 
 if (opts.write) {
-  const busyMedian = summarize(busyBefore).median;
-  const busyMax = Math.max(...busyBefore);
-  const environment = {
-    node: process.version,
-    cpu,
-    cores: os.cpus().length,
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
-    totalMemMiB: Math.round(os.totalmem() / 2 ** 20),
-    nginx,
-    nchanWorkers: NCHAN_WORKERS,
-    gitHead: head,
-    loadAvgStart: loadStart,
-    loadAvgEnd: loadEnd,
-    othersBusyBeforeTrials: { median: busyMedian, max: busyMax, each: busyBefore },
-  };
   const json = {
     suite: 'sse',
-    date: startedAt.toISOString(),
-    command,
-    environment,
+    date: suite.startedAt.toISOString(),
+    command: suite.command,
+    environment: suite.environment({ extra: { nginx, nchanWorkers: NCHAN_WORKERS } }),
     config: {
       runs: opts.runs,
       sizes: opts.sizes,
@@ -701,23 +619,19 @@ if (opts.write) {
       nchanMessageBuffer: NCHAN_BUFFER,
     },
     figures: rows.map((r) => ({
-      s: r.s,
+      s: r.size,
       key: r.figure.key,
       label: r.figure.label,
       better: r.figure.better,
       description: r.figure.description,
       ...r.by,
-      ratioPatchbayOverBare: ratio('patchbay', 'bare', r.s, r.figure.key),
-      ratioPatchbayOverNchan: ratio('patchbay', 'nchan', r.s, r.figure.key),
+      ratioPatchbayOverBare: ratio('patchbay', 'bare', r.size, r.figure.key),
+      ratioPatchbayOverNchan: ratio('patchbay', 'nchan', r.size, r.figure.key),
     })),
     targets,
     checkFailures: failures,
     raw: Object.fromEntries([...results].map(([k, v]) => [k, v])),
   };
-  const jsonFile = join(root, 'bench', 'results', 'sse.json');
-  mkdirSync(dirname(jsonFile), { recursive: true });
-  writeFileSync(jsonFile, `${JSON.stringify(json, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
-
   const section = [
     '## Server-Sent Events',
     '',
@@ -734,23 +648,24 @@ if (opts.write) {
     `**nchan** (nginx ${nginx}, ${NCHAN_WORKERS} workers, \`nchan_subscriber eventsource\` + \`nchan_publisher http\`,`,
     `\`nchan_subscriber_first_message newest\`, message buffer ${NCHAN_BUFFER}). Everything on 127.0.0.1.`,
     '',
-    `Command: \`${command}\``,
+    `Command: \`${suite.command}\``,
     '',
-    `Date: ${startedAt.toISOString()}; commit ${head}; Node ${process.version}; ${cpu}, ${os.cpus().length} cores; ` +
+    suite.dateText() +
       `${opts.runs} runs per (server, S), each trial on a fresh server process, servers taking turns in a rotating order; ` +
-      `median (min–max) over runs. Load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}, at end ${loadEnd.map((x) => x.toFixed(2)).join(' ')}; ` +
-      `other processes used a median ${(busyMedian * 100).toFixed(0)}% (max ${(busyMax * 100).toFixed(0)}%) ` +
-      `of the machine's CPU in the 0.3 s before each trial (each trial waits, up to 20 s, for less than a third of a core; ` +
+      `median (min–max) over runs. ${suite.loadText()} in the 0.3 s before each trial (each trial waits, up to 20 s, for less than a third of a core; ` +
       'the machine is shared with other engineers\' tests, so a trial can still be disturbed while it runs: read the ranges).',
     '',
-    markdownTable(),
+    tables.markdown,
     '',
     '↑ higher is better, ↓ lower is better; ratios are of the medians.',
     '',
     '### Targets',
     '',
-    ...targets.map((t) => `- **${metText(t.met)}**: ${t.target}: ${t.measured}`),
-    ...(failures.length > 0 ? ['', '**Check failures** (lost, duplicated or reordered events, failed subscribers, refused publishes):', '', ...failures.map((f) => `- ${f.text}`)] : []),
+    ...targetLines(
+      targets,
+      failures.map((f) => f.text),
+      '**Check failures** (lost, duplicated or reordered events, failed subscribers, refused publishes):',
+    ),
     '',
     '### How it is measured',
     '',
@@ -794,9 +709,7 @@ if (opts.write) {
     '',
     ...FIGURES.map((f) => `- **${f.label}**: ${f.description}`),
   ].join('\n');
-  const docFile = writeDocsSection('sse', section);
-  console.log('');
-  console.log(`wrote ${relative(root, jsonFile)} and ${relative(root, docFile)}`);
+  writeResults('sse', json, section);
 }
 if (failures.some((f) => f.server === 'patchbay')) process.exitCode = 1;
 process.exit();

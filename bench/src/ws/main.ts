@@ -21,17 +21,29 @@
  * Options: `--runs N` (default 3), `--sizes 10000`, `--servers patchbay,bare`, `--no-write`, and
  * for profiling `--node-flags "--cpu-prof ..."` (extra flags for the servers; needs `--no-write`).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseServerSuiteArgs } from '../lib/args.js';
-import { gitHead, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
+import { sleep, waitQuiet } from '../lib/harness.js';
 import { killLoads, type Load as LoadProcess, spawnLoad, stopLoads as stopLoadProcesses } from '../lib/loads.js';
 import { getJson, killAllStarted, startNodeServer, totalCpuMs, totalRss } from '../lib/processes.js';
-import { quantileSorted, summarize, type Summary } from '../lib/stats.js';
+import {
+  type FigureDef as ReportFigure,
+  formatValue as fmt,
+  printReport,
+  ratioCell,
+  rowMedian,
+  sizedRows,
+  sizedTables,
+  SuiteRun,
+  targetLines,
+  type TargetResult,
+  type Unit,
+  writeResults,
+} from '../lib/report.js';
+import { quantileSorted } from '../lib/stats.js';
 import type { FromLoad, PhaseResult, ToLoad } from './load.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -443,13 +455,7 @@ async function trial(name: ServerName, s: number): Promise<TrialResult> {
 
 // --- figures and report ----------------------------------------------------------------------
 
-interface FigureDef {
-  readonly key: keyof TrialResult;
-  readonly label: string;
-  readonly unit: 'ms' | 'B' | 'MiB' | '/s';
-  readonly better: 'higher' | 'lower' | 'none';
-  readonly description: string;
-}
+type FigureDef = ReportFigure<keyof TrialResult, Exclude<Unit, 'n'>>;
 
 const FIGURES: readonly FigureDef[] = [
   {
@@ -486,22 +492,6 @@ const FIGURES: readonly FigureDef[] = [
   { key: 'connectMs', label: 'connect and subscribe all', unit: 'ms', better: 'none', description: 'Load processes started → every socket has its `subscribed` frame and the server counts S.' },
 ];
 
-function fmt(value: number, unit: FigureDef['unit']): string {
-  if (Number.isNaN(value)) return 'n/a';
-  switch (unit) {
-    case 'ms':
-      return `${value.toFixed(value < 10 ? 2 : value < 100 ? 1 : 0)} ms`;
-    case 'B':
-      return `${(value / 1024).toFixed(2)} KiB`;
-    case 'MiB':
-      return `${(value / 2 ** 20).toFixed(1)} MiB`;
-    case '/s':
-      return value >= 1e6 ? `${(value / 1e6).toFixed(2)} M/s` : `${(value / 1e3).toFixed(value < 1e4 ? 2 : value < 1e5 ? 1 : 0)} k/s`;
-  }
-}
-const cell = (s: Summary | undefined, unit: FigureDef['unit']) =>
-  s === undefined ? '—' : s.runs.length <= 1 ? fmt(s.median, unit) : `${fmt(s.median, unit)} (${fmt(s.min, unit)}–${fmt(s.max, unit)})`;
-
 // --- main -----------------------------------------------------------------------------------
 
 const opts = parseServerSuiteArgs<ServerName>(process.argv.slice(2), {
@@ -510,8 +500,6 @@ const opts = parseServerSuiteArgs<ServerName>(process.argv.slice(2), {
   sizesExample: '1000,10000',
   sizeLimitReason: '20,000 open files per server process',
 });
-const head = gitHead();
-const command = process.env['BENCH_COMMAND'] ?? `node --import tsx ${relative(root, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim();
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     killAll();
@@ -520,23 +508,19 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 process.on('exit', killAll);
 
-const startedAt = new Date();
-const loadStart = os.loadavg();
-const cpu = os.cpus()[0]?.model ?? 'unknown';
-console.log(`ws benchmark: ${opts.runs} run(s) x sizes ${opts.sizes.join(', ')} x servers ${opts.servers.join(', ')}`);
-console.log(`node ${process.version}, ${cpu}, ${os.cpus().length} cores, load ${loadStart.map((x) => x.toFixed(2)).join(' ')}`);
+const suite = new SuiteRun(import.meta.url);
+suite.printHeader(`ws benchmark: ${opts.runs} run(s) x sizes ${opts.sizes.join(', ')} x servers ${opts.servers.join(', ')}`);
 
 const results = new Map<string, TrialResult[]>();
 const key = (name: ServerName, s: number) => `${name}@${s}`;
 const failures: { server: ServerName; text: string }[] = [];
-const busyBefore: number[] = [];
 try {
   for (let run = 0; run < opts.runs; run++) {
     for (const s of opts.sizes) {
       const order = opts.servers.map((_, i) => opts.servers[(i + run) % opts.servers.length]!);
       for (const name of order) {
         const busy = await waitQuiet(20_000);
-        busyBefore.push(busy);
+        suite.busyBefore.push(busy);
         const t = Date.now();
         const r = await trial(name, s);
         const list = results.get(key(name, s)) ?? [];
@@ -566,31 +550,10 @@ try {
   throw error;
 }
 
-interface Row {
-  readonly s: number;
-  readonly figure: FigureDef;
-  readonly by: Partial<Record<ServerName, Summary>>;
-}
-const rows: Row[] = [];
-for (const s of opts.sizes) {
-  for (const figure of FIGURES) {
-    const by: Partial<Record<ServerName, Summary>> = {};
-    for (const name of opts.servers) by[name] = summarize((results.get(key(name, s)) ?? []).map((r) => r[figure.key] as number));
-    rows.push({ s, figure, by });
-  }
-}
-const med = (name: ServerName, s: number, k: keyof TrialResult) => rows.find((r) => r.s === s && r.figure.key === k)?.by[name]?.median ?? Number.NaN;
+const rows = sizedRows(opts.sizes, FIGURES, opts.servers, (name, s) => results.get(key(name, s)) ?? []);
+const med = (name: ServerName, s: number, k: keyof TrialResult) => rowMedian(rows, name, s, k);
 const ratio = (s: number, k: keyof TrialResult) => med('patchbay', s, k) / med('bare', s, k);
-const ratioCell = (r: Row) => {
-  const x = ratio(r.s, r.figure.key);
-  return r.figure.better === 'none' || Number.isNaN(x) ? '—' : `${x.toFixed(2)}×`;
-};
 
-interface TargetResult {
-  readonly target: string;
-  readonly measured: string;
-  readonly met: boolean | null;
-}
 const targets: TargetResult[] = [];
 const has = (name: ServerName) => opts.servers.includes(name);
 const sizeText = (s: number) => s.toLocaleString('en');
@@ -627,58 +590,24 @@ for (const name of opts.servers) {
     met: mine.length === 0,
   });
 }
-const metText = (m: boolean | null) => (m === null ? 'n/a' : m ? 'met' : 'NOT met');
+const tables = sizedTables(rows, {
+  sizeHeader: 'S',
+  servers: opts.servers,
+  ratios: [['patchbay', 'bare']],
+  format: fmt,
+  ratioCellOf: (r) => ratioCell(ratio(r.size, r.figure.key), r.figure.better),
+});
 
-function textTable(): string {
-  const header = ['S', 'figure', ...opts.servers.map((s) => `${s} median (min–max)`), 'patchbay / bare'];
-  const body = rows.map((r) => [r.s.toLocaleString('en'), r.figure.label, ...opts.servers.map((s) => cell(r.by[s], r.figure.unit)), ratioCell(r)]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const line = (cols: readonly string[]) => cols.map((col, i) => col.padEnd(widths[i]!)).join('  ');
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
-}
-
-function markdownTable(): string {
-  const arrow = (f: FigureDef) => (f.better === 'higher' ? '↑' : f.better === 'lower' ? '↓' : '');
-  const out = [`| S | figure | better | ${opts.servers.map((s) => `${s}: median (min–max)`).join(' | ')} | patchbay / bare |`, `|---|---|---|${opts.servers.map(() => '---|').join('')}---|`];
-  for (const r of rows) {
-    out.push(`| ${r.s.toLocaleString('en')} | ${r.figure.label} | ${arrow(r.figure)} | ${opts.servers.map((s) => cell(r.by[s], r.figure.unit)).join(' | ')} | ${ratioCell(r)} |`);
-  }
-  return out.join('\n');
-}
-
-const loadEnd = os.loadavg();
-console.log('');
-console.log(textTable());
-console.log('');
-console.log('Targets:');
-for (const t of targets) console.log(`  [${metText(t.met)}] ${t.target}: ${t.measured}`);
-if (failures.length > 0) {
-  console.log('');
-  console.log('CHECK FAILURES:');
-  for (const f of failures) console.log(`  ${f.text}`);
-}
+suite.end();
+printReport(tables.text, targets, failures.map((f) => f.text));
 
 if (opts.write) {
-  const busyMedian = summarize(busyBefore).median;
-  const busyMax = Math.max(...busyBefore);
   const note = process.env['BENCH_NOTE'] || undefined;
-  const environment = {
-    node: process.version,
-    cpu,
-    cores: os.cpus().length,
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
-    totalMemMiB: Math.round(os.totalmem() / 2 ** 20),
-    gitHead: head,
-    loadAvgStart: loadStart,
-    loadAvgEnd: loadEnd,
-    othersBusyBeforeTrials: { median: busyMedian, max: busyMax, each: busyBefore },
-    ...(note === undefined ? {} : { note }),
-  };
   const json = {
     suite: 'ws',
-    date: startedAt.toISOString(),
-    command,
-    environment,
+    date: suite.startedAt.toISOString(),
+    command: suite.command,
+    environment: suite.environment({ tail: note === undefined ? {} : { note } }),
     config: {
       runs: opts.runs,
       sizes: opts.sizes,
@@ -694,22 +623,18 @@ if (opts.write) {
       within: WITHIN,
     },
     figures: rows.map((r) => ({
-      s: r.s,
+      s: r.size,
       key: r.figure.key,
       label: r.figure.label,
       better: r.figure.better,
       description: r.figure.description,
       ...r.by,
-      ratioPatchbayOverBare: ratio(r.s, r.figure.key),
+      ratioPatchbayOverBare: ratio(r.size, r.figure.key),
     })),
     targets,
     checkFailures: failures,
     raw: Object.fromEntries([...results].map(([k, v]) => [k, v])),
   };
-  const jsonFile = join(root, 'bench', 'results', 'ws.json');
-  mkdirSync(dirname(jsonFile), { recursive: true });
-  writeFileSync(jsonFile, `${JSON.stringify(json, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
-
   const section = [
     '## WebSocket',
     '',
@@ -722,24 +647,25 @@ if (opts.write) {
     '(`{"type":"subscribe","sid","pattern"}` → `{"type":"subscribed"}`, then `{"type":"message","sid","id","topic","data"}`).',
     'Everything on 127.0.0.1.',
     '',
-    `Command: \`${command}\``,
+    `Command: \`${suite.command}\``,
     '',
-    `Date: ${startedAt.toISOString()}; commit ${head}; Node ${process.version}; ${cpu}, ${os.cpus().length} cores; ` +
+    suite.dateText() +
       `${opts.runs} runs per (server, S), each trial on a fresh server process, servers taking turns in a rotating order; ` +
-      `median (min–max) over runs. Load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}, at end ${loadEnd.map((x) => x.toFixed(2)).join(' ')}; ` +
-      `other processes used a median ${(busyMedian * 100).toFixed(0)}% (max ${(busyMax * 100).toFixed(0)}%) ` +
-      `of the machine's CPU in the 0.3 s before each trial (each trial waits, up to 20 s, for less than a third of a core; ` +
+      `median (min–max) over runs. ${suite.loadText()} in the 0.3 s before each trial (each trial waits, up to 20 s, for less than a third of a core; ` +
       'the machine is shared with other engineers\' work, so a trial can still be disturbed while it runs: read the ranges).' +
       (note === undefined ? '' : ` ${note}`),
     '',
-    markdownTable(),
+    tables.markdown,
     '',
     '↑ higher is better, ↓ lower is better; ratios are of the medians.',
     '',
     '### Targets',
     '',
-    ...targets.map((t) => `- **${metText(t.met)}**: ${t.target}: ${t.measured}`),
-    ...(failures.length > 0 ? ['', '**Check failures** (lost, duplicated or reordered messages, failed sockets, refused publishes):', '', ...failures.map((f) => `- ${f.text}`)] : []),
+    ...targetLines(
+      targets,
+      failures.map((f) => f.text),
+      '**Check failures** (lost, duplicated or reordered messages, failed sockets, refused publishes):',
+    ),
     '',
     '### How it is measured',
     '',
@@ -771,9 +697,7 @@ if (opts.write) {
     '',
     ...FIGURES.map((f) => `- **${f.label}**: ${f.description}`),
   ].join('\n');
-  const docFile = writeDocsSection('ws', section);
-  console.log('');
-  console.log(`wrote ${relative(root, jsonFile)} and ${relative(root, docFile)}`);
+  writeResults('ws', json, section);
 }
 if (failures.some((f) => f.server === 'patchbay')) process.exitCode = 1;
 process.exit();
