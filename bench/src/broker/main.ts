@@ -11,7 +11,6 @@
  * `--no-write` (print only), `--no-wait` (do not wait for a quiet machine before each child).
  */
 import { readFileSync } from 'node:fs';
-import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseChildSuiteArgs } from '../lib/args.js';
@@ -30,7 +29,7 @@ import { summarize, type Summary } from '../lib/stats.js';
 import type { ChildResult } from './child.js';
 import { BATCH, CONTENDERS, type ContenderName, MODES, type Mode } from './contenders.js';
 import { SUBSCRIPTIONS, TOPIC_COUNT } from './workload.js';
-import { cpuBusy, gitHead, runChild as runChildProcess, waitQuiet } from '../lib/harness.js';
+import { cpuBusy, runChild as runChildProcess, waitQuiet } from '../lib/harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..', '..');
@@ -181,20 +180,7 @@ const targets: TargetResult[] = MODES.map((mode) => {
   };
 });
 
-const environment = {
-  node: process.version,
-  v8: process.versions.v8,
-  cpu: suite.cpu,
-  cores: suite.cores,
-  os: `${os.type()} ${os.release()} ${os.arch()}`,
-  totalMemMiB: Math.round(os.totalmem() / 2 ** 20),
-  childFlags: NODE_FLAGS.join(' '),
-  mqemitter: mqVersion,
-  gitHead,
-  loadAvgStart: suite.loadStart,
-  loadAvgEnd: suite.end(),
-  othersBusyBeforeChildren: { median: suite.busyMedian, max: suite.busyMax },
-};
+suite.end();
 
 const table = tables(rows);
 printReport(`mean subscriptions matched per publish: ${meanMatches.toFixed(2)}\n${table.text}`, targets, failures);
@@ -204,7 +190,7 @@ if (opts.write) {
     suite: 'broker',
     date: suite.startedAt.toISOString(),
     command: suite.command,
-    environment,
+    environment: suite.environment({ extra: { childFlags: NODE_FLAGS.join(' '), mqemitter: mqVersion }, children: true }),
     config: {
       runs: opts.runs,
       scale: opts.scale,
