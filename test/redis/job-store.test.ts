@@ -4,11 +4,11 @@
  * TTLs that clean up, and a store that cannot reach Redis answering 503.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ManualClock, PollHandle, PollHandler, UnavailableError } from '../../src/index.js';
+import { ManualClock, PollHandle, PollHandler, type PollJobContext, UnavailableError } from '../../src/index.js';
 import { RedisBackend, RedisJobStore } from '../../src/redis/index.js';
 import { jobStoreConformance } from '../conformance/job-store-kit.js';
-import { serve } from './helpers.js';
-import { freePort, redisUnavailableReason, testRedis, type TestRedis, uniquePrefix } from './redis-server.js';
+import { serve, waitFor } from './helpers.js';
+import { freePort, REDIS_BINARY, redisUnavailableReason, startRedis, testRedis, type TestRedis, uniquePrefix } from './redis-server.js';
 
 describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
   let redis: TestRedis;
@@ -95,4 +95,42 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
       store.destroy();
     }
   });
+
+  it.skipIf(REDIS_BINARY === undefined)('writes an outcome reached while redis-server was down once it is back; the other registry hears it', async () => {
+    const own = await startRedis({ persist: true });
+    const prefix = uniquePrefix('restart');
+    const storeA = new RedisJobStore({ url: own.url, prefix, commandTimeoutMs: 1000, redis: { retryStrategy: () => 50 } });
+    const storeB = new RedisJobStore({ url: own.url, prefix, commandTimeoutMs: 1000, redis: { retryStrategy: () => 50 } });
+    const A = new PollHandle({ store: storeA, leaseMs: 60_000 });
+    const B = new PollHandle({ store: storeB, leaseMs: 60_000 });
+    try {
+      await Promise.all([storeA.ready(), storeB.ready()]);
+      let ctx: PollJobContext | undefined;
+      let finish!: (value: string) => void;
+      const job = await A.submit((c) => {
+        ctx = c;
+        return new Promise<string>((r) => {
+          finish = r;
+        });
+      });
+      await waitFor(() => ctx !== undefined && job.state === 'running', 'the job to run');
+      const onB = await B.lookup(job.id);
+      const outcome = onB.done();
+      await own.stop();
+      finish('made it');
+      await new Promise((r) => setTimeout(r, 200)); // the write fails while Redis is down...
+      expect(job.state).toBe('running'); // ...and the outcome is not claimed before the store has it
+      await own.start();
+      // ...and is retried (every second) until Redis takes it; B re-reads what it holds when its
+      // subscriber connection is back.
+      expect(await outcome).toMatchObject({ state: 'succeeded', result: 'made it' });
+      expect(job.state).toBe('succeeded');
+    } finally {
+      await A.close();
+      await B.close();
+      await storeA.close();
+      await storeB.close();
+      await own.dispose();
+    }
+  }, 30_000);
 });
