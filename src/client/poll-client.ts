@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { PollJobState, PollProgress } from '../core/jobs.js';
 import { type Clock, realClock } from '../core/clock.js';
 import { CancelledError, HttpStatusError, InvalidArgumentError, JobFailedError, ProtocolError } from '../core/errors.js';
 import {
@@ -29,19 +30,10 @@ import {
 } from './transport.js';
 
 /** The states of a job. `succeeded`, `failed`, `canceled` and `expired` are final. */
-export type JobState = 'pending' | 'running' | 'succeeded' | 'failed' | 'canceled' | 'expired';
+export type JobState = PollJobState;
 
-/** A job's progress: a number (a fraction or a count, as the job reports it), or parts of a whole. */
-export type JobProgress =
-  | number
-  | {
-      /** Units done so far. */
-      readonly done: number;
-      /** Units in all, when known. */
-      readonly total?: number;
-      /** What the job is doing now, for a person. */
-      readonly message?: string;
-    };
+/** A job's progress: a fraction from 0 to 1, or parts done out of a total, with a message for people. */
+export type JobProgress = PollProgress;
 
 /** One snapshot of a job, as the status resource answers it: `{ id, state, progress, result?, error? }`. */
 export interface JobStatus<R = unknown> {
