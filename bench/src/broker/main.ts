@@ -29,7 +29,7 @@ import { summarize, type Summary } from '../lib/stats.js';
 import type { ChildResult } from './child.js';
 import { BATCH, CONTENDERS, type ContenderName, MODES, type Mode } from './contenders.js';
 import { SUBSCRIPTIONS, TOPIC_COUNT } from './workload.js';
-import { cpuBusy, runChild as runChildProcess, waitQuiet } from '../lib/harness.js';
+import { cpuBusy, rotate, runChild as runChildProcess, waitQuiet } from '../lib/harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..', '..');
@@ -137,7 +137,7 @@ const results: Record<Mode, Record<ContenderName, ChildResult[]>> = {
 const failures: string[] = [];
 for (let run = 0; run < opts.runs; run++) {
   const seed = 2000 + run;
-  const order = CONTENDERS.map((_, i) => CONTENDERS[(i + run) % CONTENDERS.length]!);
+  const order = rotate(CONTENDERS, run);
   for (const mode of MODES) {
     for (const contender of order) {
       const busy = opts.waitQuiet ? await waitQuiet(20_000) : await cpuBusy(300);

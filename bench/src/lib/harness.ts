@@ -1,7 +1,7 @@
 /**
- * What every suite's runner shares: sleeping, sampling the machine's CPU, waiting for a quiet
- * machine, running one measurement child, the git head, and rewriting the suite's own section
- * of docs/benchmarks.md.
+ * What every suite's runner shares: sleeping, the turns of the contenders, sampling the machine's
+ * CPU, waiting for a quiet machine, running one measurement child, the git head, and rewriting
+ * the suite's own section of docs/benchmarks.md.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -13,6 +13,14 @@ import { fileURLToPath } from 'node:url';
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 export const sleep = (ms: number): Promise<void> => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * `list` rotated left by `run`: the order in which a suite's contenders take turns in that run,
+ * so that none always goes first (on a cold machine) or last.
+ */
+export function rotate<T>(list: readonly T[], run: number): T[] {
+  return list.map((_, i) => list[(i + run) % list.length]!);
+}
 
 /** Machine-wide CPU counters, ms summed over cores. */
 export function cpuSnapshot(): { idle: number; total: number } {

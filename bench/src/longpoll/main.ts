@@ -42,11 +42,11 @@ import {
   writeResults,
 } from '../lib/report.js';
 import { quantileSorted } from '../lib/stats.js';
+import { killAllOnExit, runSizedTrials, trialKey } from '../lib/trials.js';
 import type { Expect, FromLoad, ToLoad } from './load.js';
 import {
   ensureNchan,
   HOLD_MS,
-  killAllStarted,
   NCHAN_WORKERS,
   nginxVersion,
   type RunningServer,
@@ -56,8 +56,8 @@ import {
   totalCpuMs,
   totalRss,
 } from './servers.js';
-import { sleep, waitQuiet } from '../lib/harness.js';
-import { killLoads, type Load as LoadProcess, spawnLoad, stopLoads as stopLoadProcesses } from '../lib/loads.js';
+import { sleep } from '../lib/harness.js';
+import { type Load as LoadProcess, spawnLoad, stopLoads as stopLoadProcesses } from '../lib/loads.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..', '..');
@@ -73,11 +73,6 @@ const now = () => performance.timeOrigin + performance.now();
 type Load = LoadProcess<ToLoad, FromLoad>;
 const spawnOne = (count: number): Load => spawnLoad<ToLoad, FromLoad>(loadFile, root, count);
 const stopLoads = (list: readonly Load[]) => stopLoadProcesses(list, { type: 'exit' });
-
-function killAll(): void {
-  killLoads();
-  killAllStarted();
-}
 
 // --- one trial ------------------------------------------------------------------------------
 
@@ -305,53 +300,33 @@ const opts = parseServerSuiteArgs<ServerName>(process.argv.slice(2), {
   sizesExample: '1000,10000,19000',
   sizeLimitReason: '20,000 open files per process',
 });
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    killAll();
-    process.exit(signal === 'SIGINT' ? 130 : 143);
-  });
-}
-process.on('exit', killAll);
+killAllOnExit();
 
 if (opts.servers.includes('nchan')) ensureNchan();
 const suite = new SuiteRun(import.meta.url);
 const nginx = opts.servers.includes('nchan') ? nginxVersion() : 'not run';
 suite.printHeader(`longpoll benchmark: ${opts.runs} run(s) x sizes ${opts.sizes.join(', ')} x servers ${opts.servers.join(', ')}`, `; nginx ${nginx}`);
 
-const results = new Map<string, TrialResult[]>();
-const key = (s: ServerName, c: number) => `${s}@${c}`;
 const failures: string[] = [];
 let trialIndex = 0;
-try {
-  for (let run = 0; run < opts.runs; run++) {
-    for (const c of opts.sizes) {
-      const order = opts.servers.map((_, i) => opts.servers[(i + run) % opts.servers.length]!);
-      for (const name of order) {
-        const busy = await waitQuiet(20_000);
-        suite.busyBefore.push(busy);
-        const t = Date.now();
-        const r = await trial(name, c, trialIndex++);
-        const list = results.get(key(name, c)) ?? [];
-        list.push(r);
-        results.set(key(name, c), list);
-        if (r.received !== c || r.wrong !== 0 || r.errors !== 0) {
-          failures.push(`run ${run + 1} ${name} C=${c}: ${r.received}/${c} answered, ${r.wrong} wrong, ${r.errors} errors; ${r.sample}`);
-        }
-        console.log(
-          `  run ${run + 1}/${opts.runs}  C=${String(c).padStart(5)}  ${name.padEnd(8)} ${((Date.now() - t) / 1000).toFixed(1).padStart(5)} s` +
-            `  RSS/held ${fmt(r.rssPerHeld, 'B').padStart(9)}  wake max ${fmt(r.wakeMax, 'ms').padStart(8)} p50 ${fmt(r.wakeP50, 'ms').padStart(8)}` +
-            `  cpu ${fmt(r.cpuWakeMs, 'ms').padStart(7)}  ${r.received}/${c} ok${r.wrong + r.errors > 0 ? ` (${r.wrong} wrong, ${r.errors} errors)` : ''}` +
-            `  (others busy ${(busy * 100).toFixed(0)}% before)`,
-        );
-      }
+const results = await runSizedTrials(
+  opts,
+  suite.busyBefore,
+  (name, c) => trial(name, c, trialIndex++),
+  ({ run, size: c, name, result: r, busy, ms }) => {
+    if (r.received !== c || r.wrong !== 0 || r.errors !== 0) {
+      failures.push(`run ${run + 1} ${name} C=${c}: ${r.received}/${c} answered, ${r.wrong} wrong, ${r.errors} errors; ${r.sample}`);
     }
-  }
-} catch (error) {
-  killAll();
-  throw error;
-}
+    console.log(
+      `  run ${run + 1}/${opts.runs}  C=${String(c).padStart(5)}  ${name.padEnd(8)} ${(ms / 1000).toFixed(1).padStart(5)} s` +
+        `  RSS/held ${fmt(r.rssPerHeld, 'B').padStart(9)}  wake max ${fmt(r.wakeMax, 'ms').padStart(8)} p50 ${fmt(r.wakeP50, 'ms').padStart(8)}` +
+        `  cpu ${fmt(r.cpuWakeMs, 'ms').padStart(7)}  ${r.received}/${c} ok${r.wrong + r.errors > 0 ? ` (${r.wrong} wrong, ${r.errors} errors)` : ''}` +
+        `  (others busy ${(busy * 100).toFixed(0)}% before)`,
+    );
+  },
+);
 
-const rows = sizedRows(opts.sizes, FIGURES, opts.servers, (s, c) => results.get(key(s, c)) ?? []);
+const rows = sizedRows(opts.sizes, FIGURES, opts.servers, (s, c) => results.get(trialKey(s, c)) ?? []);
 const med = (s: ServerName, c: number, k: keyof TrialResult) => rowMedian(rows, s, c, k);
 const ratio = (a: ServerName, b: ServerName, c: number, k: keyof TrialResult) => med(a, c, k) / med(b, c, k);
 

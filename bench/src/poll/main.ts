@@ -31,9 +31,9 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { checkInteger, checkNodeFlags, checkServers, readOptions, splitFlags } from '../lib/args.js';
-import { sleep, waitQuiet } from '../lib/harness.js';
-import { killLoads, type Load, spawnLoad, stopLoads } from '../lib/loads.js';
-import { getJson, killAllStarted, type ServerProcess, startNodeServer, totalCpuMs, totalRss } from '../lib/processes.js';
+import { rotate, sleep, waitQuiet } from '../lib/harness.js';
+import { type Load, spawnLoad, stopLoads } from '../lib/loads.js';
+import { getJson, type ServerProcess, startNodeServer, totalCpuMs, totalRss } from '../lib/processes.js';
 import {
   type FigureDef as ReportFigure,
   figureTables,
@@ -47,6 +47,7 @@ import {
   writeResults,
 } from '../lib/report.js';
 import { quantileSorted, summarize, type Summary } from '../lib/stats.js';
+import { killAll, killAllOnExit } from '../lib/trials.js';
 import type { FromLoad, ToLoad } from './load.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -417,17 +418,7 @@ const cell = (s: Summary | undefined, unit: Unit): string => summaryCell(s, (v) 
 
 // --- main ------------------------------------------------------------------------------------
 
-function killAll(): void {
-  killLoads();
-  killAllStarted();
-}
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    killAll();
-    process.exit(signal === 'SIGINT' ? 130 : 143);
-  });
-}
-process.on('exit', killAll);
+killAllOnExit();
 
 const suite = new SuiteRun(import.meta.url);
 suite.printHeader(`poll benchmark: ${opts.runs} run(s) x servers ${opts.servers.join(', ')}; ${opts.jobs} live jobs, ${opts.waiters} held reads`);
@@ -438,7 +429,7 @@ const failures: string[] = [];
 let trialIndex = 0;
 try {
   for (let run = 0; run < opts.runs; run++) {
-    const order = opts.servers.map((_, i) => opts.servers[(i + run) % opts.servers.length]!);
+    const order = rotate(opts.servers, run);
     for (const name of order) {
       const busy = await waitQuiet(20_000);
       suite.busyBefore.push(busy);

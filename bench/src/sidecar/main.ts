@@ -14,7 +14,7 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseChildSuiteArgs } from '../lib/args.js';
-import { cpuBusy, runChild, waitQuiet } from '../lib/harness.js';
+import { cpuBusy, rotate, runChild, waitQuiet } from '../lib/harness.js';
 import {
   arrow,
   type FigureDef as ReportFigure,
@@ -120,7 +120,7 @@ const results: Record<Mode, Record<ContenderName, ChildResult[]>> = {
 };
 const failures: string[] = [];
 for (let run = 0; run < opts.runs; run++) {
-  const order = CONTENDERS.map((_, i) => CONTENDERS[(i + run) % CONTENDERS.length]!);
+  const order = rotate(CONTENDERS, run);
   for (const mode of MODES) {
     for (const contender of order) {
       const busy = opts.waitQuiet ? await waitQuiet(20_000) : await cpuBusy(300);

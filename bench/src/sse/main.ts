@@ -28,10 +28,10 @@ import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseServerSuiteArgs } from '../lib/args.js';
-import { sleep, waitQuiet } from '../lib/harness.js';
-import { killLoads, type Load as LoadProcess, spawnLoad, stopLoads as stopLoadProcesses } from '../lib/loads.js';
+import { sleep } from '../lib/harness.js';
+import { type Load as LoadProcess, spawnLoad, stopLoads as stopLoadProcesses } from '../lib/loads.js';
 import { ensureNchan, NCHAN_WORKERS, nginxVersion } from '../lib/nchan.js';
-import { killAllStarted, snapshotPackage, totalCpuMs, totalRss } from '../lib/processes.js';
+import { snapshotPackage, totalCpuMs, totalRss } from '../lib/processes.js';
 import {
   type FigureDef as ReportFigure,
   formatValue as fmt,
@@ -47,6 +47,7 @@ import {
   writeResults,
 } from '../lib/report.js';
 import { quantileSorted } from '../lib/stats.js';
+import { killAllOnExit, runSizedTrials, trialKey } from '../lib/trials.js';
 import type { FromLoad, PhaseResult, ToLoad } from './load.js';
 import { NCHAN_BUFFER, type RunningServer, SERVERS, type ServerName, startServer } from './servers.js';
 
@@ -81,11 +82,6 @@ const burstEvents = (s: number) => Math.max(MIN_BURST, Math.min(MAX_BURST, Math.
 
 type Load = LoadProcess<ToLoad, FromLoad>;
 const stopLoads = (list: readonly Load[]) => stopLoadProcesses(list, { type: 'exit' });
-
-function killAll(): void {
-  killLoads();
-  killAllStarted();
-}
 
 let addressIndex = 0;
 /** A source address for the next load process: 127.0.0.2 .. 127.0.0.251, in turn. */
@@ -484,16 +480,8 @@ const opts = parseServerSuiteArgs<ServerName>(process.argv.slice(2), {
   sizesExample: '1000,10000',
   sizeLimitReason: '20,000 open files per server process',
 });
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    killAll();
-    process.exit(signal === 'SIGINT' ? 130 : 143);
-  });
-}
-process.on('exit', () => {
-  killAll();
-  snapshot?.remove();
-});
+killAllOnExit();
+process.on('exit', () => snapshot?.remove());
 
 if (opts.servers.includes('nchan')) ensureNchan();
 // The demo and dist/ as built for this run: others may rebuild dist/ in this checkout meanwhile.
@@ -502,46 +490,32 @@ const suite = new SuiteRun(import.meta.url);
 const nginx = opts.servers.includes('nchan') ? nginxVersion() : 'not run';
 suite.printHeader(`sse benchmark: ${opts.runs} run(s) x sizes ${opts.sizes.join(', ')} x servers ${opts.servers.join(', ')}`, `; nginx ${nginx}`);
 
-const results = new Map<string, TrialResult[]>();
-const key = (name: ServerName, s: number) => `${name}@${s}`;
 const failures: { server: ServerName; text: string }[] = [];
-try {
-  for (let run = 0; run < opts.runs; run++) {
-    for (const s of opts.sizes) {
-      const order = opts.servers.map((_, i) => opts.servers[(i + run) % opts.servers.length]!);
-      for (const name of order) {
-        const busy = await waitQuiet(20_000);
-        suite.busyBefore.push(busy);
-        const t = Date.now();
-        const r = await trial(name, s);
-        const list = results.get(key(name, s)) ?? [];
-        list.push(r);
-        results.set(key(name, s), list);
-        const bad = r.lost + r.duplicated + r.reordered + r.wrong + r.errors + r.badPublishes;
-        if (bad > 0) {
-          failures.push({
-            server: name,
-            text:
-              `run ${run + 1} ${name} S=${s}: ${r.lost} lost (not received within the phase's bound), ${r.duplicated} duplicated, ${r.reordered} reordered, ${r.wrong} wrong, ` +
-              `${r.errors} failed subscribers, ${r.badPublishes} publishes refused or unanswered within 30 s; ${r.sample}`,
-          });
-        }
-        console.log(
-          `  run ${run + 1}/${opts.runs}  S=${String(s).padStart(5)}  ${name.padEnd(10)} ${((Date.now() - t) / 1000).toFixed(1).padStart(5)} s` +
-            `  burst ${fmt(r.burstRate, '/s').padStart(9)} (E=${r.burstEvents}, ${fmt(r.burstMs, 'ms')})` +
-            `  paced p50 ${fmt(r.pacedP50, 'ms').padStart(8)} p99 ${fmt(r.pacedP99, 'ms').padStart(8)}` +
-            `  RSS/sub ${fmt(r.rssPerSub, 'B').padStart(9)}  ${bad === 0 ? 'all in order' : `CHECK FAILED (${bad})`}` +
-            `  (others busy ${(busy * 100).toFixed(0)}% before)`,
-        );
-      }
+const results = await runSizedTrials(
+  opts,
+  suite.busyBefore,
+  trial,
+  ({ run, size: s, name, result: r, busy, ms }) => {
+    const bad = r.lost + r.duplicated + r.reordered + r.wrong + r.errors + r.badPublishes;
+    if (bad > 0) {
+      failures.push({
+        server: name,
+        text:
+          `run ${run + 1} ${name} S=${s}: ${r.lost} lost (not received within the phase's bound), ${r.duplicated} duplicated, ${r.reordered} reordered, ${r.wrong} wrong, ` +
+          `${r.errors} failed subscribers, ${r.badPublishes} publishes refused or unanswered within 30 s; ${r.sample}`,
+      });
     }
-  }
-} catch (error) {
-  killAll();
-  throw error;
-}
+    console.log(
+      `  run ${run + 1}/${opts.runs}  S=${String(s).padStart(5)}  ${name.padEnd(10)} ${(ms / 1000).toFixed(1).padStart(5)} s` +
+        `  burst ${fmt(r.burstRate, '/s').padStart(9)} (E=${r.burstEvents}, ${fmt(r.burstMs, 'ms')})` +
+        `  paced p50 ${fmt(r.pacedP50, 'ms').padStart(8)} p99 ${fmt(r.pacedP99, 'ms').padStart(8)}` +
+        `  RSS/sub ${fmt(r.rssPerSub, 'B').padStart(9)}  ${bad === 0 ? 'all in order' : `CHECK FAILED (${bad})`}` +
+        `  (others busy ${(busy * 100).toFixed(0)}% before)`,
+    );
+  },
+);
 
-const rows = sizedRows(opts.sizes, FIGURES, opts.servers, (name, s) => results.get(key(name, s)) ?? []);
+const rows = sizedRows(opts.sizes, FIGURES, opts.servers, (name, s) => results.get(trialKey(name, s)) ?? []);
 const med = (name: ServerName, s: number, k: keyof TrialResult) => rowMedian(rows, name, s, k);
 const ratio = (a: ServerName, b: ServerName, s: number, k: keyof TrialResult) => med(a, s, k) / med(b, s, k);
 

@@ -26,9 +26,9 @@ import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseServerSuiteArgs } from '../lib/args.js';
-import { sleep, waitQuiet } from '../lib/harness.js';
-import { killLoads, type Load as LoadProcess, spawnLoad, stopLoads as stopLoadProcesses } from '../lib/loads.js';
-import { getJson, killAllStarted, startNodeServer, totalCpuMs, totalRss } from '../lib/processes.js';
+import { sleep } from '../lib/harness.js';
+import { type Load as LoadProcess, spawnLoad, stopLoads as stopLoadProcesses } from '../lib/loads.js';
+import { getJson, startNodeServer, totalCpuMs, totalRss } from '../lib/processes.js';
 import {
   type FigureDef as ReportFigure,
   formatValue as fmt,
@@ -44,6 +44,7 @@ import {
   writeResults,
 } from '../lib/report.js';
 import { quantileSorted } from '../lib/stats.js';
+import { killAllOnExit, runSizedTrials, trialKey } from '../lib/trials.js';
 import type { FromLoad, PhaseResult, ToLoad } from './load.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -106,11 +107,6 @@ async function startServer(name: ServerName, nodeFlags: readonly string[]): Prom
 
 type Load = LoadProcess<ToLoad, FromLoad>;
 const stopLoads = (list: readonly Load[]) => stopLoadProcesses(list, { type: 'exit' });
-
-function killAll(): void {
-  killLoads();
-  killAllStarted();
-}
 
 let addressIndex = 0;
 /** A source address for the next load process: 127.0.0.2 .. 127.0.0.251, in turn. */
@@ -500,57 +496,37 @@ const opts = parseServerSuiteArgs<ServerName>(process.argv.slice(2), {
   sizesExample: '1000,10000',
   sizeLimitReason: '20,000 open files per server process',
 });
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    killAll();
-    process.exit(signal === 'SIGINT' ? 130 : 143);
-  });
-}
-process.on('exit', killAll);
+killAllOnExit();
 
 const suite = new SuiteRun(import.meta.url);
 suite.printHeader(`ws benchmark: ${opts.runs} run(s) x sizes ${opts.sizes.join(', ')} x servers ${opts.servers.join(', ')}`);
 
-const results = new Map<string, TrialResult[]>();
-const key = (name: ServerName, s: number) => `${name}@${s}`;
 const failures: { server: ServerName; text: string }[] = [];
-try {
-  for (let run = 0; run < opts.runs; run++) {
-    for (const s of opts.sizes) {
-      const order = opts.servers.map((_, i) => opts.servers[(i + run) % opts.servers.length]!);
-      for (const name of order) {
-        const busy = await waitQuiet(20_000);
-        suite.busyBefore.push(busy);
-        const t = Date.now();
-        const r = await trial(name, s);
-        const list = results.get(key(name, s)) ?? [];
-        list.push(r);
-        results.set(key(name, s), list);
-        const bad = r.lost + r.duplicated + r.reordered + r.wrong + r.errors + r.badPublishes;
-        if (bad > 0) {
-          failures.push({
-            server: name,
-            text:
-              `run ${run + 1} ${name} S=${s}: ${r.lost} lost, ${r.duplicated} duplicated, ${r.reordered} reordered, ${r.wrong} wrong, ` +
-              `${r.errors} failed sockets, ${r.badPublishes} refused publishes; ${r.sample}`,
-          });
-        }
-        console.log(
-          `  run ${run + 1}/${opts.runs}  S=${String(s).padStart(5)}  ${name.padEnd(8)} ${((Date.now() - t) / 1000).toFixed(1).padStart(5)} s` +
-            `  burst ${fmt(r.burstRate, '/s').padStart(9)} (E=${r.burstEvents}, ${fmt(r.burstMs, 'ms')})` +
-            `  paced p50 ${fmt(r.pacedP50, 'ms').padStart(8)} p99 ${fmt(r.pacedP99, 'ms').padStart(8)}` +
-            `  RSS/socket ${fmt(r.rssPerSocket, 'B').padStart(9)}  ${bad === 0 ? 'all in order' : `CHECK FAILED (${bad})`}` +
-            `  (others busy ${(busy * 100).toFixed(0)}% before)`,
-        );
-      }
+const results = await runSizedTrials(
+  opts,
+  suite.busyBefore,
+  trial,
+  ({ run, size: s, name, result: r, busy, ms }) => {
+    const bad = r.lost + r.duplicated + r.reordered + r.wrong + r.errors + r.badPublishes;
+    if (bad > 0) {
+      failures.push({
+        server: name,
+        text:
+          `run ${run + 1} ${name} S=${s}: ${r.lost} lost, ${r.duplicated} duplicated, ${r.reordered} reordered, ${r.wrong} wrong, ` +
+          `${r.errors} failed sockets, ${r.badPublishes} refused publishes; ${r.sample}`,
+      });
     }
-  }
-} catch (error) {
-  killAll();
-  throw error;
-}
+    console.log(
+      `  run ${run + 1}/${opts.runs}  S=${String(s).padStart(5)}  ${name.padEnd(8)} ${(ms / 1000).toFixed(1).padStart(5)} s` +
+        `  burst ${fmt(r.burstRate, '/s').padStart(9)} (E=${r.burstEvents}, ${fmt(r.burstMs, 'ms')})` +
+        `  paced p50 ${fmt(r.pacedP50, 'ms').padStart(8)} p99 ${fmt(r.pacedP99, 'ms').padStart(8)}` +
+        `  RSS/socket ${fmt(r.rssPerSocket, 'B').padStart(9)}  ${bad === 0 ? 'all in order' : `CHECK FAILED (${bad})`}` +
+        `  (others busy ${(busy * 100).toFixed(0)}% before)`,
+    );
+  },
+);
 
-const rows = sizedRows(opts.sizes, FIGURES, opts.servers, (name, s) => results.get(key(name, s)) ?? []);
+const rows = sizedRows(opts.sizes, FIGURES, opts.servers, (name, s) => results.get(trialKey(name, s)) ?? []);
 const med = (name: ServerName, s: number, k: keyof TrialResult) => rowMedian(rows, name, s, k);
 const ratio = (s: number, k: keyof TrialResult) => med('patchbay', s, k) / med('bare', s, k);
 
