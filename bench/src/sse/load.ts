@@ -29,11 +29,7 @@ import {
   runLoad,
   type StartMessage,
   Subscriber,
-  type ToLoad as FanoutToLoad,
 } from '../lib/fanout-load.js';
-
-export type { FromLoad, PhaseResult } from '../lib/fanout-load.js';
-export type ToLoad = FanoutToLoad<StartMessage>;
 
 const LF = 10;
 const CR = 13;

@@ -31,13 +31,10 @@ import {
   runLoad,
   type StartMessage,
   Subscriber,
-  type ToLoad as FanoutToLoad,
 } from '../lib/fanout-load.js';
 
-export type { FromLoad, PhaseResult } from '../lib/fanout-load.js';
 /** The `start` message also names the topic each socket subscribes to. */
-export type WsStart = StartMessage & { topic: string };
-export type ToLoad = FanoutToLoad<WsStart>;
+type WsStart = StartMessage & { topic: string };
 
 const SEQ = Buffer.from('"seq":', 'latin1');
 const MESSAGE = Buffer.from('{"type":"message"', 'latin1');

@@ -21,14 +21,24 @@
  * Options: `--runs N` (default 3), `--sizes 10000`, `--servers patchbay,bare`, `--no-write`, and
  * for profiling `--node-flags "--cpu-prof ..."` (extra flags for the servers; needs `--no-write`).
  */
-import net from 'node:net';
 import { dirname, join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseServerSuiteArgs } from '../lib/args.js';
-import { sleep } from '../lib/harness.js';
-import { type Load as LoadProcess, spawnLoad, stopLoads as stopLoadProcesses } from '../lib/loads.js';
-import { getJson, startNodeServer, totalCpuMs, totalRss } from '../lib/processes.js';
+import {
+  burstEvents as fanoutBurstEvents,
+  CONNECT_WINDOW,
+  DATA_BYTES,
+  fanoutConfig,
+  type FanoutPlan,
+  type FanoutResult,
+  type FanoutServer,
+  fanoutTrial,
+  pacedRate as fanoutPacedRate,
+  PER_LOAD,
+  WARM_EVENTS,
+  WARM_SUBS,
+} from '../lib/fanout.js';
+import { getJson, startNodeServer } from '../lib/processes.js';
 import {
   type FigureDef as ReportFigure,
   formatValue as fmt,
@@ -43,19 +53,10 @@ import {
   type Unit,
   writeResults,
 } from '../lib/report.js';
-import { quantileSorted } from '../lib/stats.js';
 import { killAllOnExit, runSizedTrials, trialKey } from '../lib/trials.js';
-import type { FromLoad, PhaseResult, ToLoad } from './load.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..', '..');
-const loadFile = join(here, 'load.ts');
-const PER_LOAD = 5000;
-const CONNECT_WINDOW = 64;
-const TOPIC = 'bench';
-/** Sockets and burst events of the warm-up (on its own topic). */
-const WARM_SUBS = 200;
-const WARM_EVENTS = 300;
 /** Paced: this many events, at S x rate = PACED_DELIVERIES_PER_S (at most MAX_PACED_RATE events/s). */
 const PACED_EVENTS = 60;
 const PACED_DELIVERIES_PER_S = 50_000;
@@ -64,30 +65,16 @@ const MAX_PACED_RATE = 100;
 const BURST_DELIVERIES = 1_000_000;
 const MIN_BURST = 20;
 const MAX_BURST = 500;
-/** Each event's data is about this many bytes. */
-const DATA_BYTES = 100;
 /** "Within 1.2x of the bare loop" (issue 7). */
 const WITHIN = 1.2;
-
-const now = () => performance.timeOrigin + performance.now();
-const pacedRate = (s: number) => Math.min(MAX_PACED_RATE, PACED_DELIVERIES_PER_S / s);
-const burstEvents = (s: number) => Math.max(MIN_BURST, Math.min(MAX_BURST, Math.round(BURST_DELIVERIES / s)));
 
 // --- the servers ----------------------------------------------------------------------------
 
 const SERVERS = ['patchbay', 'bare'] as const;
 type ServerName = (typeof SERVERS)[number];
 
-interface RunningServer {
-  readonly name: ServerName;
-  readonly port: number;
-  pids(): number[];
-  /** Subscriptions the server itself counts (patchbay: `ws.subscriptions` of `/stats`; bare: `subscribers`). */
-  subscribers(): Promise<number>;
-  stop(): Promise<void>;
-}
-
-async function startServer(name: ServerName, nodeFlags: readonly string[]): Promise<RunningServer> {
+/** Starts a server; it counts the subscriptions itself (patchbay: `ws.subscriptions` of `/stats`; bare: `subscribers`). */
+async function startServer(name: ServerName, nodeFlags: readonly string[]): Promise<FanoutServer> {
   const script = name === 'patchbay' ? join(root, 'demo', 'server.js') : join(here, 'bare-server.mjs');
   // SIDECARS=0: the demo's log and metrics sidecars would observe every request.
   const proc = await startNodeServer(script, { cwd: root, name, env: { SIDECARS: '0' }, nodeFlags });
@@ -103,350 +90,29 @@ async function startServer(name: ServerName, nodeFlags: readonly string[]): Prom
   };
 }
 
-// --- load processes -------------------------------------------------------------------------
+// --- the trial ------------------------------------------------------------------------------
 
-type Load = LoadProcess<ToLoad, FromLoad>;
-const stopLoads = (list: readonly Load[]) => stopLoadProcesses(list, { type: 'exit' });
+const plan: FanoutPlan<'rssPerSocket'> = {
+  loadFile: join(here, 'load.ts'),
+  startFields: (topic) => ({ path: '/ws', topic }),
+  contentType: 'application/json',
+  okStatus: (status) => status === 201,
+  words: { client: 'socket', event: 'message', counted: 'subscription', connect: 'connect or subscribe' },
+  paced: { events: PACED_EVENTS, deliveriesPerS: PACED_DELIVERIES_PER_S, maxRate: MAX_PACED_RATE },
+  burst: { deliveries: BURST_DELIVERIES, min: MIN_BURST, max: MAX_BURST },
+  pacedLimitMs: (_scheduleLeftMs, events) => 30_000 + events * 100,
+  burstLimitMs: (s, events) => 60_000 + (s * events) / 10,
+  freshBurstConnection: false,
+  burstRateCounts: 'published',
+  perSubscriberKey: 'rssPerSocket',
+};
+const pacedRate = (s: number) => fanoutPacedRate(plan, s);
+const burstEvents = (s: number) => fanoutBurstEvents(plan, s);
 
-let addressIndex = 0;
-/** A source address for the next load process: 127.0.0.2 .. 127.0.0.251, in turn. */
-const nextAddress = () => `127.0.0.${2 + (addressIndex++ % 250)}`;
-
-/**
- * Connects `s` sockets subscribed to `topic`, spread over load processes, and waits until each has
- * its `subscribed` frame and the server counts them all (bounded).
- */
-async function subscribe(server: RunningServer, s: number, topic: string, events: number, list: Load[]): Promise<void> {
-  const nLoads = Math.ceil(s / PER_LOAD);
-  for (let k = 0; k < nLoads; k++) {
-    const count = Math.floor(s / nLoads) + (k < s % nLoads ? 1 : 0);
-    const load = spawnLoad<ToLoad, FromLoad>(loadFile, root, count, true);
-    list.push(load);
-    load.send({ type: 'start', port: server.port, path: '/ws', topic, count, localAddress: nextAddress(), window: CONNECT_WINDOW, events });
-  }
-  const readies = await Promise.all(list.map((l) => l.next('ready', 30_000 + s * 5)));
-  const failed = readies.reduce((n, r) => n + r.errors, 0);
-  if (failed > 0) throw new Error(`${server.name} S=${s}: ${failed} socket(s) failed to connect or subscribe`);
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const counted = await server.subscribers();
-    const statuses = await Promise.all(
-      list.map((l) => {
-        l.send({ type: 'status' });
-        return l.next('status', 10_000);
-      }),
-    );
-    const early = statuses.reduce((n, st) => n + st.received, 0);
-    const errors = statuses.reduce((n, st) => n + st.errors, 0);
-    if (early > 0 || errors > 0) throw new Error(`${server.name} S=${s}: ${early} message(s) before any publish, ${errors} failed socket(s)`);
-    if (counted === s) return;
-    if (Date.now() > deadline) throw new Error(`${server.name} S=${s}: the server counts ${counted} of ${s} subscriptions after 60 s`);
-    await sleep(200);
-  }
-}
-
-/** Collects one phase from every load process. */
-function collect(list: readonly Load[], from: number, to: number, timeoutMs: number): Promise<PhaseResult[]> {
-  for (const l of list) l.send({ type: 'collect', from, to, timeoutMs });
-  return Promise.all(list.map((l) => l.next('result', timeoutMs + 30_000)));
-}
-
-// --- the publisher --------------------------------------------------------------------------
-
-const PAD = 'x'.repeat(DATA_BYTES - '{"seq":100,"t":1764000000000.123,"pad":""}'.length);
-
-/**
- * One raw keep-alive connection that publishes: each `POST /pub/<topic>` carries
- * `{"seq","t","pad"}` with `t` taken just before the write, and the answers (pipelined, in
- * order) are counted by status.
- */
-class Publisher {
-  readonly #socket: net.Socket;
-  readonly #host: string;
-  #pending = Buffer.alloc(0);
-  readonly statuses: number[] = [];
-  #waiter: (() => void) | null = null;
-  #error: Error | null = null;
-
-  private constructor(socket: net.Socket, port: number) {
-    this.#socket = socket;
-    this.#host = `127.0.0.1:${port}`;
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-    socket.on('error', (e) => {
-      this.#error = e;
-      this.#waiter?.();
-    });
-    socket.on('close', () => {
-      this.#error ??= new Error('the publish connection closed');
-      this.#waiter?.();
-    });
-  }
-
-  static connect(port: number): Promise<Publisher> {
-    return new Promise((resolve, reject) => {
-      const s = net.connect({ host: '127.0.0.1', port }, () => {
-        s.off('error', reject);
-        resolve(new Publisher(s, port));
-      });
-      s.setNoDelay(true);
-      s.once('error', reject);
-    });
-  }
-
-  /** Writes one publish of `seq` to `topic`; returns its send time. */
-  publish(topic: string, seq: number): number {
-    const t = Math.round(now() * 1000) / 1000;
-    const body = `{"seq":${seq},"t":${t},"pad":"${PAD}"}`;
-    this.#socket.write(
-      `POST /pub/${topic} HTTP/1.1\r\nHost: ${this.#host}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-      'latin1',
-    );
-    return t;
-  }
-
-  /** Waits (bounded) until `n` answers have come in all; says whether they did (a missing answer is a check failure, not a crash). */
-  async answered(n: number, timeoutMs: number): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.statuses.length < n) {
-      if (this.#error) throw this.#error;
-      const left = deadline - Date.now();
-      if (left <= 0) return false;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#waiter = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#waiter = null;
-    }
-    return true;
-  }
-
-  close(): void {
-    this.#socket.destroy();
-  }
-
-  #onData(chunk: Buffer): void {
-    let buf = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
-    for (;;) {
-      const end = buf.indexOf('\r\n\r\n');
-      if (end === -1) break;
-      const head = buf.subarray(0, end).toString('latin1');
-      const cl = /\r\ncontent-length:\s*(\d+)/i.exec(head);
-      let total: number;
-      if (cl) total = end + 4 + Number(cl[1]);
-      else if (/\r\ntransfer-encoding:\s*chunked/i.test(head)) {
-        const last = buf.indexOf('\r\n0\r\n\r\n', end + 2);
-        if (last === -1) break;
-        total = last + 7;
-      } else total = end + 4;
-      if (buf.length < total) break;
-      this.statuses.push(Number(head.slice(9, 12)));
-      buf = buf.subarray(total);
-    }
-    this.#pending = Buffer.from(buf);
-    this.#waiter?.();
-  }
-}
-
-const okStatus = (status: number) => status === 201;
-
-// --- one trial ------------------------------------------------------------------------------
-
-interface TrialResult {
-  readonly rssIdle: number;
-  readonly rssHeld: number;
-  readonly rssPerSocket: number;
-  readonly connectMs: number;
-  readonly pacedRate: number;
-  readonly pacedP50: number;
-  readonly pacedP99: number;
-  readonly firstP50: number;
-  readonly firstP99: number;
-  readonly midP50: number;
-  readonly midP99: number;
-  readonly lastP50: number;
-  readonly lastP99: number;
-  readonly pacedCpuMs: number;
-  readonly burstEvents: number;
-  readonly burstRate: number;
-  readonly burstMs: number;
-  readonly burstP50: number;
-  readonly burstP99: number;
-  readonly burstCpuMs: number;
-  readonly received: number;
-  readonly lost: number;
-  readonly duplicated: number;
-  readonly reordered: number;
-  readonly wrong: number;
-  readonly errors: number;
-  readonly badPublishes: number;
-  readonly sample: string;
-}
-
-/** Per-event arrival spread and the overall distribution of one phase, merged over load processes. */
-function latencies(results: readonly PhaseResult[], loads: readonly Load[]) {
-  const nEv = results[0]!.to - results[0]!.from + 1;
-  const first: number[] = [];
-  const mid: number[] = [];
-  const last: number[] = [];
-  const total = results.reduce((n, r) => n + r.latencies.length, 0);
-  const all = new Float64Array(total);
-  let k = 0;
-  for (let e = 0; e < nEv; e++) {
-    const start = k;
-    results.forEach((r, j) => {
-      const c = loads[j]!.count;
-      const lat = r.latencies;
-      for (let i = e * c; i < (e + 1) * c; i++) if (!Number.isNaN(lat[i]!)) all[k++] = lat[i]!;
-    });
-    const ev = all.subarray(start, k).slice().sort();
-    if (ev.length === 0) continue;
-    first.push(ev[0]!);
-    mid.push(quantileSorted(ev, 0.5));
-    last.push(ev[ev.length - 1]!);
-  }
-  const sorted = all.subarray(0, k).sort();
-  const q = (v: number[], p: number) => quantileSorted(v.sort((a, b) => a - b), p);
-  return {
-    p50: quantileSorted(sorted, 0.5),
-    p99: quantileSorted(sorted, 0.99),
-    firstP50: q(first, 0.5),
-    firstP99: q(first, 0.99),
-    midP50: q(mid, 0.5),
-    midP99: q(mid, 0.99),
-    lastP50: q(last, 0.5),
-    lastP99: q(last, 0.99),
-  };
-}
-
-function checks(results: readonly PhaseResult[]) {
-  const sum = (k: 'received' | 'lost' | 'duplicated' | 'reordered') => results.reduce((n, r) => n + r[k], 0);
-  return {
-    received: sum('received'),
-    lost: sum('lost'),
-    duplicated: sum('duplicated'),
-    reordered: sum('reordered'),
-    wrong: results.reduce((n, r) => n + r.wrong, 0),
-    errors: results.reduce((n, r) => n + r.errors, 0),
-    sample: results.map((r) => r.sample).find((x) => x !== '') ?? '',
-  };
-}
-
-/** Warms the server up (its hot paths compiled) and checks it delivers at all. */
-async function warmUp(server: RunningServer): Promise<void> {
-  const list: Load[] = [];
-  let publisher: Publisher | undefined;
-  try {
-    await subscribe(server, WARM_SUBS, 'warm', WARM_EVENTS, list);
-    publisher = await Publisher.connect(server.port);
-    for (let seq = 1; seq <= WARM_EVENTS; seq++) publisher.publish('warm', seq);
-    const results = await collect(list, 1, WARM_EVENTS, 30_000);
-    await publisher.answered(WARM_EVENTS, 10_000);
-    const c = checks(results);
-    const bad = publisher.statuses.filter((s) => !okStatus(s)).length + (WARM_EVENTS - publisher.statuses.length);
-    if (c.lost + c.duplicated + c.reordered + c.wrong + c.errors + bad > 0) {
-      throw new Error(`${server.name}: the warm-up failed (${c.lost} lost, ${c.duplicated} dup, ${c.reordered} reordered, ${c.wrong} wrong, ${c.errors} errors, ${bad} bad publishes; ${c.sample})`);
-    }
-  } finally {
-    publisher?.close();
-    await stopLoads(list);
-  }
-  const deadline = Date.now() + 15_000;
-  while ((await server.subscribers()) !== 0) {
-    if (Date.now() > deadline) throw new Error(`${server.name}: warm-up subscriptions still counted 15 s after they left`);
-    await sleep(100);
-  }
-}
+type TrialResult = FanoutResult<'rssPerSocket'>;
 
 async function trial(name: ServerName, s: number): Promise<TrialResult> {
-  const server = await startServer(name, opts.nodeFlags);
-  const list: Load[] = [];
-  let publisher: Publisher | undefined;
-  try {
-    await warmUp(server);
-    await sleep(1000);
-    const rssIdle = totalRss(server);
-
-    const nPaced = PACED_EVENTS;
-    const nBurst = burstEvents(s);
-    const events = nPaced + nBurst;
-    const tConnect = now();
-    await subscribe(server, s, TOPIC, events, list);
-    const connectMs = now() - tConnect;
-    await sleep(1000);
-    const rssHeld = totalRss(server);
-    if ((await server.subscribers()) !== s) throw new Error(`${name} S=${s}: the subscription count changed while settling`);
-    publisher = await Publisher.connect(server.port);
-
-    // Paced: one publish every 1/rate s, on a schedule (a late one does not push the rest back).
-    const rate = pacedRate(s);
-    const cpuP0 = totalCpuMs(server);
-    const tp0 = now() + 20;
-    for (let seq = 1; seq <= nPaced; seq++) {
-      const due = tp0 + ((seq - 1) * 1000) / rate;
-      const wait = due - now();
-      if (wait > 0) await sleep(wait);
-      publisher.publish(TOPIC, seq);
-    }
-    const paced = await collect(list, 1, nPaced, 30_000 + nPaced * 100);
-    const pacedCpuMs = totalCpuMs(server) - cpuP0;
-    await publisher.answered(nPaced, 30_000);
-    await sleep(500);
-
-    // Burst: every publish written back-to-back on the one connection (pipelined).
-    const cpuB0 = totalCpuMs(server);
-    let tb0 = Number.NaN;
-    for (let seq = nPaced + 1; seq <= events; seq++) {
-      const t = publisher.publish(TOPIC, seq);
-      if (seq === nPaced + 1) tb0 = t;
-    }
-    const burst = await collect(list, nPaced + 1, events, 60_000 + (s * nBurst) / 10);
-    const burstCpuMs = totalCpuMs(server) - cpuB0;
-    await publisher.answered(events, 30_000);
-    const lastAt = Math.max(...burst.flatMap((r) => Array.from(r.lastAt).filter((x) => !Number.isNaN(x))));
-    const burstMs = lastAt - tb0;
-
-    const pl = latencies(paced, list);
-    const bl = latencies(burst, list);
-    const cp = checks(paced);
-    const cb = checks(burst);
-    return {
-      rssIdle,
-      rssHeld,
-      rssPerSocket: (rssHeld - rssIdle) / s,
-      connectMs,
-      pacedRate: rate,
-      pacedP50: pl.p50,
-      pacedP99: pl.p99,
-      firstP50: pl.firstP50,
-      firstP99: pl.firstP99,
-      midP50: pl.midP50,
-      midP99: pl.midP99,
-      lastP50: pl.lastP50,
-      lastP99: pl.lastP99,
-      pacedCpuMs,
-      burstEvents: nBurst,
-      burstRate: (s * nBurst * 1000) / burstMs,
-      burstMs,
-      burstP50: bl.p50,
-      burstP99: bl.p99,
-      burstCpuMs,
-      received: cp.received + cb.received,
-      lost: cp.lost + cb.lost,
-      duplicated: cp.duplicated + cb.duplicated,
-      reordered: cp.reordered + cb.reordered,
-      wrong: cb.wrong,
-      errors: cb.errors,
-      badPublishes: publisher.statuses.filter((x) => !okStatus(x)).length + (events - publisher.statuses.length),
-      sample: cp.sample || cb.sample,
-    };
-  } finally {
-    publisher?.close();
-    await stopLoads(list);
-    await server.stop();
-  }
+  return fanoutTrial(plan, await startServer(name, opts.nodeFlags), s);
 }
 
 // --- figures and report ----------------------------------------------------------------------
@@ -589,13 +255,7 @@ if (opts.write) {
       sizes: opts.sizes,
       servers: opts.servers,
       order: 'for each run, for each S: the servers in an order rotated by the run number, each trial on a fresh server process',
-      socketsPerLoadProcess: PER_LOAD,
-      connectWindowPerLoadProcess: CONNECT_WINDOW,
-      topic: TOPIC,
-      warmUp: { sockets: WARM_SUBS, events: WARM_EVENTS },
-      paced: { events: PACED_EVENTS, deliveriesPerSecond: PACED_DELIVERIES_PER_S, maxRate: MAX_PACED_RATE, ratePerSize: Object.fromEntries(opts.sizes.map((s) => [s, pacedRate(s)])) },
-      burst: { deliveries: BURST_DELIVERIES, min: MIN_BURST, max: MAX_BURST, eventsPerSize: Object.fromEntries(opts.sizes.map((s) => [s, burstEvents(s)])) },
-      dataBytes: DATA_BYTES,
+      ...fanoutConfig(plan, opts.sizes),
       within: WITHIN,
     },
     figures: rows.map((r) => ({
