@@ -16,14 +16,13 @@ import { fileURLToPath } from 'node:url';
 import { parseChildSuiteArgs } from '../lib/args.js';
 import {
   type FigureDef as ReportFigure,
+  figureFields,
   figureTables,
   printReport,
   ratioCell,
-  summaryCell,
   SuiteRun,
-  targetLines,
+  summaryCell,
   type TargetResult,
-  writeResults,
 } from '../lib/report.js';
 import { summarize, type Summary } from '../lib/stats.js';
 import type { ChildResult } from './child.js';
@@ -186,10 +185,7 @@ const table = tables(rows);
 printReport(`mean subscriptions matched per publish: ${meanMatches.toFixed(2)}\n${table.text}`, targets, failures);
 
 if (opts.write) {
-  const json = {
-    suite: 'broker',
-    date: suite.startedAt.toISOString(),
-    command: suite.command,
+  const fields = {
     environment: suite.environment({ extra: { childFlags: NODE_FLAGS.join(' '), mqemitter: mqVersion }, children: true }),
     config: {
       runs: opts.runs,
@@ -207,10 +203,7 @@ if (opts.write) {
     },
     figures: rows.map((r) => ({
       mode: r.mode,
-      key: r.figure.key,
-      label: r.figure.label,
-      better: r.figure.better,
-      description: r.figure.description,
+      ...figureFields(r.figure),
       ...Object.fromEntries(CONTENDERS.map((c) => [c, r.by[c]])),
       ratioPatchbayOverMqemitter: Number.isNaN(r.ratio.patchbay) ? null : r.ratio.patchbay,
       ratioPatchbayLiveOverMqemitter: Number.isNaN(r.ratio['patchbay-live']) ? null : r.ratio['patchbay-live'],
@@ -221,51 +214,44 @@ if (opts.write) {
       MODES.map((m) => [m, Object.fromEntries(CONTENDERS.map((c) => [c, results[m][c].map((r) => ({ ...r.figures, ...r.info }))]))]),
     ),
   };
-  const section = [
-    '## Broker',
-    '',
-    `In-memory publish-to-delivery: \`PubSubBroker\` (built \`dist/\`, public API, callback subscribers) against`,
-    `mqemitter ${mqVersion} (Qlobber matching), with the same ${TOPIC_COUNT.toLocaleString('en')} topics, the same ${SUBSCRIPTIONS.toLocaleString('en')} subscriptions (half of them`,
-    'wildcards), the same publish sequence from the same seeded PRNG, and the same listener (count the delivery).',
-    '`patchbay` runs with its defaults, which also keep every topic\'s log for replay; `patchbay-live` sets',
-    '`history: { maxCount: 0 }` (live delivery only, like mqemitter) for context.',
-    '',
-    `Command: \`${suite.command}\``,
-    '',
-    suite.dateText() +
-      `child processes run \`node ${NODE_FLAGS.join(' ')}\`; ${opts.runs} runs per (mode, contender), each in a fresh process, ` +
-      `contenders taking turns in a rotating order; median (min–max) over runs` +
-      (opts.scale !== 1 ? `; **scale ${opts.scale} (smoke run, not the real sizes)**` : '') +
-      `. ${suite.loadText()} in the 0.3 s before each child started.`,
-    '',
-    table.markdown,
-    '',
-    '↑ higher is better, ↓ lower is better; ratios are of the medians.',
-    '',
-    '### Targets',
-    '',
-    ...targetLines(targets, failures, '**Check failures:**'),
-    '',
-    '### Workload',
-    '',
-    `- Topics \`s<site>.d<device>.m<metric>\` (mqemitter: \`s<site>/d<device>/m<metric>\`), 20 sites × 50 devices × 10 metrics.`,
-    '- Subscriptions: 5,000 exact; 3,000 `s.d.*`, 1,500 `s.*.m`, 250 `s.>`, 150 `*.*.m`, 100 `*.d.m` (mqemitter: `+` for `*`,',
-    `  \`#\` for \`>\`), placed at random and interleaved; ${String(firstInfo['distinctPatterns'] ?? '?')} distinct patterns.`,
-    `- ${Number(firstInfo['publishes'] ?? 0).toLocaleString('en')} measured publishes after ${Number(firstInfo['warmupPublishes'] ?? 0).toLocaleString('en')} warm-up ones, topics uniform: each publish matches`,
-    `  **${meanMatches.toFixed(1)} subscriptions on average** (0.5 exact, 3 \`s.d.*\`, 7.5 \`s.*.m\`, 12.5 \`s.>\`, 15 \`*.*.m\`, 0.2 \`*.d.m\`).`,
-    '  Every run checks the delivery count against an independent reference matcher.',
-    "- The 10,000 topics fit in patchbay's per-topic match cache at its default size, so after the warm-up most",
-    '  publishes find their subscribers with one `Map` lookup; mqemitter (Qlobber) walks its trie on every `emit`.',
-    '- Payload: a fresh `{ seq }` object per publish (patchbay: the data; mqemitter: `{ topic, payload }`).',
-    '- **awaited**: each publish completes before the next starts — patchbay `await broker.publish()`, mqemitter the next',
-    "  `emit` from the previous one's callback (a trampoline, since its delivery is synchronous).",
-    `- **pipelined ×${BATCH}**: ${BATCH} publishes issued back to back, each completion counted (patchbay \`.then(ack)\`,`,
-    '  mqemitter `emit(message, ack)`), then the batch awaited once.',
-    '',
-    '### What each figure measures',
-    '',
-    ...FIGURES.map((f) => `- **${f.label}**: ${f.description}`),
-  ].join('\n');
-  writeResults('broker', json, section);
+  suite.write('broker', fields, {
+    title: 'Broker',
+    intro: [
+      `In-memory publish-to-delivery: \`PubSubBroker\` (built \`dist/\`, public API, callback subscribers) against`,
+      `mqemitter ${mqVersion} (Qlobber matching), with the same ${TOPIC_COUNT.toLocaleString('en')} topics, the same ${SUBSCRIPTIONS.toLocaleString('en')} subscriptions (half of them`,
+      'wildcards), the same publish sequence from the same seeded PRNG, and the same listener (count the delivery).',
+      '`patchbay` runs with its defaults, which also keep every topic\'s log for replay; `patchbay-live` sets',
+      '`history: { maxCount: 0 }` (live delivery only, like mqemitter) for context.',
+    ],
+    run: [
+      suite.dateText() +
+        `child processes run \`node ${NODE_FLAGS.join(' ')}\`; ${opts.runs} runs per (mode, contender), each in a fresh process, ` +
+        `contenders taking turns in a rotating order; median (min–max) over runs` +
+        (opts.scale !== 1 ? `; **scale ${opts.scale} (smoke run, not the real sizes)**` : '') +
+        `. ${suite.loadText()} in the 0.3 s before each child started.`,
+    ],
+    table: table.markdown,
+    targets,
+    failures,
+    failuresTitle: '**Check failures:**',
+    body: [
+      '### Workload',
+      '',
+      `- Topics \`s<site>.d<device>.m<metric>\` (mqemitter: \`s<site>/d<device>/m<metric>\`), 20 sites × 50 devices × 10 metrics.`,
+      '- Subscriptions: 5,000 exact; 3,000 `s.d.*`, 1,500 `s.*.m`, 250 `s.>`, 150 `*.*.m`, 100 `*.d.m` (mqemitter: `+` for `*`,',
+      `  \`#\` for \`>\`), placed at random and interleaved; ${String(firstInfo['distinctPatterns'] ?? '?')} distinct patterns.`,
+      `- ${Number(firstInfo['publishes'] ?? 0).toLocaleString('en')} measured publishes after ${Number(firstInfo['warmupPublishes'] ?? 0).toLocaleString('en')} warm-up ones, topics uniform: each publish matches`,
+      `  **${meanMatches.toFixed(1)} subscriptions on average** (0.5 exact, 3 \`s.d.*\`, 7.5 \`s.*.m\`, 12.5 \`s.>\`, 15 \`*.*.m\`, 0.2 \`*.d.m\`).`,
+      '  Every run checks the delivery count against an independent reference matcher.',
+      "- The 10,000 topics fit in patchbay's per-topic match cache at its default size, so after the warm-up most",
+      '  publishes find their subscribers with one `Map` lookup; mqemitter (Qlobber) walks its trie on every `emit`.',
+      '- Payload: a fresh `{ seq }` object per publish (patchbay: the data; mqemitter: `{ topic, payload }`).',
+      '- **awaited**: each publish completes before the next starts — patchbay `await broker.publish()`, mqemitter the next',
+      "  `emit` from the previous one's callback (a trampoline, since its delivery is synchronous).",
+      `- **pipelined ×${BATCH}**: ${BATCH} publishes issued back to back, each completion counted (patchbay \`.then(ack)\`,`,
+      '  mqemitter `emit(message, ack)`), then the batch awaited once.',
+    ],
+    figures: FIGURES,
+  });
 }
 if (failures.length > 0) process.exitCode = 1;

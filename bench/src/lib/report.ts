@@ -208,24 +208,64 @@ export function printReport(table: string, targets: readonly TargetResult[], fai
  * The Markdown lines of the targets (`- **met**: target: measured`) and, if any, of the check
  * failures under their title.
  */
-export function targetLines(targets: readonly TargetResult[], failures: readonly string[], failuresTitle: string): string[] {
+function targetLines(targets: readonly TargetResult[], failures: readonly string[], failuresTitle: string): string[] {
   return [
     ...targets.map((t) => `- **${metText(t.met)}**: ${t.target}: ${t.measured}`),
     ...(failures.length > 0 ? ['', failuresTitle, '', ...failures.map((f) => `- ${f}`)] : []),
   ];
 }
 
-/**
- * Writes `bench/results/<suite>.json` (NaN and ±Infinity as `null`) and the suite's section of
- * docs/benchmarks.md, and says so.
- */
-export function writeResults(suite: string, json: unknown, section: string): void {
-  const jsonFile = join(root, 'bench', 'results', `${suite}.json`);
-  mkdirSync(dirname(jsonFile), { recursive: true });
-  writeFileSync(jsonFile, `${JSON.stringify(json, null, 2)}\n`);
-  const docFile = writeDocsSection(suite, section);
-  console.log('');
-  console.log(`wrote ${relative(root, jsonFile)} and ${relative(root, docFile)}`);
+/** A figure as the results JSON describes it: `key`, `label`, `better`, `description`. */
+export function figureFields(f: FigureDef): { key: string; label: string; better: Better; description: string } {
+  return { key: f.key, label: f.label, better: f.better, description: f.description };
+}
+
+/** A suite's section of docs/benchmarks.md: its own parts; the frame around them is the same for every suite. */
+export interface DocsSection {
+  /** The heading (`## <title>`). */
+  readonly title: string;
+  /** What is compared with what, and how each contender is set up. */
+  readonly intro: readonly string[];
+  /** Said right after the command. */
+  readonly commandNote?: string;
+  /** The run: date, commit, machine, runs and their order, load (`SuiteRun.dateText()`, `loadText()`). */
+  readonly run: readonly string[];
+  /** The Markdown table of figures. */
+  readonly table: string;
+  readonly targets: readonly TargetResult[];
+  readonly failures: readonly string[];
+  /** The heading of the check failures, if any. */
+  readonly failuresTitle: string;
+  /** After the targets: how it is measured, the workload, a discussion. */
+  readonly body: readonly string[];
+  /** Listed last, each with what it measures. */
+  readonly figures: readonly FigureDef[];
+}
+
+function docsText(docs: DocsSection, command: string): string {
+  return [
+    `## ${docs.title}`,
+    '',
+    ...docs.intro,
+    '',
+    `Command: \`${command}\`${docs.commandNote ?? ''}`,
+    '',
+    ...docs.run,
+    '',
+    docs.table,
+    '',
+    '↑ higher is better, ↓ lower is better; ratios are of the medians.',
+    '',
+    '### Targets',
+    '',
+    ...targetLines(docs.targets, docs.failures, docs.failuresTitle),
+    '',
+    ...docs.body,
+    '',
+    '### What each figure measures',
+    '',
+    ...docs.figures.map((f) => `- **${f.label}**: ${f.description}`),
+  ].join('\n');
 }
 
 /** What `SuiteRun.environment()` adds to the common fields. */
@@ -309,6 +349,19 @@ export class SuiteRun {
         : { othersBusyBeforeTrials: { median: this.busyMedian, max: this.busyMax, each: this.busyBefore } }),
       ...tail,
     };
+  }
+
+  /**
+   * Writes `bench/results/<name>.json` (`{ suite, date, command, ...fields }`; NaN and ±Infinity
+   * as `null`) and the suite's section of docs/benchmarks.md, and says so.
+   */
+  write(name: string, fields: Readonly<Record<string, unknown>>, docs: DocsSection): void {
+    const jsonFile = join(root, 'bench', 'results', `${name}.json`);
+    mkdirSync(dirname(jsonFile), { recursive: true });
+    writeFileSync(jsonFile, `${JSON.stringify({ suite: name, date: this.startedAt.toISOString(), command: this.command, ...fields }, null, 2)}\n`);
+    const docFile = writeDocsSection(name, docsText(docs, this.command));
+    console.log('');
+    console.log(`wrote ${relative(root, jsonFile)} and ${relative(root, docFile)}`);
   }
 
   /** `Date: <ISO>; commit <head>; Node <version>; <cpu>, N cores; ` */

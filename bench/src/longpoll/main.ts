@@ -30,6 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { parseServerSuiteArgs } from '../lib/args.js';
 import {
   type FigureDef as ReportFigure,
+  figureFields,
   formatValue as fmt,
   printReport,
   ratioCell,
@@ -37,9 +38,7 @@ import {
   sizedRows,
   sizedTables,
   SuiteRun,
-  targetLines,
   type TargetResult,
-  writeResults,
 } from '../lib/report.js';
 import { quantileSorted } from '../lib/stats.js';
 import { killAllOnExit, runSizedTrials, trialKey } from '../lib/trials.js';
@@ -370,10 +369,7 @@ suite.end();
 printReport(tables.text, targets, failures);
 
 if (opts.write) {
-  const json = {
-    suite: 'longpoll',
-    date: suite.startedAt.toISOString(),
-    command: suite.command,
+  const fields = {
     environment: suite.environment({ extra: { nginx, nchanWorkers: NCHAN_WORKERS } }),
     config: {
       runs: opts.runs,
@@ -387,10 +383,7 @@ if (opts.write) {
     },
     figures: rows.map((r) => ({
       c: r.size,
-      key: r.figure.key,
-      label: r.figure.label,
-      better: r.figure.better,
-      description: r.figure.description,
+      ...figureFields(r.figure),
       ...r.by,
       ratioPatchbayOverBare: ratio('patchbay', 'bare', r.size, r.figure.key),
       ratioPatchbayOverNchan: ratio('patchbay', 'nchan', r.size, r.figure.key),
@@ -399,52 +392,45 @@ if (opts.write) {
     checkFailures: failures,
     raw: Object.fromEntries([...results].map(([k, v]) => [k, v])),
   };
-  const section = [
-    '## Long polling',
-    '',
-    `C concurrent long polls held on one topic, then one publish that wakes them all, on three servers side by side:`,
-    `**patchbay** (\`node demo/server.js\`: \`LongPollHandler\` + \`PubSubBroker\` from the built package, \`LP_TIMEOUT_MS=${HOLD_MS}\`),`,
-    '**bare** (`bench/src/longpoll/bare-server.mjs`: the same protocol by hand on `node:http` — an array log per topic,',
-    '`Map<topic, Set>` of held requests, a `setTimeout` per held request, and a publish that serializes the answer once and',
-    `writes it to every held request) and **nchan** (nginx ${nginx}, ${NCHAN_WORKERS} workers, long-poll subscriber`,
-    'location + HTTP publisher location, `nchan_subscriber_first_message newest`). Everything on 127.0.0.1.',
-    '',
-    `Command: \`${suite.command}\``,
-    '',
-    suite.dateText() +
-      `${opts.runs} runs per (server, C), each trial on a fresh server process, servers taking turns in a rotating order; ` +
-      `median (min–max) over runs. ${suite.loadText()} in the 0.3 s before each trial (each trial waits, up to 20 s, for less than a third of a core).`,
-    '',
-    tables.markdown,
-    '',
-    '↑ higher is better, ↓ lower is better; ratios are of the medians.',
-    '',
-    '### Targets',
-    '',
-    ...targetLines(targets, failures, '**Check failures:**'),
-    '',
-    '### How it is measured',
-    '',
-    `- The clients are raw TCP sockets in load processes of at most ${PER_LOAD.toLocaleString('en')} sockets each (20,000 open files per`,
-    `  process), each process from its own 127.0.0.x source address, connecting at most ${CONNECT_WINDOW} at a time; each sends`,
-    `  \`GET /lp/${TOPIC}\` (no cursor: wait for the next message) and keeps the connection open.`,
-    '- Held means: every client has written its request and has no answer, and the server itself counts C held',
-    '  (patchbay `GET /stats` → `longPoll.parked`; bare: its `/stats`; Nchan: `subscribers` in `nchan_stub_status`).',
-    `- Each server is warmed up first (${WARM_ROUNDS} rounds of ${WARM_POLLS} polls, each answered by one publish); idle RSS is`,
-    '  taken 1 s later.',
-    '- The publish is `POST /pub/bench` (text/plain) on a connection opened beforehand; its send time and each',
-    '  answer\'s arrival are `performance.timeOrigin + performance.now()`, so they compare across processes. The load',
-    '  processes share the 2 cores with the server, so wake-all times include the clients\' own reading: absolute',
-    '  times are higher than the anchors in DESIGN.md (Nchan 132–142 ms, bare 170–237 ms at 10k, another harness);',
-    '  compare the ratios, which come from the same run.',
-    '- Every answer is checked: patchbay and bare must answer 200 with exactly one message (the published id, topic and',
-    '  text); Nchan 200 with the text as the body.',
-    '',
-    '### What each figure measures',
-    '',
-    ...FIGURES.map((f) => `- **${f.label}**: ${f.description}`),
-  ].join('\n');
-  writeResults('longpoll', json, section);
+  suite.write('longpoll', fields, {
+    title: 'Long polling',
+    intro: [
+      `C concurrent long polls held on one topic, then one publish that wakes them all, on three servers side by side:`,
+      `**patchbay** (\`node demo/server.js\`: \`LongPollHandler\` + \`PubSubBroker\` from the built package, \`LP_TIMEOUT_MS=${HOLD_MS}\`),`,
+      '**bare** (`bench/src/longpoll/bare-server.mjs`: the same protocol by hand on `node:http` — an array log per topic,',
+      '`Map<topic, Set>` of held requests, a `setTimeout` per held request, and a publish that serializes the answer once and',
+      `writes it to every held request) and **nchan** (nginx ${nginx}, ${NCHAN_WORKERS} workers, long-poll subscriber`,
+      'location + HTTP publisher location, `nchan_subscriber_first_message newest`). Everything on 127.0.0.1.',
+    ],
+    run: [
+      suite.dateText() +
+        `${opts.runs} runs per (server, C), each trial on a fresh server process, servers taking turns in a rotating order; ` +
+        `median (min–max) over runs. ${suite.loadText()} in the 0.3 s before each trial (each trial waits, up to 20 s, for less than a third of a core).`,
+    ],
+    table: tables.markdown,
+    targets,
+    failures,
+    failuresTitle: '**Check failures:**',
+    body: [
+      '### How it is measured',
+      '',
+      `- The clients are raw TCP sockets in load processes of at most ${PER_LOAD.toLocaleString('en')} sockets each (20,000 open files per`,
+      `  process), each process from its own 127.0.0.x source address, connecting at most ${CONNECT_WINDOW} at a time; each sends`,
+      `  \`GET /lp/${TOPIC}\` (no cursor: wait for the next message) and keeps the connection open.`,
+      '- Held means: every client has written its request and has no answer, and the server itself counts C held',
+      '  (patchbay `GET /stats` → `longPoll.parked`; bare: its `/stats`; Nchan: `subscribers` in `nchan_stub_status`).',
+      `- Each server is warmed up first (${WARM_ROUNDS} rounds of ${WARM_POLLS} polls, each answered by one publish); idle RSS is`,
+      '  taken 1 s later.',
+      '- The publish is `POST /pub/bench` (text/plain) on a connection opened beforehand; its send time and each',
+      '  answer\'s arrival are `performance.timeOrigin + performance.now()`, so they compare across processes. The load',
+      '  processes share the 2 cores with the server, so wake-all times include the clients\' own reading: absolute',
+      '  times are higher than the anchors in DESIGN.md (Nchan 132–142 ms, bare 170–237 ms at 10k, another harness);',
+      '  compare the ratios, which come from the same run.',
+      '- Every answer is checked: patchbay and bare must answer 200 with exactly one message (the published id, topic and',
+      '  text); Nchan 200 with the text as the body.',
+    ],
+    figures: FIGURES,
+  });
 }
 if (failures.length > 0) process.exitCode = 1;
 process.exit();

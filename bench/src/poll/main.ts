@@ -36,15 +36,14 @@ import { type Load, spawnLoad, stopLoads } from '../lib/loads.js';
 import { getJson, type ServerProcess, startNodeServer, totalCpuMs, totalRss } from '../lib/processes.js';
 import {
   type FigureDef as ReportFigure,
+  figureFields,
   figureTables,
   formatValue,
   printReport,
   ratioCell,
-  summaryCell,
   SuiteRun,
-  targetLines,
+  summaryCell,
   type TargetResult,
-  writeResults,
 } from '../lib/report.js';
 import { quantileSorted, summarize, type Summary } from '../lib/stats.js';
 import { killAll, killAllOnExit } from '../lib/trials.js';
@@ -510,10 +509,7 @@ suite.end();
 printReport(tables.text, targets, failures);
 
 if (opts.write) {
-  const json = {
-    suite: 'poll',
-    date: suite.startedAt.toISOString(),
-    command: suite.command,
+  const fields = {
     environment: suite.environment(),
     config: {
       runs: opts.runs,
@@ -527,57 +523,50 @@ if (opts.write) {
       waitSeconds: WAIT_S,
       order: 'for each run: reads trials, then holds trials, servers in an order rotated by the run number, each trial on a fresh server process',
     },
-    figures: rows.map((r) => ({ key: r.figure.key, label: r.figure.label, better: r.figure.better, description: r.figure.description, ...r.by, ratioPatchbayOverBare: ratio(r.figure.key) })),
+    figures: rows.map((r) => ({ ...figureFields(r.figure), ...r.by, ratioPatchbayOverBare: ratio(r.figure.key) })),
     targets,
     checkFailures: failures,
     raw: { reads: Object.fromEntries(reads), holds: Object.fromEntries(holds) },
   };
-  const section = [
-    '## Short polling (PollHandle)',
-    '',
-    'Two servers side by side: **patchbay** (`node demo/server.js`: `PollHandle` + `PollHandler` from the built package behind',
-    '`POST /jobs`, `GET|DELETE /jobs/:id`, with `JOBS_MAX_LIVE`, `JOBS_MAX_STORED` and `JOBS_MAX_WAIT_S` raised for the load and',
-    '`SIDECARS=0`, so the demo\'s log and metrics sidecars do not observe each request; run from a copy of `dist/` and `demo/`',
-    'taken when the run starts, so a rebuild elsewhere in the checkout cannot change it mid-run) and',
-    '**bare** (`bench/src/poll/bare-server.mjs`: the same routes by hand on `node:http` — a `Map` of jobs, a `setTimeout` per job',
-    'step as the demo job has, a `Set` of held reads per job with a `setTimeout` per held read, `JSON.stringify` per answer and',
-    'once per wake). Both run the same demo job (`{ steps, stepMs }`, progress after each step). Everything on 127.0.0.1.',
-    '',
-    `Command: \`${suite.command}\``,
-    '',
-    suite.dateText() +
-      `${opts.runs} runs per (server, trial), each trial on a fresh server process, servers taking turns in a rotating order; ` +
-      `median (min–max) over runs. ${suite.loadText()} ` +
-      'in the 0.3 s before each trial (each trial waits, up to 20 s, for less than a third of a core). The machine is shared: the',
-    'load processes and other sessions run on the same two cores, so absolute rates are low and noisy; compare the ratios, which',
-    'come from the same run.',
-    '',
-    tables.markdown,
-    '',
-    '↑ higher is better, ↓ lower is better; ratios are of the medians.',
-    '',
-    '### Targets',
-    '',
-    ...targetLines(targets, failures, '**Check failures:**'),
-    '',
-    '### How it is measured',
-    '',
-    `- **reads**: ${opts.jobs.toLocaleString('en')} jobs \`{ "steps": 60, "stepMs": 60000 }\` are started (an hour each, one`,
-    `  progress step a minute: live, each with its step timer, and unchanged during the window), then ${READ_LOADS} load processes, each with`,
-    `  ${opts.connections} keep-alive raw TCP connections from its own 127.0.0.x address, send \`GET /jobs/<random id>\` and`,
-    '  the next request as soon as the answer is complete. Every answer must be `200`.',
-    `- **holds**: one job \`{ "steps": 1, "stepMs": 60000 }\`, then ${opts.waiters.toLocaleString('en')} raw connections`,
-    `  (at most ${PER_HOLD_LOAD.toLocaleString('en')} per load process, ${CONNECT_WINDOW} connecting at a time) each send`,
-    `  \`GET /jobs/<id>\` with \`Prefer: wait=${WAIT_S}\` and keep the connection open. Held means the server itself counts them`,
-    '  (patchbay `GET /stats` → `poll.held`; bare: its `/stats`) and no client has an answer yet. Then one `DELETE /jobs/<id>`',
-    '  answers them all; every answer must be the cancelled status.',
-    '- Each server is warmed up first (200 short jobs read 10 times each, 200 held reads woken by a cancel).',
-    '',
-    '### What each figure measures',
-    '',
-    ...FIGURES.map((f) => `- **${f.label}**: ${f.description}`),
-  ].join('\n');
-  writeResults('poll', json, section);
+  suite.write('poll', fields, {
+    title: 'Short polling (PollHandle)',
+    intro: [
+      'Two servers side by side: **patchbay** (`node demo/server.js`: `PollHandle` + `PollHandler` from the built package behind',
+      '`POST /jobs`, `GET|DELETE /jobs/:id`, with `JOBS_MAX_LIVE`, `JOBS_MAX_STORED` and `JOBS_MAX_WAIT_S` raised for the load and',
+      '`SIDECARS=0`, so the demo\'s log and metrics sidecars do not observe each request; run from a copy of `dist/` and `demo/`',
+      'taken when the run starts, so a rebuild elsewhere in the checkout cannot change it mid-run) and',
+      '**bare** (`bench/src/poll/bare-server.mjs`: the same routes by hand on `node:http` — a `Map` of jobs, a `setTimeout` per job',
+      'step as the demo job has, a `Set` of held reads per job with a `setTimeout` per held read, `JSON.stringify` per answer and',
+      'once per wake). Both run the same demo job (`{ steps, stepMs }`, progress after each step). Everything on 127.0.0.1.',
+    ],
+    run: [
+      suite.dateText() +
+        `${opts.runs} runs per (server, trial), each trial on a fresh server process, servers taking turns in a rotating order; ` +
+        `median (min–max) over runs. ${suite.loadText()} ` +
+        'in the 0.3 s before each trial (each trial waits, up to 20 s, for less than a third of a core). The machine is shared: the',
+      'load processes and other sessions run on the same two cores, so absolute rates are low and noisy; compare the ratios, which',
+      'come from the same run.',
+    ],
+    table: tables.markdown,
+    targets,
+    failures,
+    failuresTitle: '**Check failures:**',
+    body: [
+      '### How it is measured',
+      '',
+      `- **reads**: ${opts.jobs.toLocaleString('en')} jobs \`{ "steps": 60, "stepMs": 60000 }\` are started (an hour each, one`,
+      `  progress step a minute: live, each with its step timer, and unchanged during the window), then ${READ_LOADS} load processes, each with`,
+      `  ${opts.connections} keep-alive raw TCP connections from its own 127.0.0.x address, send \`GET /jobs/<random id>\` and`,
+      '  the next request as soon as the answer is complete. Every answer must be `200`.',
+      `- **holds**: one job \`{ "steps": 1, "stepMs": 60000 }\`, then ${opts.waiters.toLocaleString('en')} raw connections`,
+      `  (at most ${PER_HOLD_LOAD.toLocaleString('en')} per load process, ${CONNECT_WINDOW} connecting at a time) each send`,
+      `  \`GET /jobs/<id>\` with \`Prefer: wait=${WAIT_S}\` and keep the connection open. Held means the server itself counts them`,
+      '  (patchbay `GET /stats` → `poll.held`; bare: its `/stats`) and no client has an answer yet. Then one `DELETE /jobs/<id>`',
+      '  answers them all; every answer must be the cancelled status.',
+      '- Each server is warmed up first (200 short jobs read 10 times each, 200 held reads woken by a cancel).',
+    ],
+    figures: FIGURES,
+  });
 }
 if (failures.length > 0) process.exitCode = 1;
 process.exit();

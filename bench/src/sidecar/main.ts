@@ -18,14 +18,13 @@ import { cpuBusy, rotate, runChild, waitQuiet } from '../lib/harness.js';
 import {
   arrow,
   type FigureDef as ReportFigure,
+  figureFields,
   markdownTable,
   printTargets,
-  summaryCell,
   SuiteRun,
-  targetLines,
+  summaryCell,
   type TargetResult,
   textTable,
-  writeResults,
 } from '../lib/report.js';
 import { summarize, type Summary } from '../lib/stats.js';
 import { CONTENDERS, type ChildResult, type ContenderName, MESSAGES, MODES, type Mode, REQUESTS } from './workload.js';
@@ -178,10 +177,7 @@ printTargets(targets);
 if (failures.length > 0) console.log(`\nFAILURES:\n  ${failures.join('\n  ')}`);
 
 if (opts.write) {
-  const json = {
-    suite: 'sidecar',
-    date: suite.startedAt.toISOString(),
-    command: suite.command,
+  const fields = {
     environment: suite.environment({ children: true }),
     config: {
       runs: opts.runs,
@@ -195,10 +191,7 @@ if (opts.write) {
     },
     figures: rows.map((r) => ({
       mode: r.figure.mode,
-      key: r.figure.key,
-      label: r.figure.label,
-      better: r.figure.better,
-      description: r.figure.description,
+      ...figureFields(r.figure),
       ipc: r.by.ipc,
       patchbay: r.by.patchbay,
       ratioPatchbayOverIpc: Number.isNaN(r.ratio) ? null : r.ratio,
@@ -207,46 +200,40 @@ if (opts.write) {
     failures,
     raw: Object.fromEntries(MODES.map((m) => [m, Object.fromEntries(CONTENDERS.map((c) => [c, results[m][c].map((r) => ({ ...r.figures, ...r.info }))]))])),
   };
-  const section = [
-    '## Sidecar',
-    '',
-    'An app process and a sidecar process it spawned, on the same machine: `SidecarSupervisor` + `SidecarChannel`',
-    '(built `dist/`) over a Unix socket, against Node\'s built-in `child_process` IPC (`fork` + `process.send`, JSON',
-    'serialization) — the transport a Node app reaches for first. Both peers do the same work: count fire-and-forget',
-    'messages, answer requests. The patchbay numbers include what IPC does not do: every send is sequence-numbered,',
-    'acknowledged and kept for replay until acknowledged.',
-    '',
-    `Command: \`${suite.command}\`` +
-      (process.env['PATCHBAY_BENCH_DIST'] === undefined
+  suite.write('sidecar', fields, {
+    title: 'Sidecar',
+    intro: [
+      'An app process and a sidecar process it spawned, on the same machine: `SidecarSupervisor` + `SidecarChannel`',
+      '(built `dist/`) over a Unix socket, against Node\'s built-in `child_process` IPC (`fork` + `process.send`, JSON',
+      'serialization) — the transport a Node app reaches for first. Both peers do the same work: count fire-and-forget',
+      'messages, answer requests. The patchbay numbers include what IPC does not do: every send is sequence-numbered,',
+      'acknowledged and kept for replay until acknowledged.',
+    ],
+    commandNote:
+      process.env['PATCHBAY_BENCH_DIST'] === undefined
         ? ''
-        : ` (with \`PATCHBAY_BENCH_DIST\` pointing at a private build of the same sources, so that other builds of \`dist/\` on a shared machine cannot pull it away mid-run)`),
-    '',
-    suite.dateText() +
-      `${opts.runs} runs per (mode, contender), each in a fresh app process with a fresh peer, contenders taking turns in a rotating order; median (min–max) over runs` +
-      (opts.scale !== 1 ? `; **scale ${opts.scale} (smoke run, not the real sizes)**` : '') +
-      `. ${suite.loadText()} in the 0.3 s before each child started.`,
-    '',
-    markdownTable(
+        : ` (with \`PATCHBAY_BENCH_DIST\` pointing at a private build of the same sources, so that other builds of \`dist/\` on a shared machine cannot pull it away mid-run)`,
+    run: [
+      suite.dateText() +
+        `${opts.runs} runs per (mode, contender), each in a fresh app process with a fresh peer, contenders taking turns in a rotating order; median (min–max) over runs` +
+        (opts.scale !== 1 ? `; **scale ${opts.scale} (smoke run, not the real sizes)**` : '') +
+        `. ${suite.loadText()} in the 0.3 s before each child started.`,
+    ],
+    table: markdownTable(
       ['figure', 'better', 'IPC: median (min–max)', 'patchbay: median (min–max)', 'patchbay / IPC'],
       rows.map((r) => [r.figure.label, arrow(r.figure.better), ...cells(r)]),
     ),
-    '',
-    '↑ higher is better, ↓ lower is better; ratios are of the medians.',
-    '',
-    '### Targets',
-    '',
-    ...targetLines(targets, failures, '**Failures:**'),
-    '',
-    `Request latency (1 in flight) p99: patchbay ${fmt(lat99.by.patchbay.median, 'ms')} vs IPC ${fmt(lat99.by.ipc.median, 'ms')}. A patchbay`,
-    'request does more than an IPC message (a sequence number, a deadline, an acknowledgement, framing on both sides);',
-    'its throughput comes from writing everything queued in one synchronous run as one buffer, which a lone request',
-    'cannot use. The CPU figures are the steadiest on a busy machine: they do not depend on how the two processes are',
-    'scheduled.',
-    '',
-    '### What each figure measures',
-    '',
-    ...FIGURES.map((f) => `- **${f.label}**: ${f.description}`),
-  ].join('\n');
-  writeResults('sidecar', json, section);
+    targets,
+    failures,
+    failuresTitle: '**Failures:**',
+    body: [
+      `Request latency (1 in flight) p99: patchbay ${fmt(lat99.by.patchbay.median, 'ms')} vs IPC ${fmt(lat99.by.ipc.median, 'ms')}. A patchbay`,
+      'request does more than an IPC message (a sequence number, a deadline, an acknowledgement, framing on both sides);',
+      'its throughput comes from writing everything queued in one synchronous run as one buffer, which a lone request',
+      'cannot use. The CPU figures are the steadiest on a busy machine: they do not depend on how the two processes are',
+      'scheduled.',
+    ],
+    figures: FIGURES,
+  });
 }
 if (failures.length > 0) process.exitCode = 1;

@@ -41,6 +41,7 @@ import {
 import { getJson, startNodeServer } from '../lib/processes.js';
 import {
   type FigureDef as ReportFigure,
+  figureFields,
   formatValue as fmt,
   printReport,
   ratioCell,
@@ -48,10 +49,8 @@ import {
   sizedRows,
   sizedTables,
   SuiteRun,
-  targetLines,
   type TargetResult,
   type Unit,
-  writeResults,
 } from '../lib/report.js';
 import { killAllOnExit, runSizedTrials, trialKey } from '../lib/trials.js';
 
@@ -245,10 +244,7 @@ printReport(tables.text, targets, failures.map((f) => f.text));
 
 if (opts.write) {
   const note = process.env['BENCH_NOTE'] || undefined;
-  const json = {
-    suite: 'ws',
-    date: suite.startedAt.toISOString(),
-    command: suite.command,
+  const fields = {
     environment: suite.environment({ tail: note === undefined ? {} : { note } }),
     config: {
       runs: opts.runs,
@@ -260,10 +256,7 @@ if (opts.write) {
     },
     figures: rows.map((r) => ({
       s: r.size,
-      key: r.figure.key,
-      label: r.figure.label,
-      better: r.figure.better,
-      description: r.figure.description,
+      ...figureFields(r.figure),
       ...r.by,
       ratioPatchbayOverBare: ratio(r.size, r.figure.key),
     })),
@@ -271,69 +264,58 @@ if (opts.write) {
     checkFailures: failures,
     raw: Object.fromEntries([...results].map(([k, v]) => [k, v])),
   };
-  const section = [
-    '## WebSocket',
-    '',
-    'S WebSocket clients subscribed to one topic, one publisher (`POST /pub/:topic` with a JSON body), two servers side by side:',
-    '**patchbay** (`node demo/server.js` with `SIDECARS=0`: `GET /ws` is `WsHandler` + `PubSubBroker` from the built package,',
-    'default options: `close` overflow policy, 1 MiB send buffer, 30 s heartbeat) and',
-    '**bare** (`bench/src/ws/bare-server.mjs`: by hand on `node:http` + `ws` — a `Map<topic, Set<{ ws, sid }>>`; a publish',
-    'serializes the message frame once per sid into a `Buffer` and `ws.send()`s it to each subscriber, the broadcast loop of',
-    'the `ws` README; no history, cursors, heartbeats or buffer bounds). Both speak the same frames',
-    '(`{"type":"subscribe","sid","pattern"}` → `{"type":"subscribed"}`, then `{"type":"message","sid","id","topic","data"}`).',
-    'Everything on 127.0.0.1.',
-    '',
-    `Command: \`${suite.command}\``,
-    '',
-    suite.dateText() +
-      `${opts.runs} runs per (server, S), each trial on a fresh server process, servers taking turns in a rotating order; ` +
-      `median (min–max) over runs. ${suite.loadText()} in the 0.3 s before each trial (each trial waits, up to 20 s, for less than a third of a core; ` +
-      'the machine is shared with other engineers\' work, so a trial can still be disturbed while it runs: read the ranges).' +
-      (note === undefined ? '' : ` ${note}`),
-    '',
-    tables.markdown,
-    '',
-    '↑ higher is better, ↓ lower is better; ratios are of the medians.',
-    '',
-    '### Targets',
-    '',
-    ...targetLines(
-      targets,
-      failures.map((f) => f.text),
-      '**Check failures** (lost, duplicated or reordered messages, failed sockets, refused publishes):',
-    ),
-    '',
-    '### How it is measured',
-    '',
-    `- The clients are raw TCP sockets in load processes of at most ${PER_LOAD.toLocaleString('en')} sockets each (one process may hold`,
-    `  20,000 open files), each process from its own 127.0.0.x source address, connecting at most ${CONNECT_WINDOW} at a time. Each`,
-    '  does the WebSocket handshake itself, sends one masked `subscribe` frame (sid `s`, the topic as `pattern`) and parses',
-    '  the server\'s frames byte by byte (pings are answered with pongs). A socket counts once it has its `subscribed`',
-    '  frame; the trial starts once all S have it and the server itself counts S subscriptions (patchbay `GET /stats` →',
-    '  `ws.subscriptions`; bare: its `/stats`).',
-    `- Each server is warmed up first: ${WARM_SUBS} sockets on another topic get a burst of ${WARM_EVENTS} messages, each checked;`,
-    '  idle RSS is taken 1 s after they have left.',
-    `- Every message's data is the ${DATA_BYTES}-byte JSON object \`{"seq":N,"t":T,"pad":"x…"}\`, published on one keep-alive`,
-    '  connection opened beforehand: `seq` numbers the trial\'s events from 1, `t` is the publisher\'s',
-    '  `performance.timeOrigin + performance.now()` just before it writes that publish. A socket timestamps each arriving',
-    '  chunk the same way before parsing it, so latency = arrival − `t`, comparable across processes.',
-    `- **Paced**: ${PACED_EVENTS} events, one publish every 1/rate s on a fixed schedule, rate = ${PACED_DELIVERIES_PER_S.toLocaleString('en')} / S`,
-    `  events/s (at most ${MAX_PACED_RATE}/s): ${opts.sizes.map((s) => `${pacedRate(s)}/s at S=${sizeText(s)}`).join(', ')}. p50/p99 are over every (socket, event) pair;`,
-    '  first / last socket take, for each event, the earliest and latest arrival over the S sockets.',
-    `- **Burst** (0.5 s after the paced phase, on the same connections): E = ${BURST_DELIVERIES.toLocaleString('en')} / S events`,
-    `  (${MIN_BURST}..${MAX_BURST}): ${opts.sizes.map((s) => `${burstEvents(s)} at S=${sizeText(s)}`).join(', ')}, every publish written back-to-back in one loop`,
-    '  (pipelined). Delivered messages/s = S × E / (first burst publish written → the last socket has the last message).',
-    '- Every socket is checked on its own against the published seqs: a seq it never got is *lost*, one it got twice',
-    '  *duplicated*, one below the highest it already had *reordered*; all three must be 0, and every publish must be',
-    '  answered 201.',
-    '- The load processes share the 2 cores with the server, so every time includes the clients\' own reading; compare',
-    '  the ratios, which come from the same run.',
-    '',
-    '### What each figure measures',
-    '',
-    ...FIGURES.map((f) => `- **${f.label}**: ${f.description}`),
-  ].join('\n');
-  writeResults('ws', json, section);
+  suite.write('ws', fields, {
+    title: 'WebSocket',
+    intro: [
+      'S WebSocket clients subscribed to one topic, one publisher (`POST /pub/:topic` with a JSON body), two servers side by side:',
+      '**patchbay** (`node demo/server.js` with `SIDECARS=0`: `GET /ws` is `WsHandler` + `PubSubBroker` from the built package,',
+      'default options: `close` overflow policy, 1 MiB send buffer, 30 s heartbeat) and',
+      '**bare** (`bench/src/ws/bare-server.mjs`: by hand on `node:http` + `ws` — a `Map<topic, Set<{ ws, sid }>>`; a publish',
+      'serializes the message frame once per sid into a `Buffer` and `ws.send()`s it to each subscriber, the broadcast loop of',
+      'the `ws` README; no history, cursors, heartbeats or buffer bounds). Both speak the same frames',
+      '(`{"type":"subscribe","sid","pattern"}` → `{"type":"subscribed"}`, then `{"type":"message","sid","id","topic","data"}`).',
+      'Everything on 127.0.0.1.',
+    ],
+    run: [
+      suite.dateText() +
+        `${opts.runs} runs per (server, S), each trial on a fresh server process, servers taking turns in a rotating order; ` +
+        `median (min–max) over runs. ${suite.loadText()} in the 0.3 s before each trial (each trial waits, up to 20 s, for less than a third of a core; ` +
+        'the machine is shared with other engineers\' work, so a trial can still be disturbed while it runs: read the ranges).' +
+        (note === undefined ? '' : ` ${note}`),
+    ],
+    table: tables.markdown,
+    targets,
+    failures: failures.map((f) => f.text),
+    failuresTitle: '**Check failures** (lost, duplicated or reordered messages, failed sockets, refused publishes):',
+    body: [
+      '### How it is measured',
+      '',
+      `- The clients are raw TCP sockets in load processes of at most ${PER_LOAD.toLocaleString('en')} sockets each (one process may hold`,
+      `  20,000 open files), each process from its own 127.0.0.x source address, connecting at most ${CONNECT_WINDOW} at a time. Each`,
+      '  does the WebSocket handshake itself, sends one masked `subscribe` frame (sid `s`, the topic as `pattern`) and parses',
+      '  the server\'s frames byte by byte (pings are answered with pongs). A socket counts once it has its `subscribed`',
+      '  frame; the trial starts once all S have it and the server itself counts S subscriptions (patchbay `GET /stats` →',
+      '  `ws.subscriptions`; bare: its `/stats`).',
+      `- Each server is warmed up first: ${WARM_SUBS} sockets on another topic get a burst of ${WARM_EVENTS} messages, each checked;`,
+      '  idle RSS is taken 1 s after they have left.',
+      `- Every message's data is the ${DATA_BYTES}-byte JSON object \`{"seq":N,"t":T,"pad":"x…"}\`, published on one keep-alive`,
+      '  connection opened beforehand: `seq` numbers the trial\'s events from 1, `t` is the publisher\'s',
+      '  `performance.timeOrigin + performance.now()` just before it writes that publish. A socket timestamps each arriving',
+      '  chunk the same way before parsing it, so latency = arrival − `t`, comparable across processes.',
+      `- **Paced**: ${PACED_EVENTS} events, one publish every 1/rate s on a fixed schedule, rate = ${PACED_DELIVERIES_PER_S.toLocaleString('en')} / S`,
+      `  events/s (at most ${MAX_PACED_RATE}/s): ${opts.sizes.map((s) => `${pacedRate(s)}/s at S=${sizeText(s)}`).join(', ')}. p50/p99 are over every (socket, event) pair;`,
+      '  first / last socket take, for each event, the earliest and latest arrival over the S sockets.',
+      `- **Burst** (0.5 s after the paced phase, on the same connections): E = ${BURST_DELIVERIES.toLocaleString('en')} / S events`,
+      `  (${MIN_BURST}..${MAX_BURST}): ${opts.sizes.map((s) => `${burstEvents(s)} at S=${sizeText(s)}`).join(', ')}, every publish written back-to-back in one loop`,
+      '  (pipelined). Delivered messages/s = S × E / (first burst publish written → the last socket has the last message).',
+      '- Every socket is checked on its own against the published seqs: a seq it never got is *lost*, one it got twice',
+      '  *duplicated*, one below the highest it already had *reordered*; all three must be 0, and every publish must be',
+      '  answered 201.',
+      '- The load processes share the 2 cores with the server, so every time includes the clients\' own reading; compare',
+      '  the ratios, which come from the same run.',
+    ],
+    figures: FIGURES,
+  });
 }
 if (failures.some((f) => f.server === 'patchbay')) process.exitCode = 1;
 process.exit();
