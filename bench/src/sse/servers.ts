@@ -13,6 +13,7 @@
  *   this benchmark's own locations under a temporary prefix (`../lib/nchan.ts`).
  */
 import { join } from 'node:path';
+import type { FanoutServer } from '../lib/fanout.js';
 import { startNchan as startNginxNchan } from '../lib/nchan.js';
 import { getJson, startNodeServer } from '../lib/processes.js';
 
@@ -22,15 +23,12 @@ export type ServerName = (typeof SERVERS)[number];
 /** Nchan keeps this many messages per channel: more than a trial publishes, so none is evicted before every worker has sent it. */
 export const NCHAN_BUFFER = 2000;
 
-export interface RunningServer {
+/**
+ * A server of this benchmark, running. It counts its subscribers itself: patchbay `sse.connections`
+ * of `/stats`; bare, better-sse, hono: their `/stats`; Nchan: `nchan_stub_status`.
+ */
+export interface RunningServer extends FanoutServer {
   readonly name: ServerName;
-  readonly port: number;
-  /** The server's processes now (nginx: master and workers). */
-  pids(): number[];
-  /** Subscribers the server itself counts (patchbay: `sse.connections` of `/stats`; bare, better-sse, hono: their `/stats`; Nchan: `nchan_stub_status`). */
-  subscribers(): Promise<number>;
-  /** Stops it by PID (SIGTERM, then SIGKILL) and resolves once every process of it is gone. */
-  stop(): Promise<void>;
 }
 
 const SCRIPTS: Record<Exclude<ServerName, 'nchan'>, readonly string[]> = {
