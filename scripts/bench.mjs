@@ -51,6 +51,11 @@ const suites = {
     description: 'Two processes on one redis-server: RedisBackend + demo server vs plain ioredis pub/sub relayed by hand (p50/p99 publish-to-delivery for SSE and long polls, burst messages/s)',
     limitMs: 30 * 60_000,
   },
+  jobs: {
+    entry: 'bench/src/jobs/main.ts',
+    description: 'PollHandle jobs in memory vs on Redis (RedisJobStore), one process and two: start-to-outcome p50/p99 through a held read, result reads/s',
+    limitMs: 20 * 60_000,
+  },
   sidecar: {
     entry: 'bench/src/sidecar/main.ts',
     description: "SidecarChannel over a Unix socket vs Node's child_process IPC (process.send): fire-and-forget messages/s, request round-trip p50/p99 (1 and 32 in flight)",

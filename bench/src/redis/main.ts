@@ -24,14 +24,14 @@
  * Prints a table, writes `bench/results/redis.json` and the redis section of
  * `docs/benchmarks.md`. Options: `--runs N` (default 3), `--no-write`, `--quick` (a smoke test with small counts).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gitHead, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
 import { killLoads, type Load, spawnLoad, stopLoads } from '../lib/loads.js';
-import { cpuMs, freePort, getJson, killAllStarted, startNodeServer, type ServerProcess } from '../lib/processes.js';
+import { cpuMs, getJson, killAllStarted, startNodeServer, type ServerProcess } from '../lib/processes.js';
+import { startRedisServer } from '../lib/redis-server.js';
 import { quantileSorted, summarize, type Summary } from '../lib/stats.js';
 import type { FromLoad, ToLoad } from './load.js';
 import type { FromPublisher, ToPublisher } from './publisher.js';
@@ -62,42 +62,6 @@ function parseArgs(argv: readonly string[]) {
 }
 
 // --- redis-server -----------------------------------------------------------------------------
-
-async function startRedisServer(): Promise<{ url: string; pid: number; version: string; stop: () => Promise<void> }> {
-  const dir = mkdtempSync(join(os.tmpdir(), 'patchbay-bench-redis-'));
-  const port = await freePort();
-  const conf = join(dir, 'redis.conf');
-  writeFileSync(conf, [`bind 127.0.0.1`, `port ${port}`, 'protected-mode yes', `dir ${dir}`, 'save ""', 'appendonly no', 'loglevel warning', 'logfile ""'].join('\n'));
-  let child: ChildProcess;
-  try {
-    child = spawn('redis-server', [conf], { stdio: ['ignore', 'ignore', 'inherit'] });
-  } catch (error) {
-    throw new Error(`cannot start redis-server (apt-get install redis-server): ${String(error)}`);
-  }
-  await new Promise<void>((resolve, reject) => {
-    child.once('error', (e) => reject(new Error(`cannot start redis-server (apt-get install redis-server): ${e.message}`)));
-    child.once('spawn', () => resolve());
-  });
-  const { Redis } = await import('ioredis');
-  const probe = new Redis(`redis://127.0.0.1:${port}`, { retryStrategy: (n) => (n > 100 ? null : 50), lazyConnect: true });
-  await probe.connect();
-  const info = await probe.info('server');
-  await probe.quit();
-  const version = /redis_version:(\S+)/.exec(info)?.[1] ?? '?';
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    pid: child.pid!,
-    version,
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        const gone = new Promise<void>((r) => child.once('exit', () => r()));
-        child.kill('SIGTERM');
-        await gone;
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 // --- one trial ----------------------------------------------------------------------------------
 
