@@ -782,14 +782,17 @@ export class PollHandle extends Resource {
     if (store === undefined) return this._record(id);
     this.assertOpen('get');
     if (typeof id !== 'string' || !ID_RE.test(id)) return this._record(id);
-    // Read through even for a job that runs here: a cancel made through another process must show
+    // An outcome is final (only this registry's TTL timer ends it), so a finished job of this
+    // registry is answered from memory.
+    const own = this.#records.get(id);
+    if (own !== undefined && isOutcome(own.state)) return own;
+    // Read through even for a live job that runs here: a cancel made through another process must show
     // in the next read anywhere, before its announcement arrives. When the store cannot be reached,
     // this registry's own jobs are answered as it knows them.
     let found: JobLookup;
     try {
       found = await store.read(id);
     } catch (error) {
-      const own = this.#records.get(id);
       if (own !== undefined && !this.closed) return own;
       throw error;
     }
