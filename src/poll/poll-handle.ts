@@ -33,6 +33,19 @@
  * and creates nothing. Results are kept as JSON text of at most `maxResultBytes`. Idempotency
  * keys live as long as their job, expired ids as small tombstones (at most `maxTombstones`).
  *
+ * ## Sharing jobs between processes
+ *
+ * With a `store` ({@link JobStore}: `RedisJobStore` from `patchbay/redis`, or a
+ * {@link MemoryJobStore} in one process) the store is the authority on every job: each change
+ * (running, progress, the outcome, a cancel) is written there first and applied here from its
+ * answer, so two processes can never give one job two outcomes. Jobs are started with
+ * {@link PollHandle.submit} and found with {@link PollHandle.lookup} (both go to the store; the
+ * synchronous `start` refuses), and any registry on the store reads, awaits and cancels any job.
+ * The job function runs in the registry that started it; progress reports made while a write is
+ * in flight collapse into the last one. Each registry renews a lease every third of `leaseMs` and
+ * fails the live jobs of registries whose lease ran out (`PB_ERR_WORKER_LOST`); a cancel or a
+ * failure decided elsewhere aborts the job's signal here.
+ *
  * @module
  */
 import { randomBytes } from 'node:crypto';
