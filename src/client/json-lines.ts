@@ -218,8 +218,6 @@ export async function* fetchJsonLines<T = unknown>(url: string | URL, options: F
     clock: options.clock ?? realClock,
     random: options.random ?? Math.random,
     retryable: (error) => error instanceof IncompleteStreamError || isRetryableError(error),
-    // Unlike the other clients, this loop does not wait out a server's Retry-After (unchanged).
-    honourRetryAfter: false,
   });
   const fetchFn = options.fetch ?? defaultFetch();
   const life = linkedController(options.signal);

@@ -103,11 +103,6 @@ export interface RetryPolicy {
    * @defaultValue {@link isRetryableError}
    */
   readonly retryable?: (error: unknown) => boolean;
-  /**
-   * Wait at least an {@link HttpStatusError}'s `retryAfterMs` (the server's `Retry-After`).
-   * @defaultValue true
-   */
-  readonly honourRetryAfter?: boolean;
 }
 
 /**
@@ -148,7 +143,8 @@ export class RetryState {
     if (!this.#retryable(error)) throw error;
     this.#failures++;
     if (this.#failures > this.#policy.maxRetries) throw error;
-    const floor = this.#policy.honourRetryAfter !== false && error instanceof HttpStatusError ? (error.retryAfterMs ?? 0) : 0;
+    // Never sooner than the server's Retry-After.
+    const floor = error instanceof HttpStatusError ? (error.retryAfterMs ?? 0) : 0;
     return backoffDelay(this.#policy.backoff, this.#failures, this.#policy.random, floor);
   }
 

@@ -285,6 +285,30 @@ describe('streamJsonLines + readJsonLines', () => {
     expect(n).toBe(4);
   });
 
+  it("fetchJsonLines waits out a 503's Retry-After before it asks again", async () => {
+    let n = 0;
+    const base = await serve((_req, res) => {
+      n++;
+      if (n === 1) {
+        res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '3' }).end('{"error":{"code":"PB_ERR_UNAVAILABLE","message":"busy"}}');
+        return;
+      }
+      void streamJsonLines(res, async function* () {
+        yield 'row';
+      });
+    });
+    const clock = new ManualClock();
+    const it = fetchJsonLines<string>(`${base}/busy`, { clock, random: () => 0 });
+    const first = it.next();
+    await until(() => clock.pendingTimers > 0, 'the backoff wait');
+    clock.advance(2999);
+    expect(clock.pendingTimers).toBe(1); // still waiting: not before Retry-After
+    expect(n).toBe(1);
+    clock.advance(1);
+    expect((await first).value).toMatchObject({ data: 'row' });
+    expect(n).toBe(2);
+  });
+
   it('readJsonLines rejects garbage: non-JSON, non-records, gaps in seq, an HTTP error', async () => {
     const bodies: Record<string, string> = {
       '/text': 'hello\n',

@@ -83,11 +83,11 @@ describe('RetryState', () => {
     expect(() => retry.failed(third)).toThrow(third);
   });
 
-  it('takes its own idea of retryable, and can ignore Retry-After', () => {
+  it('takes its own idea of retryable, and never backs off less than Retry-After', () => {
     const cut = new Error('cut');
-    const retry = new RetryState({ backoff, maxRetries: 5, clock: new ManualClock(), random: () => 1, retryable: (e) => e === cut || e instanceof HttpStatusError, honourRetryAfter: false });
+    const retry = new RetryState({ backoff, maxRetries: 5, clock: new ManualClock(), random: () => 1, retryable: (e) => e === cut || e instanceof HttpStatusError });
     expect(retry.failed(cut)).toBe(100);
-    expect(retry.failed(busy(5000))).toBe(200);
+    expect(retry.failed(busy(5000))).toBe(5000);
     expect(() => retry.failed(new TypeError('fetch failed'))).toThrow(TypeError);
   });
 
