@@ -3,7 +3,7 @@
  * job store kit, plus what is particular to the in-memory store.
  */
 import { describe, expect, it } from 'vitest';
-import { type JobStore, type JobStoreListener, ManualClock, MemoryJobStore, PollHandle, UnavailableError } from '../../src/index.js';
+import { type JobStore, type JobStoreListener, ManualClock, MemoryJobStore, PollHandle, type PollJobContext, UnavailableError } from '../../src/index.js';
 import { jobStoreConformance } from '../conformance/job-store-kit.js';
 
 /** A view of `store` that can be made dead: its calls reject and it hears nothing. */
@@ -38,6 +38,22 @@ function severable(store: JobStore): { store: JobStore; sever: () => void } {
   };
 }
 
+/** The store's methods, bound, as a plain object to override some of. */
+function bind(store: MemoryJobStore): JobStore {
+  return {
+    subscribe: (listener) => store.subscribe(listener),
+    ready: () => store.ready(),
+    create: (job) => store.create(job),
+    read: (id) => store.read(id),
+    findByKey: (key) => store.findByKey(key),
+    update: (id, update) => store.update(id, update),
+    expire: (id) => store.expire(id),
+    heartbeat: (owner, leaseMs) => store.heartbeat(owner, leaseMs),
+    release: (owner) => store.release(owner),
+    reap: (error) => store.reap(error),
+  };
+}
+
 jobStoreConformance('MemoryJobStore', (clock) => {
   const store = new MemoryJobStore({ clock });
   const a = severable(store);
@@ -64,16 +80,15 @@ describe('MemoryJobStore', () => {
   it('fails a job whose creation the store did but whose answer was lost, once the store answers again', async () => {
     const clock = new ManualClock();
     const store = new MemoryJobStore({ clock });
-    const lossy: JobStore = Object.create(store) as JobStore;
     let created: string | undefined;
-    lossy.create = async (job) => {
-      await store.create(job);
-      created = job.id;
-      throw new UnavailableError('the answer was lost');
+    const lossy: JobStore = {
+      ...bind(store),
+      create: async (job) => {
+        await store.create(job);
+        created = job.id;
+        throw new UnavailableError('the answer was lost');
+      },
     };
-    for (const name of ['subscribe', 'ready', 'read', 'findByKey', 'update', 'expire', 'heartbeat', 'release', 'reap'] as const) {
-      (lossy as unknown as Record<string, unknown>)[name] = (store[name] as (...args: unknown[]) => unknown).bind(store);
-    }
     const jobs = new PollHandle({ clock, store: lossy, leaseMs: 300 });
     const other = new PollHandle({ clock, store });
     await expect(jobs.submit(() => 1, { idempotencyKey: 'k' })).rejects.toBeInstanceOf(UnavailableError);
@@ -86,6 +101,66 @@ describe('MemoryJobStore', () => {
     expect(await store.read(created!)).toMatchObject({ state: 'failed', error: { code: 'PB_ERR_WORKER_LOST' } });
     await jobs.close();
     await other.close();
+  });
+
+  it('a registry that missed an announcement catches up at its next tick: its held wait is answered', async () => {
+    const clock = new ManualClock();
+    const store = new MemoryJobStore({ clock });
+    let deaf = false;
+    const hard: JobStore = {
+      ...bind(store),
+      subscribe: (listener) =>
+        store.subscribe({
+          changed: (id, version) => {
+            if (!deaf) listener.changed(id, version);
+          },
+          resync: () => listener.resync(),
+        }),
+    };
+    const A = new PollHandle({ clock, store, leaseMs: 3000 });
+    const B = new PollHandle({ clock, store: hard, leaseMs: 3000 });
+    let ctx: PollJobContext | undefined;
+    const job = await A.submit((c) => {
+      ctx = c;
+      return new Promise(() => {});
+    });
+    while (ctx === undefined) await new Promise((r) => setImmediate(r));
+    const onB = await B.lookup(job.id);
+    let woken = false;
+    const wait = B.waitForChange(job.id, { version: onB.version, timeoutMs: 60_000 }).then((s) => {
+      woken = true;
+      return s;
+    });
+    await new Promise((r) => setImmediate(r));
+    deaf = true;
+    ctx!.progress(0.5);
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    expect(woken).toBe(false); // B did not hear it
+    clock.advance(1000); // B's tick re-reads the jobs it holds live copies of
+    expect((await wait).progress).toBe(0.5);
+    job.cancel();
+    await A.close();
+    await B.close();
+  });
+
+  it('PollJob.cancel() on a copy of another registry\'s job cancels it there', async () => {
+    const store = new MemoryJobStore();
+    const A = new PollHandle({ store });
+    const B = new PollHandle({ store });
+    let signal: AbortSignal | undefined;
+    const job = await A.submit(({ signal: s }) => {
+      signal = s;
+      return new Promise(() => {});
+    });
+    while (signal === undefined) await new Promise((r) => setImmediate(r));
+    const onB = await B.lookup(job.id);
+    expect(onB.cancel()).toBe(true);
+    expect((await onB.done()).state).toBe('canceled');
+    while (!signal.aborted) await new Promise((r) => setImmediate(r));
+    expect(job.state).toBe('canceled');
+    expect(onB.cancel()).toBe(false);
+    await A.close();
+    await B.close();
   });
 
   it('refuses updates its state machine does not allow, answering with the job as it is', async () => {
