@@ -25,6 +25,7 @@
 import http from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseQuickSuiteArgs } from '../lib/args.js';
 import { rotate, sleep, waitQuiet } from '../lib/harness.js';
 import { killAllStarted, snapshotPackage, startNodeServer, type ServerProcess } from '../lib/processes.js';
 import { startRedisServer } from '../lib/redis-server.js';
@@ -37,17 +38,7 @@ const KINDS = ['memory', 'redis', 'redis2'] as const;
 type Kind = (typeof KINDS)[number];
 const LABEL: Record<Kind, string> = { memory: 'memory', redis: 'redis', redis2: 'redis×2' };
 
-const opts = { runs: 3, write: true, quick: false };
-const argv = process.argv.slice(2);
-for (let i = 0; i < argv.length; i++) {
-  const a = argv[i]!;
-  if (a === '--runs') opts.runs = Number(argv[++i]);
-  else if (a === '--no-write') opts.write = false;
-  else if (a === '--quick') opts.quick = true;
-  else throw new Error(`unknown option ${a}; options: --runs N, --no-write, --quick (a smoke test: small counts, needs --no-write)`);
-}
-if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 10) throw new Error('--runs must be 1..10');
-if (opts.quick && opts.write) throw new Error('--quick is a smoke test: use it with --no-write');
+const opts = parseQuickSuiteArgs(process.argv.slice(2));
 const ROUND = opts.quick ? { n: 200, clients: 8, warm: 50 } : { n: 2000, clients: 8, warm: 300 };
 const READS = opts.quick ? { n: 2000, clients: 32, jobs: 50 } : { n: 30_000, clients: 32, jobs: 200 };
 

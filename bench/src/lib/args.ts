@@ -5,7 +5,8 @@
  * - the server suites (longpoll, sse, ws): `--runs N`, `--sizes a,b`, `--servers x,y`,
  *   `--no-write`, `--node-flags "..."`;
  * - the child-process suites (broker, sidecar): `--runs N`, `--scale X`, `--no-write`,
- *   `--no-wait`.
+ *   `--no-wait`;
+ * - the Redis suites (redis, jobs): `--runs N`, `--no-write`, `--quick`.
  *
  * Every error is thrown as an `Error` whose message names the option and what it takes.
  */
@@ -141,5 +142,35 @@ export function parseChildSuiteArgs(argv: readonly string[]): ChildSuiteOptions 
   );
   if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 20) throw new Error('--runs must be 1..20');
   if (!(opts.scale > 0 && opts.scale <= 1)) throw new Error('--scale must be in (0, 1]');
+  return opts;
+}
+
+/** The options of the Redis suites (redis, jobs). */
+export interface QuickSuiteOptions {
+  /** `--runs N` (1..10). */
+  runs: number;
+  /** Not `--no-write`: write the results JSON and the docs section. */
+  write: boolean;
+  /** `--quick`: a smoke test with small counts (only with `--no-write`). */
+  quick: boolean;
+}
+
+/**
+ * Parses `--runs N` (default 3), `--no-write` and `--quick`.
+ * @throws Error on an unknown option, runs outside 1..10, or `--quick` without `--no-write`.
+ */
+export function parseQuickSuiteArgs(argv: readonly string[]): QuickSuiteOptions {
+  const opts: QuickSuiteOptions = { runs: 3, write: true, quick: false };
+  readOptions(
+    argv,
+    {
+      '--runs': (value) => (opts.runs = Number(value())),
+      '--no-write': () => (opts.write = false),
+      '--quick': () => (opts.quick = true),
+    },
+    '--runs N, --no-write, --quick (a smoke test: small counts, needs --no-write)',
+  );
+  if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 10) throw new Error('--runs must be 1..10');
+  if (opts.quick && opts.write) throw new Error('--quick is a smoke test: use it with --no-write');
   return opts;
 }

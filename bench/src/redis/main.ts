@@ -28,6 +28,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseQuickSuiteArgs } from '../lib/args.js';
 import { gitHead, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
 import { killLoads, type Load, spawnLoad, stopLoads } from '../lib/loads.js';
 import { cpuMs, getJson, killAllStarted, startNodeServer, type ServerProcess } from '../lib/processes.js';
@@ -46,22 +47,6 @@ let PACED = { n: 300, intervalMs: 20, sse: 20, lp: 20 };
 let BURST = { n: 20_000, window: 256, sse: 4 };
 /** Warm-up publishes (one per ms) before each measurement, so both sides run optimized code. */
 let WARM = 1000;
-
-function parseArgs(argv: readonly string[]) {
-  const opts = { runs: 3, write: true, quick: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--runs') opts.runs = Number(argv[++i]);
-    else if (a === '--no-write') opts.write = false;
-    else if (a === '--quick') opts.quick = true;
-    else throw new Error(`unknown option ${a}; options: --runs N, --no-write, --quick (a smoke test: small counts, needs --no-write)`);
-  }
-  if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 10) throw new Error('--runs must be 1..10');
-  if (opts.quick && opts.write) throw new Error('--quick is a smoke test: use it with --no-write');
-  return opts;
-}
-
-// --- redis-server -----------------------------------------------------------------------------
 
 // --- one trial ----------------------------------------------------------------------------------
 
@@ -154,7 +139,7 @@ async function trial(kind: Kind, redisUrl: string, prefix: string, workload: 'pa
 
 // --- run ------------------------------------------------------------------------------------------
 
-const opts = parseArgs(process.argv.slice(2));
+const opts = parseQuickSuiteArgs(process.argv.slice(2));
 if (opts.quick) {
   PACED = { n: 50, intervalMs: 10, sse: 10, lp: 10 };
   BURST = { n: 2000, window: 64, sse: 2 };
