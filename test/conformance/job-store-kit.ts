@@ -296,6 +296,33 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
       }
     });
 
+    it("held reads of another registry's job that disconnect leave nothing behind: no held request, no copy after a tick", async () => {
+      const { A, B, clock } = await setup();
+      const handler = new PollHandler({ jobs: B, run: () => null });
+      const server = http.createServer((req, res) => void handler.handle(req, res));
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      cleanups.push(async () => {
+        await handler.close();
+        server.closeAllConnections();
+        await new Promise((r) => server.close(r));
+      });
+      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const c = controlled();
+      const job = await A.submit(c.fn);
+      await until(() => c.ctx() !== undefined, 'the job to run');
+      const aborts = Array.from({ length: 20 }, () => new AbortController());
+      const reads = aborts.map((ac) => fetch(`${base}/jobs/${job.id}`, { headers: { prefer: 'wait=30', 'if-none-match': `"${job.version}"` }, signal: ac.signal }).catch(() => undefined));
+      await until(() => handler.stats().held === 20, 'the 20 reads to be held on B');
+      expect(B.stats().mirrors).toBe(1);
+      for (const ac of aborts) ac.abort();
+      await Promise.all(reads);
+      await until(() => handler.stats().held === 0, 'the held reads to be dropped');
+      clock.advance(1000); // B's tick drops the copy nobody reads
+      expect(B.stats().mirrors).toBe(0);
+      c.result.resolve(null);
+      await job.done();
+    });
+
     it('property: any interleaving of progress, outcome and cancels on A and B ends in one outcome both agree on', async () => {
       const { A, B } = await setup();
       type Step = { kind: 'progress'; n: number } | { kind: 'finish'; ok: boolean } | { kind: 'cancel'; on: 'A' | 'B' };
