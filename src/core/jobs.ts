@@ -161,7 +161,7 @@ export interface JobStore {
   expire(id: string): Promise<void>;
   /** Renews an owner's lease for `leaseMs`. */
   heartbeat(owner: string, leaseMs: number): Promise<void>;
-  /** The owner leaves: its lease is forgotten (end its live jobs first). */
+  /** The owner leaves: its lease is forgotten, or, if it still owns live jobs, counts as run out (the next `reap` fails them). */
   release(owner: string): Promise<void>;
   /** Fails the live jobs of every owner whose lease ran out with `error`; resolves with how many. */
   reap(error: PollJobError): Promise<number>;

@@ -388,6 +388,8 @@ export class PollJob<R = unknown> {
   done(): Promise<PollSnapshot<R>> {
     const rec = this._rec;
     if (rec.state !== 'pending' && rec.state !== 'running') return Promise.resolve(snapshotOf<R>(rec));
+    const again = this.#host._doneOf<R>(rec);
+    if (again !== undefined) return again;
     return new Promise<PollSnapshot<R>>((resolve) => {
       (rec.settle ??= []).push(resolve as (snapshot: PollSnapshot) => void);
     });
@@ -398,7 +400,8 @@ export class PollJob<R = unknown> {
    * `reason`.
    * @param reason - The abort reason the job function sees.
    * @defaultValue `reason` is a {@link CancelledError}
-   * @returns `true` if this call cancelled it.
+   * @returns `true` if this call cancelled it. With a store: `true` when the cancel was sent (the
+   *   job was live as this registry knew it); {@link PollHandle.cancelJob} tells for sure.
    */
   cancel(reason?: unknown): boolean {
     return this.#host._cancel(this._rec, reason);
@@ -471,6 +474,7 @@ export class PollHandle extends Resource {
   #unsubscribe: (() => void) | undefined;
   #tickTimer: ClockTimer | undefined;
   #ticking = false;
+  #beating = false;
   /** Writes to the store in flight (close waits for them). */
   readonly #writes = new Set<Promise<unknown>>();
   /** Ids of jobs whose creation the store may or may not have done (its answer was lost). */
@@ -646,7 +650,7 @@ export class PollHandle extends Resource {
     this.#pending++; // the slot is held while the store answers
     let created: { created: boolean; job: StoredJob };
     try {
-      created = await store.create({ id, owner: this.#owner, ttlMs, goneMs: this.#goneMs, leaseMs: this.#leaseMs, idempotencyKey: key, fingerprint });
+      created = await this.#storeWrite(store.create({ id, owner: this.#owner, ttlMs, goneMs: this.#goneMs, leaseMs: this.#leaseMs, idempotencyKey: key, fingerprint }));
     } catch (error) {
       this.#pending--;
       // The store may have created it all the same (the answer was lost): such a job would stay
@@ -823,7 +827,13 @@ export class PollHandle extends Resource {
     if (store === undefined) return this._cancel(rec, reason);
     if (rec.state !== 'pending' && rec.state !== 'running') return false;
     if (rec.owned && reason !== undefined) rec.cancelReason = reason;
-    const found = await this.#storeWrite(store.update(rec.id, { kind: 'canceled' }));
+    let found: JobLookup;
+    try {
+      found = await this.#storeWrite(store.update(rec.id, { kind: 'canceled' }));
+    } catch (error) {
+      if (rec.cancelReason === reason) rec.cancelReason = undefined;
+      throw error;
+    }
     const wasLive = rec.state === 'pending' || rec.state === 'running';
     if (!this.destroyed) this.#apply(rec, found);
     return wasLive && (rec.state as PollJobState) === 'canceled';
@@ -910,7 +920,8 @@ export class PollHandle extends Resource {
     this.#storeWrite(store.update(rec.id, { kind: 'running' })).then(
       (found) => {
         if (!this.destroyed) this.#apply(rec, found);
-        if (rec.state !== 'running' || this.closed) return release();
+        // Runs once: `fn` is cleared when it is called (or when the job ends first).
+        if (rec.state !== 'running' || this.closed || rec.fn === null) return release();
         rec.fn = null;
         const controller = new AbortController();
         rec.controller = controller;
@@ -919,10 +930,12 @@ export class PollHandle extends Resource {
       (error: unknown) => {
         this.#storeError(error, 'write');
         release();
-        // Still pending: try again in a second (it stays queued here, and live in the store).
-        if (rec.state === 'pending' && !this.closed) {
+        // The store may or may not have it running (the answer may be what was lost): try again in
+        // a second. A write to a job already running is refused with the job as it is, and the
+        // function runs then; a job that ended meanwhile is dropped.
+        if (rec.fn !== null && !this.closed) {
           this.#clock.setTimer(() => {
-            if (rec.state === 'pending' && !rec.queued && !rec.inFlight && !this.closed) this.#enqueue(rec);
+            if (rec.fn !== null && !rec.queued && !rec.inFlight && !this.closed && (rec.state === 'pending' || rec.state === 'running')) this.#enqueue(rec);
           }, RETRY_MS);
         }
       },
@@ -1154,11 +1167,14 @@ export class PollHandle extends Resource {
       rec.state = after;
       if (after === 'running') rec.startedAt = this.#clock.now();
       if (rec.owned) {
-        if (before === 'pending') {
-          this.#pending--;
-          this.#dequeue(rec);
-        } else if (before === 'running') this.#running--;
-        if (after === 'running') this.#running++;
+        if (before === 'pending') this.#pending--;
+        else if (before === 'running') this.#running--;
+        if (after === 'running') {
+          this.#running++;
+          // Running in the store before this registry heard the answer to its own write (it was
+          // lost): the function runs when the job is taken from the queue.
+          if (rec.fn !== null && !rec.inFlight && !rec.queued) this.#enqueue(rec);
+        } else if (rec.queued) this.#dequeue(rec);
       }
       if (isOutcome(after)) this.#reached(rec);
     }
@@ -1303,6 +1319,26 @@ export class PollHandle extends Resource {
     }
   }
 
+  /** Fails the jobs whose creation the store may have done without saying so. */
+  async #failOrphans(store: JobStore): Promise<void> {
+    for (const id of [...this.#orphans]) {
+      await store.update(id, { kind: 'failed', error: { name: 'JobLostError', code: WORKER_LOST, message: `Job ${id} was not started: the job store did not confirm it` } });
+      this.#orphans.delete(id);
+    }
+  }
+
+  /**
+   * `done()` on a copy this registry no longer holds (dropped at a tick since it was read): the
+   * job is looked up again, and its outcome awaited on the fresh copy. @internal
+   */
+  _doneOf<R>(rec: JobRecord): Promise<PollSnapshot<R>> | undefined {
+    if (rec.owned || this.#mirrors.get(rec.id) === rec || this.closed) return undefined;
+    return this.lookup<R>(rec.id).then(
+      (job) => job.done(),
+      () => snapshotOf<R>(rec),
+    );
+  }
+
   /** Keeps track of a write, so close() can wait for it. */
   #storeWrite<T>(promise: Promise<T>): Promise<T> {
     this.#writes.add(promise);
@@ -1370,6 +1406,16 @@ export class PollHandle extends Resource {
     const store = this.#store!;
     this.#sweepMirrors();
     for (const copy of this.#mirrors.values()) if (copy.state === 'pending' || copy.state === 'running') this.#refresh(copy);
+    if (!this.#beating) {
+      // The lease is renewed every tick, whatever the reaping below is doing.
+      this.#beating = true;
+      store
+        .heartbeat(this.#owner, this.#leaseMs)
+        .catch((error: unknown) => this.#storeError(error, 'lease'))
+        .finally(() => {
+          this.#beating = false;
+        });
+    }
     if (!this.#ticking) {
       this.#ticking = true;
       const lost: PollJobError = {
@@ -1377,15 +1423,7 @@ export class PollHandle extends Resource {
         code: WORKER_LOST,
         message: 'The process running this job stopped renewing its lease (it died, or lost the job store) before the job ended',
       };
-      const orphans = [...this.#orphans];
-      store
-        .heartbeat(this.#owner, this.#leaseMs)
-        .then(async () => {
-          for (const id of orphans) {
-            await store.update(id, { kind: 'failed', error: { name: 'JobLostError', code: WORKER_LOST, message: `Job ${id} was not started: the job store did not confirm it` } });
-            this.#orphans.delete(id);
-          }
-        })
+      this.#failOrphans(store)
         .then(() => store.reap(lost))
         .then(
           (count) => {
@@ -1436,9 +1474,12 @@ export class PollHandle extends Resource {
       );
     }
     if (!wait) return;
-    const done = await Promise.all(ends);
+    await Promise.all(ends);
     await Promise.allSettled([...this.#writes]);
-    if (done.every(Boolean)) await store.release(this.#owner).catch((error: unknown) => this.#storeError(error, 'lease'));
+    await this.#failOrphans(store).catch((error: unknown) => this.#storeError(error, 'write'));
+    // Released with live jobs left (their end could not be written), the lease counts as run out:
+    // any other registry fails them at its next tick.
+    await store.release(this.#owner).catch((error: unknown) => this.#storeError(error, 'lease'));
   }
 
   async #shutdown(reason: unknown): Promise<void> {

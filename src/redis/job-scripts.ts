@@ -138,13 +138,18 @@ redis.call('PUBLISH', CHANNEL, id .. ' ' .. (tonumber(m.v) + 1))
 return 1
 `;
 
-/** ARGV[5..]: owner, lease ms (0: release). */
+/**
+ * ARGV[5..]: owner, lease ms (0: release). A release with live jobs left makes the lease run out
+ * now, so the next reap fails them.
+ */
 export const JOB_LEASE = `${PRELUDE}
 local owner, lease = ARGV[5], tonumber(ARGV[6])
 if lease > 0 then redis.call('ZADD', P .. 'workers', NOW + lease, owner)
-else
+elseif redis.call('SCARD', P .. 'owned:' .. owner) == 0 then
   redis.call('ZREM', P .. 'workers', owner)
-  if redis.call('SCARD', P .. 'owned:' .. owner) == 0 then redis.call('DEL', P .. 'owned:' .. owner) end
+  redis.call('DEL', P .. 'owned:' .. owner)
+else
+  redis.call('ZADD', P .. 'workers', 0, owner)
 end
 return 1
 `;

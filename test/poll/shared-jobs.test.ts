@@ -163,6 +163,73 @@ describe('MemoryJobStore', () => {
     await B.close();
   });
 
+  it('runs a job whose running write was applied but whose answer was lost', async () => {
+    const clock = new ManualClock();
+    const store = new MemoryJobStore({ clock });
+    let lose = true;
+    const lossy: JobStore = {
+      ...bind(store),
+      update: async (id, update) => {
+        const found = await store.update(id, update);
+        if (update.kind === 'running' && lose) {
+          lose = false;
+          throw new UnavailableError('the answer was lost');
+        }
+        return found;
+      },
+    };
+    const jobs = new PollHandle({ clock, store: lossy, leaseMs: 30_000 });
+    let ran = 0;
+    const job = await jobs.submit(() => {
+      ran++;
+      return 'ran';
+    });
+    for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+    expect(ran).toBe(0);
+    clock.advance(1000); // the retry: the store refuses (already running) and the function runs
+    expect(await job.done()).toMatchObject({ state: 'succeeded', result: 'ran' });
+    expect(ran).toBe(1);
+    expect(jobs.stats()).toMatchObject({ pending: 0, running: 0, inFlight: 0, succeeded: 1 });
+    await jobs.close();
+  });
+
+  it("a registry that closes without writing its jobs' end releases its lease as run out: another fails them at once", async () => {
+    const clock = new ManualClock();
+    const store = new MemoryJobStore({ clock });
+    const refusing: JobStore = {
+      ...bind(store),
+      update: (id, update) => (update.kind === 'canceled' ? Promise.reject(new UnavailableError('unreachable for this write')) : store.update(id, update)),
+    };
+    const A = new PollHandle({ clock, store: refusing, leaseMs: 60_000 });
+    const B = new PollHandle({ clock, store, leaseMs: 60_000 });
+    const job = await A.submit(() => new Promise(() => {}));
+    while ((await store.read(job.id)) !== undefined && ((await store.read(job.id)) as { state: string }).state !== 'running') await new Promise((r) => setImmediate(r));
+    await A.close();
+    expect(await store.read(job.id)).toMatchObject({ state: 'running' });
+    clock.advance(20_000); // B's tick, long before A's 60 s lease would have run out
+    for (let i = 0; i < 20 && B.stats().reaped === 0; i++) await new Promise((r) => setImmediate(r));
+    expect(await store.read(job.id)).toMatchObject({ state: 'failed', error: { code: 'PB_ERR_WORKER_LOST' } });
+    await B.close();
+  });
+
+  it('done() on a copy dropped at a tick looks the job up again and resolves with its outcome', async () => {
+    const clock = new ManualClock();
+    const store = new MemoryJobStore({ clock });
+    const A = new PollHandle({ clock, store });
+    const B = new PollHandle({ clock, store });
+    let finish!: (v: string) => void;
+    const job = await A.submit(() => new Promise<string>((r) => (finish = r)));
+    const copy = await B.lookup(job.id);
+    clock.advance(10_000); // B's tick drops the copy nobody awaits
+    expect(B.stats().mirrors).toBe(0);
+    const outcome = copy.done();
+    while (B.stats().mirrors === 0) await new Promise((r) => setImmediate(r));
+    finish('late');
+    expect(await outcome).toMatchObject({ state: 'succeeded', result: 'late' });
+    await A.close();
+    await B.close();
+  });
+
   it('refuses updates its state machine does not allow, answering with the job as it is', async () => {
     const store = new MemoryJobStore();
     await store.create({ id: 'j', owner: 'o', ttlMs: 1000, goneMs: 0, leaseMs: 1000 });
