@@ -65,6 +65,25 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
     }
   });
 
+  it('a lease released with live jobs left runs out at once: the next reap fails them', async () => {
+    const store = new RedisJobStore({ url: redis.url, prefix: uniquePrefix('release') });
+    try {
+      const lost = { name: 'WorkerLostError', code: 'PB_ERR_WORKER_LOST', message: 'gone' };
+      await store.create({ id: 'job1', owner: 'o1', ttlMs: 60_000, goneMs: 60_000, leaseMs: 60_000 });
+      await store.update('job1', { kind: 'running' });
+      await store.create({ id: 'job2', owner: 'o2', ttlMs: 60_000, goneMs: 60_000, leaseMs: 60_000 });
+      await store.update('job2', { kind: 'canceled' });
+      await store.release('o1');
+      await store.release('o2');
+      expect(await store.reap(lost)).toBe(1);
+      expect(await store.read('job1')).toMatchObject({ state: 'failed', error: lost, version: 3 });
+      expect(await store.read('job2')).toMatchObject({ state: 'canceled' });
+      expect(await store.reap(lost)).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('refuses a backend together with connection options, and a bad clock', () => {
     const backend = new RedisBackend({ url: redis.url, prefix: uniquePrefix('bad') });
     expect(() => new RedisJobStore({ backend, url: redis.url })).toThrow(/either `backend`/);
