@@ -180,7 +180,13 @@ export function createDemo(options = {}) {
   const sidecars = options.sidecars ? startDemoSidecars(options.sidecars) : undefined;
 
   const route = async (req, res) => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    // Job status reads are the hot path of short polling: straight to the handler, which parses
+    // the path itself (no URL object, no other route tried first).
+    const raw = req.url ?? '/';
+    const q = raw.indexOf('?');
+    const path = q === -1 ? raw : raw.slice(0, q);
+    if (path === '/jobs' || path.startsWith('/jobs/')) return poll.handle(req, res);
+    const url = new URL(raw, 'http://localhost');
     const match = /^\/(pub|lp|sse)\/([^/]+)$/.exec(url.pathname);
     let topic = '';
     if (match) {
@@ -221,8 +227,6 @@ export function createDemo(options = {}) {
       );
     } else if (url.pathname === '/uploads' || url.pathname.startsWith('/uploads/')) {
       await uploads.handle(req, res);
-    } else if (url.pathname === '/jobs' || url.pathname.startsWith('/jobs/')) {
-      await poll.handle(req, res);
     } else if (url.pathname === '/sidecar' && sidecars) {
       await sidecars.handle(req, res);
     } else if (url.pathname === '/ws') {
