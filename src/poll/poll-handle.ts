@@ -226,9 +226,9 @@ export interface PollHandleStats {
   readonly inFlight: number;
   /** Finished jobs whose outcome is kept now. */
   readonly stored: number;
-  /** Expired ids remembered as gone now. */
+  /** Expired ids remembered as gone now (with a store: only this registry's own jobs). */
   readonly tombstones: number;
-  /** Idempotency keys known now. */
+  /** Idempotency keys known now (without a store; with one they live in the store, and this is 0). */
   readonly idempotencyKeys: number;
   /** Waits held by {@link PollHandle.waitForChange} now. */
   readonly waiting: number;
@@ -383,7 +383,8 @@ export class PollJob<R = unknown> {
   /**
    * Resolves with the snapshot of the job's outcome (`succeeded`, `failed` or `canceled`) once it
    * has one; at once if it already has (`expired`, without the result, once its TTL has passed).
-   * Never rejects: closing the registry cancels the job.
+   * Never rejects: closing the registry cancels the job. On a copy of another registry's job
+   * (with a store), closing this registry resolves it with the job as last read.
    */
   done(): Promise<PollSnapshot<R>> {
     const rec = this._rec;

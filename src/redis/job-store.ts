@@ -119,7 +119,9 @@ export class RedisJobStore extends Resource implements JobStore {
       });
     }
     return () => {
-      this.#listeners.delete(listener);
+      if (!this.#listeners.delete(listener) || this.#listeners.size > 0) return;
+      this.#subscription?.stop();
+      this.#subscription = undefined;
     };
   }
 
