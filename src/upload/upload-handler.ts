@@ -276,7 +276,7 @@ export class UploadHandler<R = unknown> extends Resource {
         throw new ForbiddenError('Not allowed to do this to this upload');
       }
       if (id !== undefined && (method === 'HEAD' || method === 'GET')) {
-        const jobId = this.#jobOf.get(id);
+        const jobId = this.#jobOf.get(id) ?? (await this.#handOffAgain(id));
         if (jobId !== undefined) res.setHeader(JOB_LOCATION_HEADER, `${this.#jobsBasePath}/${jobId}`);
       }
       const origin = req.headers.origin;
@@ -315,6 +315,27 @@ export class UploadHandler<R = unknown> extends Resource {
   async #handOff(id: string, size: number, metadata: Readonly<Record<string, string | null>>): Promise<string | undefined> {
     this.#active.delete(id);
     this.#completed++;
+    return this.#startJob(id, size, metadata);
+  }
+
+  /**
+   * A complete upload whose hand-off failed (the job registry was full, or its store
+   * unreachable, and the last PATCH was answered with that error): its job starts when the
+   * client asks for the upload's offset again, as a tus client does before it resumes.
+   */
+  async #handOffAgain(id: string): Promise<string | undefined> {
+    if (this.#jobs === undefined || this.#process === undefined) return undefined;
+    let upload: { offset: number; size?: number; metadata?: Record<string, string | null> };
+    try {
+      upload = await this.#store.getUpload(id);
+    } catch {
+      return undefined; // unknown or expired: tus answers it
+    }
+    if (upload.size === undefined || upload.offset < upload.size) return undefined;
+    return this.#startJob(id, upload.size, upload.metadata ?? {});
+  }
+
+  async #startJob(id: string, size: number, metadata: Readonly<Record<string, string | null>>): Promise<string | undefined> {
     const jobs = this.#jobs;
     const process = this.#process;
     if (jobs === undefined || process === undefined) return undefined;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import * as tus from 'tus-js-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PollClient } from '../../src/client/index.js';
-import { InvalidArgumentError, ManualClock, MemoryJobStore, PollHandle, PollHandler } from '../../src/index.js';
+import { CapacityError, InvalidArgumentError, ManualClock, MemoryJobStore, PollHandle, PollHandler } from '../../src/index.js';
 import { JOB_LOCATION_HEADER, UploadHandler, type UploadHandlerOptions } from '../../src/upload/index.js';
 import { until } from '../helpers.js';
 
@@ -288,6 +288,33 @@ describe('UploadHandler protocol answers', () => {
     const res = await fetch(`${r.base}${location}`, { method: 'PATCH', headers: { ...tusHeaders, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' }, body: 'abc' });
     expect(res.status).toBe(503);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('PB_ERR_CAPACITY');
+  });
+
+  it('starts the job of a complete upload whose hand-off failed when the client asks for its offset again', async () => {
+    const jobs = new PollHandle();
+    cleanups.push(() => jobs.close());
+    const submit = jobs.submit.bind(jobs);
+    let refuse = true;
+    (jobs as { submit: PollHandle['submit'] }).submit = (fn, options) => {
+      if (!refuse) return submit(fn, options);
+      refuse = false;
+      return Promise.reject(new CapacityError('The registry is full', { retryAfterSeconds: 1 }));
+    };
+    const r = await rig({ jobs });
+    const location = await create(r.base, 3);
+    const patch = await fetch(`${r.base}${location}`, { method: 'PATCH', headers: { ...tusHeaders, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' }, body: 'abc' });
+    expect(patch.status).toBe(503);
+    expect(((await patch.json()) as { error: { code: string } }).error.code).toBe('PB_ERR_CAPACITY');
+    const head = await fetch(`${r.base}${location}`, { method: 'HEAD', headers: tusHeaders });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('upload-offset')).toBe('3');
+    const jobLocation = head.headers.get(JOB_LOCATION_HEADER);
+    expect(jobLocation).toMatch(/^\/jobs\//);
+    const job = jobs.get<{ sha256: string }>(jobLocation!.split('/').pop()!);
+    expect((await job.done()).result?.sha256).toBe(createHash('sha256').update('abc').digest('hex'));
+    // Asked again: the same job.
+    const again = await fetch(`${r.base}${location}`, { method: 'HEAD', headers: tusHeaders });
+    expect(again.headers.get(JOB_LOCATION_HEADER)).toBe(jobLocation);
   });
 
   it('hands a completed upload to a registry that shares its jobs: another registry reads the job', async () => {
