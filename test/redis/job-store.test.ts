@@ -4,7 +4,7 @@
  * TTLs that clean up, and a store that cannot reach Redis answering 503.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ManualClock, PollHandle, PollHandler, type PollJobContext, UnavailableError } from '../../src/index.js';
+import { ManualClock, PollHandle, PollHandler, type PollJobContext, pollChannels, UnavailableError } from '../../src/index.js';
 import { RedisBackend, RedisJobStore } from '../../src/redis/index.js';
 import { jobStoreConformance } from '../conformance/job-store-kit.js';
 import { serve, waitFor } from './helpers.js';
@@ -136,8 +136,15 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
       const onB = await B.lookup(job.id);
       const outcome = onB.done();
       await own.stop();
+      const failures: { what: string }[] = [];
+      const onFailure = (message: unknown): void => void failures.push(message as { what: string });
+      pollChannels.storeError.subscribe(onFailure);
       finish('made it');
-      await new Promise((r) => setTimeout(r, 200)); // the write fails while Redis is down...
+      try {
+        await waitFor(() => failures.some((f) => f.what === 'write'), 'the outcome write to fail'); // while Redis is down...
+      } finally {
+        pollChannels.storeError.unsubscribe(onFailure);
+      }
       expect(job.state).toBe('running'); // ...and the outcome is not claimed before the store has it
       await own.start();
       // ...and is retried (every second) until Redis takes it; B re-reads what it holds when its
