@@ -25,6 +25,11 @@ export interface MemoryJobStoreOptions {
    * @defaultValue the real clock
    */
   readonly clock?: Clock;
+  /**
+   * Most ended job ids remembered as gone (410) at once; past it, the oldest are forgotten early.
+   * @defaultValue 100000
+   */
+  readonly maxTombstones?: number;
 }
 
 /** What {@link MemoryJobStore.size} counts. */
@@ -63,12 +68,14 @@ export class MemoryJobStore implements JobStore {
   readonly #listeners = new Set<JobStoreListener>();
   #closed = false;
   #ops = 0;
+  readonly #maxGone: number;
 
   /** @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) on an invalid option. */
   constructor(options?: MemoryJobStoreOptions) {
     const opts = check.optionsObject('options', options) as MemoryJobStoreOptions;
     this.#clock = opts.clock ?? realClock;
     if (typeof this.#clock.now !== 'function') throw new InvalidArgumentError(`Expected \`clock\` to be a Clock, got ${check.describe(this.#clock)}`);
+    this.#maxGone = check.integerInRange('maxTombstones', opts.maxTombstones ?? 100_000, 0, 100_000_000);
   }
 
   subscribe(listener: JobStoreListener): () => void {
@@ -219,7 +226,10 @@ export class MemoryJobStore implements JobStore {
   #drop(id: string, entry: MemoryEntry, at: number): void {
     this.#jobs.delete(id);
     if (entry.key !== undefined && this.#keys.get(entry.key) === id) this.#keys.delete(entry.key);
-    if (entry.goneMs > 0) this.#gone.set(id, at + entry.goneMs);
+    if (entry.goneMs === 0 || this.#maxGone === 0) return;
+    this.#gone.delete(id);
+    this.#gone.set(id, at + entry.goneMs);
+    if (this.#gone.size > this.#maxGone) this.#gone.delete(this.#gone.keys().next().value!);
   }
 
   #announce(id: string, version: number): void {

@@ -12,6 +12,8 @@
  * re-reads the jobs it holds (only those). An outcome is kept for the job's TTL, then the job is
  * answered as gone (410) for its gone time; key TTLs remove what nobody reads.
  *
+ * Ended jobs are remembered as gone in one sorted set, at most `maxTombstones` of them.
+ *
  * ## Time
  *
  * Leases and TTLs are measured by Redis's clock (`TIME`), so processes on machines whose clocks
@@ -50,6 +52,12 @@ export interface RedisJobStoreOptions extends Pick<RedisBackendOptions, 'url' | 
    * @defaultValue Redis's clock (`TIME`)
    */
   readonly clock?: Clock;
+  /**
+   * Most ended job ids remembered as gone (410) at once, over every registry of the store; past
+   * it, the oldest are forgotten early (404). Each costs a sorted-set entry in Redis.
+   * @defaultValue 100000
+   */
+  readonly maxTombstones?: number;
 }
 
 type Reply = (string | Reply)[];
@@ -82,6 +90,7 @@ export class RedisJobStore extends Resource implements JobStore {
   readonly #channel: string;
   readonly #clock: Clock | undefined;
   readonly #slack: string;
+  readonly #maxGone: string;
   readonly #listeners = new Set<JobStoreListener>();
   #subscription: { ready: Promise<void>; stop: () => void } | undefined;
 
@@ -89,7 +98,7 @@ export class RedisJobStore extends Resource implements JobStore {
   constructor(options?: RedisJobStoreOptions) {
     super();
     const opts = check.optionsObject('options', options) as RedisJobStoreOptions;
-    const { backend, clock, ...connection } = opts;
+    const { backend, clock, maxTombstones, ...connection } = opts;
     if (backend !== undefined) {
       if (!(backend instanceof RedisBackend)) throw new InvalidArgumentError(`Expected \`backend\` to be a RedisBackend, got ${check.describe(backend)}`);
       if (Object.values(connection).some((v) => v !== undefined)) {
@@ -106,6 +115,7 @@ export class RedisJobStore extends Resource implements JobStore {
     this.#channel = `${this.#backend.prefix}jobs`;
     this.#clock = clock;
     this.#slack = String(clock === undefined ? 0 : CLOCK_SLACK_MS);
+    this.#maxGone = String(check.integerInRange('maxTombstones', maxTombstones ?? 100_000, 0, 100_000_000));
   }
 
   subscribe(listener: JobStoreListener): () => void {
@@ -191,7 +201,7 @@ export class RedisJobStore extends Resource implements JobStore {
     if (this.closed) return Promise.reject(new ClosedError('The job store is closed'));
     const now = this.#clock === undefined ? '' : String(Math.floor(this.#clock.now()));
     return this.#backend._command(
-      (client: Redis | Cluster) => (client as unknown as Scripted)[name](`${this.#prefix}workers`, this.#prefix, now, this.#slack, this.#channel, ...args),
+      (client: Redis | Cluster) => (client as unknown as Scripted)[name](`${this.#prefix}workers`, this.#prefix, now, this.#slack, this.#channel, this.#maxGone, ...args),
       what,
     );
   }

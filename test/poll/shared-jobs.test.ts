@@ -230,6 +230,17 @@ describe('MemoryJobStore', () => {
     await B.close();
   });
 
+  it('remembers at most maxTombstones ended ids as gone', async () => {
+    const clock = new ManualClock();
+    const store = new MemoryJobStore({ clock, maxTombstones: 3 });
+    const jobs = new PollHandle({ clock, store, ttlMs: 100, goneMs: 10_000 });
+    for (let i = 0; i < 10; i++) await (await jobs.submit(() => i)).done();
+    clock.advance(200);
+    await new Promise((r) => setImmediate(r));
+    expect(store.size()).toMatchObject({ jobs: 0, gone: 3 });
+    await jobs.close();
+  });
+
   it('refuses updates its state machine does not allow, answering with the job as it is', async () => {
     const store = new MemoryJobStore();
     await store.create({ id: 'j', owner: 'o', ttlMs: 1000, goneMs: 0, leaseMs: 1000 });

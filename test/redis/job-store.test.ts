@@ -84,6 +84,36 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
     }
   });
 
+  it('remembers at most maxTombstones ended ids as gone: the oldest answer 404 early, the newest 410', async () => {
+    const clock = new ManualClock(1_000_000);
+    const prefix = uniquePrefix('gone');
+    const store = new RedisJobStore({ url: redis.url, prefix, clock, maxTombstones: 5 });
+    const jobs = new PollHandle({ clock, store, ttlMs: 1000, goneMs: 60_000 });
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 12; i++) {
+        const job = await jobs.submit(() => i);
+        await job.done();
+        ids.push(job.id);
+        clock.advance(10); // each ends a little later than the one before
+      }
+      clock.advance(1000); // every outcome past its TTL
+      await waitFor(() => jobs.stats().expired === 12, 'the outcomes to expire');
+      const other = new PollHandle({ clock, store });
+      try {
+        for (const id of ids.slice(0, 7)) await expect(other.lookup(id)).rejects.toMatchObject({ code: 'PB_ERR_NOT_FOUND' });
+        for (const id of ids.slice(7)) await expect(other.lookup(id)).rejects.toMatchObject({ code: 'PB_ERR_GONE' });
+      } finally {
+        await other.close();
+      }
+      const card = await store.backend._command((c) => (c as unknown as { zcard(k: string): Promise<number> }).zcard(`${prefix}{j}:gone`), 'read');
+      expect(card).toBe(5);
+    } finally {
+      await jobs.close();
+      await store.close();
+    }
+  });
+
   it('refuses a backend together with connection options, and a bad clock', () => {
     const backend = new RedisBackend({ url: redis.url, prefix: uniquePrefix('bad') });
     expect(() => new RedisJobStore({ backend, url: redis.url })).toThrow(/either `backend`/);
