@@ -324,6 +324,11 @@ export class JobRecord {
   }
 }
 
+/** True while a job has no outcome yet (`pending` or `running`). @internal */
+export function isLive(state: PollJobState): boolean {
+  return state === 'pending' || state === 'running';
+}
+
 /** True for the three outcomes. @internal */
 export function isOutcome(state: PollJobState): boolean {
   return state === 'succeeded' || state === 'failed' || state === 'canceled';
@@ -388,7 +393,7 @@ export class PollJob<R = unknown> {
    */
   done(): Promise<PollSnapshot<R>> {
     const rec = this._rec;
-    if (rec.state !== 'pending' && rec.state !== 'running') return Promise.resolve(snapshotOf<R>(rec));
+    if (!isLive(rec.state)) return Promise.resolve(snapshotOf<R>(rec));
     const again = this.#host._doneOf<R>(rec);
     if (again !== undefined) return again;
     return new Promise<PollSnapshot<R>>((resolve) => {
@@ -548,12 +553,17 @@ export class PollHandle extends Resource {
     let id = newId();
     while (this.#records.has(id)) id = newId();
     const rec = new JobRecord(id, this.#ns + id, fn as PollJobFunction, this.#clock.now(), timeoutMs, ttlMs, key, fingerprint);
-    this.#records.set(id, rec);
     if (key !== undefined) this.#idempotency.set(key, rec);
     this.#pending++;
+    return this.#admit<R>(rec);
+  }
+
+  /** Files a new job (already counted pending) and queues it to run. */
+  #admit<R>(rec: JobRecord): PollJob<R> {
+    this.#records.set(rec.id, rec);
     this.#started++;
     this.#enqueue(rec);
-    if (pollChannels.start.hasSubscribers) pollChannels.start.publish({ poll: this, id });
+    if (pollChannels.start.hasSubscribers) pollChannels.start.publish({ poll: this, id: rec.id });
     return new PollJob<R>(rec, this, false);
   }
 
@@ -583,11 +593,16 @@ export class PollHandle extends Resource {
 
   /** A view of a job an idempotency key named in the store. */
   #replay<R>(job: StoredJob, fingerprint: string | undefined): PollJob<R> {
-    if (fingerprint !== undefined && job.fingerprint !== undefined && fingerprint !== job.fingerprint) {
-      throw new IdempotencyConflictError(`The Idempotency-Key was first used for job ${job.id} with a different request`);
+    this.#checkReplay(job.id, job.fingerprint, fingerprint);
+    return new PollJob<R>(this.#mirror(job), this, true);
+  }
+
+  /** A start replayed by its idempotency key: the same request, or an IdempotencyConflictError. */
+  #checkReplay(id: string, first: string | undefined, fingerprint: string | undefined): void {
+    if (fingerprint !== undefined && first !== undefined && fingerprint !== first) {
+      throw new IdempotencyConflictError(`The Idempotency-Key was first used for job ${id} with a different request`);
     }
     this.#replayed++;
-    return new PollJob<R>(this.#mirror(job), this, true);
   }
 
   /**
@@ -602,10 +617,7 @@ export class PollHandle extends Resource {
     if (this.#store !== undefined) throw new InvalidStateError('This PollHandle shares its jobs through a store: use `await jobs.lookupByIdempotencyKey(key)`');
     const rec = this.#idempotency.get(key);
     if (rec === undefined) return undefined;
-    if (fingerprint !== undefined && rec.fingerprint !== undefined && fingerprint !== rec.fingerprint) {
-      throw new IdempotencyConflictError(`The Idempotency-Key was first used for job ${rec.id} with a different request`);
-    }
-    this.#replayed++;
+    this.#checkReplay(rec.id, rec.fingerprint, fingerprint);
     return new PollJob<R>(rec, this, true);
   }
 
@@ -670,11 +682,7 @@ export class PollHandle extends Resource {
       this.#storeWrite(store.update(id, { kind: 'canceled' })).catch((error: unknown) => this.#storeError(error, 'write'));
       throw new ClosedError('The PollHandle was closed');
     }
-    this.#records.set(id, rec);
-    this.#started++;
-    this.#enqueue(rec);
-    if (pollChannels.start.hasSubscribers) pollChannels.start.publish({ poll: this, id });
-    return new PollJob<R>(rec, this, false);
+    return this.#admit<R>(rec);
   }
 
   /**
@@ -826,7 +834,7 @@ export class PollHandle extends Resource {
   async _cancelAsync(rec: JobRecord, reason?: unknown): Promise<boolean> {
     const store = this.#store;
     if (store === undefined) return this._cancel(rec, reason);
-    if (rec.state !== 'pending' && rec.state !== 'running') return false;
+    if (!isLive(rec.state)) return false;
     if (rec.owned && reason !== undefined) rec.cancelReason = reason;
     let found: JobLookup;
     try {
@@ -835,14 +843,14 @@ export class PollHandle extends Resource {
       if (rec.cancelReason === reason) rec.cancelReason = undefined;
       throw error;
     }
-    const wasLive = rec.state === 'pending' || rec.state === 'running';
+    const wasLive = isLive(rec.state);
     if (!this.destroyed) this.#apply(rec, found);
     return wasLive && (rec.state as PollJobState) === 'canceled';
   }
 
   /** Cancels a record (with a store: in the background). @internal */
   _cancel(rec: JobRecord, reason?: unknown): boolean {
-    if (rec.state !== 'pending' && rec.state !== 'running') return false;
+    if (!isLive(rec.state)) return false;
     if (this.#store !== undefined) {
       this._cancelAsync(rec, reason).catch((error: unknown) => this.#storeError(error, 'write'));
       return true;
@@ -936,7 +944,7 @@ export class PollHandle extends Resource {
         // function runs then; a job that ended meanwhile is dropped.
         if (rec.fn !== null && !this.closed) {
           this.#clock.setTimer(() => {
-            if (rec.fn !== null && !rec.queued && !rec.inFlight && !this.closed && (rec.state === 'pending' || rec.state === 'running')) this.#enqueue(rec);
+            if (rec.fn !== null && !rec.queued && !rec.inFlight && !this.closed && isLive(rec.state)) this.#enqueue(rec);
           }, RETRY_MS);
         }
       },
@@ -1042,20 +1050,20 @@ export class PollHandle extends Resource {
     rec.finishedAt = this.#clock.now();
     rec.resultJson = resultJson;
     rec.error = error;
-    if (state === 'succeeded') this.#succeeded++;
-    else if (state === 'failed') this.#failed++;
+    this.#keep(rec);
+    this.#changed(rec);
+    if (pollChannels.finish.hasSubscribers) pollChannels.finish.publish({ poll: this, id: rec.id, state, error });
+    this.#settle(rec);
+  }
+
+  /** A job of this registry has its outcome: counted, and kept for its TTL. */
+  #keep(rec: JobRecord): void {
+    if (rec.state === 'succeeded') this.#succeeded++;
+    else if (rec.state === 'failed') this.#failed++;
     else this.#canceled++;
     this.#stored++;
     if (rec.timer !== null) this.#disarm(rec);
     this.#arm(rec, TTL, rec.ttlMs);
-    this.#changed(rec);
-    if (pollChannels.finish.hasSubscribers) pollChannels.finish.publish({ poll: this, id: rec.id, state, error });
-    const settle = rec.settle;
-    if (settle !== null) {
-      rec.settle = null;
-      const snapshot = snapshotOf(rec);
-      for (const resolve of settle) resolve(snapshot);
-    }
   }
 
   #expire(rec: JobRecord): void {
@@ -1187,15 +1195,10 @@ export class PollHandle extends Resource {
     const state = rec.state;
     rec.finishedAt = this.#clock.now();
     if (rec.owned) {
-      if (state === 'succeeded') this.#succeeded++;
-      else if (state === 'failed') this.#failed++;
-      else this.#canceled++;
-      this.#stored++;
       rec.fn = null;
       rec.wantProgress = undefined;
       rec.outcome = undefined;
-      if (rec.timer !== null) this.#disarm(rec);
-      this.#arm(rec, TTL, rec.ttlMs);
+      this.#keep(rec);
       // Ended elsewhere (cancelled through another process, failed by a lease): stop the work here.
       const controller = rec.controller;
       if (controller !== null && !controller.signal.aborted) {
@@ -1223,15 +1226,17 @@ export class PollHandle extends Resource {
   /** The store no longer has the job: it expired (or the store lost it). */
   #vanished(rec: JobRecord, found: 'gone' | undefined): void {
     if (rec.state === 'expired') return;
-    if (rec.state === 'pending' || rec.state === 'running') {
-      if (!rec.owned) {
-        this.#mirrors.delete(rec.id);
-        rec.state = 'expired';
-        rec.version++;
-        this.#settle(rec);
-        if (!this.#purgatory.closed) this.#purgatory.checkAndComplete(rec.key);
-        return;
-      }
+    if (!rec.owned) {
+      // A copy: the job expired where it runs (or the store lost it).
+      this.#mirrors.delete(rec.id);
+      rec.state = 'expired';
+      rec.resultJson = undefined;
+      rec.version++;
+      this.#settle(rec);
+      if (!this.#purgatory.closed) this.#purgatory.checkAndComplete(rec.key);
+      return;
+    }
+    if (isLive(rec.state)) {
       // The store lost a live job of ours (flushed, or restarted without its data): it fails here.
       this.#apply(rec, {
         id: rec.id,
@@ -1243,16 +1248,8 @@ export class PollHandle extends Resource {
       });
       return;
     }
-    if (rec.owned) {
-      if (rec.timer !== null) this.#disarm(rec);
-      this.#expire(rec);
-      return;
-    }
-    this.#mirrors.delete(rec.id);
-    rec.state = 'expired';
-    rec.resultJson = undefined;
-    rec.version++;
-    if (!this.#purgatory.closed) this.#purgatory.checkAndComplete(rec.key);
+    if (rec.timer !== null) this.#disarm(rec);
+    this.#expire(rec);
   }
 
   /** The record of a job the store has: this registry's own, or a copy (new or refreshed). */
@@ -1364,7 +1361,7 @@ export class PollHandle extends Resource {
   /** Announcements may have been lost: re-read every job held here that can still change. */
   readonly #onStoreResync = (): void => {
     if (this.closed) return;
-    for (const rec of this.#records.values()) if (rec.state === 'pending' || rec.state === 'running') this.#refresh(rec);
+    for (const rec of this.#records.values()) if (isLive(rec.state)) this.#refresh(rec);
     for (const rec of this.#mirrors.values()) this.#refresh(rec);
   };
 
@@ -1406,7 +1403,7 @@ export class PollHandle extends Resource {
     if (this.closed) return;
     const store = this.#store!;
     this.#sweepMirrors();
-    for (const copy of this.#mirrors.values()) if (copy.state === 'pending' || copy.state === 'running') this.#refresh(copy);
+    for (const copy of this.#mirrors.values()) if (isLive(copy.state)) this.#refresh(copy);
     if (!this.#beating) {
       // The lease is renewed every tick, whatever the reaping below is doing.
       this.#beating = true;
@@ -1419,13 +1416,8 @@ export class PollHandle extends Resource {
     }
     if (!this.#ticking) {
       this.#ticking = true;
-      const lost: PollJobError = {
-        name: 'WorkerLostError',
-        code: WORKER_LOST,
-        message: 'The process running this job stopped renewing its lease (it died, or lost the job store) before the job ended',
-      };
       this.#failOrphans(store)
-        .then(() => store.reap(lost))
+        .then(() => store.reap(LOST_WORKER))
         .then(
           (count) => {
             this.#reaped += count;
@@ -1451,8 +1443,8 @@ export class PollHandle extends Resource {
 
   /**
    * With a store: this registry's live jobs end (canceled, or the outcome they were writing) in
-   * the store; the lease is released once they all did, else left to run out so that another
-   * registry fails them.
+   * the store, then the lease is released (with live jobs left, it counts as run out, so another
+   * registry fails them).
    */
   async #shutdownShared(store: JobStore, reason: unknown, wait: boolean): Promise<void> {
     this.#tickTimer?.cancel();
@@ -1461,7 +1453,7 @@ export class PollHandle extends Resource {
     this.#unsubscribe = undefined;
     const ends: Promise<boolean>[] = [];
     for (const rec of this.#records.values()) {
-      if (rec.state !== 'pending' && rec.state !== 'running') continue;
+      if (!isLive(rec.state)) continue;
       rec.cancelReason = reason;
       rec.controller?.abort(reason);
       ends.push(
@@ -1487,13 +1479,8 @@ export class PollHandle extends Resource {
     const store = this.#store;
     if (store !== undefined) {
       await this.#shutdownShared(store, reason, !this.destroyed);
-      // What could not be written ends here all the same; copies of other registries' jobs are
-      // answered as they are.
-      for (const rec of this.#records.values()) {
-        if (rec.state === 'pending' || rec.state === 'running') {
-          this.#apply(rec, { id: rec.id, state: 'canceled', progress: rec.progress, version: rec.version + 1, owner: this.#owner });
-        }
-      }
+      // What could not be written ends canceled here all the same (below, as without a store);
+      // copies of other registries' jobs are answered as they are.
       for (const copy of this.#mirrors.values()) {
         this.#settle(copy);
         if (!this.#ownsPurgatory && !this.#purgatory.closed) this.#purgatory.cancelForKey(copy.key, reason);
@@ -1503,7 +1490,7 @@ export class PollHandle extends Resource {
     // Live jobs end canceled (their waiters are answered with that), then every timer and
     // waiter goes with the purgatory (or with this registry's keys of a shared one).
     for (const rec of this.#records.values()) {
-      if (rec.state === 'pending' || rec.state === 'running') {
+      if (isLive(rec.state)) {
         const controller = rec.controller;
         this.#finish(rec, 'canceled', undefined, undefined);
         controller?.abort(reason);
@@ -1551,6 +1538,13 @@ export class JobTimer extends DelayedOperation {
     this.host.fire(this);
   }
 }
+
+/** What the live jobs of a registry whose lease ran out fail with. */
+const LOST_WORKER: PollJobError = Object.freeze({
+  name: 'WorkerLostError',
+  code: WORKER_LOST,
+  message: 'The process running this job stopped renewing its lease (it died, or lost the job store) before the job ended',
+});
 
 /** Most copies of other registries' jobs held at once (past it, unused ones are dropped). */
 const MAX_MIRRORS = 10_000;

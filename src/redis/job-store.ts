@@ -142,7 +142,7 @@ export class RedisJobStore extends Resource implements JobStore {
   }
 
   async create(job: JobCreate): Promise<JobCreateResult> {
-    const keyName = job.idempotencyKey === undefined ? '' : `${this.#prefix}key:${createHash('sha256').update(job.idempotencyKey).digest('base64url')}`;
+    const keyName = job.idempotencyKey === undefined ? '' : this.#keyName(job.idempotencyKey);
     const reply = (await this.#run(
       'write',
       'pbJobCreate',
@@ -162,8 +162,7 @@ export class RedisJobStore extends Resource implements JobStore {
   }
 
   async findByKey(idempotencyKey: string): Promise<StoredJob | undefined> {
-    const keyName = `${this.#prefix}key:${createHash('sha256').update(idempotencyKey).digest('base64url')}`;
-    const reply = (await this.#run('read', 'pbJobFindKey', keyName)) as Reply;
+    const reply = (await this.#run('read', 'pbJobFindKey', this.#keyName(idempotencyKey))) as Reply;
     if (reply[0] !== 'job') return undefined;
     return parseJob(reply[1] as string[]);
   }
@@ -195,6 +194,11 @@ export class RedisJobStore extends Resource implements JobStore {
   /** The backend whose connections the store uses. */
   get backend(): RedisBackend {
     return this.#backend;
+  }
+
+  /** The Redis key of an idempotency key: its SHA-256, so any key fits. */
+  #keyName(idempotencyKey: string): string {
+    return `${this.#prefix}key:${createHash('sha256').update(idempotencyKey).digest('base64url')}`;
   }
 
   #run(what: 'read' | 'write', name: keyof typeof JOB_SCRIPTS, ...args: (string | number)[]): Promise<unknown> {
