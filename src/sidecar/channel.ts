@@ -424,8 +424,6 @@ class Connection {
   control: string[] = [];
   /** Incoming requests being handled, by id, for CANCEL. */
   readonly handling = new Map<number, Handling>();
-  /** The peer's session (accepting side). */
-  peerSession = '';
   /** The session handlers see: the peer's (accepting side) or the channel's own. */
   messageSession = '';
   /** The accepting side's resume record of the peer's session. */
@@ -1099,7 +1097,6 @@ export class SidecarChannel extends Resource {
       case Kind.HELLO: {
         if (this.#accept === undefined || conn.ready) throw new ProtocolError('Unexpected HELLO');
         if (m[1] !== PROTOCOL_VERSION) throw new ProtocolError(`The peer speaks protocol version ${m[1]}; this side speaks ${PROTOCOL_VERSION}`);
-        conn.peerSession = m[2];
         conn.messageSession = m[2];
         const sessions = this.#accept.sessions;
         let record = sessions.get(m[2]);

@@ -337,7 +337,6 @@ export async function serveLogShipper(options: LogShipperOptions): Promise<LogSh
     {
       ...serve,
       ...defaultSocket(serve, LOG_SHIPPER_DEFAULTS.socketPath),
-      ...(o.clock === undefined ? {} : { clock: o.clock }),
       onClose: () => writer.close(),
     },
   );

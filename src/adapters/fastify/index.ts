@@ -47,6 +47,7 @@ import type { PubSubBroker } from '../../pubsub/index.js';
 import type { SseHandler, SseTarget } from '../../sse/index.js';
 import type { UploadHandler } from '../../upload/index.js';
 import { toPatchbayError } from '../shared/errors.js';
+import { trimSlash } from '../shared/mount.js';
 import { checkMaxBodyBytes, type PublishOptions, servePublish } from '../shared/publish.js';
 
 export type { PublishOptions } from '../shared/publish.js';
@@ -197,8 +198,4 @@ function topicParam(request: FastifyRequest): string | undefined {
 function topicTarget(request: FastifyRequest): { topics: string[] } | undefined {
   const topic = topicParam(request);
   return topic === undefined ? undefined : { topics: [topic] };
-}
-
-function trimSlash(path: string): string {
-  return path.endsWith('/') ? path.slice(0, -1) : path;
 }

@@ -10,8 +10,13 @@ export function pathOf(url: string): string {
   return q === -1 ? url : url.slice(0, q);
 }
 
+/** `path` without one trailing slash. @internal */
+export function trimSlash(path: string): string {
+  return path.endsWith('/') ? path.slice(0, -1) : path;
+}
+
 /** Is `path` the base path or under it? @internal */
 export function within(path: string, base: string): boolean {
-  const b = base.endsWith('/') ? base.slice(0, -1) : base;
+  const b = trimSlash(base);
   return path === b || path.startsWith(`${b}/`);
 }
