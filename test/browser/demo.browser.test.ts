@@ -92,7 +92,7 @@ describe.skipIf(!HAS_CHROMIUM && !IN_CI)('the demo page in Chromium, every patte
     await new Promise<void>((resolve) => demo.server.listen(0, '127.0.0.1', resolve));
     base = `http://127.0.0.1:${(demo.server.address() as AddressInfo).port}`;
     await demo.sidecars.ready;
-    if (!HAS_CHROMIUM) return; // in CI: the tests fail, they do not skip
+    if (!HAS_CHROMIUM) throw new Error(`CI=true but there is no Chromium at ${CHROMIUM}: apt-get install -y --no-install-recommends chromium`);
     profile = mkdtempSync(join(tmpdir(), 'patchbay-chromium-'));
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
@@ -187,6 +187,9 @@ describe.skipIf(!HAS_CHROMIUM && !IN_CI)('the demo page in Chromium, every patte
     await page.waitForFunction(() => (globalThis as unknown as { document: { getElementById(id: string): { textContent: string } } }).document.getElementById('sidecar-metrics').textContent.includes('demo_requests_total'));
     await page.click('#sidecar-refresh'); // the first refresh is logged by now
     await page.waitForFunction(() => (globalThis as unknown as { document: { getElementById(id: string): { textContent: string } } }).document.getElementById('sidecar-log').textContent.includes('"path"'));
+    // The page shows what the sidecars hold: counters of its requests, and their log lines.
+    expect(await page.textContent('#sidecar-metrics')).toMatch(/demo_requests_total\{[^}]*\} [1-9]/);
+    expect(await page.textContent('#sidecar-log')).toContain('"path":"/sidecar"');
     await shot('sidecar', 'sidecar');
   });
 

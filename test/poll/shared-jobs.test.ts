@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { type JobStore, type JobStoreListener, ManualClock, MemoryJobStore, PollHandle, type PollJobContext, UnavailableError } from '../../src/index.js';
 import { jobStoreConformance } from '../conformance/job-store-kit.js';
+import { until } from '../helpers.js';
 
 /** A view of `store` that can be made dead: its calls reject and it hears nothing. */
 function severable(store: JobStore): { store: JobStore; sever: () => void } {
@@ -124,7 +125,7 @@ describe('MemoryJobStore', () => {
       ctx = c;
       return new Promise(() => {});
     });
-    while (ctx === undefined) await new Promise((r) => setImmediate(r));
+    await until(() => ctx !== undefined, 'the job to run');
     const onB = await B.lookup(job.id);
     let woken = false;
     const wait = B.waitForChange(job.id, { version: onB.version, timeoutMs: 60_000 }).then((s) => {
@@ -152,11 +153,11 @@ describe('MemoryJobStore', () => {
       signal = s;
       return new Promise(() => {});
     });
-    while (signal === undefined) await new Promise((r) => setImmediate(r));
+    await until(() => signal !== undefined, 'the job to run');
     const onB = await B.lookup(job.id);
     expect(onB.cancel()).toBe(true);
     expect((await onB.done()).state).toBe('canceled');
-    while (!signal.aborted) await new Promise((r) => setImmediate(r));
+    await until(() => signal!.aborted, "A's signal to abort");
     expect(job.state).toBe('canceled');
     expect(onB.cancel()).toBe(false);
     await A.close();
@@ -203,7 +204,7 @@ describe('MemoryJobStore', () => {
     const A = new PollHandle({ clock, store: refusing, leaseMs: 60_000 });
     const B = new PollHandle({ clock, store, leaseMs: 60_000 });
     const job = await A.submit(() => new Promise(() => {}));
-    while ((await store.read(job.id)) !== undefined && ((await store.read(job.id)) as { state: string }).state !== 'running') await new Promise((r) => setImmediate(r));
+    await until(() => job.state === 'running', 'the job to run');
     await A.close();
     expect(await store.read(job.id)).toMatchObject({ state: 'running' });
     clock.advance(20_000); // B's tick, long before A's 60 s lease would have run out
@@ -223,7 +224,7 @@ describe('MemoryJobStore', () => {
     clock.advance(10_000); // B's tick drops the copy nobody awaits
     expect(B.stats().mirrors).toBe(0);
     const outcome = copy.done();
-    while (B.stats().mirrors === 0) await new Promise((r) => setImmediate(r));
+    await until(() => B.stats().mirrors > 0, 'the job to be looked up again');
     finish('late');
     expect(await outcome).toMatchObject({ state: 'succeeded', result: 'late' });
     await A.close();

@@ -1,10 +1,10 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-/** Polls `condition` every few ms until it holds; fails naming `what` after `deadlineMs`. */
-export async function waitFor(condition: () => boolean, what: string, deadlineMs = 10_000): Promise<void> {
+/** Polls `condition` (sync or async) every few ms until it holds; fails naming `what` after `deadlineMs`. */
+export async function waitFor(condition: () => boolean | Promise<boolean>, what: string, deadlineMs = 10_000): Promise<void> {
   const end = Date.now() + deadlineMs;
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > end) throw new Error(`Timed out after ${deadlineMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }

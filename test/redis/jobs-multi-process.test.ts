@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DemoProcess, killDemo, startDemo, stopDemo } from './demo-process.js';
-import { REDIS_BINARY, testRedis, type TestRedis, uniquePrefix } from './redis-server.js';
+import { redisUnavailableReason, testRedis, type TestRedis, uniquePrefix } from './redis-server.js';
 
 const LEASE_MS = 600;
 
@@ -20,7 +20,7 @@ interface Status {
 const start = (base: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> =>
   fetch(`${base}/jobs`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
 
-describe.skipIf(REDIS_BINARY === undefined && !process.env.PATCHBAY_TEST_REDIS_URL)('jobs shared by two demo processes on one Redis', () => {
+describe.skipIf(redisUnavailableReason !== undefined)('jobs shared by two demo processes on one Redis', () => {
   let redis: TestRedis;
   let a: DemoProcess;
   let b: DemoProcess;

@@ -127,12 +127,17 @@ describe.skipIf(REDIS_BINARY === undefined)('three demo processes on one Redis',
         }
       }
     })();
-    await sleep(300); // the first poll is held
+    // The first poll (no cursor: the next message) must be held before message 0 is published.
+    await waitFor(
+      async () => ((await (await fetch(`${p3.base}/stats`)).json()) as { longPoll: { parked: number } }).longPoll.parked > 0,
+      'the first long poll to be held on P3',
+    );
 
+    let restarted: Promise<void> | undefined;
     for (let i = 0; i < N; i++) {
       if (i === 50) {
         await redis.stop(); // SIGKILL by PID, mid-stream
-        setTimeout(() => void redis.start(), 1500);
+        restarted = sleep(1500).then(() => redis.start());
       }
       if (i === 100) {
         // The SSE client reconnects to another process with the last id it got.
@@ -158,6 +163,7 @@ describe.skipIf(REDIS_BINARY === undefined)('three demo processes on one Redis',
       await sleep(5);
     }
 
+    await restarted;
     const missing = (got: { id?: string }[]) => {
       const seen = new Set(got.map((e) => e.id));
       return acked.filter((a) => !seen.has(a.id)).map((a) => a.i);

@@ -29,6 +29,10 @@ if (process.env.CI === 'true' && REDIS_BINARY === undefined) {
 }
 if (redisUnavailableReason !== undefined) {
   console.warn(`\n!!! SKIPPING the Redis tests: ${redisUnavailableReason} !!!\n`);
+} else if (REDIS_BINARY === undefined) {
+  // PATCHBAY_TEST_REDIS_URL is set but there is no binary: the tests that stop, start or cluster
+  // servers of their own (skipIf REDIS_BINARY === undefined) cannot run.
+  console.warn('\n!!! SKIPPING the Redis tests that start their own servers (fault, cluster, sentinel, multi-process): redis-server is not installed !!!\n');
 }
 
 export function freePort(): Promise<number> {
