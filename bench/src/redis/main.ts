@@ -29,7 +29,8 @@ import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseQuickSuiteArgs } from '../lib/args.js';
-import { gitHead, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
+import { gitHead, rotate, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
+import { metText } from '../lib/report.js';
 import { killLoads, type Load, spawnLoad, stopLoads } from '../lib/loads.js';
 import { cpuMs, getJson, killAllStarted, startNodeServer, type ServerProcess } from '../lib/processes.js';
 import { startRedisServer } from '../lib/redis-server.js';
@@ -177,7 +178,7 @@ const failures: string[] = [];
 
 try {
   for (let run = 0; run < opts.runs; run++) {
-    const order = KINDS.map((_, i) => KINDS[(i + run) % KINDS.length]!);
+    const order = rotate(KINDS, run);
     for (const workload of ['paced', 'burst'] as const) {
       for (const kind of order) {
         const prefix = `bench:${run}:${workload}:${kind}:`;
@@ -236,7 +237,7 @@ const table = [
 console.log('');
 console.log(table);
 console.log('');
-for (const t of targets) console.log(`  [${t.met ? 'met' : 'NOT met'}] ${t.target}: ${fmt(t.ratio)}x`);
+for (const t of targets) console.log(`  [${metText(t.met)}] ${t.target}: ${fmt(t.ratio)}x`);
 if (failures.length > 0) console.log(`\nCHECK FAILURES:\n  ${failures.join('\n  ')}`);
 
 if (opts.write) {
