@@ -6,6 +6,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { BodyTooLargeError, ProtocolError, UnsupportedMediaTypeError } from '../core/errors.js';
+import { type JsonLimits, parseJson } from '../core/json.js';
 
 /** The default body limit: 1 MiB. */
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
@@ -60,11 +61,12 @@ export function readBody(req: IncomingMessage, limitBytes = DEFAULT_MAX_BODY_BYT
 
 /**
  * Turns a body into a value by its `Content-Type`: `text/plain` (or none) as a UTF-8 string,
- * `application/json` (and `+json` types) as the parsed value.
- * @throws ProtocolError (`PB_ERR_PROTOCOL`) for invalid JSON or UTF-8; UnsupportedMediaTypeError
- *   (`PB_ERR_UNSUPPORTED_MEDIA_TYPE`) for another type.
+ * `application/json` (and `+json` types) as the parsed value, through {@link parseJson}: nested at
+ * most `limits.maxDepth` deep (64 by default), with no `__proto__` key at any depth.
+ * @throws ProtocolError (`PB_ERR_PROTOCOL`) for invalid JSON or UTF-8, JSON nested too deep or
+ *   with a `__proto__` key; UnsupportedMediaTypeError (`PB_ERR_UNSUPPORTED_MEDIA_TYPE`) for another type.
  */
-export function decodeBody(contentType: string | undefined, body: Buffer): unknown {
+export function decodeBody(contentType: string | undefined, body: Buffer, limits?: JsonLimits): unknown {
   const type = (contentType ?? 'text/plain').split(';')[0]!.trim().toLowerCase();
   if (type === 'application/json' || type.endsWith('+json')) {
     let text: string;
@@ -73,11 +75,7 @@ export function decodeBody(contentType: string | undefined, body: Buffer): unkno
     } catch (cause) {
       throw new ProtocolError('The JSON body is not valid UTF-8', { cause });
     }
-    try {
-      return JSON.parse(text) as unknown;
-    } catch (cause) {
-      throw new ProtocolError(`The body is not valid JSON: ${(cause as Error).message}`, { cause });
-    }
+    return parseJson(text, { maxDepth: limits?.maxDepth, what: limits?.what ?? 'The body' });
   }
   if (type === 'text/plain' || type === '') {
     try {

@@ -12,21 +12,31 @@
 import { randomUUID } from 'node:crypto';
 import { onAbort, abortReason } from '../core/abort.js';
 import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
-import { ForbiddenError, InvalidArgumentError, TimeoutError, ClosedError } from '../core/errors.js';
+import { InvalidArgumentError, TimeoutError, ClosedError } from '../core/errors.js';
+import { assertJsonValue, checkMaxDepth, DEFAULT_MAX_JSON_DEPTH } from '../core/json.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
+import { type Access, authorizeAccess, type Authorize, bothTopicChecks, cachedTopicCheck, OPEN_ACCESS, targetOf } from './access.js';
 import { type Backend, type BackendRead, type BackendStats, MemoryBackend } from './backend.js';
 import { type Cursor, type Message, type MessageHeaders, parseCursor, sizeOf } from './message.js';
 import type { MessageLogLimits } from './message-log.js';
 import { type OverflowPolicy, pubsubChannels, type Receiver, Subscription, type SubscriptionHost } from './subscription.js';
 import { INBOX_PREFIX, isWildcard, parsePattern, parseTopic, TopicIndex } from './topic.js';
 
-/** Authorization hooks: return `false` (or a promise of it) to refuse with a {@link ForbiddenError}. */
+/**
+ * Authorization hooks of a broker, in the one shape every primitive uses
+ * (`(target, context)`, see {@link Authorize}): `target` is `{ topics: [topic] }` for a topic and
+ * `{ pattern }` for a pattern with wildcards; `context` is the call's `context` option. Anything
+ * but `true` or a grant refuses with a {@link ForbiddenError}.
+ */
 export interface PubSubAuthorize {
-  /** May `context` publish on `topic`? */
-  readonly publish?: (topic: string, context: unknown) => boolean | Promise<boolean>;
-  /** May `context` subscribe to `pattern`? */
-  readonly subscribe?: (pattern: string, context: unknown) => boolean | Promise<boolean>;
+  /** May `context` publish on the target's topic? */
+  readonly publish?: Authorize;
+  /**
+   * May `context` subscribe to the target? A grant's `canRead` is applied to every message the
+   * subscription meets, and its `identity` is kept as the subscription's.
+   */
+  readonly subscribe?: Authorize;
 }
 
 /** Options for {@link PubSubBroker}. */
@@ -55,6 +65,13 @@ export interface PubSubBrokerOptions {
   readonly overflow?: OverflowPolicy;
   /** Authorization hooks for publish and subscribe. */
   readonly authorize?: PubSubAuthorize;
+  /**
+   * The deepest nesting of objects and arrays a published value may have (the outermost counts
+   * 1). Deeper data is refused at `publish`, before it is stored: serializing it could overflow the
+   * stack of whichever transport (or process) delivers it.
+   * @defaultValue {@link DEFAULT_MAX_JSON_DEPTH} (64)
+   */
+  readonly maxDataDepth?: number;
   /**
    * Called when a callback subscriber throws. Without it, the error is rethrown in a microtask
    * (an uncaught exception), as an EventEmitter listener's would be.
@@ -96,6 +113,18 @@ export interface SubscribeOptions<T = unknown> {
   readonly signal?: AbortSignal;
   /** Passed to the `authorize.subscribe` hook. */
   readonly context?: unknown;
+  /**
+   * Only messages whose topic this accepts are delivered (asked once per topic, cached with the
+   * subscription); the others are skipped, in the replay and live. Combined with the `canRead` of
+   * the `authorize.subscribe` hook's grant, if any.
+   */
+  readonly canRead?: (topic: string) => boolean;
+}
+
+/** Options for {@link PubSubBroker.read}. */
+export interface ReadOptions {
+  /** Only messages whose topic this accepts are returned (a page may then hold fewer than `limit`, with `more`). */
+  readonly canRead?: (topic: string) => boolean;
 }
 
 /** Options for {@link PubSubBroker.request}. */
@@ -178,6 +207,7 @@ export class PubSubBroker extends Resource {
   /** Topics that passed validation lately: publishing on a hot topic skips the checks. */
   readonly #validTopics = new Set<string>();
   readonly #maxQueue: number;
+  readonly #maxDataDepth: number;
   readonly #overflow: OverflowPolicy;
   readonly #authorize: PubSubAuthorize;
   readonly #onError: ((error: unknown, subscription: Subscription) => void) | undefined;
@@ -194,6 +224,7 @@ export class PubSubBroker extends Resource {
     this.backend = opts.backend ?? new MemoryBackend({ history: opts.history, clock: this.#clock });
     this.#keepsHistory = opts.backend !== undefined || opts.history?.maxCount !== 0;
     this.#maxQueue = check.integerInRange('maxQueue', opts.maxQueue ?? 1000, 1, 2 ** 31 - 1);
+    this.#maxDataDepth = checkMaxDepth('maxDataDepth', opts.maxDataDepth ?? DEFAULT_MAX_JSON_DEPTH);
     this.#overflow = checkPolicy('overflow', opts.overflow ?? 'close');
     this.#authorize = check.optionsObject('authorize', opts.authorize);
     check.optionalFunction('authorize.publish', this.#authorize.publish);
@@ -206,8 +237,10 @@ export class PubSubBroker extends Resource {
    * Stores `data` in `topic`'s log and delivers it to every matching subscription.
    *
    * @returns The stored message, with its id.
-   * @throws (rejects) InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) for an invalid topic, `undefined`
-   *   data or bad headers; ForbiddenError (`PB_ERR_FORBIDDEN`) when `authorize.publish` refuses;
+   * @throws (rejects) InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) for an invalid topic, bad
+   *   headers, or data no transport can carry: `undefined`, a BigInt, function or symbol, a cycle,
+   *   a string that is not well-formed Unicode, a `__proto__` key, nesting deeper than
+   *   `maxDataDepth`; ForbiddenError (`PB_ERR_FORBIDDEN`) when `authorize.publish` refuses;
    *   ClosedError (`PB_ERR_CLOSED`) after close.
    */
   publish<T = unknown>(topic: string, data: T, options?: PublishOptions): Promise<Message<T>> {
@@ -219,6 +252,9 @@ export class PubSubBroker extends Resource {
         this.#validTopics.add(topic);
       }
       if (data === undefined) throw new InvalidArgumentError('Expected `data` to be a value, got `undefined`');
+      // Refused here, once, what no transport could carry: a message is stored only if every
+      // subscriber (SSE, long poll, WebSocket, another process on Redis) can be sent it.
+      assertJsonValue(data, { maxDepth: this.#maxDataDepth });
       const opts = check.optionsObject('options', options);
       const headers = checkHeaders(opts.headers);
       const store = !topic.startsWith(`${INBOX_PREFIX}.`);
@@ -226,7 +262,7 @@ export class PubSubBroker extends Resource {
       const record = { topic, data, headers, size: store && this.#keepsHistory ? sizeOf(data) : 0, store };
       const hook = this.#authorize.publish;
       if (hook === undefined) return this.backend.publish(record) as Promise<Message<T>>;
-      return this.#allowed(hook(topic, opts.context), `publish on ${JSON.stringify(topic)}`).then(
+      return authorizeAccess(hook, { topics: [topic] }, opts.context, `publish on ${JSON.stringify(topic)}`).then(
         () => this.backend.publish(record) as Promise<Message<T>>,
       );
     } catch (error) {
@@ -239,7 +275,7 @@ export class PubSubBroker extends Resource {
    * subscription is live, with any replay already queued.
    *
    * @throws (rejects) InvalidArgumentError for a bad pattern or option; InvalidCursorError
-   *   (`PB_ERR_INVALID_CURSOR`) for a bad `from`; ForbiddenError when `authorize.subscribe`
+   *   (`PB_ERR_INVALID_CURSOR`) for a bad `from`; ForbiddenError (`PB_ERR_FORBIDDEN`) when `authorize.subscribe`
    *   refuses; the signal's reason when aborted; ClosedError after close.
    */
   async subscribe<T = unknown>(pattern: string, options?: SubscribeOptions<T>): Promise<Subscription<T>> {
@@ -260,14 +296,16 @@ export class PubSubBroker extends Resource {
     const maxQueue = check.integerInRange('maxQueue', opts.maxQueue ?? this.#maxQueue, 1, 2 ** 31 - 1);
     const policy = checkPolicy('overflow', opts.overflow ?? this.#overflow);
     const onMessage = check.optionalFunction('onMessage', opts.onMessage);
+    const canRead = check.optionalFunction('canRead', opts.canRead);
     const signal = check.optionalSignal('signal', opts.signal);
     if (signal?.aborted) throw abortReason(signal);
     const hook = this.#authorize.subscribe;
-    if (hook !== undefined) await this.#allowed(hook(pattern, opts.context), `subscribe to ${JSON.stringify(pattern)}`);
+    const access: Access = hook === undefined ? OPEN_ACCESS : await authorizeAccess(hook, targetOf(pattern), opts.context, `subscribe to ${JSON.stringify(pattern)}`);
     if (signal?.aborted) throw abortReason(signal);
     this.assertOpen('subscribe');
 
-    const sub = new Subscription<T>(this.#host, pattern, tokens, group, maxQueue, policy, onMessage);
+    const filter = bothTopicChecks(access.canRead, canRead === undefined ? undefined : cachedTopicCheck(canRead));
+    const sub = new Subscription<T>(this.#host, pattern, tokens, group, maxQueue, policy, onMessage, filter, access.identity);
     this.#subs.add(sub);
     if (group === undefined) this.#index.add(tokens, sub as Subscription);
     else this.#joinGroup(sub as Subscription, tokens, group);
@@ -375,15 +413,22 @@ export class PubSubBroker extends Resource {
    * @param target - A topic, a list of topics, or `{ pattern }`.
    * @param cursor - An id to read after, or `null` for the oldest message kept.
    * @param limit - The most messages to return.
+   * @param options - A topic check (`canRead`) for what the caller may read.
    * @throws (rejects) InvalidArgumentError for a bad target or limit; InvalidCursorError
    *   (`PB_ERR_INVALID_CURSOR`) for a bad cursor.
    */
-  read(target: string | readonly string[] | { readonly pattern: string }, cursor: string | null, limit: number): Promise<BackendRead> {
+  read(target: string | readonly string[] | { readonly pattern: string }, cursor: string | null, limit: number, options?: ReadOptions): Promise<BackendRead> {
     try {
       this.assertOpen('read');
       check.integerInRange('limit', limit, 1, 100_000);
+      const canRead = check.optionalFunction('canRead', check.optionsObject('options', options).canRead);
       const at = cursor === null ? null : parseCursor(cursor);
-      return this.backend.read(readSpec(target), at, limit);
+      const read = this.backend.read(readSpec(target), at, limit);
+      if (canRead === undefined) return read;
+      return read.then((page) => {
+        const messages = page.messages.filter((m) => canRead(m.topic));
+        return messages.length === page.messages.length ? page : { ...page, messages };
+      });
     } catch (error) {
       return Promise.reject(error);
     }
@@ -467,10 +512,6 @@ export class PubSubBroker extends Resource {
     group.members.push(sub);
   }
 
-  async #allowed(verdict: boolean | Promise<boolean>, what: string): Promise<void> {
-    if ((await verdict) !== true) throw new ForbiddenError(`Not allowed to ${what}`);
-  }
-
   protected async onClose(): Promise<void> {
     this.#shutdown(new ClosedError('The broker was closed'));
     if (this.#ownsBackend) await this.backend.close();
@@ -526,6 +567,7 @@ function checkHeaders(headers: unknown): MessageHeaders | undefined {
     if (typeof value !== 'string') {
       throw new InvalidArgumentError(`Expected header ${JSON.stringify(name)} to be a string, got ${check.describe(value)}`);
     }
+    if (!name.isWellFormed() || !value.isWellFormed()) throw new InvalidArgumentError('Expected headers to be well-formed Unicode (no lone surrogates)');
     out[name] = value;
   }
   return Object.freeze(out);

@@ -5,11 +5,19 @@
  * @module
  */
 export {
+  patternsOverlap,
+  targetOverlaps,
+  type AccessGrant,
+  type AccessVerdict,
+  type Authorize,
+} from './access.js';
+export {
   PubSubBroker,
   type PubSubAuthorize,
   type PubSubBrokerOptions,
   type PubSubStats,
   type PublishOptions,
+  type ReadOptions,
   type ReplayInfo,
   type RequestOptions,
   type SubscribeOptions,

@@ -74,6 +74,9 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
   _lastSeq = 0;
   /** Tokens of the pattern. @internal */
   readonly _tokens: readonly string[];
+  /** Who subscribed: the `identity` of the `authorize.subscribe` hook's grant, if it gave one. */
+  readonly identity: string | undefined;
+  readonly #canRead: ((topic: string) => boolean) | undefined;
 
   /** @internal */
   constructor(
@@ -84,6 +87,8 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     maxQueue: number,
     policy: OverflowPolicy,
     onMessage: ((message: Message<T>) => void) | undefined,
+    canRead?: (topic: string) => boolean,
+    identity?: string,
   ) {
     this.#host = host;
     this.pattern = pattern;
@@ -92,6 +97,8 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     this.#maxQueue = maxQueue;
     this.#policy = policy;
     this.#onMessage = onMessage as ((message: Message) => void) | undefined;
+    this.#canRead = canRead;
+    this.identity = identity;
   }
 
   /** `true` once closed, by the consumer, the broker, or the overflow policy. */
@@ -128,6 +135,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
   _accept(message: Message): void {
     if (this.#closed || message._seq <= this._lastSeq) return;
     this._lastSeq = message._seq;
+    if (this.#canRead !== undefined && !this.#canRead(message.topic)) return;
     if (this.#onMessage !== undefined) {
       this.#delivered++;
       try {

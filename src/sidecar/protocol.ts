@@ -25,6 +25,7 @@
  * @internal
  */
 import { ProtocolError } from '../core/errors.js';
+import { DEFAULT_MAX_JSON_DEPTH, parseJson } from '../core/json.js';
 
 /** The protocol version sent in HELLO and WELCOME. @internal */
 export const PROTOCOL_VERSION = 1;
@@ -67,15 +68,15 @@ function bad(what: string): never {
 
 /**
  * Parses one frame's payload into an {@link Envelope}, checking its shape.
- * @throws {@link ProtocolError} when the payload is not JSON or not a known message. @internal
+ * @throws {@link ProtocolError} when the payload is not JSON (or nests deeper than 65 levels, or has a
+ *   `__proto__` key) or is not a known message. @internal
  */
 export function decodeEnvelope(payload: Buffer | string): Envelope {
-  let value: unknown;
-  try {
-    value = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
-  } catch (err) {
-    throw new ProtocolError('Malformed sidecar message: the frame is not JSON', { cause: err });
-  }
+  // The data rides one level down, in the envelope's array: it may nest as deep as published data.
+  const value = parseJson(typeof payload === 'string' ? payload : payload.toString('utf8'), {
+    maxDepth: DEFAULT_MAX_JSON_DEPTH + 1,
+    what: 'Malformed sidecar message: the frame',
+  });
   if (!Array.isArray(value) || value.length === 0) bad('expected a non-empty array');
   const m = value as unknown[];
   const len = m.length;

@@ -24,6 +24,7 @@ import {
   PubSubBroker,
   type PubSubBrokerOptions,
   SseHandler,
+  targetOverlaps,
   type TopicTarget,
 } from '../../src/index.js';
 import { LongPollHandler } from '../../src/longpoll/index.js';
@@ -69,7 +70,7 @@ async function secretBroker(options: PubSubBrokerOptions = {}) {
 describe('authorize hooks deny by topic, and a denied client learns nothing', () => {
   it('broker: authorize.publish and authorize.subscribe refuse with PB_ERR_FORBIDDEN and store nothing', async () => {
     const broker = new PubSubBroker({
-      authorize: { publish: (topic) => !topic.startsWith(SECRET), subscribe: (pattern) => !pattern.startsWith(SECRET) && !pattern.startsWith('>') },
+      authorize: { publish: (target) => !targetOverlaps(target, `${SECRET}.>`), subscribe: (target) => !targetOverlaps(target, `${SECRET}.>`) },
     });
     cleanups.push(() => broker.close());
     await expect(broker.publish(`${SECRET}.x`, 1)).rejects.toBeInstanceOf(ForbiddenError);
@@ -216,9 +217,12 @@ describe('no prototype pollution', () => {
     for (const name of NAMES) await broker.subscribe(`${name}.>`, { onMessage: (m) => void got.push(m.topic) });
     for (const name of NAMES) {
       await broker.publish(name, { polluted: true });
-      await broker.publish(`${name}.${name}`, JSON.parse('{"__proto__":{"polluted":1}}'));
+      await broker.publish(`${name}.${name}`, JSON.parse('{"constructor":{"prototype":{"polluted":1}}}'));
+      // One rule at every entry: a `__proto__` key is refused at any depth, not stored.
+      await expect(broker.publish(`${name}.${name}`, JSON.parse('{"a":{"__proto__":{"polluted":1}}}'))).rejects.toBeInstanceOf(InvalidArgumentError);
     }
     expect(got.sort()).toEqual(NAMES.map((n) => `${n}.${n}`).sort());
+    expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
     const lp = new LongPollHandler({ broker });
     const sse = new SseHandler({ broker });
     cleanups.push(async () => {
@@ -265,7 +269,9 @@ describe('no prototype pollution', () => {
     const client = await Client.open(r);
     await client.subscribe('s', { pattern: '>' });
     for (const name of NAMES) {
-      const reply = await client.request({ type: 'publish', topic: name, data: JSON.parse('{"__proto__":{"polluted":1},"constructor":{"prototype":{"polluted":1}}}') });
+      const refused = await client.request({ type: 'publish', topic: name, data: JSON.parse('{"__proto__":{"polluted":1},"constructor":{"prototype":{"polluted":1}}}') });
+      expect(refused).toMatchObject({ type: 'error', code: expect.stringMatching(/^PB_ERR_(PROTOCOL|INVALID_ARGUMENT)$/) });
+      const reply = await client.request({ type: 'publish', topic: name, data: JSON.parse('{"constructor":{"prototype":{"polluted":1}}}') });
       expect(reply.type).toBe('published');
     }
     client.send('{"type":"ping","__proto__":{"polluted":1}}');

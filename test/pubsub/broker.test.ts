@@ -300,8 +300,8 @@ describe('PubSubBroker authorization and lifecycle', () => {
   it('asks authorize hooks and refuses with ForbiddenError, publishing nothing', async () => {
     const b = broker({
       authorize: {
-        publish: (topic, ctx) => topic.startsWith('public.') || ctx === 'admin',
-        subscribe: async (pattern) => pattern !== '>',
+        publish: (target, ctx) => target.topics![0]!.startsWith('public.') || ctx === 'admin',
+        subscribe: async (target) => target.pattern !== '>',
       },
     });
     await expect(b.publish('secret', 1)).rejects.toBeInstanceOf(ForbiddenError);
@@ -364,5 +364,59 @@ describe('PubSubBroker authorization and lifecycle', () => {
     await b.publish('e', 1);
     expect(errors).toHaveLength(1);
     expect(ok).toEqual([1]);
+  });
+});
+
+describe('PubSubBroker refuses data no transport can carry, and authorizes patterns safely', () => {
+  it('publish refuses deep, cyclic, BigInt and lone-surrogate data with InvalidArgumentError, storing nothing', async () => {
+    const b = broker();
+    let deep: unknown = 1;
+    for (let i = 0; i < 5000; i++) deep = [deep];
+    const cycle: Record<string, unknown> = {};
+    cycle['me'] = cycle;
+    for (const data of [deep, cycle, 10n, '\ud800', { s: 'x\udc00' }, () => 1]) {
+      await expect(b.publish('t', data)).rejects.toBeInstanceOf(InvalidArgumentError);
+    }
+    expect(b.stats().published).toBe(0);
+    expect((await b.read('t', null, 10)).messages).toHaveLength(0);
+    const tight = broker({ maxDataDepth: 2 });
+    await expect(tight.publish('t', [[1]])).resolves.toBeDefined();
+    await expect(tight.publish('t', [[[1]]])).rejects.toThrow(/deeper than 2/);
+    expect(() => broker({ maxDataDepth: 0 })).toThrow(InvalidArgumentError);
+  });
+
+  it('a grant with canRead keeps a pattern subscription from ever delivering a hidden topic, replayed or live', async () => {
+    const b = broker({
+      authorize: { subscribe: (_target, ctx) => ({ identity: String(ctx), canRead: (topic) => !topic.startsWith('admin.') }) },
+    });
+    await b.publish('admin.secret', 'old secret');
+    await b.publish('chat.x', 'old chat');
+    for (const pattern of ['>', 'admin.*', '*.secret', 'admin.>']) {
+      const got: string[] = [];
+      const sub = await b.subscribe(pattern, { from: 'oldest', context: 'ann', onMessage: (m) => got.push(m.topic) });
+      expect(sub.identity).toBe('ann');
+      await b.publish('admin.secret', 'new secret');
+      await b.publish('chat.secret', 'chat');
+      expect(got.filter((t) => t.startsWith('admin.')), pattern).toEqual([]);
+      sub.close();
+    }
+  });
+
+  it('canRead on read() and subscribe() filters by topic, and a throwing check refuses', async () => {
+    const b = broker();
+    await b.publish('a.1', 1);
+    await b.publish('b.1', 2);
+    const page = await b.read({ pattern: '>' }, null, 10, { canRead: (t) => t.startsWith('a.') });
+    expect(page.messages.map((m) => m.topic)).toEqual(['a.1']);
+    const got: string[] = [];
+    await b.subscribe('>', {
+      from: 'oldest',
+      canRead: (t) => {
+        if (t === 'b.1') throw new Error('boom');
+        return true;
+      },
+      onMessage: (m) => got.push(m.topic),
+    });
+    expect(got).toEqual(['a.1']);
   });
 });

@@ -1,6 +1,6 @@
 import { fc, test } from '@fast-check/vitest';
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError, matchTokens, parsePattern, parseTopic, TopicIndex } from '../../src/index.js';
+import { InvalidArgumentError, matchTokens, parsePattern, parseTopic, patternsOverlap, targetOverlaps, TopicIndex } from '../../src/index.js';
 
 describe('topic and pattern validation', () => {
   it('accepts ordinary names, including __proto__ and constructor', () => {
@@ -97,5 +97,38 @@ describe('TopicIndex', () => {
     index.remove(['a', '*', '>'], 'y');
     expect(index.size).toBe(0);
     expect(index.match('a.b.c')).toEqual([]);
+  });
+});
+
+describe('patternsOverlap and targetOverlaps: can a pattern reach a protected topic?', () => {
+  it('catches every wildcard route into admin.>', () => {
+    for (const p of ['admin.*', '>', '*.secret', 'admin.>', '*.*', '*.>', 'admin.secret']) expect(patternsOverlap(p, 'admin.>'), p).toBe(true);
+    for (const p of ['chat.*', 'admin', '*', 'chat.>', 'x.admin.y']) expect(patternsOverlap(p, 'admin.>'), p).toBe(false);
+    expect(targetOverlaps({ topics: ['chat', 'admin.keys'] }, 'admin.>')).toBe(true);
+    expect(targetOverlaps({ topics: ['chat', 'admin'] }, 'admin.>')).toBe(false);
+    expect(targetOverlaps({ pattern: '*.secret' }, '*.secret')).toBe(true);
+  });
+
+  it('property: agrees with matching every topic of a small alphabet', () => {
+    const token = fc.constantFrom('a', 'b', '*');
+    const pattern = fc
+      .tuple(fc.array(token, { minLength: 0, maxLength: 3 }), fc.boolean())
+      .filter(([t, tail]) => t.length > 0 || tail)
+      .map(([t, tail]) => [...t, ...(tail ? ['>'] : [])].join('.'));
+    const topics: string[] = [];
+    const grow = (prefix: string[]): void => {
+      if (prefix.length > 0) topics.push(prefix.join('.'));
+      if (prefix.length < 5) for (const t of ['a', 'b', 'c']) grow([...prefix, t]);
+    };
+    grow([]);
+    fc.assert(
+      fc.property(pattern, pattern, (a, b) => {
+        const ta = parsePattern(a);
+        const tb = parsePattern(b);
+        const both = topics.some((t) => matchTokens(ta, t.split('.')) && matchTokens(tb, t.split('.')));
+        expect(patternsOverlap(a, b)).toBe(both);
+      }),
+      { numRuns: 300 },
+    );
   });
 });

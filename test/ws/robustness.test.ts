@@ -189,7 +189,7 @@ describe('WsHandler: authorize', () => {
         },
         onError: (error) => errors.push(error),
       },
-      { authorize: { subscribe: (pattern, context) => (context as { user: string }).user === 'ann' || pattern !== 'ann-only' } },
+      { authorize: { subscribe: (target, context) => (context as { user: string }).user === 'ann' || target.topics?.[0] !== 'ann-only' } },
     );
     const ann = await Client.open(r, { headers: { 'x-user': 'ann' } });
     const bob = await Client.open(r, { headers: { 'x-user': 'bob' } });
