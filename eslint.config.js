@@ -20,8 +20,9 @@ export const layers = {
   poll: ['core', 'http', 'purgatory', 'pubsub'],
   upload: ['core', 'http', 'purgatory', 'pubsub', 'poll'],
   ws: ['core', 'http', 'purgatory', 'pubsub'],
+  publish: ['core', 'http', 'pubsub'],
   redis: ['core', 'pubsub', 'purgatory'],
-  adapters: ['core', 'http', 'longpoll', 'sse', 'poll', 'upload', 'ws', 'pubsub', 'purgatory'],
+  adapters: ['core', 'http', 'longpoll', 'sse', 'poll', 'upload', 'ws', 'publish', 'pubsub', 'purgatory'],
 };
 
 /** Layers that must stay free of node:http (and, for client, of any node: built-in). */

@@ -13,7 +13,6 @@ import { RedisBackend, RedisJobStore } from 'patchbay/redis';
 import { WsHandler } from 'patchbay/ws';
 import { startDemoSidecars } from './sidecars.js';
 import {
-  decodeBody,
   InvalidArgumentError,
   LongPollHandler,
   MethodNotAllowedError,
@@ -21,7 +20,7 @@ import {
   PollHandle,
   PollHandler,
   PubSubBroker,
-  readBody,
+  PublishHandler,
   sendError,
   sendJson,
   SseHandler,
@@ -143,7 +142,7 @@ export function createDemo(options = {}) {
   const sse = new SseHandler({ broker, retryMs: options.sseRetryMs ?? 1000, retryJitter: 0.25, lastEventIdQuery: 'lastEventId' });
   // WebSocket push on GET /ws (attached to the server's upgrades below); anyone may publish, as on POST /pub/:topic.
   const ws = new WsHandler({ broker, authorize: { publish: () => true } });
-  const maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
+  const publish = new PublishHandler({ broker, maxBodyBytes: options.maxBodyBytes ?? 1024 * 1024 });
   const jobOptions = options.jobs ?? {};
   // On Redis the jobs are shared too: a job started on one demo process is read, awaited and
   // cancelled through any other, and a process that dies has its jobs failed after its lease.
@@ -199,11 +198,8 @@ export function createDemo(options = {}) {
     if (await servePublic(url.pathname, req, res)) {
       // the page, its script and style, and the browser builds it loads
     } else if (match?.[1] === 'pub') {
-      if (req.method !== 'POST') throw new MethodNotAllowedError(req.method, ['POST']);
-      const body = await readBody(req, maxBodyBytes);
-      const data = decodeBody(req.headers['content-type'], body);
-      const message = await broker.publish(topic, data);
-      sendJson(res, 201, { id: message.id });
+      // Anyone may publish (it is a demo), but not a page of another site through a visitor's browser.
+      await publish.handle(req, res, topic);
     } else if (match?.[1] === 'lp') {
       await longPoll.handle(req, res, { topics: [topic] });
     } else if (match?.[1] === 'sse') {
@@ -234,7 +230,7 @@ export function createDemo(options = {}) {
       if (req.method !== 'GET') throw new MethodNotAllowedError(req.method, ['GET']);
       sendJson(res, 426, { error: { code: 'PB_ERR_PROTOCOL', message: 'GET /ws is a WebSocket endpoint: send an Upgrade: websocket request' } }, { upgrade: 'websocket' });
     } else if (url.pathname === '/stats' && req.method === 'GET') {
-      sendJson(res, 200, { broker: broker.stats(), longPoll: longPoll.stats(), sse: sse.stats(), jobs: jobs.stats(), poll: poll.stats(), uploads: uploads.stats(), ws: ws.stats() });
+      sendJson(res, 200, { broker: broker.stats(), publish: publish.stats(), longPoll: longPoll.stats(), sse: sse.stats(), jobs: jobs.stats(), poll: poll.stats(), uploads: uploads.stats(), ws: ws.stats() });
     } else {
       throw new NotFoundError(`No route for ${req.method} ${url.pathname}`);
     }
@@ -255,7 +251,7 @@ export function createDemo(options = {}) {
     // Live jobs end canceled in the store before the connection they need closes.
     void Promise.all([jobs.close(), broker.close()]).then(() => backend?.close());
   });
-  return { server, broker, longPoll, sse, jobs, poll, uploads, sidecars, ws };
+  return { server, broker, publish, longPoll, sse, jobs, poll, uploads, sidecars, ws };
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

@@ -12,5 +12,6 @@ export * from './pubsub/index.js';
 export * from './http/index.js';
 export * from './longpoll/index.js';
 export * from './sse/index.js';
+export * from './publish/index.js';
 export * from './poll/index.js';
 export * from './sidecar/index.js';

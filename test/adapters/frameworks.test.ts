@@ -196,7 +196,7 @@ describe('koa', () => {
 describe('web', () => {
   it('publish asks authorize with the web Request', async () => {
     const { broker } = rig();
-    const pub = pbWeb.publish(broker, { authorize: (request) => request.headers.get('x-key') === 'k' });
+    const pub = pbWeb.publish(broker, { authorize: (_target, request) => request.headers.get('x-key') === 'k' });
     const refused = await pub(new Request('http://x/pub/t', { method: 'POST', body: 'a' }), 't');
     expect(refused.status).toBe(403);
     expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('PB_ERR_FORBIDDEN');

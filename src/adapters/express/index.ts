@@ -39,7 +39,7 @@ import type { SseHandler, SseTarget } from '../../sse/index.js';
 import type { UploadHandler } from '../../upload/index.js';
 import { bodyAlreadyRead, bodyReadError, toPatchbayError } from '../shared/errors.js';
 import { pathOf, within } from '../shared/mount.js';
-import { checkMaxBodyBytes, type PublishOptions, servePublish } from '../shared/publish.js';
+import { publishHandler, type PublishOptions } from '../shared/publish.js';
 
 export type { PublishOptions } from '../shared/publish.js';
 
@@ -152,15 +152,13 @@ export function uploads<R>(handler: UploadHandler<R>, options: MountOptions = {}
  *
  * @example
  * ```ts
- * app.all('/pub/:topic', publish(broker, { authorize: (req) => req.get('x-api-key') === key }));
+ * app.all('/pub/:topic', publish(broker, { authorize: (target, req) => req.get('x-api-key') === key }));
  * ```
  */
 export function publish(broker: PubSubBroker, options: ExpressPublishOptions = {}): RequestHandler {
-  const max = checkMaxBodyBytes(options.maxBodyBytes);
+  const handler = publishHandler<Request>(broker, options);
   const topicOf = options.topic ?? ((req: Request) => topicParam(req)?.topics[0]);
-  const authorize = options.authorize;
-  return (req, res, next) =>
-    run(req, res, next, () => servePublish(broker, req, res, topicOf(req), authorize && ((t) => authorize(req, t)), max));
+  return (req, res, next) => run(req, res, next, () => handler.handle(req, res, topicOf(req), req));
 }
 
 /** Options for {@link routes}: the routes to register, each optional, at the demo's paths by default. */

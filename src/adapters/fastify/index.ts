@@ -48,7 +48,7 @@ import type { SseHandler, SseTarget } from '../../sse/index.js';
 import type { UploadHandler } from '../../upload/index.js';
 import { toPatchbayError } from '../shared/errors.js';
 import { trimSlash } from '../shared/mount.js';
-import { checkMaxBodyBytes, type PublishOptions, servePublish } from '../shared/publish.js';
+import { publishHandler, type PublishOptions } from '../shared/publish.js';
 
 export type { PublishOptions } from '../shared/publish.js';
 
@@ -154,13 +154,11 @@ export async function patchbayPlugin(fastify: FastifyInstance, options: Patchbay
 
   const { publish, longPoll, sse, jobs, uploads } = options;
   if (publish !== undefined) {
-    const max = checkMaxBodyBytes(publish.maxBodyBytes);
+    const handler = publishHandler<FastifyRequest>(publish.broker, publish);
     const topicOf = publish.topic ?? topicParam;
-    const authorize = publish.authorize;
     serve(publish.path ?? '/pub/:topic', (request) => {
       const topic = topicOf(request);
-      const allowed = authorize && ((t: string) => authorize(request, t));
-      return (res) => servePublish(publish.broker, request.raw, res, topic, allowed, max);
+      return (res) => handler.handle(request.raw, res, topic, request);
     });
   }
   if (longPoll !== undefined) {

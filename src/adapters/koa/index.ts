@@ -37,7 +37,7 @@ import type { SseHandler, SseTarget } from '../../sse/index.js';
 import type { UploadHandler } from '../../upload/index.js';
 import { bodyAlreadyRead, bodyReadError, toPatchbayError } from '../shared/errors.js';
 import { pathOf, within } from '../shared/mount.js';
-import { checkMaxBodyBytes, type PublishOptions, servePublish } from '../shared/publish.js';
+import { publishHandler, type PublishOptions } from '../shared/publish.js';
 
 export type { PublishOptions } from '../shared/publish.js';
 
@@ -150,14 +150,13 @@ export function uploads<R>(handler: UploadHandler<R>, options: MountOptions = {}
  *
  * @example
  * ```ts
- * router.all('/pub/:topic', publish(broker, { authorize: (ctx) => ctx.get('x-api-key') === key }));
+ * router.all('/pub/:topic', publish(broker, { authorize: (target, ctx) => ctx.get('x-api-key') === key }));
  * ```
  */
 export function publish(broker: PubSubBroker, options: KoaPublishOptions = {}): Middleware {
-  const max = checkMaxBodyBytes(options.maxBodyBytes);
+  const handler = publishHandler<Context>(broker, options);
   const topicOf = options.topic ?? ((ctx: Context) => params(ctx)['topic']);
-  const authorize = options.authorize;
-  return (ctx) => run(ctx, () => servePublish(broker, ctx.req, ctx.res, topicOf(ctx), authorize && ((t) => authorize(ctx, t)), max));
+  return (ctx) => run(ctx, () => handler.handle(ctx.req, ctx.res, topicOf(ctx), ctx));
 }
 
 /**

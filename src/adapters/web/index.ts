@@ -34,7 +34,7 @@ import type { PollHandler } from '../../poll/index.js';
 import type { PubSubBroker } from '../../pubsub/index.js';
 import type { SseHandler, SseTarget } from '../../sse/index.js';
 import type { UploadHandler } from '../../upload/index.js';
-import { checkMaxBodyBytes, type PublishOptions, servePublish } from '../shared/publish.js';
+import { publishHandler, type PublishOptions } from '../shared/publish.js';
 import { serveNode, type ServeNodeOptions } from './bridge.js';
 
 export { serveNode, type NodeHandler, type ServeNodeOptions } from './bridge.js';
@@ -137,8 +137,6 @@ export function uploads<R>(handler: UploadHandler<R>, options?: ServeNodeOptions
  * ```
  */
 export function publish(broker: PubSubBroker, options: WebPublishOptions = {}): (request: Request, topic: string) => Promise<Response> {
-  const max = checkMaxBodyBytes(options.maxBodyBytes);
-  const authorize = options.authorize;
-  return (request, topic) =>
-    serveNode(request, (req, res) => servePublish(broker, req, res, topic, authorize && ((t) => authorize(request, t)), max), options);
+  const handler = publishHandler<Request>(broker, options);
+  return (request, topic) => serveNode(request, (req, res) => handler.handle(req, res, topic, request), options);
 }

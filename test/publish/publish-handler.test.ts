@@ -1,0 +1,112 @@
+import http from 'node:http';
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ErrorCodes, PublishHandler, PubSubBroker, type PublishHandlerOptions } from '../../src/index.js';
+import { closeServers, errorBody, request, serve } from '../hardening/http.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+  await closeServers();
+});
+
+async function rig(options: Omit<PublishHandlerOptions, 'broker'> = {}) {
+  const broker = new PubSubBroker();
+  const handler = new PublishHandler({ ...options, broker });
+  cleanups.push(() => broker.close());
+  const { base } = await serve((req, res) => void handler.handle(req, res, decodeURIComponent((req.url ?? '').slice('/pub/'.length))));
+  return { broker, handler, base, host: new URL(base).host };
+}
+
+const text = { 'content-type': 'text/plain' };
+
+describe('PublishHandler: a browser on another site cannot publish', () => {
+  it('a cross-site Origin is refused with 403 before anything is stored, text/plain included', async () => {
+    const { broker, base, handler } = await rig();
+    for (const origin of ['https://evil.example', 'null', 'http://127.0.0.1.evil.example', 'not a url']) {
+      const answer = await request(base, { method: 'POST', path: '/pub/t', headers: { ...text, origin }, body: 'x' });
+      expect(answer.status, origin).toBe(403);
+      expect(errorBody(answer).code).toBe(ErrorCodes.FORBIDDEN);
+    }
+    expect(broker.stats().published).toBe(0);
+    expect(handler.stats().crossSiteRefused).toBe(4);
+  });
+
+  it('its own origin, no Origin at all (servers, tools) and an origin cors allows may publish', async () => {
+    const { base, host } = await rig({ cors: { origin: ['https://app.example'] } });
+    for (const headers of [{ origin: `http://${host}` }, {}, { origin: 'https://app.example' }] as Record<string, string>[]) {
+      const answer = await request(base, { method: 'POST', path: '/pub/t', headers: { ...text, ...headers }, body: 'x' });
+      expect(answer.status).toBe(201);
+    }
+    const other = await request(base, { method: 'POST', path: '/pub/t', headers: { ...text, origin: 'https://other.example' }, body: 'x' });
+    expect(other.status).toBe(403);
+  });
+});
+
+describe('PublishHandler: authorized before the body is read', () => {
+  it('a refused client gets 403 at once, though its declared body never arrives', async () => {
+    const { base, broker } = await rig({ authorize: (_target, req) => req.headers['x-key'] === 'k' });
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = http.request(`${base}/pub/t`, { method: 'POST', headers: { ...text, 'content-length': String(10 * 1024 * 1024) } }, (res) => {
+        resolve(res.statusCode ?? 0);
+        req.destroy();
+      });
+      req.on('error', reject);
+      req.write('only the first bytes'); // and never the rest
+    });
+    expect(status).toBe(403);
+    expect(broker.stats().published).toBe(0);
+  });
+
+  it('the hook gets (target, context) and may answer with a grant', async () => {
+    const seen: unknown[] = [];
+    const { base } = await rig({
+      authorize: (target, req) => {
+        seen.push(target);
+        return req.headers['x-key'] === 'k' ? { identity: 'ann' } : false;
+      },
+    });
+    expect((await request(base, { method: 'POST', path: '/pub/a.b', headers: { ...text, 'x-key': 'k' }, body: 'x' })).status).toBe(201);
+    expect(seen).toEqual([{ topics: ['a.b'] }]);
+  });
+});
+
+describe('PublishHandler: bodies no transport can carry are refused at the door', () => {
+  it('JSON nested 5,000 deep, a __proto__ key and a lone surrogate answer 400 with a JSON body, and nothing is stored', async () => {
+    const { base, broker } = await rig();
+    const bodies = ['['.repeat(5000) + ']'.repeat(5000), '{"a":{"__proto__":{"x":1}}}', '"\\ud800"', '{"k":"\\udc00"}'];
+    for (const body of bodies) {
+      const answer = await request(base, { method: 'POST', path: '/pub/t', headers: { 'content-type': 'application/json' }, body });
+      expect(answer.status).toBe(400);
+      expect(errorBody(answer).code).toMatch(/^PB_ERR_(PROTOCOL|INVALID_ARGUMENT)$/);
+    }
+    expect(broker.stats().published).toBe(0);
+  });
+
+  it('a body over maxBodyBytes is 413, a bad topic 400, another method 405', async () => {
+    const { base } = await rig({ maxBodyBytes: 10 });
+    expect((await request(base, { method: 'POST', path: '/pub/t', headers: text, body: 'x'.repeat(11) })).status).toBe(413);
+    expect((await request(base, { method: 'POST', path: '/pub/a..b', headers: text, body: 'x' })).status).toBe(400);
+    expect((await request(base, { method: 'POST', path: '/pub/', headers: text, body: 'x' })).status).toBe(400);
+    expect((await request(base, { method: 'GET', path: '/pub/t' })).status).toBe(405);
+  });
+
+  it('property: any body and content type gets 201 or a 4xx with a JSON error body, never a 5xx', async () => {
+    const { base } = await rig({ maxBodyBytes: 4096 });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(fc.json(), fc.string(), fc.constant('['.repeat(100)), fc.constant('{"__proto__":1}')),
+        fc.constantFrom('application/json', 'text/plain', 'application/x+json', 'image/png'),
+        async (body, type) => {
+          const answer = await request(base, { method: 'POST', path: '/pub/t', headers: { 'content-type': type }, body });
+          if (answer.status !== 201) {
+            expect(answer.status).toBeGreaterThanOrEqual(400);
+            expect(answer.status).toBeLessThan(500);
+            expect(errorBody(answer).code).toMatch(/^PB_ERR_/);
+          }
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+});
