@@ -62,6 +62,7 @@ import {
   NotFoundError,
   TimeoutError,
 } from '../core/errors.js';
+import { assertJsonValue, parseJson } from '../core/json.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
 import { DelayedOperation, Purgatory } from '../purgatory/index.js';
@@ -337,7 +338,8 @@ export function isOutcome(state: PollJobState): boolean {
 /** Builds the snapshot of a record. @internal */
 export function snapshotOf<R>(rec: JobRecord): PollSnapshot<R> {
   const s: { -readonly [K in keyof PollSnapshot<R>]: PollSnapshot<R>[K] } = { id: rec.id, state: rec.state, progress: rec.progress, version: rec.version };
-  if (rec.resultJson !== undefined) s.result = JSON.parse(rec.resultJson) as R;
+  // The JSON may come from a job store (Redis): read as untrusted input.
+  if (rec.resultJson !== undefined) s.result = parseJson(rec.resultJson, { what: 'A stored job result' }) as R;
   if (rec.error !== undefined) s.error = rec.error;
   return s;
 }
@@ -1007,6 +1009,8 @@ export class PollHandle extends Resource {
     let json: string | undefined;
     let problem: string | undefined;
     try {
+      // Results travel as JSON (to clients, through a job store): held to the rule of published data.
+      if (value !== undefined) assertJsonValue(value, { what: 'the result' });
       json = JSON.stringify(value === undefined ? null : value);
       if (json === undefined) problem = `the result is not JSON-serializable (${typeof value})`;
       else if (json.length > this.#maxResultBytes / 3 && Buffer.byteLength(json) > this.#maxResultBytes) {

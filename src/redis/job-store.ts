@@ -33,6 +33,7 @@ import { createHash } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import type { Clock } from '../core/clock.js';
 import { ClosedError, InvalidArgumentError } from '../core/errors.js';
+import { parseJson } from '../core/json.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
 import type { JobCreate, JobCreateResult, JobLookup, JobStore, JobStoreListener, JobUpdate, PollJobError, PollProgress, StoredJob } from '../core/jobs.js';
@@ -261,13 +262,13 @@ function parseJob(fields: readonly string[], knownId = ''): StoredJob {
         state = value;
         break;
       case 'p':
-        progress = JSON.parse(value) as PollProgress | null;
+        progress = parseJson(value, { what: 'A job record from Redis' }) as PollProgress | null;
         break;
       case 'r':
         resultJson = value;
         break;
       case 'e':
-        error = JSON.parse(value) as PollJobError;
+        error = parseJson(value, { what: 'A job record from Redis' }) as PollJobError;
         break;
       case 'v':
         version = Number(value);

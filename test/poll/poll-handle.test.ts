@@ -476,3 +476,22 @@ describe('PollHandle: waiting and lifecycle', () => {
     expect(() => jobs.start(() => 1, { idempotencyKey: '' })).toThrow(InvalidArgumentError);
   });
 });
+
+describe('PollHandle: a result no client could be sent fails the job, it never crashes a read', () => {
+  it('a result nested deeper than 64, with a BigInt or a lone surrogate ends failed with PB_ERR_INVALID_ARGUMENT', async () => {
+    let deep: unknown = 1;
+    for (let i = 0; i < 5000; i++) deep = [deep];
+    const jobs = new PollHandle();
+    try {
+      for (const value of [deep, { n: 1n }, '\ud800']) {
+        const job = jobs.start(() => value);
+        const end = await job.done();
+        expect(end.state).toBe('failed');
+        expect(end.error?.code).toBe('PB_ERR_INVALID_ARGUMENT');
+        expect(() => jobs.get(job.id)).not.toThrow();
+      }
+    } finally {
+      await jobs.close();
+    }
+  });
+});

@@ -507,7 +507,8 @@ describe('PollHandler: limits and bad input', () => {
       ['bad type', { method: 'POST', headers: { 'content-type': 'image/png' }, body: 'x' }, 415, 'PB_ERR_UNSUPPORTED_MEDIA_TYPE'],
       ['parse refuses', json('a string'), 400, 'PB_ERR_INVALID_ARGUMENT'],
       ['empty', { method: 'POST' }, 400, 'PB_ERR_INVALID_ARGUMENT'],
-      ['proto', json(JSON.parse('{"__proto__": {"polluted": true}}')), 202, ''],
+      // One rule at every JSON entry point (issue 15): a __proto__ key is refused at any depth.
+      ['proto', json(JSON.parse('{"__proto__": {"polluted": true}}')), 400, 'PB_ERR_PROTOCOL'],
     ];
     for (const [what, init, status, code] of cases) {
       const res = await fetch(`${r.base}/jobs`, init);
@@ -515,7 +516,7 @@ describe('PollHandler: limits and bad input', () => {
       if (code !== '') expect(await errorCode(res), what).toBe(code);
     }
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
-    expect(r.jobs.stats().started).toBe(1);
+    expect(r.jobs.stats().started).toBe(0); // every case is refused, the __proto__ one included
   });
 
   it('answers 403 when authorize refuses', async () => {
