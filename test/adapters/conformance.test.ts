@@ -12,7 +12,7 @@ import * as pbExpress from '../../src/adapters/express/index.js';
 import { patchbayPlugin } from '../../src/adapters/fastify/index.js';
 import * as pbKoa from '../../src/adapters/koa/index.js';
 import * as pbWeb from '../../src/adapters/web/index.js';
-import { decodeBody, InvalidArgumentError, MethodNotAllowedError, NotFoundError, readBody, sendError, sendJson } from '../../src/index.js';
+import { InvalidArgumentError, NotFoundError, PublishHandler, sendError } from '../../src/index.js';
 import { adapterConformance, type KitHandlers, type KitSubject } from '../conformance/adapter-kit.js';
 
 async function listen(server: http.Server): Promise<KitSubject> {
@@ -30,6 +30,7 @@ async function listen(server: http.Server): Promise<KitSubject> {
 
 /** The reference: node:http routed by hand, publish as in demo/server.js. */
 adapterConformance('node:http', async (h: KitHandlers) => {
+  const publish = new PublishHandler({ broker: h.broker, maxBodyBytes: h.maxBodyBytes });
   const route = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const match = /^\/(pub|lp|sse)\/([^/]+)$/.exec(url.pathname);
@@ -42,11 +43,7 @@ adapterConformance('node:http', async (h: KitHandlers) => {
       }
     }
     if (match?.[1] === 'pub') {
-      if (req.method !== 'POST') throw new MethodNotAllowedError(req.method ?? '?', ['POST']);
-      const body = await readBody(req, h.maxBodyBytes);
-      const data = decodeBody(req.headers['content-type'], body);
-      const message = await h.broker.publish(topic, data);
-      sendJson(res, 201, { id: message.id });
+      await publish.handle(req, res, topic);
     } else if (match?.[1] === 'lp') {
       await h.longPoll.handle(req, res, { topics: [topic] });
     } else if (match?.[1] === 'sse') {

@@ -445,5 +445,43 @@ export function adapterConformance(name: string, serve: (handlers: KitHandlers) 
         await expectError(await fetch(`${base}/uploads/a%2Fb`, patch), 404, 'PB_ERR_NOT_FOUND');
       });
     });
+
+    // Issue 15: what one hostile client sends, through this adapter. Each answer is a 4xx with a
+    // JSON body, nothing is stored, and an SSE client on the topic and a normal publish after it
+    // are unaffected (the process would be gone if any of it escaped).
+    describe('hostile input', () => {
+      it('refuses bodies no transport can carry (300 deep, __proto__, lone surrogates) on /pub and /jobs, and a reader on the topic lives on', async () => {
+        const stream = await fetch(`${base}/sse/kit.hostile`);
+        expect(stream.status).toBe(200);
+        const events = eventReader(stream);
+        const before = h.broker.stats().published;
+        const bodies = ['['.repeat(300) + ']'.repeat(300), '{"a":[{"__proto__":{"polluted":1}}]}', '"\\ud800"', '{"k":["\\udfff"]}'];
+        for (const body of bodies) {
+          const pub = await fetch(`${base}/pub/kit.hostile`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+          expect(pub.status, body.slice(0, 20)).toBe(400);
+          expect(((await pub.json()) as { error: { code: string } }).error.code).toMatch(/^PB_ERR_(PROTOCOL|INVALID_ARGUMENT)$/);
+        }
+        const job = await fetch(`${base}/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"ms":0,"x":{"__proto__":1}}' });
+        await expectError(job, 400, 'PB_ERR_PROTOCOL');
+        expect(h.broker.stats().published).toBe(before);
+        const id = await publish('kit.hostile', 'after');
+        const got = (await events.next(1, 'the message after the hostile ones')).filter((e) => e.data === 'after');
+        expect(got.map((e) => e.id)).toEqual([id]);
+        await events.cancel();
+        expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+      });
+
+      it('refuses a cross-site publish (a page on another origin, text/plain needs no preflight) with 403; a request without Origin still publishes', async () => {
+        const before = h.broker.stats().published;
+        for (const origin of ['https://evil.example', 'null']) {
+          const res = await fetch(`${base}/pub/kit.csrf`, { method: 'POST', headers: { 'content-type': 'text/plain', origin }, body: 'forged' });
+          await expectError(res, 403, 'PB_ERR_FORBIDDEN');
+        }
+        expect(h.broker.stats().published).toBe(before);
+        const own = await fetch(`${base}/pub/kit.csrf`, { method: 'POST', headers: { 'content-type': 'text/plain', origin: base }, body: 'mine' });
+        expect(own.status).toBe(201);
+        await publish('kit.csrf', 'tool');
+      });
+    });
   });
 }
