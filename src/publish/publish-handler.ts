@@ -25,7 +25,7 @@ import { ForbiddenError, InvalidArgumentError, MethodNotAllowedError } from '../
 import { checkMaxDepth, DEFAULT_MAX_JSON_DEPTH } from '../core/json.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
-import { applyCors, type CorsOptions, decodeBody, DEFAULT_MAX_BODY_BYTES, readBody, sendError, sendJson } from '../http/index.js';
+import { applyCors, type CorsOptions, decodeBody, DEFAULT_MAX_BODY_BYTES, isAllowedOrigin, readBody, sendError, sendJson } from '../http/index.js';
 import type { Authorize, PubSubBroker } from '../pubsub/index.js';
 import { authorizeAccess } from '../pubsub/access.js';
 import { parseTopic } from '../pubsub/topic.js';
@@ -150,27 +150,10 @@ export class PublishHandler<C = IncomingMessage> extends Resource {
   }
 
   #checkOrigin(req: IncomingMessage): void {
-    const origin = req.headers.origin;
-    if (origin === undefined || isOwnOrigin(origin, req.headers.host) || allowedByCors(origin, this.#cors)) return;
+    if (isAllowedOrigin(req, this.#cors === undefined ? undefined : (this.#cors.origin ?? '*'))) return;
     this.#crossSiteRefused++;
     throw new ForbiddenError('Cross-site publish refused: the request comes from a page of another origin that is not allowed (see the `cors` option)');
   }
-}
-
-/** Whether `origin` names the same host (and port) the request was sent to. */
-function isOwnOrigin(origin: string, host: string | undefined): boolean {
-  if (host === undefined || origin === 'null') return false;
-  try {
-    return new URL(origin).host === host.toLowerCase();
-  } catch {
-    return false;
-  }
-}
-
-function allowedByCors(origin: string, cors: CorsOptions | undefined): boolean {
-  if (cors === undefined) return false;
-  const rule = cors.origin ?? '*';
-  return rule === '*' || (typeof rule === 'function' ? rule(origin) === true : rule.includes(origin));
 }
 
 function headerText(value: string | string[] | undefined): string | undefined {
