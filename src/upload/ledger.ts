@@ -283,9 +283,12 @@ export class LedgerFileStore extends FileStore {
     try {
       await super.remove(id);
     } catch (error) {
-      // The bytes are gone already (the store refuses a missing file): drop its metadata and forget it.
+      // Its bytes are gone already (the store refuses a missing file): drop its record, forget it,
+      // and still refuse (tus answers an unknown upload 404). Still there: stays booked.
       if (await exists(join(this.directory, id))) throw error;
       await this.configstore.delete(id).catch(() => undefined);
+      this.#ledger.forget(id);
+      throw error;
     }
     this.#ledger.forget(id);
   }

@@ -407,7 +407,9 @@ export class UploadHandler<R = unknown> extends Resource {
       try {
         await this.#store.remove(id);
       } catch {
-        continue; // still there (a file system refusal): the next sweep tries again
+        // Still booked: its file is still there (a file system refusal), the next sweep tries again.
+        // Forgotten: its bytes had vanished already; its record is removed now.
+        if (this.#ledger.has(id)) continue;
       }
       this.#jobOf.delete(id);
       removed++;

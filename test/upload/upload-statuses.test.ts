@@ -119,6 +119,19 @@ describe('methods tus does not have are 405 with Allow', () => {
   });
 });
 
+describe('termination', () => {
+  it('DELETE of an unknown upload is 404; of a known one 204, and its bytes are counted out', async () => {
+    const { base, uploads } = await rig();
+    expect((await request(base, { method: 'DELETE', path: '/uploads/0', headers: tus })).status).toBe(404);
+    const location = await create(base, { 'upload-length': '10' });
+    expect((await request(base, { method: 'PATCH', path: location, headers: { ...octets, 'upload-offset': '0' }, body: 'abc' })).status).toBe(204);
+    expect(uploads.stats()).toMatchObject({ active: 1, bytesOnDisk: 3, bytesReserved: 7 });
+    expect((await request(base, { method: 'DELETE', path: location, headers: tus })).status).toBe(204);
+    expect(uploads.stats()).toMatchObject({ active: 0, bytesOnDisk: 0, bytesReserved: 0 });
+    expect((await request(base, { method: 'DELETE', path: location, headers: tus })).status).toBe(404);
+  });
+});
+
 describe('answers without a body carry no misleading Content-Type', () => {
   it('201 of a create, HEAD, and the 204s of PATCH and DELETE: no Content-Type, no text/plain', async () => {
     const { base } = await rig();
