@@ -143,6 +143,22 @@ describe('maxTotalBytes bounds the folder', () => {
     expect(readdirSync(dir).filter((f) => !f.endsWith('.json'))).toHaveLength(2);
   });
 
+  it('creates racing each other cannot overshoot maxTotalBytes or maxActiveUploads: the check and the booking are one step', async () => {
+    const r = await rig(folder(), { maxTotalBytes: 100 });
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, () => request(r.base, { method: 'POST', path: '/uploads', headers: { ...tus, 'upload-length': '30' } })),
+    );
+    expect(answers.filter((a) => a.status === 201)).toHaveLength(3);
+    expect(answers.filter((a) => a.status === 503)).toHaveLength(17);
+    expect(r.uploads.stats()).toMatchObject({ active: 3, bytesReserved: 90, refused: 17 });
+    const slots = await rig(folder(), { maxActiveUploads: 4 });
+    const many = await Promise.all(
+      Array.from({ length: 20 }, () => request(slots.base, { method: 'POST', path: '/uploads', headers: { ...tus, 'upload-length': '1' } })),
+    );
+    expect(many.filter((a) => a.status === 201)).toHaveLength(4);
+    expect(slots.uploads.stats().active).toBe(4);
+  });
+
   it('an upload larger than maxTotalBytes alone is 413, not a 503 a client would retry forever', async () => {
     const r = await rig(folder(), { maxTotalBytes: 100 });
     const answer = await request(r.base, { method: 'POST', path: '/uploads', headers: { ...tus, 'upload-length': '101' } });
