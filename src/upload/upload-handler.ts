@@ -308,10 +308,12 @@ export class UploadHandler<R = unknown> extends Resource {
         if (typeof status !== 'number' || !Number.isInteger(status) || status < 400 || status > 599) {
           return { status_code: 500, body: JSON.stringify({ error: { code: 'PB_ERR_INTERNAL', message: 'The upload failed on the server' } }) };
         }
-        const text = (err as { body?: unknown }).body;
+        // tus's own refusals are fixed texts; a 5xx Error from elsewhere may carry internals.
+        const text = status >= 500 && err instanceof Error ? undefined : (err as { body?: unknown }).body;
         const body = typeof text === 'string' ? text : '';
         if (body.startsWith('{"error"')) return { status_code: status, body };
-        return { status_code: status, body: JSON.stringify({ error: { code: codeForStatus(status), message: body.trim() || `HTTP ${status}` } }) };
+        const message = body.trim() || (status >= 500 ? 'The upload failed on the server' : `HTTP ${status}`);
+        return { status_code: status, body: JSON.stringify({ error: { code: codeForStatus(status), message } }) };
       },
     });
     this.tus.on(EVENTS.POST_TERMINATE, (_req, _res, id) => {
