@@ -165,11 +165,15 @@ export function createDemo(options = {}) {
 
   // Resumable uploads (tus 1.0); a finished upload's SHA-256 is computed as a job polled on /jobs.
   const uploads = new UploadHandler({
-    directory: options.uploadsDir ?? join(tmpdir(), `patchbay-demo-uploads-${process.pid}`),
+    // A stable folder (not one per pid): a restarted demo resumes unfinished uploads, and its
+    // expiry removes what an earlier run left.
+    directory: options.uploadsDir ?? process.env.UPLOADS_DIR ?? join(tmpdir(), 'patchbay-demo-uploads'),
     basePath: '/uploads',
     maxSizeBytes: options.maxUploadBytes ?? 100 * 1024 * 1024,
     maxActiveUploads: 50,
+    maxTotalBytes: 1024 * 1024 * 1024,
     expiryMs: 3_600_000,
+    completedExpiryMs: 600_000,
     jobs,
     jobsBasePath: '/jobs',
     process: hashUpload,

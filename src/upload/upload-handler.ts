@@ -10,34 +10,65 @@
  *
  * - `OPTIONS {basePath}`: `204` with `Tus-Version`, `Tus-Extension`, `Tus-Max-Size`.
  * - `POST {basePath}` with `Upload-Length` (or `Upload-Defer-Length: 1`) and `Upload-Metadata`:
- *   `201 Created`, `Location: {basePath}/{id}`. Over `maxSizeBytes`: `413`. With
- *   `maxActiveUploads` unfinished uploads already: `503` `PB_ERR_CAPACITY` with `Retry-After`.
+ *   `201 Created`, `Location: {basePath}/{id}`. Over `maxSizeBytes` (or over `maxTotalBytes`,
+ *   which it could never fit in): `413`. With `maxActiveUploads` unfinished uploads already, or
+ *   when its `Upload-Length` does not fit in `maxTotalBytes` next to what the folder holds and has
+ *   reserved: `503` `PB_ERR_CAPACITY` with `Retry-After`.
  * - `HEAD {basePath}/{id}`: `200` with `Upload-Offset` (what the store holds: a client cut off
  *   mid-chunk resumes from there) and `Upload-Length`; once complete and handed off, also
  *   `Patchbay-Job-Location`.
  * - `PATCH {basePath}/{id}` with `Upload-Offset` and `Content-Type: application/offset+octet-stream`:
  *   `204` with the new `Upload-Offset`. A wrong offset is `409`; a missing or unsupported
- *   `Tus-Resumable` is `412`; past the declared length, `413`. The `PATCH` that completes the
- *   upload answers with `Patchbay-Job-Location: {jobsBasePath}/{jobId}` when `jobs` is set.
+ *   `Tus-Resumable` is `412`; past the declared length (or, deferred, past `maxSizeBytes`), `413`
+ *   `PB_ERR_BODY_TOO_LARGE`, also when the body is chunked and its length unknown until then; a
+ *   deferred-length upload that would pass `maxTotalBytes`, `503` `PB_ERR_CAPACITY` (the bytes
+ *   before it are kept: resume later). The `PATCH` that completes the upload answers with
+ *   `Patchbay-Job-Location: {jobsBasePath}/{jobId}` when `jobs` is set.
  * - `DELETE {basePath}/{id}`: `204`, the upload and its bytes are removed (termination).
+ * - `GET {basePath}/{id}` of a finished upload: its bytes (tus's download).
+ * - Any other method: `405` `PB_ERR_METHOD_NOT_ALLOWED` with `Allow`.
  * - Unknown ids: `404`; ids are the store's own random names, and an id that decodes to a path
  *   separator, a dot-segment or NUL is refused, so nothing is written outside `directory`.
  *
- * Errors carry a JSON body `{ "error": { "code", "message" } }` (tus's own answers, like the
- * `409` of a wrong offset, get code `PB_ERR_PROTOCOL` and tus's message).
+ * Errors carry a JSON body `{ "error": { "code", "message" } }`: tus's own refusals keep their
+ * status (`409` of a wrong offset, `413` of a body past the length) with tus's message and a code
+ * for the status (`PB_ERR_PROTOCOL` for `400`, `409` and `412`). Answers without a body (`201`,
+ * `204`, `HEAD`) carry no `Content-Type`.
+ *
+ * ## Disk (bounded, and cleaned)
+ *
+ * Every upload in `directory` is booked: its bytes on disk, and for an unfinished one with a
+ * declared `Upload-Length` the rest of that length as reserved. The total never passes
+ * `maxTotalBytes`. Unfinished uploads expire `expiryMs` after creation; finished ones
+ * `completedExpiryMs` after they finish (while their processing job is still running in this
+ * registry, they wait for it). One timer sweeps them every `cleanupIntervalMs` on the injected
+ * clock; a removed upload answers `404`. Uploads left in `directory` by a previous process are
+ * booked at startup (their age taken from their files), so a restarted server resumes them and
+ * expires them. One handler per `directory`: two processes sharing one count separately.
  *
  * @module
  */
-import { access } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join, resolve, sep } from 'node:path';
-import { FileStore } from '@tus/file-store';
 import { EVENTS, Server as TusServer } from '@tus/server';
 import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
-import { CapacityError, ClosedError, ErrorCodes, ForbiddenError, InvalidArgumentError, PatchbayError } from '../core/errors.js';
+import {
+  CapacityError,
+  ClosedError,
+  ErrorCodes,
+  ForbiddenError,
+  InvalidArgumentError,
+  MethodNotAllowedError,
+  PatchbayError,
+  RateLimitedError,
+  UnavailableError,
+} from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
 import { errorStatus, sendError } from '../http/index.js';
 import type { PollHandle, PollJobContext } from '../poll/index.js';
+import { LedgerFileStore, UploadLedger } from './ledger.js';
 
 /** The response header that names the processing job of a completed upload. */
 export const JOB_LOCATION_HEADER = 'Patchbay-Job-Location';
@@ -73,16 +104,37 @@ export interface UploadHandlerOptions<R = unknown> {
   readonly maxSizeBytes?: number;
   /**
    * Uploads created and not yet complete (nor terminated, nor expired) at once; a create past it
-   * answers `503` with `Retry-After`. Counted in this process.
+   * answers `503` `PB_ERR_CAPACITY` with `Retry-After`. Counts the unfinished uploads in
+   * `directory`, those found there at startup included.
    * @defaultValue 100
    */
   readonly maxActiveUploads?: number;
   /**
-   * An unfinished upload older than this (from its creation) expires: its bytes are removed by
-   * the cleanup timer and it answers `410` (tus expiration extension).
+   * Bytes all uploads in `directory` may hold, finished and unfinished: the bytes on disk, plus
+   * for each unfinished upload with a declared `Upload-Length` the rest of that length (reserved
+   * at creation). A create whose length does not fit answers `503` `PB_ERR_CAPACITY` with
+   * `Retry-After` (room comes back as uploads expire); a deferred-length upload that would write
+   * past it is cut with the same answer. An upload larger than this alone is refused with `413`
+   * (`Tus-Max-Size` is the smaller of this and `maxSizeBytes`). The JSON metadata files next to
+   * the uploads (a few hundred bytes each) are not counted.
+   * @defaultValue 10 GiB (ten uploads of the default `maxSizeBytes`)
+   */
+  readonly maxTotalBytes?: number;
+  /**
+   * An unfinished upload older than this (from its creation) expires: tus answers it `410`
+   * (expiration extension) and the cleanup timer removes its bytes, after which it is `404`.
    * @defaultValue 24 hours
    */
   readonly expiryMs?: number;
+  /**
+   * A finished upload is removed this long after it finished (or `expiryMs` after its creation,
+   * if sooner), then answers `404`. Its processing (`process`) is meant to read it, or move it
+   * somewhere of the app's, well within this; while its job is still running in `jobs`, it is
+   * kept. One hour covers a slow processing job and a client that checks the result, while the
+   * disk holds at most an hour of finished uploads (and never more than `maxTotalBytes`).
+   * @defaultValue 1 hour
+   */
+  readonly completedExpiryMs?: number;
   /**
    * How often expired uploads are removed, in ms (one timer for the handler).
    * @defaultValue 60000
@@ -105,7 +157,7 @@ export interface UploadHandlerOptions<R = unknown> {
    */
   readonly corsOrigins?: readonly string[];
   /**
-   * The time source of the cleanup timer.
+   * The time source of expiry and of the cleanup timer.
    * @defaultValue the real clock
    */
   readonly clock?: Clock;
@@ -113,15 +165,21 @@ export interface UploadHandlerOptions<R = unknown> {
 
 /** Counters reported by {@link UploadHandler.stats}. */
 export interface UploadStats {
-  /** Uploads created and not yet complete, in this process. */
+  /** Unfinished uploads in `directory` (counted against `maxActiveUploads`). */
   readonly active: number;
+  /** Finished uploads still in `directory` (until `completedExpiryMs`). */
+  readonly finished: number;
+  /** Bytes of upload data in `directory`, finished and unfinished. */
+  readonly bytesOnDisk: number;
+  /** Bytes declared by unfinished uploads and not written yet. `bytesOnDisk + bytesReserved <= maxTotalBytes`. */
+  readonly bytesReserved: number;
   /** Uploads completed so far. */
   readonly completed: number;
   /** Processing jobs started so far. */
   readonly jobsStarted: number;
-  /** Creates refused because `maxActiveUploads` was reached. */
+  /** Creates and writes refused because `maxActiveUploads` or `maxTotalBytes` was reached. */
   readonly refused: number;
-  /** Expired uploads removed so far. */
+  /** Expired uploads removed so far (finished and unfinished). */
   readonly expired: number;
 }
 
@@ -152,11 +210,11 @@ const ID_RE = /^[A-Za-z0-9_-]{1,128}$/;
 export class UploadHandler<R = unknown> extends Resource {
   /** The underlying `@tus/server` instance (for its events). */
   readonly tus: TusServer;
-  readonly #store: FileStore;
+  readonly #store: LedgerFileStore;
+  readonly #ledger: UploadLedger;
   readonly #directory: string;
   readonly #basePath: string;
   readonly #corsOrigins: readonly string[];
-  readonly #maxActive: number;
   readonly #jobs: PollHandle | undefined;
   readonly #process: ((file: UploadedFile, context: PollJobContext) => R | PromiseLike<R>) | undefined;
   readonly #jobsBasePath: string;
@@ -164,14 +222,14 @@ export class UploadHandler<R = unknown> extends Resource {
   readonly #clock: Clock;
   readonly #cleanupMs: number;
   #cleanupTimer: ClockTimer | undefined;
-  #cleaning: Promise<void> | undefined;
-  /** Upload ids created and not complete yet. */
-  readonly #active = new Set<string>();
-  /** Completed upload id -> its processing job's id. */
+  /** The sweep in progress (the timer's or a caller's), shared. */
+  #cleaning: Promise<number> | undefined;
+  /** The startup scan of `directory`: requests and sweeps wait for it. Never rejects. */
+  readonly #ready: Promise<void>;
+  /** Completed upload id -> its processing job's id (forgotten with the upload). */
   readonly #jobOf = new Map<string, string>();
   #completed = 0;
   #jobsStarted = 0;
-  #refused = 0;
   #expired = 0;
 
   /**
@@ -186,9 +244,11 @@ export class UploadHandler<R = unknown> extends Resource {
     if (!/^\/[A-Za-z0-9/_.-]*$/.test(basePath) || basePath.endsWith('/') || basePath.includes('..')) {
       throw new InvalidArgumentError(`UploadHandler: basePath must look like /uploads, got ${JSON.stringify(basePath)}`);
     }
-    const maxSize = positiveInt('maxSizeBytes', options.maxSizeBytes, 1024 ** 3);
-    this.#maxActive = positiveInt('maxActiveUploads', options.maxActiveUploads, 100);
+    const maxSizeBytes = positiveInt('maxSizeBytes', options.maxSizeBytes, 1024 ** 3);
+    const maxActive = positiveInt('maxActiveUploads', options.maxActiveUploads, 100);
+    const maxTotalBytes = positiveInt('maxTotalBytes', options.maxTotalBytes, 10 * 1024 ** 3);
     const expiryMs = positiveInt('expiryMs', options.expiryMs, 24 * 3_600_000);
+    const completedExpiryMs = positiveInt('completedExpiryMs', options.completedExpiryMs, 3_600_000);
     this.#cleanupMs = positiveInt('cleanupIntervalMs', options.cleanupIntervalMs, 60_000);
     if ((options.jobs === undefined) !== (options.process === undefined)) {
       throw new InvalidArgumentError('UploadHandler: jobs and process go together (both or neither)');
@@ -200,25 +260,31 @@ export class UploadHandler<R = unknown> extends Resource {
     this.#jobsBasePath = options.jobsBasePath ?? '/jobs';
     this.#authorize = options.authorize;
     this.#clock = options.clock ?? realClock;
-    this.#store = new FileStore({ directory: this.#directory, expirationPeriodInMilliseconds: expiryMs });
+    try {
+      // Here, not in FileStore's constructor, which creates it later and throws where nobody can catch.
+      mkdirSync(this.#directory, { recursive: true });
+    } catch (error) {
+      throw new InvalidArgumentError(`UploadHandler: cannot create directory ${JSON.stringify(this.#directory)}`, { cause: error });
+    }
+    const clock = this.#clock;
+    this.#ledger = new UploadLedger({ maxTotalBytes, maxActive, expiryMs, completedExpiryMs, cleanupIntervalMs: this.#cleanupMs, now: () => clock.now() });
+    this.#store = new LedgerFileStore(this.#directory, expiryMs, this.#ledger);
     const corsOrigins = [...(options.corsOrigins ?? [])];
     this.#corsOrigins = corsOrigins;
     this.tus = new TusServer({
       path: basePath,
       datastore: this.#store,
-      maxSize: maxSize,
+      // An upload larger than maxTotalBytes could never fit: 413, not a 503 to retry forever.
+      maxSize: Math.min(maxSizeBytes, maxTotalBytes),
       relativeLocation: true,
       // A predicate, not the list: given a list, tus answers any other origin (or none) with the first one.
       allowedOrigins: (origin) => corsOrigins.includes(origin),
       exposedHeaders: [JOB_LOCATION_HEADER],
       disableTerminationForFinishedUploads: false,
       getFileIdFromRequest: (_req, lastPath) => (lastPath !== undefined && ID_RE.test(lastPath) ? lastPath : undefined),
+      // maxActiveUploads and maxTotalBytes are checked by the store as it creates (LedgerFileStore).
       onUploadCreate: async () => {
-        if (this.closed) throw { status_code: 503, body: jsonError(new ClosedError('The upload handler is closing')) };
-        if (this.#active.size >= this.#maxActive) {
-          this.#refused++;
-          throw { status_code: 503, body: jsonError(new CapacityError(`${this.#maxActive} uploads are in progress; retry later`)) };
-        }
+        if (this.closed) throw new ClosedError('The upload handler is closing');
         return {};
       },
       onUploadFinish: async (_req, upload) => {
@@ -227,24 +293,33 @@ export class UploadHandler<R = unknown> extends Resource {
         if (jobId !== undefined) headers[JOB_LOCATION_HEADER] = `${this.#jobsBasePath}/${jobId}`;
         return { headers };
       },
-      onResponseError: (_req, err) => {
-        // A patchbay error from a hook (a full job registry, an unreachable job store) keeps its
-        // status and code; any other exception is a failure of ours, as sendError answers it.
-        if (err instanceof PatchbayError) return { status_code: errorStatus[err.code] ?? 500, body: jsonError(err) };
-        if (err instanceof Error) return { status_code: 500, body: JSON.stringify({ error: { code: 'PB_ERR_INTERNAL', message: 'The upload failed on the server' } }) };
-        const status = err.status_code;
-        const body = typeof err.body === 'string' ? err.body : '';
+      onResponseError: (req, err) => {
+        // A patchbay error (a full folder, a full job registry, an unreachable job store) keeps its
+        // status and code. A tus refusal keeps its status, whatever its class: tus throws plain
+        // objects and Errors alike with a `status_code` (its size limiter's is an Error), and a
+        // 413 answered 500 would make a tus client retry forever. Anything else is a failure of
+        // ours, answered as sendError does.
+        if (err instanceof PatchbayError) {
+          const retryAfter = retryAfterOf(err);
+          if (retryAfter !== undefined) nodeResponseOf(req)?.setHeader('retry-after', String(retryAfter));
+          return { status_code: errorStatus[err.code] ?? 500, body: jsonError(err) };
+        }
+        const status = (err as { status_code?: unknown }).status_code;
+        if (typeof status !== 'number' || !Number.isInteger(status) || status < 400 || status > 599) {
+          return { status_code: 500, body: JSON.stringify({ error: { code: 'PB_ERR_INTERNAL', message: 'The upload failed on the server' } }) };
+        }
+        // tus's own refusals are fixed texts; a 5xx Error from elsewhere may carry internals.
+        const text = status >= 500 && err instanceof Error ? undefined : (err as { body?: unknown }).body;
+        const body = typeof text === 'string' ? text : '';
         if (body.startsWith('{"error"')) return { status_code: status, body };
-        return { status_code: status, body: JSON.stringify({ error: { code: codeForStatus(status), message: body.trim() || `HTTP ${status}` } }) };
+        const message = body.trim() || (status >= 500 ? 'The upload failed on the server' : `HTTP ${status}`);
+        return { status_code: status, body: JSON.stringify({ error: { code: codeForStatus(status), message } }) };
       },
     });
-    this.tus.on(EVENTS.POST_CREATE, (_req, upload) => {
-      if (upload.size !== undefined && upload.offset >= upload.size) return; // created complete (creation-with-upload)
-      this.#active.add(upload.id);
-    });
     this.tus.on(EVENTS.POST_TERMINATE, (_req, _res, id) => {
-      this.#active.delete(id);
+      this.#jobOf.delete(id);
     });
+    this.#ready = this.#scan();
     this.#armCleanup();
   }
 
@@ -255,6 +330,7 @@ export class UploadHandler<R = unknown> extends Resource {
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       if (this.closed) throw new ClosedError('The upload handler is closed');
+      await this.#ready;
       const url = new URL(req.url ?? '/', 'http://localhost');
       const rest = url.pathname === this.#basePath ? '' : url.pathname.startsWith(`${this.#basePath}/`) ? url.pathname.slice(this.#basePath.length + 1) : null;
       if (rest === null) throw new PatchbayError(ErrorCodes.NOT_FOUND, `No upload route for ${url.pathname}`);
@@ -270,6 +346,8 @@ export class UploadHandler<R = unknown> extends Resource {
         id = decoded;
       }
       const method = req.method ?? 'GET';
+      const allow = id === undefined ? COLLECTION_METHODS : UPLOAD_METHODS;
+      if (!allow.includes(method)) throw new MethodNotAllowedError(method, allow);
       const action: UploadAction =
         method === 'OPTIONS' ? 'options' : method === 'POST' ? 'create' : method === 'PATCH' ? 'write' : method === 'DELETE' ? 'terminate' : 'read';
       if (this.#authorize !== undefined && method !== 'OPTIONS' && (await this.#authorize(req, action, id)) !== true) {
@@ -280,7 +358,7 @@ export class UploadHandler<R = unknown> extends Resource {
         if (jobId !== undefined) res.setHeader(JOB_LOCATION_HEADER, `${this.#jobsBasePath}/${jobId}`);
       }
       const origin = req.headers.origin;
-      tusResponse(res, origin !== undefined && this.#corsOrigins.includes(origin));
+      tusResponse(res, origin !== undefined && this.#corsOrigins.includes(origin), method);
       await this.tus.handle(req, res);
     } catch (error) {
       if (!res.headersSent) sendError(res, error);
@@ -293,27 +371,106 @@ export class UploadHandler<R = unknown> extends Resource {
     return this.#jobOf.get(uploadId);
   }
 
-  /** Counters: uploads in progress, completed, jobs started, refusals, expiries. */
+  /** Counters: uploads in progress and finished, bytes on disk and reserved, completions, jobs, refusals, expiries. */
   stats(): UploadStats {
-    return { active: this.#active.size, completed: this.#completed, jobsStarted: this.#jobsStarted, refused: this.#refused, expired: this.#expired };
+    const ledger = this.#ledger;
+    return {
+      active: ledger.active,
+      finished: ledger.finished,
+      bytesOnDisk: ledger.bytesOnDisk,
+      bytesReserved: ledger.bytesReserved,
+      completed: this.#completed,
+      jobsStarted: this.#jobsStarted,
+      refused: ledger.refused,
+      expired: this.#expired,
+    };
   }
 
   /**
-   * Removes expired unfinished uploads now (the cleanup timer does this every
-   * `cleanupIntervalMs`). Resolves with how many were removed.
+   * Removes the uploads whose time is up now, on the injected clock: unfinished ones `expiryMs`
+   * after creation, finished ones `completedExpiryMs` after they finished (unless their job is
+   * still running). The cleanup timer does this every `cleanupIntervalMs`; a call while a sweep
+   * runs shares it. Resolves with how many were removed; one that cannot be removed now stays
+   * booked and is tried again next time.
    */
-  async cleanUpExpired(): Promise<number> {
-    const removed = await this.tus.cleanUpExpiredUploads();
-    // Forget ids whose files are gone.
-    for (const id of [...this.#active]) {
-      if (!(await this.#exists(id))) this.#active.delete(id);
+  cleanUpExpired(): Promise<number> {
+    this.#cleaning ??= this.#sweep().finally(() => {
+      this.#cleaning = undefined;
+    });
+    return this.#cleaning;
+  }
+
+  async #sweep(): Promise<number> {
+    await this.#ready;
+    let removed = 0;
+    for (const { id, finished } of this.#ledger.due()) {
+      if (!this.#ledger.has(id)) continue; // terminated meanwhile
+      if (finished && this.#jobIsRunning(id)) continue;
+      try {
+        await this.#store.remove(id);
+      } catch {
+        // Still booked: its file is still there (a file system refusal), the next sweep tries again.
+        // Forgotten: its bytes had vanished already; its record is removed now.
+        if (this.#ledger.has(id)) continue;
+      }
+      this.#jobOf.delete(id);
+      removed++;
     }
     this.#expired += removed;
     return removed;
   }
 
+  #jobIsRunning(id: string): boolean {
+    const jobId = this.#jobOf.get(id);
+    if (jobId === undefined || this.#jobs === undefined) return false;
+    try {
+      const state = this.#jobs.get(jobId).state;
+      return state === 'pending' || state === 'running';
+    } catch {
+      return false; // forgotten by the registry: not running here
+    }
+  }
+
+  /**
+   * Books the uploads a previous process left in `directory` (a `.json` record next to its data
+   * file), with their age from the files' wall-clock times mapped onto the injected clock: created
+   * at the record's `creation_date`, finished at the data file's last write.
+   */
+  async #scan(): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(this.#directory);
+    } catch {
+      return; // nothing there yet
+    }
+    const present = new Set(names);
+    for (const name of names) {
+      if (!name.endsWith('.json')) continue;
+      const id = name.slice(0, -'.json'.length);
+      if (!ID_RE.test(id) || !present.has(id) || this.#ledger.has(id)) continue;
+      try {
+        const record = (await this.#store.configstore.get(id)) as { size?: unknown; creation_date?: unknown } | undefined;
+        const data = await stat(join(this.#directory, id));
+        if (record === undefined || !data.isFile()) continue;
+        // eslint-disable-next-line no-restricted-syntax -- file times are wall-clock: their age is taken on the wall clock, then counted on the injected one
+        const wallNow = Date.now();
+        const now = this.#clock.now();
+        const size = typeof record.size === 'number' && Number.isSafeInteger(record.size) && record.size >= 0 ? record.size : undefined;
+        const created = typeof record.creation_date === 'string' ? Date.parse(record.creation_date) : Number.NaN;
+        const finished = size !== undefined && data.size >= size;
+        this.#ledger.add(id, {
+          size,
+          written: data.size,
+          createdAt: now - (Number.isFinite(created) ? Math.max(0, wallNow - created) : 0),
+          finishedAt: finished ? now - Math.max(0, wallNow - data.mtimeMs) : undefined,
+        });
+      } catch {
+        // Unreadable (removed meanwhile, or not ours): not booked.
+      }
+    }
+  }
+
   async #handOff(id: string, size: number, metadata: Readonly<Record<string, string | null>>): Promise<string | undefined> {
-    this.#active.delete(id);
     this.#completed++;
     return this.#startJob(id, size, metadata);
   }
@@ -352,23 +509,14 @@ export class UploadHandler<R = unknown> extends Resource {
     return job.id;
   }
 
-  async #exists(id: string): Promise<boolean> {
-    try {
-      await access(join(this.#directory, id));
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
   #armCleanup(): void {
     this.#cleanupTimer = this.#clock.setTimer(() => {
       this.#cleanupTimer = undefined;
       if (this.closed) return;
-      this.#cleaning = this.cleanUpExpired()
+      // The next sweep is armed when this one is done: never two at once, one timer at a time.
+      void this.cleanUpExpired()
         .catch(() => 0)
         .then(() => {
-          this.#cleaning = undefined;
           if (!this.closed) this.#armCleanup();
         });
     }, this.#cleanupMs);
@@ -378,7 +526,8 @@ export class UploadHandler<R = unknown> extends Resource {
   protected async onClose(): Promise<void> {
     this.#cleanupTimer?.cancel();
     this.#cleanupTimer = undefined;
-    await this.#cleaning;
+    await this.#ready;
+    await this.#cleaning?.catch(() => 0);
   }
 
   /** @internal */
@@ -394,6 +543,19 @@ function positiveInt(name: string, value: number | undefined, fallback: number):
   return value;
 }
 
+/** The methods of `{basePath}` and of `{basePath}/{id}`, for `405` and its `Allow`. */
+const COLLECTION_METHODS: readonly string[] = Object.freeze(['OPTIONS', 'POST']);
+const UPLOAD_METHODS: readonly string[] = Object.freeze(['OPTIONS', 'HEAD', 'GET', 'PATCH', 'DELETE']);
+
+/** The Node response under the web `Request` tus hands its hooks (srvx keeps it there). */
+function nodeResponseOf(req: unknown): ServerResponse | undefined {
+  return (req as { runtime?: { node?: { res?: ServerResponse } } } | undefined)?.runtime?.node?.res;
+}
+
+function retryAfterOf(error: PatchbayError): number | undefined {
+  return error instanceof CapacityError || error instanceof RateLimitedError || error instanceof UnavailableError ? error.retryAfterSeconds : undefined;
+}
+
 /**
  * Puts right what tus writes:
  * - tus answers some errors itself, past `onResponseError` and as `text/plain` (a missing
@@ -404,8 +566,9 @@ function positiveInt(name: string, value: number | undefined, fallback: number):
  * - tus sends `Access-Control-Expose-Headers` (and, to preflights, the other
  *   `Access-Control-*` headers) whatever the origin: unless this request's origin is one of
  *   `corsOrigins`, every `Access-Control-*` header is dropped; when it is, `Vary: Origin` is added.
+ * - tus labels its bodiless successes (`201`, `HEAD`) `text/plain`: dropped.
  */
-function tusResponse(res: ServerResponse, corsAllowed: boolean): void {
+function tusResponse(res: ServerResponse, corsAllowed: boolean, method: string): void {
   if (corsAllowed) res.appendHeader('vary', 'Origin');
   const keep = (name: string): boolean => corsAllowed || !name.toLowerCase().startsWith('access-control-');
   const writeHead = res.writeHead as (...args: unknown[]) => ServerResponse;
@@ -423,6 +586,12 @@ function tusResponse(res: ServerResponse, corsAllowed: boolean): void {
     } else if (given !== undefined) headers = Object.entries(given as Record<string, unknown>);
     headers = headers.filter(([name]) => keep(name));
     if (code < 400) {
+      // Only GET (a download) has a body; the rest say nothing about a body they do not have
+      // (the web Response under tus labels an empty one text/plain).
+      if (method !== 'GET') {
+        headers = headers.filter(([name]) => name.toLowerCase() !== 'content-type');
+        if (method !== 'HEAD' && code !== 204 && code !== 304 && !headers.some(([name]) => name.toLowerCase() === 'content-length')) headers.push(['content-length', '0']);
+      }
       const statusText = typeof args[0] === 'string' ? [args[0]] : [];
       return writeHead.call(this, code, ...statusText, headers.flat());
     }
