@@ -8,4 +8,8 @@ export {
   DEFAULT_MAX_ANSWER_BYTES,
   DEFAULT_MAX_CACHED_BYTES,
   GAP_HEADER,
-  LongPollHandler, type LongPollHandlerOptions, type LongPollStats, type LongPollTarget } from './long-poll-handler.js';
+  LongPollHandler,
+  type LongPollHandlerOptions,
+  type LongPollStats,
+  type LongPollTarget,
+} from './long-poll-handler.js';
