@@ -161,19 +161,22 @@ describe('LongPollHandler: a message it cannot carry', () => {
       | { kind: 'advance'; ms: number }
       | { kind: 'flush' };
     const cmd: fc.Arbitrary<Cmd> = fc.oneof(
-      fc.record({
-        kind: fc.constant('poll' as const),
-        topic: fc.constantFrom(0 as const, 1 as const, 'both' as const, 'pattern' as const),
-        cursor: fc.nat(8),
-        limit: fc.option(fc.integer({ min: 1, max: 4 }), { nil: undefined }),
-      }),
-      fc.record({ kind: fc.constant('disconnect' as const), which: fc.nat() }),
-      fc.record({ kind: fc.constant('publish' as const), topic: fc.constantFrom(0 as const, 1 as const, 2 as const), bad: fc.boolean() }),
-      fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 0, max: 600 }) }),
-      fc.constant({ kind: 'flush' as const }),
+      {
+        weight: 4,
+        arbitrary: fc.record({
+          kind: fc.constant('poll' as const),
+          topic: fc.constantFrom(0 as const, 1 as const, 'both' as const, 'pattern' as const),
+          cursor: fc.nat(8),
+          limit: fc.option(fc.integer({ min: 1, max: 4 }), { nil: undefined }),
+        }),
+      },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('disconnect' as const), which: fc.nat() }) },
+      { weight: 3, arbitrary: fc.record({ kind: fc.constant('publish' as const), topic: fc.constantFrom(0 as const, 1 as const, 2 as const), bad: fc.boolean() }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 0, max: 600 }) }) },
+      { weight: 2, arbitrary: fc.constant({ kind: 'flush' as const }) },
     );
     await fc.assert(
-      fc.asyncProperty(fc.array(cmd, { maxLength: 40 }), fc.integer({ min: 0, max: 2048 }), async (cmds, maxCachedBytes) => {
+      fc.asyncProperty(fc.array(cmd, { minLength: 10, maxLength: 60, size: '+1' }), fc.integer({ min: 0, max: 2048 }), async (cmds, maxCachedBytes) => {
         const clock = new ManualClock();
         const broker = new PubSubBroker({ clock, history: { maxCount: 4 } });
         const handler = new LongPollHandler({ broker, clock, maxHoldMs: 1000, maxBatch: 3, maxAnswerBytes: 120, maxCachedBytes, queryTarget: true, allowPatterns: true });
