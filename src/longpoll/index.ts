@@ -3,4 +3,13 @@
  *
  * @module
  */
-export { CURSOR_HEADER, GAP_HEADER, LongPollHandler, type LongPollHandlerOptions, type LongPollStats, type LongPollTarget } from './long-poll-handler.js';
+export {
+  CURSOR_HEADER,
+  DEFAULT_MAX_ANSWER_BYTES,
+  DEFAULT_MAX_CACHED_BYTES,
+  GAP_HEADER,
+  LongPollHandler,
+  type LongPollHandlerOptions,
+  type LongPollStats,
+  type LongPollTarget,
+} from './long-poll-handler.js';

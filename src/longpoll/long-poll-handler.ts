@@ -9,13 +9,25 @@
  * Answers are JSON: `{ "messages": [{ "id", "topic", "data", "headers"? }], "cursor", "gap", "more" }`.
  * The cursor also travels in the `Patchbay-Cursor` header (on 204 too); `gap: true` (and
  * `Patchbay-Gap: 1`) says messages after the given cursor were lost to the log's bounds or to a
- * restart, and the batch holds what is left. Several topics or a pattern share one cursor.
+ * restart, or could not be carried as JSON and were skipped, and the batch holds what is left.
+ * Several topics or a pattern share one cursor.
+ *
+ * ## Bounded answers
+ *
+ * Each message is serialized on its own: one that cannot be (a record from a custom backend, a
+ * `toJSON` that throws) is skipped and announced as a gap, with a cursor past it, so no message
+ * can stall a cursor. An answer's body stops growing at `maxAnswerBytes` (it always holds at
+ * least one message, so a client always moves on) and says `more: true`.
  *
  * ## Waking many at once
  *
  * Polls parked with the same cursor get the same answer, so the body is built once per
- * (keys, cursor, limit) and the same bytes are written to every woken request; the cache entry
- * lives until the next message on its keys.
+ * (key, cursor, limit) and the same bytes are written to every woken request. An answer is kept
+ * for later polls only when it can be shared: it went to several polls at once, or it is the
+ * quiet answer that parks a poll at the head. Kept answers count their bytes against
+ * `maxCachedBytes` across every key (the oldest goes first), live until the next message on
+ * their key or until nobody waits on the key, and are never kept for a caller whose grant
+ * filters topics (`canRead`): a filtered answer is never served to anyone else.
  *
  * @module
  */
@@ -27,6 +39,7 @@ import * as check from '../core/validate.js';
 import { applyCors, type CorsOptions, sendError } from '../http/index.js';
 import { noStore } from '../http/respond.js';
 import { DelayedOperation, Purgatory } from '../purgatory/index.js';
+import { type Authorize, authorizeAccess } from '../pubsub/access.js';
 import {
   type BackendRead,
   type Message,
@@ -45,6 +58,17 @@ export const GAP_HEADER = 'Patchbay-Gap';
 
 /** What one long poll waits on: topics (sharing one cursor), or a pattern. */
 export type LongPollTarget = TopicTarget;
+
+/** The default of {@link LongPollHandlerOptions.maxAnswerBytes}: 1 MiB. */
+export const DEFAULT_MAX_ANSWER_BYTES = 1024 * 1024;
+/** The default of {@link LongPollHandlerOptions.maxCachedBytes}: 8 MiB. */
+export const DEFAULT_MAX_CACHED_BYTES = 8 * 1024 * 1024;
+/**
+ * How many pages one poll reads on when a grant's `canRead` filtered every message of a page that
+ * says more follow; past it, the poll is answered with no messages, `more: true` and a cursor past
+ * what was read, so the client polls on at once.
+ */
+const MAX_FILTERED_PAGES = 16;
 
 /** Options for {@link LongPollHandler}. */
 export interface LongPollHandlerOptions {
@@ -72,12 +96,46 @@ export interface LongPollHandlerOptions {
    * @defaultValue 100
    */
   readonly maxBatch?: number;
+  /**
+   * The most bytes of messages in one answer's body: past it the answer ends early with
+   * `more: true` (and the cursor of its last message). An answer always holds at least one
+   * message, however large, so a client never gets stuck.
+   * @defaultValue 1048576 (1 MiB, {@link DEFAULT_MAX_ANSWER_BYTES})
+   */
+  readonly maxAnswerBytes?: number;
+  /**
+   * The most bytes of built answers kept for polls that share them, across every topic; past
+   * it, the oldest kept answer is dropped (a later poll then reads again). `0` keeps none: polls
+   * woken together still share one answer.
+   * @defaultValue 8388608 (8 MiB, {@link DEFAULT_MAX_CACHED_BYTES})
+   */
+  readonly maxCachedBytes?: number;
+  /**
+   * Take the target from the query (`topic`, repeatable, or `pattern`) when `handle` is called
+   * without one. Off, such a call answers `400 PB_ERR_INVALID_ARGUMENT`: a route that forgot its
+   * target must not let clients pick topics.
+   * @defaultValue false
+   */
+  readonly queryTarget?: boolean;
+  /**
+   * Accept a `pattern` from the query (with `queryTarget`). Off, a client's pattern answers
+   * `403 PB_ERR_FORBIDDEN`: patterns reach topics that nobody named. A pattern the app passes as
+   * `target` is always allowed.
+   * @defaultValue false
+   */
+  readonly allowPatterns?: boolean;
   /** CORS: without it, no CORS headers are sent. */
   readonly cors?: CorsOptions;
   /**
-   * May this request poll this target? Return `false` to answer 403.
+   * May this request poll this target? Asked as `(target, req)` with the topics or pattern and
+   * the request, before anything is read. `true` allows; a grant `{ canRead }` allows and
+   * filters: a message whose topic `canRead` refuses is never answered (give it whenever a
+   * pattern could reach topics the caller may not read; see `targetOverlaps`). Anything else
+   * answers `403 PB_ERR_FORBIDDEN`. A grant's `identity` is accepted and not kept: a long poll
+   * has no connection to keep it with.
+   * @defaultValue every request may poll every target it names
    */
-  readonly authorize?: (req: IncomingMessage, target: LongPollTarget) => boolean | Promise<boolean>;
+  readonly authorize?: Authorize<IncomingMessage>;
 }
 
 /** Counters reported by {@link LongPollHandler.stats}. */
@@ -90,14 +148,22 @@ export interface LongPollStats {
   readonly timedOut: number;
   /** Topics and patterns that polls are waiting on or reading now. */
   readonly interests: number;
+  /** Built answers kept for polls that share them. */
+  readonly cachedAnswers: number;
+  /** Bytes of the kept answers; at most `maxCachedBytes`. */
+  readonly cachedBytes: number;
+  /** Reads of the broker in flight now (polls that share a read count once). */
+  readonly readsInFlight: number;
 }
 
 interface Interest {
+  /** The purgatory key. */
+  readonly key: string;
   refs: number;
   lastSeq: number;
   /** Bumped by every message on the key: reads started before it are stale. */
   gen: number;
-  /** Built answers by (cursor, limit), valid until the next message on the key. */
+  /** Kept answers by (cursor, limit), valid until the next message on the key. */
   readonly answers: Map<string, Answer>;
   /** Reads in flight by (cursor, limit), with the polls waiting on each. */
   readonly reading: Map<string, { readonly polls: Poll[]; readonly done: Promise<void> }>;
@@ -111,10 +177,21 @@ interface Answer {
   /** The cursor's sequence number, parsed once. */
   readonly seq: number;
   readonly gap: boolean;
+  readonly more: boolean;
   readonly count: number;
+  /** What keeping it costs: the body and the headers. */
+  readonly bytes: number;
+}
+
+/** One kept answer, in the handler-wide list (oldest first). */
+interface CacheEntry {
+  readonly interest: Interest;
+  readonly cacheKey: string;
+  readonly bytes: number;
 }
 
 const EXPOSED = [CURSOR_HEADER, GAP_HEADER];
+const RESOLVED = Promise.resolve();
 
 /**
  * Long polling for a {@link PubSubBroker}, over plain `node:http`.
@@ -136,10 +213,18 @@ export class LongPollHandler extends Resource {
   readonly #clock: Clock;
   readonly #maxHoldMs: number;
   readonly #maxBatch: number;
+  readonly #maxAnswerBytes: number;
+  readonly #maxCachedBytes: number;
+  readonly #queryTarget: boolean;
+  readonly #allowPatterns: boolean;
   readonly #cors: CorsOptions | undefined;
   readonly #authorize: LongPollHandlerOptions['authorize'];
   readonly #interest = new Map<string, Interest>();
   readonly #patterns = new TopicIndex<string>();
+  /** Every kept answer, by interest key and cache key, oldest first. */
+  readonly #cache = new Map<string, CacheEntry>();
+  #cachedBytes = 0;
+  #readsInFlight = 0;
   #parked = 0;
   /** Keys are namespaced per handler, so a shared purgatory never mixes two handlers' waiters. */
   readonly #ns = `lp${++handlerCount}:`;
@@ -157,47 +242,60 @@ export class LongPollHandler extends Resource {
     this.#broker = opts.broker;
     this.#ownsPurgatory = opts.purgatory === undefined;
     this.#clock = opts.clock ?? realClock;
-    this.#purgatory = opts.purgatory ?? new Purgatory({ name: 'longpoll', clock: this.#clock });
     this.#maxHoldMs = check.integerInRange('maxHoldMs', opts.maxHoldMs ?? 30_000, 0, 2 ** 31 - 1);
     this.#maxBatch = check.integerInRange('maxBatch', opts.maxBatch ?? 100, 1, 10_000);
+    this.#maxAnswerBytes = check.integerInRange('maxAnswerBytes', opts.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES, 1, 2 ** 31 - 1);
+    this.#maxCachedBytes = check.integerInRange('maxCachedBytes', opts.maxCachedBytes ?? DEFAULT_MAX_CACHED_BYTES, 0, Number.MAX_SAFE_INTEGER);
+    this.#queryTarget = optionalBoolean('queryTarget', opts.queryTarget);
+    this.#allowPatterns = optionalBoolean('allowPatterns', opts.allowPatterns);
     this.#cors = opts.cors === undefined ? undefined : check.optionsObject('cors', opts.cors);
     this.#authorize = check.optionalFunction('authorize', opts.authorize);
+    this.#purgatory = opts.purgatory ?? new Purgatory({ name: 'longpoll', clock: this.#clock });
   }
 
   /** Counters. */
   stats(): LongPollStats {
-    return { parked: this.#parked, answered: this.#answered, timedOut: this.#timedOut, interests: this.#interest.size };
+    return {
+      parked: this.#parked,
+      answered: this.#answered,
+      timedOut: this.#timedOut,
+      interests: this.#interest.size,
+      cachedAnswers: this.#cache.size,
+      cachedBytes: this.#cachedBytes,
+      readsInFlight: this.#readsInFlight,
+    };
   }
 
   /**
    * Serves one long poll. Query: `cursor` (an id), `timeout` (ms, at most `maxHoldMs`), `limit`
-   * (at most `maxBatch`), and, when `target` is not given, `topic` (repeatable) or `pattern`.
+   * (at most `maxBatch`), and, when `target` is not given and `queryTarget` is set, `topic`
+   * (repeatable) or `pattern` (with `allowPatterns`).
    *
-   * Bad input answers 4xx with a JSON error body; a client that disconnects leaves the purgatory
-   * at once and gets no answer. Resolves once the request is answered or parked (parked polls
-   * cost no pending promise); never rejects.
+   * Bad input answers 4xx with a JSON error body: `400 PB_ERR_INVALID_ARGUMENT` for a bad
+   * `timeout`, `limit` or target, or no target at all; `400 PB_ERR_INVALID_CURSOR` for a bad
+   * cursor; `403 PB_ERR_FORBIDDEN` when `authorize` refuses or a client's pattern is not allowed.
+   * A client that disconnects leaves the purgatory at once and gets no answer. Resolves once the
+   * request is answered or parked (parked polls cost no pending promise); never rejects.
    */
   async handle(req: IncomingMessage, res: ServerResponse, target?: LongPollTarget): Promise<void> {
     try {
       if (applyCors(req, res, this.#cors, ['GET'], [], EXPOSED)) return;
       if (req.method !== 'GET') throw new MethodNotAllowedError(req.method ?? '?', ['GET']);
       this.assertOpen('handle');
-      const url = new URL(req.url ?? '/', 'http://localhost');
-      const q = url.searchParams;
-      const resolved = this.#resolveTarget(target ?? { topics: q.getAll('topic'), pattern: q.get('pattern') ?? undefined });
+      const q = queryOf(req.url);
+      const resolved = this.#resolveTarget(target === undefined ? this.#queryTargetOf(q) : target);
       const hold = intParam(q.get('timeout'), 'timeout', 0, this.#maxHoldMs, this.#maxHoldMs);
       const limit = intParam(q.get('limit'), 'limit', 1, this.#maxBatch, this.#maxBatch);
       const rawCursor = q.get('cursor');
       const cursor = rawCursor !== null && rawCursor !== '' ? rawCursor : null;
       if (cursor !== null) parseCursor(cursor);
-      if (this.#authorize !== undefined && (await this.#authorize(req, resolved.target)) !== true) {
-        throw new ForbiddenError('Not allowed to poll this target');
-      }
+      // The identity of a grant is not kept: a long poll has no connection to keep it with.
+      const { canRead } = await authorizeAccess(this.#authorize, resolved.target, req, 'poll this target');
       await this.#ensureFeed();
       this.assertOpen('handle');
       // Interest is registered before the first read, so a publish racing the read still wakes us.
       this.#retain(resolved);
-      const poll: Poll = { res, t: resolved, cursor: cursor ?? '', deadline: this.#clock.now() + hold, limit };
+      const poll: Poll = { res, t: resolved, cursor: cursor ?? '', deadline: this.#clock.now() + hold, limit, canRead };
       if (cursor === null) {
         try {
           poll.cursor = await this.#broker.head();
@@ -206,9 +304,9 @@ export class LongPollHandler extends Resource {
           throw error;
         }
       }
-      await this.#attempt(poll); // a failed read releases the interest itself
+      await this.#attempt(poll); // contained: answers or parks the poll, and never rejects
     } catch (error) {
-      sendError(res, error);
+      answerError(res, error);
     }
   }
 
@@ -216,58 +314,87 @@ export class LongPollHandler extends Resource {
    * Reads after the poll's cursor, then answers or parks it. Polls on one key with one cursor
    * share one read: the first starts it, the rest join its waiting list, and all are answered
    * in one loop with the same bytes (a woken herd costs one read and no promise per poll). The
-   * returned promise settles when this poll is answered or parked; it rejects only if the read
-   * fails, after the poll's interest is released.
+   * returned promise settles when this poll is answered or parked, and never rejects: a failed
+   * read answers each of its polls with the error and releases their interest.
    */
   #attempt(poll: Poll): Promise<void> {
     const t = poll.t;
-    const cursor = poll.cursor;
-    const shared = t.keys.length === 1 ? this.#interest.get(t.keys[0]!) : undefined;
-    const cacheKey = `${cursor}\u0000${poll.limit}`;
-    const ready = shared?.answers.get(cacheKey);
-    if (ready !== undefined) {
-      this.#afterAnswer(poll, ready);
-      return Promise.resolve();
-    }
-    let batch = shared?.reading.get(cacheKey);
-    if (batch !== undefined) {
-      batch.polls.push(poll);
-      return batch.done;
+    // A caller whose grant filters topics reads alone: what it is shown is for it only.
+    const shared = poll.canRead === undefined && t.keys.length === 1 ? this.#interest.get(t.keys[0]!) : undefined;
+    let cacheKey = '';
+    if (shared !== undefined) {
+      cacheKey = `${poll.cursor}\u0000${poll.limit}`;
+      const ready = shared.answers.get(cacheKey);
+      if (ready !== undefined) {
+        this.#afterAnswer(poll, ready);
+        return RESOLVED;
+      }
+      const batch = shared.reading.get(cacheKey);
+      if (batch !== undefined) {
+        batch.polls.push(poll);
+        return batch.done;
+      }
     }
     const polls = [poll];
     const gen = shared?.gen ?? 0;
-    const done = this.#broker.read(t.readTarget, cursor, poll.limit).then(
-      (read) => {
-        const answer = buildAnswer(read);
-        if (shared !== undefined) {
-          shared.reading.delete(cacheKey);
-          // Keep it only if no message arrived meanwhile (it would be stale for later polls).
-          if (shared.gen === gen) shared.answers.set(cacheKey, answer);
-        }
-        for (const p of polls) this.#afterAnswer(p, answer);
-      },
-      (error: unknown) => {
-        shared?.reading.delete(cacheKey);
-        // Each waiting poll's caller answers the error; the interest is released here, once.
-        for (const p of polls) this.#release(p.t);
-        throw error;
-      },
+    this.#readsInFlight++;
+    const done = this.#read(t, poll.cursor, poll.limit, poll.canRead).then(
+      (answer) => this.#settle(shared, cacheKey, gen, polls, answer, undefined),
+      (error: unknown) => this.#settle(shared, cacheKey, gen, polls, undefined, error),
     );
-    batch = { polls, done };
-    shared?.reading.set(cacheKey, batch);
+    shared?.reading.set(cacheKey, { polls, done });
     return done;
   }
 
-  /** Answers a poll that has something (or a gap); parks one that has nothing yet. */
+  /**
+   * Reads a page and builds its answer. A page that a grant's `canRead` emptied, but after which
+   * more follow, is read on (up to {@link MAX_FILTERED_PAGES} pages), so a poll never parks
+   * behind messages it may not see.
+   */
+  async #read(t: ResolvedTarget, cursor: string, limit: number, canRead: TopicCheck | undefined): Promise<Answer> {
+    const options = canRead === undefined ? undefined : { canRead };
+    let at = cursor;
+    for (let page = 1; ; page++) {
+      const read = await this.#broker.read(t.readTarget, at, limit, options);
+      if (read.messages.length > 0 || !read.more || read.gap || read.cursor === at || page >= MAX_FILTERED_PAGES) {
+        return buildAnswer(read, this.#maxAnswerBytes);
+      }
+      at = read.cursor;
+    }
+  }
+
+  /** A read ended: forget it, keep its answer if it can be shared, and answer its polls. */
+  #settle(shared: Interest | undefined, cacheKey: string, gen: number, polls: readonly Poll[], answer: Answer | undefined, error: unknown): void {
+    this.#readsInFlight--;
+    if (shared !== undefined) {
+      shared.reading.delete(cacheKey);
+      // Kept only if no message arrived meanwhile (it would be stale), someone still waits on
+      // the key, and later polls are likely to ask for it.
+      if (answer !== undefined && shared.gen === gen && this.#interest.get(shared.key) === shared && (polls.length > 1 || isQuiet(answer))) {
+        this.#keep(shared, cacheKey, answer);
+      }
+    }
+    for (const p of polls) {
+      if (answer !== undefined) this.#afterAnswer(p, answer);
+      else this.#fail(p, error);
+    }
+  }
+
+  /** Answers a poll that has something (or a gap); parks one that has nothing yet. Contained. */
   #afterAnswer(poll: Poll, answer: Answer): void {
     const res = poll.res;
     if (res.destroyed || res.writableEnded) {
       this.#release(poll.t); // the client left while we read
       return;
     }
-    if (answer.count > 0 || answer.gap) {
-      this.#send(res, answer);
+    if (!isQuiet(answer)) {
       this.#release(poll.t);
+      this.#send(res, answer);
+      return;
+    }
+    if (this.closed) {
+      this.#release(poll.t);
+      this.#sendTimeout(res, answer.cursor);
       return;
     }
     poll.cursor = answer.cursor;
@@ -277,7 +404,21 @@ export class LongPollHandler extends Resource {
     parked[kOp] = op;
     this.#parked++;
     op.purgatory = this.#purgatory;
-    this.#purgatory.tryCompleteElseWatch(op, poll.t.keys);
+    try {
+      this.#purgatory.tryCompleteElseWatch(op, poll.t.keys);
+    } catch (error) {
+      if (op.isDone) return; // it ended (and was accounted for) before the failure
+      // Never watched (a shared purgatory closed under us): undo, and answer this poll only.
+      this.#parked--;
+      parked[kOp] = undefined;
+      this.#fail(poll, error);
+    }
+  }
+
+  /** Answers one poll with an error, and releases its interest. */
+  #fail(poll: Poll, error: unknown): void {
+    this.#release(poll.t);
+    answerError(poll.res, error);
   }
 
   /** What parked operations call back into. */
@@ -289,7 +430,7 @@ export class LongPollHandler extends Resource {
       (poll.res as ParkedResponse)[kOp] = undefined;
       if (how === 'completed') {
         // Woken: read again (usually one shared, pre-built answer); nothing new re-parks.
-        this.#attempt(poll).catch((error: unknown) => sendError(poll.res, error));
+        void this.#attempt(poll);
         return;
       }
       if (how === 'expired' || this.closed || reason instanceof ClosedError) this.#sendTimeout(poll.res, poll.cursor);
@@ -299,16 +440,37 @@ export class LongPollHandler extends Resource {
 
   #send(res: ServerResponse, answer: Answer): void {
     if (res.writableEnded || res.destroyed) return;
-    this.#answered++;
-    res.writeHead(200, answer.headers); // built once per answer, shared by every poll it goes to
-    res.end(answer.body);
+    try {
+      res.writeHead(200, answer.headers); // built once per answer, shared by every poll it goes to
+      res.end(answer.body);
+      this.#answered++;
+    } catch (error) {
+      answerError(res, error); // a cursor no header can carry, from a custom backend
+    }
   }
 
   #sendTimeout(res: ServerResponse, cursor: string): void {
     if (res.writableEnded || res.destroyed) return;
-    this.#timedOut++;
-    res.writeHead(204, { ...noStore, [CURSOR_HEADER]: cursor });
-    res.end();
+    try {
+      res.writeHead(204, { ...noStore, [CURSOR_HEADER]: cursor });
+      res.end();
+      this.#timedOut++;
+    } catch (error) {
+      answerError(res, error);
+    }
+  }
+
+  #queryTargetOf(q: URLSearchParams): LongPollTarget {
+    if (!this.#queryTarget) {
+      throw new InvalidArgumentError(
+        'LongPollHandler.handle() was called without a target: pass one (`handle(req, res, { topics: [topic] })`), or set `queryTarget: true` to let clients name topics in the query',
+      );
+    }
+    const pattern = q.get('pattern') ?? undefined;
+    if (pattern !== undefined && pattern !== '' && !this.#allowPatterns) {
+      throw new ForbiddenError('Patterns from clients are not allowed here (the app may set `allowPatterns: true`)');
+    }
+    return { topics: q.getAll('topic'), pattern };
   }
 
   #resolveTarget(target: LongPollTarget): ResolvedTarget {
@@ -325,7 +487,7 @@ export class LongPollHandler extends Resource {
     for (const key of t.keys) {
       let interest = this.#interest.get(key);
       if (interest === undefined) {
-        interest = { refs: 0, lastSeq: 0, gen: 0, answers: new Map(), reading: new Map() };
+        interest = { key, refs: 0, lastSeq: 0, gen: 0, answers: new Map(), reading: new Map() };
         this.#interest.set(key, interest);
         if (t.patternTokens !== undefined) this.#patterns.add(t.patternTokens, key);
       }
@@ -338,8 +500,41 @@ export class LongPollHandler extends Resource {
       const interest = this.#interest.get(key);
       if (interest === undefined || --interest.refs > 0) continue;
       this.#interest.delete(key);
+      this.#forget(interest);
       if (t.patternTokens !== undefined) this.#patterns.remove(t.patternTokens, key);
     }
+  }
+
+  /** Keeps an answer for later polls, within `maxCachedBytes` (the oldest kept answers go first). */
+  #keep(interest: Interest, cacheKey: string, answer: Answer): void {
+    if (answer.bytes > this.#maxCachedBytes) return;
+    const id = `${interest.key}\u0001${cacheKey}`;
+    const old = this.#cache.get(id);
+    if (old !== undefined) this.#drop(id, old);
+    while (this.#cachedBytes + answer.bytes > this.#maxCachedBytes) {
+      const oldest = this.#cache.entries().next().value;
+      if (oldest === undefined) break;
+      this.#drop(oldest[0], oldest[1]);
+    }
+    interest.answers.set(cacheKey, answer);
+    this.#cache.set(id, { interest, cacheKey, bytes: answer.bytes });
+    this.#cachedBytes += answer.bytes;
+  }
+
+  #drop(id: string, entry: CacheEntry): void {
+    this.#cache.delete(id);
+    this.#cachedBytes -= entry.bytes;
+    entry.interest.answers.delete(entry.cacheKey);
+  }
+
+  /** Drops every answer kept for `interest`. */
+  #forget(interest: Interest): void {
+    if (interest.answers.size === 0) return;
+    for (const [cacheKey, answer] of interest.answers) {
+      this.#cache.delete(`${interest.key}\u0001${cacheKey}`);
+      this.#cachedBytes -= answer.bytes;
+    }
+    interest.answers.clear();
   }
 
   /** One broker subscription feeds every poll: it records the newest seq per key and wakes it. */
@@ -348,10 +543,15 @@ export class LongPollHandler extends Resource {
     return this.#feed;
   }
 
+  /** The feed's callback: contained, so nothing here can reach the broker's error path. */
   #onMessage(message: Message): void {
     if (this.#interest.size === 0) return;
-    this.#touch(`${this.#ns}t:${message.topic}`, message._seq);
-    if (this.#patterns.size > 0) for (const key of this.#patterns.match(message.topic)) this.#touch(key, message._seq);
+    try {
+      this.#touch(`${this.#ns}t:${message.topic}`, message._seq);
+      if (this.#patterns.size > 0) for (const key of this.#patterns.match(message.topic)) this.#touch(key, message._seq);
+    } catch {
+      // Only a purgatory closed under us throws here; the handler's own close answers the polls.
+    }
   }
 
   #touch(key: string, seq: number): void {
@@ -359,7 +559,7 @@ export class LongPollHandler extends Resource {
     if (interest === undefined) return;
     interest.lastSeq = seq;
     interest.gen++;
-    if (interest.answers.size > 0) interest.answers.clear();
+    this.#forget(interest);
     this.#purgatory.checkAndComplete(key);
   }
 
@@ -392,7 +592,11 @@ interface Poll {
   /** When the hold ends, on the handler's clock. */
   readonly deadline: number;
   readonly limit: number;
+  /** The grant's topic check, when the caller may not read every topic of its target. */
+  readonly canRead: TopicCheck | undefined;
 }
+
+type TopicCheck = (topic: string) => boolean;
 
 interface OpHost {
   lastSeq(keys: readonly string[]): number;
@@ -454,6 +658,33 @@ function resolveTarget(target: LongPollTarget, ns: string): ResolvedTarget {
   };
 }
 
+/** The query of a request URL. Never throws: a URL that is not one has an empty query. */
+function queryOf(url: string | undefined): URLSearchParams {
+  const at = url === undefined ? -1 : url.indexOf('?');
+  return new URLSearchParams(at < 0 ? '' : url!.slice(at + 1));
+}
+
+/** Throws unless `value` is a boolean or undefined (which reads as `false`). */
+function optionalBoolean(name: string, value: unknown): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean') throw new InvalidArgumentError(`Expected \`${name}\` to be a boolean, got ${check.describe(value)}`);
+  return value;
+}
+
+/** Answers one response with an error as JSON, whatever state it is in; never throws. */
+function answerError(res: ServerResponse, error: unknown): void {
+  try {
+    sendError(res, error);
+  } catch {
+    res.destroy();
+  }
+}
+
+/** An answer with nothing to say yet: the poll parks at its cursor. */
+function isQuiet(answer: Answer): boolean {
+  return answer.count === 0 && !answer.gap && !answer.more;
+}
+
 /** A non-negative integer query parameter; values above `max` are capped to it. */
 function intParam(raw: string | null, name: string, min: number, max: number, fallback: number): number {
   if (raw === null || raw === '') return fallback;
@@ -463,15 +694,54 @@ function intParam(raw: string | null, name: string, min: number, max: number, fa
   return Math.min(Number(raw), max);
 }
 
-function buildAnswer(read: BackendRead): Answer {
-  const messages = read.messages.map((m) => (m.headers === undefined ? { id: m.id, topic: m.topic, data: m.data } : { id: m.id, topic: m.topic, data: m.data, headers: m.headers }));
-  const body = Buffer.from(JSON.stringify({ messages, cursor: read.cursor, gap: read.gap, more: read.more }));
+/** Serializes one message, or `undefined` when it cannot be carried as JSON. */
+function messageJson(m: Message): string | undefined {
+  try {
+    const text: unknown = JSON.stringify(m.headers === undefined ? { id: m.id, topic: m.topic, data: m.data } : { id: m.id, topic: m.topic, data: m.data, headers: m.headers });
+    return typeof text === 'string' ? text : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Builds the answer to a read: each message serialized on its own (one that cannot be is skipped
+ * and reported as a gap, the cursor moving past it), and the body cut after `maxBytes` of
+ * messages (at least one message; `more: true` and the cursor of the last message kept).
+ */
+function buildAnswer(read: BackendRead, maxBytes: number): Answer {
+  const parts: string[] = [];
+  let bytes = 0;
+  let gap = read.gap;
+  let more = read.more;
+  let cursor = read.cursor;
+  let last: string | undefined; // the id of the last message consumed (sent or skipped)
+  const messages = read.messages;
+  for (let i = 0; i < messages.length; i++) {
+    const m = messages[i]!;
+    const text = messageJson(m);
+    if (text === undefined) {
+      gap = true; // skipped: the client is told, and moves past it
+      if (typeof m?.id === 'string') last = m.id;
+      continue;
+    }
+    const size = Buffer.byteLength(text) + 1;
+    if (parts.length > 0 && bytes + size > maxBytes) {
+      more = true;
+      cursor = last!;
+      break;
+    }
+    parts.push(text);
+    bytes += size;
+    last = m.id;
+  }
+  const body = Buffer.from(`{"messages":[${parts.join(',')}],"cursor":${JSON.stringify(cursor)},"gap":${gap},"more":${more}}`);
   const headers = [
     'cache-control', noStore['cache-control'],
     'content-type', 'application/json; charset=utf-8',
     'content-length', String(body.length),
-    CURSOR_HEADER, read.cursor,
+    CURSOR_HEADER, cursor,
   ];
-  if (read.gap) headers.push(GAP_HEADER, '1');
-  return { body, headers, cursor: read.cursor, seq: parseCursor(read.cursor).seq, gap: read.gap, count: read.messages.length };
+  if (gap) headers.push(GAP_HEADER, '1');
+  return { body, headers, cursor, seq: parseCursor(cursor).seq, gap, more, count: parts.length, bytes: body.length + 128 + cursor.length };
 }

@@ -16,7 +16,7 @@ const rigs: Rig[] = [];
 async function rig(options: Partial<LongPollHandlerOptions> = {}, brokerOptions: PubSubBrokerOptions = {}): Promise<Rig> {
   const clock = new ManualClock();
   const broker = new PubSubBroker({ clock, ...brokerOptions });
-  const handler = new LongPollHandler({ broker, clock, ...options });
+  const handler = new LongPollHandler({ broker, clock, queryTarget: true, allowPatterns: true, ...options });
   const server = http.createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     const m = /^\/lp\/([^/]+)$/.exec(path);
@@ -244,7 +244,7 @@ describe('LongPollHandler', () => {
   });
 
   it('refuses with 403 when authorize says no', async () => {
-    const r = await rig({ authorize: (_req, target) => !target.topics?.includes('secret') });
+    const r = await rig({ authorize: (target) => !target.topics?.includes('secret') });
     const res = await fetch(`${r.base}/lp/secret?timeout=0`);
     expect(res.status).toBe(403);
     expect((await fetch(`${r.base}/lp/open?timeout=0`)).status).toBe(204);
