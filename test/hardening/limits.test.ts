@@ -90,7 +90,7 @@ describe('HTTP limits (docs/limits.md)', () => {
   it('topics: over 256 characters or 32 tokens is 400 PB_ERR_INVALID_ARGUMENT; a long poll’s limit is clamped to maxBatch (100)', async () => {
     expect([MAX_TOPIC_LENGTH, MAX_TOPIC_TOKENS]).toEqual([256, 32]);
     const broker = new PubSubBroker();
-    const lp = new LongPollHandler({ broker });
+    const lp = new LongPollHandler({ broker, queryTarget: true });
     cleanups.push(async () => {
       await lp.close();
       await broker.close();

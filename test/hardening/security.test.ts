@@ -83,7 +83,7 @@ describe('authorize hooks deny by topic, and a denied client learns nothing', ()
 
   it('long poll: 403 JSON without the secret topic’s ids, cursor or counts; nothing parked', async () => {
     const { broker, ids } = await secretBroker();
-    const handler = new LongPollHandler({ broker, authorize: (_req, target) => !touchesSecret(target) });
+    const handler = new LongPollHandler({ broker, queryTarget: true, allowPatterns: true, authorize: (target) => !touchesSecret(target) });
     cleanups.push(() => handler.close());
     const { base } = await serve((req, res) => void handler.handle(req, res));
     for (const path of [`/?topic=${SECRET}.plans&cursor=${ids[0]}`, `/?topic=public&topic=${SECRET}.plans`, '/?pattern=*.plans', `/?pattern=${SECRET}.%3E&timeout=0`]) {
@@ -223,7 +223,7 @@ describe('no prototype pollution', () => {
     }
     expect(got.sort()).toEqual(NAMES.map((n) => `${n}.${n}`).sort());
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
-    const lp = new LongPollHandler({ broker });
+    const lp = new LongPollHandler({ broker, queryTarget: true });
     const sse = new SseHandler({ broker });
     cleanups.push(async () => {
       await lp.close();
@@ -332,7 +332,7 @@ describe('no CR, LF or NUL reaches a header or an SSE field', () => {
   it('hostile cursors, ids and topics in URLs never reach a response header', async () => {
     const broker = new PubSubBroker();
     cleanups.push(() => broker.close());
-    const lp = new LongPollHandler({ broker });
+    const lp = new LongPollHandler({ broker, queryTarget: true });
     const sse = new SseHandler({ broker, lastEventIdQuery: 'lastEventId' });
     const jobs = new PollHandle();
     const poll = new PollHandler<unknown>({ jobs, run: () => 1 });
@@ -362,7 +362,7 @@ describe('no CR, LF or NUL reaches a header or an SSE field', () => {
 describe('CORS', () => {
   async function everything(cors: { origin: readonly string[] } | undefined) {
     const broker = new PubSubBroker();
-    const lp = new LongPollHandler({ broker, ...(cors ? { cors } : {}) });
+    const lp = new LongPollHandler({ broker, queryTarget: true, ...(cors ? { cors } : {}) });
     const sse = new SseHandler({ broker, ...(cors ? { cors } : {}) });
     const jobs = new PollHandle();
     const poll = new PollHandler<unknown>({ jobs, run: () => 1, ...(cors ? { cors } : {}) });

@@ -48,7 +48,7 @@ export interface TopicRouteOptions<T> {
   /**
    * What the request follows.
    * @defaultValue `{ topics: [req.params.topic] }` when the route has a `:topic` parameter, else
-   *   the handler's own reading of the query (`topic`, repeatable, or `pattern`)
+   *   the handler's own reading of the query (`topic`, repeatable, or `pattern`), only when the handler was made with `queryTarget: true` (and `allowPatterns: true` for `pattern`); without it such a request is a `400`
    */
   readonly target?: (req: Request) => T | undefined;
 }

@@ -64,7 +64,7 @@ export interface TopicRoute<H, T> {
   /**
    * What the request follows.
    * @defaultValue `{ topics: [request.params.topic] }` when the path has a `:topic` parameter,
-   *   else the handler's own reading of the query (`topic`, repeatable, or `pattern`)
+   *   else the handler's own reading of the query (`topic`, repeatable, or `pattern`), only when the handler was made with `queryTarget: true` (and `allowPatterns: true` for `pattern`); without it such a request is a `400`
    */
   readonly target?: (request: FastifyRequest) => T | undefined;
 }

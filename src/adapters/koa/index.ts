@@ -46,7 +46,7 @@ export interface TopicRouteOptions<T> {
   /**
    * What the request follows.
    * @defaultValue `{ topics: [ctx.params.topic] }` when a router gave a `:topic` parameter, else
-   *   the handler's own reading of the query (`topic`, repeatable, or `pattern`)
+   *   the handler's own reading of the query (`topic`, repeatable, or `pattern`), only when the handler was made with `queryTarget: true` (and `allowPatterns: true` for `pattern`); without it such a request is a `400`
    */
   readonly target?: (ctx: Context) => T | undefined;
 }

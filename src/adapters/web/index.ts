@@ -51,7 +51,7 @@ export type WebPublishOptions = PublishOptions<Request> & ServeNodeOptions;
  *
  * @param handler - The handler; it is not closed by this function.
  * @param options - Bridge options.
- * @returns A function of the request and the target (omit it to take `topic`/`pattern` from the query).
+ * @returns A function of the request and the target (omit it to take `topic`/`pattern` from the query, which the handler does only with `queryTarget: true`).
  *
  * @example
  * ```ts
@@ -69,7 +69,7 @@ export function longPoll(handler: LongPollHandler, options?: ServeNodeOptions): 
  *
  * @param handler - The handler; it is not closed by this function.
  * @param options - Bridge options.
- * @returns A function of the request and the target (omit it to take `topic`/`pattern` from the query).
+ * @returns A function of the request and the target (omit it to take `topic`/`pattern` from the query, which the handler does only with `queryTarget: true`).
  *
  * @example
  * ```ts
