@@ -21,6 +21,7 @@ import {
   PollHandler,
   PubSubBroker,
   PublishHandler,
+  requestUrl,
   sendError,
   sendJson,
   SseHandler,
@@ -189,7 +190,7 @@ export function createDemo(options = {}) {
     const q = raw.indexOf('?');
     const path = q === -1 ? raw : raw.slice(0, q);
     if (path === '/jobs' || path.startsWith('/jobs/')) return poll.handle(req, res);
-    const url = new URL(raw, 'http://localhost');
+    const url = requestUrl(req);
     const match = /^\/(pub|lp|sse)\/([^/]+)$/.exec(url.pathname);
     let topic = '';
     if (match) {

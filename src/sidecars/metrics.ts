@@ -264,7 +264,7 @@ export async function serveMetricsSidecar(options: MetricsSidecarOptions = {}): 
   };
 
   const httpServer = http.createServer((req, res) => {
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const path = (req.url ?? '/').split('?', 1)[0]!;
     if (req.method !== 'GET' || path !== METRICS_SIDECAR_DEFAULTS.path) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('Not found: GET /metrics\n');
       return;

@@ -66,7 +66,7 @@ import {
   UnavailableError,
 } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
-import { errorStatus, sendError } from '../http/index.js';
+import { errorStatus, requestUrl, sendError } from '../http/index.js';
 import type { PollHandle, PollJobContext } from '../poll/index.js';
 import { LedgerFileStore, UploadLedger } from './ledger.js';
 
@@ -331,7 +331,7 @@ export class UploadHandler<R = unknown> extends Resource {
     try {
       if (this.closed) throw new ClosedError('The upload handler is closed');
       await this.#ready;
-      const url = new URL(req.url ?? '/', 'http://localhost');
+      const url = requestUrl(req);
       const rest = url.pathname === this.#basePath ? '' : url.pathname.startsWith(`${this.#basePath}/`) ? url.pathname.slice(this.#basePath.length + 1) : null;
       if (rest === null) throw new PatchbayError(ErrorCodes.NOT_FOUND, `No upload route for ${url.pathname}`);
       let id: string | undefined;

@@ -77,7 +77,7 @@ const hostileRequest = fc.oneof(
   fc.record({ kind: fc.constant('jobs'), body: hostileJson, prefer: fc.string({ unit: headerChar, maxLength: 30 }), key: fc.string({ unit: headerChar, maxLength: 300 }), id: hostileTopic }),
   fc.record({ kind: fc.constant('uploads'), method: fc.constantFrom('POST', 'PUT', 'PATCH', 'HEAD', 'DELETE', 'GET'), length: fc.oneof(fc.constantFrom('-1', '1e30', 'x', '99999999999999999999'), fc.nat().map(String)), metadata: fc.string({ unit: headerChar, maxLength: 100 }), id: hostileTopic }),
   fc.record({ kind: fc.constant('ndjson'), n: fc.oneof(fc.constantFrom('-1', '1e9', 'x', '10000001'), fc.nat({ max: 50 }).map(String)), from: fc.oneof(fc.constantFrom('-1', 'x'), fc.nat({ max: 60 }).map(String)) }),
-  fc.record({ kind: fc.constant('misc'), path: fc.constantFrom('/stats', '/ws', '/sidecar', '/nope', '/vendor/patchbay/../../etc/passwd', '/%', '/pub', '/lp/', '/sse/a/b') }),
+  fc.record({ kind: fc.constant('misc'), path: fc.constantFrom('/stats', '/ws', '/sidecar', '/nope', '//[', '//[?topic=t', '/uploads//[', '/vendor/patchbay/../../etc/passwd', '/%', '/pub', '/lp/', '/sse/a/b') }),
 );
 
 type HostileRequest = typeof hostileRequest extends fc.Arbitrary<infer T> ? T : never;
