@@ -1,5 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
+/** Marks every process this run starts, so none can outlive it unnoticed (test/leak-guard.ts). */
+const run = `${process.pid}-${Date.now().toString(36)}`;
+
 export default defineConfig({
   // The demo imports 'patchbay' as an app would; in tests that name means the sources.
   resolve: {
@@ -14,6 +17,9 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     environment: 'node',
+    env: { PATCHBAY_TEST_RUN: run },
+    globalSetup: ['test/leak-guard.ts'],
+    setupFiles: ['test/leak-guard.setup.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     reporters: ['default', 'json'],

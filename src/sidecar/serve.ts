@@ -19,6 +19,11 @@ export const SIDECAR_SOCKET_ENV = 'PATCHBAY_SIDECAR_SOCKET';
 export const SIDECAR_SUPERVISED_ENV = 'PATCHBAY_SIDECAR_SUPERVISED';
 /** The environment variable a `SidecarSupervisor` sets (to `stdio`) when the sidecar talks over its stdin and stdout. */
 export const SIDECAR_TRANSPORT_ENV = 'PATCHBAY_SIDECAR_TRANSPORT';
+/**
+ * The environment variable a `SidecarSupervisor` sets to its own process id, so a sidecar whose
+ * app died before the sidecar looked at its parent still knows it is orphaned. Internal.
+ */
+export const SIDECAR_SUPERVISOR_PID_ENV = 'PATCHBAY_SIDECAR_SUPERVISOR_PID';
 
 /** Options of {@link serveSidecar}. */
 export interface ServeSidecarOptions {
@@ -257,6 +262,16 @@ function closeAndExit(server: SidecarServer): void {
   void server.close().finally(() => process.exit(0));
 }
 
+/** Whether a process with this pid exists (one we may not signal exists too). */
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Removes a stale socket file: one nobody listens on. Throws if someone does. */
 async function clearStaleSocket(path: string): Promise<void> {
   if (!existsSync(path)) return;
@@ -362,11 +377,17 @@ export async function serveSidecar(handler: SidecarHandler, options?: ServeSidec
     const stop = (): void => closeAndExit(server);
     process.once('SIGTERM', stop);
     const parent = process.ppid;
-    // The parent died without a word: its children are re-parented. Do not outlive it.
+    const supervisorPid = Number(process.env[SIDECAR_SUPERVISOR_PID_ENV]);
+    // The parent died without a word: its children are re-parented. Do not outlive it. The
+    // parent seen here is not enough: an app killed while this process was still loading (before
+    // this line) is gone already and `parent` is then init, so the supervisor's own pid is
+    // checked too (it may be a grandparent, when the command is a wrapper such as npx).
+    const orphaned = (): boolean => process.ppid !== parent || (Number.isSafeInteger(supervisorPid) && supervisorPid > 0 && !processExists(supervisorPid));
     const watch = setInterval(() => {
-      if (process.ppid !== parent) stop();
+      if (orphaned()) stop();
     }, 500);
     watch.unref();
+    if (orphaned()) queueMicrotask(stop); // after the caller has its server
     server._onExitHooks(() => {
       clearInterval(watch);
       process.off('SIGTERM', stop);

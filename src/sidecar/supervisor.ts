@@ -35,7 +35,7 @@ import {
   type SidecarRequestOptions,
   type SidecarStream,
 } from './channel.js';
-import { SIDECAR_SOCKET_ENV, SIDECAR_SUPERVISED_ENV, SIDECAR_TRANSPORT_ENV } from './serve.js';
+import { SIDECAR_SOCKET_ENV, SIDECAR_SUPERVISED_ENV, SIDECAR_SUPERVISOR_PID_ENV, SIDECAR_TRANSPORT_ENV } from './serve.js';
 
 /** The part of a child process the supervisor uses; `node:child_process`'s `ChildProcess` fits. */
 export interface SidecarProcess {
@@ -439,7 +439,12 @@ export class SidecarSupervisor extends Resource {
         // none
       }
     }
-    const env: Record<string, string | undefined> = { ...process.env, ...this.#env, [SIDECAR_SUPERVISED_ENV]: '1' };
+    const env: Record<string, string | undefined> = {
+      ...process.env,
+      ...this.#env,
+      [SIDECAR_SUPERVISED_ENV]: '1',
+      [SIDECAR_SUPERVISOR_PID_ENV]: String(process.pid),
+    };
     if (this.#transport === 'socket') env[SIDECAR_SOCKET_ENV] = this.#socketPath;
     else env[SIDECAR_TRANSPORT_ENV] = 'stdio';
     const out = this.#output;

@@ -11,10 +11,9 @@
  * missing. Outside CI a machine without Chromium skips this file, loudly; in CI (CI=true) a
  * missing browser fails it.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +22,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript
 import { createDemo } from '../../demo/server.js';
 import type { PollHandle } from '../../src/index.js';
+import { closeDemo, listenDemo } from '../demo/helpers.js';
+import { TestResources, waitFor } from '../helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const IN_CI = process.env.CI === 'true';
@@ -62,12 +63,10 @@ interface DemoWindow {
  */
 const win = () => globalThis as unknown as DemoWindow;
 
-let demo: { server: Server; jobs: PollHandle; sidecars: { ready: Promise<unknown> } };
+let demo: { server: Server; jobs: PollHandle; sidecars: { ready: Promise<unknown>; logFile: string; close(): Promise<unknown> } };
 let base = '';
-let profile = '';
-let uploadsDir = '';
-let sidecarDir = '';
 let context: BrowserContext | undefined;
+const resources = new TestResources();
 let page: Page;
 const pageErrors: string[] = [];
 
@@ -77,51 +76,94 @@ async function publish(text: string): Promise<string> {
   return ((await res.json()) as { id: string }).id;
 }
 
+/** Whether the demo's log file has a line for a request to `path`. */
+function logged(path: string): boolean {
+  try {
+    return readFileSync(demo.sidecars.logFile, 'utf8').includes(`"path":${JSON.stringify(path)}`);
+  } catch {
+    return false;
+  }
+}
+
+const removeDir = (dir: string): void => rmSync(dir, { recursive: true, force: true });
+
+/** How long `npm run build` may take on a busy machine. */
+const BUILD_MS = 240_000;
+
+/**
+ * `npm run build` (the page needs dist/client.js) in a process group of its own, killed whole
+ * (npm, its shell and the builders under it, by the group's id) on a timeout or when the setup
+ * is stopped.
+ */
+async function build(signal: AbortSignal): Promise<void> {
+  const child = spawn('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit', detached: true });
+  const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
+    child.once('error', () => resolve([null, null]));
+    child.once('exit', (code, sig) => resolve([code, sig]));
+  });
+  const killGroup = (): void => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  };
+  const timer = setTimeout(killGroup, BUILD_MS);
+  signal.addEventListener('abort', killGroup, { once: true });
+  const [code, sig] = await exited;
+  clearTimeout(timer);
+  signal.removeEventListener('abort', killGroup);
+  killGroup(); // what npm started and left behind, if anything
+  signal.throwIfAborted();
+  if (code !== 0) throw new Error(`npm run build failed (${sig ?? `exit code ${code}`}) within ${BUILD_MS} ms: the page needs dist/client.js`);
+}
+
 const shot = (section: string, name: string) => page.locator(`#${section}`).screenshot({ path: join(images, `${name}.png`) });
 
 describe.skipIf(!HAS_CHROMIUM && !IN_CI)('the demo page in Chromium, every pattern', () => {
-  beforeAll(async () => {
-    if (!existsSync(join(root, 'dist', 'client.js'))) {
-      const built = spawnSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit', timeout: 180_000 });
-      if (built.status !== 0) throw new Error('npm run build failed: the page needs dist/client.js');
-    }
-    mkdirSync(images, { recursive: true });
-    uploadsDir = mkdtempSync(join(tmpdir(), 'patchbay-browser-uploads-'));
-    sidecarDir = mkdtempSync(join(tmpdir(), 'patchbay-browser-sidecars-'));
-    demo = createDemo({ sseRetryMs: 100, uploadsDir, sidecars: { dir: sidecarDir, metricsPort: 0, nodeArgs: ['--import', 'tsx', '--import', resolveSrc] } });
-    await new Promise<void>((resolve) => demo.server.listen(0, '127.0.0.1', resolve));
-    base = `http://127.0.0.1:${(demo.server.address() as AddressInfo).port}`;
-    await demo.sidecars.ready;
-    if (!HAS_CHROMIUM) throw new Error(`CI=true but there is no Chromium at ${CHROMIUM}: apt-get install -y --no-install-recommends chromium`);
-    profile = mkdtempSync(join(tmpdir(), 'patchbay-chromium-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 30_000,
-      viewport: { width: 1100, height: 900 },
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
-    context.setDefaultTimeout(WAIT_MS);
-    page = context.pages()[0] ?? (await context.newPage());
-    page.on('pageerror', (error) => pageErrors.push(String(error)));
-    await context.addInitScript(() => {
-      (globalThis as unknown as { win: () => unknown }).win = () => globalThis;
-    });
-    await page.goto(`${base}/`);
-    // Ready: the long poll is parked, the SSE stream and the WebSocket are open.
-    await page.waitForFunction(() => (globalThis as unknown as { patchbaySse?: { source: { readyState: number } } }).patchbaySse?.source.readyState === 1);
-    await page.waitForFunction(() => (globalThis as unknown as { patchbayWs?: { socket?: { readyState: number } } }).patchbayWs?.socket?.readyState === 1);
-  });
+  beforeAll(
+    () =>
+      resources.setup(async (r) => {
+        if (!existsSync(join(root, 'dist', 'client.js'))) await build(r.signal);
+        mkdirSync(images, { recursive: true });
+        if (process.env['PATCHBAY_SCREENSHOTS'] !== '1') r.add(images, removeDir);
+        const uploadsDir = r.add(mkdtempSync(join(tmpdir(), 'patchbay-browser-uploads-')), removeDir);
+        const sidecarDir = r.add(mkdtempSync(join(tmpdir(), 'patchbay-browser-sidecars-')), removeDir);
+        demo = r.add<typeof demo>(
+          createDemo({ sseRetryMs: 100, uploadsDir, sidecars: { dir: sidecarDir, metricsPort: 0, nodeArgs: ['--import', 'tsx', '--import', resolveSrc] } }),
+          closeDemo,
+        );
+        base = await r.wait(listenDemo(demo));
+        await r.wait(demo.sidecars.ready);
+        if (!HAS_CHROMIUM) throw new Error(`CI=true but there is no Chromium at ${CHROMIUM}: apt-get install -y --no-install-recommends chromium`);
+        const profile = r.add(mkdtempSync(join(tmpdir(), 'patchbay-chromium-')), removeDir);
+        // Closed before the profile is removed (last added, first closed).
+        context = r.add(
+          await chromium.launchPersistentContext(profile, {
+            executablePath: CHROMIUM,
+            headless: true,
+            timeout: 30_000,
+            viewport: { width: 1100, height: 900 },
+            args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+          }),
+          (c) => c.close(),
+        );
+        context.setDefaultTimeout(WAIT_MS);
+        page = context.pages()[0] ?? (await context.newPage());
+        page.on('pageerror', (error) => pageErrors.push(String(error)));
+        await context.addInitScript(() => {
+          (globalThis as unknown as { win: () => unknown }).win = () => globalThis;
+        });
+        await page.goto(`${base}/`);
+        // Ready: the long poll is parked, the SSE stream and the WebSocket are open.
+        await page.waitForFunction(() => (globalThis as unknown as { patchbaySse?: { source: { readyState: number } } }).patchbaySse?.source.readyState === 1);
+        await page.waitForFunction(() => (globalThis as unknown as { patchbayWs?: { socket?: { readyState: number } } }).patchbayWs?.socket?.readyState === 1);
+      }),
+    BUILD_MS + 120_000,
+  );
 
-  afterAll(async () => {
-    await context?.close();
-    if (profile !== '') rmSync(profile, { recursive: true, force: true });
-    if (demo !== undefined) {
-      demo.server.closeAllConnections();
-      await new Promise((resolve) => demo.server.close(resolve));
-    }
-    for (const dir of [uploadsDir, sidecarDir]) if (dir !== '') rmSync(dir, { recursive: true, force: true });
-  });
+  // Chromium, then the demo with its sidecar processes (awaited until they exit), then the folders.
+  afterAll(() => resources.teardown(), 120_000);
 
   it('chat: a message sent from the page arrives over long polling, SSE and WebSocket', async () => {
     await page.fill('#text', 'hello from the browser');
@@ -185,8 +227,13 @@ describe.skipIf(!HAS_CHROMIUM && !IN_CI)('the demo page in Chromium, every patte
   it('the sidecars: log lines and request counters from the page\'s own requests', async () => {
     await page.click('#sidecar-refresh');
     await page.waitForFunction(() => (globalThis as unknown as { document: { getElementById(id: string): { textContent: string } } }).document.getElementById('sidecar-metrics').textContent.includes('demo_requests_total'));
-    await page.click('#sidecar-refresh'); // the first refresh is logged by now
-    await page.waitForFunction(() => (globalThis as unknown as { document: { getElementById(id: string): { textContent: string } } }).document.getElementById('sidecar-log').textContent.includes('"path"'));
+    // That refresh is logged when its answer ends, and the shipper writes in batches: wait until
+    // its line is in the file, then refresh again to see it on the page.
+    await waitFor(() => logged('/sidecar'), 'the log shipper to write the line of the first GET /sidecar', WAIT_MS);
+    await page.click('#sidecar-refresh');
+    await page.waitForFunction(
+      () => (globalThis as unknown as { document: { getElementById(id: string): { textContent: string } } }).document.getElementById('sidecar-log').textContent.includes('"path":"/sidecar"'),
+    );
     // The page shows what the sidecars hold: counters of its requests, and their log lines.
     expect(await page.textContent('#sidecar-metrics')).toMatch(/demo_requests_total\{[^}]*\} [1-9]/);
     expect(await page.textContent('#sidecar-log')).toContain('"path":"/sidecar"');

@@ -10,7 +10,7 @@
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
@@ -18,6 +18,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript
 import { createDemo } from '../../demo/server.js';
 import type { SseHandler } from '../../src/index.js';
+import { closeDemo, listenDemo } from '../demo/helpers.js';
+import { TestResources, waitFor } from '../helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const IN_CI = process.env.CI === 'true';
@@ -46,8 +48,8 @@ interface DemoWindow {
 
 let demo: { server: Server; sse: SseHandler };
 let base = '';
-let profile = '';
 let context: BrowserContext | undefined;
+const resources = new TestResources();
 let page: Page;
 const pageErrors: string[] = [];
 /** Every /sse request: its Last-Event-ID and socket, and whether it is still open. */
@@ -55,73 +57,65 @@ const sseRequests: { lastEventId: string | undefined; socket: Socket; open: bool
 /** While set, /sse requests carrying Last-Event-ID (reconnects) wait here. */
 let gate: (() => void)[] | null = null;
 
-async function waitFor(condition: () => boolean, what: string): Promise<void> {
-  const deadline = performance.now() + WAIT_MS;
-  while (!condition()) {
-    if (performance.now() > deadline) throw new Error(`Timed out after ${WAIT_MS} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 const received = (): Promise<Received[]> => page.evaluate(() => (globalThis as unknown as DemoWindow).patchbaySse!.received);
 const receivedCount = (n: number): Promise<unknown> =>
   page.waitForFunction((count) => ((globalThis as unknown as DemoWindow).patchbaySse?.received.length ?? 0) >= count, n, { timeout: WAIT_MS });
 
 describe.skipIf(!HAS_CHROMIUM && !IN_CI)('the demo page in Chromium', () => {
-  beforeAll(async () => {
-    demo = createDemo({ sseRetryMs: 50 });
-    // Put a gate and a request log in front of the demo's own request handler.
-    const [handler] = demo.server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
-    demo.server.removeAllListeners('request');
-    demo.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-      if (!req.url?.startsWith('/sse/')) {
-        handler!(req, res);
-        return;
-      }
-      const raw = req.headers['last-event-id'];
-      const entry = { lastEventId: Array.isArray(raw) ? raw[0] : raw, socket: req.socket, open: true };
-      sseRequests.push(entry);
-      res.once('close', () => {
-        entry.open = false;
+  beforeAll(() =>
+    resources.setup(async (r) => {
+      demo = r.add<typeof demo>(createDemo({ sseRetryMs: 50 }), closeDemo);
+      // Put a gate and a request log in front of the demo's own request handler.
+      const [handler] = demo.server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
+      demo.server.removeAllListeners('request');
+      demo.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+        if (!req.url?.startsWith('/sse/')) {
+          handler!(req, res);
+          return;
+        }
+        const raw = req.headers['last-event-id'];
+        const entry = { lastEventId: Array.isArray(raw) ? raw[0] : raw, socket: req.socket, open: true };
+        sseRequests.push(entry);
+        res.once('close', () => {
+          entry.open = false;
+        });
+        if (gate !== null && entry.lastEventId !== undefined) gate.push(() => handler!(req, res));
+        else handler!(req, res);
       });
-      if (gate !== null && entry.lastEventId !== undefined) gate.push(() => handler!(req, res));
-      else handler!(req, res);
-    });
-    await new Promise<void>((resolve) => demo.server.listen(0, '127.0.0.1', resolve));
-    base = `http://127.0.0.1:${(demo.server.address() as AddressInfo).port}`;
-    if (!HAS_CHROMIUM) return; // in CI: the test fails, it does not skip
-    profile = mkdtempSync(join(tmpdir(), 'patchbay-chromium-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 30_000,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
-    context.setDefaultTimeout(WAIT_MS);
-    page = context.pages()[0] ?? (await context.newPage());
-    page.on('pageerror', (error) => pageErrors.push(String(error)));
-  });
+      // Held reconnects are let go before the server closes (closers run last added first).
+      r.add(null, () => {
+        const held = gate ?? [];
+        gate = null;
+        for (const release of held) release();
+      });
+      base = await r.wait(listenDemo(demo));
+      if (!HAS_CHROMIUM) return; // in CI: the test fails, it does not skip
+      const profile = r.add(mkdtempSync(join(tmpdir(), 'patchbay-chromium-')), (dir) => rmSync(dir, { recursive: true, force: true }));
+      context = r.add(
+        await chromium.launchPersistentContext(profile, {
+          executablePath: CHROMIUM,
+          headless: true,
+          timeout: 30_000,
+          args: [
+            '--headless',
+            '--no-sandbox',
+            '--disable-gpu',
+            '--disable-quic',
+            '--no-first-run',
+            '--disable-background-networking',
+            '--disable-component-update',
+            '--disable-sync',
+          ],
+        }),
+        (c) => c.close(),
+      );
+      context.setDefaultTimeout(WAIT_MS);
+      page = context.pages()[0] ?? (await context.newPage());
+      page.on('pageerror', (error) => pageErrors.push(String(error)));
+    }),
+  60_000);
 
-  afterAll(async () => {
-    const held = gate ?? [];
-    gate = null;
-    for (const release of held) release();
-    await context?.close();
-    if (profile !== '') rmSync(profile, { recursive: true, force: true });
-    if (demo !== undefined) {
-      demo.server.closeAllConnections();
-      await new Promise((resolve) => demo.server.close(resolve));
-    }
-  });
+  afterAll(() => resources.teardown(), 60_000);
 
   const published: Received[] = [];
   async function publish(data: string, json = false): Promise<void> {
@@ -152,7 +146,7 @@ describe.skipIf(!HAS_CHROMIUM && !IN_CI)('the demo page in Chromium', () => {
     const live = sseRequests.filter((r) => r.open);
     expect(live).toHaveLength(1);
     live[0]!.socket.destroy();
-    await waitFor(() => gate!.length === 1, 'the browser to reconnect');
+    await waitFor(() => gate!.length === 1, 'the browser to reconnect', WAIT_MS);
     expect(sseRequests.at(-1)!.lastEventId).toBe(published[3]!.id);
     for (let i = 0; i < 3; i++) await publish(`missed ${i}`);
     const release = gate;
@@ -165,7 +159,7 @@ describe.skipIf(!HAS_CHROMIUM && !IN_CI)('the demo page in Chromium', () => {
     demo.sse.hub.closeAll();
     for (let i = 0; i < 3; i++) await publish(`racing ${i}`);
     await receivedCount(10);
-    await waitFor(() => sseRequests.filter((r) => r.open).length === 1, 'the stream to be live again');
+    await waitFor(() => sseRequests.filter((r) => r.open).length === 1, 'the stream to be live again', WAIT_MS);
     await publish('last');
     await receivedCount(11);
 

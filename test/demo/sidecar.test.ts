@@ -1,41 +1,44 @@
 /**
  * The demo server with its two sidecars as real child processes (examples/sidecars/*.mjs run on
  * the sources through a resolve hook): every request is logged through the shipper and counted by
- * the metrics sidecar, and GET /sidecar shows both. Waits are bounded; no sleeps.
+ * the metrics sidecar, and GET /sidecar shows both. Waits are for conditions, with named
+ * deadlines; the sidecars are stopped, and their exit awaited, on every path.
  */
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript
 import { createDemo } from '../../demo/server.js';
 import type { SidecarSupervisor } from '../../src/index.js';
-import { alive, tempDir, untilReal } from '../sidecar/helpers.js';
+import { TestResources, waitFor } from '../helpers.js';
+import { alive, tempDir } from '../sidecar/helpers.js';
+import { closeDemo, listenDemo } from './helpers.js';
 
 interface DemoSidecars {
   logFile: string;
   logShipper: SidecarSupervisor;
   metricsSidecar: SidecarSupervisor;
   ready: Promise<unknown>;
+  close(): Promise<unknown>;
 }
 
 const resolveSrc = fileURLToPath(new URL('../sidecar/fixtures/resolve-src.mjs', import.meta.url));
-const tmp = tempDir();
+/** Start, drain and exit of a sidecar under tsx on a busy machine. */
+const SIDECAR_MS = 20_000;
 let base = '';
 let demo: { server: Server; sidecars: DemoSidecars };
+const resources = new TestResources();
 
-beforeAll(async () => {
-  demo = createDemo({ sidecars: { dir: tmp.dir, metricsPort: 0, nodeArgs: ['--import', 'tsx', '--import', resolveSrc] } });
-  await new Promise<void>((resolve) => demo.server.listen(0, '127.0.0.1', resolve));
-  base = `http://127.0.0.1:${(demo.server.address() as AddressInfo).port}`;
-  await demo.sidecars.ready;
-});
+beforeAll(() =>
+  resources.setup(async (r) => {
+    const tmp = r.add(tempDir(), (t) => t.remove());
+    demo = r.add<typeof demo>(createDemo({ sidecars: { dir: tmp.dir, metricsPort: 0, nodeArgs: ['--import', 'tsx', '--import', resolveSrc] } }), closeDemo);
+    base = await r.wait(listenDemo(demo));
+    await r.wait(demo.sidecars.ready);
+  }),
+);
 
-afterAll(async () => {
-  demo.server.closeAllConnections();
-  await new Promise((resolve) => demo.server.close(resolve));
-  tmp.remove();
-});
+afterAll(() => resources.teardown());
 
 describe('demo server with its sidecars', () => {
   it('starts both sidecars under supervisors', () => {
@@ -50,7 +53,8 @@ describe('demo server with its sidecars', () => {
       expect(res.status).toBe(201);
     }
     expect((await fetch(`${base}/nope`)).status).toBe(404);
-    await untilReal(() => demo.sidecars.logShipper.channel.stats().accepted >= before + 4, 'the log records to be sent');
+    // Each request is logged when its answer ends, after the client has it.
+    await waitFor(() => demo.sidecars.logShipper.channel.stats().accepted >= before + 4, 'the log records of the four requests to be sent', SIDECAR_MS);
     await demo.sidecars.logShipper.request('log.flush'); // after the records: they are on disk now
 
     const res = await fetch(`${base}/sidecar`);
@@ -83,7 +87,7 @@ describe('demo server with its sidecars', () => {
     expect(pids.every(alive)).toBe(true);
     demo.server.closeAllConnections();
     await new Promise((resolve) => demo.server.close(resolve));
-    await untilReal(() => !pids.some(alive), 'both sidecars to exit');
+    await waitFor(() => !pids.some(alive), 'both sidecars to exit', SIDECAR_MS);
     expect(demo.sidecars.logShipper.stats().lastExit).toMatchObject({ code: 0 });
     expect(demo.sidecars.metricsSidecar.stats().lastExit).toMatchObject({ code: 0 });
   });

@@ -21,7 +21,11 @@ export function startDemo(redisUrl: string, prefix: string, env: Record<string, 
   });
   return new Promise((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => reject(new Error(`the demo did not start within 60 s: ${out}`)), 60_000);
+    const timer = setTimeout(() => {
+      // Not left running: killed by its PID, and the failure reported once it is gone.
+      child.once('exit', () => reject(new Error(`the demo did not start within 60 s: ${out}`)));
+      process.kill(child.pid!, 'SIGKILL');
+    }, 60_000);
     child.stdout!.setEncoding('utf8');
     child.stdout!.on('data', (chunk: string) => {
       out += chunk;
@@ -36,6 +40,21 @@ export function startDemo(redisUrl: string, prefix: string, env: Record<string, 
       reject(new Error(`the demo exited with ${code}: ${out}`));
     });
   });
+}
+
+/**
+ * Starts `count` demos as {@link startDemo} does. When one fails, the others are stopped (by PID)
+ * before the error is thrown: nobody would hold them to stop them later.
+ */
+export async function startDemos(count: number, redisUrl: string, prefix: string, env: Record<string, string> = {}): Promise<DemoProcess[]> {
+  const settled = await Promise.allSettled(Array.from({ length: count }, () => startDemo(redisUrl, prefix, env)));
+  const started = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed !== undefined) {
+    await Promise.all(started.map(stopDemo));
+    throw failed.reason;
+  }
+  return started;
 }
 
 /** Stops a demo with SIGTERM (SIGKILL after 3 s) and waits until it is gone. */

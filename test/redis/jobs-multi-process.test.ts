@@ -4,7 +4,7 @@
  * and a process killed with SIGKILL has its running job failed once its lease runs out.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DemoProcess, killDemo, startDemo, stopDemo } from './demo-process.js';
+import { type DemoProcess, killDemo, startDemos, stopDemo } from './demo-process.js';
 import { redisUnavailableReason, testRedis, type TestRedis, uniquePrefix } from './redis-server.js';
 
 const LEASE_MS = 600;
@@ -28,7 +28,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('jobs shared by two demo p
     redis = await testRedis();
     const prefix = uniquePrefix('jobs-demo');
     const env = { JOBS_LEASE_MS: String(LEASE_MS) };
-    [a, b] = await Promise.all([startDemo(redis.url, prefix, env), startDemo(redis.url, prefix, env)]);
+    [a, b] = (await startDemos(2, redis.url, prefix, env)) as [DemoProcess, DemoProcess];
   }, 120_000);
   afterAll(async () => {
     await Promise.all([stopDemo(a), stopDemo(b)]);

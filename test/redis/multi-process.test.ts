@@ -5,12 +5,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCursor } from '../../src/index.js';
-import { type DemoProcess, startDemo as startDemoProcess, stopDemo } from './demo-process.js';
+import { type DemoProcess, startDemos, stopDemo } from './demo-process.js';
 import { readSse, type SseEvent, waitFor } from './helpers.js';
 import { REDIS_BINARY, startRedis, type TestRedis, uniquePrefix } from './redis-server.js';
 
 const HOLD_MS = 1000;
-const startDemo = (url: string, prefix: string): Promise<DemoProcess> => startDemoProcess(url, prefix, { LP_TIMEOUT_MS: String(HOLD_MS) });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -21,7 +20,7 @@ describe.skipIf(REDIS_BINARY === undefined)('three demo processes on one Redis',
     // appendfsync always: every publish Redis acknowledged survives the kill.
     redis = await startRedis({ persist: true });
     const prefix = uniquePrefix('demo');
-    demos.push(...(await Promise.all([startDemo(redis.url, prefix), startDemo(redis.url, prefix), startDemo(redis.url, prefix)])));
+    demos.push(...(await startDemos(3, redis.url, prefix, { LP_TIMEOUT_MS: String(HOLD_MS) })));
   }, 120_000);
   afterAll(async () => {
     await Promise.all(demos.map(stopDemo));

@@ -87,7 +87,10 @@ export async function startRedis(options: { persist?: boolean } = {}): Promise<T
     const deadline = Date.now() + 10_000;
     for (;;) {
       if (await ping(port)) return;
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`redis-server on port ${port} did not start`);
+      if (child.exitCode !== null || Date.now() > deadline) {
+        await stop(); // one that runs but does not answer is not left behind
+        throw new Error(`redis-server on port ${port} did not start`);
+      }
       await new Promise((r) => setTimeout(r, 20));
     }
   };

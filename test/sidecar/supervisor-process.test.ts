@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SidecarSupervisor, UnavailableError, type SidecarSupervisorOptions } from '../../src/index.js';
 import { alive, fixture, tempDir, untilReal } from './helpers.js';
-import { until } from '../helpers.js';
+import { until, waitFor } from '../helpers.js';
 
 const cleanups: (() => void | Promise<void>)[] = [];
 afterEach(async () => {
@@ -144,6 +144,25 @@ describe('SidecarSupervisor with real processes', () => {
     expect(alive(sidecarPid)).toBe(true);
     process.kill(app.pid!, 'SIGKILL');
     await until(() => !alive(sidecarPid), 'the orphaned sidecar to exit', 5_000_000);
+  });
+
+  it('a supervised sidecar does not outlive its app killed before the sidecar was listening', async () => {
+    // The app dies while the sidecar still loads: by the time the sidecar looks, its parent is
+    // init already, so "my parent changed" never fires; it must check its supervisor's pid.
+    const app = spawn(process.execPath, fixture('parent.ts').args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, DIE_ON_SPAWN: '1' } });
+    let out = '';
+    app.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    const appGone = new Promise((resolve) => app.once('exit', resolve));
+    cleanups.push(() => {
+      if (alive(app.pid)) process.kill(app.pid!, 'SIGKILL');
+    });
+    await waitFor(() => out.includes('\n'), 'the sidecar pid', 20_000);
+    const sidecarPid = Number(out.trim());
+    cleanups.push(() => {
+      if (alive(sidecarPid)) process.kill(sidecarPid, 'SIGKILL');
+    });
+    expect(await appGone).toBeNull(); // killed by its own SIGKILL, no exit code
+    await waitFor(() => !alive(sidecarPid), 'the sidecar orphaned while loading to exit', 20_000);
   });
 
   it('talks over the child\'s stdio when asked', async () => {
