@@ -242,6 +242,8 @@ export class WsConnection {
   #queued = 0;
   /** Replay bytes in the queue (part of `#queued`). */
   #replayQueued = 0;
+  /** The same, as they will take on the wire (with frame headers). */
+  #replayQueuedWire = 0;
   /** Replay bytes handed to the socket that it has not let go of yet (wire bytes). */
   #replayInSocket = 0;
   /** Subscriptions waiting for their next replay page, in turn. */
@@ -567,7 +569,7 @@ export class WsConnection {
 
   /** Replay bytes held now: queued, or in the socket. */
   #replayHeld(): number {
-    return this.#replayQueued + this.#replayInSocket;
+    return this.#replayQueuedWire + this.#replayInSocket;
   }
 
   /** Whether a replay frame of `len` bytes must wait: it fits in the replay budget, or nothing else of a replay is held. */
@@ -635,9 +637,12 @@ export class WsConnection {
           this.#reply(logGapFrame(entry.sid, from));
         }
         for (const m of page.messages) {
-          if (this.#replayFull(this.#replayFrameBytes)) await this.#replayRoom(this.#replayFrameBytes);
+          const bytes = this.#frameReplayed(entry, m);
+          if (bytes === undefined) continue;
+          const wire = wireLength(bytes.length);
+          if (this.#replayFull(wire)) await this.#replayRoom(wire);
           if (this.#closed || entry.closed) break;
-          this.#sendReplayed(entry, m);
+          this.#appendReplayed(bytes);
         }
         if (this.#closed || entry.closed) continue;
         if (page.more) {
@@ -717,22 +722,31 @@ export class WsConnection {
     else this.#push(bytes, entry, this.#host.overflow === 'coalesce' ? `${entry.sid}\u0000${m.topic}` : undefined);
   }
 
-  /** A message of a replay: never dropped, counted in the replay budget. */
+  /** A message of a replay, or staged while subscribing: never dropped, counted in the replay budget. */
   #sendReplayed(entry: Entry, m: Message): void {
-    if (entry.closed || this.#closed) return;
+    const bytes = this.#frameReplayed(entry, m);
+    if (bytes !== undefined) this.#appendReplayed(bytes);
+  }
+
+  /** The frame of a replayed message; `undefined` (and the client told) when it cannot be framed. */
+  #frameReplayed(entry: Entry, m: Message): Buffer | undefined {
+    if (entry.closed || this.#closed) return undefined;
     let bytes: Buffer | undefined;
+    let error: unknown;
     try {
       bytes = this.#host.frame(m, entry.sid);
-    } catch (error) {
-      bytes = undefined;
-      this.#host.reportError(error, this);
+    } catch (e) {
+      error = e;
     }
-    if (bytes === undefined) {
-      this.#skip(entry, m, undefined);
-      return;
-    }
+    if (bytes === undefined) this.#skip(entry, m, error);
+    return bytes;
+  }
+
+  #appendReplayed(bytes: Buffer): void {
+    if (this.#closed) return;
     this.#replayFrameBytes = Math.max(64, Math.round((this.#replayFrameBytes * 7 + bytes.length) / 8));
     this.#replayQueued += bytes.length;
+    this.#replayQueuedWire += wireLength(bytes.length);
     this.#append(bytes, REPLAY, undefined);
   }
 
@@ -863,6 +877,7 @@ export class WsConnection {
           if (replayLeft === 0) {
             const held = wire;
             this.#replayQueued = 0;
+            this.#replayQueuedWire = 0;
             this.#replayInSocket += held;
             ws.send(q[i]!, TEXT, () => this.#released(held));
             continue;
@@ -886,6 +901,7 @@ export class WsConnection {
       this.#qKey.length = 0;
       this.#queued = 0;
       this.#replayQueued = 0;
+      this.#replayQueuedWire = 0;
     }
     this.#messagesSent += sent;
     this.#host.counters.messagesSent += sent;
@@ -914,6 +930,7 @@ export class WsConnection {
     this.#qKey = [];
     this.#queued = 0;
     this.#replayQueued = 0;
+    this.#replayQueuedWire = 0;
     this.#replayInSocket = 0;
     this.#replays = [];
     this.#wakeReplay();

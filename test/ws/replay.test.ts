@@ -66,7 +66,7 @@ describe('WsHandler: replays are bounded', () => {
     }
     // What the kernel's socket buffers took is all that left: most of the 200 MB is still in the log.
     expect(connection.stats().messagesSent).toBeLessThan((SUBS * COUNT) / 4);
-    expect(maxReplaying).toBeLessThanOrEqual(BOUND + 4096);
+    expect(maxReplaying).toBeLessThanOrEqual(BOUND);
     expect(maxHeld).toBeLessThanOrEqual(BOUND + 4096); // no live traffic: all of it is replay and replies
     expect(r.ws.stats().bytesQueued).toBeLessThanOrEqual(BOUND);
 
