@@ -500,7 +500,6 @@ export class WsConnection {
           first: true,
           ready: { resolve, reject },
         };
-        if (given !== undefined) host.counters.replays++;
         this.#replays.push(entry);
         void this.#pump();
       });
@@ -606,60 +605,71 @@ export class WsConnection {
           r?.ready.resolve();
           continue;
         }
-        if (this.#replayFull(this.#replayFrameBytes)) await this.#replayRoom(this.#replayFrameBytes);
-        if (this.#closed || entry.closed) {
-          r.ready.resolve();
-          continue;
-        }
-        const room = Math.max(0, this.#host.maxBufferedBytes - this.#replayHeld());
-        const limit = Math.max(1, Math.min(REPLAY_PAGE, Math.floor(room / this.#replayFrameBytes)));
-        let page;
         try {
-          page = await this.#host.broker.read(r.target, r.cursor, limit, { canRead: entry.canRead });
+          await this.#replayPage(entry, r);
         } catch (error) {
+          // A bug of ours, or of a backend: this subscription ends, the others go on.
           this.#replayFailed(entry, r, error);
-          continue;
-        }
-        if (this.#closed || entry.closed) {
-          r.ready.resolve();
-          continue;
-        }
-        const from = r.cursor;
-        r.cursor = page.cursor;
-        if (r.given !== undefined) this.#host.counters.replayedMessages += page.messages.length;
-        if (r.first) {
-          r.first = false;
-          this.#reply(subscribedFrame(entry.sid, r.given ?? 'oldest', page.messages.length, r.ref, page.more));
-          r.ready.resolve();
-        }
-        if (page.gap && from !== null) {
-          this.#host.counters.gaps++;
-          this.#reply(logGapFrame(entry.sid, from));
-        }
-        for (const m of page.messages) {
-          const bytes = this.#frameReplayed(entry, m);
-          if (bytes === undefined) continue;
-          const wire = wireLength(bytes.length);
-          if (this.#replayFull(wire)) await this.#replayRoom(wire);
-          if (this.#closed || entry.closed) break;
-          this.#appendReplayed(bytes);
-        }
-        if (this.#closed || entry.closed) continue;
-        if (page.more) {
-          this.#replays.push(entry); // its next page after the others' turn
-          continue;
-        }
-        // The log is read to its end: live from the last cursor read. The broker replays what was
-        // published since (staged, sent in publish order) and drops duplicates at the seam.
-        entry.replay = null;
-        try {
-          if (await this.#subscribeLive(entry, page.cursor)) this.#sendStaged(entry);
-        } catch (error) {
-          this.#replayFailed(entry, null, error);
         }
       }
     } finally {
       this.#pumping = false;
+    }
+  }
+
+  /** Reads and sends one page of `entry`'s replay; then queues its next turn, or takes it live. */
+  async #replayPage(entry: Entry, r: Replay): Promise<void> {
+    if (this.#replayFull(this.#replayFrameBytes)) await this.#replayRoom(this.#replayFrameBytes);
+    if (this.#closed || entry.closed) {
+      r.ready.resolve();
+      return;
+    }
+    const room = Math.max(0, this.#host.maxBufferedBytes - this.#replayHeld());
+    const limit = Math.max(1, Math.min(REPLAY_PAGE, Math.floor(room / this.#replayFrameBytes)));
+    let page;
+    try {
+      page = await this.#host.broker.read(r.target, r.cursor, limit, { canRead: entry.canRead });
+    } catch (error) {
+      this.#replayFailed(entry, r, error);
+      return;
+    }
+    if (this.#closed || entry.closed) {
+      r.ready.resolve();
+      return;
+    }
+    const from = r.cursor;
+    r.cursor = page.cursor;
+    if (r.given !== undefined) this.#host.counters.replayedMessages += page.messages.length;
+    if (r.first) {
+      r.first = false;
+      if (r.given !== undefined) this.#host.counters.replays++;
+      this.#reply(subscribedFrame(entry.sid, r.given ?? 'oldest', page.messages.length, r.ref, page.more));
+      r.ready.resolve();
+    }
+    if (page.gap && from !== null) {
+      this.#host.counters.gaps++;
+      this.#reply(logGapFrame(entry.sid, from));
+    }
+    for (const m of page.messages) {
+      const bytes = this.#frameReplayed(entry, m);
+      if (bytes === undefined) continue;
+      const wire = wireLength(bytes.length);
+      if (this.#replayFull(wire)) await this.#replayRoom(wire);
+      if (this.#closed || entry.closed) break;
+      this.#appendReplayed(bytes);
+    }
+    if (this.#closed || entry.closed) return;
+    if (page.more) {
+      this.#replays.push(entry); // its next page after the others' turn
+      return;
+    }
+    // The log is read to its end: live from the last cursor read. The broker replays what was
+    // published since (staged, sent in publish order) and drops duplicates at the seam.
+    entry.replay = null;
+    try {
+      if (await this.#subscribeLive(entry, page.cursor)) this.#sendStaged(entry);
+    } catch (error) {
+      this.#replayFailed(entry, null, error);
     }
   }
 
