@@ -15,10 +15,21 @@
  * - `coalesce`: a message replaces a queued one of the same subscription and topic (latest value
  *   wins), at any time; past the limit, as `drop-oldest`.
  *
- * A replay (resuming from a cursor) is queued whole, whatever its size: the broker's log limits
- * bound it, and a client that resumes after an overflow must be able to catch up. Until the
- * socket has let go of the replay's last byte, what is left of it is allowed on top of
- * `maxBufferedBytes`.
+ * ## Replays
+ *
+ * A subscription with a cursor is first fed from the log, page by page
+ * (`broker.read(target, cursor, limit, { canRead })`), as the socket lets go of what it was
+ * given: the replays of one connection, however many, hold at most `maxBufferedBytes` together
+ * (queued or in the socket, plus one page read and not yet framed), and take turns a page at a
+ * time. A replay is never dropped or cut by the overflow policy: it waits for the client to read
+ * instead. Live messages and replies get `maxBufferedBytes` of their own on top of what replays
+ * hold. When a page says the log holds no more, the subscription goes live from the last cursor
+ * read (the broker replays what was published meanwhile and drops duplicates at the seam), so
+ * nothing is lost or repeated, and a list of topics stays in publish order.
+ *
+ * A message this connection cannot frame (data JSON cannot carry, from a custom backend or a
+ * record of another version) is skipped, replayed or live, with an `error` frame for its
+ * subscription; it never reaches the broker's error path.
  *
  * A dropped message is never silent: before the subscription's next message (or at the next
  * flush) the client gets `{"type":"gap","sid","reason":"overflow","dropped":n}`. Replies
@@ -37,7 +48,8 @@ import type { Duplex } from 'node:stream';
 import type { RawData, WebSocket } from 'ws';
 import { channel } from '../core/diagnostics.js';
 import { ClosedError, ForbiddenError, InvalidArgumentError, InvalidStateError, NotFoundError, OverflowError, PatchbayError } from '../core/errors.js';
-import { type Message, parseCursor, type PubSubBroker, type Subscription, type TopicTarget } from '../pubsub/index.js';
+import { type AccessVerdict, type Authorize, authorizeAccess, toAccess } from '../pubsub/access.js';
+import { type Message, parseCursor, parseTopic, type PubSubBroker, type Subscription, type TopicTarget } from '../pubsub/index.js';
 import { parseTarget } from '../pubsub/target.js';
 import {
   errorFrame,
@@ -69,8 +81,12 @@ export interface WsConnectionStats {
   readonly subscriptions: number;
   /** Message frames written. */
   readonly messagesSent: number;
-  /** Bytes queued now (not yet handed to the socket). */
+  /** Bytes queued now (not yet handed to the socket), replays included. */
   readonly bytesQueued: number;
+  /** Of what is queued or in the socket, the bytes of replays (at most `maxBufferedBytes`, plus one frame). */
+  readonly bytesReplaying: number;
+  /** Subscriptions still being fed from the log. */
+  readonly replaying: number;
   /** Bytes the socket holds now (written, not yet taken by the peer). */
   readonly bytesBuffered: number;
   /** Messages dropped or replaced by the overflow policy. */
@@ -82,18 +98,40 @@ export interface WsConnectionStats {
 /** One subscription of a connection. @internal */
 interface Entry {
   readonly sid: string;
+  /** What it follows: one pattern, or topics (one broker subscription each). */
+  readonly patterns: readonly string[];
   readonly subs: Subscription[];
+  /** The subscribe hook's grant. */
+  readonly canRead: ((topic: string) => boolean) | undefined;
+  readonly identity: string | undefined;
   /** Messages delivered while subscribing: sent, in publish order, after `subscribed`. */
   staged: Message[] | null;
+  /** While it is fed from the log: where it is. */
+  replay: Replay | null;
   /** Messages dropped since the last gap frame. */
   dropped: number;
   closed: boolean;
 }
 
+/** Where a subscription's replay from the log is. @internal */
+interface Replay {
+  /** What `broker.read` takes. */
+  readonly target: string | readonly string[] | { readonly pattern: string };
+  /** The cursor the client gave (`undefined` for "oldest"). */
+  readonly given: string | undefined;
+  readonly ref: WsRef | undefined;
+  /** Read after this next (`null`: from the oldest). */
+  cursor: string | null;
+  /** No page read yet: the first one answers the `subscribe` frame. */
+  first: boolean;
+  /** Settles the `subscribe` frame once the first page is read (or failed). */
+  readonly ready: { resolve: () => void; reject: (error: unknown) => void };
+}
+
 /** The authorization hooks a connection consults. @internal */
 export interface ConnectionAuthorize {
-  readonly subscribe?: (context: unknown, target: WsTarget) => boolean | Promise<boolean>;
-  readonly publish?: (context: unknown, topic: string, data: unknown) => boolean | Promise<boolean>;
+  readonly subscribe?: Authorize<unknown>;
+  readonly publish?: (target: TopicTarget, context: unknown, data: unknown) => AccessVerdict | Promise<AccessVerdict>;
 }
 
 /** Counters the handler sums over its connections. @internal */
@@ -118,6 +156,8 @@ export interface ConnectionHost {
   readonly maxBufferedBytes: number;
   readonly overflow: WsOverflowPolicy;
   readonly maxMessageBytes: number;
+  readonly maxFrameDepth: number;
+  readonly allowPatterns: boolean;
   readonly maxInFlight: number;
   readonly maxSubscriptions: number;
   readonly maxTopics: number;
@@ -144,6 +184,20 @@ export const wsChannels = {
 };
 
 const TEXT = { binary: false } as const;
+
+/** Marks a replayed message in the send queue: it is never dropped, and counts in the replay budget. */
+const REPLAY = Symbol('replay');
+type QueuedFor = Entry | null | typeof REPLAY;
+
+/** Most messages one replay page asks for. */
+const REPLAY_PAGE = 256;
+
+/** The bytes a server frame of `len` payload bytes takes on the wire (unmasked). */
+function wireLength(len: number): number {
+  return len + (len < 126 ? 2 : len < 65_536 ? 4 : 10);
+}
+
+function noop(): void {}
 
 const kConnection = Symbol('patchbay.ws.connection');
 type Tagged = WebSocket & { [kConnection]: WsConnection };
@@ -183,13 +237,22 @@ export class WsConnection {
   // The send queue: bytes, the subscription of each message frame (null for a reply), and, under
   // `coalesce`, each frame's key.
   #q: Buffer[] = [];
-  #qEntry: (Entry | null)[] = [];
+  #qEntry: QueuedFor[] = [];
   #qKey: (string | undefined)[] = [];
   #queued = 0;
-  /** Bytes handed to the socket so far. */
-  #written = 0;
-  /** Where (in `#written` terms) the latest replay ends; 0 once the socket has let go of it. */
-  #replayEnd = 0;
+  /** Replay bytes in the queue (part of `#queued`). */
+  #replayQueued = 0;
+  /** The same, as they will take on the wire (with frame headers). */
+  #replayQueuedWire = 0;
+  /** Replay bytes handed to the socket that it has not let go of yet (wire bytes). */
+  #replayInSocket = 0;
+  /** Subscriptions waiting for their next replay page, in turn. */
+  #replays: Entry[] = [];
+  #pumping = false;
+  /** Wakes the replay pump when the socket lets go of replay bytes. */
+  #roomWaiter: (() => void) | null = null;
+  /** Average replay frame size so far: sizes the next page to the room left. */
+  #replayFrameBytes = 512;
   /** Subscriptions with dropped messages not yet announced. */
   #gapEntries: Entry[] = [];
   #inbox: Buffer[] = [];
@@ -232,12 +295,24 @@ export class WsConnection {
     return [...this.#entries.keys()];
   }
 
+  /**
+   * Who holds subscription `sid`: the `identity` of the grant `authorize.subscribe` answered it
+   * with, if it gave one (presence reports it).
+   *
+   * @returns `undefined` when the grant gave none, or there is no such subscription.
+   */
+  identity(sid: string): string | undefined {
+    return this.#entries.get(sid)?.identity;
+  }
+
   /** Counters. */
   stats(): WsConnectionStats {
     return {
       subscriptions: this.#entries.size,
       messagesSent: this.#messagesSent,
       bytesQueued: this.#queued,
+      bytesReplaying: this.#replayHeld(),
+      replaying: this.#replays.length,
       bytesBuffered: this.#closed ? 0 : this.#ws.bufferedAmount,
       drops: this.#drops,
       framesReceived: this.#framesReceived,
@@ -296,7 +371,7 @@ export class WsConnection {
     }
     // A subscription the broker ended (the broker was closed) is announced as such.
     for (const entry of this.#entries.values()) {
-      if (entry.staged === null && entry.subs.some((s) => s.closed)) {
+      if (entry.staged === null && entry.replay === null && entry.subs.some((s) => s.closed)) {
         this.#closeEntry(entry);
         this.#reply(unsubscribedFrame(entry.sid, undefined, new ClosedError('The broker ended this subscription (it was closed)')));
       }
@@ -349,7 +424,7 @@ export class WsConnection {
   }
 
   async #handle(data: Buffer, binary: boolean): Promise<void> {
-    const frame = parseClientFrame(data, binary, this.#host.maxMessageBytes);
+    const frame = parseClientFrame(data, binary, this.#host.maxMessageBytes, this.#host.maxFrameDepth);
     if (isRefused(frame)) {
       this.#host.counters.refusedFrames++;
       this.#reply(errorFrame(frame.error, frame.ref, frame.sid, frame.message));
@@ -389,69 +464,225 @@ export class WsConnection {
     if (this.#entries.size >= host.maxSubscriptions) {
       throw new OverflowError(`This connection has ${host.maxSubscriptions} subscriptions, the most it may hold: unsubscribe one first`);
     }
+    if (frame.pattern !== undefined && !host.allowPatterns) {
+      throw new ForbiddenError('Patterns are not allowed on this WebSocket: subscribe with `topics`, or have the server set `allowPatterns: true`');
+    }
     const t = parseTarget(frame.pattern !== undefined ? { pattern: frame.pattern } : { topics: frame.topics }, host.maxTopics, 'subscribe');
     const target: WsTarget = t.pattern !== undefined ? { pattern: t.pattern } : { topics: t.topics };
     const given = cursor !== undefined && cursor !== 'now' && cursor !== 'oldest' ? cursor : undefined;
     if (given !== undefined) parseCursor(given);
-    const hook = host.authorize.subscribe;
-    if (hook !== undefined && (await hook(this.context, target)) !== true) {
-      throw new ForbiddenError(`Not allowed to subscribe to ${t.pattern !== undefined ? JSON.stringify(t.pattern) : JSON.stringify(t.topics)}`);
-    }
+    const shown = t.pattern !== undefined ? JSON.stringify(t.pattern) : JSON.stringify(t.topics);
+    const access = await authorizeAccess(host.authorize.subscribe, target, this.context, `subscribe to ${shown}`);
     if (this.#closed) return;
 
-    const entry: Entry = { sid, subs: [], staged: [], dropped: 0, closed: false };
+    const patterns = t.pattern !== undefined ? [t.pattern] : t.topics;
+    const entry: Entry = { sid, patterns, subs: [], canRead: access.canRead, identity: access.identity, staged: [], replay: null, dropped: 0, closed: false };
     this.#entries.set(sid, entry);
     host.counters.subscriptions++;
-    let gap = false;
-    let replayed = 0;
+
+    if (given !== undefined || cursor === 'oldest') {
+      // From the log first, page by page as the socket drains; live from where the log ends.
+      try {
+        // The broker's own authorize.subscribe is asked now, before anything of the log is sent.
+        for (const pattern of patterns) (await host.broker.subscribe(pattern, { context: this.context, maxQueue: 1, onMessage: noop })).close();
+      } catch (error) {
+        this.#closeEntry(entry);
+        throw error;
+      }
+      if (this.#closed || entry.closed) return;
+      entry.staged = null;
+      await new Promise<void>((resolve, reject) => {
+        entry.replay = {
+          target: t.pattern !== undefined ? { pattern: t.pattern } : t.topics.length === 1 ? t.topics[0]! : t.topics,
+          given,
+          ref: frame.ref,
+          cursor: given ?? null,
+          first: true,
+          ready: { resolve, reject },
+        };
+        this.#replays.push(entry);
+        void this.#pump();
+      });
+      return;
+    }
+
+    // Without a cursor the subscription starts now, and `resume` (the head before it started) is
+    // where a client that got nothing resumes from. Several topics all start from that head, so
+    // they share one starting point and are merged in publish order.
     let resume: string;
     try {
-      // Without a cursor the subscription starts now, and `resume` (the head before it started) is
-      // where a client that got nothing resumes from. Several topics all start from that head, so
-      // they share one starting point and are merged in publish order.
-      resume = given ?? (cursor === 'oldest' ? 'oldest' : await host.broker.head());
-      const from = given ?? (cursor === 'oldest' ? 'oldest' : t.topics !== undefined && t.topics.length > 1 ? resume : 'now');
-      for (const pattern of t.pattern !== undefined ? [t.pattern] : t.topics) {
-        const sub = await host.broker.subscribe(pattern, {
-          from,
-          maxQueue: 1, // callback delivery: this connection's own buffer bound applies
-          context: this.context,
-          onMessage: (m) => {
-            if (entry.staged !== null) entry.staged.push(m);
-            else this.#send(entry, m);
-          },
-        });
-        entry.subs.push(sub);
-        if (this.#closed || entry.closed) {
-          this.#closeEntry(entry);
-          return;
-        }
-        const info = host.broker.replayInfo(sub);
-        if (info !== undefined) {
-          gap ||= info.gap;
-          replayed += info.replayed;
-        }
-      }
+      resume = await host.broker.head();
+      const from = patterns.length > 1 ? resume : 'now';
+      if (!(await this.#subscribeLive(entry, from))) return;
     } catch (error) {
       this.#closeEntry(entry);
       throw error;
     }
-    if (given !== undefined) {
-      host.counters.replays++;
-      host.counters.replayedMessages += replayed;
+    this.#reply(subscribedFrame(sid, resume, 0, frame.ref));
+    this.#sendStaged(entry);
+  }
+
+  /**
+   * Subscribes `entry` on the broker from `from`, messages staged meanwhile.
+   * @returns `false` when the entry or the connection ended meanwhile (the entry is then closed).
+   */
+  async #subscribeLive(entry: Entry, from: string): Promise<boolean> {
+    const host = this.#host;
+    entry.staged = [];
+    const onMessage = (m: Message): void => {
+      // Contained here: nothing this connection does with a message reaches the broker's error path.
+      try {
+        if (entry.staged !== null) entry.staged.push(m);
+        else this.#send(entry, m);
+      } catch (error) {
+        this.#skip(entry, m, error);
+      }
+    };
+    let gap = false;
+    for (const pattern of entry.patterns) {
+      const sub = await host.broker.subscribe(pattern, { from, maxQueue: 1, context: this.context, canRead: entry.canRead, onMessage });
+      entry.subs.push(sub);
+      if (this.#closed || entry.closed) {
+        this.#closeEntry(entry);
+        return false;
+      }
+      gap ||= from !== 'now' && host.broker.replayInfo(sub)?.gap === true;
     }
-    this.#reply(subscribedFrame(sid, resume, replayed, frame.ref));
-    if (gap && given !== undefined) {
+    if (gap) {
       host.counters.gaps++;
-      this.#reply(logGapFrame(sid, given));
+      this.#reply(logGapFrame(entry.sid, from));
     }
-    const staged = entry.staged!;
+    return true;
+  }
+
+  /** Sends what was staged while subscribing, in publish order (exempt from the overflow policy, as a replay). */
+  #sendStaged(entry: Entry): void {
+    const staged = entry.staged;
     entry.staged = null;
+    if (staged === null || entry.closed) return;
     if (entry.subs.length > 1) staged.sort((a, b) => a._seq - b._seq);
-    // The replay is bounded by the log's own limits, not by maxBufferedBytes: it goes out whole,
-    // and live messages get maxBufferedBytes on top of what of it the socket still holds.
-    for (const m of staged) this.#send(entry, m, true);
-    if (staged.length > 0) this.#replayEnd = Math.max(this.#replayEnd, this.#written + this.#queued);
+    for (const m of staged) this.#sendReplayed(entry, m);
+  }
+
+  // --- replays ---------------------------------------------------------------------------------
+
+  /** Replay bytes held now: queued, or in the socket. */
+  #replayHeld(): number {
+    return this.#replayQueuedWire + this.#replayInSocket;
+  }
+
+  /** Whether a replay frame of `len` bytes must wait: it fits in the replay budget, or nothing else of a replay is held. */
+  #replayFull(len: number): boolean {
+    const held = this.#replayHeld();
+    return !this.#closed && held > 0 && held + len > this.#host.maxBufferedBytes;
+  }
+
+  /** Resolves once a replay frame of `len` bytes fits in the replay budget (or the connection ended). */
+  async #replayRoom(len: number): Promise<void> {
+    while (this.#replayFull(len)) {
+      await new Promise<void>((resolve) => {
+        this.#roomWaiter = resolve;
+      });
+    }
+  }
+
+  #wakeReplay(): void {
+    const waiter = this.#roomWaiter;
+    if (waiter === null) return;
+    this.#roomWaiter = null;
+    waiter();
+  }
+
+  /** Feeds the subscriptions in replay from the log, one page at a time each, in turn. */
+  async #pump(): Promise<void> {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      while (!this.#closed && this.#replays.length > 0) {
+        const entry = this.#replays.shift()!;
+        const r = entry.replay;
+        if (r === null || entry.closed) {
+          r?.ready.resolve();
+          continue;
+        }
+        try {
+          await this.#replayPage(entry, r);
+        } catch (error) {
+          // A bug of ours, or of a backend: this subscription ends, the others go on.
+          this.#replayFailed(entry, r, error);
+        }
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  /** Reads and sends one page of `entry`'s replay; then queues its next turn, or takes it live. */
+  async #replayPage(entry: Entry, r: Replay): Promise<void> {
+    if (this.#replayFull(this.#replayFrameBytes)) await this.#replayRoom(this.#replayFrameBytes);
+    if (this.#closed || entry.closed) {
+      r.ready.resolve();
+      return;
+    }
+    const room = Math.max(0, this.#host.maxBufferedBytes - this.#replayHeld());
+    const limit = Math.max(1, Math.min(REPLAY_PAGE, Math.floor(room / this.#replayFrameBytes)));
+    let page;
+    try {
+      page = await this.#host.broker.read(r.target, r.cursor, limit, { canRead: entry.canRead });
+    } catch (error) {
+      this.#replayFailed(entry, r, error);
+      return;
+    }
+    if (this.#closed || entry.closed) {
+      r.ready.resolve();
+      return;
+    }
+    const from = r.cursor;
+    r.cursor = page.cursor;
+    if (r.given !== undefined) this.#host.counters.replayedMessages += page.messages.length;
+    if (r.first) {
+      r.first = false;
+      if (r.given !== undefined) this.#host.counters.replays++;
+      this.#reply(subscribedFrame(entry.sid, r.given ?? 'oldest', page.messages.length, r.ref, page.more));
+      r.ready.resolve();
+    }
+    if (page.gap && from !== null) {
+      this.#host.counters.gaps++;
+      this.#reply(logGapFrame(entry.sid, from));
+    }
+    for (const m of page.messages) {
+      const bytes = this.#frameReplayed(entry, m);
+      if (bytes === undefined) continue;
+      const wire = wireLength(bytes.length);
+      if (this.#replayFull(wire)) await this.#replayRoom(wire);
+      if (this.#closed || entry.closed) break;
+      this.#appendReplayed(bytes);
+    }
+    if (this.#closed || entry.closed) return;
+    if (page.more) {
+      this.#replays.push(entry); // its next page after the others' turn
+      return;
+    }
+    // The log is read to its end: live from the last cursor read. The broker replays what was
+    // published since (staged, sent in publish order) and drops duplicates at the seam.
+    entry.replay = null;
+    try {
+      if (await this.#subscribeLive(entry, page.cursor)) this.#sendStaged(entry);
+    } catch (error) {
+      this.#replayFailed(entry, null, error);
+    }
+  }
+
+  /** A replay could not go on: the `subscribe` frame is refused, or (later) the subscription ends with why. */
+  #replayFailed(entry: Entry, r: Replay | null, error: unknown): void {
+    if (r?.first === true) {
+      r.ready.reject(error); // before closeEntry, which would resolve it
+      this.#closeEntry(entry);
+      return;
+    }
+    this.#closeEntry(entry);
+    if (!(error instanceof PatchbayError)) this.#host.reportError(error, this);
+    this.#reply(unsubscribedFrame(entry.sid, undefined, error));
   }
 
   #unsubscribe(sid: string, ref: WsRef | undefined): void {
@@ -464,7 +695,8 @@ export class WsConnection {
   async #publish(frame: WsPublishFrame): Promise<void> {
     const hook = this.#host.authorize.publish;
     if (hook === undefined) throw new ForbiddenError('Publishing over this WebSocket is not enabled (the server has no authorize.publish hook)');
-    if ((await hook(this.context, frame.topic, frame.data)) !== true) throw new ForbiddenError(`Not allowed to publish on ${JSON.stringify(frame.topic)}`);
+    parseTopic(frame.topic);
+    toAccess(await hook({ topics: [frame.topic] }, this.context, frame.data), `publish on ${JSON.stringify(frame.topic)}`);
     // A client gone meanwhile gets no answer: it cannot tell whether its publish went through,
     // so it is not made (a retry after reconnecting would otherwise store it twice).
     if (this.#closed) return;
@@ -477,6 +709,8 @@ export class WsConnection {
     if (entry.closed) return;
     entry.closed = true;
     entry.staged = null;
+    entry.replay?.ready.resolve();
+    entry.replay = null;
     for (const sub of entry.subs) sub.close();
     if (this.#entries.get(entry.sid) === entry) {
       this.#entries.delete(entry.sid);
@@ -490,27 +724,59 @@ export class WsConnection {
     this.#push(Buffer.from(text), null, undefined);
   }
 
-  #send(entry: Entry, m: Message, replay = false): void {
+  /** A live message. */
+  #send(entry: Entry, m: Message): void {
     if (entry.closed) return;
     const bytes = this.#host.frame(m, entry.sid);
-    if (bytes === undefined) {
-      this.#reply(
-        errorFrame(new InvalidArgumentError(`Message ${m.id} on ${JSON.stringify(m.topic)} has data that JSON cannot carry; it was skipped`), undefined, entry.sid),
-      );
-      return;
-    }
-    if (replay) this.#append(bytes, entry, undefined);
+    if (bytes === undefined) this.#skip(entry, m, undefined);
     else this.#push(bytes, entry, this.#host.overflow === 'coalesce' ? `${entry.sid}\u0000${m.topic}` : undefined);
+  }
+
+  /** A message of a replay, or staged while subscribing: never dropped, counted in the replay budget. */
+  #sendReplayed(entry: Entry, m: Message): void {
+    const bytes = this.#frameReplayed(entry, m);
+    if (bytes !== undefined) this.#appendReplayed(bytes);
+  }
+
+  /** The frame of a replayed message; `undefined` (and the client told) when it cannot be framed. */
+  #frameReplayed(entry: Entry, m: Message): Buffer | undefined {
+    if (entry.closed || this.#closed) return undefined;
+    let bytes: Buffer | undefined;
+    let error: unknown;
+    try {
+      bytes = this.#host.frame(m, entry.sid);
+    } catch (e) {
+      error = e;
+    }
+    if (bytes === undefined) this.#skip(entry, m, error);
+    return bytes;
+  }
+
+  #appendReplayed(bytes: Buffer): void {
+    if (this.#closed) return;
+    this.#replayFrameBytes = Math.max(64, Math.round((this.#replayFrameBytes * 7 + bytes.length) / 8));
+    this.#replayQueued += bytes.length;
+    this.#replayQueuedWire += wireLength(bytes.length);
+    this.#append(bytes, REPLAY, undefined);
+  }
+
+  /** Skips a message this connection cannot send, telling the client which (an `error` frame for its subscription). */
+  #skip(entry: Entry, m: Message, error: unknown): void {
+    if (error !== undefined) this.#host.reportError(error, this);
+    let what: string;
+    try {
+      what = `Message ${String(m.id).slice(0, 64)} on ${JSON.stringify(String(m.topic).slice(0, 256))}`;
+    } catch {
+      what = 'A message';
+    }
+    this.#reply(errorFrame(new InvalidArgumentError(`${what} has data that JSON cannot carry; it was skipped`), undefined, entry.sid));
   }
 
   #push(bytes: Buffer, entry: Entry | null, key: string | undefined): void {
     if (this.#closed) return;
     const len = bytes.length;
-    const buffered = this.#ws.bufferedAmount;
-    // Until the socket has let go of a replay's last byte, what is left of the replay is allowed on top.
-    const credit = this.#replayEnd === 0 ? 0 : Math.max(0, this.#replayEnd - (this.#written - buffered));
-    if (credit === 0) this.#replayEnd = 0;
-    let room = this.#host.maxBufferedBytes + credit - buffered - this.#queued;
+    // Replays have a budget of their own: what of them is held is not counted here.
+    let room = this.#host.maxBufferedBytes + this.#replayQueued + this.#replayInSocket - this.#ws.bufferedAmount - this.#queued;
     if (key !== undefined) {
       const i = this.#qKey.lastIndexOf(key);
       if (i !== -1 && room + this.#q[i]!.length >= len) {
@@ -538,7 +804,7 @@ export class WsConnection {
     this.#append(bytes, entry, key);
   }
 
-  #append(bytes: Buffer, entry: Entry | null, key: string | undefined): void {
+  #append(bytes: Buffer, entry: QueuedFor, key: string | undefined): void {
     if (this.#closed) return;
     this.#q.push(bytes);
     this.#qEntry.push(entry);
@@ -551,12 +817,12 @@ export class WsConnection {
   #makeRoom(need: number): number {
     let freed = 0;
     const q: Buffer[] = [];
-    const qe: (Entry | null)[] = [];
+    const qe: QueuedFor[] = [];
     const qk: (string | undefined)[] = [];
     const coalesce = this.#host.overflow === 'coalesce';
     for (let i = 0; i < this.#q.length; i++) {
       const entry = this.#qEntry[i]!;
-      if (freed < need && entry !== null) {
+      if (freed < need && entry !== null && entry !== REPLAY) {
         freed += this.#q[i]!.length;
         this.#countDrop(entry, this.#host.overflow);
         continue;
@@ -605,17 +871,33 @@ export class WsConnection {
     const ws = this.#ws;
     const socket = n > 1 || this.#gapEntries.length > 0 ? this.#socket : undefined;
     let sent = 0;
+    // Replay frames move from the queue to the socket; the socket's callback on the last of them
+    // (writes complete in order) tells when it let go of them all, and wakes the replay pump.
+    let replayLeft = this.#replayQueued;
+    let wire = 0;
     socket?.cork();
     try {
       for (let i = 0; i < n; i++) {
         const entry = qe[i]!;
-        if (entry !== null) {
+        if (entry === REPLAY) {
+          sent++;
+          const len = q[i]!.length;
+          replayLeft -= len;
+          wire += wireLength(len);
+          if (replayLeft === 0) {
+            const held = wire;
+            this.#replayQueued = 0;
+            this.#replayQueuedWire = 0;
+            this.#replayInSocket += held;
+            ws.send(q[i]!, TEXT, () => this.#released(held));
+            continue;
+          }
+        } else if (entry !== null) {
           if (entry.dropped > 0) this.#gap(entry);
           sent++;
         }
         ws.send(q[i]!, TEXT);
       }
-      this.#written += this.#queued;
       if (this.#gapEntries.length > 0) {
         for (const entry of this.#gapEntries) if (entry.dropped > 0) this.#gap(entry);
         this.#gapEntries = [];
@@ -628,6 +910,8 @@ export class WsConnection {
       qe.length = 0;
       this.#qKey.length = 0;
       this.#queued = 0;
+      this.#replayQueued = 0;
+      this.#replayQueuedWire = 0;
     }
     this.#messagesSent += sent;
     this.#host.counters.messagesSent += sent;
@@ -637,9 +921,14 @@ export class WsConnection {
     const dropped = entry.dropped;
     entry.dropped = 0;
     if (entry.closed) return;
-    const bytes = Buffer.from(overflowGapFrame(entry.sid, dropped));
-    this.#written += bytes.length;
-    this.#ws.send(bytes, TEXT);
+    this.#ws.send(Buffer.from(overflowGapFrame(entry.sid, dropped)), TEXT);
+  }
+
+  /** The socket let go of `wire` bytes of replays. */
+  #released(wire: number): void {
+    if (this.#closed) return;
+    this.#replayInSocket -= wire;
+    this.#wakeReplay();
   }
 
   #end(reason: WsCloseReason): void {
@@ -650,6 +939,11 @@ export class WsConnection {
     this.#qEntry = [];
     this.#qKey = [];
     this.#queued = 0;
+    this.#replayQueued = 0;
+    this.#replayQueuedWire = 0;
+    this.#replayInSocket = 0;
+    this.#replays = [];
+    this.#wakeReplay();
     this.#gapEntries = [];
     this.#inbox = [];
     this.#inboxBinary = [];

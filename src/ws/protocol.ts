@@ -16,15 +16,17 @@
  * Every client frame may carry `ref` (a string of up to 128 printable characters, or a safe
  * integer); the reply to it (`subscribed`, `unsubscribed`, `published`, `pong` or `error`) echoes
  * it. `cursor` is a message id the server sent (resume after it), `"oldest"` (everything the log
- * still holds) or absent (from now on). Unknown fields, unknown types, binary frames, frames that
- * are not a JSON object, and `__proto__`, `constructor` or `prototype` keys are refused with an
- * `error` frame; the connection stays open.
+ * still holds) or absent (from now on). Unknown fields (`constructor` and `prototype` among them),
+ * unknown types, binary frames, frames that are not a JSON object, frames nested deeper than the
+ * handler's `maxFrameDepth`, and a `__proto__` key at any depth (in a `publish` frame's `data`
+ * too) are refused with an `error` frame `PB_ERR_PROTOCOL`; the connection stays open. A
+ * `pattern` is refused with `PB_ERR_FORBIDDEN` unless the server sets `allowPatterns`.
  *
  * ## Server → client
  *
  * | frame | meaning |
  * |---|---|
- * | `{"type":"subscribed","sid","cursor","replayed"}` | the subscription is live; `cursor` is where it resumes from if no message comes before a cut |
+ * | `{"type":"subscribed","sid","cursor","replayed","more"?}` | the subscription is live; `cursor` is where it resumes from if no message comes before a cut; `replayed` messages of the log follow at once, and with `"more":true` the rest of the log after them follows as the client reads |
  * | `{"type":"message","sid","id","topic","data","headers"?}` | one message; `id` is the broker's id and a valid cursor |
  * | `{"type":"gap","sid","reason":"log","cursor"}` | the log no longer held everything after `cursor` (trimmed, or from before a restart): what follows is what is left |
  * | `{"type":"gap","sid","reason":"overflow","dropped"}` | the send buffer's overflow policy dropped `dropped` messages of this subscription; resubscribe from the last id you have to fetch them again |
@@ -39,6 +41,7 @@
  * @module
  */
 import { BodyTooLargeError, PatchbayError, ProtocolError } from '../core/errors.js';
+import { DEFAULT_MAX_JSON_DEPTH, parseJson } from '../core/json.js';
 
 /** The subprotocol name of this protocol's version, for `Sec-WebSocket-Protocol`. */
 export const WS_SUBPROTOCOL = 'patchbay.v1';
@@ -52,7 +55,10 @@ export interface WsSubscribeFrame {
   readonly type: 'subscribe';
   /** The subscription id, chosen by the client: 1-64 letters, digits or `_ - . : ~ @`, unique on the connection. */
   readonly sid: string;
-  /** A topic or pattern (`*` one token, `>` the rest). Give this or `topics`. */
+  /**
+   * A topic or pattern (`*` one token, `>` the rest). Give this or `topics`. Refused with
+   * `PB_ERR_FORBIDDEN` unless the server sets `allowPatterns`.
+   */
   readonly pattern?: string;
   /** One or more topics, delivered in publish order under one cursor. Give this or `pattern`. */
   readonly topics?: readonly string[];
@@ -103,8 +109,13 @@ export interface WsSubscribedFrame {
   readonly sid: string;
   /** Where to resume from if no message of this subscription arrives before a cut: the cursor given, or the head when it started. */
   readonly cursor: string;
-  /** How many messages the replay from the cursor holds (they follow this frame). */
+  /** How many messages of the log after the cursor follow this frame at once. */
   readonly replayed: number;
+  /**
+   * `true` when the log holds more after those: they follow (before any live message of this
+   * subscription) as fast as the client reads.
+   */
+  readonly more?: true;
   /** The `ref` of the `subscribe` frame. */
   readonly ref?: WsRef;
 }
@@ -218,7 +229,6 @@ export interface RefusedFrame {
 }
 
 const SID = /^[A-Za-z0-9_\-.:~@]{1,64}$/;
-const FORBIDDEN_KEYS = ['__proto__', 'constructor', 'prototype'];
 const FIELDS: Readonly<Record<WsClientFrame['type'], readonly string[]>> = {
   subscribe: ['type', 'sid', 'pattern', 'topics', 'cursor', 'ref'],
   unsubscribe: ['type', 'sid', 'ref'],
@@ -256,9 +266,10 @@ function protocol(message: string): ProtocolError {
  * @param data - The frame's payload.
  * @param binary - Whether it came as a binary frame (refused: the protocol is text).
  * @param maxBytes - The largest payload accepted.
+ * @param maxDepth - The deepest nesting of objects and arrays accepted (the frame itself counts 1).
  * @internal
  */
-export function parseClientFrame(data: Buffer, binary: boolean, maxBytes: number): WsClientFrame | RefusedFrame {
+export function parseClientFrame(data: Buffer, binary: boolean, maxBytes: number, maxDepth = DEFAULT_MAX_JSON_DEPTH): WsClientFrame | RefusedFrame {
   if (data.length > maxBytes) {
     return {
       error: new BodyTooLargeError(maxBytes),
@@ -268,9 +279,10 @@ export function parseClientFrame(data: Buffer, binary: boolean, maxBytes: number
   if (binary) return { error: protocol('Binary frames are not part of the protocol: send JSON text frames') };
   let value: unknown;
   try {
-    value = JSON.parse(data.toString('utf8'));
-  } catch {
-    return { error: protocol('A frame must be one JSON object; this one is not JSON') };
+    // Depth checked and `__proto__` keys refused at any depth, before JSON.parse runs.
+    value = parseJson(data.toString('utf8'), { maxDepth, what: 'A frame' });
+  } catch (error) {
+    return { error: error instanceof PatchbayError ? error : protocol('A frame must be one JSON object; this one is not JSON') };
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return { error: protocol('A frame must be one JSON object (with a "type")') };
@@ -279,9 +291,6 @@ export function parseClientFrame(data: Buffer, binary: boolean, maxBytes: number
   const ref = Object.hasOwn(frame, 'ref') && isRef(frame['ref']) ? frame['ref'] : undefined;
   const sid = Object.hasOwn(frame, 'sid') && isSid(frame['sid']) ? frame['sid'] : undefined;
   const refuse = (message: string): RefusedFrame => ({ error: protocol(message), ref, sid });
-  for (const key of FORBIDDEN_KEYS) {
-    if (Object.hasOwn(frame, key)) return refuse(`A frame may not carry the key ${JSON.stringify(key)}`);
-  }
   const type = frame['type'];
   if (typeof type !== 'string' || !(TYPES as readonly string[]).includes(type)) {
     const shown = typeof type === 'string' ? JSON.stringify(type.slice(0, 40)) : typeof type;
@@ -346,13 +355,15 @@ function withRef(body: string, ref: WsRef | undefined): string {
 }
 
 /** @internal */
-export function subscribedFrame(sid: string, cursor: string, replayed: number, ref: WsRef | undefined): string {
-  return withRef(`{"type":"subscribed","sid":${q(sid)},"cursor":${q(cursor)},"replayed":${replayed}`, ref);
+export function subscribedFrame(sid: string, cursor: string, replayed: number, ref: WsRef | undefined, more = false): string {
+  return withRef(`{"type":"subscribed","sid":${q(sid)},"cursor":${q(cursor)},"replayed":${replayed}${more ? ',"more":true' : ''}`, ref);
 }
 
 /** @internal */
-export function unsubscribedFrame(sid: string, ref: WsRef | undefined, error?: PatchbayError): string {
-  const why = error === undefined ? '' : `,"code":${q(error.code)},"message":${q(error.message)}`;
+export function unsubscribedFrame(sid: string, ref: WsRef | undefined, error?: unknown): string {
+  let why = '';
+  if (error instanceof PatchbayError) why = `,"code":${q(error.code)},"message":${q(error.message)}`;
+  else if (error !== undefined) why = ',"code":"PB_ERR_INTERNAL","message":"Internal server error"';
   return withRef(`{"type":"unsubscribed","sid":${q(sid)}${why}`, ref);
 }
 
@@ -394,13 +405,19 @@ export function errorFrame(error: unknown, ref: WsRef | undefined, sid: string |
  * @internal
  */
 export function messageTail(id: string, topic: string, data: unknown, headers: Readonly<Record<string, string>> | undefined): string | undefined {
-  let json: string | undefined;
+  // Everything may come from a backend of another process or version: nothing here may throw.
   try {
-    json = typeof data === 'string' ? q(data) : (JSON.stringify(data) as string | undefined);
+    if (typeof id !== 'string' || typeof topic !== 'string') return undefined;
+    const json = typeof data === 'string' ? q(data) : (JSON.stringify(data) as string | undefined);
+    if (json === undefined) return undefined;
+    let h = '';
+    if (headers !== undefined) {
+      const hj = JSON.stringify(headers) as string | undefined;
+      if (hj === undefined || hj.charCodeAt(0) !== 0x7b /* { */) return undefined;
+      h = `,"headers":${hj}`;
+    }
+    return `"id":${q(id)},"topic":${q(topic)},"data":${json}${h}}`;
   } catch {
     return undefined;
   }
-  if (json === undefined) return undefined;
-  const h = headers === undefined ? '' : `,"headers":${q(headers)}`;
-  return `"id":${q(id)},"topic":${q(topic)},"data":${json}${h}}`;
 }

@@ -26,9 +26,10 @@ import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
 import { ClosedError, ForbiddenError, InvalidArgumentError, InvalidStateError, MethodNotAllowedError, NotFoundError, PatchbayError, ProtocolError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
+import { checkMaxDepth, DEFAULT_MAX_JSON_DEPTH } from '../core/json.js';
 import { errorStatus } from '../http/index.js';
-import type { Message, PubSubBroker } from '../pubsub/index.js';
-import { type ConnectionHost, type Counters, WsConnection, wsChannels, type WsCloseReason, type WsOverflowPolicy, type WsTarget } from './connection.js';
+import type { AccessVerdict, Authorize, Message, PubSubBroker, TopicTarget } from '../pubsub/index.js';
+import { type ConnectionHost, type Counters, WsConnection, wsChannels, type WsCloseReason, type WsOverflowPolicy } from './connection.js';
 import { messageTail, WS_SUBPROTOCOL } from './protocol.js';
 
 /** Authorization hooks of a {@link WsHandler}. */
@@ -42,13 +43,29 @@ export interface WsAuthorize {
    * cookies with cross-site WebSocket upgrades.
    */
   readonly upgrade?: (req: IncomingMessage) => unknown;
-  /** May this connection subscribe to `target`? Only `true` allows; anything else answers `PB_ERR_FORBIDDEN`. */
-  readonly subscribe?: (context: unknown, target: WsTarget) => boolean | Promise<boolean>;
   /**
-   * May this connection publish `data` on `topic`? Only `true` allows. Without this hook nobody
-   * may publish over the WebSocket.
+   * May this connection subscribe to `target` (`{ topics }`, or `{ pattern }` when
+   * `allowPatterns` is set)? `context` is what `upgrade` returned. `true` allows; a grant
+   * (`{ identity?, canRead? }`) allows and says more: `canRead(topic)` is asked for every topic
+   * the subscription meets, and a message of a topic it refuses is never sent, replayed or live;
+   * `identity` is kept with the subscription ({@link WsConnection.identity}). Anything else
+   * answers `PB_ERR_FORBIDDEN`.
+   *
+   * A pattern is a set of topics: test it with `targetOverlaps(target, 'admin.>')`, never by
+   * its text (`admin.*`, `>` and `*.secret` all reach `admin.secret`), or answer with `canRead`.
+   *
+   * @example
+   * ```ts
+   * subscribe: (target, user) => !targetOverlaps(target, 'admin.>') || isAdmin(user)
+   * ```
    */
-  readonly publish?: (context: unknown, topic: string, data: unknown) => boolean | Promise<boolean>;
+  readonly subscribe?: Authorize<unknown>;
+  /**
+   * May this connection publish `data` on the topic `target.topics[0]`? `context` is what
+   * `upgrade` returned. `true` (or a grant) allows; anything else answers `PB_ERR_FORBIDDEN`.
+   * Without this hook nobody may publish over the WebSocket.
+   */
+  readonly publish?: (target: TopicTarget, context: unknown, data: unknown) => AccessVerdict | Promise<AccessVerdict>;
 }
 
 /** Options for {@link WsHandler}. */
@@ -57,6 +74,21 @@ export interface WsHandlerOptions {
   readonly broker: PubSubBroker;
   /** Authorization hooks: on upgrade, per subscription, per publish. */
   readonly authorize?: WsAuthorize;
+  /**
+   * Whether a `subscribe` frame may give a `pattern` (`*` one token, `>` the rest). Without it,
+   * such a frame is answered with `PB_ERR_FORBIDDEN`, and clients subscribe to lists of topics.
+   * Turn it on only with an `authorize.subscribe` hook that tests patterns with
+   * `targetOverlaps` or answers with `canRead`, unless every topic is public.
+   * @defaultValue `false`
+   */
+  readonly allowPatterns?: boolean;
+  /**
+   * Deepest nesting of objects and arrays in a client frame (the frame itself counts 1, so a
+   * `publish` frame's `data` may nest one less). A deeper frame is answered with
+   * `PB_ERR_PROTOCOL` and ignored.
+   * @defaultValue 64 (`DEFAULT_MAX_JSON_DEPTH`)
+   */
+  readonly maxFrameDepth?: number;
   /**
    * Largest client frame handled, in bytes. A larger one (up to `maxPayloadBytes`) is answered
    * with `PB_ERR_BODY_TOO_LARGE` and ignored; the connection stays open.
@@ -71,8 +103,9 @@ export interface WsHandlerOptions {
   readonly maxPayloadBytes?: number;
   /**
    * Most bytes held for one connection: what its socket holds (`bufferedAmount`) plus what is
-   * queued. A replay from a cursor goes out whole (the broker's log limits bound it): until the
-   * socket has let go of it, live messages get this much on top of what is left of it.
+   * queued, past which the overflow policy acts. Replays from a cursor have a budget of their
+   * own, the same size, shared by all of the connection's replays: the log is read page by page
+   * as the client reads, never dropped or cut, so at most twice this is held in all.
    * @defaultValue 1 MiB
    */
   readonly maxBufferedBytes?: number;
@@ -181,7 +214,7 @@ const MESSAGE_HEAD = '{"type":"message","sid":';
  * @example
  * ```ts
  * import http from 'node:http';
- * import { PubSubBroker } from 'patchbay';
+ * import { PubSubBroker, targetOverlaps } from 'patchbay';
  * import { WsHandler } from 'patchbay/ws';
  *
  * const broker = new PubSubBroker();
@@ -189,8 +222,10 @@ const MESSAGE_HEAD = '{"type":"message","sid":';
  *   broker,
  *   authorize: {
  *     upgrade: (req) => req.headers.origin === 'https://app.example' && { user: userFrom(req) },
- *     publish: (context, topic) => topic.startsWith('chat.'),
+ *     subscribe: (target, user) => !targetOverlaps(target, 'admin.>') || isAdmin(user),
+ *     publish: (target) => target.topics?.[0]?.startsWith('chat.') === true,
  *   },
+ *   allowPatterns: true, // the subscribe hook above is safe for patterns
  * });
  * const server = http.createServer(app);
  * ws.attach(server, { path: '/ws' });
@@ -262,6 +297,9 @@ export class WsHandler extends Resource {
     const maxSubscriptions = check.integerInRange('maxSubscriptions', opts.maxSubscriptions ?? 100, 1, 1_000_000);
     const maxTopics = check.integerInRange('maxTopics', opts.maxTopics ?? 32, 1, 10_000);
     const maxInFlight = check.integerInRange('maxInFlight', opts.maxInFlight ?? 32, 1, 1_000_000);
+    const maxFrameDepth = checkMaxDepth('maxFrameDepth', opts.maxFrameDepth ?? DEFAULT_MAX_JSON_DEPTH);
+    const allowPatterns = opts.allowPatterns ?? false;
+    if (typeof allowPatterns !== 'boolean') throw new InvalidArgumentError(`Expected \`allowPatterns\` to be a boolean, got ${check.describe(allowPatterns)}`);
     this.#slice = check.integerInRange('flushSliceSize', opts.flushSliceSize ?? 2000, 1, 2 ** 31 - 1);
     this.#closeTimeoutMs = check.integerInRange('closeTimeoutMs', opts.closeTimeoutMs ?? 5000, 0, 2 ** 31 - 1);
     this.#onError = check.optionalFunction('onError', opts.onError);
@@ -274,9 +312,9 @@ export class WsHandler extends Resource {
       handleProtocols: (protocols: Set<string>) => (protocols.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
     });
     // Handshakes `ws` refuses (bad method, headers or version) are answered here, as JSON.
-    this.#wss.on('wsClientError', (error: Error, socket: Duplex) => {
+    this.#wss.on('wsClientError', (error: Error, socket: Duplex, req: IncomingMessage) => {
       this.#refusedUpgrades++;
-      if (error.message === 'Invalid HTTP method') refuseUpgrade(socket, new MethodNotAllowedError('this', ['GET']));
+      if (error.message === 'Invalid HTTP method') refuseUpgrade(socket, new MethodNotAllowedError(String(req?.method ?? 'this').slice(0, 32), ['GET']));
       else refuseUpgrade(socket, new ProtocolError(`Not a valid WebSocket handshake: ${error.message}`), error.message.includes('Version') ? { 'Sec-WebSocket-Version': '13' } : {});
     });
 
@@ -287,6 +325,8 @@ export class WsHandler extends Resource {
       maxBufferedBytes,
       overflow,
       maxMessageBytes,
+      maxFrameDepth,
+      allowPatterns,
       maxInFlight,
       maxSubscriptions,
       maxTopics,

@@ -5,7 +5,17 @@
 import http, { type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import WebSocket, { type ClientOptions } from 'ws';
-import { type Clock, ManualClock, PubSubBroker, type PubSubBrokerOptions, realClock } from '../../src/index.js';
+import {
+  type BackendRead,
+  type Clock,
+  type Cursor,
+  ManualClock,
+  MemoryBackend,
+  Message,
+  PubSubBroker,
+  type PubSubBrokerOptions,
+  realClock,
+} from '../../src/index.js';
 import { WsHandler, type WsHandlerOptions, type WsServerFrame } from '../../src/ws/index.js';
 import { until } from '../helpers.js';
 
@@ -23,6 +33,26 @@ export interface Rig {
 
 const rigs: Rig[] = [];
 
+/**
+ * A backend that hands out, in place of every message published with the data `"poison"`, one
+ * whose data JSON cannot carry (a BigInt), live and on reads: what a custom backend, or a record
+ * written by another version, could deliver although the broker refuses to publish it.
+ */
+export class PoisonBackend extends MemoryBackend {
+  override attach(deliver: (message: Message) => void): void {
+    super.attach((m) => deliver(poisoned(m)));
+  }
+
+  override async read(topics: string | readonly (readonly string[])[], cursor: Cursor | null, limit: number): Promise<BackendRead> {
+    const page = await super.read(topics, cursor, limit);
+    return { ...page, messages: page.messages.map(poisoned) };
+  }
+}
+
+function poisoned(m: Message): Message {
+  return m.data === 'poison' ? new Message(m.id, m._seq, m.topic, { n: 1n }, m.headers, m._size, m._time) : m;
+}
+
 /** A clock whose timers move only when the test says so; deferred flushes stay real. */
 export function heartbeatClock(manual: ManualClock): Clock {
   return {
@@ -35,7 +65,8 @@ export function heartbeatClock(manual: ManualClock): Clock {
 export async function rig(options: Partial<WsHandlerOptions> = {}, brokerOptions: PubSubBrokerOptions = {}): Promise<Rig> {
   const manual = new ManualClock();
   const broker = new PubSubBroker(brokerOptions);
-  const ws = new WsHandler({ broker, clock: heartbeatClock(manual), ...options });
+  // Most tests subscribe with `pattern`, so the rig opts in; the default (refused) has tests of its own.
+  const ws = new WsHandler({ broker, clock: heartbeatClock(manual), allowPatterns: true, ...options });
   const server = http.createServer((_req, res) => {
     res.writeHead(426, { upgrade: 'websocket' }).end();
   });

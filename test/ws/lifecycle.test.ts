@@ -235,7 +235,7 @@ describe('WsHandler: lifecycle and cleanup', () => {
     const socket = new WebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`);
     const c = new Client(socket);
     await new Promise((resolve) => socket.once('open', resolve));
-    await c.subscribe('s', { pattern: 'own' });
+    expect(await c.subscribe('s', { topics: ['own'] })).toMatchObject({ type: 'subscribed' });
     const m = await broker.publish('own', 1);
     expect((await c.next((f) => f.type === 'message', 'the message')).id).toBe(m.id);
     expect(ws.connections()[0]!.context).toEqual({ app: 'own' });

@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { PatchbayError } from '../../src/index.js';
 import { isRefused, parseClientFrame } from '../../src/ws/protocol.js';
 
-const parse = (text: string | Buffer, binary = false, max = 4096) => parseClientFrame(typeof text === 'string' ? Buffer.from(text) : text, binary, max);
+const parse = (text: string | Buffer, binary = false, max = 4096, depth?: number) =>
+  parseClientFrame(typeof text === 'string' ? Buffer.from(text) : text, binary, max, depth);
 
 describe('parseClientFrame', () => {
   it('never throws, whatever the bytes: a frame or a refusal with a patchbay error', () => {
@@ -23,7 +24,12 @@ describe('parseClientFrame', () => {
     const frame = fc.oneof(
       fc.record({ type: fc.constant('ping' as const), ref }),
       fc.record({ type: fc.constant('unsubscribe' as const), sid, ref }),
-      fc.record({ type: fc.constant('publish' as const), topic: fc.string(), data: fc.jsonValue(), ref }),
+      fc.record({
+        type: fc.constant('publish' as const),
+        topic: fc.string(),
+        data: fc.jsonValue({ maxDepth: 10 }).filter((v) => !JSON.stringify(v).includes('"__proto__"')), // refused: see below
+        ref,
+      }),
       fc.record({ type: fc.constant('subscribe' as const), sid, pattern: fc.string(), cursor: fc.option(fc.string(), { nil: undefined }), ref }),
       fc.record({ type: fc.constant('subscribe' as const), sid, topics: fc.array(fc.string(), { minLength: 1, maxLength: 4 }), ref }),
     );
@@ -36,6 +42,23 @@ describe('parseClientFrame', () => {
       }),
       { numRuns: 1000 },
     );
+  });
+
+  it('refuses a __proto__ key at any depth of any frame, and nesting past maxDepth, with PB_ERR_PROTOCOL', () => {
+    const bury = (value: unknown, path: readonly ('o' | 'a')[]): unknown => path.reduceRight<unknown>((inner, step) => (step === 'a' ? [inner] : { k: inner }), value);
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom<'o' | 'a'>('o', 'a'), { maxLength: 20 }), fc.jsonValue({ maxDepth: 2 }), (path, leaf) => {
+        const data = `{"__proto__":${JSON.stringify(leaf)}}`;
+        const buried = JSON.stringify(bury('@', path)).replace('"@"', data);
+        const got = parse(`{"type":"publish","topic":"t","data":${buried}}`, false, 1 << 20, 64);
+        expect(isRefused(got) && got.error.code).toBe('PB_ERR_PROTOCOL');
+      }),
+      { numRuns: 300 },
+    );
+    const nested = (depth: number): string => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+    expect(isRefused(parse(`{"type":"publish","topic":"t","data":${nested(9)}}`, false, 1 << 20, 10))).toBe(false);
+    const deep = parse(`{"type":"publish","topic":"t","data":${nested(10)}}`, false, 1 << 20, 10);
+    expect(isRefused(deep) && deep.error.code).toBe('PB_ERR_PROTOCOL');
   });
 
   it('keeps the ref and sid of a refused frame when they are themselves valid', () => {

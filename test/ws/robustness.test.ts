@@ -1,11 +1,18 @@
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { ForbiddenError } from '../../src/index.js';
+import { ForbiddenError, PubSubBroker } from '../../src/index.js';
+import { WsHandler, type WsHandlerOptions } from '../../src/ws/index.js';
 import { until } from '../helpers.js';
 import { Client, rig, teardown } from './helpers.js';
 
 afterEach(teardown);
+
+function rigOptionsCheck(options: Partial<WsHandlerOptions>): void {
+  const broker = new PubSubBroker();
+  void new WsHandler({ broker, ...options }).close();
+  void broker.close();
+}
 
 describe('WsHandler: bad frames', () => {
   it('answers every malformed frame with an error frame and keeps the connection', async () => {
@@ -70,16 +77,45 @@ describe('WsHandler: bad frames', () => {
     expect(r.broker.stats().subscriptions).toBe(1);
   });
 
-  it('carries __proto__ keys inside published data verbatim, without polluting anything', async () => {
+  it('refuses a frame with a __proto__ key at any depth (a publish frame\'s data too), and publishes nothing', async () => {
     const r = await rig({ authorize: { publish: () => true } });
     const c = await Client.open(r);
-    await c.subscribe('s', { pattern: '__proto__' });
-    c.send('{"type":"publish","topic":"__proto__","data":{"__proto__":{"polluted":true},"a":1},"ref":"p"}');
-    await c.next((f) => f.type === 'published', 'the ack');
-    await until(() => c.raw.some((t) => t.includes('"type":"message"')), 'the message');
-    const raw = c.raw.find((t) => t.includes('"type":"message"'))!;
-    expect(raw).toContain('"data":{"__proto__":{"polluted":true},"a":1}');
+    await c.subscribe('s', { topics: ['p'] });
+    const hostile = [
+      '{"type":"publish","topic":"p","data":{"__proto__":{"polluted":true},"a":1},"ref":"a"}',
+      '{"type":"publish","topic":"p","data":[{"x":{"__proto__":{"polluted":true}}}],"ref":"b"}',
+      '{"type":"publish","topic":"p","data":{"\\u005f_proto__":1},"ref":"c"}',
+      '{"type":"subscribe","sid":"t","topics":["p"],"__proto__":{"polluted":true}}',
+    ];
+    for (const frame of hostile) {
+      const before = c.frames.length;
+      c.send(frame);
+      const reply = await c.next((f) => f.type === 'error', `the refusal of ${frame}`, before);
+      expect(reply, frame).toMatchObject({ code: 'PB_ERR_PROTOCOL' });
+      expect(String(reply.message)).toContain('__proto__');
+    }
+    expect(await c.request({ type: 'ping' })).toMatchObject({ type: 'pong' });
+    expect(r.broker.stats().published).toBe(0);
+    expect(c.messages('s')).toHaveLength(0);
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+  });
+
+  it('refuses a frame nested deeper than maxFrameDepth before parsing it, and keeps the connection', async () => {
+    const r = await rig({ authorize: { publish: () => true }, maxFrameDepth: 8 });
+    const c = await Client.open(r);
+    const nested = (depth: number): unknown => (depth === 0 ? 1 : { a: nested(depth - 1) });
+    expect(await c.request({ type: 'publish', topic: 'd', data: nested(7) })).toMatchObject({ type: 'published' });
+    const before = c.frames.length;
+    c.send({ type: 'publish', topic: 'd', data: nested(8), ref: 'deep' });
+    expect(await c.next((f) => f.type === 'error', 'the depth refusal', before)).toMatchObject({ code: 'PB_ERR_PROTOCOL' });
+    // Far deeper than any stack would take: refused by the scan, the server goes on.
+    c.send(`{"type":"publish","topic":"d","data":${'['.repeat(100_000)}${']'.repeat(100_000)}}`);
+    await until(() => c.frames.filter((f) => f.type === 'error').length === 2, 'the second refusal');
+    expect(await c.request({ type: 'ping' })).toMatchObject({ type: 'pong' });
+    expect(r.broker.stats().published).toBe(1);
+    expect(() => rigOptionsCheck({ maxFrameDepth: 0 })).toThrow(/maxFrameDepth/);
+    expect(() => rigOptionsCheck({ maxFrameDepth: 1001 })).toThrow(/maxFrameDepth/);
+    expect(() => rigOptionsCheck({ allowPatterns: 'yes' as never })).toThrow(/allowPatterns/);
   });
 
   it('closes with 1009 a frame over maxPayloadBytes without reading it, and the server goes on', async () => {
@@ -177,14 +213,14 @@ describe('WsHandler: authorize', () => {
       {
         authorize: {
           upgrade: (req) => ({ user: req.headers['x-user'] }),
-          subscribe: async (context, target) => {
+          subscribe: async (target, context) => {
             calls.push(['subscribe', context, target]);
             if (target.pattern === 'explode') throw new Error('hook bug');
             return target.pattern !== 'secret';
           },
-          publish: (context, topic, data) => {
-            calls.push(['publish', context, topic, data]);
-            return topic !== 'secret';
+          publish: (target, context, data) => {
+            calls.push(['publish', context, target, data]);
+            return target.topics?.[0] !== 'secret';
           },
         },
         onError: (error) => errors.push(error),
@@ -203,7 +239,7 @@ describe('WsHandler: authorize', () => {
     expect(errors).toHaveLength(1);
     expect(calls).toContainEqual(['subscribe', { user: 'bob' }, { pattern: 'secret' }]);
     expect(calls).toContainEqual(['subscribe', { user: 'ann' }, { topics: ['ok', 'ann-only'] }]);
-    expect(calls).toContainEqual(['publish', { user: 'bob' }, 'ok', 2]);
+    expect(calls).toContainEqual(['publish', { user: 'bob' }, { topics: ['ok'] }, 2]);
     expect(r.broker.stats().subscriptions).toBe(2); // only ann's, both topics; bob's partial one was undone
     await until(() => ann.messages('s').length === 1, 'ann gets the publish');
   });

@@ -4,7 +4,7 @@ import WebSocket from 'ws';
 import { PubSubBroker } from '../../src/index.js';
 import { WS_SUBPROTOCOL } from '../../src/ws/index.js';
 import { until } from '../helpers.js';
-import { Client, rig, teardown } from './helpers.js';
+import { Client, PoisonBackend, rig, teardown } from './helpers.js';
 
 afterEach(teardown);
 
@@ -114,16 +114,29 @@ describe('WsHandler: subscribe, publish, unsubscribe', () => {
     expect(c.socket.protocol).toBe(WS_SUBPROTOCOL);
   });
 
-  it('skips, with an error frame, a message whose data JSON cannot carry, and goes on', async () => {
-    const r = await rig();
+  it('skips, with an error frame for its sid, a message it cannot frame, live or replayed, and goes on (never the broker\'s error path)', async () => {
+    const brokerErrors: unknown[] = [];
+    const handlerErrors: unknown[] = [];
+    const r = await rig({ onError: (e) => handlerErrors.push(e) }, { backend: new PoisonBackend(), onError: (e) => brokerErrors.push(e) });
     const c = await Client.open(r);
-    await c.subscribe('s', { pattern: 'b' });
-    const bad = await r.broker.publish('b', { n: 1n });
+    await c.subscribe('live', { topics: ['b'] });
+    const bad = await r.broker.publish('b', 'poison');
     const good = await r.broker.publish('b', 'fine');
-    await until(() => c.messages('s').length === 1, 'the good message');
-    expect(c.messages('s')[0]!.id).toBe(good.id);
-    expect(c.frames.find((f) => f.type === 'error')).toMatchObject({ code: 'PB_ERR_INVALID_ARGUMENT', sid: 's' });
-    expect(String(c.frames.find((f) => f.type === 'error')!.message)).toContain(bad.id);
+    await until(() => c.messages('live').length === 1, 'the good message');
+    expect(c.messages('live')[0]!.id).toBe(good.id);
+    const error = c.frames.find((f) => f.type === 'error')!;
+    expect(error).toMatchObject({ code: 'PB_ERR_INVALID_ARGUMENT', sid: 'live' });
+    expect(String(error.message)).toContain(bad.id);
+    // The same in a replay: the poisoned message is skipped with an error frame, the rest follows in order.
+    const after = await r.broker.publish('b', 'after');
+    await c.subscribe('replay', { topics: ['b'] }, 'oldest');
+    await until(() => c.messages('replay').length === 2, 'the replay');
+    expect(c.messages('replay').map((f) => f.id)).toEqual([good.id, after.id]);
+    expect(c.frames.filter((f) => f.type === 'error' && f.sid === 'replay')).toHaveLength(1);
+    await until(() => c.messages('live').length === 2, 'the live one');
+    expect(brokerErrors).toEqual([]);
+    expect(handlerErrors).toEqual([]);
+    expect(c.closed).toBeUndefined();
   });
 });
 
