@@ -21,6 +21,7 @@ import { type Backend, type BackendRead, type BackendStats, MemoryBackend } from
 import { type Cursor, type Message, type MessageHeaders, parseCursor, sizeOf } from './message.js';
 import type { MessageLogLimits } from './message-log.js';
 import { type OverflowPolicy, pubsubChannels, type Receiver, Subscription, type SubscriptionHost } from './subscription.js';
+import type { TopicTarget } from './target.js';
 import { INBOX_PREFIX, isWildcard, parsePattern, parseTopic, TopicIndex } from './topic.js';
 
 /**
@@ -125,6 +126,12 @@ export interface SubscribeOptions<T = unknown> {
 export interface ReadOptions {
   /** Only messages whose topic this accepts are returned (a page may then hold fewer than `limit`, with `more`). */
   readonly canRead?: (topic: string) => boolean;
+  /**
+   * Who reads. When given, the `authorize.subscribe` hook is asked about the target with it, as
+   * for a subscription: a refusal rejects with a ForbiddenError, and a grant's `canRead` filters
+   * the page too. Without it, `read` asks no hook (the caller is the app itself).
+   */
+  readonly context?: unknown;
 }
 
 /** Options for {@link PubSubBroker.request}. */
@@ -413,25 +420,35 @@ export class PubSubBroker extends Resource {
    * @param target - A topic, a list of topics, or `{ pattern }`.
    * @param cursor - An id to read after, or `null` for the oldest message kept.
    * @param limit - The most messages to return.
-   * @param options - A topic check (`canRead`) for what the caller may read.
+   * @param options - A topic check (`canRead`) for what the caller may read, and who reads (`context`).
    * @throws (rejects) InvalidArgumentError for a bad target or limit; InvalidCursorError
-   *   (`PB_ERR_INVALID_CURSOR`) for a bad cursor.
+   *   (`PB_ERR_INVALID_CURSOR`) for a bad cursor; ForbiddenError (`PB_ERR_FORBIDDEN`) when a
+   *   `context` is given and `authorize.subscribe` refuses it.
    */
   read(target: string | readonly string[] | { readonly pattern: string }, cursor: string | null, limit: number, options?: ReadOptions): Promise<BackendRead> {
     try {
       this.assertOpen('read');
       check.integerInRange('limit', limit, 1, 100_000);
-      const canRead = check.optionalFunction('canRead', check.optionsObject('options', options).canRead);
+      const opts = check.optionsObject('options', options);
+      const canRead = check.optionalFunction('canRead', opts.canRead);
       const at = cursor === null ? null : parseCursor(cursor);
-      const read = this.backend.read(readSpec(target), at, limit);
-      if (canRead === undefined) return read;
-      return read.then((page) => {
-        const messages = page.messages.filter((m) => canRead(m.topic));
-        return messages.length === page.messages.length ? page : { ...page, messages };
-      });
+      const spec = readSpec(target);
+      const hook = this.#authorize.subscribe;
+      if (opts.context === undefined || hook === undefined) return this.#read(spec, at, limit, canRead);
+      const asked: TopicTarget = typeof spec === 'string' ? { topics: [spec] } : Array.isArray(target) ? { topics: target as readonly string[] } : { pattern: (target as { pattern: string }).pattern };
+      return authorizeAccess(hook, asked, opts.context, 'read this target').then((access) => this.#read(spec, at, limit, bothTopicChecks(access.canRead, canRead)));
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  #read(spec: string | (readonly string[])[], at: Cursor | null, limit: number, canRead: ((topic: string) => boolean) | undefined): Promise<BackendRead> {
+    const read = this.backend.read(spec, at, limit);
+    if (canRead === undefined) return read;
+    return read.then((page) => {
+      const messages = page.messages.filter((m) => canRead(m.topic));
+      return messages.length === page.messages.length ? page : { ...page, messages };
+    });
   }
 
   /** A cursor for "now": messages published later are after it. */

@@ -197,8 +197,6 @@ function wireLength(len: number): number {
   return len + (len < 126 ? 2 : len < 65_536 ? 4 : 10);
 }
 
-function noop(): void {}
-
 const kConnection = Symbol('patchbay.ws.connection');
 type Tagged = WebSocket & { [kConnection]: WsConnection };
 
@@ -482,14 +480,8 @@ export class WsConnection {
 
     if (given !== undefined || cursor === 'oldest') {
       // From the log first, page by page as the socket drains; live from where the log ends.
-      try {
-        // The broker's own authorize.subscribe is asked now, before anything of the log is sent.
-        for (const pattern of patterns) (await host.broker.subscribe(pattern, { context: this.context, maxQueue: 1, onMessage: noop })).close();
-      } catch (error) {
-        this.#closeEntry(entry);
-        throw error;
-      }
-      if (this.#closed || entry.closed) return;
+      // The broker's own authorize.subscribe is asked by every page read (the connection's context
+      // goes with it), so a refusal refuses and its grant filters the replay as it filters live messages.
       entry.staged = null;
       await new Promise<void>((resolve, reject) => {
         entry.replay = {
@@ -628,7 +620,7 @@ export class WsConnection {
     const limit = Math.max(1, Math.min(REPLAY_PAGE, Math.floor(room / this.#replayFrameBytes)));
     let page;
     try {
-      page = await this.#host.broker.read(r.target, r.cursor, limit, { canRead: entry.canRead });
+      page = await this.#host.broker.read(r.target, r.cursor, limit, { canRead: entry.canRead, context: this.context });
     } catch (error) {
       this.#replayFailed(entry, r, error);
       return;

@@ -420,3 +420,16 @@ describe('PubSubBroker refuses data no transport can carry, and authorizes patte
     expect(got).toEqual(['a.1']);
   });
 });
+
+describe('PubSubBroker.read with a context asks authorize.subscribe, as a subscription would', () => {
+  it('refuses with ForbiddenError and filters by the grant; without a context it asks no hook', async () => {
+    const b = broker({
+      authorize: { subscribe: (target, ctx) => (ctx === 'guest' ? { canRead: (t) => !t.startsWith('admin.') } : ctx !== 'nobody') },
+    });
+    await b.publish('admin.x', 1);
+    await b.publish('chat.x', 2);
+    expect((await b.read({ pattern: '>' }, null, 10, { context: 'guest' })).messages.map((m) => m.topic)).toEqual(['chat.x']);
+    await expect(b.read('chat.x', null, 10, { context: 'nobody' })).rejects.toBeInstanceOf(ForbiddenError);
+    expect((await b.read({ pattern: '>' }, null, 10)).messages).toHaveLength(2);
+  });
+});
