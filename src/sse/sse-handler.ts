@@ -244,10 +244,10 @@ export class SseHandler extends Resource {
       // A resume. The broker's own `authorize.subscribe` (if any) is asked before anything of
       // the log is read: the replay goes through `broker.read`, which does not ask it.
       (await this.#broker.subscribe(t.pattern, { maxQueue: 1, overflow: 'drop-newest', canRead })).close();
-      this.#replays++;
       // The first page is read before the headers go out: an id ahead of the log is still a 400,
-      // and a gap is in the headers.
+      // and a gap is in the headers. One message: its size sizes the next pages.
       const first = await this.#broker.read(t.read, lastEventId, 1, { canRead });
+      this.#replays++;
       stream = this.hub.stream(nodeSink(req, res), undefined, access.identity);
       if (stream.closed) return undefined;
       const extra: Record<string, string> = {};

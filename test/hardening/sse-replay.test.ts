@@ -27,6 +27,7 @@ import {
   pubsubChannels,
   type PublishRecord,
   realClock,
+  sseChannels,
   SseHandler,
   type SseHandlerOptions,
 } from '../../src/index.js';
@@ -269,7 +270,10 @@ describe('SSE replays are bounded by bytes', () => {
     await until(() => sse.stats().connections === 0 && broker.stats().subscriptions === 0, 'cleanup');
   });
 
-  it('a never-reading client cannot make the server hold more than maxBufferedBytes of replay, and the stall timeout closes it', async () => {
+  it.each([
+    { MESSAGE: 64 * 1024, COUNT: 512, what: 'messages smaller than the bound' },
+    { MESSAGE: 320 * 1024, COUNT: 100, what: 'messages larger than the bound (one at a time goes, alone)' },
+  ])('a never-reading client cannot make the server hold more than maxBufferedBytes of replay, and the stall timeout closes it ($what)', async ({ MESSAGE, COUNT }) => {
     // Timers on a manual clock (the stall check), flushes real.
     const manual = new ManualClock();
     const clock: Clock = {
@@ -278,11 +282,15 @@ describe('SSE replays are bounded by bytes', () => {
       defer: (callback) => realClock.defer(callback),
     };
     const BOUND = 256 * 1024;
-    const MESSAGE = 64 * 1024;
     const STALL = 10_000;
-    const { broker, sse, base } = await rig({ maxBufferedBytes: BOUND, stallTimeoutMs: STALL, heartbeatMs: 0, clock });
+    // Heartbeats come due before the stall check ends it: paced like the replay, they never trip the overflow policy.
+    const { broker, sse, base } = await rig({ maxBufferedBytes: BOUND, stallTimeoutMs: STALL, heartbeatMs: 2_000, clock });
+    const reasons: string[] = [];
+    const onClose = (m: unknown): void => void reasons.push((m as { reason: string }).reason);
+    sseChannels.close.subscribe(onClose);
+    cleanups.push(async () => void sseChannels.close.unsubscribe(onClose));
     const cursor = (await broker.publish('big', 'seen')).id;
-    const COUNT = 512; // 32 MiB: far more than the bound and the kernel's socket buffers
+    // 32 MiB: far more than the bound and the kernel's socket buffers.
     for (let i = 0; i < COUNT; i++) await broker.publish('big', `${i}:${'b'.repeat(MESSAGE)}`);
     const { port } = new URL(base);
     const socket = connect(Number(port), '127.0.0.1');
@@ -308,13 +316,14 @@ describe('SSE replays are bounded by bytes', () => {
     expect(peak).toBeLessThanOrEqual(BOUND + MESSAGE + 1024);
     expect(sse.stats()).toMatchObject({ drops: 0, connections: 1 });
     // The stall check closes it, and the replay lets go of everything.
-    for (let i = 0; i < 8 && sse.stats().connections > 0; i++) {
-      manual.advance(STALL / 2);
+    for (let i = 0; i < 30 && sse.stats().connections > 0; i++) {
+      manual.advance(1_000);
       await new Promise((resolve) => setImmediate(resolve));
     }
     await until(() => sse.stats().connections === 0 && sse.stats().replaying === 0, 'the stalled stream to close');
     replayed = sse.stats().replayedMessages;
-    expect(sse.stats()).toMatchObject({ replayBytesHeld: 0, bytesQueued: 0, bytesBuffered: 0 });
+    expect(sse.stats()).toMatchObject({ replayBytesHeld: 0, bytesQueued: 0, bytesBuffered: 0, drops: 0 });
+    expect(reasons).toEqual(['stall']);
     expect(broker.stats().subscriptions).toBe(0);
   });
 });
