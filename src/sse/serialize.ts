@@ -54,7 +54,26 @@ function checkField(name: 'event' | 'id', value: unknown): string {
   return value;
 }
 
-/** The text of one event, fields in a fixed order, terminated by a blank line. */
+/**
+ * `JSON.stringify`, with what it throws turned into the one documented error: a cycle or a BigInt
+ * (`TypeError`), nesting too deep for the stack (`RangeError`), a `toJSON` that throws.
+ */
+function stringify(data: unknown): string | undefined {
+  try {
+    return JSON.stringify(data);
+  } catch (error) {
+    throw new InvalidArgumentError(`SSE \`data\` cannot be serialized as JSON (${error instanceof Error ? error.message : describe(error)})`, { cause: error });
+  }
+}
+
+/**
+ * The text of one event, fields in a fixed order, terminated by a blank line.
+ * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) for an event the serializer refuses: a
+ *   field holding CR or LF (or NUL in `id`), a lone surrogate, a `retry` that is not a
+ *   non-negative integer, `data` that is not a string or a JSON value (a BigInt, a function or
+ *   symbol, a cycle, nesting too deep, a `toJSON` that throws). Never a bare `TypeError` or
+ *   `RangeError`.
+ */
 export function formatEvent(event: SseEvent): string {
   if (typeof event !== 'object' || event === null) {
     throw new InvalidArgumentError(`Expected an SSE event object, got ${describe(event)}`);
@@ -70,7 +89,7 @@ export function formatEvent(event: SseEvent): string {
   if (event.event !== undefined) out += `event: ${checkField('event', event.event)}\n`;
   if (event.id !== undefined) out += `id: ${checkField('id', event.id)}\n`;
   if (event.data !== undefined) {
-    const text = typeof event.data === 'string' ? event.data : JSON.stringify(event.data);
+    const text = typeof event.data === 'string' ? event.data : stringify(event.data);
     if (typeof text !== 'string') {
       throw new InvalidArgumentError(`SSE \`data\` must be a string or a JSON value, got ${describe(event.data)}`);
     }
@@ -80,7 +99,10 @@ export function formatEvent(event: SseEvent): string {
   return `${out}\n`;
 }
 
-/** Serializes one event to bytes, once. @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) as described in the module. */
+/**
+ * Serializes one event to bytes, once.
+ * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) for an event the serializer refuses (see {@link formatEvent}).
+ */
 export function serializeEvent(event: SseEvent): Buffer {
   return Buffer.from(formatEvent(event), 'utf8');
 }

@@ -33,8 +33,10 @@ export function nodeSink(req: IncomingMessage, res: ServerResponse): SseSink {
       res.flushHeaders();
       req.socket?.setNoDelay?.(true);
     },
-    write(chunk) {
-      res.write(chunk);
+    write(chunk, written) {
+      // The callback runs once the socket took the chunk: it paces replays (see SseStream).
+      if (written === undefined) res.write(chunk);
+      else res.write(chunk, written);
     },
     get buffered() {
       return res.writableLength;
@@ -79,6 +81,13 @@ export async function sseResponse(hub: SseHub, options: SseResponseOptions, setu
   let status = 200;
   let responseHeaders: Record<string, string> = {};
   let done = false;
+  /** A replay waiting for the reader to take bytes: woken when the body is pulled. */
+  let written: (() => void) | undefined;
+  const wake = (): void => {
+    const cb = written;
+    written = undefined;
+    cb?.();
+  };
   const fire = (): void => {
     done = true;
     const cb = closed;
@@ -90,6 +99,7 @@ export async function sseResponse(hub: SseHub, options: SseResponseOptions, setu
       start(c) {
         controller = c;
       },
+      pull: wake,
       cancel: fire,
     },
     new ByteLengthQueuingStrategy({ highWaterMark: cap }),
@@ -99,8 +109,12 @@ export async function sseResponse(hub: SseHub, options: SseResponseOptions, setu
       status = s;
       responseHeaders = { ...headers };
     },
-    write(chunk) {
-      if (!done) controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    write(chunk, whenWritten) {
+      if (done) return;
+      controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      if (whenWritten === undefined) return;
+      written = whenWritten;
+      if ((controller.desiredSize ?? 0) > 0) wake();
     },
     get buffered() {
       return done ? 0 : Math.max(0, cap - (controller.desiredSize ?? cap));

@@ -17,10 +17,13 @@
  * `coalesce` (an event with a `key` replaces a queued one with the same key, else as
  * `drop-oldest`). A connection whose transport takes no bytes for `stallTimeoutMs` is closed.
  *
- * A replay (the log after a client's `Last-Event-ID`) is queued whole, whatever its size: the
- * broker's log limits bound it, and a client that resumes after an overflow must be able to
- * catch up (else it would be cut again at once, and forever). Until the transport has let go of
- * the replay's last byte, what is left of it is allowed on top of `maxBufferedBytes`.
+ * A replay (the log after a client's `Last-Event-ID`, see {@link SseHandler}) is paced, not held
+ * to the policy: its reader queues the next event only when it fits under `maxBufferedBytes` (or
+ * when nothing at all is held, for one event larger than the bound), and waits for the transport
+ * to take bytes otherwise. So a replay never holds more than the bound, and it is never cut by
+ * the overflow policy (a resuming client that was cut must be able to catch up, else it would be
+ * cut again at once, and forever). When the replay ends and the stream goes live, what the
+ * transport still holds of it is allowed on top of `maxBufferedBytes` until it is taken.
  *
  * ## Time
  *
@@ -42,8 +45,13 @@ import { serializeComment, serializeEvent, type SseEvent } from './serialize.js'
 export interface SseSink {
   /** Sends the status and headers. Called once, before any write. */
   start(status: number, headers: Readonly<Record<string, string>>): void;
-  /** Writes bytes. */
-  write(chunk: Buffer): void;
+  /**
+   * Writes bytes.
+   * @param written - If given, call it once the transport has taken this chunk (the kernel
+   *   accepted it, or the reader read it), if the transport can tell: it paces replays. A sink
+   *   that cannot tell may ignore it; replays then wait for the hub's periodic check.
+   */
+  write(chunk: Buffer, written?: () => void): void;
   /** Bytes written but not yet taken by the other side (the socket's or the stream's queue). */
   readonly buffered: number;
   /** Ends the response cleanly. */
@@ -85,7 +93,10 @@ export interface SseStreamOptions {
 
 /** Counters of one stream. */
 export interface SseStreamStats {
-  /** Events written (heartbeats excluded). */
+  /**
+   * Events handed to the transport (heartbeats, the opening and stop events excluded). An event
+   * queued and then dropped, or discarded when the stream was cut, is not counted.
+   */
   readonly eventsSent: number;
   /** Bytes written. */
   readonly bytesSent: number;
@@ -115,15 +126,32 @@ export const sseChannels = {
   close: channel('sse', 'close'),
   /** `{ stream, policy, bytes }` when the overflow policy drops or replaces an event. */
   drop: channel('sse', 'drop'),
+  /**
+   * `{ message, error }` when {@link SseHandler} cannot serialize a message and announces a gap
+   * in its place.
+   */
+  skip: channel('sse', 'skip'),
 };
 
 const HEARTBEAT = serializeComment('');
+
+/**
+ * The key of a queued entry that is not an event (comments, the opening bytes, the stop event):
+ * never counted in `eventsSent`, never matched by `coalesce`.
+ */
+const NOT_EVENT: unique symbol = Symbol('not an event');
+type QueueKey = string | undefined | typeof NOT_EVENT;
 
 /**
  * One SSE connection. Usually made by {@link SseHandler} or {@link sseResponse}; make one
  * directly with {@link SseHub.stream} and a {@link SseSink} for a transport of your own.
  */
 export class SseStream {
+  /**
+   * Who the connection is: the `identity` of the grant its `authorize` hook answered with, if it
+   * gave one (see `AccessGrant`). Presence reports it.
+   */
+  readonly identity: string | undefined;
   readonly #hub: SseHub;
   readonly #sink: SseSink;
   readonly #maxBuffered: number;
@@ -131,8 +159,10 @@ export class SseStream {
   readonly #startBytes: Buffer[] = [];
   readonly #headers: Record<string, string>;
   #queue: Buffer[] = [];
-  #keys: (string | undefined)[] = [];
+  #keys: QueueKey[] = [];
   #queued = 0;
+  /** How many of the queued entries are events (counted in `eventsSent` once written). */
+  #queuedEvents = 0;
   #started = false;
   #closed = false;
   #ending = false;
@@ -149,10 +179,15 @@ export class SseStream {
   #drops = 0;
   /** Where (in `#bytesSent + #queued` terms) the latest replay ends; 0 once the transport let go of it. */
   #replayEnd = 0;
+  /** While a replay is paced: flushes ask the sink when it took each chunk. */
+  #replaying = false;
+  /** A paced replay waiting for room: how many bytes it wants to queue, and what to wake. */
+  #roomWaiter: { readonly bytes: number; readonly wake: () => void } | null = null;
   #onClose: ((reason: SseCloseReason) => void)[] = [];
 
   /** @internal */
-  constructor(hub: SseHub, sink: SseSink, options: SseStreamOptions, now: number) {
+  constructor(hub: SseHub, sink: SseSink, options: SseStreamOptions, now: number, identity?: string) {
+    this.identity = identity;
     this.#hub = hub;
     this.#sink = sink;
     this.#maxBuffered = check.integerInRange('maxBufferedBytes', options.maxBufferedBytes ?? 1024 * 1024, 1, Number.MAX_SAFE_INTEGER);
@@ -209,7 +244,7 @@ export class SseStream {
     if (first !== undefined) lead.push(first);
     const bytes = lead.reduce((n, b) => n + b.length, 0);
     this.#queue.unshift(...lead);
-    this.#keys.unshift(...lead.map(() => undefined));
+    this.#keys.unshift(...lead.map((): QueueKey => NOT_EVENT));
     this.#queued += bytes;
     this.#flushNow();
   }
@@ -221,7 +256,9 @@ export class SseStream {
    * @param key - For the `coalesce` policy: a queued event with the same key is replaced.
    * @returns `false` when the stream is closed or the overflow policy refused the event.
    * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) for an event the serializer refuses
-   *   (nothing is written then).
+   *   (nothing is written then): a field holding CR or LF (or NUL in `id`), a lone surrogate, a bad
+   *   `retry`, `data` that is neither a string nor a JSON value (a BigInt, a cycle, nesting too
+   *   deep for `JSON.stringify`, a `toJSON` that throws). Never a bare `TypeError`/`RangeError`.
    */
   send(event: SseEvent | Buffer, key?: string): boolean {
     const bytes = Buffer.isBuffer(event) ? event : serializeEvent(event);
@@ -239,34 +276,89 @@ export class SseStream {
     this.#queue.push(bytes);
     this.#keys.push(key);
     this.#queued += bytes.length;
-    this.#eventsSent++;
+    this.#queuedEvents++;
+    this.#schedule();
+    return true;
+  }
+
+  // --- paced replays (used by SseHandler) ---------------------------------------------------
+
+  /** Starts pacing a replay: flushes now ask the sink when each chunk was taken. @internal */
+  _beginReplay(): void {
+    this.#replaying = true;
+  }
+
+  /**
+   * Whether `bytes` more fit under `maxBufferedBytes` now. When nothing at all is held, anything
+   * fits: one event larger than the bound still goes, alone. @internal
+   */
+  _replayFits(bytes: number): boolean {
+    const held = this.#sink.buffered + this.#queued;
+    return held === 0 || held + bytes <= this.#maxBuffered;
+  }
+
+  /** Bytes that may still be queued under `maxBufferedBytes` now (0 when full). @internal */
+  _room(): number {
+    return Math.max(0, this.#maxBuffered - this.#sink.buffered - this.#queued);
+  }
+
+  /**
+   * Queues replayed bytes, outside the overflow policy (the caller paces with
+   * {@link SseStream._replayFits}). @returns `false` when the stream is closed. @internal
+   */
+  _replayPush(bytes: Buffer, isEvent: boolean): boolean {
+    if (this.#closed || this.#ending) return false;
+    this.#queue.push(bytes);
+    this.#keys.push(isEvent ? undefined : NOT_EVENT);
+    this.#queued += bytes.length;
+    if (isEvent) this.#queuedEvents++;
     this.#schedule();
     return true;
   }
 
   /**
-   * Queues a replay, whole: it is not held to `maxBufferedBytes` (the log's limits bound it), and
-   * what of it the transport still holds is allowed on top of the bound. @internal
+   * Resolves once `bytes` fit (see {@link SseStream._replayFits}) or the stream is closed. Woken by
+   * the sink's `written` callbacks, and by the hub's periodic check for sinks that cannot tell.
+   * One waiter at a time. @internal
    */
-  _replay(events: readonly Buffer[]): number {
-    if (this.#closed || this.#ending || events.length === 0) return 0;
-    for (const bytes of events) {
-      this.#queue.push(bytes);
-      this.#keys.push(undefined);
-      this.#queued += bytes.length;
-    }
-    this.#eventsSent += events.length;
-    this.#replayEnd = this.#bytesSent + this.#queued;
-    this.#schedule();
-    return events.length;
+  _whenFits(bytes: number): Promise<void> {
+    if (this.#closed || this._replayFits(bytes)) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#roomWaiter = { bytes, wake: resolve };
+    });
   }
 
-  /** Queues a comment (clients ignore it). */
+  /**
+   * Ends pacing: the stream goes live. What the transport still holds of the replay is allowed on
+   * top of `maxBufferedBytes` until it is taken, so the first live events do not cut a client that
+   * just caught up. @internal
+   */
+  _endReplay(): void {
+    this.#replaying = false;
+    const end = this.#bytesSent + this.#queued;
+    if (end > this.#bytesSent - this.#sink.buffered) this.#replayEnd = end;
+  }
+
+  /** Wakes a waiting replay if its bytes fit now (or the stream closed). */
+  #poke(): void {
+    const waiter = this.#roomWaiter;
+    if (waiter !== null && (this.#closed || this._replayFits(waiter.bytes))) {
+      this.#roomWaiter = null;
+      waiter.wake();
+    }
+  }
+
+  readonly #written = (): void => this.#poke();
+
+  /**
+   * Queues a comment (clients ignore it).
+   * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) for text that is not a well-formed string.
+   */
   comment(text = ''): boolean {
     const bytes = serializeComment(text);
     if (this.#closed || this.#ending || !this.#fits(bytes.length, undefined)) return false;
     this.#queue.push(bytes);
-    this.#keys.push(undefined);
+    this.#keys.push(NOT_EVENT);
     this.#queued += bytes.length;
     this.#schedule();
     return true;
@@ -283,7 +375,7 @@ export class SseStream {
       // event along with its id, and the type keeps `onmessage` from firing for it.
       const stop = serializeEvent({ event: 'patchbay-stop', id: this.#hub.stopToken(), data: '' });
       this.#queue.push(stop);
-      this.#keys.push(undefined);
+      this.#keys.push(NOT_EVENT);
       this.#queued += stop.length;
     }
     this.#ending = true;
@@ -299,6 +391,11 @@ export class SseStream {
     else this.#onClose.push(callback);
   }
 
+  /** What the transport holds (0 once closed). @internal */
+  _buffered(): number {
+    return this.#closed ? 0 : this.#sink.buffered;
+  }
+
   /** Writes what is queued, in one write. @internal */
   _flush(): void {
     this._dirty = false;
@@ -308,7 +405,10 @@ export class SseStream {
   /** Queues a heartbeat comment if nothing went out for `heartbeatMs`; says whether it did. @internal */
   _heartbeat(now: number, heartbeatMs: number): boolean {
     // Something queued will go out at the next flush anyway: no heartbeat needed (and none piles up).
-    return this.#started && !this.#closed && this.#queued === 0 && now - this._lastWrite >= heartbeatMs && this.comment();
+    if (!this.#started || this.#closed || this.#queued !== 0 || now - this._lastWrite < heartbeatMs) return false;
+    // While a replay is paced, so is a heartbeat: it never trips the overflow policy.
+    if (this.#replaying) return this._replayFits(HEARTBEAT.length) && this._replayPush(HEARTBEAT, false);
+    return this.comment();
   }
 
   /** Checks for a stall: bytes held by the transport and not moving. @internal */
@@ -317,6 +417,7 @@ export class SseStream {
     // Progress is bytes the transport let go of: written minus still buffered.
     const buffered = this.#sink.buffered;
     const drained = this.#bytesSent - buffered;
+    this.#poke(); // for sinks that cannot say when they took a chunk
     if (buffered === 0 || drained > this._lastDrained) {
       this._stalledSince = -1;
     } else if (this._stalledSince === -1) {
@@ -350,7 +451,7 @@ export class SseStream {
     // drop-oldest (and coalesce without a match): queued events make room, oldest first.
     while (this.#queue.length > 0 && this.#sink.buffered + this.#queued + bytes > limit) {
       const dropped = this.#queue.shift()!;
-      this.#keys.shift();
+      if (this.#keys.shift() !== NOT_EVENT) this.#queuedEvents--;
       this.#queued -= dropped.length;
       this.#count(1, this.#overflow, dropped.length);
     }
@@ -376,13 +477,18 @@ export class SseStream {
     if (!this.#started || this.#closed || this.#queued === 0) return;
     const queue = this.#queue;
     const chunk = queue.length === 1 ? queue[0]! : Buffer.concat(queue, this.#queued);
+    const events = this.#queuedEvents;
     this.#queue = [];
     this.#keys = [];
     this.#queued = 0;
+    this.#queuedEvents = 0;
     this.#bytesSent += chunk.length;
+    this.#eventsSent += events;
+    if (events > 0) this.#hub._countSent(events);
     this._lastWrite = this.#hub._now();
     try {
-      this.#sink.write(chunk);
+      if (this.#replaying) this.#sink.write(chunk, this.#written);
+      else this.#sink.write(chunk);
     } catch {
       this.#sink.destroy();
       this.#end('error');
@@ -395,7 +501,9 @@ export class SseStream {
     this.#queue = [];
     this.#keys = [];
     this.#queued = 0;
+    this.#queuedEvents = 0;
     this.#hub._remove(this);
+    this.#poke();
     if (sseChannels.close.hasSubscribers) sseChannels.close.publish({ stream: this, reason });
     const callbacks = this.#onClose;
     this.#onClose = [];
@@ -432,8 +540,18 @@ export interface SseHubOptions extends SseStreamOptions {
 export interface SseHubStats {
   /** Open connections. */
   readonly connections: number;
-  /** Bytes queued across connections now. */
+  /** Bytes queued across connections now (not yet handed to their transports). */
   readonly bytesQueued: number;
+  /**
+   * Bytes handed to the transports and not yet taken by them, across connections now (Node's
+   * `writableLength`). With `bytesQueued`, what the streams hold in memory.
+   */
+  readonly bytesBuffered: number;
+  /**
+   * Events handed to transports so far (heartbeats, the opening and stop events excluded; an
+   * event dropped or discarded with a cut connection is not counted).
+   */
+  readonly eventsSent: number;
   /** Events dropped or replaced by overflow policies so far. */
   readonly drops: number;
   /** Heartbeat comments sent so far. */
@@ -466,6 +584,7 @@ export class SseHub {
   readonly #stopTokens = new Map<string, number>();
   #drops = 0;
   #heartbeats = 0;
+  #eventsSent = 0;
 
   /** @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) on an invalid option. */
   constructor(options?: SseHubOptions) {
@@ -480,9 +599,14 @@ export class SseHub {
     check.integerInRange('maxBufferedBytes', opts.maxBufferedBytes ?? 1024 * 1024, 1, Number.MAX_SAFE_INTEGER);
   }
 
-  /** Makes a stream over `sink`, with the hub's defaults overridden by `options`. */
-  stream(sink: SseSink, options?: SseStreamOptions): SseStream {
-    const s = new SseStream(this, sink, { ...this.#options, ...options }, this.#clock.now());
+  /**
+   * Makes a stream over `sink`, with the hub's defaults overridden by `options`.
+   * @param identity - Who the connection is (see {@link SseStream.identity}).
+   * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) on an invalid option.
+   */
+  stream(sink: SseSink, options?: SseStreamOptions, identity?: string): SseStream {
+    const s = new SseStream(this, sink, { ...this.#options, ...options }, this.#clock.now(), identity);
+    if (s.closed) return s; // the client was already gone: nothing to keep
     this.#streams.add(s);
     this.#arm();
     return s;
@@ -491,8 +615,12 @@ export class SseHub {
   /** Counters. */
   stats(): SseHubStats {
     let queued = 0;
-    for (const s of this.#streams) queued += s.stats().bytesQueued;
-    return { connections: this.#streams.size, bytesQueued: queued, drops: this.#drops, heartbeats: this.#heartbeats };
+    let buffered = 0;
+    for (const s of this.#streams) {
+      queued += s.stats().bytesQueued;
+      buffered += s._buffered();
+    }
+    return { connections: this.#streams.size, bytesQueued: queued, bytesBuffered: buffered, eventsSent: this.#eventsSent, drops: this.#drops, heartbeats: this.#heartbeats };
   }
 
   /**
@@ -531,6 +659,11 @@ export class SseHub {
   /** @internal */
   _countDrop(n: number): void {
     this.#drops += n;
+  }
+
+  /** @internal */
+  _countSent(n: number): void {
+    this.#eventsSent += n;
   }
 
   /** @internal */

@@ -41,7 +41,7 @@ const handlers = {
     broker,
     retryMs: RETRY_MS,
     lastEventIdQuery: 'lastEventId',
-    authorize: (_req, target) => target.topics?.[0]?.startsWith('forbidden') !== true,
+    authorize: (target) => target.topics?.[0]?.startsWith('forbidden') !== true,
   }),
   small: new SseHandler({ broker: small, retryMs: RETRY_MS, lastEventIdQuery: 'lastEventId' }),
   hb: new SseHandler({ broker, retryMs: RETRY_MS, heartbeatMs: HEARTBEAT_MS, clock: heartbeatClock }),
@@ -371,8 +371,10 @@ describe('the wire, read raw', () => {
     expect(res.headers.get('content-type')).toMatch(/^text\/event-stream(;|$)/);
     expect(res.headers.get('cache-control')).toContain('no-cache');
     expect(res.headers.get('x-accel-buffering')).toBe('no');
-    const text = await readUntil(res, (t) => t.includes(`retry: ${RETRY_MS}\n\n`), 'the retry field');
-    expect(text).toBe(`:\nretry: ${RETRY_MS}\n\n`);
+    const text = await readUntil(res, (t) => t.includes('data: \n\n'), 'the opening event');
+    // The opening event carries the head the stream starts after, so even a cut before any
+    // message resumes without loss; its own type keeps `onmessage` from firing.
+    expect(text).toBe(`:\nretry: ${RETRY_MS}\n\nevent: patchbay-open\nid: ${await brokers.sse.head()}\ndata: \n\n`);
   });
 
   it('answers a garbage Last-Event-ID with 400 and a JSON error, header or query', async () => {
@@ -398,7 +400,7 @@ describe('the wire, read raw', () => {
     const text = await readUntil(res, (t) => t.includes(`id: ${ms[5]!.id}\n`), 'the last replayed event');
     const gapEvent = `event: gap\ndata: ${JSON.stringify({ lastEventId: ms[0]!.id })}\n\n`;
     const replay = ms.slice(3).map((m) => `id: ${m.id}\ndata: ${m.data as string}\n\n`).join('');
-    expect(text).toBe(`:\nretry: ${RETRY_MS}\n\n${gapEvent}${replay}`);
+    expect(text).toBe(`:\nretry: ${RETRY_MS}\n\nevent: patchbay-open\nid: ${ms[0]!.id}\ndata: \n\n${gapEvent}${replay}`);
 
     const noGap = await get(path, { 'last-event-id': ms[4]!.id });
     expect(noGap.headers.get('patchbay-gap')).toBeNull();
@@ -411,7 +413,7 @@ describe('the wire, read raw', () => {
     for (let i = 0; i < 2; i++) {
       await heartbeat();
     }
-    expect(await reading).toBe(`:\nretry: ${RETRY_MS}\n\n:\n:\n`);
+    expect(await reading).toMatch(new RegExp(`^:\nretry: ${RETRY_MS}\n\nevent: patchbay-open\nid: [^\n]+\ndata: \n\n:\n:\n$`));
   });
 
 });

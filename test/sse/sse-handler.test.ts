@@ -2,7 +2,7 @@ import http, { type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PubSubBroker, type PubSubBrokerOptions, SseHandler, type SseHandlerOptions, type SseStream } from '../../src/index.js';
+import { PubSubBroker, type PubSubBrokerOptions, SseHandler, type SseHandlerOptions, type SseStream, targetOverlaps } from '../../src/index.js';
 import { until } from '../helpers.js';
 
 interface Rig {
@@ -35,14 +35,18 @@ afterEach(async () => {
   }
 });
 
-/** Opens a stream with fetch and collects parsed events until `until` says stop. */
+/**
+ * Opens a stream with fetch and collects parsed events: the opening `patchbay-open` event apart
+ * (`opens`), everything else in `events`.
+ */
 async function open(url: string, headers: Record<string, string> = {}) {
   const ac = new AbortController();
   const res = await fetch(url, { headers, signal: ac.signal });
   const events: EventSourceMessage[] = [];
+  const opens: EventSourceMessage[] = [];
   const comments: string[] = [];
   const raw: string[] = [];
-  const parser = createParser({ onEvent: (e) => events.push(e), onComment: (c) => comments.push(c) });
+  const parser = createParser({ onEvent: (e) => (e.event === 'patchbay-open' ? opens : events).push(e), onComment: (c) => comments.push(c) });
   const reading = (async () => {
     const decoder = new TextDecoder();
     try {
@@ -55,7 +59,7 @@ async function open(url: string, headers: Record<string, string> = {}) {
       // aborted
     }
   })();
-  return { res, events, comments, raw, close: () => ac.abort(), reading };
+  return { res, events, opens, comments, raw, close: () => ac.abort(), reading };
 }
 
 describe('SseHandler', () => {
@@ -124,7 +128,7 @@ describe('SseHandler', () => {
   });
 
   it('answers other methods 405, a bad topic 400, a refused authorize 403', async () => {
-    const r = await rig({ authorize: (_req, t) => t.topics?.[0] !== 'secret' });
+    const r = await rig({ authorize: (t) => t.topics?.[0] !== 'secret' });
     expect((await fetch(`${r.base}/sse/t`, { method: 'POST' })).status).toBe(405);
     expect((await fetch(`${r.base}/sse/a..b`)).status).toBe(400);
     expect((await fetch(`${r.base}/sse/secret`)).status).toBe(403);
@@ -174,5 +178,78 @@ describe('SseHandler', () => {
     for (const s of streams) expect(s.events.map((e) => e.data)).toEqual(Array.from({ length: 10 }, (_, i) => `e${i}`));
     expect(r.sse.stats().eventsSent).toBe(200);
     streams.forEach((s) => s.close());
+  });
+});
+
+describe('SseHandler: secure by default, authorize in one shape', () => {
+  const HOSTILE = ['admin.*', '>', '*.secrets', 'admin.>'];
+
+  it('without a target and without queryTarget, answers 400 telling the developer what to do', async () => {
+    const r = await rig();
+    const res = await fetch(`${r.base}/other?topic=news`);
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('PB_ERR_INVALID_ARGUMENT');
+    expect(body.error.message).toMatch(/queryTarget/);
+    expect(r.broker.stats().subscriptions).toBe(0);
+  });
+
+  it('with queryTarget, a client pattern is refused 403 unless allowPatterns; a topic from the query works', async () => {
+    const r = await rig({ queryTarget: true });
+    for (const pattern of HOSTILE) {
+      const res = await fetch(`${r.base}/other?pattern=${encodeURIComponent(pattern)}`);
+      expect(res.status, pattern).toBe(403);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('PB_ERR_FORBIDDEN');
+    }
+    const s = await open(`${r.base}/other?topic=news`);
+    expect(s.res.status).toBe(200);
+    s.close();
+    expect(r.broker.stats().subscriptions).toBeLessThanOrEqual(1);
+  });
+
+  it('a hook refusing with targetOverlaps answers 403 to every pattern that can reach admin.>', async () => {
+    const seen: unknown[] = [];
+    const r = await rig({
+      queryTarget: true,
+      allowPatterns: true,
+      authorize: (target, req) => {
+        seen.push([target, typeof req.headers]);
+        return !targetOverlaps(target, 'admin.>');
+      },
+    });
+    for (const pattern of HOSTILE) expect((await fetch(`${r.base}/other?pattern=${encodeURIComponent(pattern)}`)).status, pattern).toBe(403);
+    expect(seen[0]).toEqual([{ pattern: 'admin.*' }, 'object']); // (target, req)
+    const ok = await open(`${r.base}/other?pattern=${encodeURIComponent('public.*')}`);
+    expect(ok.res.status).toBe(200);
+    ok.close();
+  });
+
+  it("a grant's canRead is applied to replay and live: nothing published on admin.secrets reaches the client; identity is on the stream", async () => {
+    const r = await rig({
+      queryTarget: true,
+      allowPatterns: true,
+      authorize: () => ({ identity: 'alice', canRead: (topic) => !topic.startsWith('admin.') }),
+    });
+    const cursor = await r.broker.head();
+    await r.broker.publish('admin.secrets', 'replayed secret');
+    const publicBefore = await r.broker.publish('public.secrets', 'replayed public');
+    const streams: Awaited<ReturnType<typeof open>>[] = [];
+    for (const pattern of HOSTILE) {
+      streams.push(await open(`${r.base}/other?pattern=${encodeURIComponent(pattern)}`, { 'last-event-id': cursor }));
+    }
+    await until(() => r.live.length === HOSTILE.length && r.broker.stats().subscriptions === HOSTILE.length, 'every stream live');
+    expect(r.live.map((s) => s.identity)).toEqual(HOSTILE.map(() => 'alice'));
+    await r.broker.publish('admin.secrets', 'live secret');
+    const publicLive = await r.broker.publish('public.secrets', 'live public');
+    const end = await r.broker.publish('admin.x', 'end'); // readable by none: only a marker that live delivery went past it
+    // '>' and '*.secrets' match public.secrets; 'admin.*' and 'admin.>' match nothing readable.
+    const reach = { 'admin.*': [], '>': [publicBefore.id, publicLive.id], '*.secrets': [publicBefore.id, publicLive.id], 'admin.>': [] } as Record<string, string[]>;
+    await until(() => streams.every((s, i) => s.events.length === reach[HOSTILE[i]!]!.length), 'the readable messages');
+    for (const [i, s] of streams.entries()) {
+      expect(s.events.map((e) => e.id), HOSTILE[i]).toEqual(reach[HOSTILE[i]!]);
+      expect(s.events.some((e) => e.data.includes('secret') && !e.data.includes('public'))).toBe(false);
+      expect(s.events.some((e) => e.id === end.id)).toBe(false);
+      s.close();
+    }
   });
 });

@@ -1,4 +1,5 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, ManualClock, serializeEvent, SseHub, type SseHubOptions, type SseSink, sseResponse, type SseStream } from '../../src/index.js';
 
@@ -227,6 +228,55 @@ describe('SseStream', () => {
     expect(() => hub.stream(new FakeSink(), { retryMs: 100, retryJitter: 2 })).toThrow(/retryJitter/);
     const stream = hub.stream(new FakeSink());
     expect(() => stream.send({ id: 'a\nb', data: 'x' })).toThrow(InvalidArgumentError);
+  });
+
+  it('send throws only InvalidArgumentError for data JSON.stringify cannot handle, never a bare TypeError or RangeError', () => {
+    const { hub } = setup();
+    const stream = hub.stream(new FakeSink());
+    const cycle: Record<string, unknown> = {};
+    cycle.self = cycle;
+    let deep: unknown = 0;
+    for (let i = 0; i < 200_000; i++) deep = [deep]; // past the stack of JSON.stringify: a RangeError
+    const hostile = fc.oneof(
+      fc.bigInt().map((n) => ({ n })),
+      fc.constant(cycle),
+      fc.constant(deep),
+      fc.string().map((m) => ({ toJSON: () => { throw new TypeError(m); } })),
+      fc.constant(() => 1),
+      fc.constant(Symbol('s')),
+      fc.constant('\ud800 lone'),
+    );
+    fc.assert(
+      fc.property(hostile, (data) => {
+        let thrown: unknown;
+        try {
+          stream.send({ data });
+        } catch (error) {
+          thrown = error;
+        }
+        expect(thrown).toBeInstanceOf(InvalidArgumentError);
+        expect((thrown as InvalidArgumentError).code).toBe('PB_ERR_INVALID_ARGUMENT');
+      }),
+      { numRuns: 60 },
+    );
+    expect(stream.stats()).toMatchObject({ bytesQueued: 0, eventsSent: 0 }); // nothing was queued
+    expect(stream.closed).toBe(false);
+  });
+
+  it('counts in eventsSent only events handed to the transport, not those discarded by a cut', () => {
+    const { hub, clock } = setup({ maxBufferedBytes: 100 });
+    const sink = new FakeSink();
+    const stream = hub.stream(sink);
+    stream.start();
+    stream.send({ data: 'a' });
+    clock.runDeferred();
+    expect(stream.stats().eventsSent).toBe(1);
+    stream.send({ data: 'b' });
+    stream.send({ data: 'x'.repeat(200) }); // past the bound: the default policy cuts, 'b' never goes
+    expect(stream.closed).toBe(true);
+    expect(stream.stats().eventsSent).toBe(1);
+    expect(hub.stats().eventsSent).toBe(1);
+    expect(sink.events().map((e) => e.data)).toEqual(['a']);
   });
 });
 
