@@ -14,6 +14,7 @@ import { WsHandler } from 'patchbay/ws';
 import { startDemoSidecars } from './sidecars.js';
 import {
   InvalidArgumentError,
+  isAllowedOrigin,
   LongPollHandler,
   MethodNotAllowedError,
   NotFoundError,
@@ -142,7 +143,9 @@ export function createDemo(options = {}) {
   const longPoll = new LongPollHandler({ broker, maxHoldMs: options.maxHoldMs ?? 30_000 });
   const sse = new SseHandler({ broker, retryMs: options.sseRetryMs ?? 1000, retryJitter: 0.25, lastEventIdQuery: 'lastEventId' });
   // WebSocket push on GET /ws (attached to the server's upgrades below); anyone may publish, as on POST /pub/:topic.
-  const ws = new WsHandler({ broker, authorize: { publish: () => true } });
+  // The page subscribes to `room.*`, so patterns are allowed (the demo has no private topics); a
+  // page of another site may not open a socket through a visitor's browser.
+  const ws = new WsHandler({ broker, allowPatterns: true, authorize: { upgrade: (req) => isAllowedOrigin(req), publish: () => true } });
   const publish = new PublishHandler({ broker, maxBodyBytes: options.maxBodyBytes ?? 1024 * 1024 });
   const jobOptions = options.jobs ?? {};
   // On Redis the jobs are shared too: a job started on one demo process is read, awaited and

@@ -282,7 +282,8 @@ export function parseClientFrame(data: Buffer, binary: boolean, maxBytes: number
     // Depth checked and `__proto__` keys refused at any depth, before JSON.parse runs.
     value = parseJson(data.toString('utf8'), { maxDepth, what: 'A frame' });
   } catch (error) {
-    return { error: error instanceof PatchbayError ? error : protocol('A frame must be one JSON object; this one is not JSON') };
+    const refused = error instanceof PatchbayError ? error : protocol('A frame must be one JSON object; this one is not JSON');
+    return { error: refused, ...echoOf(data) };
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return { error: protocol('A frame must be one JSON object (with a "type")') };
@@ -332,6 +333,26 @@ export function parseClientFrame(data: Buffer, binary: boolean, maxBytes: number
       };
     }
   }
+}
+
+/**
+ * The `ref` and `sid` of a frame refused for its depth or a `__proto__` key, so the error reply
+ * still carries them: a plain `JSON.parse` (which makes `__proto__` an own property, harmless
+ * here: only `ref` and `sid` are read) that may itself fail, then nothing is echoed.
+ */
+function echoOf(data: Buffer): { ref?: WsRef; sid?: string } {
+  let value: unknown;
+  try {
+    value = JSON.parse(data.toString('utf8'));
+  } catch {
+    return {};
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return {};
+  const frame = value as Record<string, unknown>;
+  const out: { ref?: WsRef; sid?: string } = {};
+  if (Object.hasOwn(frame, 'ref') && isRef(frame['ref'])) out.ref = frame['ref'];
+  if (Object.hasOwn(frame, 'sid') && isSid(frame['sid'])) out.sid = frame['sid'];
+  return out;
 }
 
 function sidMessage(value: unknown): string {

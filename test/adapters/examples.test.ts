@@ -51,7 +51,8 @@ async function start(framework: string): Promise<string> {
 async function nextEvent(res: Response): Promise<EventSourceMessage> {
   const reader = res.body!.getReader();
   const events: EventSourceMessage[] = [];
-  const parser = createParser({ onEvent: (e) => events.push(e) });
+  // The opening event (patchbay-open) carries the stream's starting id; it is not a message.
+  const parser = createParser({ onEvent: (e) => e.event !== 'patchbay-open' && events.push(e) });
   while (events.length === 0) {
     const { done, value } = await reader.read();
     if (done) throw new Error('The SSE stream ended');

@@ -97,7 +97,8 @@ async function expectError(res: Response, status: number, code: string): Promise
 function eventReader(res: Response): { next(n: number, what: string): Promise<EventSourceMessage[]>; cancel(): Promise<void> } {
   const reader = res.body!.getReader();
   const events: EventSourceMessage[] = [];
-  const parser = createParser({ onEvent: (e) => events.push(e) });
+  // The opening event (patchbay-open) carries the stream's starting id; it is not a message.
+  const parser = createParser({ onEvent: (e) => e.event !== 'patchbay-open' && events.push(e) });
   const decoder = new TextDecoder();
   let taken = 0;
   return {

@@ -421,7 +421,7 @@ describe('WebSocket messages', () => {
 describe('Last-Event-ID through a real SSE request', () => {
   it('a valid id resumes (200), anything else is a 400 JSON PB_ERR_INVALID_CURSOR, and no subscription is left', async () => {
     const broker = new PubSubBroker();
-    const sse = new SseHandler({ broker, lastEventIdQuery: 'lastEventId' });
+    const sse = new SseHandler({ broker, lastEventIdQuery: 'lastEventId', queryTarget: true });
     cleanups.push(async () => {
       await sse.close();
       await broker.close();

@@ -96,7 +96,7 @@ describe('authorize hooks deny by topic, and a denied client learns nothing', ()
 
   it('SSE: 403 JSON before any stream; no subscription made', async () => {
     const { broker, ids } = await secretBroker();
-    const sse = new SseHandler({ broker, authorize: (_req, target) => !touchesSecret(target) });
+    const sse = new SseHandler({ broker, queryTarget: true, allowPatterns: true, authorize: (target) => !touchesSecret(target) });
     cleanups.push(() => sse.close());
     const { base } = await serve((req, res) => void sse.handle(req, res));
     for (const spec of [
@@ -116,8 +116,8 @@ describe('authorize hooks deny by topic, and a denied client learns nothing', ()
     const r = await wsRig({
       authorize: {
         upgrade: (req: IncomingMessage) => (req.headers['x-user'] === 'mallory' ? false : { user: req.headers['x-user'] }),
-        subscribe: (_ctx, target) => !touchesSecret(target as TopicTarget),
-        publish: (_ctx, topic) => !topic.startsWith(SECRET),
+        subscribe: (target) => !touchesSecret(target),
+        publish: (target) => !targetOverlaps(target, `${SECRET}.>`),
       },
     });
     const secretIds: string[] = [];
@@ -224,7 +224,7 @@ describe('no prototype pollution', () => {
     expect(got.sort()).toEqual(NAMES.map((n) => `${n}.${n}`).sort());
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
     const lp = new LongPollHandler({ broker, queryTarget: true });
-    const sse = new SseHandler({ broker });
+    const sse = new SseHandler({ broker, queryTarget: true });
     cleanups.push(async () => {
       await lp.close();
       await sse.close();
@@ -270,7 +270,7 @@ describe('no prototype pollution', () => {
     await client.subscribe('s', { pattern: '>' });
     for (const name of NAMES) {
       const refused = await client.request({ type: 'publish', topic: name, data: JSON.parse('{"__proto__":{"polluted":1},"constructor":{"prototype":{"polluted":1}}}') });
-      expect(refused).toMatchObject({ type: 'error', code: expect.stringMatching(/^PB_ERR_(PROTOCOL|INVALID_ARGUMENT)$/) });
+      expect(refused).toMatchObject({ type: 'error', code: 'PB_ERR_PROTOCOL' }); // refused where the frame is parsed
       const reply = await client.request({ type: 'publish', topic: name, data: JSON.parse('{"constructor":{"prototype":{"polluted":1}}}') });
       expect(reply.type).toBe('published');
     }
@@ -333,7 +333,7 @@ describe('no CR, LF or NUL reaches a header or an SSE field', () => {
     const broker = new PubSubBroker();
     cleanups.push(() => broker.close());
     const lp = new LongPollHandler({ broker, queryTarget: true });
-    const sse = new SseHandler({ broker, lastEventIdQuery: 'lastEventId' });
+    const sse = new SseHandler({ broker, queryTarget: true, lastEventIdQuery: 'lastEventId' });
     const jobs = new PollHandle();
     const poll = new PollHandler<unknown>({ jobs, run: () => 1 });
     cleanups.push(async () => {
@@ -363,7 +363,7 @@ describe('CORS', () => {
   async function everything(cors: { origin: readonly string[] } | undefined) {
     const broker = new PubSubBroker();
     const lp = new LongPollHandler({ broker, queryTarget: true, ...(cors ? { cors } : {}) });
-    const sse = new SseHandler({ broker, ...(cors ? { cors } : {}) });
+    const sse = new SseHandler({ broker, queryTarget: true, ...(cors ? { cors } : {}) });
     const jobs = new PollHandle();
     const poll = new PollHandler<unknown>({ jobs, run: () => 1, ...(cors ? { cors } : {}) });
     const dir = mkdtempSync(join(tmpdir(), 'patchbay-hardening-'));

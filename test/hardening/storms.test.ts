@@ -188,7 +188,8 @@ async function readSse(path: string, headers: Record<string, string>) {
   const ac = new AbortController();
   const res = await fetch(`http://127.0.0.1:${port}${path}`, { headers, signal: ac.signal });
   const events: EventSourceMessage[] = [];
-  const parser = createParser({ onEvent: (e) => events.push(e) });
+  // The opening event (patchbay-open) carries the stream's starting id; it is not a message.
+  const parser = createParser({ onEvent: (e) => e.event !== 'patchbay-open' && events.push(e) });
   const reading = (async () => {
     const decoder = new TextDecoder();
     try {

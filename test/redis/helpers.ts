@@ -57,7 +57,8 @@ export async function readSse(url: string, events: SseEvent[], signal: AbortSign
             else if (line.startsWith('event: ')) event = line.slice(7);
             else if (line.startsWith('data: ')) data.push(line.slice(6));
           }
-          if (data.length > 0 || event !== undefined) events.push({ id, event, data: data.join('\n') });
+          // The opening event (patchbay-open) carries the stream's starting id; it is not a message.
+          if ((data.length > 0 || event !== undefined) && event !== 'patchbay-open') events.push({ id, event, data: data.join('\n') });
         }
       }
     } catch {

@@ -1,0 +1,148 @@
+/**
+ * Memory under hostile clients, measured where nothing else shares the heap: the demo server runs
+ * in a child process started with --expose-gc (test/hardening/fixtures/heap-child.mjs), which
+ * collects garbage and reports heapUsed + external (Buffers live outside the V8 heap) on request.
+ * Each load is bounded, waits for conditions (never for time), and is measured against the bound
+ * docs/limits.md promises, with room for what Node itself allocates per socket.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+
+const root = new URL('../../', import.meta.url).pathname;
+const MiB = 1024 * 1024;
+const MESSAGE = 'x'.repeat(10 * 1024);
+const LOG_MESSAGES = 800; // 8 MB: the default per-topic byte bound
+
+interface Memory {
+  heapUsed: number;
+  external: number;
+}
+
+let child: ChildProcess;
+let base: string;
+let ids: string[] = [];
+let nextId = 0;
+const pending = new Map<number, (value: Record<string, unknown>) => void>();
+
+function ask<T extends Record<string, unknown>>(op: string): Promise<T> {
+  const id = ++nextId;
+  return new Promise((resolve) => {
+    pending.set(id, resolve as (value: Record<string, unknown>) => void);
+    child.send({ id, op });
+  });
+}
+
+async function held(): Promise<number> {
+  const m = await ask<Memory & Record<string, unknown>>('memory');
+  return m.heapUsed + m.external;
+}
+
+type Stats = { longPoll: Record<string, number>; sse: Record<string, number>; ws: Record<string, number>; broker: Record<string, number> };
+const stats = (): Promise<Stats & Record<string, unknown>> => ask('stats');
+
+async function until(what: string, condition: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > end) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Sends a GET and never reads a byte of the answer. */
+function neverReading(path: string, headers: Record<string, string> = {}): net.Socket {
+  const { port } = new URL(base);
+  const socket = net.connect(Number(port), '127.0.0.1');
+  socket.setNoDelay(true);
+  const head = Object.entries({ host: `127.0.0.1:${port}`, ...headers }).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  socket.write(`GET ${path} HTTP/1.1\r\n${head}\r\n`);
+  socket.pause();
+  socket.on('error', () => undefined);
+  return socket;
+}
+
+beforeAll(async () => {
+  child = fork('test/hardening/fixtures/heap-child.mjs', [], {
+    cwd: root,
+    execArgv: ['--expose-gc', '--import', 'tsx', '--import', './test/redis/fixtures/src-hooks.mjs'],
+    env: { ...process.env, SIDECARS: '0' },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  child.on('message', (msg: Record<string, unknown>) => {
+    if (typeof msg['port'] === 'number') base = `http://127.0.0.1:${msg['port']}`;
+    const resolve = pending.get(msg['id'] as number);
+    if (resolve !== undefined) {
+      pending.delete(msg['id'] as number);
+      resolve(msg);
+    }
+  });
+  await until('the demo child to listen', () => Promise.resolve(base !== undefined), 60_000);
+  ids = [];
+  for (let i = 0; i < LOG_MESSAGES; i++) {
+    const res = await fetch(`${base}/pub/big`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: MESSAGE });
+    ids.push(((await res.json()) as { id: string }).id);
+  }
+}, 120_000);
+
+afterAll(async () => {
+  if (child === undefined || child.exitCode !== null) return;
+  const gone = new Promise((resolve) => child.once('exit', resolve));
+  child.send({ op: 'exit' });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+  await gone;
+  clearTimeout(timer);
+});
+
+describe('memory under hostile clients (isolated --expose-gc demo process)', () => {
+  it('many distinct long-poll cursors while a poll is parked keep a bounded answer cache', async () => {
+    const before = await held();
+    const parked = new AbortController();
+    const poll = fetch(`${base}/lp/big`, { signal: parked.signal }).catch(() => undefined);
+    await until('the poll to park', async () => (await stats()).longPoll['parked'] === 1);
+    const cursors = [...Array.from({ length: 100 }, (_, i) => `zz${i.toString(36)}-1`), ...ids.filter((_, i) => i % 4 === 0)];
+    for (let i = 0; i < cursors.length; i += 20) {
+      await Promise.all(cursors.slice(i, i + 20).map(async (cursor) => {
+        const res = await fetch(`${base}/lp/big?cursor=${cursor}`);
+        expect(res.status).toBe(200);
+        await res.arrayBuffer();
+      }));
+    }
+    const grown = (await held()) - before;
+    parked.abort();
+    await poll;
+    // Before issue 15 every distinct cursor kept its own answer (up to 1 MB here) while a poll was parked: 300 MB.
+    expect(grown).toBeLessThan(32 * MiB);
+  }, 120_000);
+
+  it('one WebSocket that never reads, with 100 replays of an 8 MB log, holds about its send-buffer bound', async () => {
+    const before = await held();
+    const ws = new WebSocket(`${base.replace('http', 'ws')}/ws`);
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('error', reject);
+    });
+    (ws as unknown as { _socket: net.Socket })._socket.pause(); // never reads from now on
+    for (let i = 0; i < 100; i++) ws.send(JSON.stringify({ type: 'subscribe', sid: `s${i}`, topics: ['big'], cursor: 'oldest' }));
+    // The server takes subscribe frames while it has room; the never-read replays fill its budget, then wait.
+    await until('the replay budget to fill', async () => (await stats()).ws['bytesQueued']! >= 900 * 1024);
+    const grown = (await held()) - before;
+    // What the handler counts as held for the socket: one budget for all its replays (and one for live).
+    expect((await stats()).ws['bytesQueued']).toBeLessThanOrEqual(2 * MiB);
+    ws.terminate();
+    await until('the socket to be gone', async () => (await stats()).ws['connections'] === 0);
+    // Before issue 15: 100 replays staged whole, 800 MB.
+    expect(grown).toBeLessThan(32 * MiB);
+  }, 120_000);
+
+  it('SSE clients that never read, resuming from the start of an 8 MB log, hold about their send-buffer bound each', async () => {
+    const before = await held();
+    const sockets = Array.from({ length: 20 }, () => neverReading('/sse/big', { 'last-event-id': ids[0]! }));
+    await until('the 20 streams to start', async () => (await stats()).sse['connections'] === 20);
+    const grown = (await held()) - before;
+    for (const s of sockets) s.destroy();
+    await until('the streams to close', async () => (await stats()).sse['connections'] === 0);
+    // Before issue 15: each replay queued whole, 8 MB a stream.
+    expect(grown).toBeLessThan(20 * 1.5 * MiB + 16 * MiB);
+  }, 120_000);
+});
