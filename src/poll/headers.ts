@@ -98,11 +98,11 @@ export const ANY_TAG = -1;
  */
 export function parseIfNoneMatch(header: string | undefined): number | readonly number[] | undefined {
   if (header === undefined) return undefined;
-  const one = /^\s*(?:W\/)?"(\d{1,15})"\s*$/.exec(header);
+  const one = /^\s*(?:W\/)?"(0|[1-9]\d{0,14})"\s*$/.exec(header);
   if (one !== null) return Number(one[1]);
   if (header.trim() === '*') return ANY_TAG;
   const out: number[] = [];
-  for (const m of header.matchAll(/(?:^|,)\s*(?:W\/)?"(\d{1,15})"\s*(?=,|$)/g)) {
+  for (const m of header.matchAll(/(?:^|,)\s*(?:W\/)?"(0|[1-9]\d{0,14})"\s*(?=,|$)/g)) {
     out.push(Number(m[1]));
     if (out.length >= 32) break;
   }

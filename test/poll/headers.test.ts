@@ -81,3 +81,11 @@ describe('parseIfNoneMatch', () => {
     );
   });
 });
+
+describe('If-None-Match compares entity tags exactly', () => {
+  it('"00" is not the tag "0": a tag with a leading zero names no version', () => {
+    expect(parseIfNoneMatch('"00"')).toEqual([]);
+    expect(parseIfNoneMatch('W/"007", "7"')).toBe(7);
+    expect(parseIfNoneMatch('"0"')).toBe(0);
+  });
+});
