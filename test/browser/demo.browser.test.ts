@@ -225,15 +225,28 @@ describe.skipIf(!HAS_CHROMIUM && !IN_CI)('the demo page in Chromium, every patte
   });
 
   it('the sidecars: log lines and request counters from the page\'s own requests', async () => {
-    await page.click('#sidecar-refresh');
-    await page.waitForFunction(() => (globalThis as unknown as { document: { getElementById(id: string): { textContent: string } } }).document.getElementById('sidecar-metrics').textContent.includes('demo_requests_total'));
+    // Each refresh is one GET /sidecar, which asks both sidecars with a 2 s deadline: on a busy
+    // machine one answer may be a timeout, so refresh until the page shows what is awaited (bounded).
+    const refreshUntil = async (id: string, text: string, what: string): Promise<void> => {
+      const end = Date.now() + WAIT_MS;
+      for (;;) {
+        await page.click('#sidecar-refresh');
+        const shown = await page
+          .waitForFunction(
+            ([el, t]) => (globalThis as unknown as { document: { getElementById(id: string): { textContent: string } } }).document.getElementById(el!).textContent.includes(t!),
+            [id, text],
+            { timeout: 3000 },
+          )
+          .then(() => true, () => false);
+        if (shown) return;
+        if (Date.now() > end) throw new Error(`Timed out after ${WAIT_MS} ms of refreshes waiting for ${what}`);
+      }
+    };
+    await refreshUntil('sidecar-metrics', 'demo_requests_total', 'the request counters on the page');
     // That refresh is logged when its answer ends, and the shipper writes in batches: wait until
     // its line is in the file, then refresh again to see it on the page.
     await waitFor(() => logged('/sidecar'), 'the log shipper to write the line of the first GET /sidecar', WAIT_MS);
-    await page.click('#sidecar-refresh');
-    await page.waitForFunction(
-      () => (globalThis as unknown as { document: { getElementById(id: string): { textContent: string } } }).document.getElementById('sidecar-log').textContent.includes('"path":"/sidecar"'),
-    );
+    await refreshUntil('sidecar-log', '"path":"/sidecar"', 'the GET /sidecar line in the page\'s log pane');
     // The page shows what the sidecars hold: counters of its requests, and their log lines.
     expect(await page.textContent('#sidecar-metrics')).toMatch(/demo_requests_total\{[^}]*\} [1-9]/);
     expect(await page.textContent('#sidecar-log')).toContain('"path":"/sidecar"');
