@@ -40,6 +40,7 @@ const AMBIENT: Readonly<Record<string, string>> = {
   backend: "import('patchbay/redis').RedisBackend",
   app: "(req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void",
   userOf: '(req: import("node:http").IncomingMessage) => string',
+  isAdmin: '(context: unknown) => boolean',
   db: 'unknown',
   rowsFrom: '(db: unknown, from: number, signal: AbortSignal) => AsyncIterable<unknown>',
 };
