@@ -183,6 +183,11 @@ export interface RedisBackendStats extends BackendStats {
   readonly caughtUp: number;
   /** Cluster mode: feed messages that came later than `reorderWindowMs` after a newer one. */
   readonly late: number;
+  /**
+   * Records read back from Redis that could not be decoded (a feed notification or a stream
+   * entry written by another version, a bug, or by hand): skipped, and readers told of a gap.
+   */
+  readonly undecodable: number;
 }
 
 /** What `patchbay:redis:*` diagnostics channels carry. */
@@ -309,6 +314,7 @@ export class RedisBackend extends Resource implements Backend {
   #redisReadCount = 0;
   #resyncs = 0;
   #caughtUp = 0;
+  #undecodable = 0;
 
   /** @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) on an invalid option. */
   constructor(options?: RedisBackendOptions) {
@@ -589,6 +595,7 @@ export class RedisBackend extends Resource implements Backend {
       resyncs: this.#resyncs,
       caughtUp: this.#caughtUp,
       late: this.#late,
+      undecodable: this.#undecodable,
     };
   }
 
@@ -728,8 +735,9 @@ export class RedisBackend extends Resource implements Backend {
       }
       streams = await this.#readStreams(names, after, top, limit);
     }
-    // Merge by seq and keep the `limit` oldest.
-    const messages: Message[] = [];
+    // Merge by seq and keep the `limit` oldest. An entry that does not decode keeps its place
+    // (so the cursor moves past it) but is not returned: the read says gap instead.
+    let entries: (Message | number)[] = [];
     let more = false;
     let gap = gapAll;
     const now = this.#clock.now();
@@ -737,16 +745,22 @@ export class RedisBackend extends Resource implements Backend {
       gap ||= s.gap;
       if (s.entries.length > limit) more = true;
       const n = Math.min(limit, s.entries.length);
-      for (let i = 0; i < n; i++) messages.push(this.#fromEntry(epoch, s.topic, s.entries[i]!, now));
+      for (let i = 0; i < n; i++) entries.push(this.#fromEntry(epoch, s.topic, s.entries[i]!, now));
     }
-    if (streams.length > 1) messages.sort((a, b) => a._seq - b._seq);
-    if (messages.length > limit) {
-      messages.length = limit;
+    const seqOf = (e: Message | number): number => (typeof e === 'number' ? e : e._seq);
+    if (streams.length > 1) entries.sort((a, b) => seqOf(a) - seqOf(b));
+    if (entries.length > limit) {
+      entries.length = limit;
       more = true;
     }
+    const lastEntry = entries[entries.length - 1];
+    if (entries.some((e) => typeof e === 'number')) {
+      gap = true;
+      entries = entries.filter((e) => typeof e !== 'number');
+    }
+    const messages = entries as Message[];
     this.#see(epoch, top);
-    const last = messages[messages.length - 1];
-    const next = last !== undefined ? last.id : formatId(epoch, more ? Math.max(after, 0) : top);
+    const next = lastEntry !== undefined ? formatId(epoch, seqOf(lastEntry)) : formatId(epoch, more ? Math.max(after, 0) : top);
     return { messages, gap, more, cursor: next };
   }
 
@@ -764,7 +778,8 @@ export class RedisBackend extends Resource implements Backend {
     return (await Promise.all(chunks.map(run))).flat();
   }
 
-  #fromEntry(epoch: string, topic: string, entry: StreamEntry, now: number): Message {
+  /** A stream entry as a message, or its sequence number when it does not decode (counted). */
+  #fromEntry(epoch: string, topic: string, entry: StreamEntry, now: number): Message | number {
     const seq = seqOfStreamId(entry[0]);
     const fields = entry[1];
     let data = '';
@@ -773,7 +788,13 @@ export class RedisBackend extends Resource implements Backend {
       if (fields[i] === 'd') data = fields[i + 1]!;
       else if (fields[i] === 'h') headers = fields[i + 1];
     }
-    return new Message(formatId(epoch, seq), seq, topic, decodeData(data), decodeHeaders(headers), data.length - 1, now);
+    try {
+      return new Message(formatId(epoch, seq), seq, topic, decodeData(data), decodeHeaders(headers), data.length - 1, now);
+    } catch (error) {
+      this.#undecodable++;
+      this.#reportError(error);
+      return seq;
+    }
   }
 
   /** A read answered from the messages this process received, or `undefined` when it cannot be sure. */
@@ -815,7 +836,10 @@ export class RedisBackend extends Resource implements Backend {
 
   #onFeed(payload: string): void {
     const entry = parseFeed(payload);
-    if (entry === undefined) return;
+    if (entry === undefined) {
+      this.#undecodable++;
+      return;
+    }
     if (this.#held !== null) {
       this.#held.push(entry);
       if (this.#held.length > 1_000_000) this.#held = []; // stored ones are read again by the catch-up
@@ -858,6 +882,21 @@ export class RedisBackend extends Resource implements Backend {
   }
 
   #deliverEntry(entry: FeedEntry, live: boolean): void {
+    let data: unknown;
+    let headers;
+    try {
+      data = decodeData(entry.data);
+      headers = decodeHeaders(entry.headers);
+    } catch (error) {
+      // Dropped, counted, and nothing else believed of it (its epoch and seq may be as bad).
+      // Local reads no longer cover what came before it: those go to Redis, which reports the gap.
+      this.#undecodable++;
+      if (entry.epoch === this.#epoch && this.#coveredFrom !== Infinity) {
+        this.#coveredFrom = Math.max(this.#coveredFrom, Math.min(entry.seq, this.#lastSeq + 1));
+      }
+      this.#reportError(error);
+      return;
+    }
     if (entry.epoch !== this.#epoch) {
       // A new epoch (Redis lost its data, or a process noticed it did): local reads start over.
       this.#epoch = entry.epoch;
@@ -869,15 +908,6 @@ export class RedisBackend extends Resource implements Backend {
     }
     if (entry.seq > this.#lastSeq) this.#lastSeq = entry.seq;
     if (entry.seq > this.#seen) this.#seen = entry.seq;
-    let data: unknown;
-    let headers;
-    try {
-      data = decodeData(entry.data);
-      headers = decodeHeaders(entry.headers);
-    } catch (error) {
-      this.#reportError(error);
-      return;
-    }
     const message = new Message(formatId(entry.epoch, entry.seq), entry.seq, entry.topic, data, headers, entry.data.length - 1, this.#clock.now());
     if (this.#localReads && entry.seq > this.#coveredFrom && !entry.topic.startsWith('_INBOX.') && this.#maxCount > 0) this.#keepLocal(message);
     this.#delivered++;
