@@ -134,6 +134,19 @@ describe('MemoryBackend: bounds across topics', () => {
     await backend.close();
   });
 
+  it('past maxTopics the oldest topic goes, and a reader behind what it held sees the gap', async () => {
+    const backend = new MemoryBackend({ maxTopics: 2 });
+    const start = await backend.head();
+    const a = await backend.publish(record('a', 1));
+    const b = await backend.publish(record('b', 1));
+    await backend.publish(record('c', 1));
+    expect(backend.stats()).toMatchObject({ topics: 2, messages: 2, bytes: 2 });
+    expect(await backend.read('b', parseCursor(start), 10)).toMatchObject({ gap: true, messages: [{ id: b.id }] });
+    expect(await backend.read('b', parseCursor(a.id), 10)).toMatchObject({ gap: false, messages: [{ id: b.id }] });
+    expect(await backend.read('b', parseCursor(b.id), 10)).toMatchObject({ gap: false, messages: [] });
+    await backend.close();
+  });
+
   it('validates maxTotalBytes', () => {
     expect(() => new MemoryBackend({ maxTotalBytes: -1 })).toThrow(/maxTotalBytes/);
     expect(() => new MemoryBackend({ maxTotalBytes: 1.5 })).toThrow(/maxTotalBytes/);

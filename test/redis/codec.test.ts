@@ -8,7 +8,8 @@ describe('Redis codec', () => {
     expect(decodeData(encodeData(s))).toBe(s);
   });
 
-  test.prop([fc.jsonValue()])('keeps JSON values (as JSON keeps them)', (v) => {
+  // Values the broker lets through (no `__proto__` key, at most 64 deep): those read back from Redis.
+  test.prop([fc.jsonValue({ maxDepth: 20 }).filter((v) => !JSON.stringify(v).includes('"__proto__"'))])('keeps JSON values (as JSON keeps them)', (v) => {
     expect(decodeData(encodeData(v))).toEqual(JSON.parse(JSON.stringify(v)));
   });
 
