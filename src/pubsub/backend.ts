@@ -11,7 +11,7 @@ import { type Clock, realClock } from '../core/clock.js';
 import { ClosedError } from '../core/errors.js';
 import * as check from '../core/validate.js';
 import { type Cursor, formatId, InvalidCursorError, Message, type MessageHeaders, newEpoch } from './message.js';
-import { MessageLog, type MessageLogLimits, resolveLimits } from './message-log.js';
+import { type LogRead, MessageLog, type MessageLogLimits, resolveLimits } from './message-log.js';
 import { matchTokens } from './topic.js';
 
 /** What the broker asks a backend to publish. */
@@ -91,22 +91,51 @@ export interface MemoryBackendOptions {
    */
   readonly maxTopics?: number;
   /**
+   * Most bytes of message data kept across every topic's log (counted as `history.maxBytes`
+   * counts them). Past it the oldest messages of all, whichever topic holds them, are trimmed
+   * first, as a log's own bounds trim them: a read after a cursor older than a trimmed message
+   * reports a gap. `0` keeps nothing (live delivery only).
+   *
+   * The default is half of Nchan's shared memory default (128 MiB), since a JavaScript heap
+   * holds about twice the data bytes counted here: 8 topics at the default `history.maxBytes`
+   * (8 MiB each), or 64 at 1 MiB, instead of the 100,000 x 8 MiB the other bounds allow.
+   * @defaultValue 64 MiB (67108864)
+   */
+  readonly maxTotalBytes?: number;
+  /**
    * The time source for age limits.
    * @defaultValue {@link realClock}
    */
   readonly clock?: Clock;
 }
 
+/** The default of `maxTotalBytes` of {@link MemoryBackendOptions}: 64 MiB. */
+const DEFAULT_MAX_TOTAL_BYTES = 64 * 1024 * 1024;
+
 /**
  * The default backend: every topic's log in this process's memory. A new instance has a new
  * epoch, so cursors from before a restart are recognised and answered as a gap.
+ *
+ * Three bounds hold the memory: each log's own (`history`), the number of logs (`maxTopics`),
+ * and the bytes of all logs together (`maxTotalBytes`). For the last, every kept message also
+ * joins one queue in publish order; past the budget the queue's front, the oldest message kept
+ * anywhere, is trimmed from its log (it is always that log's oldest). Entries whose message a
+ * log already trimmed by its own bounds are skipped when they reach the front, and the queue is
+ * compacted when they outnumber the live ones, so each publish costs O(1) amortized.
  */
 export class MemoryBackend implements Backend {
   /** This backend's epoch, the first part of every id it issues. */
   readonly epoch: string = newEpoch();
   readonly #limits: MessageLogLimits;
   readonly #maxTopics: number;
+  readonly #maxTotalBytes: number;
   readonly #clock: Clock;
+  /** Every kept message in publish order (with some already trimmed by their log), from `#orderHead`. */
+  #order: (Message | undefined)[] = [];
+  #orderHead = 0;
+  /** Messages and bytes held in all logs. */
+  #messages = 0;
+  #bytes = 0;
   /** Topic logs, oldest topic first (a Map keeps insertion order). */
   readonly #logs = new Map<string, MessageLog>();
   #deliver: ((message: Message) => void) | null = null;
@@ -115,10 +144,12 @@ export class MemoryBackend implements Backend {
   #droppedSeq = 0;
   #closed = false;
 
+  /** @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) on an invalid option. */
   constructor(options?: MemoryBackendOptions) {
     const opts = check.optionsObject('options', options);
     this.#limits = resolveLimits(opts.history);
     this.#maxTopics = check.integerInRange('maxTopics', opts.maxTopics ?? 100_000, 1, 2 ** 31 - 1);
+    this.#maxTotalBytes = check.integerInRange('maxTotalBytes', opts.maxTotalBytes ?? DEFAULT_MAX_TOTAL_BYTES, 0, Number.MAX_SAFE_INTEGER);
     this.#clock = opts.clock ?? realClock;
   }
 
@@ -138,7 +169,11 @@ export class MemoryBackend implements Backend {
         log = new MessageLog(this.#limits);
         this.#logs.set(record.topic, log);
       }
-      log.append(message, now);
+      const size = log.size;
+      const bytes = log.bytes;
+      if (log.append(message, now)) this.#order.push(message);
+      this.#account(log, size, bytes);
+      this.#enforceBudget();
     }
     this.#deliver?.(message);
     return Promise.resolve(message);
@@ -171,7 +206,7 @@ export class MemoryBackend implements Backend {
     let messages: Message[];
     let more = false;
     if (logs.length === 1) {
-      const r = logs[0]!.after(after, limit, now);
+      const r = this.#after(logs[0]!, after, limit, now);
       messages = r.messages;
       more = r.more;
       gap ||= cursor !== null && r.gap;
@@ -179,7 +214,7 @@ export class MemoryBackend implements Backend {
       // Merge by seq: read up to `limit` from each, then keep the `limit` oldest.
       messages = [];
       for (const log of logs) {
-        const r = log.after(after, limit, now);
+        const r = this.#after(log, after, limit, now);
         gap ||= cursor !== null && r.gap;
         more ||= r.more;
         for (const m of r.messages) messages.push(m);
@@ -199,27 +234,85 @@ export class MemoryBackend implements Backend {
     return Promise.resolve(formatId(this.epoch, this.#seq));
   }
 
+  /**
+   * Counters, kept as messages come and go: `topics` with a log, `messages` and `bytes` (as
+   * `maxTotalBytes` counts them) held in all logs. Messages past their age are counted until a
+   * read, a publish or the byte budget trims them.
+   */
   stats(): BackendStats {
-    let messages = 0;
-    let bytes = 0;
-    for (const log of this.#logs.values()) {
-      messages += log.size;
-      bytes += log.bytes;
-    }
-    return { topics: this.#logs.size, messages, bytes };
+    return { topics: this.#logs.size, messages: this.#messages, bytes: this.#bytes };
   }
 
   close(): Promise<void> {
     this.#closed = true;
     this.#logs.clear();
+    this.#order = [];
+    this.#orderHead = 0;
+    this.#messages = 0;
+    this.#bytes = 0;
     this.#deliver = null;
     return Promise.resolve();
+  }
+
+  /** A log's read, which may trim it by age: the counters follow. */
+  #after(log: MessageLog, after: number, limit: number, now: number): LogRead {
+    const size = log.size;
+    const bytes = log.bytes;
+    const r = log.after(after, limit, now);
+    this.#account(log, size, bytes);
+    return r;
+  }
+
+  /** Counts what an operation on `log` changed, from its size and bytes before. */
+  #account(log: MessageLog, size: number, bytes: number): void {
+    this.#messages += log.size - size;
+    this.#bytes += log.bytes - bytes;
+  }
+
+  /** Trims the oldest messages of all until the logs fit in `maxTotalBytes`. O(1) amortized. */
+  #enforceBudget(): void {
+    const order = this.#order;
+    let head = this.#orderHead;
+    while (this.#bytes > this.#maxTotalBytes && head < order.length) {
+      const m = order[head]!;
+      order[head] = undefined;
+      head++;
+      const log = this.#logs.get(m.topic);
+      // Skip a message its log already trimmed (or whose log was dropped): it is not the log's oldest.
+      if (log === undefined || log.oldest !== m) continue;
+      log.dropOldest();
+      this.#messages--;
+      this.#bytes -= m._size;
+    }
+    // Compact when the queue's dead part (passed, or trimmed by the logs themselves) outweighs the live.
+    const length = order.length - head;
+    if (head === order.length) {
+      this.#order = [];
+      this.#orderHead = 0;
+    } else if (length > 2 * this.#messages + 1024) {
+      this.#order = order.slice(head).filter((m) => m !== undefined && this.#holds(m));
+      this.#orderHead = 0;
+    } else if (head > 1024 && head * 2 > order.length) {
+      this.#order = order.slice(head);
+      this.#orderHead = 0;
+    } else {
+      this.#orderHead = head;
+    }
+  }
+
+  /** Whether a message is still held by its topic's log. */
+  #holds(m: Message): boolean {
+    const log = this.#logs.get(m.topic);
+    const oldest = log?.oldest;
+    return oldest !== undefined && m._seq >= oldest._seq;
   }
 
   #dropOldestTopic(): void {
     for (const [topic, log] of this.#logs) {
       this.#logs.delete(topic);
       this.#droppedSeq = Math.max(this.#droppedSeq, log.lastSeq);
+      this.#messages -= log.size;
+      this.#bytes -= log.bytes;
       return;
     }
   }

@@ -93,16 +93,40 @@ export class MessageLog<T = unknown> {
     return this.#trimmedSeq;
   }
 
-  /** Appends a message and trims what no longer fits. `now` is the clock reading for age limits. */
-  append(message: Message<T>, now: number): void {
+  /** The oldest message held, or `undefined` when the log is empty. */
+  get oldest(): Message<T> | undefined {
+    return this.#items[this.#head];
+  }
+
+  /**
+   * Appends a message and trims what no longer fits. `now` is the clock reading for age limits.
+   * Returns whether the message was kept (it is not when it alone exceeds a bound).
+   */
+  append(message: Message<T>, now: number): boolean {
     this.#lastSeq = message._seq;
     if (this.#limits.maxCount === 0 || message._size > this.#limits.maxBytes) {
       this.#trimmedSeq = message._seq;
-      return;
+      return false;
     }
     this.#items.push(message);
     this.#bytes += message._size;
     this.#trim(now);
+    return true;
+  }
+
+  /**
+   * Trims the oldest message, as the log's own bounds do: reads after a cursor older than it
+   * report a gap. Returns it, or `undefined` when the log is empty. For bounds that span logs
+   * (a backend's byte budget).
+   */
+  dropOldest(): Message<T> | undefined {
+    const m = this.#items[this.#head];
+    if (m === undefined) return undefined;
+    this.#bytes -= m._size;
+    this.#trimmedSeq = m._seq;
+    (this.#items as (Message<T> | undefined)[])[this.#head] = undefined;
+    this.#compact(this.#head + 1);
+    return m;
   }
 
   /**
@@ -145,6 +169,12 @@ export class MessageLog<T = unknown> {
         head++;
       } else break;
     }
+    this.#compact(head);
+  }
+
+  /** Moves the head to `head`, and compacts the ring when the trimmed part is more than half. */
+  #compact(head: number): void {
+    const items = this.#items;
     if (head === items.length) {
       this.#items = [];
       this.#head = 0;

@@ -8,6 +8,11 @@
  * - A meta hash (`<prefix>{m}:meta`) holds the epoch and the sequence counter; a sorted set
  *   (`<prefix>{m}:topics`) indexes topics by their newest sequence number, for pattern reads and
  *   catching up.
+ * - Bounds across topics: the meta hash counts the bytes kept in all streams, a hash
+ *   (`<prefix>{m}:bytes`) counts them per topic, and the index orders topics by recency. Past
+ *   `maxTopics` or `maxTotalBytes` the least recently published topics' logs are dropped whole
+ *   (readers behind them see a gap, as after an idle topic expires); a topic alone over the
+ *   budget trims its own oldest messages (an exact gap for that topic). See `scripts.ts`.
  * - Every publish is one Lua script: take the next sequence number, append to the stream, and
  *   `PUBLISH` the whole message on one feed channel (`<prefix>feed`). Each process holds one
  *   subscriber connection to the feed, shared by every subscription of its broker: a long poll or
@@ -35,8 +40,9 @@
  * ## Cluster and Sentinel
  *
  * With `redis: { sentinels, name }` ioredis finds the master through Sentinel; nothing else
- * changes. With `cluster`, a publish takes two round trips (the counter on the meta slot, then
- * the topic's slot), a read of several topics one per topic, and the feed, which reaches a
+ * changes. With `cluster`, a publish takes two round trips (the counter and the byte and topic
+ * counts on the meta slot, then the topic's slot; a third, to delete evicted topics' streams on
+ * their nodes, only when the bounds evict), a read of several topics one per topic, and the feed, which reaches a
  * node's subscribers later from other nodes, is put back in order within `reorderWindowMs`.
  * One cursor over several topics is exact on one server; on a cluster a message published on
  * another topic at the same moment may fall behind it.
@@ -105,6 +111,22 @@ export interface RedisBackendOptions {
   readonly prefix?: string;
   /** Bounds of each topic's log. */
   readonly history?: RedisHistoryLimits;
+  /**
+   * Most bytes kept in all topics' logs together (each entry's data and headers as stored, so
+   * strings by their UTF-8 length, bytes as base64, other values as JSON). Past it, the least
+   * recently published topics' logs are dropped whole, and when the topic being published is the
+   * only one left, its oldest messages are trimmed; a read after a cursor older than what went
+   * reports a gap. Shared by every process on the prefix (the count lives in Redis). `0` keeps
+   * nothing.
+   * @defaultValue 64 MiB (67108864), as `MemoryBackend`'s
+   */
+  readonly maxTotalBytes?: number;
+  /**
+   * Most topics with a log. Past it, the least recently published topic's log is dropped whole,
+   * and a read after a cursor older than what it held reports a gap.
+   * @defaultValue 100000, as `MemoryBackend`'s
+   */
+  readonly maxTopics?: number;
   /**
    * How long a command may wait for Redis's answer, in ms; past it the call rejects with an
    * {@link UnavailableError} (the command may still have run).
@@ -183,6 +205,11 @@ export interface RedisBackendStats extends BackendStats {
   readonly caughtUp: number;
   /** Cluster mode: feed messages that came later than `reorderWindowMs` after a newer one. */
   readonly late: number;
+  /**
+   * Records read back from Redis that could not be decoded (a feed notification or a stream
+   * entry written by another version, a bug, or by hand): skipped, and readers told of a gap.
+   */
+  readonly undecodable: number;
 }
 
 /** What `patchbay:redis:*` diagnostics channels carry. */
@@ -255,6 +282,11 @@ export class RedisBackend extends Resource implements Backend {
   readonly #channel: string;
   readonly #maxCount: number;
   readonly #maxAge: number;
+  readonly #maxTotalBytes: number;
+  readonly #maxTopics: number;
+  readonly #bytesKey: string;
+  /** Cluster: bytes that appends trimmed per topic, taken off the count by the next publish. */
+  readonly #trimmed = new Map<string, number>();
   readonly #commandTimeoutMs: number;
   readonly #connectTimeoutMs: number;
   readonly #retryAfter: number;
@@ -301,6 +333,8 @@ export class RedisBackend extends Resource implements Backend {
   #ownMax = 0;
   #ownEpoch: string | undefined;
   readonly #logs = new Map<string, MessageLog>();
+  /** Bytes held in `#logs` (local reads trim by age as they read: counted there too). */
+  #localBytes = 0;
   readonly #topicStats = new Map<string, { messages: number; bytes: number }>();
 
   #published = 0;
@@ -309,6 +343,7 @@ export class RedisBackend extends Resource implements Backend {
   #redisReadCount = 0;
   #resyncs = 0;
   #caughtUp = 0;
+  #undecodable = 0;
 
   /** @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) on an invalid option. */
   constructor(options?: RedisBackendOptions) {
@@ -329,6 +364,8 @@ export class RedisBackend extends Resource implements Backend {
     this.#maxCount = check.integerInRange('history.maxCount', history.maxCount ?? 1000, 0, 2 ** 31 - 1);
     const maxAge = history.maxAgeMs ?? 3_600_000;
     this.#maxAge = maxAge === Infinity ? -1 : Math.ceil(check.positiveNumber('history.maxAgeMs', maxAge));
+    this.#maxTotalBytes = check.integerInRange('maxTotalBytes', opts.maxTotalBytes ?? 64 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER);
+    this.#maxTopics = check.integerInRange('maxTopics', opts.maxTopics ?? 100_000, 1, 2 ** 31 - 1);
     this.#commandTimeoutMs = check.integerInRange('commandTimeoutMs', opts.commandTimeoutMs ?? 5000, 1, 2 ** 31 - 1);
     this.#connectTimeoutMs = check.integerInRange('connectTimeoutMs', opts.connectTimeoutMs ?? 10_000, 0, 2 ** 31 - 1);
     this.#retryAfter = check.integerInRange('retryAfterSeconds', opts.retryAfterSeconds ?? 1, 0, 86_400);
@@ -344,6 +381,7 @@ export class RedisBackend extends Resource implements Backend {
     this.#prefix = prefix;
     this.#meta = `${prefix}{m}:meta`;
     this.#index = `${prefix}{m}:topics`;
+    this.#bytesKey = `${prefix}{m}:bytes`;
     this.#channel = `${prefix}feed`;
 
     // Commands are never queued while Redis is away (a publish fails at once instead of being
@@ -518,15 +556,15 @@ export class RedisBackend extends Resource implements Backend {
       const topic = record.topic;
       const key = this.#streamKey(topic);
       let reply: Reply;
-      if (!this.#cluster) {
-        reply = await this.#client.pbPublishOne(3, this.#meta, this.#index, key, newEpoch(), topic, data, headers, this.#maxCount, this.#maxAge, this.#channel, store);
-      } else {
-        for (let attempt = 0; ; attempt++) {
-          const next = await this.#client.pbPublishNext(2, this.#meta, this.#index, newEpoch(), topic, this.#maxAge, store);
-          reply = await this.#client.pbPublishAppend(1, key, next[0] as string, next[1] as string, next[2] as string, topic, data, headers, this.#maxCount, this.#maxAge, this.#channel, store);
-          if (reply[0] !== 'retry') break;
-          if (attempt > 100) throw this.#unavailable(`Could not append to ${JSON.stringify(topic)}: 100 later ids got there first`);
+      for (let attempt = 0; ; attempt++) {
+        if (!this.#cluster) {
+          const args = [this.#maxCount, this.#maxAge, this.#channel, store, this.#maxTotalBytes, this.#maxTopics, `${this.#prefix}{t:`];
+          reply = await this.#client.pbPublishOne(4, this.#meta, this.#index, key, this.#bytesKey, newEpoch(), topic, data, headers, ...args);
+        } else {
+          reply = await this.#publishCluster(topic, key, data, headers, store);
         }
+        if (reply[0] !== 'retry') break;
+        if (attempt > 100) throw this.#unavailable(`Could not append to ${JSON.stringify(topic)}: 100 later ids got there first`);
       }
       const epoch = reply[0] as string;
       const seq = Number(reply[1]);
@@ -540,6 +578,35 @@ export class RedisBackend extends Resource implements Backend {
       if (record.store) this.#countTopic(topic, len, record.size);
       return new Message(formatId(epoch, seq), seq, topic, record.data, record.headers, record.size, this.#clock.now());
     }, 'publish');
+  }
+
+  /**
+   * Cluster: step 1 on the meta slot (the seq, the counts, what leaves), step 2 on the topic's
+   * slot (append, trim), then the evicted topics' streams are deleted on their nodes.
+   */
+  async #publishCluster(topic: string, key: string, data: string, headers: string, store: string): Promise<Reply> {
+    const size = store === '1' && this.#maxCount > 0 ? Buffer.byteLength(data) + Buffer.byteLength(headers) : 0;
+    const trimmed: (string | number)[] = [];
+    for (const [t, bytes] of this.#trimmed) trimmed.push(t, bytes);
+    this.#trimmed.clear();
+    const next = await this.#client.pbPublishNext(3, this.#meta, this.#index, this.#bytesKey, newEpoch(), topic, this.#maxAge, store, size, this.#maxTotalBytes, this.#maxTopics, ...trimmed);
+    const reply = await this.#client.pbPublishAppend(1, key, next[0] as string, next[1] as string, next[2] as string, topic, data, headers, this.#maxCount, this.#maxAge, this.#channel, store, next[3] as string);
+    // Counted in step 1 but not appended (a retry): take it off again with the next publish.
+    if (reply[0] === 'retry') this.#noteTrimmed(topic, size);
+    else this.#noteTrimmed(topic, Number(reply[3]));
+    const evicted = next.slice(4) as string[];
+    if (evicted.length > 0) {
+      // Best effort: the message is published whatever happens here. A stream left behind expires by its TTL.
+      await Promise.all(evicted.map((t) => this.#client.del(this.#streamKey(t)).catch(this.#reportError)));
+    }
+    return reply;
+  }
+
+  #noteTrimmed(topic: string, bytes: number): void {
+    if (!(bytes > 0)) return;
+    // Bounded: a correction dropped leaves the count high, so more is trimmed, never less.
+    if (this.#trimmed.size >= 10_000 && !this.#trimmed.has(topic)) return;
+    this.#trimmed.set(topic, (this.#trimmed.get(topic) ?? 0) + bytes);
   }
 
   read(topics: string | readonly (readonly string[])[], cursor: Cursor | null, limit: number): Promise<BackendRead> {
@@ -589,6 +656,7 @@ export class RedisBackend extends Resource implements Backend {
       resyncs: this.#resyncs,
       caughtUp: this.#caughtUp,
       late: this.#late,
+      undecodable: this.#undecodable,
     };
   }
 
@@ -728,8 +796,9 @@ export class RedisBackend extends Resource implements Backend {
       }
       streams = await this.#readStreams(names, after, top, limit);
     }
-    // Merge by seq and keep the `limit` oldest.
-    const messages: Message[] = [];
+    // Merge by seq and keep the `limit` oldest. An entry that does not decode keeps its place
+    // (so the cursor moves past it) but is not returned: the read says gap instead.
+    let entries: (Message | number)[] = [];
     let more = false;
     let gap = gapAll;
     const now = this.#clock.now();
@@ -737,16 +806,22 @@ export class RedisBackend extends Resource implements Backend {
       gap ||= s.gap;
       if (s.entries.length > limit) more = true;
       const n = Math.min(limit, s.entries.length);
-      for (let i = 0; i < n; i++) messages.push(this.#fromEntry(epoch, s.topic, s.entries[i]!, now));
+      for (let i = 0; i < n; i++) entries.push(this.#fromEntry(epoch, s.topic, s.entries[i]!, now));
     }
-    if (streams.length > 1) messages.sort((a, b) => a._seq - b._seq);
-    if (messages.length > limit) {
-      messages.length = limit;
+    const seqOf = (e: Message | number): number => (typeof e === 'number' ? e : e._seq);
+    if (streams.length > 1) entries.sort((a, b) => seqOf(a) - seqOf(b));
+    if (entries.length > limit) {
+      entries.length = limit;
       more = true;
     }
+    const lastEntry = entries[entries.length - 1];
+    if (entries.some((e) => typeof e === 'number')) {
+      gap = true;
+      entries = entries.filter((e) => typeof e !== 'number');
+    }
+    const messages = entries as Message[];
     this.#see(epoch, top);
-    const last = messages[messages.length - 1];
-    const next = last !== undefined ? last.id : formatId(epoch, more ? Math.max(after, 0) : top);
+    const next = lastEntry !== undefined ? formatId(epoch, seqOf(lastEntry)) : formatId(epoch, more ? Math.max(after, 0) : top);
     return { messages, gap, more, cursor: next };
   }
 
@@ -764,7 +839,8 @@ export class RedisBackend extends Resource implements Backend {
     return (await Promise.all(chunks.map(run))).flat();
   }
 
-  #fromEntry(epoch: string, topic: string, entry: StreamEntry, now: number): Message {
+  /** A stream entry as a message, or its sequence number when it does not decode (counted). */
+  #fromEntry(epoch: string, topic: string, entry: StreamEntry, now: number): Message | number {
     const seq = seqOfStreamId(entry[0]);
     const fields = entry[1];
     let data = '';
@@ -773,7 +849,13 @@ export class RedisBackend extends Resource implements Backend {
       if (fields[i] === 'd') data = fields[i + 1]!;
       else if (fields[i] === 'h') headers = fields[i + 1];
     }
-    return new Message(formatId(epoch, seq), seq, topic, decodeData(data), decodeHeaders(headers), data.length - 1, now);
+    try {
+      return new Message(formatId(epoch, seq), seq, topic, decodeData(data), decodeHeaders(headers), data.length - 1, now);
+    } catch (error) {
+      this.#undecodable++;
+      this.#reportError(error);
+      return seq;
+    }
   }
 
   /** A read answered from the messages this process received, or `undefined` when it cannot be sure. */
@@ -797,7 +879,9 @@ export class RedisBackend extends Resource implements Backend {
     const messages: Message[] = [];
     let more = false;
     for (const log of logs) {
+      const bytes = log.bytes;
       const r = log.after(after, limit, now);
+      this.#localBytes += log.bytes - bytes;
       if (r.gap) return undefined; // trimmed here: Redis may still have it, and knows the truth
       more ||= r.more;
       for (const m of r.messages) messages.push(m);
@@ -815,7 +899,10 @@ export class RedisBackend extends Resource implements Backend {
 
   #onFeed(payload: string): void {
     const entry = parseFeed(payload);
-    if (entry === undefined) return;
+    if (entry === undefined) {
+      this.#undecodable++;
+      return;
+    }
     if (this.#held !== null) {
       this.#held.push(entry);
       if (this.#held.length > 1_000_000) this.#held = []; // stored ones are read again by the catch-up
@@ -858,26 +945,32 @@ export class RedisBackend extends Resource implements Backend {
   }
 
   #deliverEntry(entry: FeedEntry, live: boolean): void {
-    if (entry.epoch !== this.#epoch) {
-      // A new epoch (Redis lost its data, or a process noticed it did): local reads start over.
-      this.#epoch = entry.epoch;
-      if (this.#ownEpoch !== entry.epoch) this.#ownEpoch = undefined;
-      this.#seen = 0;
-      this.#lastSeq = entry.seq;
-      this.#logs.clear();
-      this.#coveredFrom = live ? entry.seq - 1 : Infinity;
-    }
-    if (entry.seq > this.#lastSeq) this.#lastSeq = entry.seq;
-    if (entry.seq > this.#seen) this.#seen = entry.seq;
     let data: unknown;
     let headers;
     try {
       data = decodeData(entry.data);
       headers = decodeHeaders(entry.headers);
     } catch (error) {
+      // Dropped, counted, and nothing else believed of it (its epoch and seq may be as bad).
+      // Local reads no longer cover what came before it: those go to Redis, which reports the gap.
+      this.#undecodable++;
+      if (entry.epoch === this.#epoch && this.#coveredFrom !== Infinity) {
+        this.#coveredFrom = Math.max(this.#coveredFrom, Math.min(entry.seq, this.#lastSeq + 1));
+      }
       this.#reportError(error);
       return;
     }
+    if (entry.epoch !== this.#epoch) {
+      // A new epoch (Redis lost its data, or a process noticed it did): local reads start over.
+      this.#epoch = entry.epoch;
+      if (this.#ownEpoch !== entry.epoch) this.#ownEpoch = undefined;
+      this.#seen = 0;
+      this.#lastSeq = entry.seq;
+      this.#clearLocal();
+      this.#coveredFrom = live ? entry.seq - 1 : Infinity;
+    }
+    if (entry.seq > this.#lastSeq) this.#lastSeq = entry.seq;
+    if (entry.seq > this.#seen) this.#seen = entry.seq;
     const message = new Message(formatId(entry.epoch, entry.seq), entry.seq, entry.topic, data, headers, entry.data.length - 1, this.#clock.now());
     if (this.#localReads && entry.seq > this.#coveredFrom && !entry.topic.startsWith('_INBOX.') && this.#maxCount > 0) this.#keepLocal(message);
     this.#delivered++;
@@ -887,18 +980,31 @@ export class RedisBackend extends Resource implements Backend {
   #keepLocal(message: Message): void {
     let log = this.#logs.get(message.topic);
     if (log === undefined) {
-      if (this.#logs.size >= this.#localTopics) {
-        // Drop the oldest topic's log: reads after what it held go to Redis from now on.
-        for (const [topic, old] of this.#logs) {
-          this.#logs.delete(topic);
-          this.#coveredFrom = Math.max(this.#coveredFrom, old.lastSeq);
-          break;
-        }
-      }
+      if (this.#logs.size >= this.#localTopics) this.#dropLocalTopic();
       log = new MessageLog({ maxCount: this.#localCount, maxBytes: Number.MAX_SAFE_INTEGER, maxAgeMs: this.#maxAge < 0 ? Infinity : this.#maxAge });
       this.#logs.set(message.topic, log);
     }
+    const bytes = log.bytes;
     log.append(message, message._time);
+    this.#localBytes += log.bytes - bytes;
+    // The local copies are bounded by the same byte budget as Redis: the oldest topics go first.
+    while (this.#localBytes > this.#maxTotalBytes && this.#logs.size > 0) this.#dropLocalTopic();
+  }
+
+  /** Drops the oldest topic's local log: reads after what it held go to Redis from now on. */
+  #dropLocalTopic(): void {
+    for (const [topic, old] of this.#logs) {
+      this.#logs.delete(topic);
+      this.#localBytes -= old.bytes;
+      this.#coveredFrom = Math.max(this.#coveredFrom, old.lastSeq);
+      return;
+    }
+  }
+
+  /** Forgets every local log. */
+  #clearLocal(): void {
+    this.#logs.clear();
+    this.#localBytes = 0;
   }
 
   #onFeedLost(): void {
@@ -907,7 +1013,7 @@ export class RedisBackend extends Resource implements Backend {
     if (this.#epoch !== undefined && this.#attachStarted) this.#held ??= [];
     this.#live = false;
     this.#coveredFrom = Infinity;
-    this.#logs.clear();
+    this.#clearLocal();
   }
 
   /**
@@ -954,7 +1060,7 @@ export class RedisBackend extends Resource implements Backend {
           if (entry.epoch === this.#epoch && entry.seq <= this.#lastSeq) continue;
           this.#deliverEntry(entry, true);
         }
-        this.#logs.clear();
+        this.#clearLocal();
         this.#coveredFrom = this.#lastSeq;
         this.#live = true;
         if (!first) {
@@ -1018,7 +1124,7 @@ export class RedisBackend extends Resource implements Backend {
       if (this.#ownEpoch !== epoch) this.#ownEpoch = undefined;
       this.#seen = 0;
       this.#lastSeq = m._seq;
-      this.#logs.clear();
+      this.#clearLocal();
     }
     if (m._seq > this.#lastSeq) this.#lastSeq = m._seq;
     if (m._seq > this.#seen) this.#seen = m._seq;
@@ -1072,7 +1178,7 @@ export class RedisBackend extends Resource implements Backend {
     this.#reorderQueue.length = 0;
     this.#live = false;
     this.#deliver = null;
-    this.#logs.clear();
+    this.#clearLocal();
     const closed = new ClosedError('The backend is closed');
     if (hard) for (const reject of [...this.#inflight]) reject(reason ?? closed);
     for (const w of this.#readyWaiters) w.reject(closed);

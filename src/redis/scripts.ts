@@ -19,6 +19,25 @@
  * whole log expired leave the index; the newest sequence number dropped so is kept in the meta
  * hash (`d`), and a cursor older than it reports a gap too.
  *
+ * ## Bounds across topics
+ *
+ * The meta hash also counts the bytes kept in every stream (`b`: the data and headers of each
+ * entry as stored), and a hash on the meta slot (`<prefix>{m}:bytes`) counts them per topic; the
+ * topic index, scored by each topic's newest sequence number, orders topics by recency. Each
+ * publish adds its entry's bytes and takes off what its count and age trims removed (the script
+ * reads those entries before trimming, so the count stays exact). Past `maxTopics` (on a new
+ * topic) or past `maxTotalBytes`, the least recently published topics leave whole, as an expired
+ * one does (`d` is raised to their newest seq, so readers behind it see a gap); when the topic
+ * being published is the only one left, its own oldest entries are trimmed instead, recorded as
+ * `max-deleted-entry-id` like every trim. The cost per publish: one `HINCRBY` (per-topic bytes)
+ * and two more fields in the meta `HSET`; `ZCARD` on a new topic only; eviction only when over.
+ *
+ * On a cluster the streams live on other nodes than the meta slot: step 1 (the meta slot) keeps
+ * the counts and chooses what leaves, the publishing process deletes evicted streams on their
+ * nodes right after, and the bytes a step 2 trimmed are taken off by that process's next step 1.
+ * A process that dies in between leaves the count high (more is trimmed, never less) or an
+ * evicted stream until its age TTL.
+ *
  * @module
  * @internal
  */
@@ -35,15 +54,53 @@ local function nowms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+-- The bytes an entry counts for: its field values (data and headers) as stored.
+local function esize(e)
+  local n = 0
+  local f = e[2]
+  for i = 2, #f, 2 do n = n + #f[i] end
+  return n
+end
 `;
 
 /**
- * Takes the next sequence number. Expects `meta` (the meta hash key), `index` (the topic index
- * key), `newEpoch`, `topic`, `maxAge` (ms, -1 for none), `store` ('1' or '0') as locals; sets
- * `epoch`, `seq`, `now`.
+ * Trims a stream's oldest entries until \`want\` bytes are gone (or the stream is empty), and
+ * records the newest one trimmed as its \`max-deleted-entry-id\`, as every other trim does.
+ * \`topid\` is the stream's newest id. Returns the bytes and the entries trimmed. O(entries trimmed).
+ */
+const TRIM_OLDEST = `
+local function trimOldest(key, want, topid)
+  local removed, count, last = 0, 0, nil
+  while removed < want do
+    local from = '-'
+    if last ~= nil then from = '(' .. last end
+    local page = redis.call('XRANGE', key, from, '+', 'COUNT', 64)
+    if #page == 0 then break end
+    for i = 1, #page do
+      removed = removed + esize(page[i])
+      count = count + 1
+      last = page[i][1]
+      if removed >= want then break end
+    end
+  end
+  if last ~= nil then
+    redis.call('XTRIM', key, 'MINID', sid(seqof(last) + 1))
+    redis.call('XSETID', key, topid, 'MAXDELETEDID', last)
+  end
+  return removed, count
+end
+`;
+
+/**
+ * Takes the next sequence number and keeps the bounds across topics. Expects `meta`, `index`,
+ * `bytesKey` (topic -> bytes kept), `newEpoch`, `topic`, `maxAge` (ms, -1 for none), `store`
+ * ('1' or '0'), `maxTopics`, `streamOf` (a topic's stream key, or nil on a cluster, where the
+ * streams live on other nodes) as locals; sets `epoch`, `seq`, `now`, `total` (bytes kept in
+ * all streams), `dropped`, `evicted` (topics whose stream the caller must delete) and the
+ * functions `evict` and `overBudget`. The meta hash is written by {@link FINISH}.
  */
 const NEXT = `
-local m = redis.call('HMGET', meta, 'e', 's', 'd')
+local m = redis.call('HMGET', meta, 'e', 's', 'd', 'b')
 local epoch = m[1]
 if not epoch then
   epoch = newEpoch
@@ -51,36 +108,76 @@ if not epoch then
 end
 local now = nowms()
 local seq = math.max((tonumber(m[2]) or 0) + 1, now * 1024)
-redis.call('HSET', meta, 's', fmt(seq))
-if store == '1' then redis.call('ZADD', index, seq, topic) end
-if maxAge >= 0 and seq % 32 == 0 then
-  -- Now and then (1 publish in 32): topics whose newest message expired leave the index, and the
-  -- newest seq dropped so is remembered. Reads check each topic's own stream meanwhile.
-  local cut = '(' .. fmt((now - maxAge) * 1024)
-  local gone = redis.call('ZREVRANGEBYSCORE', index, cut, '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
-  if gone[1] then
-    redis.call('ZREMRANGEBYSCORE', index, '-inf', cut)
-    if tonumber(gone[2]) > (tonumber(m[3]) or 0) then redis.call('HSET', meta, 'd', gone[2]) end
+local dropped = tonumber(m[3]) or 0
+local total = tonumber(m[4]) or 0
+local evicted = {}
+-- A topic leaves with its whole log: its bytes leave the total, and the newest seq dropped so is
+-- remembered (a cursor older than it reports a gap).
+local function evict(t, score, expired)
+  redis.call('ZREM', index, t)
+  local tb = tonumber(redis.call('HGET', bytesKey, t)) or 0
+  if tb ~= 0 then redis.call('HDEL', bytesKey, t) end
+  total = math.max(0, total - tb)
+  if score > dropped then dropped = score end
+  if streamOf ~= nil then redis.call('DEL', streamOf(t))
+  elseif not expired then evicted[#evicted + 1] = t end
+end
+-- Past the byte budget, the least recently published topics leave whole, but never the one being
+-- published: returns how many bytes are still over when it is the only one left (to trim from
+-- its own oldest end), else 0. At most 100 topics a call; the next publish goes on.
+local function overBudget(maxBytes)
+  for _ = 1, 100 do
+    if total <= maxBytes then return 0 end
+    local lru = redis.call('ZRANGE', index, 0, 0, 'WITHSCORES')
+    if lru[1] == nil then return 0 end
+    if lru[1] == topic then return total - maxBytes end
+    evict(lru[1], tonumber(lru[2]), false)
+  end
+  return 0
+end
+if store == '1' then
+  if redis.call('ZADD', index, seq, topic) == 1 then
+    -- A new topic: past maxTopics, the least recently published leave.
+    local over = redis.call('ZCARD', index) - maxTopics
+    for _ = 1, math.min(over, 100) do
+      local lru = redis.call('ZRANGE', index, 0, 0, 'WITHSCORES')
+      if lru[1] == nil or lru[1] == topic then break end
+      evict(lru[1], tonumber(lru[2]), false)
+    end
   end
 end
+if maxAge >= 0 and seq % 32 == 0 then
+  -- Now and then (1 publish in 32): topics whose newest message expired leave the index (their
+  -- streams expire by their TTL), at most 100 at a time. Reads check each topic's own stream meanwhile.
+  local cut = '(' .. fmt((now - maxAge) * 1024)
+  local gone = redis.call('ZRANGEBYSCORE', index, '-inf', cut, 'WITHSCORES', 'LIMIT', 0, 100)
+  for i = 1, #gone, 2 do evict(gone[i], tonumber(gone[i + 1]), true) end
+end
+`;
+
+/** Writes the meta hash: the sequence number, the bytes kept and the newest seq dropped. */
+const FINISH = `
+redis.call('HSET', meta, 's', fmt(seq), 'b', fmt(total), 'd', fmt(dropped))
 `;
 
 /**
  * Appends to a topic's stream and notifies. Expects `key`, `epoch`, `seq`, `now`, `topic`, `data`,
  * `headers`, `maxCount`, `maxAge`, `channel`, `store` as locals; sets `len` (entries after the
- * append, 0 when not stored), or returns `{'retry'}` when the stream already holds a later id
- * (only possible when the counter lives on another cluster node).
+ * append, 0 when not stored), `id` (the entry's id), `stored`, and `removed` (bytes the count and
+ * age bounds trimmed), or returns `{'retry'}` when the stream already holds a later id (only
+ * possible when the counter lives on another cluster node, or another writer wrote by hand).
  */
 const APPEND = `
 local len = 0
+local removed = 0
+local stored = false
+local id = sid(seq)
 if store == '1' and maxCount > 0 then
-  local id = sid(seq)
   local deleted = nil
   local aged = false
   local n = redis.call('XLEN', key)
   local first = nil
   if n > 0 and (n >= maxCount or maxAge >= 0) then first = redis.call('XRANGE', key, '-', '+', 'COUNT', math.max(1, n - maxCount + 1)) end
-  if n >= maxCount then deleted = first[#first][1] end
   local added
   if headers == '' then
     added = redis.pcall('XADD', key, 'MAXLEN', maxCount, id, 'd', data)
@@ -89,16 +186,23 @@ if store == '1' and maxCount > 0 then
   end
   -- Refused only when the stream holds a later id: the counter is on another cluster node and a
   -- later seq got here first. Nothing was written; the caller takes a new seq.
-  if type(added) == 'table' and added.err then return {'retry'} end
+  if type(added) == 'table' and added.err then return retry() end
+  stored = true
+  if n >= maxCount then
+    deleted = first[#first][1]
+    for i = 1, #first do removed = removed + esize(first[i]) end
+  end
   if maxAge >= 0 then
-    -- Only when the oldest entry is past its age (XREVRANGE scans a node backwards: not per publish).
+    -- Only when the oldest entry is past its age (the range reads what it trims: not per publish).
     local cut = (now - maxAge) * 1024
     if first ~= nil and first[1] ~= nil and seqof(first[1][1]) < cut then
       local min = sid(cut)
-      local expired = redis.call('XREVRANGE', key, '(' .. min, '-', 'COUNT', 1)
+      local expired = redis.call('XRANGE', key, '-', '(' .. min, 'COUNT', 1024)
       if expired[1] then
-        if deleted == nil or seqof(expired[1][1]) > seqof(deleted) then deleted = expired[1][1] end
-        redis.call('XTRIM', key, 'MINID', min)
+        local newest = expired[#expired][1]
+        for i = 1, #expired do removed = removed + esize(expired[i]) end
+        if deleted == nil or seqof(newest) > seqof(deleted) then deleted = newest end
+        redis.call('XTRIM', key, 'MINID', sid(seqof(newest) + 1))
         aged = true
       end
     end
@@ -113,40 +217,88 @@ redis.call('PUBLISH', channel, epoch .. '\\n' .. fmt(seq) .. '\\n' .. topic .. '
 
 /**
  * Publish on one server (or one cluster slot): every key in one script.
- * KEYS: meta, index, stream. ARGV: newEpoch, topic, data, headers, maxCount, maxAge, channel, store.
- * Returns `{epoch, seq, len}`.
+ * KEYS: meta, index, stream, bytes. ARGV: newEpoch, topic, data, headers, maxCount, maxAge,
+ * channel, store, maxBytes, maxTopics, streamPrefix (a topic's stream key is streamPrefix ..
+ * topic .. '}'). Returns `{epoch, seq, len}`.
  */
-export const PUBLISH_ONE = `${HELPERS}
-local meta, index, key = KEYS[1], KEYS[2], KEYS[3]
+export const PUBLISH_ONE = `${HELPERS}${TRIM_OLDEST}
+local meta, index, key, bytesKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local newEpoch, topic, data, headers = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local maxCount, maxAge, channel, store = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], ARGV[8]
+local maxBytes, maxTopics, streamPrefix = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
+local function streamOf(t) return streamPrefix .. t .. '}' end
 ${NEXT}
+local function retry()
+  ${FINISH}
+  return {'retry'}
+end
 ${APPEND}
+if stored then
+  local delta = #data + #headers - removed
+  total = total + delta
+  local over = overBudget(maxBytes)
+  if over > 0 then
+    local gone, count = trimOldest(key, over, id)
+    delta = delta - gone
+    total = total - gone
+    len = len - count
+  end
+  if delta ~= 0 then redis.call('HINCRBY', bytesKey, topic, delta) end
+end
+${FINISH}
 return {epoch, fmt(seq), len}
 `;
 
 /**
- * Cluster, step 1 (the meta slot): the next sequence number.
- * KEYS: meta, index. ARGV: newEpoch, topic, maxAge, store. Returns `{epoch, seq, now}`.
+ * Cluster, step 1 (the meta slot): the next sequence number, and the bounds across topics.
+ * KEYS: meta, index, bytes. ARGV: newEpoch, topic, maxAge, store, size (bytes the new entry
+ * counts for, 0 when not kept), maxBytes, maxTopics, then (topic, bytes) pairs that earlier
+ * appends trimmed. Returns `{epoch, seq, now, over, evicted...}`: `over` is the bytes the append
+ * must trim from the topic's own oldest end; the caller deletes the evicted topics' streams.
  */
 export const PUBLISH_NEXT = `${HELPERS}
-local meta, index = KEYS[1], KEYS[2]
+local meta, index, bytesKey = KEYS[1], KEYS[2], KEYS[3]
 local newEpoch, topic, maxAge, store = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local size, maxBytes, maxTopics = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local streamOf = nil
 ${NEXT}
-return {epoch, fmt(seq), fmt(now)}
+-- What earlier appends trimmed (a topic evicted meanwhile had its bytes taken out whole).
+for i = 8, #ARGV, 2 do
+  local t, r = ARGV[i], tonumber(ARGV[i + 1])
+  local left = redis.call('HINCRBY', bytesKey, t, -r)
+  if left <= 0 then redis.call('HDEL', bytesKey, t) end
+  total = math.max(0, total - math.min(r, r + left))
+end
+local over = 0
+if size > 0 then
+  redis.call('HINCRBY', bytesKey, topic, size)
+  total = total + size
+  over = overBudget(maxBytes)
+end
+${FINISH}
+local out = {epoch, fmt(seq), fmt(now), fmt(over)}
+for i = 1, #evicted do out[#out + 1] = evicted[i] end
+return out
 `;
 
 /**
- * Cluster, step 2 (the topic's slot): append and notify.
- * KEYS: stream. ARGV: epoch, seq, now, topic, data, headers, maxCount, maxAge, channel, store.
- * Returns `{epoch, seq, len}` or `{'retry'}`.
+ * Cluster, step 2 (the topic's slot): append, trim `over` bytes from the oldest end when the
+ * budget asks it, and notify.
+ * KEYS: stream. ARGV: epoch, seq, now, topic, data, headers, maxCount, maxAge, channel, store, over.
+ * Returns `{epoch, seq, len, removed}` (`removed`: bytes trimmed, for the next step 1) or `{'retry'}`.
  */
-export const PUBLISH_APPEND = `${HELPERS}
+export const PUBLISH_APPEND = `${HELPERS}${TRIM_OLDEST}
 local key = KEYS[1]
 local epoch, seq, now, topic, data, headers = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
-local maxCount, maxAge, channel, store = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], ARGV[10]
+local maxCount, maxAge, channel, store, over = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], ARGV[10], tonumber(ARGV[11])
+local function retry() return {'retry'} end
 ${APPEND}
-return {epoch, fmt(seq), len}
+if stored and over > 0 then
+  local gone, count = trimOldest(key, over, id)
+  removed = removed + gone
+  len = len - count
+end
+return {epoch, fmt(seq), len, fmt(removed)}
 `;
 
 /**

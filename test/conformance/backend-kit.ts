@@ -17,6 +17,23 @@ export interface KitSubject {
   readonly restarted?: () => Promise<Backend>;
   /** Releases what the subject holds (servers, connections). */
   readonly dispose: () => Promise<void>;
+  /**
+   * Another fresh, empty backend over its own storage with bounds across topics (the history
+   * bound per topic as `backend`'s), if the backend has them. The test closes it.
+   */
+  readonly bounded?: (bounds: { maxTotalBytes: number; maxTopics: number }) => Backend;
+}
+
+/** A deterministic stream of numbers in [0, 1) (mulberry32), so a failure replays. */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }
 
 const record = (topic: string, data: unknown, store = true) => ({ topic, data, headers: undefined, size: JSON.stringify(data).length, store });
@@ -161,6 +178,83 @@ export function backendConformance(name: string, make: () => Promise<KitSubject>
         expect(stats.topics).toBe(2);
         expect(stats.messages).toBe(2);
         expect(stats.bytes).toBeGreaterThan(0);
+      });
+    });
+
+    it('keeps at most maxTotalBytes across topics: the oldest history goes, and every read after a cursor is exact or says gap', async ({ skip }) => {
+      await withSubject(async ({ bounded }) => {
+        if (bounded === undefined) return skip();
+        const maxTotalBytes = 2000;
+        const backend = bounded({ maxTotalBytes, maxTopics: 1000 });
+        backend.attach(() => {});
+        try {
+          const next = random(15);
+          const published: Message[] = [];
+          let largest = 0;
+          for (let i = 0; i < 120; i++) {
+            const topic = `b.${Math.floor(next() * next() * 8)}`; // some topics hot, some cold
+            const data = `${i}:${'x'.repeat(Math.floor(next() * 150))}`;
+            const r = record(topic, data);
+            largest = Math.max(largest, r.size);
+            published.push(await backend.publish(r));
+          }
+          const topics = [...new Set(published.map((m) => m.topic))];
+          let kept = 0;
+          for (const topic of topics) {
+            const mine = published.filter((m) => m.topic === topic);
+            const all = await backend.read(topic, null, 1000);
+            kept += all.messages.reduce((n, m) => n + JSON.stringify(m.data).length, 0);
+            for (const from of [null, ...mine.map((m) => m.id), ...published.filter((_, i) => i % 7 === 0).map((m) => m.id)]) {
+              const cursor = from === null ? null : parseCursor(from);
+              const r = await backend.read(topic, cursor, 1000);
+              const after = mine.filter((m) => cursor === null || parseCursor(m.id).seq > cursor.seq).map((m) => m.id);
+              const got = r.messages.map((m) => m.id);
+              if (r.gap) expect(after.slice(after.length - got.length)).toEqual(got); // what is left: the newest
+              else if (cursor !== null) expect(got).toEqual(after);
+              else expect(after.slice(after.length - got.length)).toEqual(got); // from the oldest kept
+            }
+          }
+          expect(kept).toBeLessThanOrEqual(maxTotalBytes + largest);
+          // The newest message is always kept, and read from just before it, without a gap.
+          const last = published[published.length - 1]!;
+          const before = published[published.length - 2]!;
+          const r = await backend.read(last.topic, parseCursor(before.id), 10);
+          expect(r.messages.map((m) => m.id)).toEqual([last.id]);
+          expect(r.gap).toBe(false);
+          // The oldest went: the first message is gone, and a read after a cursor before it says so.
+          const first = await backend.read(published[0]!.topic, null, 1000);
+          expect(first.messages.map((m) => m.id)).not.toContain(published[0]!.id);
+          const start = await backend.read(published[1]!.topic, parseCursor(published[0]!.id), 1000);
+          expect(start.messages.map((m) => m.id)).not.toContain(published[1]!.id);
+          expect(start.gap).toBe(true);
+        } finally {
+          await backend.close();
+        }
+      });
+    });
+
+    it('keeps at most maxTopics logs: the oldest go, and a read after a cursor older than what they held says gap', async ({ skip }) => {
+      await withSubject(async ({ bounded }) => {
+        if (bounded === undefined) return skip();
+        const backend = bounded({ maxTotalBytes: 1_000_000, maxTopics: 5 });
+        backend.attach(() => {});
+        try {
+          const ids: string[] = [];
+          for (let i = 0; i < 12; i++) ids.push((await backend.publish(record(`cap.${i}`, i))).id);
+          const all = await backend.read([['cap', '*']], null, 1000);
+          expect(new Set(all.messages.map((m) => m.topic)).size).toBeLessThanOrEqual(5);
+          expect(all.messages.map((m) => m.data)).toEqual([7, 8, 9, 10, 11]);
+          const old = await backend.read('cap.0', parseCursor(ids[0]!), 10);
+          expect(old.messages).toEqual([]);
+          expect((await backend.read('cap.0', null, 10)).messages).toEqual([]);
+          // Behind the dropped logs: a gap, or (a backend that still has them at hand) exactly what followed.
+          const behind = await backend.read('cap.3', parseCursor(ids[2]!), 10);
+          if (!behind.gap) expect(behind.messages.map((m) => m.data)).toEqual([3]);
+          // Recent topics are intact.
+          expect(await backend.read('cap.11', parseCursor(ids[10]!), 10)).toMatchObject({ gap: false, messages: [{ data: 11 }] });
+        } finally {
+          await backend.close();
+        }
       });
     });
 

@@ -61,6 +61,27 @@ describe('MessageLog', () => {
     expect(log.after(0, 10, 0).gap).toBe(true);
   });
 
+  it('dropOldest trims the oldest message as the bounds do, and reads after it report the gap', () => {
+    const log = new MessageLog();
+    expect(log.dropOldest()).toBeUndefined();
+    for (let i = 1; i <= 3; i++) expect(log.append(msg(i), 0)).toBe(true);
+    expect(log.oldest?._seq).toBe(1);
+    expect(log.dropOldest()?._seq).toBe(1);
+    expect(log).toMatchObject({ size: 2, bytes: 20, trimmedSeq: 1 });
+    expect(log.oldest?._seq).toBe(2);
+    expect(log.after(0, 10, 0)).toMatchObject({ gap: true, messages: [{ _seq: 2 }, { _seq: 3 }] });
+    expect(log.after(1, 10, 0).gap).toBe(false);
+    log.dropOldest();
+    log.dropOldest();
+    expect(log).toMatchObject({ size: 0, bytes: 0, trimmedSeq: 3, oldest: undefined });
+  });
+
+  it('append says whether the message was kept', () => {
+    const log = new MessageLog({ maxBytes: 15 });
+    expect(log.append(msg(1, 10), 0)).toBe(true);
+    expect(log.append(msg(2, 16), 0)).toBe(false);
+  });
+
   it('validates its limits', () => {
     expect(() => new MessageLog({ maxCount: -1 })).toThrow(InvalidArgumentError);
     expect(() => new MessageLog({ maxAgeMs: 0 })).toThrow(/history.maxAgeMs/);

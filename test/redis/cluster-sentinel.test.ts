@@ -28,6 +28,7 @@ describe.skipIf(REDIS_BINARY === undefined)('RedisBackend on a Redis Cluster', (
       backend: new RedisBackend({ cluster: { nodes: cluster.nodes }, prefix: uniquePrefix('ckit'), history: { maxCount: 10 }, reorderWindowMs }),
       maxCount: 10,
       dispose: () => Promise.resolve(),
+      bounded: (bounds) => new RedisBackend({ cluster: { nodes: cluster.nodes }, prefix: uniquePrefix('ckitb'), history: { maxCount: 10 }, reorderWindowMs, ...bounds }),
     }),
   );
 

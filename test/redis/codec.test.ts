@@ -1,5 +1,6 @@
 import { fc, test } from '@fast-check/vitest';
 import { describe, expect, it } from 'vitest';
+import { ProtocolError } from '../../src/index.js';
 import { decodeData, decodeHeaders, encodeData, encodeHeaders, parseFeed, seqOfStreamId } from '../../src/redis/codec.js';
 
 describe('Redis codec', () => {
@@ -7,7 +8,8 @@ describe('Redis codec', () => {
     expect(decodeData(encodeData(s))).toBe(s);
   });
 
-  test.prop([fc.jsonValue()])('keeps JSON values (as JSON keeps them)', (v) => {
+  // Values the broker lets through (no `__proto__` key, at most 64 deep): those read back from Redis.
+  test.prop([fc.jsonValue({ maxDepth: 20 }).filter((v) => !JSON.stringify(v).includes('"__proto__"'))])('keeps JSON values (as JSON keeps them)', (v) => {
     expect(decodeData(encodeData(v))).toEqual(JSON.parse(JSON.stringify(v)));
   });
 
@@ -38,7 +40,17 @@ describe('Redis codec', () => {
   );
 
   it('ignores malformed notifications', () => {
-    for (const p of ['', 'e', 'e\n1', 'e\nx\nt\n\nsd', '\n1\nt\n\nsd']) expect(parseFeed(p)).toBeUndefined();
+    for (const p of ['', 'e', 'e\n1', 'e\nx\nt\n\nsd', '\n1\nt\n\nsd', 'E\n1\nt\n\nsd', 'e\n-1\nt\n\nsd', 'e\n1e3\nt\n\nsd', 'e\n1\n\n\nsd', 'e\n99999999999999999\nt\n\nsd']) {
+      expect(parseFeed(p)).toBeUndefined();
+    }
+  });
+
+  it('refuses records read back that another process could have written wrong, with a ProtocolError', () => {
+    const bad = ['zx', '', `j${'['.repeat(65)}${']'.repeat(65)}`, 'j{"a":{"__proto__":{"polluted":1}}}', 'j{"a":', 'j'];
+    for (const d of bad) expect(() => decodeData(d)).toThrow(ProtocolError);
+    for (const h of ['[1]', '1', '"x"', 'null', '{"a":1}', '{"a":{"b":"c"}}', '{"__proto__":"x"}', '{']) expect(() => decodeHeaders(h)).toThrow(ProtocolError);
+    expect(decodeData(`j${'['.repeat(64)}${']'.repeat(64)}`)).toBeInstanceOf(Array);
+    expect(Object.prototype).not.toHaveProperty('polluted');
   });
 
   test.prop([fc.integer({ min: 0, max: 2 ** 53 - 1 })])('maps stream ids back to sequence numbers', (seq) => {

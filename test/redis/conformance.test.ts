@@ -17,6 +17,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend', () => {
       backend: new RedisBackend({ url: redis.url, prefix: uniquePrefix('kit'), history: { maxCount: 10 } }),
       maxCount: 10,
       dispose: () => Promise.resolve(),
+      bounded: (bounds) => new RedisBackend({ url: redis.url, prefix: uniquePrefix('kitb'), history: { maxCount: 10 }, ...bounds }),
     }),
   );
 
@@ -25,6 +26,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend', () => {
       backend: new RedisBackend({ url: redis.url, prefix: uniquePrefix('kitr'), history: { maxCount: 10 }, localReads: false }),
       maxCount: 10,
       dispose: () => Promise.resolve(),
+      bounded: (bounds) => new RedisBackend({ url: redis.url, prefix: uniquePrefix('kitrb'), history: { maxCount: 10 }, localReads: false, ...bounds }),
     }),
   );
 });

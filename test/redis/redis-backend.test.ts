@@ -175,7 +175,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes s
     const client = new Redis(redis.url);
     cleanups.push(() => client.quit());
     const keys = (await client.keys(`${prefix}*`)).sort();
-    expect(keys).toEqual([`${prefix}{m}:meta`, `${prefix}{m}:topics`, `${prefix}{t:tag.me}`].sort());
+    expect(keys).toEqual([`${prefix}{m}:bytes`, `${prefix}{m}:meta`, `${prefix}{m}:topics`, `${prefix}{t:tag.me}`].sort());
     expect(await client.type(`${prefix}{t:tag.me}`)).toBe('stream');
     // The idle topic's key goes away with its age limit.
     expect(await client.pttl(`${prefix}{t:tag.me}`)).toBeGreaterThan(3_600_000);

@@ -1,0 +1,172 @@
+/**
+ * RedisBackend's bounds across topics (`maxTotalBytes`, `maxTopics`), on a real redis-server:
+ * the bytes the scripts count are the bytes the streams hold (count and age trims taken off),
+ * they never pass the budget, evicted topics leave no stream behind, and readers behind what
+ * went see a gap.
+ */
+import { fc } from '@fast-check/vitest';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parseCursor, PubSubBroker } from '../../src/index.js';
+import { RedisBackend, type RedisBackendOptions } from '../../src/redis/index.js';
+import { waitFor } from './helpers.js';
+import { redisUnavailableReason, testRedis, type TestRedis, uniquePrefix } from './redis-server.js';
+
+describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: bounds across topics', () => {
+  let redis: TestRedis;
+  let raw: Redis;
+  const cleanups: (() => Promise<unknown>)[] = [];
+  beforeAll(async () => {
+    redis = await testRedis();
+    raw = new Redis(redis.url);
+  });
+  afterEach(async () => {
+    for (const fn of cleanups.splice(0).reverse()) await fn();
+  });
+  afterAll(async () => {
+    raw?.disconnect();
+    await redis?.dispose();
+  });
+
+  async function make(options: Partial<RedisBackendOptions>) {
+    const prefix = uniquePrefix('bounds');
+    const backend = new RedisBackend({ url: redis.url, prefix, ...options });
+    const broker = new PubSubBroker({ backend });
+    cleanups.push(async () => {
+      await broker.close();
+      await backend.close();
+    });
+    await backend.ready();
+    return { prefix, backend, broker };
+  }
+
+  /** What the streams under `prefix` really hold: bytes per topic (field values, as stored). */
+  async function held(prefix: string): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    let cursor = '0';
+    do {
+      const [next, keys] = await raw.scan(cursor, 'MATCH', `${prefix}{t:*`, 'COUNT', 1000);
+      cursor = next;
+      for (const key of keys) {
+        const entries = await raw.xrange(key, '-', '+');
+        let bytes = 0;
+        for (const [, fields] of entries) for (let i = 1; i < fields.length; i += 2) bytes += Buffer.byteLength(fields[i]!);
+        out.set(key.slice(prefix.length + 3, -1), bytes);
+      }
+    } while (cursor !== '0');
+    return out;
+  }
+
+  async function counted(prefix: string): Promise<{ total: number; perTopic: Map<string, number>; topics: number }> {
+    const total = Number((await raw.hget(`${prefix}{m}:meta`, 'b')) ?? 0);
+    const perTopic = new Map(Object.entries(await raw.hgetall(`${prefix}{m}:bytes`)).map(([t, b]) => [t, Number(b)]));
+    const topics = await raw.zcard(`${prefix}{m}:topics`);
+    return { total, perTopic, topics };
+  }
+
+  const sum = (m: Map<string, number>): number => [...m.values()].reduce((a, b) => a + b, 0);
+
+  it('counts exactly the bytes the streams hold, across count trims, and never more than maxTotalBytes', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.record({ topic: fc.nat(5), size: fc.nat(400), headers: fc.boolean() }), { minLength: 1, maxLength: 60 }),
+        fc.integer({ min: 0, max: 4000 }),
+        fc.integer({ min: 1, max: 6 }),
+        async (ops, maxTotalBytes, maxTopics) => {
+          const { prefix, backend } = await make({ maxTotalBytes, maxTopics, history: { maxCount: 4 } });
+          for (const op of ops) {
+            await backend.publish({ topic: `p.${op.topic}`, data: 'x'.repeat(op.size), headers: op.headers ? { k: 'v' } : undefined, size: op.size, store: true });
+          }
+          const really = await held(prefix);
+          const { total, perTopic, topics } = await counted(prefix);
+          expect(total).toBe(sum(really));
+          expect(total).toBeLessThanOrEqual(maxTotalBytes);
+          for (const [topic, bytes] of really) if (bytes > 0) expect(perTopic.get(topic)).toBe(bytes);
+          expect(topics).toBeLessThanOrEqual(maxTopics);
+          expect(really.size).toBeLessThanOrEqual(maxTopics); // evicted topics leave no stream behind
+          for (const fn of cleanups.splice(0).reverse()) await fn();
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+
+  it('1 MB to each of 200 topics keeps at most maxTotalBytes: the least recently published go, readers behind see gap', async () => {
+    const { prefix, broker } = await make({ maxTotalBytes: 1_000_000 });
+    const first: string[] = [];
+    const chunk = 'y'.repeat(25_000);
+    for (let t = 0; t < 200; t++) for (let i = 0; i < 4; i++) {
+      const m = await broker.publish(`room.${t}`, chunk);
+      if (i === 0) first.push(m.id);
+    }
+    const really = await held(prefix);
+    expect(sum(really)).toBeLessThanOrEqual(1_000_000);
+    expect(sum(really)).toBeGreaterThan(900_000);
+    expect((await counted(prefix)).total).toBe(sum(really));
+    expect(really.has('room.0')).toBe(false);
+    expect(really.has('room.199')).toBe(true);
+    expect(await broker.read('room.0', null, 10)).toMatchObject({ messages: [] });
+    expect((await broker.read('room.1', first[0]!, 10)).gap).toBe(true);
+    // The newest rooms are whole, and read without a gap after a recent cursor.
+    expect(await broker.read('room.199', first[199]!, 10)).toMatchObject({ gap: false, messages: [{}, {}, {}] });
+  });
+
+  it('one topic over the budget trims its own oldest messages, recorded like any trim: exact gaps for that topic only', async () => {
+    const { prefix, broker } = await make({ maxTotalBytes: 1000, history: { maxCount: 1000 } });
+    const other = await broker.publish('quiet', 'q'); // 2 bytes, and the least recently published
+    const ids: string[] = [];
+    for (let i = 0; i < 30; i++) ids.push((await broker.publish('hot', `${i}`.padStart(99, '.'))).id);
+    const really = await held(prefix);
+    expect(sum(really)).toBeLessThanOrEqual(1000);
+    expect(really.has('quiet')).toBe(false); // the other topic went first
+    const all = await broker.read('hot', null, 100);
+    expect(all.messages.length).toBe(10);
+    expect(all.messages.map((m) => m.id)).toEqual(ids.slice(20));
+    expect((await broker.read('hot', ids[18]!, 100)).gap).toBe(true);
+    expect(await broker.read('hot', ids[19]!, 100)).toMatchObject({ gap: false });
+    expect(parseCursor(other.id).seq).toBeLessThan(parseCursor(ids[0]!).seq);
+  });
+
+  it('takes age trims off the count, and topics that expire whole leave it too', async () => {
+    const { prefix, backend } = await make({ history: { maxAgeMs: 30 } });
+    const pub = (topic: string, data: string) => backend.publish({ topic, data, headers: undefined, size: data.length, store: true });
+    await pub('old', 'a'.repeat(100));
+    // Publish until Redis's clock has moved past the age of the first ones and a publish trimmed them.
+    let n = 0;
+    await waitFor(async () => {
+      await pub('aging', `${n++}`);
+      return (await raw.xlen(`${prefix}{t:aging}`)) < n;
+    }, 'an age trim of "aging"');
+    // And until the sweep (1 publish in 32) dropped the topic "old" whole.
+    await waitFor(async () => {
+      for (let i = 0; i < 40; i++) await pub('aging', `${n++}`);
+      return (await raw.zscore(`${prefix}{m}:topics`, 'old')) === null;
+    }, 'the sweep of "old"');
+    const really = await held(prefix);
+    const { total, perTopic } = await counted(prefix);
+    expect(total).toBe(sum(really));
+    expect(perTopic.has('old')).toBe(false);
+    expect(perTopic.get('aging')).toBe(really.get('aging'));
+  });
+
+  it('bounds the local copies kept for local reads by maxTotalBytes too: past it, reads behind go to Redis', async () => {
+    const { backend, broker } = await make({ maxTotalBytes: 1000 });
+    const start = await backend.head();
+    await broker.publish('a', 'a'.repeat(600));
+    const b = await broker.publish('b', 'b'.repeat(600));
+    await waitFor(() => backend.redisStats().delivered >= 2, 'both delivered back through the feed');
+    const before = backend.redisStats();
+    // After `start`, the local copy of "a" is gone (over the budget): Redis answers, and it dropped "a" too.
+    expect(await broker.read('b', start, 10)).toMatchObject({ gap: true, messages: [{ id: b.id }] });
+    expect(backend.redisStats()).toMatchObject({ localReads: before.localReads, redisReads: before.redisReads + 1 });
+    // After "a" itself, the local copies still answer.
+    const a = parseCursor(b.id);
+    await broker.read('b', `${a.epoch}-${(a.seq - 1).toString(36)}`, 10);
+    expect(backend.redisStats().localReads).toBe(before.localReads + 1);
+  });
+
+  it('validates maxTotalBytes and maxTopics', () => {
+    expect(() => new RedisBackend({ url: redis.url, maxTotalBytes: -1 })).toThrow(/maxTotalBytes/);
+    expect(() => new RedisBackend({ url: redis.url, maxTopics: 0 })).toThrow(/maxTopics/);
+  });
+});
