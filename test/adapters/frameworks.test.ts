@@ -49,6 +49,22 @@ function rig(basePath = '/jobs') {
 const post = (url: string, body: string, type = 'application/json') => fetch(url, { method: 'POST', headers: { 'content-type': type }, body });
 
 describe('express', () => {
+  it('a route that forgot its target (/rooms/:room/poll) never serves ?pattern=> or ?topic= from the query (issue 15)', async () => {
+    const { broker, longPoll } = rig();
+    await broker.publish('admin.secrets', 'the launch codes');
+    const app = express();
+    app.all('/rooms/:room/poll', pbExpress.longPoll(longPoll)); // no :topic param, no target option
+    const base = await listen(app);
+    const head = (await broker.head()).replace(/-[0-9a-z]+$/, '-0');
+    for (const query of ['pattern=%3E', 'pattern=admin.*', 'topic=admin.secrets']) {
+      const res = await fetch(`${base}/rooms/lobby/poll?${query}&cursor=${head}&timeout=0`);
+      expect(res.status, query).toBe(400);
+      const body = await res.text();
+      expect(body).not.toContain('launch codes');
+      expect((JSON.parse(body) as { error: { code: string; message: string } }).error).toMatchObject({ code: 'PB_ERR_INVALID_ARGUMENT', message: expect.stringContaining('queryTarget') });
+    }
+  });
+
   it('serves jobs under a router prefix (the handler sees req.originalUrl) and lets other paths through with basePath', async () => {
     const { poll } = rig('/api/jobs');
     const app = express();
