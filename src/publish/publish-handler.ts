@@ -48,8 +48,8 @@ export interface PublishHandlerOptions<C = IncomingMessage> {
   readonly maxDepth?: number;
   /**
    * May `context` publish on the target (`{ topics: [topic] }`)? Asked before the body is read;
-   * anything but `true` or a grant answers `403` (`PB_ERR_FORBIDDEN`). `context` is what
-   * {@link PublishHandler.handle} is given (the request, by default).
+   * anything but `true` or a grant answers `403` (`PB_ERR_FORBIDDEN`). `context` is the last
+   * argument of `handle` (the request, by default; an adapter gives its framework's request).
    * @defaultValue anyone may publish
    */
   readonly authorize?: Authorize<C>;
