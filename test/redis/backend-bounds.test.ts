@@ -5,32 +5,19 @@
  * went see a gap.
  */
 import { fc } from '@fast-check/vitest';
-import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseCursor, PubSubBroker } from '../../src/index.js';
 import { RedisBackend, type RedisBackendOptions } from '../../src/redis/index.js';
-import { waitFor } from './helpers.js';
-import { redisUnavailableReason, testRedis, type TestRedis, uniquePrefix } from './redis-server.js';
+import { redisSuite, waitFor } from './helpers.js';
+import { redisUnavailableReason, uniquePrefix } from './redis-server.js';
 
 describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: bounds across topics', () => {
-  let redis: TestRedis;
-  let raw: Redis;
-  const cleanups: (() => Promise<unknown>)[] = [];
-  beforeAll(async () => {
-    redis = await testRedis();
-    raw = new Redis(redis.url);
-  });
-  afterEach(async () => {
-    for (const fn of cleanups.splice(0).reverse()) await fn();
-  });
-  afterAll(async () => {
-    raw?.disconnect();
-    await redis?.dispose();
-  });
+  const suite = redisSuite();
+  const cleanups = suite.cleanups;
 
   async function make(options: Partial<RedisBackendOptions>) {
     const prefix = uniquePrefix('bounds');
-    const backend = new RedisBackend({ url: redis.url, prefix, ...options });
+    const backend = new RedisBackend({ url: suite.redis.url, prefix, ...options });
     const broker = new PubSubBroker({ backend });
     cleanups.push(async () => {
       await broker.close();
@@ -45,10 +32,10 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: bounds acro
     const out = new Map<string, number>();
     let cursor = '0';
     do {
-      const [next, keys] = await raw.scan(cursor, 'MATCH', `${prefix}{t:*`, 'COUNT', 1000);
+      const [next, keys] = await suite.raw.scan(cursor, 'MATCH', `${prefix}{t:*`, 'COUNT', 1000);
       cursor = next;
       for (const key of keys) {
-        const entries = await raw.xrange(key, '-', '+');
+        const entries = await suite.raw.xrange(key, '-', '+');
         let bytes = 0;
         for (const [, fields] of entries) for (let i = 1; i < fields.length; i += 2) bytes += Buffer.byteLength(fields[i]!);
         out.set(key.slice(prefix.length + 3, -1), bytes);
@@ -58,9 +45,9 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: bounds acro
   }
 
   async function counted(prefix: string): Promise<{ total: number; perTopic: Map<string, number>; topics: number }> {
-    const total = Number((await raw.hget(`${prefix}{m}:meta`, 'b')) ?? 0);
-    const perTopic = new Map(Object.entries(await raw.hgetall(`${prefix}{m}:bytes`)).map(([t, b]) => [t, Number(b)]));
-    const topics = await raw.zcard(`${prefix}{m}:topics`);
+    const total = Number((await suite.raw.hget(`${prefix}{m}:meta`, 'b')) ?? 0);
+    const perTopic = new Map(Object.entries(await suite.raw.hgetall(`${prefix}{m}:bytes`)).map(([t, b]) => [t, Number(b)]));
+    const topics = await suite.raw.zcard(`${prefix}{m}:topics`);
     return { total, perTopic, topics };
   }
 
@@ -135,12 +122,12 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: bounds acro
     let n = 0;
     await waitFor(async () => {
       await pub('aging', `${n++}`);
-      return (await raw.xlen(`${prefix}{t:aging}`)) < n;
+      return (await suite.raw.xlen(`${prefix}{t:aging}`)) < n;
     }, 'an age trim of "aging"');
     // And until the sweep (1 publish in 32) dropped the topic "old" whole.
     await waitFor(async () => {
       for (let i = 0; i < 40; i++) await pub('aging', `${n++}`);
-      return (await raw.zscore(`${prefix}{m}:topics`, 'old')) === null;
+      return (await suite.raw.zscore(`${prefix}{m}:topics`, 'old')) === null;
     }, 'the sweep of "old"');
     const really = await held(prefix);
     const { total, perTopic } = await counted(prefix);
@@ -166,7 +153,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: bounds acro
   });
 
   it('validates maxTotalBytes and maxTopics', () => {
-    expect(() => new RedisBackend({ url: redis.url, maxTotalBytes: -1 })).toThrow(/maxTotalBytes/);
-    expect(() => new RedisBackend({ url: redis.url, maxTopics: 0 })).toThrow(/maxTopics/);
+    expect(() => new RedisBackend({ url: suite.redis.url, maxTotalBytes: -1 })).toThrow(/maxTotalBytes/);
+    expect(() => new RedisBackend({ url: suite.redis.url, maxTopics: 0 })).toThrow(/maxTopics/);
   });
 });

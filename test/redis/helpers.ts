@@ -1,5 +1,71 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll } from 'vitest';
+import { PubSubBroker } from '../../src/index.js';
+import { RedisBackend, type RedisBackendOptions } from '../../src/redis/index.js';
+import { testRedis, type TestRedis, uniquePrefix } from './redis-server.js';
+
+/** What {@link redisSuite} gives a suite: the test Redis, a raw client on it, and per-test cleanups. */
+export interface RedisSuite {
+  readonly redis: TestRedis;
+  /** A plain ioredis client, for writing and reading keys by hand. */
+  readonly raw: Redis;
+  /** Run in reverse order after each test. */
+  readonly cleanups: (() => Promise<unknown> | unknown)[];
+}
+
+/**
+ * Registers, in the calling `describe`, the hooks that start (or share) the test Redis with a raw
+ * client before the suite, run the cleanups after each test, and let go of both after the suite.
+ */
+export function redisSuite(): RedisSuite {
+  let redis: TestRedis | undefined;
+  let raw: Redis | undefined;
+  const cleanups: (() => Promise<unknown> | unknown)[] = [];
+  beforeAll(async () => {
+    redis = await testRedis();
+    raw = new Redis(redis.url);
+  });
+  afterEach(async () => {
+    for (const fn of cleanups.splice(0).reverse()) await fn();
+  });
+  afterAll(async () => {
+    raw?.disconnect();
+    await redis?.dispose();
+  });
+  return {
+    get redis() {
+      return redis!;
+    },
+    get raw() {
+      return raw!;
+    },
+    cleanups,
+  };
+}
+
+/** Two backends ("processes" A and B) on one Redis and a fresh prefix, each with its broker; closed by `cleanups`. */
+export async function backendPair(
+  url: string,
+  cleanups: (() => Promise<unknown> | unknown)[],
+  options: Partial<RedisBackendOptions> = {},
+  optionsB: Partial<RedisBackendOptions> = {},
+  prefix = uniquePrefix(),
+) {
+  const a = new RedisBackend({ url, prefix, ...options });
+  const b = new RedisBackend({ url, prefix, ...options, ...optionsB });
+  const brokerA = new PubSubBroker({ backend: a });
+  const brokerB = new PubSubBroker({ backend: b });
+  cleanups.push(async () => {
+    await brokerA.close();
+    await brokerB.close();
+    await a.close();
+    await b.close();
+  });
+  await Promise.all([a.ready(), b.ready()]);
+  return { prefix, a, b, brokerA, brokerB };
+}
 
 /** Polls `condition` (sync or async) every few ms until it holds; fails naming `what` after `deadlineMs`. */
 export async function waitFor(condition: () => boolean | Promise<boolean>, what: string, deadlineMs = 10_000): Promise<void> {

@@ -4,12 +4,10 @@
  * that are not an object of strings) never throws into the feed or a read. It is skipped and
  * counted; a read says gap and moves on; subscribers keep receiving what comes next.
  */
-import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type Message, parseCursor, PubSubBroker } from '../../src/index.js';
-import { RedisBackend } from '../../src/redis/index.js';
-import { waitFor } from './helpers.js';
-import { redisUnavailableReason, testRedis, type TestRedis, uniquePrefix } from './redis-server.js';
+import { describe, expect, it } from 'vitest';
+import { type Message, parseCursor } from '../../src/index.js';
+import { backendPair, redisSuite, waitFor } from './helpers.js';
+import { redisUnavailableReason, uniquePrefix } from './redis-server.js';
 
 const deep = `j${'['.repeat(200)}${']'.repeat(200)}`;
 /** Stream entries another process might have written: [data, headers?]. */
@@ -28,52 +26,30 @@ const BAD: [string, string?][] = [
 const sid = (seq: number): string => `${Math.floor(seq / 1024)}-${seq % 1024}`;
 
 describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: records read back from Redis are untrusted', () => {
-  let redis: TestRedis;
-  let raw: Redis;
-  const cleanups: (() => Promise<unknown>)[] = [];
-  beforeAll(async () => {
-    redis = await testRedis();
-    raw = new Redis(redis.url);
-  });
-  afterEach(async () => {
-    for (const fn of cleanups.splice(0).reverse()) await fn();
-  });
-  afterAll(async () => {
-    raw?.disconnect();
-    await redis?.dispose();
-  });
+  const suite = redisSuite();
+  const cleanups = suite.cleanups;
 
   async function setup(options: { localReads?: boolean } = {}) {
-    const prefix = uniquePrefix('hostile');
     const errors: unknown[] = [];
-    const a = new RedisBackend({ url: redis.url, prefix, onError: (e) => errors.push(e) });
-    const b = new RedisBackend({ url: redis.url, prefix, onError: (e) => errors.push(e), ...options });
-    const brokerA = new PubSubBroker({ backend: a });
-    const brokerB = new PubSubBroker({ backend: b });
-    cleanups.push(async () => {
-      await brokerA.close();
-      await brokerB.close();
-      await a.close();
-      await b.close();
-    });
-    await Promise.all([a.ready(), b.ready()]);
-    return { prefix, a, b, brokerA, brokerB, errors };
+    const onError = (e: unknown): void => void errors.push(e);
+    const pair = await backendPair(suite.redis.url, cleanups, { onError }, options, uniquePrefix('hostile'));
+    return { ...pair, errors };
   }
 
   /** Writes entries by hand after the newest seq, as another process would (counter, stream, feed). */
   async function writeByHand(prefix: string, topic: string, records: readonly [string, string?][], feed: boolean): Promise<number[]> {
     const meta = `${prefix}{m}:meta`;
-    const [epoch, top] = (await raw.hmget(meta, 'e', 's')) as [string, string];
+    const [epoch, top] = (await suite.raw.hmget(meta, 'e', 's')) as [string, string];
     const seqs: number[] = [];
     let seq = Number(top);
     for (const [data, headers] of records) {
       seq++;
       seqs.push(seq);
       const fields = headers === undefined ? ['d', data] : ['d', data, 'h', headers];
-      await raw.xadd(`${prefix}{t:${topic}}`, sid(seq), ...fields);
-      await raw.hset(meta, 's', String(seq));
-      await raw.zadd(`${prefix}{m}:topics`, seq, topic);
-      if (feed) await raw.publish(`${prefix}feed`, `${epoch}\n${seq}\n${topic}\n${headers ?? ''}\n${data}`);
+      await suite.raw.xadd(`${prefix}{t:${topic}}`, sid(seq), ...fields);
+      await suite.raw.hset(meta, 's', String(seq));
+      await suite.raw.zadd(`${prefix}{m}:topics`, seq, topic);
+      if (feed) await suite.raw.publish(`${prefix}feed`, `${epoch}\n${seq}\n${topic}\n${headers ?? ''}\n${data}`);
     }
     return seqs;
   }
@@ -118,7 +94,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: records rea
     await waitFor(() => got.length === 1, 'the first message on B');
     await writeByHand(prefix, 'feed.t', BAD, true);
     for (const garbage of ['garbage', '', '\n\n\n\n', 'ZZ\n1\nfeed.t\n\nsx', 'e\n-1\nfeed.t\n\nsx', 'e\n1e5\nfeed.t\n\nsx', 'e\n1\n\n\nsx']) {
-      await raw.publish(`${prefix}feed`, garbage);
+      await suite.raw.publish(`${prefix}feed`, garbage);
     }
     const m2 = await brokerA.publish('feed.t', 2);
     await waitFor(() => got.length === 2, 'the next good message on B');

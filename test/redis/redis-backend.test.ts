@@ -1,9 +1,9 @@
 import { fc } from '@fast-check/vitest';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { LongPollHandler, type Message, parseCursor, PubSubBroker, SseHandler, UnavailableError } from '../../src/index.js';
+import { LongPollHandler, type Message, parseCursor, SseHandler, UnavailableError } from '../../src/index.js';
 import { RedisBackend, type RedisBackendOptions } from '../../src/redis/index.js';
-import { readSse, serve, type SseEvent, waitFor } from './helpers.js';
-import { REDIS_BINARY, redisUnavailableReason, startRedis, testRedis, type TestRedis, uniquePrefix } from './redis-server.js';
+import { backendPair, readSse, serve, type SseEvent, waitFor } from './helpers.js';
+import { REDIS_BINARY, redisUnavailableReason, startRedis, testRedis, type TestRedis } from './redis-server.js';
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 afterEach(async () => {
@@ -11,20 +11,8 @@ afterEach(async () => {
 });
 
 /** Two backends ("processes" A and B) on one Redis and prefix, each with its broker. */
-async function pair(url: string, options: Partial<RedisBackendOptions> = {}, optionsB: Partial<RedisBackendOptions> = {}) {
-  const prefix = uniquePrefix();
-  const a = new RedisBackend({ url, prefix, ...options });
-  const b = new RedisBackend({ url, prefix, ...options, ...optionsB });
-  const brokerA = new PubSubBroker({ backend: a });
-  const brokerB = new PubSubBroker({ backend: b });
-  cleanups.push(async () => {
-    await brokerA.close();
-    await brokerB.close();
-    await a.close();
-    await b.close();
-  });
-  await Promise.all([a.ready(), b.ready()]);
-  return { prefix, a, b, brokerA, brokerB };
+function pair(url: string, options: Partial<RedisBackendOptions> = {}, optionsB: Partial<RedisBackendOptions> = {}) {
+  return backendPair(url, cleanups, options, optionsB);
 }
 
 describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes sharing one Redis', () => {
