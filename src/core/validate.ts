@@ -54,6 +54,13 @@ export function optionalFunction<T>(name: string, value: T | undefined): T | und
   return value;
 }
 
+/** Throws unless `value` is a boolean or undefined; `undefined` is `false`. @internal */
+export function optionalBoolean(name: string, value: unknown): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean') throw new InvalidArgumentError(`Expected \`${name}\` to be a boolean, got ${describe(value)}`);
+  return value;
+}
+
 /** Throws unless `value` is an AbortSignal or undefined. @internal */
 export function optionalSignal(name: string, value: unknown): AbortSignal | undefined {
   if (value === undefined) return undefined;

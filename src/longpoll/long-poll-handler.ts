@@ -246,8 +246,8 @@ export class LongPollHandler extends Resource {
     this.#maxBatch = check.integerInRange('maxBatch', opts.maxBatch ?? 100, 1, 10_000);
     this.#maxAnswerBytes = check.integerInRange('maxAnswerBytes', opts.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES, 1, 2 ** 31 - 1);
     this.#maxCachedBytes = check.integerInRange('maxCachedBytes', opts.maxCachedBytes ?? DEFAULT_MAX_CACHED_BYTES, 0, Number.MAX_SAFE_INTEGER);
-    this.#queryTarget = optionalBoolean('queryTarget', opts.queryTarget);
-    this.#allowPatterns = optionalBoolean('allowPatterns', opts.allowPatterns);
+    this.#queryTarget = check.optionalBoolean('queryTarget', opts.queryTarget);
+    this.#allowPatterns = check.optionalBoolean('allowPatterns', opts.allowPatterns);
     this.#cors = opts.cors === undefined ? undefined : check.optionsObject('cors', opts.cors);
     this.#authorize = check.optionalFunction('authorize', opts.authorize);
     this.#purgatory = opts.purgatory ?? new Purgatory({ name: 'longpoll', clock: this.#clock });
@@ -665,12 +665,6 @@ function queryOf(url: string | undefined): URLSearchParams {
 }
 
 /** Throws unless `value` is a boolean or undefined (which reads as `false`). */
-function optionalBoolean(name: string, value: unknown): boolean {
-  if (value === undefined) return false;
-  if (typeof value !== 'boolean') throw new InvalidArgumentError(`Expected \`${name}\` to be a boolean, got ${check.describe(value)}`);
-  return value;
-}
-
 /** Answers one response with an error as JSON, whatever state it is in; never throws. */
 function answerError(res: ServerResponse, error: unknown): void {
   try {

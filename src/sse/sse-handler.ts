@@ -41,7 +41,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ForbiddenError, InvalidArgumentError, MethodNotAllowedError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
-import { applyCors, type CorsOptions, sendError } from '../http/index.js';
+import { applyCors, type CorsOptions, requestUrl, sendError } from '../http/index.js';
 import { authorizeAccess } from '../pubsub/access.js';
 import { type Authorize, type BackendRead, type Message, parseCursor, type PubSubBroker, type TopicTarget } from '../pubsub/index.js';
 import { parseTarget } from '../pubsub/target.js';
@@ -175,8 +175,8 @@ export class SseHandler extends Resource {
     serializeEvent({ event: this.#gapEvent, data: '' }); // refuse a bad name now
     this.#cors = opts.cors === undefined ? undefined : check.optionsObject('cors', opts.cors);
     this.#authorize = check.optionalFunction('authorize', opts.authorize);
-    this.#queryTarget = optionalBoolean('queryTarget', opts.queryTarget);
-    this.#allowPatterns = optionalBoolean('allowPatterns', opts.allowPatterns);
+    this.#queryTarget = check.optionalBoolean('queryTarget', opts.queryTarget);
+    this.#allowPatterns = check.optionalBoolean('allowPatterns', opts.allowPatterns);
   }
 
   /** Counters. */
@@ -213,7 +213,7 @@ export class SseHandler extends Resource {
       if (applyCors(req, res, this.#cors, ['GET'], ['Last-Event-ID'], [SSE_GAP_HEADER])) return undefined;
       if (req.method !== 'GET') throw new MethodNotAllowedError(req.method ?? '?', ['GET']);
       this.assertOpen('handle');
-      const url = new URL(req.url ?? '/', 'http://localhost');
+      const url = requestUrl(req);
       const t = this.#resolve(target, url);
       let lastEventId = headerValue(req.headers['last-event-id']);
       if (lastEventId === undefined && this.#lastEventIdQuery !== undefined) {
@@ -235,19 +235,20 @@ export class SseHandler extends Resource {
         // cut before any message resumes without loss (and the subscription loses nothing
         // published between the two).
         const head = await this.#broker.head();
+        this.assertOpen('handle'); // closed meanwhile: no stream may join a hub that closed them all
         stream = this.hub.stream(nodeSink(req, res), undefined, access.identity);
-        if (!(await this.#goLive(stream, t, head, canRead))) return undefined;
+        if (!(await this.#goLive(stream, t, head, canRead, req))) return undefined;
         stream.start(undefined, this.#openBytes(head));
         return stream;
       }
 
-      // A resume. The broker's own `authorize.subscribe` (if any) is asked before anything of
-      // the log is read: the replay goes through `broker.read`, which does not ask it.
-      (await this.#broker.subscribe(t.pattern, { maxQueue: 1, overflow: 'drop-newest', canRead })).close();
-      // The first page is read before the headers go out: an id ahead of the log is still a 400,
-      // and a gap is in the headers. One message: its size sizes the next pages.
-      const first = await this.#broker.read(t.read, lastEventId, 1, { canRead });
+      // A resume. The first page is read before the headers go out: an id ahead of the log is
+      // still a 400, and a gap is in the headers. One message: its size sizes the next pages.
+      // Every read passes the request as the broker's context, so the broker's own
+      // `authorize.subscribe` refuses, and its grant filters, the replay as it does live messages.
+      const first = await this.#broker.read(t.read, lastEventId, 1, { canRead, context: req });
       this.#replays++;
+      this.assertOpen('handle');
       stream = this.hub.stream(nodeSink(req, res), undefined, access.identity);
       if (stream.closed) return undefined;
       const extra: Record<string, string> = {};
@@ -259,7 +260,7 @@ export class SseHandler extends Resource {
       }
       stream._beginReplay();
       stream.start(extra, lead);
-      void this.#replay(stream, t, first, canRead, first.gap);
+      void this.#replay(stream, t, first, canRead, first.gap, req);
       return stream;
     } catch (error) {
       if (stream?.started === true) stream.close();
@@ -272,7 +273,14 @@ export class SseHandler extends Resource {
    * Queues a replay page by page as the stream takes bytes, then goes live from the last cursor
    * read. Never rejects: a failure ends the stream, and the client resumes from what it got.
    */
-  async #replay(stream: SseStream, t: ResolvedTarget, first: BackendRead, canRead: ((topic: string) => boolean) | undefined, gapSeen: boolean): Promise<void> {
+  async #replay(
+    stream: SseStream,
+    t: ResolvedTarget,
+    first: BackendRead,
+    canRead: ((topic: string) => boolean) | undefined,
+    gapSeen: boolean,
+    req: IncomingMessage,
+  ): Promise<void> {
     const pump: Pump = { held: 0 };
     this.#pumps.add(pump);
     try {
@@ -301,7 +309,7 @@ export class SseHandler extends Resource {
             ? Math.min(limit * 2, MAX_PAGE) // all of the last page was filtered out: read further
             : Math.max(1, Math.min(MAX_PAGE, Math.floor(stream._room() / (bytesSeen / messagesSeen))));
         const at = page.cursor;
-        page = await this.#broker.read(t.read, at, limit, { canRead });
+        page = await this.#broker.read(t.read, at, limit, { canRead, context: req });
         if (stream.closed) return;
         if (page.gap) {
           // Trimmed while we read: announced where it happened.
@@ -311,7 +319,7 @@ export class SseHandler extends Resource {
         }
       }
       stream._endReplay();
-      await this.#goLive(stream, t, page.cursor, canRead);
+      await this.#goLive(stream, t, page.cursor, canRead, req);
     } catch {
       stream.close(); // the client resumes from the last id it got
     } finally {
@@ -324,10 +332,11 @@ export class SseHandler extends Resource {
    * Subscribes the stream from `from` (the messages after it, then live).
    * @returns `false` when the stream closed meanwhile.
    */
-  async #goLive(stream: SseStream, t: ResolvedTarget, from: string, canRead: ((topic: string) => boolean) | undefined): Promise<boolean> {
+  async #goLive(stream: SseStream, t: ResolvedTarget, from: string, canRead: ((topic: string) => boolean) | undefined, req: IncomingMessage): Promise<boolean> {
     const sub = await this.#broker.subscribe(t.pattern, {
       from,
       canRead,
+      context: req,
       maxQueue: 1, // callback delivery: the stream's own buffer bound applies
       onMessage: (m) => {
         // The live path: one memo check and one queue push per stream, nothing allocated. A
@@ -371,7 +380,8 @@ export class SseHandler extends Resource {
     try {
       return serializeEvent({ event: this.#gapEvent, id: m.id, data });
     } catch {
-      return serializeEvent({ event: this.#gapEvent, data: { skipped: String(m.id), topic: String(m.topic) } }); // an id that cannot be an SSE id
+      // An id that cannot be an SSE id (a custom backend's): the event still says what was skipped.
+      return serializeEvent({ event: this.#gapEvent, data: { skipped: typeof m.id === 'string' ? m.id : '?', topic: typeof m.topic === 'string' ? m.topic : '?' } });
     }
   }
 
@@ -415,12 +425,6 @@ function resolveTarget(target: SseTarget): ResolvedTarget {
   if (t.pattern !== undefined) return { target: { pattern: t.pattern }, pattern: t.pattern, read: { pattern: t.pattern } };
   const topic = t.topics[0]!;
   return { target: { topics: t.topics }, pattern: topic, read: topic };
-}
-
-function optionalBoolean(name: string, value: unknown): boolean {
-  if (value === undefined) return false;
-  if (typeof value !== 'boolean') throw new InvalidArgumentError(`Expected \`${name}\` to be a boolean, got ${check.describe(value)}`);
-  return value;
 }
 
 function headerValue(value: string | string[] | undefined): string | undefined {

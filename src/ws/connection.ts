@@ -303,6 +303,13 @@ export class WsConnection {
     return this.#entries.get(sid)?.identity;
   }
 
+  /** Subscriptions whose replay is under way (queued for a page, or reading one). */
+  #replayingCount(): number {
+    let n = 0;
+    for (const entry of this.#entries.values()) if (entry.replay !== null) n++;
+    return n;
+  }
+
   /** Counters. */
   stats(): WsConnectionStats {
     return {
@@ -310,7 +317,7 @@ export class WsConnection {
       messagesSent: this.#messagesSent,
       bytesQueued: this.#queued,
       bytesReplaying: this.#replayHeld(),
-      replaying: this.#replays.length,
+      replaying: this.#replayingCount(),
       bytesBuffered: this.#closed ? 0 : this.#ws.bufferedAmount,
       drops: this.#drops,
       framesReceived: this.#framesReceived,
@@ -535,6 +542,9 @@ export class WsConnection {
       const sub = await host.broker.subscribe(pattern, { from, maxQueue: 1, context: this.context, canRead: entry.canRead, onMessage });
       entry.subs.push(sub);
       if (this.#closed || entry.closed) {
+        // Unsubscribed or disconnected while the broker was subscribing: #closeEntry may have run
+        // already, before this subscription existed, so it is closed here.
+        sub.close();
         this.#closeEntry(entry);
         return false;
       }
@@ -880,8 +890,8 @@ export class WsConnection {
             const held = wire;
             this.#replayQueued = 0;
             this.#replayQueuedWire = 0;
-            this.#replayInSocket += held;
-            ws.send(q[i]!, TEXT, () => this.#released(held));
+            ws.send(q[i]!, TEXT, () => this.#released(held)); // the callback runs later, never inside send
+            this.#replayInSocket += held; // counted once send took the frame (a throw leaves the budget as it was)
             continue;
           }
         } else if (entry !== null) {

@@ -298,8 +298,7 @@ export class WsHandler extends Resource {
     const maxTopics = check.integerInRange('maxTopics', opts.maxTopics ?? 32, 1, 10_000);
     const maxInFlight = check.integerInRange('maxInFlight', opts.maxInFlight ?? 32, 1, 1_000_000);
     const maxFrameDepth = checkMaxDepth('maxFrameDepth', opts.maxFrameDepth ?? DEFAULT_MAX_JSON_DEPTH);
-    const allowPatterns = opts.allowPatterns ?? false;
-    if (typeof allowPatterns !== 'boolean') throw new InvalidArgumentError(`Expected \`allowPatterns\` to be a boolean, got ${check.describe(allowPatterns)}`);
+    const allowPatterns = check.optionalBoolean('allowPatterns', opts.allowPatterns);
     this.#slice = check.integerInRange('flushSliceSize', opts.flushSliceSize ?? 2000, 1, 2 ** 31 - 1);
     this.#closeTimeoutMs = check.integerInRange('closeTimeoutMs', opts.closeTimeoutMs ?? 5000, 0, 2 ** 31 - 1);
     this.#onError = check.optionalFunction('onError', opts.onError);
