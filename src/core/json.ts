@@ -140,7 +140,7 @@ function decodeKey(text: string, start: number, end: number): string | undefined
  * method are checked as what it returns) nested at most `maxDepth` deep, without cycles, BigInt,
  * functions or symbols, whose strings and keys are well-formed Unicode, with no `__proto__` key.
  * `undefined` inside an object or array is allowed (JSON leaves it out, or writes `null`), as are
- * byte arrays (`Uint8Array`).
+ * byte arrays (`Uint8Array`, which count as one level: JSON writes them as an object).
  *
  * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) naming the first thing that is wrong and where.
  */
@@ -153,29 +153,38 @@ export function assertJsonValue(value: unknown, limits?: JsonLimits): void {
     return;
   }
   if (typeof value !== 'object' || value === null) {
-    leaf(value, what, '');
+    leaf(value, what, []);
     return;
   }
-  walk(value, '', 0, new Set(), maxDepth, what);
+  walk(value, [], 0, new Set(), maxDepth, what);
 }
 
-function leaf(value: unknown, what: string, path: string): void {
+/** The keys from the value down to where a problem is, kept as a stack: a path string is built only for an error. */
+type Path = (string | number)[];
+
+function pathText(what: string, path: Path): string {
+  let out = what;
+  for (const key of path) out += typeof key === 'number' ? `[${key}]` : `.${key.slice(0, 40)}`;
+  return out;
+}
+
+function leaf(value: unknown, what: string, path: Path): void {
   switch (typeof value) {
     case 'string':
       if (!value.isWellFormed()) {
-        throw new InvalidArgumentError(`\`${what}${path}\` is a string that is not well-formed Unicode (a lone surrogate), which UTF-8 cannot carry`);
+        throw new InvalidArgumentError(`\`${pathText(what, path)}\` is a string that is not well-formed Unicode (a lone surrogate), which UTF-8 cannot carry`);
       }
       return;
     case 'bigint':
-      throw new InvalidArgumentError(`\`${what}${path}\` is a BigInt, which JSON cannot carry: send it as a string`);
+      throw new InvalidArgumentError(`\`${pathText(what, path)}\` is a BigInt, which JSON cannot carry: send it as a string`);
     case 'function':
     case 'symbol':
-      throw new InvalidArgumentError(`\`${what}${path}\` is a ${typeof value}, which JSON cannot carry`);
+      throw new InvalidArgumentError(`\`${pathText(what, path)}\` is a ${typeof value}, which JSON cannot carry`);
     default:
   }
 }
 
-function walk(input: object, path: string, depth: number, ancestors: Set<object>, maxDepth: number, what: string): void {
+function walk(input: object, path: Path, depth: number, ancestors: Set<object>, maxDepth: number, what: string): void {
   let value: object = input;
   const toJSON = (input as { toJSON?: unknown }).toJSON;
   if (typeof toJSON === 'function') {
@@ -186,23 +195,30 @@ function walk(input: object, path: string, depth: number, ancestors: Set<object>
     }
     value = json;
   }
-  if (ArrayBuffer.isView(value)) return; // bytes
-  if (depth + 1 > maxDepth) throw new InvalidArgumentError(`\`${what}\` nests deeper than ${maxDepth} levels of objects and arrays (at ${what}${path})`);
-  if (ancestors.has(value)) throw new InvalidArgumentError(`\`${what}${path}\` refers back to itself (a cycle), which JSON cannot carry`);
+  if (depth + 1 > maxDepth) throw new InvalidArgumentError(`\`${what}\` nests deeper than ${maxDepth} levels of objects and arrays (at ${pathText(what, path)})`);
+  // Bytes: JSON writes them as an object of numbers, one level down, so they count as a level.
+  if (ArrayBuffer.isView(value)) return;
+  if (ancestors.has(value)) throw new InvalidArgumentError(`\`${pathText(what, path)}\` refers back to itself (a cycle), which JSON cannot carry`);
   ancestors.add(value);
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
       const item: unknown = value[i];
-      if (typeof item === 'object' && item !== null) walk(item, `${path}[${i}]`, depth + 1, ancestors, maxDepth, what);
-      else if (item !== undefined) leaf(item, what, `${path}[${i}]`);
+      if (item === undefined || item === null) continue;
+      path.push(i);
+      if (typeof item === 'object') walk(item, path, depth + 1, ancestors, maxDepth, what);
+      else leaf(item, what, path);
+      path.pop();
     }
   } else {
     for (const key of Object.keys(value)) {
-      if (key === RESERVED_JSON_KEY) throw new InvalidArgumentError(`\`${what}${path}\` has a "__proto__" key, which is refused at any depth`);
-      if (!key.isWellFormed()) throw new InvalidArgumentError(`\`${what}${path}\` has a key that is not well-formed Unicode (a lone surrogate)`);
+      if (key === RESERVED_JSON_KEY) throw new InvalidArgumentError(`\`${pathText(what, path)}\` has a "__proto__" key, which is refused at any depth`);
+      if (!key.isWellFormed()) throw new InvalidArgumentError(`\`${pathText(what, path)}\` has a key that is not well-formed Unicode (a lone surrogate)`);
       const item: unknown = (value as Record<string, unknown>)[key];
-      if (typeof item === 'object' && item !== null) walk(item, `${path}.${key.slice(0, 40)}`, depth + 1, ancestors, maxDepth, what);
-      else if (item !== undefined) leaf(item, what, `${path}.${key.slice(0, 40)}`);
+      if (item === undefined || item === null) continue;
+      path.push(key);
+      if (typeof item === 'object') walk(item, path, depth + 1, ancestors, maxDepth, what);
+      else leaf(item, what, path);
+      path.pop();
     }
   }
   ancestors.delete(value);

@@ -45,8 +45,7 @@ export function applyCors(
   const origin = req.headers.origin;
   if (origin === undefined) return false;
   const rule = options.origin ?? '*';
-  const allowed = rule === '*' || (typeof rule === 'function' ? rule(origin) : rule.includes(origin));
-  if (!allowed) return false;
+  if (!originAllowed(rule, origin)) return false;
   const echo = rule !== '*' || options.credentials === true;
   res.setHeader('access-control-allow-origin', echo ? origin : '*');
   if (echo) res.appendHeader('vary', 'Origin');
@@ -61,4 +60,9 @@ export function applyCors(
     return true;
   }
   return false;
+}
+
+/** Whether a {@link CorsOptions.origin} rule lets `origin` in (a predicate must answer `true`). @internal */
+export function originAllowed(rule: NonNullable<CorsOptions['origin']>, origin: string): boolean {
+  return rule === '*' || (typeof rule === 'function' ? rule(origin) === true : rule.includes(origin));
 }

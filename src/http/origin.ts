@@ -7,13 +7,16 @@
  * @module
  */
 import type { IncomingMessage } from 'node:http';
-import type { CorsOptions } from './cors.js';
+import { type CorsOptions, originAllowed } from './cors.js';
 
 /**
  * Whether a request may act for a browser user: it has no `Origin` (a server, a tool), or its
- * `Origin` is this server's own (its host and port equal the `Host` header), or `allowed` lets
- * it in (a {@link CorsOptions.origin} rule: `'*'`, a list of exact origins, or a predicate).
- * `Origin: null` (a sandboxed frame, a `file:` page) is never this server's own.
+ * `Origin` is this server's own (its host and port equal the `Host` header, or HTTP/2's
+ * `:authority`), or `allowed` lets it in (a {@link CorsOptions.origin} rule: `'*'`, a list of
+ * exact origins, or a predicate that answers `true`). `Origin: null` (a sandboxed frame, a
+ * `file:` page) is never this server's own. Behind a proxy that rewrites `Host` (nginx sends its
+ * upstream's name by default), same-site pages no longer match: forward the original `Host`
+ * (`proxy_set_header Host $host`), or list your origins in `allowed`.
  *
  * @example
  * ```ts
@@ -23,16 +26,22 @@ import type { CorsOptions } from './cors.js';
 export function isAllowedOrigin(req: IncomingMessage, allowed?: CorsOptions['origin']): boolean {
   const origin = req.headers.origin;
   if (origin === undefined) return true;
-  if (isOwnOrigin(origin, req.headers.host)) return true;
-  if (allowed === undefined) return false;
-  return allowed === '*' || (typeof allowed === 'function' ? allowed(origin) === true : allowed.includes(origin));
+  const host = req.headers.host ?? headerText(req.headers[':authority']); // HTTP/2 sends :authority, not Host
+  if (isOwnOrigin(origin, host)) return true;
+  return allowed !== undefined && originAllowed(allowed, origin);
 }
 
+/** Same scheme-relative host and port: `https://a.example` is the host `a.example` (port 443 implied). */
 function isOwnOrigin(origin: string, host: string | undefined): boolean {
-  if (host === undefined || origin === 'null') return false;
+  if (host === undefined || host === '' || origin === 'null') return false;
   try {
-    return new URL(origin).host === host.toLowerCase();
+    const o = new URL(origin);
+    return o.host === new URL(`${o.protocol}//${host}`).host;
   } catch {
     return false;
   }
+}
+
+function headerText(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
 }

@@ -20,3 +20,23 @@ export function requestUrl(req: IncomingMessage): URL {
     throw new InvalidArgumentError('The request target is not a valid URL', { cause });
   }
 }
+
+/**
+ * Decodes one percent-encoded path segment (a topic in `/lp/:topic`, say), or `undefined` when it
+ * is not valid percent-encoding: `decodeURIComponent` throws then, and a throw in a request
+ * listener is an uncaught exception that ends the process. Hand the result to a handler, which
+ * answers a missing or invalid topic with `400`.
+ *
+ * @example
+ * ```ts
+ * const m = /^\/lp\/([^/?]+)/.exec(req.url ?? '');
+ * if (m) void longPoll.handle(req, res, { topics: [decodePathSegment(m[1]!) ?? ''] });
+ * ```
+ */
+export function decodePathSegment(segment: string): string | undefined {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return undefined;
+  }
+}

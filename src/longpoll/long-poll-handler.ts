@@ -202,7 +202,7 @@ const RESOLVED = Promise.resolve();
  * const longPoll = new LongPollHandler({ broker });
  * http.createServer((req, res) => {
  *   const m = /^\/lp\/([^/?]+)/.exec(req.url ?? '');
- *   if (m) void longPoll.handle(req, res, { topics: [decodeURIComponent(m[1]!)] });
+ *   if (m) void longPoll.handle(req, res, { topics: [decodePathSegment(m[1]!) ?? ''] });
  * });
  * ```
  */

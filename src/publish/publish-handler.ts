@@ -12,7 +12,7 @@
  *    equals the `Host` header) nor allowed by `cors.origin` is refused with `403`
  *    (`PB_ERR_FORBIDDEN`). Requests without `Origin` (servers, `curl`, tools) are unaffected.
  * 3. **`authorize(target, context)`**, before a byte of the body is read: a refused client cannot
- *    make the server read (or buffer) its body.
+ *    make the server read (or buffer) its body; the connection is closed after the refusal.
  * 4. The body, at most `maxBodyBytes` (`413`), decoded by its `Content-Type` (`text/plain` as a
  *    string, `application/json` as its value through {@link parseJson}: at most `maxDepth` deep,
  *    no `__proto__` key; `400` otherwise; another type `415`).
@@ -54,8 +54,9 @@ export interface PublishHandlerOptions<C = IncomingMessage> {
    */
   readonly authorize?: Authorize<C>;
   /**
-   * CORS for browsers on other origins: an origin it allows may publish (and is sent the CORS
-   * headers); any other cross-site `Origin` is refused with `403`.
+   * CORS for browsers on other origins: an origin that `cors.origin` names (a list, a predicate,
+   * or `'*'` written out for every site) may publish, and is sent the CORS headers; any other
+   * cross-site `Origin` is refused with `403`. A `cors` without `origin` lets no other site publish.
    * @defaultValue `undefined`: only requests from this server's own origin, or without `Origin`
    */
   readonly cors?: CorsOptions;
@@ -80,7 +81,7 @@ export interface PublishHandlerStats {
  * const publish = new PublishHandler({ broker, authorize: (target, req) => req.headers['x-api-key'] === key });
  * http.createServer((req, res) => {
  *   const m = /^\/pub\/([^/?]+)$/.exec(req.url ?? '');
- *   if (m) void publish.handle(req, res, decodeURIComponent(m[1]!));
+ *   if (m) void publish.handle(req, res, decodePathSegment(m[1]!)); // undefined (a 400) when malformed
  * });
  * ```
  */
@@ -117,8 +118,7 @@ export class PublishHandler<C = IncomingMessage> extends Resource {
    * their status; never rejects.
    *
    * @param topic - The topic, from the route (never from the query string).
-   * @param context - What `authorize` is given.
-   * @defaultValue `context`: the request
+   * @param context - What `authorize` is given; the request when left out.
    */
   async handle(req: IncomingMessage, res: ServerResponse, topic: string | undefined, context?: C): Promise<void> {
     try {
@@ -130,14 +130,14 @@ export class PublishHandler<C = IncomingMessage> extends Resource {
       this.#checkOrigin(req);
       await authorizeAccess(this.#authorize, { topics: [topic] }, context ?? (req as unknown as C), `publish on ${JSON.stringify(topic)}`);
       const body = await readBody(req, this.#maxBodyBytes);
-      const data = decodeBody(headerText(req.headers['content-type']), body, { maxDepth: this.#maxDepth });
+      const data = decodeBody(req.headers['content-type'], body, { maxDepth: this.#maxDepth });
       const message = await this.#broker.publish(topic, data);
       this.#published++;
       sendJson(res, 201, { id: message.id });
     } catch (error) {
-      // A refusal before the body was read: drain it, so the connection can carry the answer.
-      if (!req.readableEnded) req.resume();
-      sendError(res, error);
+      // Refused before the body was read (or part-way): the connection is closed after the
+      // answer instead of reading a stranger's body to the end.
+      sendError(res, error, req.readableEnded ? undefined : { connection: 'close' });
     }
   }
 
@@ -150,12 +150,9 @@ export class PublishHandler<C = IncomingMessage> extends Resource {
   }
 
   #checkOrigin(req: IncomingMessage): void {
-    if (isAllowedOrigin(req, this.#cors === undefined ? undefined : (this.#cors.origin ?? '*'))) return;
+    // Only origins the app named: a `cors` without `origin` allows reads from anywhere, not publishes.
+    if (isAllowedOrigin(req, this.#cors?.origin)) return;
     this.#crossSiteRefused++;
     throw new ForbiddenError('Cross-site publish refused: the request comes from a page of another origin that is not allowed (see the `cors` option)');
   }
-}
-
-function headerText(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value.join(', ') : value;
 }

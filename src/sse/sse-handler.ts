@@ -135,7 +135,7 @@ interface Pump {
  * const sse = new SseHandler({ broker, heartbeatMs: 15_000, retryMs: 2000, retryJitter: 0.25 });
  * http.createServer((req, res) => {
  *   const m = /^\/sse\/([^/?]+)/.exec(req.url ?? '');
- *   if (m) void sse.handle(req, res, { topics: [decodeURIComponent(m[1]!)] });
+ *   if (m) void sse.handle(req, res, { topics: [decodePathSegment(m[1]!) ?? ''] });
  * });
  * ```
  */

@@ -111,3 +111,16 @@ describe('assertJsonValue refuses data no transport can carry', () => {
     );
   });
 });
+
+describe('assertJsonValue counts as JSON does', () => {
+  it('a byte array is one level (JSON writes it as an object), so it cannot pass the limit unseen', () => {
+    let atLimit: unknown = new Uint8Array(2);
+    for (let i = 0; i < 63; i++) atLimit = { a: atLimit };
+    expect(() => assertJsonValue(atLimit)).not.toThrow(); // 63 objects + the bytes = 64
+    expect(() => assertJsonValue({ a: atLimit })).toThrow(/deeper than 64/);
+  });
+
+  it('names where the problem is, and only then builds that path', () => {
+    expect(() => assertJsonValue({ list: [1, { deep: [2, 3n] }] })).toThrow('`data.list[1].deep[1]` is a BigInt');
+  });
+});

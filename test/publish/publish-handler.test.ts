@@ -1,7 +1,7 @@
 import http from 'node:http';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ErrorCodes, PublishHandler, PubSubBroker, type PublishHandlerOptions } from '../../src/index.js';
+import { ErrorCodes, isAllowedOrigin, PublishHandler, PubSubBroker, type PublishHandlerOptions } from '../../src/index.js';
 import { closeServers, errorBody, request, serve } from '../hardening/http.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -108,5 +108,38 @@ describe('PublishHandler: bodies no transport can carry are refused at the door'
       ),
       { numRuns: 60 },
     );
+  });
+});
+
+describe('isAllowedOrigin: the origin rule, exactly', () => {
+  const req = (headers: Record<string, string>) => ({ headers }) as unknown as import('node:http').IncomingMessage;
+
+  it('same host and port by the Origin scheme, HTTP/2 :authority included; never null, never a look-alike', () => {
+    expect(isAllowedOrigin(req({ origin: 'https://a.example', host: 'a.example:443' }))).toBe(true);
+    expect(isAllowedOrigin(req({ origin: 'http://a.example', host: 'a.example:80' }))).toBe(true);
+    expect(isAllowedOrigin(req({ origin: 'https://A.example', ':authority': 'a.example' }))).toBe(true);
+    expect(isAllowedOrigin(req({ origin: 'http://[::1]:3000', host: '[::1]:3000' }))).toBe(true);
+    expect(isAllowedOrigin(req({ origin: 'https://a.example', host: 'a.example:8443' }))).toBe(false);
+    expect(isAllowedOrigin(req({ origin: 'https://a.example.evil', host: 'a.example' }))).toBe(false);
+    expect(isAllowedOrigin(req({ origin: 'null', host: 'null' }))).toBe(false);
+    expect(isAllowedOrigin(req({ origin: 'https://a.example' }))).toBe(false); // no Host: nothing to be the same as
+    expect(isAllowedOrigin(req({ host: 'a.example' }))).toBe(true); // no Origin: not a browser page
+  });
+
+  it('a list, a predicate that must answer true, or * written out', () => {
+    const r = req({ origin: 'https://app.example', host: 'api.example' });
+    expect(isAllowedOrigin(r, ['https://app.example'])).toBe(true);
+    expect(isAllowedOrigin(r, (o) => o.endsWith('.example'))).toBe(true);
+    expect(isAllowedOrigin(r, (() => 'yes') as unknown as (o: string) => boolean)).toBe(false);
+    expect(isAllowedOrigin(r, '*')).toBe(true);
+    expect(isAllowedOrigin(r)).toBe(false);
+  });
+
+  it('a PublishHandler with cors but no cors.origin lets no other site publish, and a refusal closes the connection', async () => {
+    const { base, broker } = await rig({ cors: {} });
+    const answer = await request(base, { method: 'POST', path: '/pub/t', headers: { ...text, origin: 'https://evil.example' }, body: 'x' });
+    expect(answer.status).toBe(403);
+    expect(answer.headers['connection']).toBe('close');
+    expect(broker.stats().published).toBe(0);
   });
 });
