@@ -1,4 +1,4 @@
-import http from 'node:http';
+import http, { type IncomingMessage } from 'node:http';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCodes, isAllowedOrigin, PublishHandler, PubSubBroker, type PublishHandlerOptions } from '../../src/index.js';
@@ -112,7 +112,7 @@ describe('PublishHandler: bodies no transport can carry are refused at the door'
 });
 
 describe('isAllowedOrigin: the origin rule, exactly', () => {
-  const req = (headers: Record<string, string>) => ({ headers }) as unknown as import('node:http').IncomingMessage;
+  const req = (headers: Record<string, string>) => ({ headers }) as unknown as IncomingMessage;
 
   it('same host and port by the Origin scheme, HTTP/2 :authority included; never null, never a look-alike', () => {
     expect(isAllowedOrigin(req({ origin: 'https://a.example', host: 'a.example:443' }))).toBe(true);
