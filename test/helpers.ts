@@ -91,7 +91,7 @@ export class TestResources {
    * Stops the setup, then closes everything added, last first; every closer runs even when one
    * fails, and the failures are thrown together at the end.
    */
-  async teardown(settleMs = 60_000): Promise<void> {
+  async teardown(settleMs = 10_000): Promise<void> {
     this.#abort.abort(new Error('torn down: the setup was stopped'));
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all(this.#setups), new Promise((resolve) => (timer = setTimeout(resolve, settleMs)))]);

@@ -25,7 +25,7 @@ export const RUN_ENV = 'PATCHBAY_TEST_RUN';
 export const WORKER_ENV = 'PATCHBAY_TEST_WORKER';
 const HAS_PROC = existsSync('/proc/self/environ');
 /** How long processes already on their way out get before they count as left over. */
-const GRACE_MS = 3000;
+const GRACE_MS = 10_000; // Chromium or a redis-server may take seconds to exit on a busy machine
 
 /** Whether /proc can be read; when not, says so (once per process) and returns false. */
 let warned = false;

@@ -28,8 +28,14 @@ const pending = new Map<number, (value: Record<string, unknown>) => void>();
 
 function ask<T extends Record<string, unknown>>(op: string): Promise<T> {
   const id = ++nextId;
-  return new Promise((resolve) => {
-    pending.set(id, resolve as (value: Record<string, unknown>) => void);
+  return new Promise((resolve, reject) => {
+    if (child.exitCode !== null || child.signalCode !== null) return reject(new Error(`the demo child is gone (${child.exitCode ?? child.signalCode})`));
+    const onExit = (): void => reject(new Error(`the demo child exited while asked for ${op}`));
+    child.once('exit', onExit);
+    pending.set(id, (value) => {
+      child.off('exit', onExit);
+      resolve(value as T);
+    });
     child.send({ id, op });
   });
 }
@@ -47,7 +53,7 @@ async function held(): Promise<number> {
 type Stats = { longPoll: Record<string, number>; sse: Record<string, number>; ws: Record<string, number>; broker: Record<string, number> };
 const stats = (): Promise<Stats & Record<string, unknown>> => ask('stats');
 
-async function until(what: string, condition: () => Promise<boolean>, ms = 20_000): Promise<void> {
+async function waitUntil(what: string, condition: () => Promise<boolean>, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await condition())) {
     if (Date.now() > end) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
@@ -82,7 +88,10 @@ beforeAll(async () => {
       resolve(msg);
     }
   });
-  await until('the demo child to listen', () => Promise.resolve(base !== undefined), 60_000);
+  await waitUntil('the demo child to listen', () => {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the demo child exited before listening (${child.exitCode ?? child.signalCode})`);
+    return Promise.resolve(base !== undefined);
+  }, 60_000);
   ids = [];
   for (let i = 0; i < LOG_MESSAGES; i++) {
     const res = await fetch(`${base}/pub/big`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: MESSAGE });
@@ -104,7 +113,7 @@ describe('memory under hostile clients (isolated --expose-gc demo process)', () 
     const before = await held();
     const parked = new AbortController();
     const poll = fetch(`${base}/lp/big`, { signal: parked.signal }).catch(() => undefined);
-    await until('the poll to park', async () => (await stats()).longPoll['parked'] === 1);
+    await waitUntil('the poll to park', async () => (await stats()).longPoll['parked'] === 1);
     const cursors = [...Array.from({ length: 100 }, (_, i) => `zz${i.toString(36)}-1`), ...ids.filter((_, i) => i % 4 === 0)];
     for (let i = 0; i < cursors.length; i += 20) {
       await Promise.all(cursors.slice(i, i + 20).map(async (cursor) => {
@@ -131,12 +140,12 @@ describe('memory under hostile clients (isolated --expose-gc demo process)', () 
     (ws as unknown as { _socket: net.Socket })._socket.pause(); // never reads from now on
     for (let i = 0; i < 100; i++) ws.send(JSON.stringify({ type: 'subscribe', sid: `s${i}`, topics: ['big'], cursor: 'oldest' }));
     // The server takes subscribe frames while it has room; the never-read replays fill its budget, then wait.
-    await until('the replay budget to fill', async () => (await stats()).ws['bytesQueued']! >= 900 * 1024);
+    await waitUntil('the replay budget to fill', async () => (await stats()).ws['bytesQueued']! >= 900 * 1024);
     const grown = (await held()) - before;
     // What the handler counts as held for the socket: one budget for all its replays (and one for live).
     expect((await stats()).ws['bytesQueued']).toBeLessThanOrEqual(2 * MiB);
     ws.terminate();
-    await until('the socket to be gone', async () => (await stats()).ws['connections'] === 0);
+    await waitUntil('the socket to be gone', async () => (await stats()).ws['connections'] === 0);
     // Before issue 15: 100 replays staged whole, 857 MB.
     report('100 never-read WebSocket replays', grown, 32 * MiB);
     expect(grown).toBeLessThan(32 * MiB);
@@ -145,10 +154,16 @@ describe('memory under hostile clients (isolated --expose-gc demo process)', () 
   it('SSE clients that never read, resuming from the start of an 8 MB log, hold about their send-buffer bound each', async () => {
     const before = await held();
     const sockets = Array.from({ length: 20 }, () => neverReading('/sse/big', { 'last-event-id': ids[0]! }));
-    await until('the 20 streams to start', async () => (await stats()).sse['connections'] === 20);
+    await waitUntil('the 20 streams to start', async () => (await stats()).sse['connections'] === 20);
+    // Measured once the server holds what it will hold for them: each stream's send buffer full of
+    // replay (the client never reads, so the replay waits there), not before.
+    await waitUntil('the streams to fill their send buffers', async () => {
+      const sse = (await stats()).sse;
+      return sse['bytesBuffered']! + sse['bytesQueued']! + (sse['replayBytesHeld'] ?? 0) >= 20 * 0.9 * MiB;
+    });
     const grown = (await held()) - before;
     for (const s of sockets) s.destroy();
-    await until('the streams to close', async () => (await stats()).sse['connections'] === 0);
+    await waitUntil('the streams to close', async () => (await stats()).sse['connections'] === 0);
     // Before issue 15: each replay queued whole, 8 MB a stream (165 MB).
     report('20 never-reading SSE resumes', grown, 20 * 2.5 * MiB + 16 * MiB);
     // Each stream: maxBufferedBytes (1 MiB) plus the rest of one page, as docs/limits.md says.

@@ -13,6 +13,7 @@ import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { EventSource as NpmEventSource } from 'eventsource';
+import { waitFor } from '../helpers.js';
 
 /** `EventSource.readyState` values. */
 export const CONNECTING = 0;
@@ -45,15 +46,8 @@ export interface SseClient {
 
 export type ClientName = 'eventsource' | 'node';
 
-/** Waits until `condition()` holds, checking every few ms; fails after `timeoutMs`. */
-export async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    if (await condition()) return;
-    if (performance.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
+// Waits until `condition()` holds (test/helpers.ts), re-exported for the suites that import it from here.
+export { waitFor };
 
 /** Opens a client of `name` on `url`, also listening for the custom event `types`. */
 export function openClient(name: ClientName, url: string, types: readonly string[] = []): SseClient {
