@@ -7,7 +7,7 @@
 export { DEFAULT_MAX_BODY_BYTES, decodeBody, readBody } from './body.js';
 export { applyCors, type CorsOptions } from './cors.js';
 export { isAllowedOrigin } from './origin.js';
-export { decodePathSegment, requestUrl } from './url.js';
+export { decodePathSegment, requestQuery, requestUrl } from './url.js';
 export {
   JSON_LINES_CONTENT_TYPE,
   jsonLinesResponse,

@@ -22,6 +22,16 @@ export function requestUrl(req: IncomingMessage): URL {
 }
 
 /**
+ * The query of a request (`req.url` after `?`). Never throws: what a request target holds, however
+ * malformed, is only ever a query that may lack the parameters asked for.
+ */
+export function requestQuery(req: IncomingMessage): URLSearchParams {
+  const url = req.url;
+  const at = url === undefined ? -1 : url.indexOf('?');
+  return new URLSearchParams(at < 0 ? '' : url!.slice(at + 1));
+}
+
+/**
  * Decodes one percent-encoded path segment (a topic in `/lp/:topic`, say), or `undefined` when it
  * is not valid percent-encoding: `decodeURIComponent` throws then, and a throw in a request
  * listener is an uncaught exception that ends the process. Hand the result to a handler, which

@@ -23,8 +23,8 @@
  *
  * Polls parked with the same cursor get the same answer, so the body is built once per
  * (key, cursor, limit) and the same bytes are written to every woken request. An answer is kept
- * for later polls only when it can be shared: it went to several polls at once, or it is the
- * quiet answer that parks a poll at the head. Kept answers count their bytes against
+ * for later polls only when it can be shared: it went to several polls at once, or it is a
+ * quiet answer (no message: it parks the polls that get it). Kept answers count their bytes against
  * `maxCachedBytes` across every key (the oldest goes first), live until the next message on
  * their key or until nobody waits on the key, and are never kept for a caller whose grant
  * filters topics (`canRead`): a filtered answer is never served to anyone else.
@@ -33,10 +33,10 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Clock, realClock } from '../core/clock.js';
-import { ClosedError, ForbiddenError, InvalidArgumentError, MethodNotAllowedError } from '../core/errors.js';
+import { ClosedError, InvalidArgumentError, MethodNotAllowedError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
-import { applyCors, type CorsOptions, sendError } from '../http/index.js';
+import { applyCors, type CorsOptions, requestQuery, sendError } from '../http/index.js';
 import { noStore } from '../http/respond.js';
 import { DelayedOperation, Purgatory } from '../purgatory/index.js';
 import { type Authorize, authorizeAccess } from '../pubsub/access.js';
@@ -49,7 +49,7 @@ import {
   TopicIndex,
   type TopicTarget,
 } from '../pubsub/index.js';
-import { parseTarget } from '../pubsub/target.js';
+import { parseTarget, queryTarget } from '../pubsub/target.js';
 
 /** The response header carrying the cursor to poll with next. */
 export const CURSOR_HEADER = 'Patchbay-Cursor';
@@ -191,6 +191,7 @@ interface CacheEntry {
 }
 
 const EXPOSED = [CURSOR_HEADER, GAP_HEADER];
+const ID_SHAPE = /^[0-9a-z]{1,16}-[0-9a-z]{1,11}$/;
 const RESOLVED = Promise.resolve();
 
 /**
@@ -282,8 +283,8 @@ export class LongPollHandler extends Resource {
       if (applyCors(req, res, this.#cors, ['GET'], [], EXPOSED)) return;
       if (req.method !== 'GET') throw new MethodNotAllowedError(req.method ?? '?', ['GET']);
       this.assertOpen('handle');
-      const q = queryOf(req.url);
-      const resolved = this.#resolveTarget(target === undefined ? this.#queryTargetOf(q) : target);
+      const q = requestQuery(req);
+      const resolved = this.#resolveTarget(target ?? queryTarget(q, { queryTarget: this.#queryTarget, allowPatterns: this.#allowPatterns }, 'LongPollHandler'));
       const hold = intParam(q.get('timeout'), 'timeout', 0, this.#maxHoldMs, this.#maxHoldMs);
       const limit = intParam(q.get('limit'), 'limit', 1, this.#maxBatch, this.#maxBatch);
       const rawCursor = q.get('cursor');
@@ -429,7 +430,8 @@ export class LongPollHandler extends Resource {
       const poll = op.poll;
       (poll.res as ParkedResponse)[kOp] = undefined;
       if (how === 'completed') {
-        // Woken: read again (usually one shared, pre-built answer); nothing new re-parks.
+        // Woken: read again (usually one shared, pre-built answer). Nothing new re-parks, except a
+        // poll whose grant's canRead refuses every topic that woke it.
         void this.#attempt(poll);
         return;
       }
@@ -458,19 +460,6 @@ export class LongPollHandler extends Resource {
     } catch (error) {
       answerError(res, error);
     }
-  }
-
-  #queryTargetOf(q: URLSearchParams): LongPollTarget {
-    if (!this.#queryTarget) {
-      throw new InvalidArgumentError(
-        'LongPollHandler.handle() was called without a target: pass one (`handle(req, res, { topics: [topic] })`), or set `queryTarget: true` to let clients name topics in the query',
-      );
-    }
-    const pattern = q.get('pattern') ?? undefined;
-    if (pattern !== undefined && pattern !== '' && !this.#allowPatterns) {
-      throw new ForbiddenError('Patterns from clients are not allowed here (the app may set `allowPatterns: true`)');
-    }
-    return { topics: q.getAll('topic'), pattern };
   }
 
   #resolveTarget(target: LongPollTarget): ResolvedTarget {
@@ -658,13 +647,6 @@ function resolveTarget(target: LongPollTarget, ns: string): ResolvedTarget {
   };
 }
 
-/** The query of a request URL. Never throws: a URL that is not one has an empty query. */
-function queryOf(url: string | undefined): URLSearchParams {
-  const at = url === undefined ? -1 : url.indexOf('?');
-  return new URLSearchParams(at < 0 ? '' : url!.slice(at + 1));
-}
-
-/** Throws unless `value` is a boolean or undefined (which reads as `false`). */
 /** Answers one response with an error as JSON, whatever state it is in; never throws. */
 function answerError(res: ServerResponse, error: unknown): void {
   try {
@@ -690,6 +672,8 @@ function intParam(raw: string | null, name: string, min: number, max: number, fa
 
 /** Serializes one message, or `undefined` when it cannot be carried as JSON. */
 function messageJson(m: Message): string | undefined {
+  // An id that is not an id (a custom backend's) could not be a cursor: such a message is skipped.
+  if (typeof m?.id !== 'string' || !ID_SHAPE.test(m.id)) return undefined;
   try {
     const text: unknown = JSON.stringify(m.headers === undefined ? { id: m.id, topic: m.topic, data: m.data } : { id: m.id, topic: m.topic, data: m.data, headers: m.headers });
     return typeof text === 'string' ? text : undefined;
@@ -716,7 +700,7 @@ function buildAnswer(read: BackendRead, maxBytes: number): Answer {
     const text = messageJson(m);
     if (text === undefined) {
       gap = true; // skipped: the client is told, and moves past it
-      if (typeof m?.id === 'string') last = m.id;
+      if (typeof m?.id === 'string' && ID_SHAPE.test(m.id)) last = m.id;
       continue;
     }
     const size = Buffer.byteLength(text) + 1;

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { InvalidArgumentError } from '../core/errors.js';
+import { ForbiddenError, InvalidArgumentError } from '../core/errors.js';
 import { parsePattern, parseTopic } from './topic.js';
 
 /** Topics, or a pattern, as a request names them. */
@@ -43,4 +43,25 @@ export function parseTarget(target: TopicTarget, maxTopics: number, what: string
   }
   for (const topic of unique) parseTopic(topic);
   return { topics: unique };
+}
+
+/**
+ * The target a client names in a query string (`topic`, repeatable, or `pattern`), for a handler
+ * called without one: secure by default, so only when the app opted in (`queryTarget`), and a
+ * pattern only with `allowPatterns`. @internal
+ * @param handler - Names the handler in the message ("LongPollHandler").
+ * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) without `queryTarget`; ForbiddenError
+ *   (`PB_ERR_FORBIDDEN`) for a pattern without `allowPatterns`.
+ */
+export function queryTarget(query: URLSearchParams, options: { readonly queryTarget: boolean; readonly allowPatterns: boolean }, handler: string): TopicTarget {
+  if (!options.queryTarget) {
+    throw new InvalidArgumentError(
+      `${handler}.handle() was called without a target: pass one (\`handle(req, res, { topics: [topic] })\`), or set \`queryTarget: true\` to let clients name topics in the query string`,
+    );
+  }
+  const pattern = query.get('pattern') ?? undefined;
+  if (pattern !== undefined && pattern !== '' && !options.allowPatterns) {
+    throw new ForbiddenError('Patterns from clients are refused here: the app may set `allowPatterns: true` to accept the `pattern` query');
+  }
+  return { topics: query.getAll('topic'), pattern };
 }

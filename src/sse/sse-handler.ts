@@ -38,13 +38,13 @@
  * @module
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ForbiddenError, InvalidArgumentError, MethodNotAllowedError } from '../core/errors.js';
+import { InvalidArgumentError, MethodNotAllowedError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
-import { applyCors, type CorsOptions, requestUrl, sendError } from '../http/index.js';
+import { applyCors, type CorsOptions, requestQuery, sendError } from '../http/index.js';
 import { authorizeAccess } from '../pubsub/access.js';
 import { type Authorize, type BackendRead, type Message, parseCursor, type PubSubBroker, type TopicTarget } from '../pubsub/index.js';
-import { parseTarget } from '../pubsub/target.js';
+import { parseTarget, queryTarget } from '../pubsub/target.js';
 import { serializeEvent } from './serialize.js';
 import { nodeSink } from './sinks.js';
 import { sseChannels, SseHub, type SseHubOptions, type SseHubStats, type SseStream } from './sse-stream.js';
@@ -213,11 +213,11 @@ export class SseHandler extends Resource {
       if (applyCors(req, res, this.#cors, ['GET'], ['Last-Event-ID'], [SSE_GAP_HEADER])) return undefined;
       if (req.method !== 'GET') throw new MethodNotAllowedError(req.method ?? '?', ['GET']);
       this.assertOpen('handle');
-      const url = requestUrl(req);
-      const t = this.#resolve(target, url);
+      const query = requestQuery(req);
+      const t = this.#resolve(target, query);
       let lastEventId = headerValue(req.headers['last-event-id']);
       if (lastEventId === undefined && this.#lastEventIdQuery !== undefined) {
-        lastEventId = url.searchParams.get(this.#lastEventIdQuery) ?? undefined;
+        lastEventId = query.get(this.#lastEventIdQuery) ?? undefined;
       }
       if (lastEventId === '') lastEventId = undefined;
       if (this.hub.isStopped(lastEventId)) {
@@ -389,18 +389,8 @@ export class SseHandler extends Resource {
     return serializeEvent({ event: SSE_OPEN_EVENT, id, data: '' });
   }
 
-  #resolve(target: SseTarget | undefined, url: URL): ResolvedTarget {
-    if (target !== undefined) return resolveTarget(target);
-    if (!this.#queryTarget) {
-      throw new InvalidArgumentError(
-        'SseHandler.handle() was called without a target: pass one (handle(req, res, { topics: [topic] })), or set `queryTarget: true` to take it from the query string',
-      );
-    }
-    const pattern = url.searchParams.get('pattern') ?? undefined;
-    if (pattern !== undefined && pattern !== '' && !this.#allowPatterns) {
-      throw new ForbiddenError('Patterns from clients are refused: set `allowPatterns: true` to accept the `pattern` query');
-    }
-    return resolveTarget({ topics: url.searchParams.getAll('topic'), pattern });
+  #resolve(target: SseTarget | undefined, query: URLSearchParams): ResolvedTarget {
+    return resolveTarget(target ?? queryTarget(query, { queryTarget: this.#queryTarget, allowPatterns: this.#allowPatterns }, 'SseHandler'));
   }
 
   protected onClose(): void {
