@@ -33,8 +33,8 @@ import { isWildcard, parsePattern, parseTopic } from './topic.js';
 /** More that a hook can say when it allows. */
 export interface AccessGrant {
   /**
-   * Who the connection is (a user id, say). Kept with the subscription or connection; presence
-   * reports it.
+   * Who the connection is (a user id, say). Kept with the subscription, stream or WebSocket
+   * subscription (`Subscription.identity`, `SseStream.identity`, `WsConnection.identity(sid)`).
    */
   readonly identity?: string;
   /**

@@ -6,7 +6,7 @@
  * @module
  */
 export { formatEvent, serializeComment, serializeEvent, type SseEvent } from './serialize.js';
-export { SSE_GAP_HEADER, SseHandler, type SseHandlerOptions, type SseHandlerStats, type SseTarget } from './sse-handler.js';
+export { SSE_GAP_HEADER, SSE_OPEN_EVENT, SseHandler, type SseHandlerOptions, type SseHandlerStats, type SseTarget } from './sse-handler.js';
 export { nodeSink, sseResponse, type SseResponseOptions } from './sinks.js';
 export {
   sseChannels,

@@ -204,7 +204,7 @@ export class SseHandler extends Resource {
    *
    * @param target - The topic or pattern to follow. Without it, taken from the `topic` or
    *   `pattern` query, only with `queryTarget` (and `allowPatterns` for a pattern).
-   * @returns The live stream (keep it to `close({ reconnect: false })` one client, say), or
+   * @returns The stream (keep it to `close({ reconnect: false })` one client, say; a resume may still be replaying: it goes live by itself), or
    *   `undefined` when the request was refused or answered otherwise. Never rejects.
    */
   async handle(req: IncomingMessage, res: ServerResponse, target?: SseTarget): Promise<SseStream | undefined> {

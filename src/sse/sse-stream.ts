@@ -149,7 +149,7 @@ type QueueKey = string | undefined | typeof NOT_EVENT;
 export class SseStream {
   /**
    * Who the connection is: the `identity` of the grant its `authorize` hook answered with, if it
-   * gave one (see `AccessGrant`). Presence reports it.
+   * gave one (see `AccessGrant`): who is on this stream, for the app (and for presence, when it comes).
    */
   readonly identity: string | undefined;
   readonly #hub: SseHub;

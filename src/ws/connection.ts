@@ -295,7 +295,7 @@ export class WsConnection {
 
   /**
    * Who holds subscription `sid`: the `identity` of the grant `authorize.subscribe` answered it
-   * with, if it gave one (presence reports it).
+   * with, if it gave one: who holds that subscription, for the app (and for presence, when it comes).
    *
    * @returns `undefined` when the grant gave none, or there is no such subscription.
    */
@@ -573,7 +573,7 @@ export class WsConnection {
     return this.#replayQueuedWire + this.#replayInSocket;
   }
 
-  /** Whether a replay frame of `len` bytes must wait: it fits in the replay budget, or nothing else of a replay is held. */
+  /** Whether a replay frame of `len` bytes must wait: it does not fit in the replay budget, and some replay bytes are held (a frame alone always goes). */
   #replayFull(len: number): boolean {
     const held = this.#replayHeld();
     return !this.#closed && held > 0 && held + len > this.#host.maxBufferedBytes;

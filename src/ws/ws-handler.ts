@@ -56,7 +56,7 @@ export interface WsAuthorize {
    *
    * @example
    * ```ts
-   * subscribe: (target, user) => !targetOverlaps(target, 'admin.>') || isAdmin(user)
+   * subscribe: (target, context) => !targetOverlaps(target, 'admin.>') || isAdmin(context)
    * ```
    */
   readonly subscribe?: Authorize<unknown>;
@@ -222,7 +222,7 @@ const MESSAGE_HEAD = '{"type":"message","sid":';
  *   broker,
  *   authorize: {
  *     upgrade: (req) => req.headers.origin === 'https://app.example' && { user: userFrom(req) },
- *     subscribe: (target, user) => !targetOverlaps(target, 'admin.>') || isAdmin(user),
+ *     subscribe: (target, context) => !targetOverlaps(target, 'admin.>') || isAdmin(context),
  *     publish: (target) => target.topics?.[0]?.startsWith('chat.') === true,
  *   },
  *   allowPatterns: true, // the subscribe hook above is safe for patterns
