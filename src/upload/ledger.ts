@@ -293,6 +293,14 @@ export class LedgerFileStore extends FileStore {
   readonly #ledger: UploadLedger;
   readonly #hooks: LedgerStoreHooks;
 
+  static {
+    // FileStore's constructor creates its folder with an asynchronous `mkdir` whose callback
+    // throws where nobody can catch it (a folder removed meanwhile would crash the process). The
+    // handler has created the folder already, synchronously and with its mode, so here that step
+    // does nothing. (The method is private in FileStore's types, hence the prototype.)
+    (this.prototype as unknown as { checkOrCreateDirectory: () => void }).checkOrCreateDirectory = () => undefined;
+  }
+
   constructor(directory: string, expiryMs: number, ledger: UploadLedger, hooks: LedgerStoreHooks) {
     super({ directory, expirationPeriodInMilliseconds: expiryMs });
     this.#ledger = ledger;

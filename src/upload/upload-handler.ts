@@ -95,7 +95,10 @@ export type UploadAction = 'create' | 'read' | 'write' | 'terminate' | 'options'
 
 /** Options for {@link UploadHandler}. */
 export interface UploadHandlerOptions<R = unknown> {
-  /** The folder uploads are stored in (created if missing). Nothing is written outside it. */
+  /**
+   * The folder uploads are stored in. Created if missing, with any missing parents, with mode
+   * `0o700` (private to this user; an existing folder keeps its mode). Nothing is written outside it.
+   */
   readonly directory: string;
   /**
    * The path the routes live under; `Location` headers use it.
@@ -279,7 +282,7 @@ export class UploadHandler<R = unknown> extends Resource {
     this.#clock = options.clock ?? realClock;
     try {
       // Here, not in FileStore's constructor, which creates it later and throws where nobody can catch.
-      mkdirSync(this.#directory, { recursive: true });
+      mkdirSync(this.#directory, { recursive: true, mode: 0o700 });
     } catch (error) {
       throw new InvalidArgumentError(`UploadHandler: cannot create directory ${JSON.stringify(this.#directory)}`, { cause: error });
     }

@@ -4,7 +4,7 @@
  * one left, one upload's failure stays with it, and `close()` leaves no timer. Real servers on
  * 127.0.0.1:0, real requests; time on a ManualClock.
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http, { type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -390,6 +390,14 @@ describe('containment and lifecycle', () => {
     expect(existsSync(join(dir, idOf(location)))).toBe(true);
   });
 
+  it('creates its folder (and missing parents) private to this user: mode 0o700', async () => {
+    const parent = join(folder(), 'parent');
+    const directory = join(parent, 'uploads');
+    const uploads = new UploadHandler({ directory, clock: new ManualClock() });
+    cleanups.push(() => uploads.close());
+    expect(statSync(directory).mode & 0o777).toBe(0o700);
+    expect(statSync(parent).mode & 0o777).toBe(0o700);
+  });
 
   it('a client cut off mid-PATCH leaves its upload resumable, the ledger equal to the disk, and other uploads unaffected', async () => {
     const r = await rig(folder());
