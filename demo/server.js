@@ -171,7 +171,7 @@ export function createDemo(options = {}) {
   const uploads = new UploadHandler({
     // A stable folder (not one per pid): a restarted demo resumes unfinished uploads, and its
     // expiry removes what an earlier run left.
-    directory: options.uploadsDir ?? process.env.UPLOADS_DIR ?? join(tmpdir(), 'patchbay-demo-uploads'),
+    directory: options.uploadsDir ?? process.env.UPLOADS_DIR ?? join(tmpdir(), `patchbay-demo-uploads-${process.getuid?.() ?? 'user'}`),
     basePath: '/uploads',
     maxSizeBytes: options.maxUploadBytes ?? 100 * 1024 * 1024,
     maxActiveUploads: 50,

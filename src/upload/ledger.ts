@@ -5,7 +5,8 @@
  * Why a ledger and not `du`: the bound must hold before a byte is written, for uploads running at
  * the same time. So every change goes through one synchronous step (no `await` between the check
  * and the booking), and the store is a `FileStore` whose `create`, `write`,
- * `declareUploadLength` and `remove` book their effect here:
+ * `declareUploadLength`, `remove` (a client's `DELETE`) and `expire` (the sweep's) book their
+ * effect here:
  *
  * - an upload's *committed* bytes are `max(declared Upload-Length, bytes written)`: a declared
  *   length is reserved in full at creation; a deferred-length upload commits what it writes, and
@@ -16,6 +17,16 @@
  *   `min(finishedAt + completedExpiryMs, createdAt + expiryMs)` (tus itself answers `410` to an
  *   upload past `createdAt + expiryMs`, finished or not, so nothing outlives that).
  *
+ * Removal and use exclude each other, without tus's per-upload lock (which the sweep cannot take
+ * without aborting the request that holds it, and which tus releases before the hand-off):
+ *
+ * - an upload is *busy* while a write to it runs, and from the write (or create) that finishes it
+ *   until that request's hand-off to the job registry is done; {@link UploadLedger.due} skips a
+ *   busy upload, and a removal of one is refused;
+ * - a removal first *claims* its upload (one synchronous step: not busy, not claimed already);
+ *   from then on a write to it is refused, and a second removal (a client `DELETE` racing the
+ *   sweep) finds it claimed and does nothing, so it is removed, and counted, once.
+ *
  * @module
  * @internal
  */
@@ -23,7 +34,7 @@ import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline, Transform } from 'node:stream';
 import { FileStore } from '@tus/file-store';
-import { CapacityError } from '../core/errors.js';
+import { CapacityError, InvalidStateError } from '../core/errors.js';
 
 /** One upload the ledger knows. @internal */
 export interface LedgerEntry {
@@ -36,6 +47,17 @@ export interface LedgerEntry {
   /** When it was finished, on the ledger's clock, or undefined. */
   finishedAt: number | undefined;
 }
+
+/** A ledger entry with its use: see the module documentation. @internal */
+interface Booked extends LedgerEntry {
+  /** Writes and hand-offs in progress: while above 0, the upload is not removed. */
+  busy: number;
+  /** A removal has claimed it: no more writes, no second removal. */
+  claimed: boolean;
+}
+
+/** What {@link UploadLedger.claim} found. @internal */
+export type Claim = 'claimed' | 'unknown' | 'busy' | 'removing';
 
 /** Limits and clock of an {@link UploadLedger}. @internal */
 export interface LedgerLimits {
@@ -51,7 +73,7 @@ const committed = (e: LedgerEntry): number => Math.max(e.size ?? 0, e.written);
 
 /** The accounting, without any I/O. @internal */
 export class UploadLedger {
-  readonly #entries = new Map<string, LedgerEntry>();
+  readonly #entries = new Map<string, Booked>();
   readonly #limits: LedgerLimits;
   #onDisk = 0;
   #committed = 0;
@@ -84,10 +106,6 @@ export class UploadLedger {
     return this.#entries.has(id);
   }
 
-  ids(): string[] {
-    return [...this.#entries.keys()];
-  }
-
   /**
    * Books a new upload, or throws.
    * @throws CapacityError (`PB_ERR_CAPACITY`) with `maxActive` unfinished uploads, or when `size`
@@ -108,8 +126,9 @@ export class UploadLedger {
   }
 
   /** Books an upload as found (at startup), without checks. */
-  add(id: string, entry: LedgerEntry): void {
+  add(id: string, found: LedgerEntry): void {
     this.forget(id);
+    const entry: Booked = { ...found, busy: 0, claimed: false };
     if (entry.finishedAt === undefined && entry.size !== undefined && entry.written >= entry.size) entry.finishedAt = this.#limits.now();
     this.#entries.set(id, entry);
     this.#onDisk += entry.written;
@@ -180,17 +199,54 @@ export class UploadLedger {
     if (e.finishedAt === undefined) this.#active--;
   }
 
-  /** When `id` is due for removal, on the ledger's clock. */
-  deadline(e: LedgerEntry): number {
+  /**
+   * Marks `id` busy (a write, or a hand-off, begins) and returns its entry, for
+   * {@link UploadLedger.release}; undefined when the ledger does not know `id` or a removal has
+   * claimed it (the caller refuses the write).
+   */
+  hold(id: string): LedgerEntry | undefined {
+    const e = this.#entries.get(id);
+    if (e === undefined || e.claimed) return undefined;
+    e.busy++;
+    return e;
+  }
+
+  /** Ends one {@link UploadLedger.hold} of `entry` (the entry itself: an id may be forgotten meanwhile). */
+  release(entry: LedgerEntry): void {
+    const e = entry as Booked;
+    if (e.busy > 0) e.busy--;
+  }
+
+  /**
+   * Claims `id` for removal, in one step: `'claimed'` when it was free (writes to it are refused
+   * from now on); else why not. {@link UploadLedger.unclaim} gives it back if the removal fails.
+   */
+  claim(id: string): Claim {
+    const e = this.#entries.get(id);
+    if (e === undefined) return 'unknown';
+    if (e.claimed) return 'removing';
+    if (e.busy > 0) return 'busy';
+    e.claimed = true;
+    return 'claimed';
+  }
+
+  /** Gives back a claim whose removal failed (the upload stays, and may be written again). */
+  unclaim(id: string): void {
+    const e = this.#entries.get(id);
+    if (e !== undefined) e.claimed = false;
+  }
+
+  /** When `e` is due for removal, on the ledger's clock. */
+  #deadline(e: LedgerEntry): number {
     const { expiryMs, completedExpiryMs } = this.#limits;
     return e.finishedAt === undefined ? e.createdAt + expiryMs : Math.min(e.finishedAt + completedExpiryMs, e.createdAt + expiryMs);
   }
 
-  /** The ids due for removal now, finished or not. */
-  due(): { id: string; finished: boolean }[] {
+  /** The ids due for removal now, finished or not, except those busy or claimed by a removal already. */
+  due(): string[] {
     const now = this.#limits.now();
-    const out: { id: string; finished: boolean }[] = [];
-    for (const [id, e] of this.#entries) if (now >= this.deadline(e)) out.push({ id, finished: e.finishedAt !== undefined });
+    const out: string[] = [];
+    for (const [id, e] of this.#entries) if (e.busy === 0 && !e.claimed && now >= this.#deadline(e)) out.push(id);
     return out;
   }
 
@@ -204,7 +260,7 @@ export class UploadLedger {
   /** The refusal for want of room: `Retry-After` is when the first booked upload expires, plus one sweep. */
   #full(wanted: number): CapacityError {
     let first = Number.POSITIVE_INFINITY;
-    for (const e of this.#entries.values()) first = Math.min(first, this.deadline(e));
+    for (const e of this.#entries.values()) first = Math.min(first, this.#deadline(e));
     const waitMs = Number.isFinite(first) ? Math.max(0, first - this.#limits.now()) : 0;
     const { maxTotalBytes, cleanupIntervalMs } = this.#limits;
     return new CapacityError(
@@ -217,27 +273,60 @@ export class UploadLedger {
 type TusUpload = Parameters<FileStore['create']>[0];
 type Source = Parameters<FileStore['write']>[0];
 
+/** What a {@link LedgerFileStore} asks its handler. @internal */
+export interface LedgerStoreHooks {
+  /** Is `id` in use outside the store (its processing job still running)? Then it is not removed. */
+  readonly inUse: (id: string) => boolean;
+  /**
+   * Keeps `release` for the end of the request being served (its hand-off included), and says
+   * whether it did; `false` outside a request (the caller releases at once).
+   */
+  readonly releaseWithRequest: (release: () => void) => boolean;
+}
+
+/** tus's own refusals, as `@tus/utils` words them (a plain object with `status_code` and `body`). */
+const NOT_FOUND = { status_code: 404, body: 'The file for this url was not found\n' } as const;
+const GONE = { status_code: 410, body: 'The file for this url no longer exists\n' } as const;
+
 /** A `FileStore` that books every change in an {@link UploadLedger}. @internal */
 export class LedgerFileStore extends FileStore {
   readonly #ledger: UploadLedger;
+  readonly #hooks: LedgerStoreHooks;
 
-  constructor(directory: string, expiryMs: number, ledger: UploadLedger) {
+  static {
+    // FileStore's constructor creates its folder with an asynchronous `mkdir` whose callback
+    // throws where nobody can catch it (a folder removed meanwhile would crash the process). The
+    // handler has created the folder already, synchronously and with its mode, so here that step
+    // does nothing. (The method is private in FileStore's types, hence the prototype.)
+    (this.prototype as unknown as { checkOrCreateDirectory: () => void }).checkOrCreateDirectory = () => undefined;
+  }
+
+  constructor(directory: string, expiryMs: number, ledger: UploadLedger, hooks: LedgerStoreHooks) {
     super({ directory, expirationPeriodInMilliseconds: expiryMs });
     this.#ledger = ledger;
+    this.#hooks = hooks;
   }
 
   override async create(file: TusUpload): Promise<TusUpload> {
     this.#ledger.admit(file.id, file.size);
+    let created: TusUpload;
     try {
-      return await super.create(file);
+      created = await super.create(file);
     } catch (error) {
       this.#ledger.forget(file.id);
       throw error;
     }
+    // Finished as created (a zero-length upload): busy until its request has handed it off.
+    if (file.size === 0) this.#busyUntilHandedOff(file.id);
+    return created;
   }
 
   override async write(readable: Source, id: string, offset: number): Promise<number> {
     const ledger = this.#ledger;
+    // Busy while it writes: the sweep skips it, a removal is refused. Claimed by a removal
+    // already (the sweep is removing it): refused, as tus refuses an expired upload.
+    const entry = ledger.hold(id);
+    if (entry === undefined) throw ledger.has(id) ? GONE : NOT_FOUND;
     let refusal: CapacityError | undefined;
     // Each chunk is booked before it goes on: one past maxTotalBytes fails the stream with the
     // refusal, and pipeline() destroys the request side with that same error (not an abort), so
@@ -258,6 +347,8 @@ export class LedgerFileStore extends FileStore {
     try {
       const end = await super.write(metered, id, offset);
       ledger.wrote(id, end);
+      // This write finished it: busy until the request has handed it off (tus unlocks before).
+      if (entry.finishedAt !== undefined) this.#busyUntilHandedOff(id);
       return end;
     } catch (error) {
       // What reached the disk is the truth: ask the store (a failed write may have kept part of it).
@@ -266,6 +357,8 @@ export class LedgerFileStore extends FileStore {
         () => undefined,
       );
       throw refusal ?? error;
+    } finally {
+      ledger.release(entry);
     }
   }
 
@@ -279,18 +372,55 @@ export class LedgerFileStore extends FileStore {
     }
   }
 
+  /**
+   * Termination (a client's `DELETE`, under tus's lock for `id`).
+   * @throws InvalidStateError (`PB_ERR_INVALID_STATE`, `409`) while the upload is being written or
+   *   handed off, or its processing job still runs.
+   */
   override async remove(id: string): Promise<void> {
+    const claim = this.#hooks.inUse(id) ? 'busy' : this.#ledger.claim(id);
+    if (claim === 'busy') throw new InvalidStateError(`Upload ${id} is in use (being handed to its processing job, or that job still runs); terminate it once the job is done`);
+    if (claim === 'removing') throw NOT_FOUND; // the sweep is removing it: expired
+    await this.#removeClaimed(id);
+  }
+
+  /**
+   * Removes `id` for the sweep, unless it is in use or claimed by another removal. Resolves `true`
+   * when this call removed it (or forgot it, its bytes gone already), `false` when it left it.
+   */
+  async expire(id: string): Promise<boolean> {
+    if (this.#hooks.inUse(id) || this.#ledger.claim(id) !== 'claimed') return false;
+    try {
+      await this.#removeClaimed(id);
+    } catch {
+      // Still booked: its file is still there (a file system refusal); the next sweep tries
+      // again. Forgotten: its bytes had vanished already, and its record is removed now.
+      return !this.#ledger.has(id);
+    }
+    return true;
+  }
+
+  /** Removes an upload claimed by this caller (or unknown to the ledger). */
+  async #removeClaimed(id: string): Promise<void> {
     try {
       await super.remove(id);
     } catch (error) {
       // Its bytes are gone already (the store refuses a missing file): drop its record, forget it,
       // and still refuse (tus answers an unknown upload 404). Still there: stays booked.
-      if (await exists(join(this.directory, id))) throw error;
+      if (await exists(join(this.directory, id))) {
+        this.#ledger.unclaim(id);
+        throw error;
+      }
       await this.configstore.delete(id).catch(() => undefined);
       this.#ledger.forget(id);
       throw error;
     }
     this.#ledger.forget(id);
+  }
+
+  #busyUntilHandedOff(id: string): void {
+    const held = this.#ledger.hold(id);
+    if (held !== undefined && !this.#hooks.releaseWithRequest(() => this.#ledger.release(held))) this.#ledger.release(held);
   }
 }
 

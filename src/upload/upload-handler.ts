@@ -24,7 +24,9 @@
  *   deferred-length upload that would pass `maxTotalBytes`, `503` `PB_ERR_CAPACITY` (the bytes
  *   before it are kept: resume later). The `PATCH` that completes the upload answers with
  *   `Patchbay-Job-Location: {jobsBasePath}/{jobId}` when `jobs` is set.
- * - `DELETE {basePath}/{id}`: `204`, the upload and its bytes are removed (termination).
+ * - `DELETE {basePath}/{id}`: `204`, the upload and its bytes are removed (termination). While
+ *   the upload is being handed off, or its processing job still runs in `jobs`: `409`
+ *   `PB_ERR_INVALID_STATE` (the job reads the file; terminate it once the job is done).
  * - `GET {basePath}/{id}` of a finished upload: its bytes (tus's download).
  * - Any other method: `405` `PB_ERR_METHOD_NOT_ALLOWED` with `Allow`.
  * - Unknown ids: `404`; ids are the store's own random names, and an id that decodes to a path
@@ -42,12 +44,15 @@
  * `maxTotalBytes`. Unfinished uploads expire `expiryMs` after creation; finished ones
  * `completedExpiryMs` after they finish (while their processing job is still running in this
  * registry, they wait for it). One timer sweeps them every `cleanupIntervalMs` on the injected
- * clock; a removed upload answers `404`. Uploads left in `directory` by a previous process are
+ * clock; a removed upload answers `404`. The sweep never removes an upload in use: one being
+ * written (a `PATCH` begun before its deadline finishes, and the sweep after it removes it), or
+ * finished and not yet handed to its job. Uploads left in `directory` by a previous process are
  * booked at startup (their age taken from their files), so a restarted server resumes them and
  * expires them. One handler per `directory`: two processes sharing one count separately.
  *
  * @module
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdirSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -90,7 +95,10 @@ export type UploadAction = 'create' | 'read' | 'write' | 'terminate' | 'options'
 
 /** Options for {@link UploadHandler}. */
 export interface UploadHandlerOptions<R = unknown> {
-  /** The folder uploads are stored in (created if missing). Nothing is written outside it. */
+  /**
+   * The folder uploads are stored in. Created if missing, with any missing parents, with mode
+   * `0o700` (private to this user; an existing folder keeps its mode). Nothing is written outside it.
+   */
   readonly directory: string;
   /**
    * The path the routes live under; `Location` headers use it.
@@ -123,6 +131,9 @@ export interface UploadHandlerOptions<R = unknown> {
   /**
    * An unfinished upload older than this (from its creation) expires: tus answers it `410`
    * (expiration extension) and the cleanup timer removes its bytes, after which it is `404`.
+   * Two clocks: the `410` is decided by `@tus/server` on the wall clock (`Date.now()` against the
+   * upload's recorded creation date), the removal on the injected `clock`. With the real clock
+   * they agree; with a manual one, only the removal follows it.
    * @defaultValue 24 hours
    */
   readonly expiryMs?: number;
@@ -171,7 +182,14 @@ export interface UploadStats {
   readonly finished: number;
   /** Bytes of upload data in `directory`, finished and unfinished. */
   readonly bytesOnDisk: number;
-  /** Bytes declared by unfinished uploads and not written yet. `bytesOnDisk + bytesReserved <= maxTotalBytes`. */
+  /**
+   * Bytes declared by unfinished uploads and not written yet. Every create, write and declared
+   * length is admitted only if `bytesOnDisk + bytesReserved` stays at most `maxTotalBytes`, so the
+   * sum passes it only when it was over already: when the startup scan books a folder that holds
+   * more (left by an earlier process, or by one with a larger `maxTotalBytes`). Then every create
+   * and growth is refused (`503` `PB_ERR_CAPACITY`) until expiries bring it back under, and it
+   * stays under from then on.
+   */
   readonly bytesReserved: number;
   /** Uploads completed so far. */
   readonly completed: number;
@@ -179,7 +197,7 @@ export interface UploadStats {
   readonly jobsStarted: number;
   /** Creates and writes refused because `maxActiveUploads` or `maxTotalBytes` was reached. */
   readonly refused: number;
-  /** Expired uploads removed so far (finished and unfinished). */
+  /** Expired uploads removed so far by the sweep (finished and unfinished; a client's `DELETE` is not counted). */
   readonly expired: number;
 }
 
@@ -228,6 +246,8 @@ export class UploadHandler<R = unknown> extends Resource {
   readonly #ready: Promise<void>;
   /** Completed upload id -> its processing job's id (forgotten with the upload). */
   readonly #jobOf = new Map<string, string>();
+  /** The releases of the ledger holds taken while serving the current request (see `handle`). */
+  readonly #requestHolds = new AsyncLocalStorage<(() => void)[]>();
   #completed = 0;
   #jobsStarted = 0;
   #expired = 0;
@@ -262,13 +282,21 @@ export class UploadHandler<R = unknown> extends Resource {
     this.#clock = options.clock ?? realClock;
     try {
       // Here, not in FileStore's constructor, which creates it later and throws where nobody can catch.
-      mkdirSync(this.#directory, { recursive: true });
+      mkdirSync(this.#directory, { recursive: true, mode: 0o700 });
     } catch (error) {
       throw new InvalidArgumentError(`UploadHandler: cannot create directory ${JSON.stringify(this.#directory)}`, { cause: error });
     }
     const clock = this.#clock;
     this.#ledger = new UploadLedger({ maxTotalBytes, maxActive, expiryMs, completedExpiryMs, cleanupIntervalMs: this.#cleanupMs, now: () => clock.now() });
-    this.#store = new LedgerFileStore(this.#directory, expiryMs, this.#ledger);
+    const requestHolds = this.#requestHolds;
+    this.#store = new LedgerFileStore(this.#directory, expiryMs, this.#ledger, {
+      inUse: (id) => this.#jobIsRunning(id),
+      releaseWithRequest: (release) => {
+        const holds = requestHolds.getStore();
+        holds?.push(release);
+        return holds !== undefined;
+      },
+    });
     const corsOrigins = [...(options.corsOrigins ?? [])];
     this.#corsOrigins = corsOrigins;
     this.tus = new TusServer({
@@ -359,7 +387,14 @@ export class UploadHandler<R = unknown> extends Resource {
       }
       const origin = req.headers.origin;
       tusResponse(res, origin !== undefined && this.#corsOrigins.includes(origin), method);
-      await this.tus.handle(req, res);
+      // An upload this request finishes stays busy (the sweep leaves it, a DELETE is refused)
+      // until tus has run onUploadFinish, its hand-off, and answered.
+      const holds: (() => void)[] = [];
+      try {
+        await this.#requestHolds.run(holds, () => this.tus.handle(req, res));
+      } finally {
+        for (const release of holds) release();
+      }
     } catch (error) {
       if (!res.headersSent) sendError(res, error);
       else if (!res.writableEnded) res.destroy();
@@ -389,11 +424,18 @@ export class UploadHandler<R = unknown> extends Resource {
   /**
    * Removes the uploads whose time is up now, on the injected clock: unfinished ones `expiryMs`
    * after creation, finished ones `completedExpiryMs` after they finished (unless their job is
-   * still running). The cleanup timer does this every `cleanupIntervalMs`; a call while a sweep
-   * runs shares it. Resolves with how many were removed; one that cannot be removed now stays
-   * booked and is tried again next time.
+   * still running), except those in use (being written, or finished and not handed off yet). The
+   * cleanup timer does this every `cleanupIntervalMs`; a call while a sweep runs shares it.
+   * Resolves with how many it removed; one that cannot be removed now stays booked and is tried
+   * again next time.
+   * @throws ClosedError (`PB_ERR_CLOSED`), as a rejection, after `close()` or `destroy()`.
    */
   cleanUpExpired(): Promise<number> {
+    try {
+      this.assertOpen('cleanUpExpired');
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
     this.#cleaning ??= this.#sweep().finally(() => {
       this.#cleaning = undefined;
     });
@@ -403,20 +445,13 @@ export class UploadHandler<R = unknown> extends Resource {
   async #sweep(): Promise<number> {
     await this.#ready;
     let removed = 0;
-    for (const { id, finished } of this.#ledger.due()) {
-      if (!this.#ledger.has(id)) continue; // terminated meanwhile
-      if (finished && this.#jobIsRunning(id)) continue;
-      try {
-        await this.#store.remove(id);
-      } catch {
-        // Still booked: its file is still there (a file system refusal), the next sweep tries again.
-        // Forgotten: its bytes had vanished already; its record is removed now.
-        if (this.#ledger.has(id)) continue;
-      }
+    // Each is checked again as it is removed: one may have been terminated, or come into use, meanwhile.
+    for (const id of this.#ledger.due()) {
+      if (!(await this.#store.expire(id))) continue;
       this.#jobOf.delete(id);
+      this.#expired++;
       removed++;
     }
-    this.#expired += removed;
     return removed;
   }
 
@@ -501,12 +536,19 @@ export class UploadHandler<R = unknown> extends Resource {
     const path = join(this.#directory, id);
     if (!path.startsWith(this.#directory + sep)) throw { status_code: 500, body: jsonError(new InvalidArgumentError('Upload path escapes the store')) };
     const file: UploadedFile = Object.freeze({ id, size, metadata: Object.freeze({ ...metadata }), path });
-    // The upload id is the idempotency key: a completion seen twice starts one job (across
-    // processes too, when the registry shares its jobs through a store).
-    const job = await jobs.submit((context) => process(file, context), { idempotencyKey: `upload:${id}` });
-    this.#jobOf.set(id, job.id);
-    this.#jobsStarted++;
-    return job.id;
+    // Busy until its job is registered (then the job keeps it); being removed already: no job.
+    const held = this.#ledger.hold(id);
+    if (held === undefined) return undefined;
+    try {
+      // The upload id is the idempotency key: a completion seen twice starts one job (across
+      // processes too, when the registry shares its jobs through a store).
+      const job = await jobs.submit((context) => process(file, context), { idempotencyKey: `upload:${id}` });
+      this.#jobOf.set(id, job.id);
+      this.#jobsStarted++;
+      return job.id;
+    } finally {
+      this.#ledger.release(held);
+    }
   }
 
   #armCleanup(): void {

@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CapacityError } from '../../src/index.js';
-import { UploadLedger } from '../../src/upload/ledger.js';
+import { type Claim, type LedgerEntry, UploadLedger } from '../../src/upload/ledger.js';
 
 interface Model {
   size: number | undefined;
@@ -97,7 +97,61 @@ describe('UploadLedger', () => {
           .filter(([, x]) => now >= (x.finishedAt === undefined ? x.createdAt + limits.expiryMs : Math.min(x.finishedAt + limits.completedExpiryMs, x.createdAt + limits.expiryMs)))
           .map(([k]) => k)
           .sort();
-        expect(ledger.due().map((d) => d.id).sort()).toEqual(due);
+        expect(ledger.due().sort()).toEqual(due);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('an upload in use is never due nor claimed, a claimed one cannot be held again, and one claim wins (property)', () => {
+    type UseOp = { kind: 'hold' | 'release' | 'claim' | 'unclaim' | 'forget'; id: number } | { kind: 'advance'; ms: number };
+    const useOp: fc.Arbitrary<UseOp> = fc.oneof(
+      fc.record({ kind: fc.constantFrom('hold' as const, 'release' as const, 'claim' as const, 'unclaim' as const, 'forget' as const), id: fc.integer({ min: 0, max: 3 }) }),
+      fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 0, max: 3_000 }) }),
+    );
+    fc.assert(
+      fc.property(fc.array(useOp, { maxLength: 60 }), (ops) => {
+        let now = 0;
+        const ledger = new UploadLedger({ maxTotalBytes: 100, maxActive: 10, expiryMs: 5_000, completedExpiryMs: 1_000, cleanupIntervalMs: 1_000, now: () => now });
+        const model = new Map<string, { createdAt: number; holds: LedgerEntry[]; claimed: boolean }>();
+        for (let i = 0; i < 4; i++) {
+          ledger.admit(`u${i}`, 10);
+          model.set(`u${i}`, { createdAt: 0, holds: [], claimed: false });
+        }
+        for (const o of ops) {
+          if (o.kind === 'advance') {
+            now += o.ms;
+            continue;
+          }
+          const key = `u${o.id}`;
+          const m = model.get(key);
+          if (o.kind === 'hold') {
+            const entry = ledger.hold(key);
+            if (m === undefined || m.claimed) expect(entry).toBeUndefined();
+            else {
+              expect(entry).toBeDefined();
+              m.holds.push(entry!);
+            }
+          } else if (o.kind === 'release') {
+            const entry = m?.holds.pop();
+            if (entry !== undefined) ledger.release(entry);
+          } else if (o.kind === 'claim') {
+            const expected: Claim = m === undefined ? 'unknown' : m.claimed ? 'removing' : m.holds.length > 0 ? 'busy' : 'claimed';
+            expect(ledger.claim(key)).toBe(expected);
+            if (expected === 'claimed') m!.claimed = true;
+          } else if (o.kind === 'unclaim') {
+            ledger.unclaim(key);
+            if (m !== undefined) m.claimed = false;
+          } else {
+            ledger.forget(key);
+            model.delete(key);
+          }
+          const due = [...model.entries()]
+            .filter(([, x]) => x.holds.length === 0 && !x.claimed && now >= x.createdAt + 5_000)
+            .map(([k]) => k)
+            .sort();
+          expect(ledger.due().sort()).toEqual(due);
+        }
       }),
       { numRuns: 300 },
     );

@@ -4,13 +4,13 @@
  * one left, one upload's failure stays with it, and `close()` leaves no timer. Real servers on
  * 127.0.0.1:0, real requests; time on a ManualClock.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http, { type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ErrorCodes, InvalidArgumentError, ManualClock, PollHandle } from '../../src/index.js';
+import { ClosedError, ErrorCodes, InvalidArgumentError, ManualClock, PollHandle, type PollJob, type PollJobFunction, type PollStartOptions } from '../../src/index.js';
 import { UploadHandler, type UploadHandlerOptions } from '../../src/upload/index.js';
 import { errorBody, request } from '../hardening/http.js';
 import { until } from '../helpers.js';
@@ -255,7 +255,150 @@ describe('a restarted server (finding 4: the demo folder was named after the pid
   });
 });
 
+/** A job registry whose submit waits at a gate the test opens (the hand-off, held half-way). */
+class GatedJobs extends PollHandle {
+  submits = 0;
+  gate: Promise<void> = Promise.resolve();
+  override async submit<T = unknown>(fn: PollJobFunction<T>, options?: PollStartOptions): Promise<PollJob<T>> {
+    this.submits++;
+    await this.gate;
+    return super.submit(fn, options);
+  }
+}
+
+/** A gate: `wait` settles once `open()` is called. */
+function gate(): { wait: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const wait = new Promise<void>((resolve) => (open = resolve));
+  return { wait, open };
+}
+
+describe('the sweep never removes an upload in use (review of issue 15)', () => {
+  it('an upload whose PATCH is still writing when its deadline passes is kept: the write completes with 204 and its bytes, and a later sweep removes it', async () => {
+    const dir = folder();
+    const r = await rig(dir, { expiryMs: 5_000 });
+    const location = await create(r.base, 10);
+    const req = http.request(`${r.base}${location}`, { method: 'PATCH', headers: { ...octets, 'upload-offset': '0', 'content-length': '10' } });
+    const answered = new Promise<{ status: number | undefined; offset: unknown }>((resolve, reject) => {
+      req.on('response', (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode, offset: res.headers['upload-offset'] }));
+      });
+      req.on('error', reject);
+    });
+    req.write('abcd');
+    await until(() => r.uploads.stats().bytesOnDisk === 4, 'the PATCH to be writing');
+    // Past its deadline on the injected clock (the sweeper fires too); tus's own 410 is decided
+    // on the wall clock, so the PATCH goes on.
+    r.clock.advance(6_000);
+    expect(await r.uploads.cleanUpExpired()).toBe(0);
+    expect(existsSync(join(dir, idOf(location)))).toBe(true);
+    req.end('efghij');
+    expect(await answered).toEqual({ status: 204, offset: '10' });
+    expect(readFileSync(join(dir, idOf(location)), 'utf8')).toBe('abcdefghij');
+    expect(r.uploads.stats()).toMatchObject({ finished: 1, bytesOnDisk: 10, expired: 0 });
+    expect(await r.uploads.cleanUpExpired()).toBe(1); // no longer in use, and due
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('an upload finished at its deadline is kept until its processing job is registered, and the job finds its file', async () => {
+    const jobs = new GatedJobs();
+    cleanups.push(() => jobs.close());
+    const submit = gate();
+    jobs.gate = submit.wait;
+    let fileThere: boolean | undefined;
+    const dir = folder();
+    const r = await rig(dir, {
+      expiryMs: 5_000,
+      jobs,
+      process: (file) => {
+        fileThere = existsSync(file.path);
+        return file.size;
+      },
+    });
+    const location = await create(r.base, 3);
+    await until(() => r.clock.pendingTimers === 1, 'the sweeper to be armed');
+    r.clock.advance(4_999); // its sweep finds nothing due yet
+    await until(() => r.clock.pendingTimers === 1, 'the sweeper to be armed again');
+    const done = patch(r.base, location, 0, 'abc');
+    await until(() => jobs.submits === 1, 'the hand-off to wait on the job registry');
+    r.clock.advance(1); // finished at 4 999, created at 0: due at 5 000
+    expect(await r.uploads.cleanUpExpired()).toBe(0);
+    expect(existsSync(join(dir, idOf(location)))).toBe(true);
+    submit.open();
+    const answer = await done;
+    expect(answer.status, answer.body).toBe(204);
+    const jobLocation = String(answer.headers['patchbay-job-location']);
+    expect(jobLocation).toMatch(/^\/jobs\//);
+    expect(await jobs.get(jobLocation.split('/').pop()!).done()).toMatchObject({ state: 'succeeded', result: 3 });
+    expect(fileThere).toBe(true);
+    expect(await r.uploads.cleanUpExpired()).toBe(1); // the job is done: now it goes
+  });
+
+  it('a client DELETE of a finished upload whose processing job still runs is 409 PB_ERR_INVALID_STATE, and the file stays for the job', async () => {
+    const jobs = new PollHandle();
+    cleanups.push(() => jobs.close());
+    const job = gate();
+    const dir = folder();
+    const r = await rig(dir, { jobs, process: () => job.wait });
+    const location = await create(r.base, 3);
+    expect((await patch(r.base, location, 0, 'abc')).status).toBe(204);
+    const refused = await request(r.base, { method: 'DELETE', path: location, headers: tus });
+    expect(refused.status).toBe(409);
+    expect(errorBody(refused).code).toBe(ErrorCodes.INVALID_STATE);
+    expect(existsSync(join(dir, idOf(location)))).toBe(true);
+    expect(r.uploads.stats()).toMatchObject({ finished: 1, bytesOnDisk: 3 });
+    job.open();
+    await until(() => jobs.stats().running === 0, 'the job to end');
+    expect((await request(r.base, { method: 'DELETE', path: location, headers: tus })).status).toBe(204);
+    expect(readdirSync(dir)).toEqual([]);
+    expect(r.uploads.stats()).toMatchObject({ finished: 0, bytesOnDisk: 0, expired: 0 });
+  });
+
+  it('a DELETE racing the sweep removes the upload once and is not counted as expired', async () => {
+    const dir = folder();
+    const r = await rig(dir, { expiryMs: 5_000 });
+    const location = await create(r.base, 10);
+    // Hold every removal half-way: data unlinked, its .json record not yet.
+    const configstore = (r.uploads.tus.datastore as unknown as { configstore: { delete: (id: string) => Promise<void> } }).configstore;
+    const original = configstore.delete.bind(configstore);
+    const records = gate();
+    configstore.delete = async (id) => {
+      await records.wait;
+      return original(id);
+    };
+    const deleting = request(r.base, { method: 'DELETE', path: location, headers: tus });
+    await until(() => !existsSync(join(dir, idOf(location))), 'the DELETE to unlink the data');
+    r.clock.advance(6_000); // due now (and the sweeper fires)
+    const swept = r.uploads.cleanUpExpired();
+    records.open();
+    expect(await swept).toBe(0);
+    expect((await deleting).status).toBe(204);
+    expect(readdirSync(dir)).toEqual([]);
+    expect(r.uploads.stats()).toMatchObject({ active: 0, bytesOnDisk: 0, bytesReserved: 0, expired: 0 });
+  });
+});
+
 describe('containment and lifecycle', () => {
+  it('cleanUpExpired() after close() rejects with ClosedError and removes nothing', async () => {
+    const dir = folder();
+    const r = await rig(dir, { expiryMs: 5_000 });
+    const location = await create(r.base, 10);
+    await r.stop();
+    r.clock.advance(6_000);
+    await expect(r.uploads.cleanUpExpired()).rejects.toThrow(ClosedError);
+    expect(existsSync(join(dir, idOf(location)))).toBe(true);
+  });
+
+  it('creates its folder (and missing parents) private to this user: mode 0o700', async () => {
+    const parent = join(folder(), 'parent');
+    const directory = join(parent, 'uploads');
+    const uploads = new UploadHandler({ directory, clock: new ManualClock() });
+    cleanups.push(() => uploads.close());
+    expect(statSync(directory).mode & 0o777).toBe(0o700);
+    expect(statSync(parent).mode & 0o777).toBe(0o700);
+  });
+
   it('a client cut off mid-PATCH leaves its upload resumable, the ledger equal to the disk, and other uploads unaffected', async () => {
     const r = await rig(folder());
     const a = await create(r.base, 1000);
