@@ -66,6 +66,7 @@ import {
   matchTokens,
   type PublishRecord,
 } from '../pubsub/index.js';
+import { DEFAULT_MAX_TOTAL_BYTES } from '../pubsub/backend.js';
 import { decodeData, decodeHeaders, encodeData, encodeHeaders, type FeedEntry, parseFeed, seqOfStreamId } from './codec.js';
 import { HEAD, PUBLISH_APPEND, PUBLISH_NEXT, PUBLISH_ONE, READ_META, READ_ONE, READ_STREAMS, RECOVER } from './scripts.js';
 
@@ -208,6 +209,9 @@ export interface RedisBackendStats extends BackendStats {
   /**
    * Records read back from Redis that could not be decoded (a feed notification or a stream
    * entry written by another version, a bug, or by hand): skipped, and readers told of a gap.
+   * Each record counts (and reaches `onError`) once, however often it is read (this process
+   * remembers the last 10,000 such records); a feed notification too malformed to name its
+   * record counts each time it arrives.
    */
   readonly undecodable: number;
 }
@@ -344,6 +348,8 @@ export class RedisBackend extends Resource implements Backend {
   #resyncs = 0;
   #caughtUp = 0;
   #undecodable = 0;
+  /** Records counted in `#undecodable` (`epoch-seq`), so each counts once; at most 10,000. */
+  readonly #badSeen = new Set<string>();
 
   /** @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) on an invalid option. */
   constructor(options?: RedisBackendOptions) {
@@ -364,7 +370,7 @@ export class RedisBackend extends Resource implements Backend {
     this.#maxCount = check.integerInRange('history.maxCount', history.maxCount ?? 1000, 0, 2 ** 31 - 1);
     const maxAge = history.maxAgeMs ?? 3_600_000;
     this.#maxAge = maxAge === Infinity ? -1 : Math.ceil(check.positiveNumber('history.maxAgeMs', maxAge));
-    this.#maxTotalBytes = check.integerInRange('maxTotalBytes', opts.maxTotalBytes ?? 64 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER);
+    this.#maxTotalBytes = check.integerInRange('maxTotalBytes', opts.maxTotalBytes ?? DEFAULT_MAX_TOTAL_BYTES, 0, Number.MAX_SAFE_INTEGER);
     this.#maxTopics = check.integerInRange('maxTopics', opts.maxTopics ?? 100_000, 1, 2 ** 31 - 1);
     this.#commandTimeoutMs = check.integerInRange('commandTimeoutMs', opts.commandTimeoutMs ?? 5000, 1, 2 ** 31 - 1);
     this.#connectTimeoutMs = check.integerInRange('connectTimeoutMs', opts.connectTimeoutMs ?? 10_000, 0, 2 ** 31 - 1);
@@ -852,8 +858,7 @@ export class RedisBackend extends Resource implements Backend {
     try {
       return new Message(formatId(epoch, seq), seq, topic, decodeData(data), decodeHeaders(headers), data.length - 1, now);
     } catch (error) {
-      this.#undecodable++;
-      this.#reportError(error);
+      this.#badRecord(epoch, seq, error);
       return seq;
     }
   }
@@ -953,11 +958,10 @@ export class RedisBackend extends Resource implements Backend {
     } catch (error) {
       // Dropped, counted, and nothing else believed of it (its epoch and seq may be as bad).
       // Local reads no longer cover what came before it: those go to Redis, which reports the gap.
-      this.#undecodable++;
       if (entry.epoch === this.#epoch && this.#coveredFrom !== Infinity) {
         this.#coveredFrom = Math.max(this.#coveredFrom, Math.min(entry.seq, this.#lastSeq + 1));
       }
-      this.#reportError(error);
+      this.#badRecord(entry.epoch, entry.seq, error);
       return;
     }
     if (entry.epoch !== this.#epoch) {
@@ -975,6 +979,20 @@ export class RedisBackend extends Resource implements Backend {
     if (this.#localReads && entry.seq > this.#coveredFrom && !entry.topic.startsWith('_INBOX.') && this.#maxCount > 0) this.#keepLocal(message);
     this.#delivered++;
     this.#deliver?.(message);
+  }
+
+  /**
+   * Counts a record that does not decode and reports it, once per record: it is skipped by every
+   * read after a cursor before it, and comes on the feed too. The ids remembered are bounded
+   * (past 10,000, the oldest are forgotten and may be counted again).
+   */
+  #badRecord(epoch: string, seq: number, error: unknown): void {
+    const id = `${epoch}-${seq}`;
+    if (this.#badSeen.has(id)) return;
+    if (this.#badSeen.size >= 10_000) this.#badSeen.delete(this.#badSeen.values().next().value!);
+    this.#badSeen.add(id);
+    this.#undecodable++;
+    this.#reportError(error);
   }
 
   #keepLocal(message: Message): void {
