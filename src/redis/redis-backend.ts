@@ -41,8 +41,8 @@
  *
  * With `redis: { sentinels, name }` ioredis finds the master through Sentinel; nothing else
  * changes. With `cluster`, a publish takes two round trips (the counter and the byte and topic
- * counts on the meta slot, then the topic's slot; a third, to delete evicted topics' streams on
- * their nodes, only when the bounds evict), a read of several topics one per topic, and the feed, which reaches a
+ * counts on the meta slot, then the topic's slot; a third, to drop evicted topics' streams on
+ * their nodes, only when the bounds evict, as on one server), a read of several topics one per topic, and the feed, which reaches a
  * node's subscribers later from other nodes, is put back in order within `reorderWindowMs`.
  * One cursor over several topics is exact on one server; on a cluster a message published on
  * another topic at the same moment may fall behind it.
@@ -68,7 +68,7 @@ import {
 } from '../pubsub/index.js';
 import { DEFAULT_MAX_TOTAL_BYTES } from '../pubsub/backend.js';
 import { decodeData, decodeHeaders, encodeData, encodeHeaders, type FeedEntry, parseFeed, seqOfStreamId } from './codec.js';
-import { HEAD, PUBLISH_APPEND, PUBLISH_NEXT, PUBLISH_ONE, READ_META, READ_ONE, READ_STREAMS, RECOVER } from './scripts.js';
+import { DROP_EVICTED, HEAD, PUBLISH_APPEND, PUBLISH_NEXT, PUBLISH_ONE, READ_META, READ_ONE, READ_STREAMS, RECOVER } from './scripts.js';
 
 /** Bounds of each topic's log in Redis. */
 export interface RedisHistoryLimits {
@@ -119,12 +119,18 @@ export interface RedisBackendOptions {
    * only one left, its oldest messages are trimmed; a read after a cursor older than what went
    * reports a gap. Shared by every process on the prefix (the count lives in Redis). `0` keeps
    * nothing.
+   *
+   * Unlike `MemoryBackend`, which trims message by message and so reports a gap on the topic that
+   * lost them only, a topic dropped whole here raises one mark for all topics: a read on ANY topic
+   * after a cursor older than the dropped topic's newest message reports `gap: true`, though that
+   * topic lost nothing. Readers that keep up (cursors newer than what was dropped) see no gap.
    * @defaultValue 64 MiB (67108864), as `MemoryBackend`'s
    */
   readonly maxTotalBytes?: number;
   /**
    * Most topics with a log. Past it, the least recently published topic's log is dropped whole,
-   * and a read after a cursor older than what it held reports a gap.
+   * and a read after a cursor older than what it held reports a gap, on any topic (as with
+   * `MemoryBackend`'s `maxTopics`; see `maxTotalBytes`).
    * @defaultValue 100000, as `MemoryBackend`'s
    */
   readonly maxTopics?: number;
@@ -245,6 +251,7 @@ interface Scripted {
   pbReadStreams(...args: (string | number)[]): Promise<Reply>;
   pbHead(...args: (string | number)[]): Promise<Reply>;
   pbRecover(...args: (string | number)[]): Promise<Reply>;
+  pbDropEvicted(...args: (string | number)[]): Promise<Reply>;
 }
 
 const SCRIPTS: Record<keyof Scripted, string> = {
@@ -256,6 +263,7 @@ const SCRIPTS: Record<keyof Scripted, string> = {
   pbReadStreams: READ_STREAMS,
   pbHead: HEAD,
   pbRecover: RECOVER,
+  pbDropEvicted: DROP_EVICTED,
 };
 
 /** All topics, for catching up. */
@@ -562,15 +570,23 @@ export class RedisBackend extends Resource implements Backend {
       const topic = record.topic;
       const key = this.#streamKey(topic);
       let reply: Reply;
-      for (let attempt = 0; ; attempt++) {
-        if (!this.#cluster) {
-          const args = [this.#maxCount, this.#maxAge, this.#channel, store, this.#maxTotalBytes, this.#maxTopics, `${this.#prefix}{t:`];
-          reply = await this.#client.pbPublishOne(4, this.#meta, this.#index, key, this.#bytesKey, newEpoch(), topic, data, headers, ...args);
-        } else {
-          reply = await this.#publishCluster(topic, key, data, headers, store);
+      const evicted: string[] = [];
+      try {
+        for (let attempt = 0; ; attempt++) {
+          if (!this.#cluster) {
+            const args = [this.#maxCount, this.#maxAge, this.#channel, store, this.#maxTotalBytes, this.#maxTopics];
+            reply = await this.#client.pbPublishOne(4, this.#meta, this.#index, key, this.#bytesKey, newEpoch(), topic, data, headers, ...args);
+            evicted.push(...((reply[0] === 'retry' ? reply.slice(1) : reply.slice(3)) as string[]));
+          } else {
+            reply = await this.#publishCluster(topic, key, data, headers, store, evicted);
+          }
+          if (reply[0] !== 'retry') break;
+          if (attempt > 100) throw this.#unavailable(`Could not append to ${JSON.stringify(topic)}: 100 later ids got there first`);
         }
-        if (reply[0] !== 'retry') break;
-        if (attempt > 100) throw this.#unavailable(`Could not append to ${JSON.stringify(topic)}: 100 later ids got there first`);
+      } finally {
+        // Best effort: the message is published whatever happens here. A stream left behind
+        // expires by its TTL (its bytes are no longer counted).
+        if (evicted.length > 0) await this.#dropEvicted(evicted).catch(this.#reportError);
       }
       const epoch = reply[0] as string;
       const seq = Number(reply[1]);
@@ -587,25 +603,37 @@ export class RedisBackend extends Resource implements Backend {
   }
 
   /**
-   * Cluster: step 1 on the meta slot (the seq, the counts, what leaves), step 2 on the topic's
-   * slot (append, trim), then the evicted topics' streams are deleted on their nodes.
+   * Cluster: step 1 on the meta slot (the seq, the counts, what leaves), then step 2 on the
+   * topic's slot (append, trim). Evicted topics (topic, score pairs) are added to `evicted`.
    */
-  async #publishCluster(topic: string, key: string, data: string, headers: string, store: string): Promise<Reply> {
+  async #publishCluster(topic: string, key: string, data: string, headers: string, store: string, evicted: string[]): Promise<Reply> {
     const size = store === '1' && this.#maxCount > 0 ? Buffer.byteLength(data) + Buffer.byteLength(headers) : 0;
     const trimmed: (string | number)[] = [];
     for (const [t, bytes] of this.#trimmed) trimmed.push(t, bytes);
     this.#trimmed.clear();
     const next = await this.#client.pbPublishNext(3, this.#meta, this.#index, this.#bytesKey, newEpoch(), topic, this.#maxAge, store, size, this.#maxTotalBytes, this.#maxTopics, ...trimmed);
-    const reply = await this.#client.pbPublishAppend(1, key, next[0] as string, next[1] as string, next[2] as string, topic, data, headers, this.#maxCount, this.#maxAge, this.#channel, store, next[3] as string);
+    evicted.push(...(next.slice(6) as string[]));
+    const [epoch, seq, now, over, prev, counted] = next as string[];
+    const reply = await this.#client.pbPublishAppend(1, key, epoch!, seq!, now!, topic, data, headers, this.#maxCount, this.#maxAge, this.#channel, store, over!, prev!, counted!);
     // Counted in step 1 but not appended (a retry): take it off again with the next publish.
     if (reply[0] === 'retry') this.#noteTrimmed(topic, size);
-    else this.#noteTrimmed(topic, Number(reply[3]));
-    const evicted = next.slice(4) as string[];
-    if (evicted.length > 0) {
-      // Best effort: the message is published whatever happens here. A stream left behind expires by its TTL.
-      await Promise.all(evicted.map((t) => this.#client.del(this.#streamKey(t)).catch(this.#reportError)));
+    else {
+      // The stream was gone (expired, deleted): what step 1 counted of it before this entry goes too.
+      this.#noteTrimmed(topic, Number(reply[3]) + (Number(reply[4]) === 1 ? Number(counted) : 0));
     }
     return reply;
+  }
+
+  /** Drops evicted topics' streams (what each eviction covered): one script on one server, one per key on a cluster. */
+  async #dropEvicted(pairs: readonly string[]): Promise<void> {
+    const keys: string[] = [];
+    const scores: string[] = [];
+    for (let i = 0; i + 1 < pairs.length; i += 2) {
+      keys.push(this.#streamKey(pairs[i]!));
+      scores.push(pairs[i + 1]!);
+    }
+    if (!this.#cluster) await this.#client.pbDropEvicted(keys.length, ...keys, ...scores);
+    else await Promise.all(keys.map((k, i) => this.#client.pbDropEvicted(1, k, scores[i]!)));
   }
 
   #noteTrimmed(topic: string, bytes: number): void {
