@@ -109,8 +109,12 @@ export interface MemoryBackendOptions {
   readonly clock?: Clock;
 }
 
-/** The default of `maxTotalBytes` of {@link MemoryBackendOptions}: 64 MiB. */
-const DEFAULT_MAX_TOTAL_BYTES = 64 * 1024 * 1024;
+/**
+ * The default of `maxTotalBytes` of {@link MemoryBackendOptions}: 64 MiB. The Redis backend
+ * uses the same default.
+ * @internal
+ */
+export const DEFAULT_MAX_TOTAL_BYTES = 64 * 1024 * 1024;
 
 /**
  * The default backend: every topic's log in this process's memory. A new instance has a new

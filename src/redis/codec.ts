@@ -4,14 +4,14 @@
  *
  * What is read back from Redis is untrusted input: another process (another version, a bug, a
  * hand-written `XADD` or `PUBLISH`) may have written it. JSON goes through `parseJson` (a depth
- * limit, no `__proto__` key) and headers must be an object of strings; anything else throws a
+ * limit of 1000, the most a broker accepts; no `__proto__` key) and headers must be an object of strings; anything else throws a
  * {@link ProtocolError}, which the backend turns into a skipped record and a gap.
  *
  * @module
  * @internal
  */
 import { InvalidArgumentError, ProtocolError } from '../core/errors.js';
-import { parseJson } from '../core/json.js';
+import { MAX_JSON_DEPTH_LIMIT, parseJson } from '../core/json.js';
 import { describe } from '../core/validate.js';
 import type { MessageHeaders } from '../pubsub/index.js';
 
@@ -35,15 +35,18 @@ export function encodeData(data: unknown): string {
 }
 
 /**
- * Decodes what {@link encodeData} made.
+ * Decodes what {@link encodeData} made. JSON may nest up to {@link MAX_JSON_DEPTH_LIMIT} (1000)
+ * levels, the most any broker's `maxDataDepth` allows: the check here keeps hand-written records
+ * from overflowing the stack, and does not apply a publisher's policy again (a broker that
+ * accepted 200 levels must be able to read them back).
  * @throws ProtocolError (`PB_ERR_PROTOCOL`) for an unknown kind, or JSON that is invalid, nests
- *   deeper than the default depth limit (64) or has a `__proto__` key.
+ *   deeper than {@link MAX_JSON_DEPTH_LIMIT} or has a `__proto__` key.
  */
 export function decodeData(encoded: string): unknown {
   const kind = encoded.charCodeAt(0);
   const body = encoded.slice(1);
   if (kind === 115 /* s */) return body;
-  if (kind === 106 /* j */) return parseJson(body, { what: 'A payload read back from Redis' });
+  if (kind === 106 /* j */) return parseJson(body, { what: 'A payload read back from Redis', maxDepth: MAX_JSON_DEPTH_LIMIT });
   if (kind === 98 /* b */) return Buffer.from(body, 'base64');
   throw new ProtocolError(`A payload read back from Redis has an unknown kind ${JSON.stringify(encoded.slice(0, 1))}`);
 }

@@ -41,8 +41,8 @@
  *
  * With `redis: { sentinels, name }` ioredis finds the master through Sentinel; nothing else
  * changes. With `cluster`, a publish takes two round trips (the counter and the byte and topic
- * counts on the meta slot, then the topic's slot; a third, to delete evicted topics' streams on
- * their nodes, only when the bounds evict), a read of several topics one per topic, and the feed, which reaches a
+ * counts on the meta slot, then the topic's slot; a third, to drop evicted topics' streams on
+ * their nodes, only when the bounds evict, as on one server), a read of several topics one per topic, and the feed, which reaches a
  * node's subscribers later from other nodes, is put back in order within `reorderWindowMs`.
  * One cursor over several topics is exact on one server; on a cluster a message published on
  * another topic at the same moment may fall behind it.
@@ -66,8 +66,9 @@ import {
   matchTokens,
   type PublishRecord,
 } from '../pubsub/index.js';
+import { DEFAULT_MAX_TOTAL_BYTES } from '../pubsub/backend.js';
 import { decodeData, decodeHeaders, encodeData, encodeHeaders, type FeedEntry, parseFeed, seqOfStreamId } from './codec.js';
-import { HEAD, PUBLISH_APPEND, PUBLISH_NEXT, PUBLISH_ONE, READ_META, READ_ONE, READ_STREAMS, RECOVER } from './scripts.js';
+import { DROP_EVICTED, HEAD, PUBLISH_APPEND, PUBLISH_NEXT, PUBLISH_ONE, READ_META, READ_ONE, READ_STREAMS, RECOVER } from './scripts.js';
 
 /** Bounds of each topic's log in Redis. */
 export interface RedisHistoryLimits {
@@ -118,12 +119,18 @@ export interface RedisBackendOptions {
    * only one left, its oldest messages are trimmed; a read after a cursor older than what went
    * reports a gap. Shared by every process on the prefix (the count lives in Redis). `0` keeps
    * nothing.
+   *
+   * Unlike `MemoryBackend`, which trims message by message and so reports a gap on the topic that
+   * lost them only, a topic dropped whole here raises one mark for all topics: a read on ANY topic
+   * after a cursor older than the dropped topic's newest message reports `gap: true`, though that
+   * topic lost nothing. Readers that keep up (cursors newer than what was dropped) see no gap.
    * @defaultValue 64 MiB (67108864), as `MemoryBackend`'s
    */
   readonly maxTotalBytes?: number;
   /**
    * Most topics with a log. Past it, the least recently published topic's log is dropped whole,
-   * and a read after a cursor older than what it held reports a gap.
+   * and a read after a cursor older than what it held reports a gap, on any topic (as with
+   * `MemoryBackend`'s `maxTopics`; see `maxTotalBytes`).
    * @defaultValue 100000, as `MemoryBackend`'s
    */
   readonly maxTopics?: number;
@@ -208,6 +215,9 @@ export interface RedisBackendStats extends BackendStats {
   /**
    * Records read back from Redis that could not be decoded (a feed notification or a stream
    * entry written by another version, a bug, or by hand): skipped, and readers told of a gap.
+   * Each record counts (and reaches `onError`) once, however often it is read (this process
+   * remembers the last 10,000 such records); a feed notification too malformed to name its
+   * record counts each time it arrives.
    */
   readonly undecodable: number;
 }
@@ -241,6 +251,7 @@ interface Scripted {
   pbReadStreams(...args: (string | number)[]): Promise<Reply>;
   pbHead(...args: (string | number)[]): Promise<Reply>;
   pbRecover(...args: (string | number)[]): Promise<Reply>;
+  pbDropEvicted(...args: (string | number)[]): Promise<Reply>;
 }
 
 const SCRIPTS: Record<keyof Scripted, string> = {
@@ -252,6 +263,7 @@ const SCRIPTS: Record<keyof Scripted, string> = {
   pbReadStreams: READ_STREAMS,
   pbHead: HEAD,
   pbRecover: RECOVER,
+  pbDropEvicted: DROP_EVICTED,
 };
 
 /** All topics, for catching up. */
@@ -344,6 +356,8 @@ export class RedisBackend extends Resource implements Backend {
   #resyncs = 0;
   #caughtUp = 0;
   #undecodable = 0;
+  /** Records counted in `#undecodable` (`epoch-seq`), so each counts once; at most 10,000. */
+  readonly #badSeen = new Set<string>();
 
   /** @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) on an invalid option. */
   constructor(options?: RedisBackendOptions) {
@@ -364,7 +378,7 @@ export class RedisBackend extends Resource implements Backend {
     this.#maxCount = check.integerInRange('history.maxCount', history.maxCount ?? 1000, 0, 2 ** 31 - 1);
     const maxAge = history.maxAgeMs ?? 3_600_000;
     this.#maxAge = maxAge === Infinity ? -1 : Math.ceil(check.positiveNumber('history.maxAgeMs', maxAge));
-    this.#maxTotalBytes = check.integerInRange('maxTotalBytes', opts.maxTotalBytes ?? 64 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER);
+    this.#maxTotalBytes = check.integerInRange('maxTotalBytes', opts.maxTotalBytes ?? DEFAULT_MAX_TOTAL_BYTES, 0, Number.MAX_SAFE_INTEGER);
     this.#maxTopics = check.integerInRange('maxTopics', opts.maxTopics ?? 100_000, 1, 2 ** 31 - 1);
     this.#commandTimeoutMs = check.integerInRange('commandTimeoutMs', opts.commandTimeoutMs ?? 5000, 1, 2 ** 31 - 1);
     this.#connectTimeoutMs = check.integerInRange('connectTimeoutMs', opts.connectTimeoutMs ?? 10_000, 0, 2 ** 31 - 1);
@@ -556,15 +570,23 @@ export class RedisBackend extends Resource implements Backend {
       const topic = record.topic;
       const key = this.#streamKey(topic);
       let reply: Reply;
-      for (let attempt = 0; ; attempt++) {
-        if (!this.#cluster) {
-          const args = [this.#maxCount, this.#maxAge, this.#channel, store, this.#maxTotalBytes, this.#maxTopics, `${this.#prefix}{t:`];
-          reply = await this.#client.pbPublishOne(4, this.#meta, this.#index, key, this.#bytesKey, newEpoch(), topic, data, headers, ...args);
-        } else {
-          reply = await this.#publishCluster(topic, key, data, headers, store);
+      const evicted: string[] = [];
+      try {
+        for (let attempt = 0; ; attempt++) {
+          if (!this.#cluster) {
+            const args = [this.#maxCount, this.#maxAge, this.#channel, store, this.#maxTotalBytes, this.#maxTopics];
+            reply = await this.#client.pbPublishOne(4, this.#meta, this.#index, key, this.#bytesKey, newEpoch(), topic, data, headers, ...args);
+            evicted.push(...((reply[0] === 'retry' ? reply.slice(1) : reply.slice(3)) as string[]));
+          } else {
+            reply = await this.#publishCluster(topic, key, data, headers, store, evicted);
+          }
+          if (reply[0] !== 'retry') break;
+          if (attempt > 100) throw this.#unavailable(`Could not append to ${JSON.stringify(topic)}: 100 later ids got there first`);
         }
-        if (reply[0] !== 'retry') break;
-        if (attempt > 100) throw this.#unavailable(`Could not append to ${JSON.stringify(topic)}: 100 later ids got there first`);
+      } finally {
+        // Best effort: the message is published whatever happens here. A stream left behind
+        // expires by its TTL (its bytes are no longer counted).
+        if (evicted.length > 0) await this.#dropEvicted(evicted).catch(this.#reportError);
       }
       const epoch = reply[0] as string;
       const seq = Number(reply[1]);
@@ -581,25 +603,37 @@ export class RedisBackend extends Resource implements Backend {
   }
 
   /**
-   * Cluster: step 1 on the meta slot (the seq, the counts, what leaves), step 2 on the topic's
-   * slot (append, trim), then the evicted topics' streams are deleted on their nodes.
+   * Cluster: step 1 on the meta slot (the seq, the counts, what leaves), then step 2 on the
+   * topic's slot (append, trim). Evicted topics (topic, score pairs) are added to `evicted`.
    */
-  async #publishCluster(topic: string, key: string, data: string, headers: string, store: string): Promise<Reply> {
+  async #publishCluster(topic: string, key: string, data: string, headers: string, store: string, evicted: string[]): Promise<Reply> {
     const size = store === '1' && this.#maxCount > 0 ? Buffer.byteLength(data) + Buffer.byteLength(headers) : 0;
     const trimmed: (string | number)[] = [];
     for (const [t, bytes] of this.#trimmed) trimmed.push(t, bytes);
     this.#trimmed.clear();
     const next = await this.#client.pbPublishNext(3, this.#meta, this.#index, this.#bytesKey, newEpoch(), topic, this.#maxAge, store, size, this.#maxTotalBytes, this.#maxTopics, ...trimmed);
-    const reply = await this.#client.pbPublishAppend(1, key, next[0] as string, next[1] as string, next[2] as string, topic, data, headers, this.#maxCount, this.#maxAge, this.#channel, store, next[3] as string);
+    evicted.push(...(next.slice(6) as string[]));
+    const [epoch, seq, now, over, prev, counted] = next as string[];
+    const reply = await this.#client.pbPublishAppend(1, key, epoch!, seq!, now!, topic, data, headers, this.#maxCount, this.#maxAge, this.#channel, store, over!, prev!, counted!);
     // Counted in step 1 but not appended (a retry): take it off again with the next publish.
     if (reply[0] === 'retry') this.#noteTrimmed(topic, size);
-    else this.#noteTrimmed(topic, Number(reply[3]));
-    const evicted = next.slice(4) as string[];
-    if (evicted.length > 0) {
-      // Best effort: the message is published whatever happens here. A stream left behind expires by its TTL.
-      await Promise.all(evicted.map((t) => this.#client.del(this.#streamKey(t)).catch(this.#reportError)));
+    else {
+      // The stream was gone (expired, deleted): what step 1 counted of it before this entry goes too.
+      this.#noteTrimmed(topic, Number(reply[3]) + (Number(reply[4]) === 1 ? Number(counted) : 0));
     }
     return reply;
+  }
+
+  /** Drops evicted topics' streams (what each eviction covered): one script on one server, one per key on a cluster. */
+  async #dropEvicted(pairs: readonly string[]): Promise<void> {
+    const keys: string[] = [];
+    const scores: string[] = [];
+    for (let i = 0; i + 1 < pairs.length; i += 2) {
+      keys.push(this.#streamKey(pairs[i]!));
+      scores.push(pairs[i + 1]!);
+    }
+    if (!this.#cluster) await this.#client.pbDropEvicted(keys.length, ...keys, ...scores);
+    else await Promise.all(keys.map((k, i) => this.#client.pbDropEvicted(1, k, scores[i]!)));
   }
 
   #noteTrimmed(topic: string, bytes: number): void {
@@ -852,8 +886,7 @@ export class RedisBackend extends Resource implements Backend {
     try {
       return new Message(formatId(epoch, seq), seq, topic, decodeData(data), decodeHeaders(headers), data.length - 1, now);
     } catch (error) {
-      this.#undecodable++;
-      this.#reportError(error);
+      this.#badRecord(epoch, seq, error);
       return seq;
     }
   }
@@ -953,11 +986,10 @@ export class RedisBackend extends Resource implements Backend {
     } catch (error) {
       // Dropped, counted, and nothing else believed of it (its epoch and seq may be as bad).
       // Local reads no longer cover what came before it: those go to Redis, which reports the gap.
-      this.#undecodable++;
       if (entry.epoch === this.#epoch && this.#coveredFrom !== Infinity) {
         this.#coveredFrom = Math.max(this.#coveredFrom, Math.min(entry.seq, this.#lastSeq + 1));
       }
-      this.#reportError(error);
+      this.#badRecord(entry.epoch, entry.seq, error);
       return;
     }
     if (entry.epoch !== this.#epoch) {
@@ -975,6 +1007,20 @@ export class RedisBackend extends Resource implements Backend {
     if (this.#localReads && entry.seq > this.#coveredFrom && !entry.topic.startsWith('_INBOX.') && this.#maxCount > 0) this.#keepLocal(message);
     this.#delivered++;
     this.#deliver?.(message);
+  }
+
+  /**
+   * Counts a record that does not decode and reports it, once per record: it is skipped by every
+   * read after a cursor before it, and comes on the feed too. The ids remembered are bounded
+   * (past 10,000, the oldest are forgotten and may be counted again).
+   */
+  #badRecord(epoch: string, seq: number, error: unknown): void {
+    const id = `${epoch}-${seq}`;
+    if (this.#badSeen.has(id)) return;
+    if (this.#badSeen.size >= 10_000) this.#badSeen.delete(this.#badSeen.values().next().value!);
+    this.#badSeen.add(id);
+    this.#undecodable++;
+    this.#reportError(error);
   }
 
   #keepLocal(message: Message): void {

@@ -25,16 +25,33 @@
  * entry as stored), and a hash on the meta slot (`<prefix>{m}:bytes`) counts them per topic; the
  * topic index, scored by each topic's newest sequence number, orders topics by recency. Each
  * publish adds its entry's bytes and takes off what its count and age trims removed (the script
- * reads those entries before trimming, so the count stays exact). Past `maxTopics` (on a new
- * topic) or past `maxTotalBytes`, the least recently published topics leave whole, as an expired
- * one does (`d` is raised to their newest seq, so readers behind it see a gap); when the topic
+ * reads those entries before trimming, so the count stays exact). No count goes below zero:
+ * streams written before the counts existed (or by an older version) hold bytes never counted,
+ * and their trims take off at most what was. Past `maxTopics` (on a new topic) or past
+ * `maxTotalBytes`, the least recently published topics leave whole, as an expired one does (`d`
+ * is raised to their newest seq, so readers behind it on any topic see a gap); when the topic
  * being published is the only one left, its own oldest entries are trimmed instead, recorded as
- * `max-deleted-entry-id` like every trim. The cost per publish: one `HINCRBY` (per-topic bytes)
- * and two more fields in the meta `HSET`; `ZCARD` on a new topic only; eviction only when over.
+ * `max-deleted-entry-id` like every trim.
+ *
+ * A stream can also go without a trim seeing it: an idle topic's key expires (`maxAge` + 1 s
+ * after its last publish), or someone deletes it. When a publish finds its topic's stream empty
+ * although the topic is in the index, its old count leaves the total, and the new stream records
+ * the topic's previous score as its `max-deleted-entry-id`, so a reader behind it sees a gap.
+ *
+ * Evicted topics' streams are on keys the publish script could not name in advance: the script
+ * returns them with their scores, and the publishing process drops them with
+ * {@link DROP_EVICTED} right after, which keeps only entries newer than the score (the topic may
+ * have been published again in between). Every key a script touches is in its KEYS.
+ *
+ * The cost per publish on one server: one `HINCRBY` (per-topic bytes) and two more fields in the
+ * meta `HSET`; `ZCARD` on a new topic only; `ZSCORE` and `HGET` only when the stream is empty;
+ * eviction, and one more round trip to drop what it evicted, only when over or when the age sweep
+ * (1 publish in 32) finds expired topics.
  *
  * On a cluster the streams live on other nodes than the meta slot: step 1 (the meta slot) keeps
- * the counts and chooses what leaves, the publishing process deletes evicted streams on their
- * nodes right after, and the bytes a step 2 trimmed are taken off by that process's next step 1.
+ * the counts (one more `ZSCORE` per publish: it cannot see the stream) and chooses what leaves,
+ * step 2 appends and trims, and the publishing process drops evicted streams on their nodes right
+ * after. The bytes a step 2 trimmed (or found gone) are taken off by that process's next step 1.
  * A process that dies in between leaves the count high (more is trimmed, never less) or an
  * evicted stream until its age TTL.
  *
@@ -94,10 +111,12 @@ end
 /**
  * Takes the next sequence number and keeps the bounds across topics. Expects `meta`, `index`,
  * `bytesKey` (topic -> bytes kept), `newEpoch`, `topic`, `maxAge` (ms, -1 for none), `store`
- * ('1' or '0'), `maxTopics`, `streamOf` (a topic's stream key, or nil on a cluster, where the
- * streams live on other nodes) as locals; sets `epoch`, `seq`, `now`, `total` (bytes kept in
- * all streams), `dropped`, `evicted` (topics whose stream the caller must delete) and the
- * functions `evict` and `overBudget`. The meta hash is written by {@link FINISH}.
+ * ('1' or '0'), `maxTopics`, `probe` (look up the topic's previous score before it moves: the
+ * caller found its stream empty, or cannot know) as locals; sets `epoch`, `seq`, `now`, `total`
+ * (bytes kept in all streams), `dropped`, `prev` (the topic's score before this publish when
+ * probed, else nil), `evicted` (a flat list of topic, score: the topics whose stream the caller
+ * must drop) and the functions `charge`, `evict` and `overBudget`. The meta hash is written by
+ * {@link FINISH}.
  */
 const NEXT = `
 local m = redis.call('HMGET', meta, 'e', 's', 'd', 'b')
@@ -111,16 +130,33 @@ local seq = math.max((tonumber(m[2]) or 0) + 1, now * 1024)
 local dropped = tonumber(m[3]) or 0
 local total = tonumber(m[4]) or 0
 local evicted = {}
+-- Adds delta to a topic's count and the change to the total, neither ever below zero: a stream
+-- written before the counts existed (or by an older version) holds bytes never counted, and its
+-- trims take off at most what was. Returns the topic's count after.
+local function charge(t, delta)
+  if delta == 0 then return 0 end
+  local left = redis.call('HINCRBY', bytesKey, t, delta)
+  if left <= 0 then redis.call('HDEL', bytesKey, t) end
+  total = math.max(0, total + math.max(left, 0) - math.max(left - delta, 0))
+  return math.max(left, 0)
+end
+-- A topic whose stream is gone (expired, deleted): its count leaves the total.
+local function uncount(t)
+  local tb = tonumber(redis.call('HGET', bytesKey, t))
+  if tb ~= nil then
+    redis.call('HDEL', bytesKey, t)
+    total = math.max(0, total - math.max(tb, 0))
+  end
+end
 -- A topic leaves with its whole log: its bytes leave the total, and the newest seq dropped so is
--- remembered (a cursor older than it reports a gap).
-local function evict(t, score, expired)
+-- remembered (a cursor older than it reports a gap). The caller drops the stream (only what the
+-- score covers: the topic may be published again meanwhile).
+local function evict(t, score)
   redis.call('ZREM', index, t)
-  local tb = tonumber(redis.call('HGET', bytesKey, t)) or 0
-  if tb ~= 0 then redis.call('HDEL', bytesKey, t) end
-  total = math.max(0, total - tb)
+  uncount(t)
   if score > dropped then dropped = score end
-  if streamOf ~= nil then redis.call('DEL', streamOf(t))
-  elseif not expired then evicted[#evicted + 1] = t end
+  evicted[#evicted + 1] = t
+  evicted[#evicted + 1] = fmt(score)
 end
 -- Past the byte budget, the least recently published topics leave whole, but never the one being
 -- published: returns how many bytes are still over when it is the only one left (to trim from
@@ -131,27 +167,33 @@ local function overBudget(maxBytes)
     local lru = redis.call('ZRANGE', index, 0, 0, 'WITHSCORES')
     if lru[1] == nil then return 0 end
     if lru[1] == topic then return total - maxBytes end
-    evict(lru[1], tonumber(lru[2]), false)
+    evict(lru[1], tonumber(lru[2]))
   end
   return 0
 end
+local prev = nil
 if store == '1' then
+  if probe then
+    local z = redis.call('ZSCORE', index, topic)
+    if z then prev = tonumber(z) end
+  end
   if redis.call('ZADD', index, seq, topic) == 1 then
     -- A new topic: past maxTopics, the least recently published leave.
     local over = redis.call('ZCARD', index) - maxTopics
     for _ = 1, math.min(over, 100) do
       local lru = redis.call('ZRANGE', index, 0, 0, 'WITHSCORES')
       if lru[1] == nil or lru[1] == topic then break end
-      evict(lru[1], tonumber(lru[2]), false)
+      evict(lru[1], tonumber(lru[2]))
     end
   end
 end
 if maxAge >= 0 and seq % 32 == 0 then
-  -- Now and then (1 publish in 32): topics whose newest message expired leave the index (their
-  -- streams expire by their TTL), at most 100 at a time. Reads check each topic's own stream meanwhile.
+  -- Now and then (1 publish in 32): topics whose newest message expired leave the index and the
+  -- count, at most 100 at a time (their streams are dropped by the caller, or expire by their TTL
+  -- a second later). Reads check each topic's own stream meanwhile.
   local cut = '(' .. fmt((now - maxAge) * 1024)
   local gone = redis.call('ZRANGEBYSCORE', index, '-inf', cut, 'WITHSCORES', 'LIMIT', 0, 100)
-  for i = 1, #gone, 2 do evict(gone[i], tonumber(gone[i + 1]), true) end
+  for i = 1, #gone, 2 do evict(gone[i], tonumber(gone[i + 1])) end
 end
 `;
 
@@ -162,7 +204,9 @@ redis.call('HSET', meta, 's', fmt(seq), 'b', fmt(total), 'd', fmt(dropped))
 
 /**
  * Appends to a topic's stream and notifies. Expects `key`, `epoch`, `seq`, `now`, `topic`, `data`,
- * `headers`, `maxCount`, `maxAge`, `channel`, `store` as locals; sets `len` (entries after the
+ * `headers`, `maxCount`, `maxAge`, `channel`, `store`, `n` (`XLEN key`, when storing), `stale`
+ * (when the stream is empty although the topic was published before, the newest seq it held:
+ * recorded as trimmed, so readers behind it see a gap; else nil) as locals; sets `len` (entries after the
  * append, 0 when not stored), `id` (the entry's id), `stored`, and `removed` (bytes the count and
  * age bounds trimmed), or returns `{'retry'}` when the stream already holds a later id (only
  * possible when the counter lives on another cluster node, or another writer wrote by hand).
@@ -174,8 +218,8 @@ local stored = false
 local id = sid(seq)
 if store == '1' and maxCount > 0 then
   local deleted = nil
+  if stale ~= nil then deleted = sid(stale) end
   local aged = false
-  local n = redis.call('XLEN', key)
   local first = nil
   if n > 0 and (n >= maxCount or maxAge >= 0) then first = redis.call('XRANGE', key, '-', '+', 'COUNT', math.max(1, n - maxCount + 1)) end
   local added
@@ -216,89 +260,148 @@ redis.call('PUBLISH', channel, epoch .. '\\n' .. fmt(seq) .. '\\n' .. topic .. '
 `;
 
 /**
- * Publish on one server (or one cluster slot): every key in one script.
+ * Publish on one server: every key it touches is in KEYS.
  * KEYS: meta, index, stream, bytes. ARGV: newEpoch, topic, data, headers, maxCount, maxAge,
- * channel, store, maxBytes, maxTopics, streamPrefix (a topic's stream key is streamPrefix ..
- * topic .. '}'). Returns `{epoch, seq, len}`.
+ * channel, store, maxBytes, maxTopics. Returns `{epoch, seq, len, evicted...}` or
+ * `{'retry', evicted...}`, where `evicted` is (topic, score) pairs whose streams the caller drops
+ * with {@link DROP_EVICTED} (they are on keys not known before the script ran).
  */
 export const PUBLISH_ONE = `${HELPERS}${TRIM_OLDEST}
 local meta, index, key, bytesKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local newEpoch, topic, data, headers = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local maxCount, maxAge, channel, store = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], ARGV[8]
-local maxBytes, maxTopics, streamPrefix = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
-local function streamOf(t) return streamPrefix .. t .. '}' end
+local maxBytes, maxTopics = tonumber(ARGV[9]), tonumber(ARGV[10])
+local n = 0
+if store == '1' and maxCount > 0 then n = redis.call('XLEN', key) end
+-- An empty stream of a topic published before (its key expired, or was deleted): see below.
+local probe = store == '1' and maxCount > 0 and n == 0
 ${NEXT}
+local stale = nil
+if prev ~= nil then
+  -- The stream went without a trim counting it: its bytes leave the count now (else they would
+  -- stay counted for ever), and its newest seq is recorded as trimmed when the stream is made again.
+  stale = prev
+  uncount(topic)
+end
 local function retry()
   ${FINISH}
-  return {'retry'}
+  local out = {'retry'}
+  for i = 1, #evicted do out[#out + 1] = evicted[i] end
+  return out
 end
 ${APPEND}
 if stored then
-  local delta = #data + #headers - removed
-  total = total + delta
+  local size = #data + #headers
+  charge(topic, size - removed)
   local over = overBudget(maxBytes)
   if over > 0 then
     local gone, count = trimOldest(key, over, id)
-    delta = delta - gone
-    total = total - gone
+    charge(topic, -gone)
     len = len - count
   end
-  if delta ~= 0 then redis.call('HINCRBY', bytesKey, topic, delta) end
 end
 ${FINISH}
-return {epoch, fmt(seq), len}
+local out = {epoch, fmt(seq), len}
+for i = 1, #evicted do out[#out + 1] = evicted[i] end
+return out
 `;
 
 /**
  * Cluster, step 1 (the meta slot): the next sequence number, and the bounds across topics.
  * KEYS: meta, index, bytes. ARGV: newEpoch, topic, maxAge, store, size (bytes the new entry
  * counts for, 0 when not kept), maxBytes, maxTopics, then (topic, bytes) pairs that earlier
- * appends trimmed. Returns `{epoch, seq, now, over, evicted...}`: `over` is the bytes the append
- * must trim from the topic's own oldest end; the caller deletes the evicted topics' streams.
+ * appends trimmed (or found gone). Returns `{epoch, seq, now, over, prev, counted, evicted...}`:
+ * `over` is the bytes the append must trim from the topic's own oldest end, `prev` the topic's
+ * score before ('' for none: step 2 records it as trimmed when it finds the stream empty),
+ * `counted` the topic's count before this entry (to take off when step 2 finds the stream
+ * empty), and `evicted` (topic, score) pairs whose streams the caller drops with {@link DROP_EVICTED}.
  */
 export const PUBLISH_NEXT = `${HELPERS}
 local meta, index, bytesKey = KEYS[1], KEYS[2], KEYS[3]
 local newEpoch, topic, maxAge, store = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local size, maxBytes, maxTopics = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local streamOf = nil
+-- The stream is on another node: always look up the previous score (one ZSCORE).
+local probe = size > 0
 ${NEXT}
--- What earlier appends trimmed (a topic evicted meanwhile had its bytes taken out whole).
-for i = 8, #ARGV, 2 do
-  local t, r = ARGV[i], tonumber(ARGV[i + 1])
-  local left = redis.call('HINCRBY', bytesKey, t, -r)
-  if left <= 0 then redis.call('HDEL', bytesKey, t) end
-  total = math.max(0, total - math.min(r, r + left))
+-- What earlier appends trimmed, or found gone (a topic evicted meanwhile had its bytes taken out whole).
+for i = 8, #ARGV, 2 do charge(ARGV[i], -tonumber(ARGV[i + 1])) end
+if prev ~= nil and maxAge >= 0 and prev < (now - maxAge - 2000) * 1024 then
+  -- Its stream surely expired by its TTL (maxAge + 1 s after its last publish; one more second
+  -- for the nodes' clocks): its bytes leave the count now.
+  uncount(topic)
 end
 local over = 0
+local counted = 0
 if size > 0 then
-  redis.call('HINCRBY', bytesKey, topic, size)
-  total = total + size
+  counted = charge(topic, size) - size
   over = overBudget(maxBytes)
 end
 ${FINISH}
-local out = {epoch, fmt(seq), fmt(now), fmt(over)}
+local p = ''
+if prev ~= nil then p = fmt(prev) end
+local out = {epoch, fmt(seq), fmt(now), fmt(over), p, fmt(math.max(counted, 0))}
 for i = 1, #evicted do out[#out + 1] = evicted[i] end
 return out
 `;
 
 /**
- * Cluster, step 2 (the topic's slot): append, trim `over` bytes from the oldest end when the
- * budget asks it, and notify.
- * KEYS: stream. ARGV: epoch, seq, now, topic, data, headers, maxCount, maxAge, channel, store, over.
- * Returns `{epoch, seq, len, removed}` (`removed`: bytes trimmed, for the next step 1) or `{'retry'}`.
+ * Cluster, step 2 (the topic's slot): append, trim what the budget still asks after the count
+ * and age trims (`over` less what they freed) from the oldest end, and notify.
+ * KEYS: stream. ARGV: epoch, seq, now, topic, data, headers, maxCount, maxAge, channel, store,
+ * over, prev ('' for none), counted (step 1's count of the topic before this entry: when the
+ * stream is found empty, those bytes are gone already and do not need trimming).
+ * Returns `{epoch, seq, len, removed, stale}` (`removed`: bytes trimmed, for the next step 1;
+ * `stale`: 1 when the stream was empty although the topic had been published, so step 1's count
+ * of it was of a stream that is gone) or `{'retry'}`.
  */
 export const PUBLISH_APPEND = `${HELPERS}${TRIM_OLDEST}
 local key = KEYS[1]
 local epoch, seq, now, topic, data, headers = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local maxCount, maxAge, channel, store, over = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], ARGV[10], tonumber(ARGV[11])
+local n = 0
+if store == '1' and maxCount > 0 then n = redis.call('XLEN', key) end
+local stale = nil
+if n == 0 and ARGV[12] ~= '' then stale = tonumber(ARGV[12]) end
 local function retry() return {'retry'} end
 ${APPEND}
-if stored and over > 0 then
-  local gone, count = trimOldest(key, over, id)
+local want = over - removed
+if stale ~= nil then want = want - tonumber(ARGV[13]) end
+if stored and want > 0 then
+  local gone, count = trimOldest(key, want, id)
   removed = removed + gone
   len = len - count
 end
-return {epoch, fmt(seq), len, fmt(removed)}
+local wasStale = 0
+if stale ~= nil and stored then wasStale = 1 end
+return {epoch, fmt(seq), len, fmt(removed), wasStale}
+`;
+
+/**
+ * Drops evicted topics' streams, but only what each eviction covered: entries up to the score the
+ * topic had when it left. A topic published again meanwhile (by another process, between the
+ * publish script and this one) keeps its new entries, and the newest entry dropped is recorded as
+ * trimmed, so readers behind it see a gap. A stream left with nothing newer is deleted.
+ * KEYS: stream... ARGV: score... (one per key). Returns the number of streams deleted.
+ */
+export const DROP_EVICTED = `${HELPERS}
+local deleted = 0
+for i = 1, #KEYS do
+  local key, score = KEYS[i], tonumber(ARGV[i])
+  local top = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+  if top[1] == nil or seqof(top[1][1]) <= score then
+    deleted = deleted + redis.call('DEL', key)
+  else
+    local info = redis.call('XINFO', 'STREAM', key)
+    local lastId, maxDeleted = nil, '0-0'
+    for j = 1, #info, 2 do
+      if info[j] == 'last-generated-id' then lastId = info[j + 1]
+      elseif info[j] == 'max-deleted-entry-id' then maxDeleted = info[j + 1] end
+    end
+    redis.call('XTRIM', key, 'MINID', sid(score + 1))
+    if seqof(maxDeleted) < score then redis.call('XSETID', key, lastId, 'MAXDELETEDID', sid(score)) end
+  end
+end
+return deleted
 `;
 
 /**

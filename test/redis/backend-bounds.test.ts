@@ -8,6 +8,7 @@ import { fc } from '@fast-check/vitest';
 import { describe, expect, it } from 'vitest';
 import { parseCursor, PubSubBroker } from '../../src/index.js';
 import { RedisBackend, type RedisBackendOptions } from '../../src/redis/index.js';
+import { DROP_EVICTED } from '../../src/redis/scripts.js';
 import { redisSuite, waitFor } from './helpers.js';
 import { redisUnavailableReason, uniquePrefix } from './redis-server.js';
 
@@ -150,6 +151,78 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: bounds acro
     const a = parseCursor(b.id);
     await broker.read('b', `${a.epoch}-${(a.seq - 1).toString(36)}`, 10);
     expect(backend.redisStats().localReads).toBe(before.localReads + 1);
+  });
+
+  it('a topic whose stream went without a trim (deleted, or expired) is not counted after its next publish: the count cannot creep up and switch its history off', async () => {
+    const { prefix, broker } = await make({ maxTotalBytes: 1000, localReads: false });
+    const ids: string[] = [];
+    for (let cycle = 0; cycle < 5; cycle++) {
+      const before = await broker.head();
+      const m = await broker.publish('main', `${cycle}`.padEnd(600, '.'));
+      ids.push(m.id);
+      // Its message stays: the count holds this one entry, not the ones whose stream went.
+      expect(await broker.read('main', before, 10)).toMatchObject({ gap: false, messages: [{ id: m.id }] });
+      expect((await counted(prefix)).total).toBe(sum(await held(prefix)));
+      expect((await counted(prefix)).total).toBe(601);
+      // As an idle topic's key expiry does (and a DEL by hand, or Redis's own eviction).
+      await suite.raw.del(`${prefix}{t:main}`);
+    }
+    // A reader behind what went sees a gap; one at the last message before the loss does not.
+    await broker.publish('main', 'after');
+    expect((await broker.read('main', ids[3]!, 10)).gap).toBe(true);
+    expect((await broker.read('main', ids[4]!, 10)).gap).toBe(false);
+  });
+
+  it('an idle topic whose key expired (maxAgeMs + 1 s) is not counted after its next publish, and readers behind it see a gap', async () => {
+    const { prefix, broker } = await make({ history: { maxAgeMs: 100 }, localReads: false });
+    const first = await broker.publish('idle', 'i'.repeat(500));
+    await waitFor(async () => (await suite.raw.exists(`${prefix}{t:idle}`)) === 0, 'the key expiry of "idle"', 5000);
+    const second = await broker.publish('idle', 'j');
+    expect((await counted(prefix)).total).toBe(2);
+    expect((await counted(prefix)).total).toBe(sum(await held(prefix)));
+    const cursor = parseCursor(first.id);
+    const r = await broker.read('idle', `${cursor.epoch}-${(cursor.seq - 1).toString(36)}`, 10);
+    expect(r.gap).toBe(true);
+    expect(parseCursor(second.id).seq).toBeGreaterThan(cursor.seq);
+  });
+
+  it('streams written before the byte counts (or by an older version) never take a count below zero', async () => {
+    const { prefix, backend } = await make({ history: { maxCount: 2 } });
+    const pub = (topic: string, data: string) => backend.publish({ topic, data, headers: undefined, size: data.length, store: true });
+    await pub('other', 'o'.repeat(300));
+    // An older process's entries: in the stream and the index, never counted.
+    const meta = `${prefix}{m}:meta`;
+    let seq = Number(await suite.raw.hget(meta, 's'));
+    for (let i = 0; i < 3; i++) {
+      seq++;
+      await suite.raw.xadd(`${prefix}{t:legacy}`, `${Math.floor(seq / 1024)}-${seq % 1024}`, 'd', `s${'l'.repeat(99)}`);
+      await suite.raw.hset(meta, 's', String(seq));
+      await suite.raw.zadd(`${prefix}{m}:topics`, seq, 'legacy');
+    }
+    // Count trims take the old entries out: what they free was never counted.
+    for (let i = 0; i < 4; i++) await pub('legacy', `${i}`);
+    const { total, perTopic } = await counted(prefix);
+    for (const bytes of perTopic.values()) expect(bytes).toBeGreaterThanOrEqual(0);
+    expect(perTopic.get('other')).toBe(301);
+    expect(total).toBe(sum(perTopic));
+    expect(total).toBeLessThanOrEqual(sum(await held(prefix)));
+  });
+
+  it("dropping an evicted topic's stream takes only what the eviction covered: a message published to it again meanwhile stays, behind a gap", async () => {
+    const { prefix, broker } = await make({ localReads: false });
+    const old1 = await broker.publish('x', 'old 1');
+    const old2 = await broker.publish('x', 'old 2');
+    // Another process published to "x" again between the eviction (at old2's score) and the drop.
+    const fresh = await broker.publish('x', 'new');
+    const score = parseCursor(old2.id).seq;
+    const key = `${prefix}{t:x}`;
+    expect(await suite.raw.eval(DROP_EVICTED, 1, key, String(score))).toBe(0);
+    expect((await broker.read('x', null, 10)).messages.map((m) => m.id)).toEqual([fresh.id]);
+    expect((await broker.read('x', old1.id, 10)).gap).toBe(true);
+    expect((await broker.read('x', old2.id, 10)).gap).toBe(false);
+    // With nothing newer than the score, the stream goes whole.
+    expect(await suite.raw.eval(DROP_EVICTED, 1, key, String(parseCursor(fresh.id).seq))).toBe(1);
+    expect(await suite.raw.exists(key)).toBe(0);
   });
 
   it('validates maxTotalBytes and maxTopics', () => {

@@ -4,7 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Message, PubSubBroker } from '../../src/index.js';
-import { RedisBackend, RedisJobStore } from '../../src/redis/index.js';
+import { Cluster } from 'ioredis';
+import { RedisBackend, type RedisBackendOptions, RedisJobStore } from '../../src/redis/index.js';
 import { backendConformance } from '../conformance/backend-kit.js';
 import { jobStoreConformance } from '../conformance/job-store-kit.js';
 import { waitFor } from './helpers.js';
@@ -73,6 +74,65 @@ describe.skipIf(REDIS_BINARY === undefined)('RedisBackend on a Redis Cluster', (
       await a.close();
       await b.close();
     }
+  });
+
+  describe('bounds across topics on a cluster', () => {
+    async function make(options: Partial<RedisBackendOptions>) {
+      const prefix = uniquePrefix('cb');
+      const backend = new RedisBackend({ cluster: { nodes: cluster.nodes }, prefix, reorderWindowMs, ...options });
+      const broker = new PubSubBroker({ backend });
+      await backend.ready();
+      const raw = new Cluster(cluster.nodes);
+      return {
+        prefix,
+        backend,
+        broker,
+        raw,
+        close: async () => {
+          raw.disconnect();
+          await broker.close();
+          await backend.close();
+        },
+      };
+    }
+
+    it('step 2 trims only what the budget still asks after the count trim freed its part: a full log keeps maxCount messages', async () => {
+      const { broker, raw, prefix, close } = await make({ maxTotalBytes: 250, history: { maxCount: 2 } });
+      try {
+        const ids: string[] = [];
+        // 100 bytes each: 2 kept (200) fit 250. Every publish after the second counts 300 in step 1
+        // (over by 50), and its count trim frees 100 of that already.
+        for (let i = 0; i < 5; i++) {
+          ids.push((await broker.publish('one', `${i}`.padEnd(99, '.'))).id);
+          expect(await raw.xlen(`${prefix}{t:one}`)).toBe(Math.min(i + 1, 2));
+        }
+        expect((await broker.read('one', null, 10)).messages.map((m) => m.id)).toEqual(ids.slice(3));
+      } finally {
+        await close();
+      }
+    });
+
+    it('a topic whose stream went without a trim is not counted after its next publish, and readers behind it see a gap', async () => {
+      const { broker, raw, prefix, close } = await make({ maxTotalBytes: 1000 });
+      try {
+        const ids: string[] = [];
+        for (let cycle = 0; cycle < 4; cycle++) {
+          const m = await broker.publish('main', `${cycle}`.padEnd(600, '.'));
+          // Its message stays: the count holds this one entry, not the ones whose stream went.
+          expect((await broker.read('main', ids.at(-1) ?? null, 10)).messages.map((x) => x.id)).toEqual([m.id]);
+          ids.push(m.id);
+          await raw.del(`${prefix}{t:main}`); // as a key expiry does
+        }
+        const after = await broker.publish('main', 'after');
+        expect(await broker.read('main', ids[3]!, 10)).toMatchObject({ gap: false, messages: [{ id: after.id }] });
+        expect((await broker.read('main', ids[2]!, 10)).gap).toBe(true);
+        // What step 1 counted of the stream that went is taken off by this process's next step 1.
+        await broker.publish('other', 'o');
+        expect(Number(await raw.hget(`${prefix}{m}:meta`, 'b'))).toBe('safter'.length + 'so'.length);
+      } finally {
+        await close();
+      }
+    });
   });
 });
 

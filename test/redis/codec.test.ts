@@ -8,7 +8,7 @@ describe('Redis codec', () => {
     expect(decodeData(encodeData(s))).toBe(s);
   });
 
-  // Values the broker lets through (no `__proto__` key, at most 64 deep): those read back from Redis.
+  // Values a broker lets through (no `__proto__` key, at most its maxDataDepth deep): those read back from Redis.
   test.prop([fc.jsonValue({ maxDepth: 20 }).filter((v) => !JSON.stringify(v).includes('"__proto__"'))])('keeps JSON values (as JSON keeps them)', (v) => {
     expect(decodeData(encodeData(v))).toEqual(JSON.parse(JSON.stringify(v)));
   });
@@ -46,10 +46,17 @@ describe('Redis codec', () => {
   });
 
   it('refuses records read back that another process could have written wrong, with a ProtocolError', () => {
-    const bad = ['zx', '', `j${'['.repeat(65)}${']'.repeat(65)}`, 'j{"a":{"__proto__":{"polluted":1}}}', 'j{"a":', 'j'];
+    const bad = ['zx', '', `j${'['.repeat(1001)}${']'.repeat(1001)}`, 'j{"a":{"__proto__":{"polluted":1}}}', 'j{"a":', 'j'];
     for (const d of bad) expect(() => decodeData(d)).toThrow(ProtocolError);
     for (const h of ['[1]', '1', '"x"', 'null', '{"a":1}', '{"a":{"b":"c"}}', '{"__proto__":"x"}', '{']) expect(() => decodeHeaders(h)).toThrow(ProtocolError);
-    expect(decodeData(`j${'['.repeat(64)}${']'.repeat(64)}`)).toBeInstanceOf(Array);
+    expect(Object.prototype).not.toHaveProperty('polluted');
+  });
+
+  it('reads back JSON as deep as any broker accepts (maxDataDepth up to 1000): the publisher\'s depth policy is not applied again', () => {
+    expect(decodeData(`j${'['.repeat(65)}${']'.repeat(65)}`)).toBeInstanceOf(Array);
+    expect(decodeData(`j${'['.repeat(1000)}${']'.repeat(1000)}`)).toBeInstanceOf(Array);
+    expect(() => decodeData(`j${'['.repeat(1001)}${']'.repeat(1001)}`)).toThrow(/deeper than 1000/);
+    expect(() => decodeData(`j${'['.repeat(500)}{"__proto__":{"polluted":1}}${']'.repeat(500)}`)).toThrow(/__proto__/);
     expect(Object.prototype).not.toHaveProperty('polluted');
   });
 

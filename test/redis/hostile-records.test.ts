@@ -5,11 +5,12 @@
  * counted; a read says gap and moves on; subscribers keep receiving what comes next.
  */
 import { describe, expect, it } from 'vitest';
-import { type Message, parseCursor } from '../../src/index.js';
+import { type Message, parseCursor, ProtocolError, PubSubBroker } from '../../src/index.js';
 import { backendPair, redisSuite, waitFor } from './helpers.js';
 import { redisUnavailableReason, uniquePrefix } from './redis-server.js';
 
-const deep = `j${'['.repeat(200)}${']'.repeat(200)}`;
+/** Deeper than any broker accepts (maxDataDepth is at most 1000). */
+const deep = `j${'['.repeat(1001)}${']'.repeat(1001)}`;
 /** Stream entries another process might have written: [data, headers?]. */
 const BAD: [string, string?][] = [
   ['zgarbage'],
@@ -54,8 +55,28 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: records rea
     return seqs;
   }
 
+  it('data as deep as the broker accepted (maxDataDepth 300) is read back and delivered, not refused as a gap', async () => {
+    // B reads from Redis only (no local reads), so the read below is a stream read.
+    const { a, b } = await backendPair(suite.redis.url, cleanups, {}, { localReads: false }, uniquePrefix('deep'));
+    // The pair's own brokers hold the backends' feeds: these brokers replace them.
+    const deepBroker = new PubSubBroker({ backend: b, maxDataDepth: 300 });
+    const plainBroker = new PubSubBroker({ backend: a });
+    cleanups.push(() => Promise.all([deepBroker.close(), plainBroker.close()]));
+    const nested = JSON.parse(`${'['.repeat(299)}1${']'.repeat(299)}`) as unknown;
+    const got: Message[] = [];
+    await deepBroker.subscribe('deep', { onMessage: (m) => got.push(m) });
+    const start = await deepBroker.head();
+    const sent = await deepBroker.publish('deep', nested);
+    await waitFor(() => got.length === 1, 'the deep message on the feed');
+    expect(got[0]!.data).toEqual(nested);
+    expect(await deepBroker.read('deep', start, 10)).toMatchObject({ gap: false, messages: [{ id: sent.id, data: nested }] });
+    expect(b.redisStats().undecodable).toBe(0);
+    // Another broker on the same Redis reads it back too (it only decodes; its own depth policy is for publishing).
+    expect(await plainBroker.read('deep', start, 10)).toMatchObject({ gap: false, messages: [{ id: sent.id }] });
+  });
+
   it('a read skips entries that do not decode, says gap, and pages past them', async () => {
-    const { prefix, brokerA, brokerB, b } = await setup({ localReads: false });
+    const { prefix, brokerA, brokerB, b, errors } = await setup({ localReads: false });
     const m1 = await brokerA.publish('room', 'before');
     await writeByHand(prefix, 'room', BAD, false);
     const m2 = await brokerA.publish('room', { after: true });
@@ -82,6 +103,9 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: records rea
     // A pattern read too.
     const byPattern = await brokerB.read({ pattern: '>' }, m1.id, 100);
     expect(byPattern).toMatchObject({ gap: true, messages: [{ data: { after: true } }] });
+    // Read five times over, each bad record still counts (and reaches onError) once.
+    expect(b.redisStats().undecodable).toBe(BAD.length);
+    expect(errors.filter((e) => e instanceof ProtocolError)).toHaveLength(BAD.length);
     expect(Object.prototype).not.toHaveProperty('polluted');
   });
 
@@ -105,6 +129,8 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: records rea
     const r = await brokerB.read('feed.t', m1.id, 100);
     expect(r.messages.map((m) => m.id)).toEqual([m2.id]);
     expect(r.gap).toBe(true);
+    // The read met the bad records again, in the stream: they were counted already, from the feed.
+    expect(b.redisStats().undecodable).toBe(BAD.length + 7);
     // After m2 all is well again, and the local reads answer.
     const m3 = await brokerA.publish('feed.t', 3);
     await waitFor(() => got.length === 3, 'the third message on B');
