@@ -131,6 +131,8 @@ function sseReader(reader) {
           const id = /^id: (.*)$/m.exec(block)?.[1];
           const data = /^data: (.*)$/m.exec(block)?.[1];
           if (/^event: gap$/m.test(block)) fail(`${reader.name}: a gap after ${reader.cursor}`);
+          // Every stream opens with this event: its id is where to resume if no message came.
+          else if (/^event: patchbay-open$/m.test(block)) reader.cursor = id ?? reader.cursor;
           else if (id !== undefined && data !== undefined) reader.take(id, JSON.parse(data).seq);
         }
       });

@@ -68,7 +68,8 @@ function openSse(port: number, topic: string): void {
         buffer = buffer.slice(end + 2);
         const lines = block.split('\n');
         const line = lines.find((l) => l.startsWith('data: '));
-        if (line === undefined) continue;
+        // A typed event (patchbay's opening `patchbay-open`) is not a message.
+        if (line === undefined || lines.some((l) => l.startsWith('event:'))) continue;
         const { i, t } = JSON.parse(line.slice(6)) as { i: number; t: number };
         sseUs.push(at - t);
         // Order: by the event id's sequence number when there is one (patchbay: concurrent

@@ -35,6 +35,7 @@ const LF = 10;
 const CR = 13;
 /** `data:` */
 const DATA = Buffer.from('data:', 'latin1');
+const EVENT = Buffer.from('event:');
 /** What every event's data starts with (after `data:` and the one optional space). */
 const PREFIX = Buffer.from('{"seq":', 'latin1');
 
@@ -166,7 +167,12 @@ class Sub extends Subscriber {
       else if (seq === -1) countWrong();
       return;
     }
-    if (end - start < 5 || buf.compare(DATA, 0, 5, start, start + 5) !== 0) return; // comment, id, event, retry
+    if (end - start >= 6 && buf.compare(EVENT, 0, 6, start, start + 6) === 0) {
+      this.curSeq = -2; // a typed event (patchbay's opening `patchbay-open`): not a message, ignored
+      return;
+    }
+    if (end - start < 5 || buf.compare(DATA, 0, 5, start, start + 5) !== 0) return; // comment, id, retry
+    if (this.curSeq === -2) return;
     if (this.curSeq !== 0) {
       this.curSeq = -1; // a second data line: not one of our events
       problem(`subscriber ${this.i}: an event with several data lines`);
