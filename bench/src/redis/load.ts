@@ -69,7 +69,7 @@ function openSse(port: number, topic: string): void {
         const lines = block.split('\n');
         const line = lines.find((l) => l.startsWith('data: '));
         // A typed event (patchbay's opening `patchbay-open`) is not a message.
-        if (line === undefined || lines.some((l) => l.startsWith('event:'))) continue;
+        if (line === undefined || lines.some((l) => l.startsWith('event:') && l.slice(6).trim() !== 'message')) continue;
         const { i, t } = JSON.parse(line.slice(6)) as { i: number; t: number };
         sseUs.push(at - t);
         // Order: by the event id's sequence number when there is one (patchbay: concurrent

@@ -168,7 +168,11 @@ class Sub extends Subscriber {
       return;
     }
     if (end - start >= 6 && buf.compare(EVENT, 0, 6, start, start + 6) === 0) {
-      this.curSeq = -2; // a typed event (patchbay's opening `patchbay-open`): not a message, ignored
+      // A type other than `message` (patchbay's opening `patchbay-open`) is not one of our
+      // messages: ignored. (better-sse names every event `message`.)
+      let p = start + 6;
+      if (buf[p] === 0x20) p++;
+      if (buf.toString('latin1', p, end) !== 'message') this.curSeq = -2;
       return;
     }
     if (end - start < 5 || buf.compare(DATA, 0, 5, start, start + 5) !== 0) return; // comment, id, retry
