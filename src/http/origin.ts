@@ -8,6 +8,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { type CorsOptions, originAllowed } from './cors.js';
+import { firstHeader } from './headers.js';
 
 /**
  * Whether a request may act for a browser user: it has no `Origin` (a server, a tool), or its
@@ -26,7 +27,7 @@ import { type CorsOptions, originAllowed } from './cors.js';
 export function isAllowedOrigin(req: IncomingMessage, allowed?: CorsOptions['origin']): boolean {
   const origin = req.headers.origin;
   if (origin === undefined) return true;
-  const host = req.headers.host ?? headerText(req.headers[':authority']); // HTTP/2 sends :authority, not Host
+  const host = req.headers.host ?? firstHeader(req.headers[':authority']); // HTTP/2 sends :authority, not Host
   if (isOwnOrigin(origin, host)) return true;
   return allowed !== undefined && originAllowed(allowed, origin);
 }
@@ -40,8 +41,4 @@ function isOwnOrigin(origin: string, host: string | undefined): boolean {
   } catch {
     return false;
   }
-}
-
-function headerText(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
 }

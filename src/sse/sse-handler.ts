@@ -41,6 +41,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { InvalidArgumentError, MethodNotAllowedError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
+import { firstHeader } from '../http/headers.js';
 import { applyCors, type CorsOptions, requestQuery, sendError } from '../http/index.js';
 import { authorizeAccess } from '../pubsub/access.js';
 import { type Authorize, type BackendRead, type Message, parseCursor, type PubSubBroker, type TopicTarget } from '../pubsub/index.js';
@@ -215,7 +216,7 @@ export class SseHandler extends Resource {
       this.assertOpen('handle');
       const query = requestQuery(req);
       const t = this.#resolve(target, query);
-      let lastEventId = headerValue(req.headers['last-event-id']);
+      let lastEventId = firstHeader(req.headers['last-event-id']);
       if (lastEventId === undefined && this.#lastEventIdQuery !== undefined) {
         lastEventId = query.get(this.#lastEventIdQuery) ?? undefined;
       }
@@ -415,8 +416,4 @@ function resolveTarget(target: SseTarget): ResolvedTarget {
   if (t.pattern !== undefined) return { target: { pattern: t.pattern }, pattern: t.pattern, read: { pattern: t.pattern } };
   const topic = t.topics[0]!;
   return { target: { topics: t.topics }, pattern: topic, read: topic };
-}
-
-function headerValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
 }
