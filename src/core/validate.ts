@@ -5,6 +5,7 @@
  * @module
  * @internal
  */
+import { realClock, type Clock } from './clock.js';
 import { InvalidArgumentError } from './errors.js';
 
 /** Renders a received value for an error message, short and safe. @internal */
@@ -82,4 +83,36 @@ export function optionsObject<T extends object>(name: string, value: T | undefin
     throw new InvalidArgumentError(`Expected \`${name}\` to be an object, got ${describe(value)}`);
   }
   return value;
+}
+
+/**
+ * Throws unless `value` is one of `allowed`; `undefined` gives `fallback`.
+ * @internal
+ */
+export function oneOf<const T extends string>(name: string, value: unknown, allowed: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
+    throw new InvalidArgumentError(`Expected \`${name}\` to be one of ${allowed.map((a) => `"${a}"`).join(', ')}, got ${describe(value)}`);
+  }
+  return value as T;
+}
+
+/**
+ * Throws unless `value` is a {@link Clock} (an object with `now`, `setTimer` and `defer`
+ * functions) or undefined; `undefined` gives `realClock`.
+ * @internal
+ */
+export function optionalClock(name: string, value: unknown): Clock {
+  if (value === undefined) return realClock;
+  const c = value as Partial<Clock> | null;
+  if (
+    typeof c !== 'object' ||
+    c === null ||
+    typeof c.now !== 'function' ||
+    typeof c.setTimer !== 'function' ||
+    typeof c.defer !== 'function'
+  ) {
+    throw new InvalidArgumentError(`Expected \`${name}\` to be a Clock (now, setTimer, defer), got ${describe(value)}`);
+  }
+  return value as Clock;
 }
