@@ -109,7 +109,7 @@ function sleep(ms, signal) {
   });
 }
 
-/** The demo job: `steps` steps of `stepMs` each, reporting progress after each; stops when cancelled. */
+/** The demo job: `steps` steps of `stepMs` each, reporting progress after each; stops when canceled. */
 async function runDemoJob({ steps, stepMs }, { signal, progress }) {
   for (let i = 1; i <= steps; i++) {
     await sleep(stepMs, signal);
@@ -149,7 +149,7 @@ export function createDemo(options = {}) {
   const publish = new PublishHandler({ broker, maxBodyBytes: options.maxBodyBytes ?? 1024 * 1024 });
   const jobOptions = options.jobs ?? {};
   // On Redis the jobs are shared too: a job started on one demo process is read, awaited and
-  // cancelled through any other, and a process that dies has its jobs failed after its lease.
+  // canceled through any other, and a process that dies has its jobs failed after its lease.
   const jobs = new PollHandle({
     store: backend === undefined ? undefined : new RedisJobStore({ backend }),
     leaseMs: jobOptions.leaseMs ?? 30_000,

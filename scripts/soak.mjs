@@ -216,7 +216,7 @@ async function jobRunner() {
           counts.jobs++;
           break;
         }
-        if (state === 'failed' || state === 'cancelled' || state === 'expired') {
+        if (state === 'failed' || state === 'canceled' || state === 'expired') {
           fail(`job ended ${state}`);
           break;
         }

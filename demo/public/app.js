@@ -113,14 +113,14 @@ $('job-form').onsubmit = async (e) => {
     bar.value = 1;
     $('job-state').textContent = `succeeded: ${show(result)}`;
   } catch (error) {
-    window.patchbayJob.state = error?.name === 'AbortError' || error?.code === 'PB_ERR_CANCELLED' ? 'canceled' : 'failed';
+    window.patchbayJob.state = error?.name === 'AbortError' || error?.code === 'PB_ERR_CANCELED' ? 'canceled' : 'failed';
     $('job-state').textContent = `${window.patchbayJob.state}: ${error?.message ?? error}`;
     log('jobs', `${window.patchbayJob.state}: ${error?.message ?? error}`);
   } finally {
     $('job-cancel').disabled = true;
   }
 };
-$('job-cancel').onclick = () => jobAbort?.abort(new DOMException('Cancelled from the page', 'AbortError'));
+$('job-cancel').onclick = () => jobAbort?.abort(new DOMException('Canceled from the page', 'AbortError'));
 
 // --- a resumable upload (tus), then its processing job ------------------------------------------
 window.patchbayUpload = { state: 'idle' };

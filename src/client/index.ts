@@ -41,7 +41,7 @@ export {
 } from './json-lines.js';
 export type { BackoffOptions, FetchLike, HeadersSource } from './transport.js';
 export {
-  CancelledError,
+  CanceledError,
   ClosedError,
   ErrorCodes,
   HttpStatusError,

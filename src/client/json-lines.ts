@@ -45,7 +45,7 @@ export interface ReadJsonLinesOptions {
    * @defaultValue 16 MiB
    */
   readonly maxLineBytes?: number;
-  /** Stops reading (the body is cancelled). */
+  /** Stops reading (the body is canceled). */
   readonly signal?: AbortSignal;
 }
 

@@ -328,7 +328,7 @@ export class LongPollClient<T = unknown> implements AsyncIterable<LongPollMessag
     return this.messages();
   }
 
-  /** Stops the client: the poll in flight is cancelled and every iterator ends. Idempotent. */
+  /** Stops the client: the poll in flight is canceled and every iterator ends. Idempotent. */
   close(): void {
     if (!this.#life.controller.signal.aborted) this.#life.controller.abort(new ClosedError('The LongPollClient was closed'));
     this.#life.dispose();

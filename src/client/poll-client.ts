@@ -7,7 +7,7 @@
  */
 import type { PollJobState, PollProgress } from '../core/jobs.js';
 import { type Clock, realClock } from '../core/clock.js';
-import { CancelledError, HttpStatusError, InvalidArgumentError, JobFailedError, ProtocolError } from '../core/errors.js';
+import { CanceledError, HttpStatusError, InvalidArgumentError, JobFailedError, ProtocolError } from '../core/errors.js';
 import {
   type BackoffOptions,
   defaultFetch,
@@ -145,7 +145,7 @@ export interface StartOptions {
 export interface WaitOptions<R = unknown> {
   /** Called with each new snapshot (state or progress changed), the final one included. */
   readonly onProgress?: (status: JobStatus<R>) => void;
-  /** Stops waiting; unless `cancelOnAbort` is false the job is cancelled (`DELETE`) first. */
+  /** Stops waiting; unless `cancelOnAbort` is false the job is canceled (`DELETE`) first. */
   readonly signal?: AbortSignal;
   /**
    * On abort, cancel the job on the server before rejecting.
@@ -170,7 +170,7 @@ export function isFinalState(state: JobState): boolean {
  *   at the first change), falls back to `Retry-After` pacing, and calls `onProgress` with each new
  *   snapshot.
  * - A `failed` job rejects with a {@link JobFailedError} carrying the server's error; `canceled`
- *   with a {@link CancelledError}; a result gone before it was read (`410`, or `expired`) with a
+ *   with a {@link CanceledError}; a result gone before it was read (`410`, or `expired`) with a
  *   {@link JobFailedError} whose `state` is `expired`.
  * - Network errors, 5xx, 408 and 429 are retried with jittered backoff (at least `Retry-After`);
  *   starts are retried safely because each carries an `Idempotency-Key`.
@@ -300,8 +300,8 @@ export class PollClient {
    * Waits for a started job to end and resolves with its result.
    *
    * @param job - The job (from {@link PollClient.start}) or its status URL.
-   * @throws {@link JobFailedError} when it failed or expired, {@link CancelledError} when it was
-   * cancelled, {@link HttpStatusError} for a refusal, the abort reason when aborted.
+   * @throws {@link JobFailedError} when it failed or expired, {@link CanceledError} when it was
+   * canceled, {@link HttpStatusError} for a refusal, the abort reason when aborted.
    */
   async wait<R = unknown>(job: JobRef<R> | string | URL, options: WaitOptions<R> = {}): Promise<R> {
     const location = typeof job === 'string' || job instanceof URL ? this.#resolve(job) : job.location;
@@ -331,7 +331,7 @@ export class PollClient {
 
   /**
    * Cancels a job (`DELETE` on its status resource) and returns the snapshot the server answered
-   * with, if any. Cancelling a finished job is not an error: the server reports its final state.
+   * with, if any. Canceling a finished job is not an error: the server reports its final state.
    *
    * @throws {@link HttpStatusError} (`404` unknown, `410` gone, ...).
    */
@@ -429,7 +429,7 @@ function settle<R>(s: JobStatus<R>): R {
     case 'succeeded':
       return s.result as R;
     case 'canceled':
-      throw new CancelledError(`Job ${s.id} was cancelled`);
+      throw new CanceledError(`Job ${s.id} was canceled`);
     case 'expired':
       throw new JobFailedError(s.id, 'expired', `Job ${s.id} expired before its result was read`, s.error);
     default: {

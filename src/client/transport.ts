@@ -217,7 +217,7 @@ export interface ReadResponse {
 /**
  * One HTTP exchange with a deadline: the request and the whole body must arrive within
  * `timeoutMs`, or it fails with a {@link TimeoutError}. An abort of `signal` rejects with the
- * signal's reason. The deadline's timer is cancelled on every path.
+ * signal's reason. The deadline's timer is canceled on every path.
  *
  * @internal
  */

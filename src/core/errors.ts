@@ -37,8 +37,8 @@ export const ErrorCodes = {
   BODY_TOO_LARGE: 'PB_ERR_BODY_TOO_LARGE',
   /** A request body's media type is not one the endpoint takes. */
   UNSUPPORTED_MEDIA_TYPE: 'PB_ERR_UNSUPPORTED_MEDIA_TYPE',
-  /** A waiting operation was cancelled before it could complete. */
-  CANCELLED: 'PB_ERR_CANCELLED',
+  /** A waiting operation was canceled before it could complete. */
+  CANCELED: 'PB_ERR_CANCELED',
   /** A peer sent bytes or a request that break the protocol. */
   PROTOCOL: 'PB_ERR_PROTOCOL',
   /** A bounded buffer or queue is full and its policy refuses more. */
@@ -61,6 +61,10 @@ export const ErrorCodes = {
   CAPACITY: 'PB_ERR_CAPACITY',
   /** The client asked again sooner than it was told to (`Retry-After`). */
   RATE_LIMITED: 'PB_ERR_RATE_LIMITED',
+  /** A failure of the server's own, not caused by the request (its details stay in the server's logs). */
+  INTERNAL: 'PB_ERR_INTERNAL',
+  /** The process that ran a job died before the job ended (a job shared through a store). */
+  WORKER_LOST: 'PB_ERR_WORKER_LOST',
 } as const;
 
 /** One of the values of {@link ErrorCodes}. */
@@ -151,12 +155,21 @@ export class InvalidStateError extends PatchbayError {
   }
 }
 
-/** A waiting operation was cancelled before it completed. Code `PB_ERR_CANCELLED`. */
-export class CancelledError extends PatchbayError {
+/** A waiting operation was canceled before it completed. Code `PB_ERR_CANCELED`. */
+export class CanceledError extends PatchbayError {
   /** @internal */
-  static override readonly brand: string = 'CancelledError';
-  constructor(message = 'The operation was cancelled', options?: PatchbayErrorOptions) {
-    super(ErrorCodes.CANCELLED, message, options);
+  static override readonly brand: string = 'CanceledError';
+  constructor(message = 'The operation was canceled', options?: PatchbayErrorOptions) {
+    super(ErrorCodes.CANCELED, message, options);
+  }
+}
+
+/** A cursor or id that is malformed, or that no log of this backend can have issued. Code `PB_ERR_INVALID_CURSOR`. */
+export class InvalidCursorError extends PatchbayError {
+  /** @internal */
+  static override readonly brand: string = 'InvalidCursorError';
+  constructor(message: string, options?: PatchbayErrorOptions) {
+    super(ErrorCodes.INVALID_CURSOR, message, options);
   }
 }
 

@@ -7,7 +7,7 @@ export { abortReason, onAbort, throwIfAborted } from './abort.js';
 export { ManualClock, realClock, type Clock, type ClockTimer, type ManualTimerInfo, type SetTimerOptions } from './clock.js';
 export {
   BodyTooLargeError,
-  CancelledError,
+  CanceledError,
   CapacityError,
   ClosedError,
   ErrorCodes,
@@ -17,6 +17,7 @@ export {
   IdempotencyConflictError,
   IncompleteStreamError,
   InvalidArgumentError,
+  InvalidCursorError,
   InvalidStateError,
   JobFailedError,
   MethodNotAllowedError,

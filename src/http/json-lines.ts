@@ -19,7 +19,7 @@
  * @module
  */
 import type { ServerResponse } from 'node:http';
-import { InvalidArgumentError, PatchbayError } from '../core/errors.js';
+import { ErrorCodes, InvalidArgumentError, PatchbayError } from '../core/errors.js';
 
 /** The media type of NDJSON answers. */
 export const JSON_LINES_CONTENT_TYPE = 'application/x-ndjson; charset=utf-8';
@@ -120,7 +120,7 @@ function errorLine(error: unknown, count: number, next: number, expose: boolean)
   const body =
     error instanceof PatchbayError
       ? { code: error.code, message: error.message }
-      : { code: 'PB_ERR_INTERNAL', message: expose && error instanceof Error ? error.message : 'The stream\'s source failed' };
+      : { code: ErrorCodes.INTERNAL, message: expose && error instanceof Error ? error.message : 'The stream\'s source failed' };
   return encoder.encode(`${JSON.stringify({ error: body, count, next })}\n`);
 }
 

@@ -19,7 +19,7 @@ export const errorStatus: Readonly<Record<ErrorCode, number>> = Object.freeze({
   [ErrorCodes.BODY_TOO_LARGE]: 413,
   [ErrorCodes.UNSUPPORTED_MEDIA_TYPE]: 415,
   [ErrorCodes.OVERFLOW]: 429,
-  [ErrorCodes.CANCELLED]: 499,
+  [ErrorCodes.CANCELED]: 499,
   [ErrorCodes.CLOSED]: 503,
   [ErrorCodes.TIMEOUT]: 504,
   [ErrorCodes.GONE]: 410,
@@ -31,7 +31,32 @@ export const errorStatus: Readonly<Record<ErrorCode, number>> = Object.freeze({
   [ErrorCodes.INCOMPLETE]: 502,
   [ErrorCodes.UNAVAILABLE]: 503,
   [ErrorCodes.REMOTE]: 502,
+  [ErrorCodes.INTERNAL]: 500,
+  [ErrorCodes.WORKER_LOST]: 500,
 });
+
+/** The one code a status stands for, where it has one (the reverse of {@link errorStatus}). */
+const CODE_FOR_STATUS: Readonly<Record<number, ErrorCode>> = Object.freeze({
+  403: ErrorCodes.FORBIDDEN,
+  404: ErrorCodes.NOT_FOUND,
+  405: ErrorCodes.METHOD_NOT_ALLOWED,
+  410: ErrorCodes.GONE,
+  413: ErrorCodes.BODY_TOO_LARGE,
+  415: ErrorCodes.UNSUPPORTED_MEDIA_TYPE,
+  429: ErrorCodes.RATE_LIMITED,
+  503: ErrorCodes.UNAVAILABLE,
+});
+
+/**
+ * The code of an error answer that something other than patchbay made (a framework, tus): the
+ * status's own code where it has one, `PB_ERR_INTERNAL` for a 5xx other than 503, and `fallback`
+ * for the rest (a 400, a 409, a 412).
+ * @internal
+ */
+export function codeForStatus(status: number, fallback: ErrorCode = ErrorCodes.PROTOCOL): ErrorCode {
+  if (status >= 500 && status !== 503) return ErrorCodes.INTERNAL;
+  return CODE_FOR_STATUS[status] ?? fallback;
+}
 
 /** The JSON body of an error answer. */
 export interface ErrorBody {
@@ -76,7 +101,7 @@ export function sendError(res: ServerResponse, error: unknown, headers?: Record<
     extra['retry-after'] = String(error.retryAfterSeconds);
   }
   const body: ErrorBody = {
-    error: known ? { code: error.code, message: error.message } : { code: 'PB_ERR_INTERNAL', message: 'Internal server error' },
+    error: known ? { code: error.code, message: error.message } : { code: ErrorCodes.INTERNAL, message: 'Internal server error' },
   };
   sendJson(res, status, body, extra);
 }

@@ -589,7 +589,7 @@ type TopicCheck = (topic: string) => boolean;
 
 interface OpHost {
   lastSeq(keys: readonly string[]): number;
-  ended(op: LongPollOp, how: 'completed' | 'expired' | 'cancelled', reason: unknown): void;
+  ended(op: LongPollOp, how: 'completed' | 'expired' | 'canceled', reason: unknown): void;
 }
 
 const kOp = Symbol('patchbay.longpoll.op');
@@ -618,7 +618,7 @@ class LongPollOp extends DelayedOperation {
     this.host.ended(this, this.state === 'expired' ? 'expired' : 'completed', undefined);
   }
   override onCancel(reason: unknown): void {
-    this.host.ended(this, 'cancelled', reason);
+    this.host.ended(this, 'canceled', reason);
   }
   /** The client went away: leave the purgatory now. */
   forceCancel(): void {

@@ -8,7 +8,7 @@
  * `running`. It ends in exactly one outcome: `succeeded` (with `fn`'s result), `failed` (`fn`
  * threw or rejected, its result was not JSON, or the job timeout passed) or `canceled` (by
  * {@link PollJob.cancel}, {@link PollHandle.cancel} or `close()`). The first outcome wins and
- * nothing changes it: a result that arrives after a cancel is dropped. Cancelling and timing out
+ * nothing changes it: a result that arrives after a cancel is dropped. Canceling and timing out
  * abort the job's `signal`; cancellation is cooperative, so a job that ignores its signal keeps
  * its concurrency slot (and counts as live) until `fn` settles.
  *
@@ -52,7 +52,7 @@ import { randomBytes } from 'node:crypto';
 import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
 import { channel } from '../core/diagnostics.js';
 import {
-  CancelledError,
+  CanceledError,
   CapacityError,
   ClosedError,
   GoneError,
@@ -61,6 +61,7 @@ import {
   InvalidStateError,
   NotFoundError,
   TimeoutError,
+  ErrorCodes,
 } from '../core/errors.js';
 import { assertJsonValue, parseJson } from '../core/json.js';
 import { Resource } from '../core/lifecycle.js';
@@ -93,7 +94,7 @@ export interface PollSnapshot<R = unknown> {
 export interface PollJobContext {
   /** The job's id. */
   readonly id: string;
-  /** Aborted when the job is cancelled, times out, or the registry closes; stop work then. */
+  /** Aborted when the job is canceled, times out, or the registry closes; stop work then. */
   readonly signal: AbortSignal;
   /**
    * Reports progress: a fraction from 0 to 1, or `{ done, total?, message? }`. A value equal to
@@ -172,7 +173,7 @@ export interface PollHandleOptions {
    */
   readonly concurrency?: number;
   /**
-   * Most jobs pending or running (including cancelled ones whose function has not returned yet).
+   * Most jobs pending or running (including canceled ones whose function has not returned yet).
    * @defaultValue 1000
    */
   readonly maxLiveJobs?: number;
@@ -215,7 +216,7 @@ export interface PollHandleOptions {
 }
 
 /** The `code` of the error a job fails with when its owner's lease ran out ({@link PollHandleOptions.leaseMs}). */
-export const WORKER_LOST = 'PB_ERR_WORKER_LOST';
+export const WORKER_LOST = ErrorCodes.WORKER_LOST;
 
 /** Counters reported by {@link PollHandle.stats}. */
 export interface PollHandleStats {
@@ -243,7 +244,7 @@ export interface PollHandleStats {
   readonly succeeded: number;
   /** Jobs that failed so far (timeouts included). */
   readonly failed: number;
-  /** Jobs cancelled so far. */
+  /** Jobs canceled so far. */
   readonly canceled: number;
   /** Outcomes expired so far. */
   readonly expired: number;
@@ -407,8 +408,8 @@ export class PollJob<R = unknown> {
    * Cancels the job if it has no outcome yet: it ends `canceled` now and its signal aborts with
    * `reason`.
    * @param reason - The abort reason the job function sees.
-   * @defaultValue `reason` is a {@link CancelledError}
-   * @returns `true` if this call cancelled it. With a store: `true` when the cancel was sent (the
+   * @defaultValue `reason` is a {@link CanceledError}
+   * @returns `true` if this call canceled it. With a store: `true` when the cancel was sent (the
    *   job was live as this registry knew it); {@link PollHandle.cancelJob} tells for sure.
    */
   cancel(reason?: unknown): boolean {
@@ -859,7 +860,7 @@ export class PollHandle extends Resource {
     }
     const controller = rec.controller;
     this.#finish(rec, 'canceled', undefined, undefined);
-    controller?.abort(reason ?? new CancelledError(`Job ${rec.id} was canceled`));
+    controller?.abort(reason ?? new CanceledError(`Job ${rec.id} was canceled`));
     return true;
   }
 
@@ -918,7 +919,7 @@ export class PollHandle extends Resource {
     this.#invoke(rec, fn, controller);
   }
 
-  /** With a store: the job runs once the store has it `running` (it may have been cancelled meanwhile). */
+  /** With a store: the job runs once the store has it `running` (it may have been canceled meanwhile). */
   #runShared(rec: JobRecord, store: JobStore): void {
     const fn = rec.fn!;
     this.#inFlight++; // the slot is held while the store answers
@@ -1020,7 +1021,7 @@ export class PollHandle extends Resource {
       problem = `the result is not JSON-serializable: ${errorMessage(error)}`;
     }
     if (problem !== undefined || json === undefined) {
-      return { kind: 'failed', error: { name: 'InvalidResultError', code: 'PB_ERR_INVALID_ARGUMENT', message: `Job ${rec.id} failed: ${problem}` } };
+      return { kind: 'failed', error: { name: 'InvalidResultError', code: ErrorCodes.INVALID_ARGUMENT, message: `Job ${rec.id} failed: ${problem}` } };
     }
     return { kind: 'succeeded', resultJson: json };
   }
@@ -1203,14 +1204,14 @@ export class PollHandle extends Resource {
       rec.wantProgress = undefined;
       rec.outcome = undefined;
       this.#keep(rec);
-      // Ended elsewhere (cancelled through another process, failed by a lease): stop the work here.
+      // Ended elsewhere (canceled through another process, failed by a lease): stop the work here.
       const controller = rec.controller;
       if (controller !== null && !controller.signal.aborted) {
         const error = rec.error;
         controller.abort(
           state === 'canceled'
-            ? (rec.cancelReason ?? new CancelledError(`Job ${rec.id} was canceled`))
-            : new CancelledError(`Job ${rec.id} ended ${state}${error === undefined ? '' : `: ${error.message}`}`),
+            ? (rec.cancelReason ?? new CanceledError(`Job ${rec.id} was canceled`))
+            : new CanceledError(`Job ${rec.id} ended ${state}${error === undefined ? '' : `: ${error.message}`}`),
         );
       }
       rec.cancelReason = undefined;

@@ -55,7 +55,7 @@
  * `PB_ERR_INVALID_STATE` with `Retry-After` while it is pending or running; `404`, `410` as above.
  *
  * `DELETE {basePath}/{id}` cancels: the job ends `canceled` at once and its `AbortSignal` aborts;
- * `200 OK` with the status (`canceled`, or the outcome it already had: cancelling a finished job
+ * `200 OK` with the status (`canceled`, or the outcome it already had: canceling a finished job
  * changes nothing). `404`, `410` as above.
  *
  * With a registry that shares its jobs through a store ({@link PollHandleOptions.store}, such as

@@ -4,7 +4,7 @@
  *
  * Without a store a `PollHandle` keeps its jobs in its own memory, and only its own process can
  * read them. With one (`new PollHandle({ store })`), the store is the authority on every job's
- * state: a job started by one process can be read, awaited (`Prefer: wait`) and cancelled through
+ * state: a job started by one process can be read, awaited (`Prefer: wait`) and canceled through
  * any other that shares the store, idempotency keys are shared, and a process that dies has its
  * running jobs failed once its lease runs out. `patchbay/redis` has the Redis one
  * (`RedisJobStore`).

@@ -10,7 +10,8 @@
 import { type Clock, realClock } from '../core/clock.js';
 import { ClosedError } from '../core/errors.js';
 import * as check from '../core/validate.js';
-import { type Cursor, formatId, InvalidCursorError, Message, type MessageHeaders, newEpoch } from './message.js';
+import { InvalidCursorError } from '../core/errors.js';
+import { type Cursor, formatId, Message, type MessageHeaders, newEpoch } from './message.js';
 import { type LogRead, MessageLog, type MessageLogLimits, resolveLimits } from './message-log.js';
 import { matchTokens } from './topic.js';
 

@@ -23,7 +23,7 @@ export {
   type SubscribeOptions,
 } from './broker.js';
 export { MemoryBackend, type Backend, type BackendRead, type BackendStats, type MemoryBackendOptions, type PublishRecord } from './backend.js';
-export { InvalidCursorError, Message, parseCursor, type Cursor, type MessageHeaders } from './message.js';
+export { Message, parseCursor, type Cursor, type MessageHeaders } from './message.js';
 export { MessageLog, type LogRead, type MessageLogLimits } from './message-log.js';
 export { pubsubChannels, Subscription, type OverflowPolicy, type SubscriptionStats } from './subscription.js';
 export type { TopicTarget } from './target.js';

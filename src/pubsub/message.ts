@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { PatchbayError, ErrorCodes, type PatchbayErrorOptions } from '../core/errors.js';
+import { InvalidCursorError } from '../core/errors.js';
 import { describe } from '../core/validate.js';
 
 /** Header names and values carried with a message. */
@@ -41,15 +41,6 @@ export class Message<T = unknown> {
     this.headers = headers;
     this._size = size;
     this._time = time;
-  }
-}
-
-/** A cursor or id that is malformed, or that no log of this backend can have issued. Code `PB_ERR_INVALID_CURSOR`. */
-export class InvalidCursorError extends PatchbayError {
-  /** @internal */
-  static override readonly brand: string = 'InvalidCursorError';
-  constructor(message: string, options?: PatchbayErrorOptions) {
-    super(ErrorCodes.INVALID_CURSOR, message, options);
   }
 }
 

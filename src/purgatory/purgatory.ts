@@ -1,12 +1,12 @@
 /**
  * The purgatory: delayed operations that wait on keys until their condition holds, their
- * deadline passes, or they are cancelled. Modelled on Kafka's `DelayedOperationPurgatory`,
+ * deadline passes, or they are canceled. Modelled on Kafka's `DelayedOperationPurgatory`,
  * redesigned for one JS thread.
  *
  * ## Life of an operation
  *
  * `idle` → (`tryCompleteElseWatch`) → `waiting` → exactly one of `completed`, `expired`,
- * `cancelled`. `tryCompleteElseWatch` checks the condition, registers the operation on every
+ * `canceled`. `tryCompleteElseWatch` checks the condition, registers the operation on every
  * key, checks again (Kafka's last completion check, so a condition that turned true during
  * registration is never lost), then schedules the deadline on a {@link TimingWheel}. Every way out
  * goes through one function that sets the terminal state first, unlinks the operation from the
@@ -32,7 +32,7 @@
 import { onAbort, abortReason } from '../core/abort.js';
 import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
 import { channel } from '../core/diagnostics.js';
-import { CancelledError, ClosedError, InvalidArgumentError, InvalidStateError } from '../core/errors.js';
+import { CanceledError, ClosedError, InvalidArgumentError, InvalidStateError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
 import { MAX_TICK, TimerEntry, TimingWheel } from './timing-wheel.js';
@@ -42,7 +42,7 @@ const PENDING = 1;
 const WAITING = 2;
 const COMPLETED = 3;
 const EXPIRED = 4;
-const CANCELLED = 5;
+const CANCELED = 5;
 
 const IN_TRY = 1;
 const FORCED = 2;
@@ -54,11 +54,11 @@ const aborts = new WeakMap<DelayedOperation, Disposable>();
 
 /**
  * Where a {@link DelayedOperation} is in its life: `idle` until watched, `waiting`, then exactly
- * one of `completed`, `expired` or `cancelled`.
+ * one of `completed`, `expired` or `canceled`.
  */
-export type OperationState = 'idle' | 'waiting' | 'completed' | 'expired' | 'cancelled';
+export type OperationState = 'idle' | 'waiting' | 'completed' | 'expired' | 'canceled';
 
-const STATE_NAMES: readonly OperationState[] = ['idle', 'waiting', 'waiting', 'completed', 'expired', 'cancelled'];
+const STATE_NAMES: readonly OperationState[] = ['idle', 'waiting', 'waiting', 'completed', 'expired', 'canceled'];
 
 /** One (operation, key) link in a key's watcher list. */
 class WatchNode {
@@ -163,9 +163,9 @@ export abstract class DelayedOperation extends TimerEntry {
   onExpiration(): void {}
 
   /**
-   * Runs once when the operation is cancelled (by key, by its signal, or by the purgatory
+   * Runs once when the operation is canceled (by key, by its signal, or by the purgatory
    * closing); neither `onComplete` nor `onExpiration` runs then.
-   * @param reason - Why: the signal's reason, a {@link CancelledError}, or a {@link ClosedError}.
+   * @param reason - Why: the signal's reason, a {@link CanceledError}, or a {@link ClosedError}.
    */
   onCancel(reason: unknown): void {
     void reason;
@@ -195,7 +195,7 @@ export type WaitOutcome = 'completed' | 'expired';
 
 /** Options for {@link Purgatory.wait}. */
 export interface WaitOptions {
-  /** How long to wait, in ms: `<= 0` checks once, `Infinity` waits until woken or cancelled. */
+  /** How long to wait, in ms: `<= 0` checks once, `Infinity` waits until woken or canceled. */
   readonly timeoutMs: number;
   /** Aborting it rejects the wait with the signal's reason and removes it at once. */
   readonly signal?: AbortSignal;
@@ -266,8 +266,8 @@ export interface PurgatoryStats {
   readonly completed: number;
   /** Operations expired at their deadline so far. */
   readonly expired: number;
-  /** Operations cancelled so far (by key, signal, callback error or close). */
-  readonly cancelled: number;
+  /** Operations canceled so far (by key, signal, callback error or close). */
+  readonly canceled: number;
   /** Whether the one driving timer is armed. */
   readonly timerArmed: boolean;
 }
@@ -278,7 +278,7 @@ export const purgatoryChannels = {
   complete: channel('purgatory', 'complete'),
   /** `{ purgatory, operation, latenessMs }` when an operation expires. */
   expire: channel('purgatory', 'expire'),
-  /** `{ purgatory, operation, reason }` when an operation is cancelled. */
+  /** `{ purgatory, operation, reason }` when an operation is canceled. */
   cancel: channel('purgatory', 'cancel'),
   /** `{ purgatory, operation, error }` when an operation's callback throws. */
   error: channel('purgatory', 'error'),
@@ -339,7 +339,7 @@ export class Purgatory extends Resource {
   readonly #ref: boolean;
   readonly #onError: ((error: unknown, operation: DelayedOperation) => void) | undefined;
   #timer: ClockTimer | null = null;
-  #cancelledByKey: CancelledError | undefined;
+  #canceledByKey: CanceledError | undefined;
   #armedTick = Infinity;
   #draining = false;
   #seq = 0;
@@ -347,7 +347,7 @@ export class Purgatory extends Resource {
   #watched = 0;
   #completed = 0;
   #expired = 0;
-  #cancelled = 0;
+  #canceled = 0;
 
   /**
    * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) on an invalid option.
@@ -377,7 +377,7 @@ export class Purgatory extends Resource {
    * true meanwhile is not lost).
    *
    * An operation whose timeout is `<= 0` and whose condition does not hold expires before this
-   * returns. One whose signal already aborted is cancelled before this returns.
+   * returns. One whose signal already aborted is canceled before this returns.
    *
    * @param op - A new operation (operations are single-use).
    * @param keys - One key or a non-empty list of keys (duplicates are ignored).
@@ -400,7 +400,7 @@ export class Purgatory extends Resource {
     op._state = PENDING;
     const signal = (op._try & HAS_SIGNAL) !== 0 ? op.signal : undefined;
     if (signal?.aborted) {
-      this.#end(op, CANCELLED, abortReason(signal));
+      this.#end(op, CANCELED, abortReason(signal));
       return false;
     }
     if (this.#check(op) || this.#ended(op)) return op._state === COMPLETED;
@@ -414,7 +414,7 @@ export class Purgatory extends Resource {
     op._state = WAITING;
     // The signal may have aborted from inside tryComplete, before a listener could see it.
     if (signal?.aborted) {
-      this.#end(op, CANCELLED, abortReason(signal));
+      this.#end(op, CANCELED, abortReason(signal));
       return false;
     }
 
@@ -431,17 +431,17 @@ export class Purgatory extends Resource {
       if (fireTick <= this.#wheel.elapsed) this.#scheduleDrain();
       else if (!this.#draining && fireTick < this.#armedTick) this.#arm(fireTick);
     }
-    if (signal !== undefined) aborts.set(op, onAbort(signal, (reason) => this.#end(op, CANCELLED, reason)));
+    if (signal !== undefined) aborts.set(op, onAbort(signal, (reason) => this.#end(op, CANCELED, reason)));
     return false;
   }
 
   /**
    * After a `tryComplete` call during watching: true if the op has ended. An op whose
-   * `tryComplete` closed the purgatory is cancelled here, as close() could not see it yet.
+   * `tryComplete` closed the purgatory is canceled here, as close() could not see it yet.
    */
   #ended(op: DelayedOperation): boolean {
     if (op._state === PENDING && this.closed) {
-      this.#end(op, CANCELLED, new ClosedError(`Purgatory ${JSON.stringify(this.name)} was closed`));
+      this.#end(op, CANCELED, new ClosedError(`Purgatory ${JSON.stringify(this.name)} was closed`));
     }
     return op._state !== PENDING;
   }
@@ -476,7 +476,7 @@ export class Purgatory extends Resource {
   /**
    * Completes `op` now if it is still waiting here, whatever its condition says. Called from the
    * operation's own `tryComplete`, the completion happens right after `tryComplete` returns
-   * (unless the operation is cancelled before then: cancellation wins).
+   * (unless the operation is canceled before then: cancellation wins).
    *
    * @returns `true` if the operation completed (or will, as just described).
    */
@@ -494,12 +494,12 @@ export class Purgatory extends Resource {
    * Cancels one waiting operation: it leaves every key and the wheel, and its `onCancel` runs.
    *
    * @param reason - Passed to `onCancel` (a promise from {@link Purgatory.wait} rejects with it).
-   * @defaultValue `reason` is a {@link CancelledError}
-   * @returns `true` if the operation was waiting here and is now cancelled.
+   * @defaultValue `reason` is a {@link CanceledError}
+   * @returns `true` if the operation was waiting here and is now canceled.
    */
   cancel(op: DelayedOperation, reason?: unknown): boolean {
     if (op._owner !== this || (op._state !== WAITING && op._state !== PENDING)) return false;
-    this.#end(op, CANCELLED, reason ?? new CancelledError('The operation was cancelled'));
+    this.#end(op, CANCELED, reason ?? new CanceledError('The operation was canceled'));
     return true;
   }
 
@@ -508,8 +508,8 @@ export class Purgatory extends Resource {
    * without completing it (Kafka's `cancelForKey`).
    *
    * @param reason - Passed to each `onCancel`.
-   * @defaultValue `reason` is a {@link CancelledError} (one instance, shared)
-   * @returns The operations cancelled, in watch order; empty for an unknown key.
+   * @defaultValue `reason` is a {@link CanceledError} (one instance, shared)
+   * @returns The operations canceled, in watch order; empty for an unknown key.
    * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) when `key` is not a string.
    */
   cancelForKey(key: string, reason?: unknown): DelayedOperation[] {
@@ -521,15 +521,15 @@ export class Purgatory extends Resource {
     const ops: DelayedOperation[] = [];
     for (let node = list.head; node !== null; node = node.next) ops.push(node.op);
     // One shared error by default: building one (and its stack) per call would cost more than the cancel.
-    const why = reason ?? (this.#cancelledByKey ??= new CancelledError('The operation was cancelled by cancelForKey()'));
-    const cancelled: DelayedOperation[] = [];
+    const why = reason ?? (this.#canceledByKey ??= new CanceledError('The operation was canceled by cancelForKey()'));
+    const canceled: DelayedOperation[] = [];
     for (const op of ops) {
       if (op._state === WAITING || op._state === PENDING) {
-        this.#end(op, CANCELLED, why);
-        cancelled.push(op);
+        this.#end(op, CANCELED, why);
+        canceled.push(op);
       }
     }
-    return cancelled;
+    return canceled;
   }
 
   /**
@@ -537,7 +537,7 @@ export class Purgatory extends Resource {
    *
    * @returns `'completed'` when the condition held (or, without one, when a key was checked),
    *   `'expired'` when the timeout passed first.
-   * @throws (rejects) the signal's reason when aborted; {@link CancelledError} when cancelled by
+   * @throws (rejects) the signal's reason when aborted; {@link CanceledError} when canceled by
    *   key; {@link ClosedError} (`PB_ERR_CLOSED`) when the purgatory is or gets closed;
    *   {@link InvalidArgumentError} for bad keys or options; whatever `tryComplete` throws.
    */
@@ -579,7 +579,7 @@ export class Purgatory extends Resource {
       timed: this.#wheel.size,
       completed: this.#completed,
       expired: this.#expired,
-      cancelled: this.#cancelled,
+      canceled: this.#canceled,
       timerArmed: this.#timer !== null,
     };
   }
@@ -628,7 +628,7 @@ export class Purgatory extends Resource {
       for (let node = list.head; node !== null; node = node.next) ops.push(node.op);
     }
     for (const op of ops) {
-      if (op._state === WAITING || op._state === PENDING) this.#end(op, CANCELLED, reason);
+      if (op._state === WAITING || op._state === PENDING) this.#end(op, CANCELED, reason);
     }
   }
 
@@ -661,7 +661,7 @@ export class Purgatory extends Resource {
       ok = op.tryComplete() === true;
     } catch (error) {
       op._try &= HAS_SIGNAL;
-      if (op._state === WAITING || op._state === PENDING) this.#end(op, CANCELLED, error);
+      if (op._state === WAITING || op._state === PENDING) this.#end(op, CANCELED, error);
       return false;
     }
     const forced = (op._try & FORCED) !== 0;
@@ -708,7 +708,7 @@ export class Purgatory extends Resource {
       this.#call(op, 0, undefined);
       this.#call(op, 1, undefined);
     } else {
-      this.#cancelled++;
+      this.#canceled++;
       if (purgatoryChannels.cancel.hasSubscribers) {
         purgatoryChannels.cancel.publish({ purgatory: this, operation: op, reason });
       }

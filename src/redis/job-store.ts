@@ -1,6 +1,6 @@
 /**
  * {@link RedisJobStore}: the jobs of {@link PollHandle}s shared through Redis, so a job started by
- * one process is read, awaited and cancelled through any other.
+ * one process is read, awaited and canceled through any other.
  *
  * ## What lives where
  *

@@ -52,7 +52,7 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { Cluster, type ClusterNode, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
-import { ClosedError, InvalidArgumentError, UnavailableError } from '../core/errors.js';
+import { ClosedError, InvalidArgumentError, InvalidCursorError, UnavailableError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
 import {
@@ -60,7 +60,6 @@ import {
   type BackendRead,
   type BackendStats,
   type Cursor,
-  InvalidCursorError,
   Message,
   MessageLog,
   matchTokens,

@@ -1147,7 +1147,7 @@ export class SidecarChannel extends Resource {
       case Kind.REPLY:
       case Kind.ERROR: {
         const pending = this.#pending.get(m[1]);
-        if (pending === undefined) return; // timed out or cancelled meanwhile
+        if (pending === undefined) return; // timed out or canceled meanwhile
         this.#settleRequest(pending);
         if (m[0] === Kind.REPLY) pending.resolve(m[2]);
         else pending.reject(new RemoteError(m[3], { remoteCode: m[2] }));
@@ -1172,7 +1172,7 @@ export class SidecarChannel extends Resource {
         return;
       }
       case Kind.CANCEL:
-        conn.handling.get(m[1])?.abort(new TimeoutError('The requester cancelled the request'));
+        conn.handling.get(m[1])?.abort(new TimeoutError('The requester canceled the request'));
         return;
       case Kind.BYE:
         this.#events.emit('bye');

@@ -71,7 +71,7 @@ import {
   UnavailableError,
 } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
-import { errorStatus, requestUrl, sendError } from '../http/index.js';
+import { codeForStatus, errorStatus, requestUrl, sendError } from '../http/index.js';
 import type { PollHandle, PollJobContext } from '../poll/index.js';
 import { LedgerFileStore, UploadLedger } from './ledger.js';
 
@@ -334,7 +334,7 @@ export class UploadHandler<R = unknown> extends Resource {
         }
         const status = (err as { status_code?: unknown }).status_code;
         if (typeof status !== 'number' || !Number.isInteger(status) || status < 400 || status > 599) {
-          return { status_code: 500, body: JSON.stringify({ error: { code: 'PB_ERR_INTERNAL', message: 'The upload failed on the server' } }) };
+          return { status_code: 500, body: JSON.stringify({ error: { code: ErrorCodes.INTERNAL, message: 'The upload failed on the server' } }) };
         }
         // tus's own refusals are fixed texts; a 5xx Error from elsewhere may carry internals.
         const text = status >= 500 && err instanceof Error ? undefined : (err as { body?: unknown }).body;
@@ -673,18 +673,3 @@ function jsonError(error: PatchbayError): string {
   return JSON.stringify({ error: { code: error.code, message: error.message } });
 }
 
-const CODE_FOR_STATUS: Readonly<Record<number, string>> = {
-  403: ErrorCodes.FORBIDDEN,
-  404: ErrorCodes.NOT_FOUND,
-  405: ErrorCodes.METHOD_NOT_ALLOWED,
-  410: ErrorCodes.GONE,
-  413: ErrorCodes.BODY_TOO_LARGE,
-  415: ErrorCodes.UNSUPPORTED_MEDIA_TYPE,
-  503: ErrorCodes.UNAVAILABLE,
-};
-
-/** The code of a tus protocol answer: 409 (offset), 412 (version), 400 (headers) and the rest are protocol errors. */
-function codeForStatus(status: number): string {
-  if (status >= 500 && status !== 503) return 'PB_ERR_INTERNAL';
-  return CODE_FOR_STATUS[status] ?? ErrorCodes.PROTOCOL;
-}

@@ -40,7 +40,7 @@
  *
  * @module
  */
-import { BodyTooLargeError, PatchbayError, ProtocolError } from '../core/errors.js';
+import { BodyTooLargeError, ErrorCodes, PatchbayError, ProtocolError } from '../core/errors.js';
 import { DEFAULT_MAX_JSON_DEPTH, parseJson } from '../core/json.js';
 
 /** The subprotocol name of this protocol's version, for `Sec-WebSocket-Protocol`. */
@@ -384,7 +384,7 @@ export function subscribedFrame(sid: string, cursor: string, replayed: number, r
 export function unsubscribedFrame(sid: string, ref: WsRef | undefined, error?: unknown): string {
   let why = '';
   if (error instanceof PatchbayError) why = `,"code":${q(error.code)},"message":${q(error.message)}`;
-  else if (error !== undefined) why = ',"code":"PB_ERR_INTERNAL","message":"Internal server error"';
+  else if (error !== undefined) why = `,"code":"${ErrorCodes.INTERNAL}","message":"Internal server error"`;
   return withRef(`{"type":"unsubscribed","sid":${q(sid)}${why}`, ref);
 }
 
@@ -415,7 +415,7 @@ export function overflowGapFrame(sid: string, dropped: number): string {
  */
 export function errorFrame(error: unknown, ref: WsRef | undefined, sid: string | undefined, message?: string): string {
   const known = error instanceof PatchbayError;
-  const code = known ? error.code : 'PB_ERR_INTERNAL';
+  const code = known ? error.code : ErrorCodes.INTERNAL;
   message ??= known ? error.message : 'Internal server error';
   return withRef(`{"type":"error","code":${q(code)},"message":${q(message)}${sid === undefined ? '' : `,"sid":${q(sid)}`}`, ref);
 }

@@ -23,7 +23,7 @@ import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
-import { ClosedError, ForbiddenError, InvalidArgumentError, InvalidStateError, MethodNotAllowedError, NotFoundError, PatchbayError, ProtocolError } from '../core/errors.js';
+import { ClosedError, ErrorCodes, ForbiddenError, InvalidArgumentError, InvalidStateError, MethodNotAllowedError, NotFoundError, PatchbayError, ProtocolError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
 import { checkMaxDepth, DEFAULT_MAX_JSON_DEPTH } from '../core/json.js';
@@ -587,7 +587,7 @@ function refuseUpgrade(socket: Duplex, error: unknown, headers: Readonly<Record<
   }
   const known = error instanceof PatchbayError;
   const status = known ? (errorStatus[error.code] ?? 500) : 500;
-  const body = JSON.stringify({ error: known ? { code: error.code, message: error.message } : { code: 'PB_ERR_INTERNAL', message: 'Internal server error' } });
+  const body = JSON.stringify({ error: known ? { code: error.code, message: error.message } : { code: ErrorCodes.INTERNAL, message: 'Internal server error' } });
   const extra: Record<string, string> = { ...headers };
   if (error instanceof MethodNotAllowedError) extra['Allow'] = error.allow.join(', ');
   const lines = [

@@ -219,7 +219,7 @@ describe('serveNode: the client going away, failures', () => {
     expect((await serveNode(new Request(url, { signal: AbortSignal.abort() }), () => undefined)).status).toBe(499);
   });
 
-  it('cancelling the streamed body closes the response', async () => {
+  it('canceling the streamed body closes the response', async () => {
     let out!: ServerResponse;
     const res = await serveNode(new Request(url), (_req, o) => {
       out = o;

@@ -178,7 +178,7 @@ describe.skipIf(!HAS_CHROMIUM && !IN_CI)('the demo page in Chromium, every patte
     await shot('push', 'push');
   });
 
-  it('a job: progress to the end, then one cancelled mid-way (DELETE reaches the server)', async () => {
+  it('a job: progress to the end, then one canceled mid-way (DELETE reaches the server)', async () => {
     await page.fill('#steps', '4');
     await page.fill('#stepMs', '150');
     await page.click('#job-start');

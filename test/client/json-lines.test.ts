@@ -355,7 +355,7 @@ describe('jsonLinesResponse (web form)', () => {
     expect(rest.end).toEqual({ count: 1000, next: 1005 });
   });
 
-  it('cancelling the body stops the source', async () => {
+  it('canceling the body stops the source', async () => {
     let finallyRan = false;
     const response = jsonLinesResponse(
       (async function* () {

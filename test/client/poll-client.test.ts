@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CancelledError, HttpStatusError, JobFailedError, ManualClock, PollClient } from '../../src/client/index.js';
+import { CanceledError, HttpStatusError, JobFailedError, ManualClock, PollClient } from '../../src/client/index.js';
 import { PollHandle, type PollHandleOptions, PollHandler, type PollHandlerOptions, type PollJobContext } from '../../src/index.js';
 import { until } from '../helpers.js';
 
@@ -175,14 +175,14 @@ describe('PollClient', () => {
     expect(clock.pendingTimers).toBe(0);
   });
 
-  it('a job cancelled by someone else rejects with CancelledError', async () => {
+  it('a job canceled by someone else rejects with CanceledError', async () => {
     const r = await rig();
     const client = new PollClient({ baseUrl: r.base });
     const ref = await client.start('/jobs', { hang: true });
     const waiting = client.wait(ref).catch((e: unknown) => e);
     await until(() => r.held() === 1, 'a held status read');
     await client.cancel(ref);
-    expect(await waiting).toBeInstanceOf(CancelledError);
+    expect(await waiting).toBeInstanceOf(CanceledError);
   });
 
   it('retries a start whose answer was lost with the same Idempotency-Key, and gets the same job', async () => {

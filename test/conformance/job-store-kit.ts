@@ -137,11 +137,11 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
       await until(() => A.stats().inFlight === 0, 'the function to return');
       expect((await B.lookup(job.id)).state).toBe('canceled');
       expect(A.stats()).toMatchObject({ canceled: 1, succeeded: 0, running: 0 });
-      // Cancelling an ended job changes nothing.
+      // Canceling an ended job changes nothing.
       expect((await A.cancelJob(job.id)).version).toBe(snapshot.version);
     });
 
-    it('a pending job cancelled through B never runs on A', async () => {
+    it('a pending job canceled through B never runs on A', async () => {
       const { A, B } = await setup({ concurrency: 1 });
       const first = controlled();
       const second = controlled();
@@ -363,7 +363,7 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
           await until(() => end !== undefined, `an outcome after ${JSON.stringify(steps)} (job ${JSON.stringify(job.snapshot())})`, 3000);
           if (end === undefined) return;
           expect(['succeeded', 'failed', 'canceled']).toContain(end.state);
-          c.result.resolve('late'); // a cancelled function that ignored its signal returns at last
+          c.result.resolve('late'); // a canceled function that ignored its signal returns at last
           await until(() => A.stats().inFlight === 0, 'the function to return');
           const onB = (await B.lookup(job.id)).snapshot();
           expect(onB).toEqual(job.snapshot());

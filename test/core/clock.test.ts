@@ -26,7 +26,7 @@ describe('ManualClock', () => {
     expect(seen).toEqual([5, 10]);
   });
 
-  it('cancel removes a timer; cancelling twice is harmless', () => {
+  it('cancel removes a timer; canceling twice is harmless', () => {
     const clock = new ManualClock();
     const t = clock.setTimer(() => expect.unreachable(), 1);
     expect(clock.pendingTimers).toBe(1);

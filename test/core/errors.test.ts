@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
@@ -10,9 +11,25 @@ import * as api from '../../src/index.js';
 describe('docs/errors.md', () => {
   const doc = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
   const rows = [...doc.matchAll(/^\| `(PB_ERR_[A-Z_]+)` \| `(\w+)` \|/gm)].map((m) => [m[1]!, m[2]!] as const);
+  // Codes no thrown class carries (a server's own failure, a job lost with its worker).
+  const classless = [...doc.matchAll(/^\| `(PB_ERR_[A-Z_]+)` \| \(/gm)].map((m) => m[1]!);
 
   it('lists exactly the codes of ErrorCodes', () => {
-    expect(rows.map(([code]) => code).sort()).toEqual(Object.values(ErrorCodes).sort());
+    expect([...rows.map(([code]) => code), ...classless].sort()).toEqual(Object.values(ErrorCodes).sort());
+    expect(classless.sort()).toEqual([ErrorCodes.INTERNAL, ErrorCodes.WORKER_LOST]);
+  });
+
+  it('has no PB_ERR_ string literal outside src/core/errors.ts (every code is written once)', () => {
+    const offenders: string[] = [];
+    for (const file of readdirSync(new URL('../../src', import.meta.url), { recursive: true, encoding: 'utf8' })) {
+      if (!file.endsWith('.ts') || file === join('core', 'errors.ts')) continue;
+      const lines = readFileSync(new URL(`../../src/${file}`, import.meta.url), 'utf8').split('\n');
+      lines.forEach((line, i) => {
+        if (/^\s*(\*|\/\/)/.test(line)) return; // prose
+        if (/['"]PB_ERR_[A-Z_]+['"]/.test(line)) offenders.push(`${file}:${i + 1}`);
+      });
+    }
+    expect(offenders).toEqual([]);
   });
 
   it('names, for each code, the class that carries it', () => {

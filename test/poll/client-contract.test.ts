@@ -6,7 +6,7 @@ import http, { type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PollClient, type JobStatus } from '../../src/client/index.js';
-import { CancelledError, JobFailedError, ManualClock, PollHandle, PollHandler, type PollJobContext, type PollResultMode } from '../../src/index.js';
+import { CanceledError, JobFailedError, ManualClock, PollHandle, PollHandler, type PollJobContext, type PollResultMode } from '../../src/index.js';
 import { until } from '../helpers.js';
 
 interface Rig {
@@ -113,9 +113,9 @@ describe.each<PollResultMode>(['inline', 'redirect'])('PollClient against PollHa
     const ac = new AbortController();
     const result = client.run('/jobs', { steps: 5 }, { signal: ac.signal }).catch((e: unknown) => e);
     await until(() => r.contexts.length === 1 && r.handler.stats().held === 1, 'a held read');
-    ac.abort(new CancelledError('the user left'));
-    expect(await result).toBeInstanceOf(CancelledError);
-    await until(() => r.jobs.stats().canceled === 1, 'the job to be cancelled on the server');
+    ac.abort(new CanceledError('the user left'));
+    expect(await result).toBeInstanceOf(CanceledError);
+    await until(() => r.jobs.stats().canceled === 1, 'the job to be canceled on the server');
     expect(r.contexts[0]!.signal.aborted).toBe(true);
     await until(() => r.handler.stats().held === 0, 'no held read left');
   });

@@ -105,7 +105,7 @@ describe('PollHandle properties', () => {
             expect(order).toEqual([...order].sort((x, y) => x - y));
             expect(seen[i]!.filter((s) => ORDER[s] === 2)).toHaveLength(1);
             const plan = plans[i]!;
-            // A job cancelled while pending never runs; one that ran synchronously ended with it.
+            // A job canceled while pending never runs; one that ran synchronously ended with it.
             if (contexts[i] === undefined) expect(finishes[0]!.state).toBe('canceled');
             else if (plan.behaviour === 'return-sync') expect(seen[i]).toContain('succeeded');
             else if (plan.behaviour === 'throw-sync') expect(seen[i]).toContain('failed');

@@ -204,7 +204,7 @@ describe('PollHandle: cancel and timeout', () => {
     expect(jobs.stats()).toMatchObject({ inFlight: 0, canceled: 1, succeeded: 0 });
   });
 
-  it('keeps a concurrency slot until a cancelled function returns (cancellation is cooperative)', async () => {
+  it('keeps a concurrency slot until a canceled function returns (cancellation is cooperative)', async () => {
     const { jobs } = registry({ concurrency: 1 });
     const a = controlled();
     const b = controlled();

@@ -1,6 +1,6 @@
 /**
  * P7, the garbage-collection half (research/purgatory.md §1.6, KAFKA-664 / KAFKA-19763): once an
- * operation has ended (completed, forced, expired, cancelled by key, by its signal, by cancel(),
+ * operation has ended (completed, forced, expired, canceled by key, by its signal, by cancel(),
  * by close(), or by a throwing tryComplete), the purgatory holds no reference to it, so it is
  * collected while the purgatory (and the caller's AbortController) live on. A waiting operation,
  * on the other hand, is held: the control case that shows the check can see a leak.
@@ -109,7 +109,7 @@ const scenarios: Record<string, (w: World) => WeakRef<object>> = {
     const op = new Op(5000, own.signal);
     p.tryCompleteElseWatch(op, ['a', 'b']);
     own.abort(new Error('client went away'));
-    expect(op.state).toBe('cancelled');
+    expect(op.state).toBe('canceled');
     return new WeakRef(op);
   },
   'tryComplete threw': ({ p, controller }) => {
@@ -117,7 +117,7 @@ const scenarios: Record<string, (w: World) => WeakRef<object>> = {
     p.tryCompleteElseWatch(op, ['a', 'b']);
     (op as { completable: boolean | null }).completable = null;
     p.checkAndComplete('a');
-    expect(op.state).toBe('cancelled');
+    expect(op.state).toBe('canceled');
     return new WeakRef(op);
   },
   'wait() resolved': ({ p, controller }) => {

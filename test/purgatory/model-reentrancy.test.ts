@@ -16,7 +16,7 @@
  *   waiting when it returns, was visited (no lost wake-up);
  * - return values: checkAndComplete counts exactly the ops it completed, tryCompleteElseWatch is
  *   true exactly when its own call completed the op, cancelForKey returns exactly the ops it
- *   cancelled, in watch order;
+ *   canceled, in watch order;
  * - after each top-level command: checkInvariants(), exact counters, one timer iff timed ops,
  *   nothing overdue left waiting, nothing waiting after close (P7, P8, P16).
  *
@@ -97,7 +97,7 @@ interface ReRec {
   watchDone: boolean;
   watchedAt: number;
   completedBy: number | undefined;
-  cancelledBy: number | undefined;
+  canceledBy: number | undefined;
   readonly calls: CallRecord[];
 }
 
@@ -173,7 +173,7 @@ class ScriptedOp extends DelayedOperation {
 
   override onCancel(reason: unknown): void {
     const { h, rec } = this;
-    rec.cancelledBy = h.top().id;
+    rec.canceledBy = h.top().id;
     this.#record('cancel', reason);
     h.act(rec, rec.spec.hooks.cancel);
   }
@@ -299,7 +299,7 @@ class Harness {
       watchDone: false,
       watchedAt: this.clock.now(),
       completedBy: undefined,
-      cancelledBy: undefined,
+      canceledBy: undefined,
       calls: [],
     };
     op.rec = rec;
@@ -355,12 +355,12 @@ class Harness {
     const returned = this.p.cancelForKey(key);
     this.#pop(frame);
     const recs = returned.map((op) => (op as ScriptedOp).rec);
-    const cancelledHere = this.ops.filter((r) => r.cancelledBy === frame.id);
-    if (recs.length !== cancelledHere.length || recs.some((r) => r.cancelledBy !== frame.id)) {
-      this.fail(`cancelForKey(${key}) returned ${recs.map((r) => r.id)}, cancelled ${cancelledHere.map((r) => r.id)}`);
+    const canceledHere = this.ops.filter((r) => r.canceledBy === frame.id);
+    if (recs.length !== canceledHere.length || recs.some((r) => r.canceledBy !== frame.id)) {
+      this.fail(`cancelForKey(${key}) returned ${recs.map((r) => r.id)}, canceled ${canceledHere.map((r) => r.id)}`);
     }
     if (recs.some((r, i) => i > 0 && r.linkOrder <= recs[i - 1]!.linkOrder)) this.fail(`cancelForKey(${key}) not in watch order`);
-    if (recs.some((r) => !atStart.includes(r))) this.fail(`cancelForKey(${key}) cancelled an op added meanwhile`);
+    if (recs.some((r) => !atStart.includes(r))) this.fail(`cancelForKey(${key}) canceled an op added meanwhile`);
     for (const rec of atStart) if (rec.op.state === 'waiting') this.fail(`cancelForKey(${key}) left #${rec.id} waiting`);
   }
 
@@ -388,7 +388,7 @@ class Harness {
     const returned = this.p.cancel(rec.op);
     this.#pop(frame);
     if (returned !== (before === 'waiting')) this.fail(`cancel(#${rec.id}) returned ${returned} in state ${before}`);
-    if (returned && rec.cancelledBy !== frame.id) this.fail(`cancel(#${rec.id}) returned true, op ${rec.op.state}`);
+    if (returned && rec.canceledBy !== frame.id) this.fail(`cancel(#${rec.id}) returned true, op ${rec.op.state}`);
   }
 
   abort(rec: ReRec): void {
@@ -399,7 +399,7 @@ class Harness {
     this.#pop(frame);
     if (before === 'waiting' && rec.watchDone) {
       const call = rec.calls[0];
-      if (rec.cancelledBy !== frame.id || call?.reason !== rec.abortToken) this.fail(`abort of #${rec.id} did not cancel it with the reason`);
+      if (rec.canceledBy !== frame.id || call?.reason !== rec.abortToken) this.fail(`abort of #${rec.id} did not cancel it with the reason`);
     }
   }
 
@@ -422,7 +422,7 @@ class Harness {
       timed: stats.timed,
       completed: stats.completed,
       expired: stats.expired,
-      cancelled: stats.cancelled,
+      canceled: stats.canceled,
     }).toEqual({
       waiting: waiting.length,
       watched: waiting.reduce((n, r) => n + r.spec.keys.length, 0),
@@ -430,7 +430,7 @@ class Harness {
       timed,
       completed: count('completed'),
       expired: count('expired'),
-      cancelled: count('cancelled'),
+      canceled: count('canceled'),
     });
     expect(this.clock.pendingTimers).toBe(timed > 0 ? 1 : 0);
     expect(this.clock.pendingDeferred).toBe(0);
@@ -442,7 +442,7 @@ class Harness {
         waiting: [],
         completed: ['complete:completed'],
         expired: ['complete:expired', 'expire:expired'],
-        cancelled: ['cancel:cancelled'],
+        canceled: ['cancel:canceled'],
       }[rec.op.state];
       expect(shape, `callbacks of #${rec.id}`).toEqual(expected);
       expect(rec.op.scheduled).toBe(rec.op.state === 'waiting' && rec.spec.delay > 0 && rec.spec.delay !== Infinity);

@@ -13,7 +13,7 @@
  * - `checkAndComplete(k)` visits the ops waiting on `k` in watch order, and completes those whose
  *   condition holds (the default condition holds for any op that waits);
  * - `cancelForKey`, `cancel`, an abort, `close()` and `destroy()` cancel, and nothing else fires
- *   for a cancelled op.
+ *   for a canceled op.
  */
 import fc from 'fast-check';
 import { it } from 'vitest';
@@ -51,8 +51,8 @@ export interface WatchSpec {
   readonly throwAtWatch: 0 | 1 | 2;
 }
 
-export type Outcome = 'completed' | 'expired' | 'cancelled';
-/** Why an op was cancelled (or, for `refused`, why its watch threw). */
+export type Outcome = 'completed' | 'expired' | 'canceled';
+/** Why an op was canceled (or, for `refused`, why its watch threw). */
 export type ReasonKind = 'abort' | 'cancelForKey' | 'cancel' | 'closed' | 'destroyed' | 'threw';
 export type RefState = 'waiting' | Outcome | 'refused';
 
@@ -134,7 +134,7 @@ export class RefModel {
       timed: waiting.filter((op) => op.timed).length,
       completed: count('completed'),
       expired: count('expired'),
-      cancelled: count('cancelled'),
+      canceled: count('canceled'),
     };
   }
 
@@ -167,7 +167,7 @@ export class RefModel {
       return { ...this.#step(false, true), op };
     }
     if (spec.signal === 'pre-aborted') {
-      this.#end(op, 'cancelled', 'abort');
+      this.#end(op, 'canceled', 'abort');
       return { ...this.#step(false), op };
     }
     // First check, before registering: the default condition does not hold yet (not waiting).
@@ -203,7 +203,7 @@ export class RefModel {
     let completed = 0;
     for (const op of this.#onKey(key)) {
       this.#try(op);
-      if (op.throwNext && observable(op.spec.mode)) this.#end(op, 'cancelled', 'threw');
+      if (op.throwNext && observable(op.spec.mode)) this.#end(op, 'canceled', 'threw');
       else if (usesDefaultCondition(op.spec.mode) || op.completable) {
         this.#end(op, 'completed');
         completed++;
@@ -225,13 +225,13 @@ export class RefModel {
 
   cancelForKey(key: Key): RefStep<number[]> {
     const ops = this.#onKey(key);
-    for (const op of ops) this.#end(op, 'cancelled', 'cancelForKey');
+    for (const op of ops) this.#end(op, 'canceled', 'cancelForKey');
     return this.#step(ops.map((op) => op.id));
   }
 
   cancel(op: RefOp): RefStep<boolean> {
     if (op.state !== 'waiting') return this.#step(false);
-    this.#end(op, 'cancelled', 'cancel');
+    this.#end(op, 'canceled', 'cancel');
     return this.#step(true);
   }
 
@@ -244,7 +244,7 @@ export class RefModel {
   abort(op: RefOp): RefStep<undefined> {
     if (op.spec.signal === 'live' && !op.aborted) {
       op.aborted = true;
-      if (op.state === 'waiting') this.#end(op, 'cancelled', 'abort');
+      if (op.state === 'waiting') this.#end(op, 'canceled', 'abort');
     }
     return this.#step(undefined);
   }
@@ -253,7 +253,7 @@ export class RefModel {
     if (this.lifecycle === 'open') {
       this.lifecycle = kind === 'close' ? 'closed' : 'destroyed';
       const reason = kind === 'close' ? 'closed' : 'destroyed';
-      for (const op of this.waiting) this.#end(op, 'cancelled', reason);
+      for (const op of this.waiting) this.#end(op, 'canceled', reason);
     }
     return this.#step(undefined);
   }
@@ -265,7 +265,7 @@ export class RefModel {
 
   #threwAtWatch(op: RefOp): boolean {
     if (!observable(op.spec.mode) || op.tries !== op.spec.throwAtWatch) return false;
-    this.#end(op, 'cancelled', 'threw');
+    this.#end(op, 'canceled', 'threw');
     return true;
   }
 

@@ -5,7 +5,7 @@
  *
  * Properties checked after every command (numbers from §5):
  * - P1 exactly once: each op's callbacks are exactly [complete] / [complete, expire] / [cancel]
- *   (onExpiration right after onComplete; cancelled ops get neither); nothing fires later.
+ *   (onExpiration right after onComplete; canceled ops get neither); nothing fires later.
  * - P2/P3: an expiry happens at ceil((t + d) / tick) * tick exactly, checked both against the model
  *   and directly (never before t + d, less than one tick after; nothing overdue stays waiting).
  * - P4: delay <= 0 expires inside tryCompleteElseWatch, after the condition check.
@@ -26,7 +26,7 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
-  CancelledError,
+  CanceledError,
   ClosedError,
   DelayedOperation,
   ManualClock,
@@ -272,7 +272,7 @@ function reasonMatches(kind: ReasonKind | undefined, reason: unknown, rec: RealR
       return reason instanceof ClosedError && reason.code === 'PB_ERR_CLOSED';
     case 'cancel':
     case 'cancelForKey':
-      return reason instanceof CancelledError && reason.code === 'PB_ERR_CANCELLED';
+      return reason instanceof CanceledError && reason.code === 'PB_ERR_CANCELED';
     default:
       return false;
   }
@@ -287,8 +287,8 @@ function expectedCalls(op: RefOp): { cb: Callback; time: number; state: string }
         { cb: 'complete', time: op.endedAt, state: 'expired' },
         { cb: 'expire', time: op.endedAt, state: 'expired' },
       ];
-    case 'cancelled':
-      return [{ cb: 'cancel', time: op.endedAt, state: 'cancelled' }];
+    case 'canceled':
+      return [{ cb: 'cancel', time: op.endedAt, state: 'canceled' }];
     default:
       return [];
   }
@@ -318,7 +318,7 @@ function verify(m: RefModel, sys: RealSystem, mark: Mark, step: RefStep): void {
     timed: stats.timed,
     completed: stats.completed,
     expired: stats.expired,
-    cancelled: stats.cancelled,
+    canceled: stats.canceled,
   }).toEqual(c);
   expect(p.numDelayed()).toBe(c.waiting);
   expect(p.size).toBe(c.waiting);
@@ -360,7 +360,7 @@ function verify(m: RefModel, sys: RealSystem, mark: Mark, step: RefStep): void {
     expected.push({
       id: op.id,
       calls: expectedCalls(op),
-      reasonOk: op.state === 'cancelled' ? true : null,
+      reasonOk: op.state === 'canceled' ? true : null,
       state: op.state === 'refused' ? 'idle' : op.state,
       isDone: op.state !== 'waiting' && op.state !== 'refused',
       scheduled: op.state === 'waiting' && op.timed,
@@ -603,15 +603,15 @@ class CancelForKeyCmd extends BaseCmd {
     super();
   }
   apply(m: RefModel, sys: RealSystem): RefStep {
-    const cancelled = sys.purgatory.cancelForKey(this.key);
+    const canceled = sys.purgatory.cancelForKey(this.key);
     const step = m.cancelForKey(this.key);
     // The DelayedOperations returned, in watch order (wait() ops are PromiseOperations).
-    expect(cancelled.length).toBe(step.result.length);
-    cancelled.forEach((op, i) => {
+    expect(canceled.length).toBe(step.result.length);
+    canceled.forEach((op, i) => {
       const rec = sys.byOp.get(op);
       if (rec !== undefined) expect(rec.id).toBe(step.result[i]);
       else expect(isClassMode(m.ops[step.result[i]!]!.spec.mode)).toBe(false);
-      expect(op.state).toBe('cancelled');
+      expect(op.state).toBe('canceled');
     });
     return step;
   }

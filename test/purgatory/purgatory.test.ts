@@ -1,7 +1,7 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
-  CancelledError,
+  CanceledError,
   ClosedError,
   DelayedOperation,
   InvalidArgumentError,
@@ -113,7 +113,7 @@ describe('Purgatory (ports of Kafka DelayedOperationTest)', () => {
     purgatory.checkInvariants();
   });
 
-  it('shouldCancelForKeyReturningCancelledOperations: cancels without completing', () => {
+  it('shouldCancelForKeyReturningCanceledOperations: cancels without completing', () => {
     const { purgatory, clock } = setup();
     const a = new Op(10_000);
     const b = new Op(10_000);
@@ -121,14 +121,14 @@ describe('Purgatory (ports of Kafka DelayedOperationTest)', () => {
     purgatory.tryCompleteElseWatch(a, 'test1');
     purgatory.tryCompleteElseWatch(b, 'test1');
     purgatory.tryCompleteElseWatch(c, 'test2');
-    const cancelled = purgatory.cancelForKey('test1');
-    expect(cancelled).toEqual([a, b]);
+    const canceled = purgatory.cancelForKey('test1');
+    expect(canceled).toEqual([a, b]);
     expect(purgatory.numDelayed()).toBe(1);
     expect(purgatory.watched()).toBe(1);
-    expect(a.events).toEqual(['cancel:CancelledError']);
-    expect(a.state).toBe('cancelled');
+    expect(a.events).toEqual(['cancel:CanceledError']);
+    expect(a.state).toBe('canceled');
     clock.advance(20_000);
-    expect(a.events).toEqual(['cancel:CancelledError']);
+    expect(a.events).toEqual(['cancel:CanceledError']);
     expect(c.events).toEqual(['complete', 'expire']);
   });
 
@@ -332,7 +332,7 @@ describe('Purgatory semantics', () => {
         return false;
       };
       purgatory.tryCompleteElseWatch(op, 'k');
-      expect(op.state).toBe('cancelled');
+      expect(op.state).toBe('canceled');
       expect(op.events).toEqual(['cancel:from inside']);
       expect(purgatory.stats()).toMatchObject({ waiting: 0, watched: 0, timed: 0 });
     }
@@ -408,7 +408,7 @@ describe('Purgatory re-entrancy', () => {
     };
     ops[3]!.onComplete = () => void purgatory.close();
     expect(purgatory.checkAndComplete('k')).toBe(2);
-    expect(ops.map((o) => o.state)).toEqual(['completed', 'cancelled', 'cancelled', 'completed', 'cancelled']);
+    expect(ops.map((o) => o.state)).toEqual(['completed', 'canceled', 'canceled', 'completed', 'canceled']);
     expect(purgatory.numDelayed()).toBe(0);
   });
 
@@ -644,7 +644,7 @@ describe('Purgatory.wait (promise API)', () => {
     await expect(p).resolves.toBe('completed');
   });
 
-  it('rejects with the signal reason on abort, and with CancelledError on cancelForKey', async () => {
+  it('rejects with the signal reason on abort, and with CanceledError on cancelForKey', async () => {
     const { purgatory } = setup();
     const ac = new AbortController();
     const p1 = purgatory.wait('a', { timeoutMs: 1000, signal: ac.signal });
@@ -652,7 +652,7 @@ describe('Purgatory.wait (promise API)', () => {
     ac.abort(new Error('bye'));
     purgatory.cancelForKey('b');
     await expect(p1).rejects.toThrow('bye');
-    await expect(p2).rejects.toBeInstanceOf(CancelledError);
+    await expect(p2).rejects.toBeInstanceOf(CanceledError);
     await expect(purgatory.wait('c', { timeoutMs: 1000, signal: AbortSignal.abort('early') })).rejects.toBe('early');
     expect(purgatory.numDelayed()).toBe(0);
   });

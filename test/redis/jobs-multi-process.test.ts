@@ -1,6 +1,6 @@
 /**
  * Jobs shared by two demo processes on one redis-server (RedisJobStore): a job started on one is
- * read, awaited (`Prefer: wait`), replayed by `Idempotency-Key` and cancelled through the other,
+ * read, awaited (`Prefer: wait`), replayed by `Idempotency-Key` and canceled through the other,
  * and a process killed with SIGKILL has its running job failed once its lease runs out.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -56,7 +56,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('jobs shared by two demo p
     expect(again.headers.get('idempotent-replayed')).toBe('true');
     const conflict = await start(b.base, { steps: 2, stepMs: 1 }, { 'idempotency-key': 'shared-1' });
     expect(conflict.status).toBe(422);
-    // Cancelled through B; A stops it, and both answer canceled.
+    // Canceled through B; A stops it, and both answer canceled.
     const del = await fetch(new URL(location, b.base), { method: 'DELETE' });
     expect(del.status).toBe(200);
     expect(((await del.json()) as Status).state).toBe('canceled');

@@ -15,7 +15,7 @@
  *   (10,000) clients from load processes each hold `GET /jobs/<id>` with `Prefer: wait=120`;
  *   once the server itself counts W held, settle 1 s and measure RSS (per waiter = the
  *   difference over W); then `DELETE` the job and time how long until every held read has its
- *   answer (the cancelled status, 303 to the result resource on both servers).
+ *   answer (the canceled status, 303 to the result resource on both servers).
  *
  * Prints a table, writes `bench/results/poll.json` and the poll section of `docs/benchmarks.md`.
  * Options: `--runs N` (default 3), `--jobs N`, `--waiters N`, `--connections N` (per load
@@ -396,7 +396,7 @@ const FIGURES: readonly FigureDef[] = [
     label: 'DELETE → all held reads answered',
     unit: 'ms',
     better: 'lower',
-    description: 'From writing `DELETE /jobs/<id>` to the moment the last held client has its whole answer (the cancelled status; 303 to the result resource on both servers).',
+    description: 'From writing `DELETE /jobs/<id>` to the moment the last held client has its whole answer (the canceled status; 303 to the result resource on both servers).',
   },
   { key: 'wakeP50', trial: 'holds', label: 'DELETE → held read answered, p50', unit: 'ms', better: 'lower', description: 'Median over the held clients of the same.' },
   { key: 'rssIdle', trial: 'holds', label: 'idle RSS', unit: 'MiB', better: 'lower', description: 'VmRSS after the warm-up, with one job, before the held reads.' },
@@ -492,7 +492,7 @@ if (opts.servers.includes('patchbay') && opts.servers.includes('bare')) {
   });
 }
 targets.push({
-  target: 'every read answered 200, every held client got the cancelled status, every trial',
+  target: 'every read answered 200, every held client got the canceled status, every trial',
   measured: failures.length === 0 ? `yes (${trialIndex} trials)` : `${failures.length} trial(s) failed`,
   met: failures.length === 0,
 });
@@ -562,7 +562,7 @@ if (opts.write) {
       `  (at most ${PER_HOLD_LOAD.toLocaleString('en')} per load process, ${CONNECT_WINDOW} connecting at a time) each send`,
       `  \`GET /jobs/<id>\` with \`Prefer: wait=${WAIT_S}\` and keep the connection open. Held means the server itself counts them`,
       '  (patchbay `GET /stats` → `poll.held`; bare: its `/stats`) and no client has an answer yet. Then one `DELETE /jobs/<id>`',
-      '  answers them all; every answer must be the cancelled status.',
+      '  answers them all; every answer must be the canceled status.',
       '- Each server is warmed up first (200 short jobs read 10 times each, 200 held reads woken by a cancel).',
     ],
     figures: FIGURES,

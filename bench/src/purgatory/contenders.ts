@@ -25,7 +25,7 @@ export type ContenderName = (typeof CONTENDERS)[number];
 export const sink = {
   ended: 0,
   expired: 0,
-  cancelled: 0,
+  canceled: 0,
   /** When set, `fired[op.id] = performance.now()` in `onExpiration`. */
   fired: null as Float64Array | null,
   /** Called after `ended` is incremented, when it reaches `endedTarget`. */
@@ -40,7 +40,7 @@ export const sink = {
 export function resetSink(keyCount: number): void {
   sink.ended = 0;
   sink.expired = 0;
-  sink.cancelled = 0;
+  sink.canceled = 0;
   sink.fired = null;
   sink.endedTarget = -1;
   sink.onEndedTarget = null;
@@ -124,7 +124,7 @@ class NaiveOp implements BenchOp {
     expired(this);
   }
   onCancel(_reason: unknown): void {
-    sink.cancelled++;
+    sink.canceled++;
   }
 }
 
@@ -174,7 +174,7 @@ export class NaivePurgatory {
     const set = this.watchers.get(key);
     if (set === undefined) return 0;
     const ops = [...set];
-    const reason = new Error(`cancelled by cancelForKey(${JSON.stringify(key)})`);
+    const reason = new Error(`canceled by cancelForKey(${JSON.stringify(key)})`);
     for (const op of ops) {
       this.#end(op);
       op.onCancel(reason);
@@ -278,7 +278,7 @@ function patchbay(options?: Patchbay.PurgatoryOptions): Contender {
       expired(this);
     }
     override onCancel(_reason: unknown): void {
-      sink.cancelled++;
+      sink.canceled++;
     }
   };
   const Op = patchbayOpClass;

@@ -63,7 +63,7 @@ const w1Figures = (w: 'W1' | 'W1-unique'): Figure[] => [
     label: 'cancel-by-key',
     unit: 'ops/s',
     better: 'higher',
-    description: 'Operations cancelled per wall second by `cancelForKey` on the remaining 10% of keys.',
+    description: 'Operations canceled per wall second by `cancelForKey` on the remaining 10% of keys.',
   },
   {
     workload: w,
@@ -81,7 +81,7 @@ const w1Figures = (w: 'W1' | 'W1-unique'): Figure[] => [
     unit: 'B',
     better: 'lower',
     description:
-      '(heapUsed after every op completed or was cancelled - heapUsed before watching) / 1M, after two `gc()` calls; about 0 means nothing is kept.',
+      '(heapUsed after every op completed or was canceled - heapUsed before watching) / 1M, after two `gc()` calls; about 0 means nothing is kept.',
     ratio: false,
   },
 ];

@@ -179,14 +179,14 @@ function w1Sync(unique: boolean): Workload {
       woken += c.checkAndComplete(keys[k]!);
     }
     const t3 = now();
-    let cancelled = 0;
-    for (let j = completeKeys; j < keyCount; j++) cancelled += c.cancelForKey(keys[perm[j]!]!);
+    let canceled = 0;
+    for (let j = completeKeys; j < keyCount; j++) canceled += c.cancelForKey(keys[perm[j]!]!);
     const t4 = now();
     const heapEnd = heapUsed();
     const checks = {
       allWatched: waitingAfterWatch === n,
       noneCompletedAtWatch: sink.ended === woken,
-      allEnded: woken + cancelled === n && c.waiting() === 0,
+      allEnded: woken + canceled === n && c.waiting() === 0,
       noKeysLeft: c.keyCount() === 0,
     };
 
@@ -213,13 +213,13 @@ function w1Sync(unique: boolean): Workload {
         watchOpsPerSec: n / ((t1 - t0) / 1000),
         completeCallsPerSec: completeKeys / ((t3 - t2) / 1000),
         wokenOpsPerSec: woken / ((t3 - t2) / 1000),
-        cancelOpsPerSec: cancelled / ((t4 - t3) / 1000),
+        cancelOpsPerSec: canceled / ((t4 - t3) / 1000),
         heapPerWaitingOp: (heapWaiting - base) / n,
         retainedPerEndedOp: (heapEnd - base) / n,
       },
       checks,
       // Reading keys and perm here keeps them alive through every heap measurement above.
-      info: { ops: n, keys: keys.length, completeByKeyCalls: completeKeys, woken, cancelled, lastKey: keys[perm[0]!]! },
+      info: { ops: n, keys: keys.length, completeByKeyCalls: completeKeys, woken, canceled, lastKey: keys[perm[0]!]! },
     };
   };
 }

@@ -6,18 +6,8 @@
  * @module
  */
 import type { IncomingMessage } from 'node:http';
-import { ErrorCodes, type ErrorCode, PatchbayError } from '../../core/index.js';
-
-const CODE_FOR_STATUS: Readonly<Record<number, ErrorCode>> = {
-  400: ErrorCodes.INVALID_ARGUMENT,
-  403: ErrorCodes.FORBIDDEN,
-  404: ErrorCodes.NOT_FOUND,
-  405: ErrorCodes.METHOD_NOT_ALLOWED,
-  410: ErrorCodes.GONE,
-  413: ErrorCodes.BODY_TOO_LARGE,
-  415: ErrorCodes.UNSUPPORTED_MEDIA_TYPE,
-  429: ErrorCodes.RATE_LIMITED,
-};
+import { ErrorCodes, PatchbayError } from '../../core/index.js';
+import { codeForStatus } from '../../http/index.js';
 
 /**
  * A {@link PatchbayError} as is; a framework's client error (a `status` or `statusCode` from 400
@@ -30,7 +20,7 @@ export function toPatchbayError(error: unknown): unknown {
   const e = error as { status?: unknown; statusCode?: unknown; message?: unknown };
   const status = typeof e.status === 'number' ? e.status : e.statusCode;
   if (typeof status !== 'number' || status < 400 || status > 499) return error;
-  const code = CODE_FOR_STATUS[status] ?? ErrorCodes.PROTOCOL;
+  const code = status === 400 ? ErrorCodes.INVALID_ARGUMENT : codeForStatus(status);
   const message = typeof e.message === 'string' && e.message !== '' ? e.message : `HTTP ${status}`;
   return new PatchbayError(code, message, { cause: error });
 }

@@ -35,7 +35,7 @@
  * ## The client going away
  *
  * `request.signal` aborting (runtimes abort it when the client disconnects) or the body stream
- * being cancelled (the runtime stopped reading it) destroys the response and the request: the
+ * being canceled (the runtime stopped reading it) destroys the response and the request: the
  * response emits `close` with `writableFinished` false, which is what handlers watch to drop a
  * parked long poll, a held read or an SSE stream. A `Response` that was still pending then
  * resolves to an empty `499` (nginx's "client closed request"; nobody reads it).
@@ -470,11 +470,11 @@ class BridgeResponse extends Writable {
     } else if (this.#controller !== undefined && !this.#streamDone) {
       this.#streamDone = true;
       if (this.#gone) {
-        // Nobody reads any more: end quietly (the runtime has cancelled or is cancelling it).
+        // Nobody reads any more: end quietly (the runtime has canceled or is canceling it).
         try {
           this.#controller.close();
         } catch {
-          // already cancelled
+          // already canceled
         }
       } else {
         // A body cut short by the handler must not look complete: the stream errors rather than closes.
@@ -487,7 +487,7 @@ class BridgeResponse extends Writable {
     callback(null);
   }
 
-  /** The client went away (its signal aborted, or the runtime cancelled the body). */
+  /** The client went away (its signal aborted, or the runtime canceled the body). */
   _clientGone(): void {
     if (this.#gone) return;
     this.#gone = true;

@@ -6,7 +6,7 @@
  * Each function runs the same handler object that serves `node:http` (one handler, every
  * framework) through {@link serveNode}, a bridge that gives it a request and a response object
  * backed by web streams: bodies stream both ways with backpressure, and the client going away
- * (`request.signal`, or the runtime cancelling the body) reaches the handler as a closed
+ * (`request.signal`, or the runtime canceling the body) reaches the handler as a closed
  * response, so a parked long poll or an SSE stream is dropped at once. See {@link serveNode}
  * for what maps and what does not.
  *
