@@ -10,33 +10,25 @@
 export {
   SidecarChannel,
   sidecarChannels,
-  sidecarConnector,
   type SidecarChannelEvents,
   type SidecarChannelOptions,
   type SidecarChannelStats,
-  type SidecarConnector,
-  type SidecarContext,
-  type SidecarDropCounts,
-  type SidecarDropInfo,
-  type SidecarHandler,
-  type SidecarMessage,
-  type SidecarOverflowPolicy,
+  type SidecarDrainOptions,
   type SidecarPingOptions,
   type SidecarReconnectOptions,
   type SidecarRequestOptions,
+} from './channel.js';
+export {
+  sidecarConnector,
+  type SidecarConnector,
   type SidecarStream,
   type SidecarStreamPair,
   type SidecarTarget,
   type SidecarTcpTarget,
-} from './channel.js';
-export {
-  DEFAULT_MAX_FRAME_BYTES,
-  encodeFrame,
-  FRAME_HEADER_BYTES,
-  FrameDecoder,
-  MAX_FRAME_BYTES_LIMIT,
-  type FrameDecoderOptions,
-} from './framing.js';
+} from './connection.js';
+export { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, FrameDecoder, MAX_FRAME_BYTES_LIMIT, type FrameDecoderOptions } from './framing.js';
+export { type SidecarContext, type SidecarHandler, type SidecarMessage } from './inbox.js';
+export { type SidecarDropCounts, type SidecarDropInfo, type SidecarOverflowPolicy } from './outbox.js';
 export {
   acceptSidecarStream,
   serveSidecar,

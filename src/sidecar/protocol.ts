@@ -24,8 +24,8 @@
  * @module
  * @internal
  */
-import { ProtocolError } from '../core/errors.js';
-import { DEFAULT_MAX_JSON_DEPTH, parseJson } from '../core/json.js';
+import { InvalidArgumentError, ProtocolError } from '../core/errors.js';
+import { DEFAULT_MAX_JSON_DEPTH, parseJson, RESERVED_JSON_KEY } from '../core/json.js';
 
 /** The protocol version sent in HELLO and WELCOME. @internal */
 export const PROTOCOL_VERSION = 1;
@@ -116,12 +116,77 @@ export function decodeEnvelope(payload: Buffer | string): Envelope {
   return m as unknown as Envelope;
 }
 
-/** The JSON of a SEND. @internal */
+// --- encoders: the JSON of each message, written in one place ------------------------------
+// Plain functions of their fields (no closure, no intermediate object but the array
+// JSON.stringify needs), so the send path pays nothing for having them here.
+
+/**
+ * Refuses, at the sender, JSON the receiver would refuse: a `__proto__` key at any depth
+ * (`parseJson` closes the connection on one). Cheap: the text is scanned for the name only, and
+ * parsed (exactly as the receiver does) only when the name appears.
+ * @throws {@link InvalidArgumentError} (`PB_ERR_INVALID_ARGUMENT`) when the receiver would refuse it.
+ * @internal
+ */
+export function checkOutgoing(json: string): string {
+  if (json.includes(RESERVED_JSON_KEY)) {
+    try {
+      parseJson(json, { maxDepth: DEFAULT_MAX_JSON_DEPTH + 1, what: 'The message' });
+    } catch (err) {
+      throw new InvalidArgumentError(`Expected \`data\` to be JSON the peer accepts: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  return json;
+}
+
+/** The JSON of a HELLO. @internal */
+export function helloJson(session: string): string {
+  return JSON.stringify([Kind.HELLO, PROTOCOL_VERSION, session]);
+}
+
+/** The JSON of a WELCOME. @internal */
+export function welcomeJson(resumeSeq: number): string {
+  return JSON.stringify([Kind.WELCOME, PROTOCOL_VERSION, resumeSeq]);
+}
+
+/** The JSON of a SEND. @throws what `JSON.stringify` throws for `data`. @internal */
 export function sendJson(seq: number, type: string, data: unknown): string {
   return data === undefined ? JSON.stringify([Kind.SEND, seq, type]) : JSON.stringify([Kind.SEND, seq, type, data]);
 }
 
-/** The JSON of a REQUEST. @internal */
+/** The JSON of a REQUEST. @throws what `JSON.stringify` throws for `data`. @internal */
 export function requestJson(seq: number, id: number, type: string, data: unknown): string {
   return data === undefined ? JSON.stringify([Kind.REQUEST, seq, id, type]) : JSON.stringify([Kind.REQUEST, seq, id, type, data]);
 }
+
+/** The JSON of a REPLY. @throws what `JSON.stringify` throws for `data`. @internal */
+export function replyJson(id: number, data: unknown): string {
+  return data === undefined ? JSON.stringify([Kind.REPLY, id]) : JSON.stringify([Kind.REPLY, id, data]);
+}
+
+/** The JSON of an ERROR. @internal */
+export function errorJson(id: number, code: string, message: string): string {
+  return JSON.stringify([Kind.ERROR, id, code, message]);
+}
+
+/** The JSON of an ACK. @internal */
+export function ackJson(seq: number): string {
+  return JSON.stringify([Kind.ACK, seq]);
+}
+
+/** The JSON of a PING. @internal */
+export function pingJson(id: number): string {
+  return JSON.stringify([Kind.PING, id]);
+}
+
+/** The JSON of a PONG. @internal */
+export function pongJson(id: number): string {
+  return JSON.stringify([Kind.PONG, id]);
+}
+
+/** The JSON of a CANCEL. @internal */
+export function cancelJson(id: number): string {
+  return JSON.stringify([Kind.CANCEL, id]);
+}
+
+/** The JSON of a BYE. @internal */
+export const BYE_JSON = JSON.stringify([Kind.BYE]);

@@ -7,11 +7,14 @@
 import { existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import { dirname } from 'node:path';
-import { realClock, type Clock } from '../core/clock.js';
+import type { Clock } from '../core/clock.js';
 import { InvalidArgumentError, InvalidStateError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
-import { describe, integerInRange, optionalFunction, optionsObject } from '../core/validate.js';
-import { SidecarChannel, type AcceptState, type SidecarHandler, type SidecarStream } from './channel.js';
+import { describe, integerInRange, optionalClock, optionalFunction, optionsObject } from '../core/validate.js';
+import { SidecarChannel, type AcceptingChannelOptions } from './channel.js';
+import type { SidecarStream } from './connection.js';
+import { HANDSHAKE, sidecarHandshake, type AcceptState } from './handshake.js';
+import type { SidecarHandler } from './inbox.js';
 
 /** The environment variable a `SidecarSupervisor` sets to the socket path its sidecar must listen on. */
 export const SIDECAR_SOCKET_ENV = 'PATCHBAY_SIDECAR_SOCKET';
@@ -237,18 +240,17 @@ export function acceptSidecarStream(
 ): SidecarChannel {
   if (typeof handler !== 'function') throw new InvalidArgumentError(`Expected \`handler\` to be a function, got ${describe(handler)}`);
   const accept: AcceptState = { sessions: options.sessions ?? new Map(), lastHandled: optionalFunction('lastHandled', options.lastHandled) };
-  const channel = new SidecarChannel(
-    {
-      handler,
-      reconnect: false,
-      ...(options.maxFrameBytes === undefined ? {} : { maxFrameBytes: options.maxFrameBytes }),
-      ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
-      clock: options.clock ?? realClock,
-      ...(options.onError === undefined ? {} : { onError: options.onError }),
-      drainTimeoutMs: 1000,
-    },
-    accept,
-  );
+  const channelOptions: AcceptingChannelOptions = {
+    handler,
+    reconnect: false,
+    ...(options.maxFrameBytes === undefined ? {} : { maxFrameBytes: options.maxFrameBytes }),
+    ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
+    clock: optionalClock('clock', options.clock),
+    ...(options.onError === undefined ? {} : { onError: options.onError }),
+    drainTimeoutMs: 1000,
+    [HANDSHAKE]: sidecarHandshake(accept),
+  };
+  const channel = new SidecarChannel(channelOptions);
   channel.attach(stream);
   return channel;
 }

@@ -23,18 +23,13 @@ import os from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { EventEmitter } from 'eventemitter3';
-import { realClock, type Clock, type ClockTimer } from '../core/clock.js';
+import { backoffDelay, resolveBackoff, type Backoff, type BackoffOptions } from '../core/backoff.js';
+import type { Clock, ClockTimer } from '../core/clock.js';
 import { InvalidArgumentError, UnavailableError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
-import { describe, integerInRange, optionalFunction, optionsObject, positiveNumber } from '../core/validate.js';
-import {
-  sidecarConnector,
-  SidecarChannel,
-  type SidecarChannelOptions,
-  type SidecarChannelStats,
-  type SidecarRequestOptions,
-  type SidecarStream,
-} from './channel.js';
+import { describe, integerInRange, oneOf, optionalClock, optionalFunction, optionsObject, positiveNumber } from '../core/validate.js';
+import { SidecarChannel, type SidecarChannelOptions, type SidecarChannelStats, type SidecarRequestOptions } from './channel.js';
+import { sidecarConnector, type SidecarStream } from './connection.js';
 import { SIDECAR_SOCKET_ENV, SIDECAR_SUPERVISED_ENV, SIDECAR_SUPERVISOR_PID_ENV, SIDECAR_TRANSPORT_ENV } from './serve.js';
 
 /** The part of a child process the supervisor uses; `node:child_process`'s `ChildProcess` fits. */
@@ -75,28 +70,11 @@ export interface SidecarHealthCheckOptions {
   readonly failureThreshold?: number;
 }
 
-/** Restart policy of a {@link SidecarSupervisor}. */
-export interface SidecarRestartOptions {
-  /**
-   * The delay before the first restart.
-   * @defaultValue `100`
-   */
-  readonly initialDelayMs?: number;
-  /**
-   * The longest delay between restarts.
-   * @defaultValue `10000`
-   */
-  readonly maxDelayMs?: number;
-  /**
-   * Growth of the delay per failure in a row.
-   * @defaultValue `2`
-   */
-  readonly factor?: number;
-  /**
-   * The share of each delay taken off at random (0 to 1).
-   * @defaultValue `0.2`
-   */
-  readonly jitter?: number;
+/**
+ * Restart policy of a {@link SidecarSupervisor}: the library's one backoff shape (defaults here:
+ * `initialDelayMs` 100, `maxDelayMs` 10000, `factor` 2, `jitter` 0.2) and when to give up.
+ */
+export interface SidecarRestartOptions extends BackoffOptions {
   /**
    * Failures in a row after which the supervisor gives up.
    * @defaultValue `5`
@@ -217,7 +195,8 @@ interface Running {
 }
 
 const HEALTH_DEFAULTS = { intervalMs: 5000, timeoutMs: 1000, failureThreshold: 3 } as const;
-const RESTART_DEFAULTS = { initialDelayMs: 100, maxDelayMs: 10_000, factor: 2, jitter: 0.2, maxFailures: 5 } as const;
+const RESTART_DEFAULTS: Backoff = { initialDelayMs: 100, maxDelayMs: 10_000, factor: 2, jitter: 0.2 };
+const DEFAULT_MAX_FAILURES = 5;
 /** Between two connection attempts while a new sidecar starts to listen. */
 const CONNECT_RETRY_MS = 20;
 
@@ -250,7 +229,8 @@ export class SidecarSupervisor extends Resource {
   readonly #ownDir: string | undefined;
   readonly #output: 'inherit' | 'ignore';
   readonly #health: Required<SidecarHealthCheckOptions> | undefined;
-  readonly #restart: Required<SidecarRestartOptions>;
+  readonly #restart: Backoff;
+  readonly #maxFailures: number;
   readonly #startTimeoutMs: number;
   readonly #stopTimeoutMs: number;
   readonly #onError: ((error: unknown) => void) | undefined;
@@ -291,12 +271,9 @@ export class SidecarSupervisor extends Resource {
     this.#cwd = o.cwd;
     this.#name = o.name ?? 'sidecar';
     if (!/^[\w.-]{1,40}$/.test(this.#name)) throw new InvalidArgumentError(`Expected \`name\` to be 1 to 40 of [A-Za-z0-9_.-], got ${describe(o.name)}`);
-    this.#transport = o.transport ?? 'socket';
-    if (this.#transport !== 'socket' && this.#transport !== 'stdio') {
-      throw new InvalidArgumentError(`Expected \`transport\` to be 'socket' or 'stdio', got ${describe(o.transport)}`);
-    }
-    this.#output = o.output ?? 'inherit';
-    this.#clock = o.clock ?? realClock;
+    this.#transport = oneOf('transport', o.transport, ['socket', 'stdio'], 'socket');
+    this.#output = oneOf('output', o.output, ['inherit', 'ignore'], 'inherit');
+    this.#clock = optionalClock('clock', o.clock);
     this.#random = optionalFunction('random', o.random) ?? Math.random;
     this.#spawn = optionalFunction('spawn', o.spawn) ?? (nodeSpawn as unknown as SidecarSpawn);
     this.#onError = optionalFunction('onError', o.onError);
@@ -310,23 +287,8 @@ export class SidecarSupervisor extends Resource {
         failureThreshold: integerInRange('healthCheck.failureThreshold', h.failureThreshold ?? HEALTH_DEFAULTS.failureThreshold, 1, 1000),
       };
     }
-    const r = optionsObject('restart', o.restart);
-    const jitter = r.jitter ?? RESTART_DEFAULTS.jitter;
-    if (typeof jitter !== 'number' || !(jitter >= 0 && jitter <= 1)) {
-      throw new InvalidArgumentError(`Expected \`restart.jitter\` to be a number from 0 to 1, got ${describe(jitter)}`);
-    }
-    const factor = r.factor ?? RESTART_DEFAULTS.factor;
-    if (typeof factor !== 'number' || !(factor >= 1 && Number.isFinite(factor))) {
-      throw new InvalidArgumentError(`Expected \`restart.factor\` to be a finite number >= 1, got ${describe(factor)}`);
-    }
-    const initialDelayMs = positiveNumber('restart.initialDelayMs', r.initialDelayMs ?? RESTART_DEFAULTS.initialDelayMs);
-    this.#restart = {
-      initialDelayMs,
-      maxDelayMs: Math.max(initialDelayMs, positiveNumber('restart.maxDelayMs', r.maxDelayMs ?? RESTART_DEFAULTS.maxDelayMs)),
-      factor,
-      jitter,
-      maxFailures: integerInRange('restart.maxFailures', r.maxFailures ?? RESTART_DEFAULTS.maxFailures, 1, 1_000_000),
-    };
+    this.#restart = resolveBackoff('restart', o.restart, RESTART_DEFAULTS);
+    this.#maxFailures = integerInRange('restart.maxFailures', o.restart?.maxFailures ?? DEFAULT_MAX_FAILURES, 1, 1_000_000);
     this.#startTimeoutMs = positiveNumber('startTimeoutMs', o.startTimeoutMs ?? 10_000);
     this.#stopTimeoutMs = positiveNumber('stopTimeoutMs', o.stopTimeoutMs ?? 5_000);
     if (o.socketPath !== undefined) {
@@ -579,13 +541,11 @@ export class SidecarSupervisor extends Resource {
 
   #scheduleRestart(): void {
     if (this.#stopping || this.state === 'destroyed' || this.#restartTimer !== undefined) return;
-    if (this.#failures >= this.#restart.maxFailures) {
+    if (this.#failures >= this.#maxFailures) {
       this.#giveUp();
       return;
     }
-    const r = this.#restart;
-    const base = Math.min(r.maxDelayMs, r.initialDelayMs * r.factor ** Math.max(0, this.#failures - 1));
-    const delay = base * (1 - r.jitter * this.#random());
+    const delay = backoffDelay(this.#restart, this.#failures, this.#random);
     this.#state = 'backoff';
     this.#events.emit('restart', this.#failures, delay);
     this.#restartTimer = this.#clock.setTimer(() => {

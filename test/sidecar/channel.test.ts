@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   acceptSidecarStream,
   ClosedError,
-  encodeFrame,
+  InvalidArgumentError,
   ManualClock,
   OverflowError,
   ProtocolError,
@@ -20,6 +20,7 @@ import {
   type SidecarHandler,
   type SidecarMessage,
 } from '../../src/index.js';
+import { encodeFrame } from '../../src/sidecar/framing.js';
 import { until } from '../helpers.js';
 import { streamPair, tempDir } from './helpers.js';
 
@@ -253,6 +254,47 @@ describe('SidecarChannel', () => {
     expect(() => app.send('n', 'x'.repeat(200))).toThrow(/more than maxFrameBytes/);
     expect(() => app.send('n', 10n)).toThrow(/JSON-serializable/);
     expect(app.stats().accepted).toBe(0);
+  });
+
+  it('refuses data with a __proto__ key at send time (InvalidArgumentError), instead of the peer closing the connection', async () => {
+    const errors: unknown[] = [];
+    const seen: unknown[] = [];
+    const { app, connect } = setup({ onError: (e) => errors.push(e) }, (m) => (seen.push(m.data), m.type === 'poison' ? JSON.parse('{"a":{"__proto__":1}}') : m.data));
+    connect();
+    const poisoned = JSON.parse('{"x":[{"__proto__":{}}]}') as unknown;
+    expect(() => app.send('n', poisoned)).toThrow(InvalidArgumentError);
+    await expect(app.request('n', poisoned)).rejects.toBeInstanceOf(InvalidArgumentError);
+    expect(app.stats()).toMatchObject({ accepted: 0, queuedMessages: 0 });
+    // The name as a value, or inside a string, is fine.
+    app.send('n', { key: '__proto__', text: '"__proto__":' });
+    // A handler's reply with such a key is an error reply, not a dead connection.
+    const reply = await app.request('poison').catch((e: unknown) => e);
+    expect(reply).toBeInstanceOf(RemoteError);
+    expect(reply).toMatchObject({ remoteCode: 'PB_ERR_INVALID_ARGUMENT' });
+    await until(() => seen.length === 2 && app.stats().queuedMessages === 0, 'delivery');
+    expect(errors).toEqual([]);
+    expect(app.stats()).toMatchObject({ connected: true, connections: 1, protocolErrors: 0 });
+  });
+
+  it('never lets a sent value close the connection: any JSON value is delivered or refused at send time', async () => {
+    const { app, connect, seen } = setup({ maxFrameBytes: 1024 * 1024 });
+    connect();
+    await fc.assert(
+      fc.asyncProperty(fc.jsonValue({ maxDepth: 4 }), async (data) => {
+        const before = seen.length;
+        let sent = true;
+        try {
+          app.send('n', data);
+        } catch (err) {
+          expect(err).toBeInstanceOf(InvalidArgumentError);
+          sent = false;
+        }
+        await until(() => app.stats().queuedMessages === 0, 'the acknowledgement');
+        expect(seen.length).toBe(before + (sent ? 1 : 0));
+        expect(app.stats()).toMatchObject({ connected: true, connections: 1, protocolErrors: 0 });
+      }),
+      { numRuns: 200 },
+    );
   });
 
   it('ping measures the round trip by the clock, and times out when no PONG comes', async () => {
