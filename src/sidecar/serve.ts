@@ -7,7 +7,7 @@
 import { existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import { dirname } from 'node:path';
-import type { Clock } from '../core/clock.js';
+import type { Clock, ClockTimer } from '../core/clock.js';
 import { InvalidArgumentError, InvalidStateError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
 import { describe, integerInRange, optionalClock, optionalFunction, optionsObject } from '../core/validate.js';
@@ -258,9 +258,15 @@ export function acceptSidecarStream(
 /** How long a sidecar that is told to go may spend closing before it exits anyway. */
 const EXIT_DEADLINE_MS = 5000;
 
-/** Closes gracefully, then exits; exits anyway after EXIT_DEADLINE_MS (a stuck close must not leave an orphan). */
-function closeAndExit(server: SidecarServer): void {
-  setTimeout(() => process.exit(0), EXIT_DEADLINE_MS);
+/** How often a supervised sidecar checks that its app is still there. */
+const ORPHAN_CHECK_MS = 500;
+
+/**
+ * Closes gracefully, then exits; exits anyway after EXIT_DEADLINE_MS by `clock` (a stuck close
+ * must not leave an orphan; the timer is ref'd so that it fires).
+ */
+function closeAndExit(server: SidecarServer, clock: Clock): void {
+  clock.setTimer(() => process.exit(0), EXIT_DEADLINE_MS, { ref: true });
   void server.close().finally(() => process.exit(0));
 }
 
@@ -320,8 +326,9 @@ export async function serveSidecar(handler: SidecarHandler, options?: ServeSidec
   const supervised = process.env[SIDECAR_SUPERVISED_ENV] === '1';
   const exitProcess = o.exitProcess ?? supervised;
   const useStdio = o.stdio ?? (o.port === undefined && o.socketPath === undefined && process.env[SIDECAR_TRANSPORT_ENV] === 'stdio');
+  const clock = optionalClock('clock', o.clock);
   const sessions = new Map<string, { last: number }>();
-  const channelOptions = { ...o, sessions };
+  const channelOptions = { ...o, clock, sessions };
 
   let server: SidecarServer;
   if (useStdio) {
@@ -329,8 +336,8 @@ export async function serveSidecar(handler: SidecarHandler, options?: ServeSidec
     const channel = acceptSidecarStream({ readable: process.stdin, writable: process.stdout }, handler, channelOptions);
     server._adopt(channel);
     if (exitProcess) {
-      channel.on('bye', () => closeAndExit(server));
-      process.stdin.once('end', () => closeAndExit(server));
+      channel.on('bye', () => closeAndExit(server, clock));
+      process.stdin.once('end', () => closeAndExit(server, clock));
     }
   } else {
     const socketPath = o.port === undefined ? (o.socketPath ?? process.env[SIDECAR_SOCKET_ENV]) : undefined;
@@ -352,7 +359,7 @@ export async function serveSidecar(handler: SidecarHandler, options?: ServeSidec
       }
       const channel = acceptSidecarStream(socket, handler, channelOptions);
       server._adopt(channel);
-      if (exitProcess) channel.on('bye', () => closeAndExit(server));
+      if (exitProcess) channel.on('bye', () => closeAndExit(server, clock));
     });
     await new Promise<void>((resolve, reject) => {
       net_.once('error', reject);
@@ -376,7 +383,7 @@ export async function serveSidecar(handler: SidecarHandler, options?: ServeSidec
   }
 
   if (exitProcess) {
-    const stop = (): void => closeAndExit(server);
+    const stop = (): void => closeAndExit(server, clock);
     process.once('SIGTERM', stop);
     const parent = process.ppid;
     const supervisorPid = Number(process.env[SIDECAR_SUPERVISOR_PID_ENV]);
@@ -385,13 +392,15 @@ export async function serveSidecar(handler: SidecarHandler, options?: ServeSidec
     // this line) is gone already and `parent` is then init, so the supervisor's own pid is
     // checked too (it may be a grandparent, when the command is a wrapper such as npx).
     const orphaned = (): boolean => process.ppid !== parent || (Number.isSafeInteger(supervisorPid) && supervisorPid > 0 && !processExists(supervisorPid));
-    const watch = setInterval(() => {
+    let watch: ClockTimer | undefined;
+    const check = (): void => {
       if (orphaned()) stop();
-    }, 500);
-    watch.unref();
+      else watch = clock.setTimer(check, ORPHAN_CHECK_MS);
+    };
+    watch = clock.setTimer(check, ORPHAN_CHECK_MS);
     if (orphaned()) queueMicrotask(stop); // after the caller has its server
     server._onExitHooks(() => {
-      clearInterval(watch);
+      watch?.cancel();
       process.off('SIGTERM', stop);
     });
   }

@@ -7,9 +7,9 @@
  */
 import { createWriteStream, existsSync, mkdirSync, renameSync, statSync, unlinkSync, type WriteStream } from 'node:fs';
 import { dirname } from 'node:path';
-import { realClock, type Clock, type ClockTimer } from '../core/clock.js';
+import type { Clock, ClockTimer } from '../core/clock.js';
 import { InvalidArgumentError } from '../core/errors.js';
-import { describe, integerInRange, optionsObject, positiveNumber } from '../core/validate.js';
+import { describe, integerInRange, optionalClock, optionsObject, positiveNumber } from '../core/validate.js';
 import type { SidecarChannel } from '../sidecar/channel.js';
 import { serveSidecar, SIDECAR_SOCKET_ENV, SIDECAR_TRANSPORT_ENV, type ServeSidecarOptions, type SidecarServer } from '../sidecar/serve.js';
 
@@ -311,7 +311,7 @@ export async function serveLogShipper(options: LogShipperOptions): Promise<LogSh
     integerInRange('maxFiles', o.maxFiles ?? LOG_SHIPPER_DEFAULTS.maxFiles, 1, 1000),
     positiveNumber('flushIntervalMs', o.flushIntervalMs ?? LOG_SHIPPER_DEFAULTS.flushIntervalMs),
     integerInRange('maxBatchRecords', o.maxBatchRecords ?? LOG_SHIPPER_DEFAULTS.maxBatchRecords, 1, 1_000_000),
-    o.clock ?? realClock,
+    optionalClock('clock', o.clock),
   );
   const { file: _file, maxFileBytes: _a, maxFiles: _b, flushIntervalMs: _c, maxBatchRecords: _d, ...serve } = o;
   const stats = (): LogShipperStats => ({
