@@ -38,3 +38,4 @@ export {
 } from './errors.js';
 export { assertJsonValue, checkMaxDepth, DEFAULT_MAX_JSON_DEPTH, MAX_JSON_DEPTH_LIMIT, parseJson, RESERVED_JSON_KEY, type JsonLimits } from './json.js';
 export { Resource, type LifecycleState } from './lifecycle.js';
+export type { BackoffOptions } from './backoff.js';
