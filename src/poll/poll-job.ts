@@ -119,6 +119,7 @@ export class PollJob<R = unknown> {
   get attachment(): unknown {
     return this.#rec.attachment;
   }
+  /** Sets {@link PollJob.attachment}. */
   set attachment(value: unknown) {
     this.#rec.attachment = value;
   }
