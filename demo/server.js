@@ -19,6 +19,7 @@ import {
   MethodNotAllowedError,
   NotFoundError,
   PollHandle,
+  SharedPollHandle,
   PollHandler,
   PubSubBroker,
   PublishHandler,
@@ -150,13 +151,11 @@ export function createDemo(options = {}) {
   const jobOptions = options.jobs ?? {};
   // On Redis the jobs are shared too: a job started on one demo process is read, awaited and
   // canceled through any other, and a process that dies has its jobs failed after its lease.
-  const jobs = new PollHandle({
-    store: backend === undefined ? undefined : new RedisJobStore({ backend }),
-    leaseMs: jobOptions.leaseMs ?? 30_000,
-    ttlMs: jobOptions.ttlMs ?? 600_000,
-    maxLiveJobs: jobOptions.maxLiveJobs ?? 1000,
-    maxStoredResults: jobOptions.maxStoredResults ?? 10_000,
-  });
+  const jobLimits = { ttlMs: jobOptions.ttlMs ?? 600_000, maxLiveJobs: jobOptions.maxLiveJobs ?? 1000, maxStoredResults: jobOptions.maxStoredResults ?? 10_000 };
+  const jobs =
+    backend === undefined
+      ? new PollHandle(jobLimits)
+      : new SharedPollHandle({ ...jobLimits, store: new RedisJobStore({ backend }), leaseMs: jobOptions.leaseMs ?? 30_000 });
   const poll = new PollHandler({
     jobs,
     basePath: '/jobs',

@@ -54,7 +54,7 @@ export interface StoredJob {
   readonly error?: PollJobError;
   /** Bumped by every accepted change; starts at 1. */
   readonly version: number;
-  /** The id of the `PollHandle` that runs the job. */
+  /** The id of the `SharedPollHandle` that runs the job. */
   readonly owner: string;
   /** The fingerprint of the request that started it, if one was given. */
   readonly fingerprint?: string;
@@ -67,7 +67,7 @@ export type JobLookup = StoredJob | 'gone' | undefined;
 export interface JobCreate {
   /** The new job's id. */
   readonly id: string;
-  /** The owner's id (the `PollHandle` that will run it). */
+  /** The owner's id (the `SharedPollHandle` that will run it). */
   readonly owner: string;
   /** How long its outcome is kept, in ms. */
   readonly ttlMs: number;
@@ -127,7 +127,7 @@ export interface JobStoreListener {
 }
 
 /**
- * Where shared jobs live (a `PollHandle`'s `store` option). Implement it to put jobs in another
+ * Where shared jobs live (the `store` of a `SharedPollHandle`). Implement it to put jobs in another
  * database; the job store kit in patchbay's tests checks an implementation. The contract:
  *
  * - A job is created `pending` with version 1. Every accepted update bumps the version by one.
@@ -138,7 +138,7 @@ export interface JobStoreListener {
  *   `'gone'`), then unknown. Its idempotency key lives exactly as long as the job.
  * - Every accepted change is announced to every subscriber (of every process) as `(id, version)`,
  *   after it is stored.
- * - Each owner (a `PollHandle`) renews a lease; `reap` fails the live jobs of every owner whose
+ * - Each owner (a `SharedPollHandle`) renews a lease; `reap` fails the live jobs of every owner whose
  *   lease ran out.
  */
 export interface JobStore {

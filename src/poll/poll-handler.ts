@@ -58,8 +58,8 @@
  * `200 OK` with the status (`canceled`, or the outcome it already had: canceling a finished job
  * changes nothing). `404`, `410` as above.
  *
- * With a registry that shares its jobs through a store ({@link PollHandleOptions.store}, such as
- * `RedisJobStore`), every route answers for any job of the store, whichever process runs it: reads
+ * With a registry that shares its jobs through a store (a {@link SharedPollHandle}, on a
+ * `RedisJobStore` say), every route answers for any job of the store, whichever process runs it: reads
  * and cancels go to the store (one round trip), held reads are woken by the store's announcements,
  * and `Idempotency-Key`s are looked up there. `503` `PB_ERR_UNAVAILABLE` with `Retry-After` when
  * the store cannot be reached.
@@ -80,7 +80,10 @@ import * as check from '../core/validate.js';
 import { applyCors, type CorsOptions, decodeBody, readBody, sendError } from '../http/index.js';
 import { DelayedOperation, type Purgatory } from '../purgatory/index.js';
 import { parseIdempotencyKey, parseIfNoneMatch, parsePrefer, tagsMatch } from './headers.js';
-import { isOutcome, type JobRecord, type PollHandle, type PollJobContext, type PollJob } from './poll-handle.js';
+import { isOutcome } from './job-record.js';
+import type { PollHandle } from './poll-handle.js';
+import type { PollJob, PollJobContext } from './poll-job.js';
+import type { SharedPollHandle } from './shared-poll-handle.js';
 
 /** How a finished job's status is answered: inline (`200`), or `303 See Other` to `{id}/result`. */
 export type PollResultMode = 'inline' | 'redirect';
@@ -90,8 +93,11 @@ export type PollAction = 'start' | 'status' | 'result' | 'cancel';
 
 /** Options for {@link PollHandler}. */
 export interface PollHandlerOptions<I = unknown, R = unknown> {
-  /** The registry the jobs live in. The handler does not close it. */
-  readonly jobs: PollHandle;
+  /**
+   * The registry the jobs live in: a {@link PollHandle} (in this process) or a
+   * {@link SharedPollHandle} (shared through a store). The handler does not close it.
+   */
+  readonly jobs: PollHandle | SharedPollHandle;
   /** The work of a job started over HTTP, given the parsed input. Its result must be JSON-serializable. */
   readonly run: (input: I, context: PollJobContext) => R | PromiseLike<R>;
   /**
@@ -187,11 +193,17 @@ const RESPOND_ASYNC = 2;
 const REPLAYED = 4;
 const CONDITIONAL = 8;
 
-/** What the handler keeps per job version: the status bytes and their tag. */
+/**
+ * What the handler keeps with a job (its {@link PollJob.attachment}): the status bytes of one
+ * version and their tag, and the job's early-poll limit.
+ */
 interface Entity {
+  readonly version: number;
   readonly body: Buffer;
   readonly etag: string;
   readonly length: string;
+  /** The early-poll limit: no status read before this time (the last `Retry-After` announced). */
+  nextPollAt: number;
 }
 
 /**
@@ -220,7 +232,7 @@ interface Entity {
  * ```
  */
 export class PollHandler<I = unknown, R = unknown> extends Resource {
-  readonly #jobs: PollHandle;
+  readonly #jobs: PollHandle | SharedPollHandle;
   readonly #run: (input: I, context: PollJobContext) => R | PromiseLike<R>;
   readonly #parse: ((body: unknown, req: IncomingMessage) => I | Promise<I>) | undefined;
   readonly #base: string;
@@ -249,8 +261,8 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
   constructor(options: PollHandlerOptions<I, R>) {
     super();
     const opts = check.optionsObject('options', options) as PollHandlerOptions<I, R>;
-    if (opts.jobs === undefined || opts.jobs === null || typeof opts.jobs.start !== 'function' || typeof opts.jobs._record !== 'function') {
-      throw new InvalidArgumentError(`Expected \`jobs\` to be a PollHandle, got ${check.describe(opts.jobs)}`);
+    if (opts.jobs === undefined || opts.jobs === null || typeof opts.jobs.lookup !== 'function' || typeof opts.jobs.watch !== 'function') {
+      throw new InvalidArgumentError(`Expected \`jobs\` to be a PollHandle or a SharedPollHandle, got ${check.describe(opts.jobs)}`);
     }
     this.#jobs = opts.jobs;
     if (typeof opts.run !== 'function') throw new InvalidArgumentError(`Expected \`run\` to be a function, got ${check.describe(opts.run)}`);
@@ -261,11 +273,7 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
       throw new InvalidArgumentError(`Expected \`basePath\` to be a URL path such as '/jobs', got ${check.describe(base)}`);
     }
     this.#base = base.endsWith('/') ? base.slice(0, -1) : base;
-    const mode = opts.resultMode ?? 'inline';
-    if (mode !== 'inline' && mode !== 'redirect') {
-      throw new InvalidArgumentError(`Expected \`resultMode\` to be 'inline' or 'redirect', got ${check.describe(mode)}`);
-    }
-    this.#redirect = mode === 'redirect';
+    this.#redirect = check.oneOf<PollResultMode>('resultMode', opts.resultMode, ['inline', 'redirect'], 'inline') === 'redirect';
     this.#maxWait = check.integerInRange('maxWaitSeconds', opts.maxWaitSeconds ?? 30, 0, 86_400);
     this.#maxBody = check.integerInRange('maxBodyBytes', opts.maxBodyBytes ?? 65_536, 0, 2 ** 30);
     this.#minRetry = check.integerInRange('minRetryAfterSeconds', opts.minRetryAfterSeconds ?? 1, 0, 86_400);
@@ -275,7 +283,7 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
     this.#scope = check.optionalFunction('idempotencyScope', opts.idempotencyScope);
     this.#cors = opts.cors === undefined ? undefined : check.optionsObject('cors', opts.cors);
     this.#authorize = check.optionalFunction('authorize', opts.authorize);
-    this.#clock = this.#jobs._clock;
+    this.#clock = this.#jobs.clock;
   }
 
   /** Counters. */
@@ -329,14 +337,15 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
       const action: PollAction = isResult ? 'result' : method === 'DELETE' ? 'cancel' : 'status';
       if (this.#authorize !== undefined && (await this.#authorize(req, action, id)) !== true) throw new ForbiddenError(`Not allowed to ${action} job ${id}`);
       const jobs = this.#jobs;
-      // With a store, a job of another process is read from it (one round trip).
-      const rec = jobs.shared ? await jobs._resolve(id) : jobs._record(id);
-      if (action === 'status') this.#status(req, res, rec);
-      else if (action === 'result') this.#result(req, res, rec);
+      // The one branch on the registry: a local job is read at once (its cached view, no promise),
+      // a shared one from the store (one round trip).
+      const job = jobs.shared ? await jobs.lookup(id) : jobs.get(id);
+      if (action === 'status') this.#status(req, res, job);
+      else if (action === 'result') this.#result(req, res, job);
       else {
-        if (jobs.shared) await jobs._cancelAsync(rec);
-        else jobs._cancel(rec);
-        this.#send(res, 200, rec, 'no-store');
+        if (jobs.shared) await jobs.cancelJob(job);
+        else job.cancel();
+        this.#send(res, 200, job, 'no-store');
       }
     } catch (error) {
       sendError(res, error);
@@ -359,7 +368,8 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
       if (typeof scope !== 'string') throw new InvalidArgumentError(`Expected \`idempotencyScope\` to return a string, got ${check.describe(scope)}`);
       key = scope === '' ? rawKey : `${scope}\u0000${rawKey}`;
       fingerprint = createHash('sha256').update(mediaType(contentType)).update('\n').update(body).digest('base64url');
-      job = this.#jobs.shared ? await this.#jobs.lookupByIdempotencyKey(key, fingerprint) : this.#jobs.findByIdempotencyKey(key, fingerprint);
+      const jobs = this.#jobs;
+      job = jobs.shared ? await jobs.lookupByIdempotencyKey(key, fingerprint) : jobs.findByIdempotencyKey(key, fingerprint);
     }
     if (job === undefined) {
       let input: unknown = body.length === 0 ? undefined : decodeBody(contentType, body);
@@ -368,9 +378,10 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
       const run = this.#run;
       const parsed = input as I;
       const fn = (context: PollJobContext): R | PromiseLike<R> => run(parsed, context);
-      job = this.#jobs.shared ? await this.#jobs.submit(fn, { idempotencyKey: key, fingerprint }) : this.#jobs.start(fn, { idempotencyKey: key, fingerprint });
+      const jobs = this.#jobs;
+      job = jobs.shared ? await jobs.submit(fn, { idempotencyKey: key, fingerprint }) : jobs.start(fn, { idempotencyKey: key, fingerprint });
     }
-    const rec = job._rec;
+    const rec = job;
     const wait = prefer.wait === undefined ? 0 : Math.min(prefer.wait, this.#maxWait);
     let bits = MODE_START;
     if (prefer.respondAsync) bits |= RESPOND_ASYNC;
@@ -383,7 +394,7 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
   }
 
   /** Answers a start: `200` with the outcome when it waited and the job ended, else `202`. */
-  #answerStart(res: ServerResponse, rec: JobRecord, bits: number, wait: number): void {
+  #answerStart(res: ServerResponse, rec: PollJob, bits: number, wait: number): void {
     const extra: string[] = [];
     if ((bits & REPLAYED) !== 0) extra.push('idempotent-replayed', 'true');
     if (wait > 0 && isOutcome(rec.state)) {
@@ -405,7 +416,7 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
 
   // --- status and result ----------------------------------------------------------------------
 
-  #status(req: IncomingMessage, res: ServerResponse, rec: JobRecord): void {
+  #status(req: IncomingMessage, res: ServerResponse, rec: PollJob): void {
     const preferHeader = req.headers['prefer'];
     const prefer = preferHeader === undefined ? undefined : parsePrefer(headerText(preferHeader));
     const inm = req.headers['if-none-match'];
@@ -422,10 +433,11 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
       }
     } else if (this.#rejectEarly && live) {
       const now = this.#clock.now();
-      if (now < rec.nextPollAt - this.#tolerance) {
+      const nextPollAt = (rec.attachment as Entity | undefined)?.nextPollAt ?? 0;
+      if (now < nextPollAt - this.#tolerance) {
         this.#rateLimited++;
         throw new RateLimitedError(`Job ${rec.id} was read too soon: wait for its Retry-After`, {
-          retryAfterSeconds: Math.max(1, Math.ceil((rec.nextPollAt - now) / 1000)),
+          retryAfterSeconds: Math.max(1, Math.ceil((nextPollAt - now) / 1000)),
         });
       }
     }
@@ -433,7 +445,7 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
   }
 
   /** A status answer: 410, 304, 303 or 200. `applied` is the wait to echo (-1: none). */
-  #answerStatus(res: ServerResponse, rec: JobRecord, tags: number | readonly number[] | undefined, applied: number): void {
+  #answerStatus(res: ServerResponse, rec: PollJob, tags: number | readonly number[] | undefined, applied: number): void {
     if (rec.state === 'expired') {
       sendError(res, gone(rec), applied >= 0 ? { 'preference-applied': `wait=${applied}` } : undefined);
       return;
@@ -452,7 +464,7 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
     this.#send(res, 200, rec, 'no-cache', extra);
   }
 
-  #result(req: IncomingMessage, res: ServerResponse, rec: JobRecord): void {
+  #result(req: IncomingMessage, res: ServerResponse, rec: PollJob): void {
     if (!isOutcome(rec.state)) {
       const retryAfter = this.#retryAfter(rec, this.#clock.now());
       sendError(res, new InvalidStateError(`Job ${rec.id} is ${rec.state}: it has no result yet; read ${this.#base}/${rec.id}`), {
@@ -467,7 +479,7 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
 
   // --- holding --------------------------------------------------------------------------------
 
-  #hold(res: ServerResponse, rec: JobRecord, has: number | readonly number[], bits: number, wait: number): void {
+  #hold(res: ServerResponse, rec: PollJob, has: number | readonly number[], bits: number, wait: number): void {
     // A client already gone has had its 'close' event: holding it would keep it until the deadline.
     if (res.destroyed || res.writableEnded) return;
     const op = new HeldRequest(this.#host, rec, res, has, bits, wait);
@@ -477,8 +489,8 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
     const held = res as HeldResponse;
     held[kOp] = op;
     res.on('close', onResponseClose);
-    op.purgatory = this.#jobs._purgatory;
-    op.purgatory.tryCompleteElseWatch(op, rec.key);
+    op.purgatory = this.#jobs.purgatory;
+    this.#jobs.watch(rec, op);
   }
 
   /** What held requests call back into. */
@@ -499,14 +511,14 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
    * Writes an answer about `rec`: its status entity (none for 304), `ETag`, `Retry-After` while
    * live, and `extra` headers (a flat name, value list).
    */
-  #send(res: ServerResponse, status: number, rec: JobRecord, cacheControl: string, extra?: string[]): void {
+  #send(res: ServerResponse, status: number, rec: PollJob, cacheControl: string, extra?: string[]): void {
     if (res.writableEnded || res.destroyed) return;
     const entity = this.#entity(rec);
     const headers = ['cache-control', cacheControl, 'etag', entity.etag];
     if (rec.state === 'pending' || rec.state === 'running') {
       const now = this.#clock.now();
       const retryAfter = this.#retryAfter(rec, now);
-      rec.nextPollAt = now + retryAfter * 1000;
+      entity.nextPollAt = now + retryAfter * 1000;
       headers.push('retry-after', String(retryAfter));
     }
     if (extra !== undefined) for (let i = 0; i < extra.length; i++) headers.push(extra[i]!);
@@ -524,20 +536,20 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
   }
 
   /** The status bytes of the job's current version, built once per version. */
-  #entity(rec: JobRecord): Entity {
-    if (rec.cacheVersion === rec.version) return rec.cache as Entity;
+  #entity(rec: PollJob): Entity {
+    const cached = rec.attachment as Entity | undefined;
+    if (cached !== undefined && cached.version === rec.version) return cached;
     let json = `{"id":"${rec.id}","state":"${rec.state}","progress":${JSON.stringify(rec.progress)}`;
     if (rec.resultJson !== undefined) json += `,"result":${rec.resultJson}`;
     if (rec.error !== undefined) json += `,"error":${JSON.stringify(rec.error)}`;
     const body = Buffer.from(`${json}}`);
-    const entity: Entity = { body, etag: `"${rec.version}"`, length: String(body.length) };
-    rec.cache = entity;
-    rec.cacheVersion = rec.version;
+    const entity: Entity = { version: rec.version, body, etag: `"${rec.version}"`, length: String(body.length), nextPollAt: cached?.nextPollAt ?? 0 };
+    rec.attachment = entity;
     return entity;
   }
 
   /** Seconds until the job is likely done, from its progress rate, clamped. */
-  #retryAfter(rec: JobRecord, now: number): number {
+  #retryAfter(rec: PollJob, now: number): number {
     let seconds = this.#minRetry;
     const f = fraction(rec);
     if (rec.state === 'running' && f > 0 && f < 1) seconds = Math.ceil(((now - rec.startedAt) * (1 - f)) / f / 1000);
@@ -581,7 +593,7 @@ class HeldRequest extends DelayedOperation {
   purgatory: Purgatory | undefined;
   constructor(
     readonly host: HeldHost,
-    readonly rec: JobRecord,
+    readonly rec: PollJob,
     readonly res: ServerResponse,
     /** Status reads: the versions the client has (held while the current one is among them). */
     readonly has: number | readonly number[],
@@ -604,7 +616,7 @@ class HeldRequest extends DelayedOperation {
   }
 }
 
-function fraction(rec: JobRecord): number {
+function fraction(rec: PollJob): number {
   const p = rec.progress;
   if (p === null) return 0;
   if (typeof p === 'number') return p;
@@ -636,6 +648,6 @@ function notFound(path: string): NotFoundError {
   return new NotFoundError(`No route for ${JSON.stringify(path.length > 80 ? `${path.slice(0, 80)}…` : path)}`);
 }
 
-function gone(rec: JobRecord): GoneError {
+function gone(rec: PollJob): GoneError {
   return new GoneError(`Job ${rec.id} has expired: its outcome was kept for its TTL and is gone`);
 }

@@ -1,9 +1,9 @@
 /**
- * Where a {@link PollHandle} keeps its jobs when several processes share them: the
+ * Where a `SharedPollHandle` keeps its jobs when several processes share them: the
  * {@link JobStore} seam, and {@link MemoryJobStore}, its in-process implementation.
  *
- * Without a store a `PollHandle` keeps its jobs in its own memory, and only its own process can
- * read them. With one (`new PollHandle({ store })`), the store is the authority on every job's
+ * A `PollHandle` keeps its jobs in its own memory, and only its own process can read them. For a
+ * `SharedPollHandle` (`new SharedPollHandle({ store })`) the store is the authority on every job's
  * state: a job started by one process can be read, awaited (`Prefer: wait`) and canceled through
  * any other that shares the store, idempotency keys are shared, and a process that dies has its
  * running jobs failed once its lease runs out. `patchbay/redis` has the Redis one
@@ -13,8 +13,9 @@
  *
  * @module
  */
-import { type Clock, realClock } from '../core/clock.js';
-import { ClosedError, InvalidArgumentError } from '../core/errors.js';
+import type { Clock } from '../core/clock.js';
+import { ClosedError } from '../core/errors.js';
+import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
 import type { JobCreate, JobCreateResult, JobLookup, JobStore, JobStoreListener, JobUpdate, PollJobError, StoredJob } from '../core/jobs.js';
 
@@ -32,8 +33,8 @@ export interface MemoryJobStoreOptions {
   readonly maxTombstones?: number;
 }
 
-/** What {@link MemoryJobStore.size} counts. */
-export interface MemoryJobStoreSize {
+/** What {@link MemoryJobStore.stats} counts. */
+export interface MemoryJobStoreStats {
   /** Jobs kept (live ones and outcomes within their TTL). */
   readonly jobs: number;
   /** Expired ids remembered as gone. */
@@ -54,27 +55,26 @@ interface MemoryEntry {
 }
 
 /**
- * A {@link JobStore} in this process's memory: several {@link PollHandle}s in one process share
+ * A {@link JobStore} in this process's memory: several `SharedPollHandle`s in one process share
  * jobs through it as processes share them through Redis. It is the reference implementation of
  * the contract, and what tests run the shared mode on without a Redis. Announcements are made in
  * a microtask after each change, as a network store would make them later.
  */
-export class MemoryJobStore implements JobStore {
+export class MemoryJobStore extends Resource implements JobStore {
   readonly #clock: Clock;
   readonly #jobs = new Map<string, MemoryEntry>();
   readonly #gone = new Map<string, number>();
   readonly #keys = new Map<string, string>();
   readonly #leases = new Map<string, number>();
   readonly #listeners = new Set<JobStoreListener>();
-  #closed = false;
   #ops = 0;
   readonly #maxGone: number;
 
   /** @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) on an invalid option. */
   constructor(options?: MemoryJobStoreOptions) {
+    super();
     const opts = check.optionsObject('options', options) as MemoryJobStoreOptions;
-    this.#clock = opts.clock ?? realClock;
-    if (typeof this.#clock.now !== 'function') throw new InvalidArgumentError(`Expected \`clock\` to be a Clock, got ${check.describe(this.#clock)}`);
+    this.#clock = check.optionalClock('clock', opts.clock);
     this.#maxGone = check.integerInRange('maxTombstones', opts.maxTombstones ?? 100_000, 0, 100_000_000);
   }
 
@@ -84,7 +84,7 @@ export class MemoryJobStore implements JobStore {
   }
 
   ready(): Promise<void> {
-    return this.#closed ? Promise.reject(new ClosedError('The job store is closed')) : Promise.resolve();
+    return this.closed ? Promise.reject(new ClosedError('The job store is closed')) : Promise.resolve();
   }
 
   create(job: JobCreate): Promise<JobCreateResult> {
@@ -177,14 +177,18 @@ export class MemoryJobStore implements JobStore {
     });
   }
 
-  /** Stops answering: calls reject with a {@link ClosedError}. */
-  close(): void {
-    this.#closed = true;
+  /** Stops answering: later calls reject with a {@link ClosedError} (`PB_ERR_CLOSED`), and listeners hear nothing more. @internal */
+  protected onClose(): void {
+    this.#listeners.clear();
+  }
+
+  /** @internal */
+  protected onDestroy(): void {
     this.#listeners.clear();
   }
 
   /** How many jobs, gone ids, keys and leases it holds now (expired ones are dropped first). */
-  size(): MemoryJobStoreSize {
+  stats(): MemoryJobStoreStats {
     const now = this.#clock.now();
     for (const [id, entry] of this.#jobs) if (entry.expiresAt <= now) this.#drop(id, entry, entry.expiresAt);
     for (const [id, until] of this.#gone) if (until <= now) this.#gone.delete(id);
@@ -192,9 +196,9 @@ export class MemoryJobStore implements JobStore {
   }
 
   #op<T>(run: () => T): Promise<T> {
-    if (this.#closed) return Promise.reject(new ClosedError('The job store is closed'));
+    if (this.closed) return Promise.reject(new ClosedError('The job store is closed'));
     // Now and then, drop what expired without being read again: nothing grows for good.
-    if (++this.#ops % 1024 === 0) this.size();
+    if (++this.#ops % 1024 === 0) this.stats();
     try {
       return Promise.resolve(run());
     } catch (error) {

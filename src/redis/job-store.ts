@@ -1,5 +1,5 @@
 /**
- * {@link RedisJobStore}: the jobs of {@link PollHandle}s shared through Redis, so a job started by
+ * {@link RedisJobStore}: the jobs of `SharedPollHandle`s shared through Redis, so a job started by
  * one process is read, awaited and canceled through any other.
  *
  * ## What lives where
@@ -49,7 +49,7 @@ export interface RedisJobStoreOptions extends Pick<RedisBackendOptions, 'url' | 
   readonly backend?: RedisBackend;
   /**
    * Measure leases and TTLs by this clock instead of Redis's. Every process (store and
-   * `PollHandle`) must then share it: this is for tests with a `ManualClock`.
+   * `SharedPollHandle`) must then share it: this is for tests with a `ManualClock`.
    * @defaultValue Redis's clock (`TIME`)
    */
   readonly clock?: Clock;
@@ -71,15 +71,15 @@ const CLOCK_SLACK_MS = 3_600_000;
 
 /**
  * A {@link JobStore} on Redis (7.0 or later) through ioredis: give it to every process's
- * `PollHandle` and they share jobs.
+ * `SharedPollHandle` and they share jobs.
  *
  * @example
  * ```ts
- * import { PollHandle, PollHandler } from 'patchbay';
+ * import { PollHandler, SharedPollHandle } from 'patchbay';
  * import { RedisBackend, RedisJobStore } from 'patchbay/redis';
  *
  * const backend = new RedisBackend({ url: process.env.REDIS_URL });
- * const jobs = new PollHandle({ store: new RedisJobStore({ backend }), leaseMs: 30_000 });
+ * const jobs = new SharedPollHandle({ store: new RedisJobStore({ backend }), leaseMs: 30_000 });
  * const poll = new PollHandler({ jobs, run: async (input, { progress }) => ({ ok: true }) });
  * // Any process can now answer GET /jobs/:id, Prefer: wait and DELETE for a job started by another.
  * ```
@@ -106,15 +106,12 @@ export class RedisJobStore extends Resource implements JobStore {
         throw new InvalidArgumentError('Give either `backend`, or connection options (`url`, `redis`, `cluster`, `prefix`, ...), not both');
       }
     }
-    if (clock !== undefined && (typeof clock !== 'object' || clock === null || typeof clock.now !== 'function')) {
-      throw new InvalidArgumentError(`Expected \`clock\` to be a Clock, got ${check.describe(clock)}`);
-    }
     this.#ownsBackend = backend === undefined;
     this.#backend = backend ?? new RedisBackend(connection);
     this.#backend._defineScripts(JOB_SCRIPTS);
     this.#prefix = `${this.#backend.prefix}{j}:`;
     this.#channel = `${this.#backend.prefix}jobs`;
-    this.#clock = clock;
+    this.#clock = clock === undefined ? undefined : check.optionalClock('clock', clock);
     this.#slack = String(clock === undefined ? 0 : CLOCK_SLACK_MS);
     this.#maxGone = String(check.integerInRange('maxTombstones', maxTombstones ?? 100_000, 0, 100_000_000));
   }

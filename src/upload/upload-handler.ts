@@ -72,7 +72,7 @@ import {
 } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
 import { codeForStatus, errorStatus, requestUrl, sendError } from '../http/index.js';
-import type { PollHandle, PollJobContext } from '../poll/index.js';
+import type { PollHandle, PollJob, PollJobContext, SharedPollHandle } from '../poll/index.js';
 import { LedgerFileStore, UploadLedger } from './ledger.js';
 
 /** The response header that names the processing job of a completed upload. */
@@ -152,7 +152,7 @@ export interface UploadHandlerOptions<R = unknown> {
    */
   readonly cleanupIntervalMs?: number;
   /** The registry a completed upload's processing job is started in (with `process`). */
-  readonly jobs?: PollHandle;
+  readonly jobs?: PollHandle | SharedPollHandle;
   /** The processing of a completed upload: a job whose result the client short-polls. */
   readonly process?: (file: UploadedFile, context: PollJobContext) => R | PromiseLike<R>;
   /**
@@ -233,7 +233,7 @@ export class UploadHandler<R = unknown> extends Resource {
   readonly #directory: string;
   readonly #basePath: string;
   readonly #corsOrigins: readonly string[];
-  readonly #jobs: PollHandle | undefined;
+  readonly #jobs: PollHandle | SharedPollHandle | undefined;
   readonly #process: ((file: UploadedFile, context: PollJobContext) => R | PromiseLike<R>) | undefined;
   readonly #jobsBasePath: string;
   readonly #authorize: UploadHandlerOptions['authorize'];
@@ -245,7 +245,7 @@ export class UploadHandler<R = unknown> extends Resource {
   /** The startup scan of `directory`: requests and sweeps wait for it. Never rejects. */
   readonly #ready: Promise<void>;
   /** Completed upload id -> its processing job's id (forgotten with the upload). */
-  readonly #jobOf = new Map<string, string>();
+  readonly #jobOf = new Map<string, PollJob>();
   /** The releases of the ledger holds taken while serving the current request (see `handle`). */
   readonly #requestHolds = new AsyncLocalStorage<(() => void)[]>();
   #completed = 0;
@@ -382,7 +382,7 @@ export class UploadHandler<R = unknown> extends Resource {
         throw new ForbiddenError('Not allowed to do this to this upload');
       }
       if (id !== undefined && (method === 'HEAD' || method === 'GET')) {
-        const jobId = this.#jobOf.get(id) ?? (await this.#handOffAgain(id));
+        const jobId = this.#jobOf.get(id)?.id ?? (await this.#handOffAgain(id));
         if (jobId !== undefined) res.setHeader(JOB_LOCATION_HEADER, `${this.#jobsBasePath}/${jobId}`);
       }
       const origin = req.headers.origin;
@@ -403,7 +403,7 @@ export class UploadHandler<R = unknown> extends Resource {
 
   /** The processing job of a completed upload, by upload id. */
   jobFor(uploadId: string): string | undefined {
-    return this.#jobOf.get(uploadId);
+    return this.#jobOf.get(uploadId)?.id;
   }
 
   /** Counters: uploads in progress and finished, bytes on disk and reserved, completions, jobs, refusals, expiries. */
@@ -456,14 +456,9 @@ export class UploadHandler<R = unknown> extends Resource {
   }
 
   #jobIsRunning(id: string): boolean {
-    const jobId = this.#jobOf.get(id);
-    if (jobId === undefined || this.#jobs === undefined) return false;
-    try {
-      const state = this.#jobs.get(jobId).state;
-      return state === 'pending' || state === 'running';
-    } catch {
-      return false; // forgotten by the registry: not running here
-    }
+    // The view of the job this handler started reads its state as the registry knows it now.
+    const state = this.#jobOf.get(id)?.state;
+    return state === 'pending' || state === 'running';
   }
 
   /**
@@ -532,7 +527,7 @@ export class UploadHandler<R = unknown> extends Resource {
     const process = this.#process;
     if (jobs === undefined || process === undefined) return undefined;
     const existing = this.#jobOf.get(id);
-    if (existing !== undefined) return existing;
+    if (existing !== undefined) return existing.id;
     const path = join(this.#directory, id);
     if (!path.startsWith(this.#directory + sep)) throw { status_code: 500, body: jsonError(new InvalidArgumentError('Upload path escapes the store')) };
     const file: UploadedFile = Object.freeze({ id, size, metadata: Object.freeze({ ...metadata }), path });
@@ -543,7 +538,7 @@ export class UploadHandler<R = unknown> extends Resource {
       // The upload id is the idempotency key: a completion seen twice starts one job (across
       // processes too, when the registry shares its jobs through a store).
       const job = await jobs.submit((context) => process(file, context), { idempotencyKey: `upload:${id}` });
-      this.#jobOf.set(id, job.id);
+      this.#jobOf.set(id, job);
       this.#jobsStarted++;
       return job.id;
     } finally {

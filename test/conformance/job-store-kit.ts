@@ -1,5 +1,5 @@
 /**
- * The job store kit: two `PollHandle` registries (A and B, standing for two processes) share jobs
+ * The job store kit: two `SharedPollHandle` registries (A and B, standing for two processes) share jobs
  * through a {@link JobStore}, and everything the shared mode promises is checked through them,
  * directly and over HTTP. Run against `MemoryJobStore` and `RedisJobStore`, unchanged.
  *
@@ -11,9 +11,9 @@ import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  ErrorCodes,
   GoneError,
   IdempotencyConflictError,
-  InvalidStateError,
   type JobStore,
   ManualClock,
   NotFoundError,
@@ -21,7 +21,7 @@ import {
   PollHandler,
   type PollHandleOptions,
   type PollJobContext,
-  WORKER_LOST,
+  SharedPollHandle,
 } from '../../src/index.js';
 
 /** What a kit run needs: a store for each registry (sharing the same jobs), on `clock`. */
@@ -77,12 +77,12 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
       for (const c of cleanups.splice(0).reverse()) await c();
     });
 
-    async function setup(options: PollHandleOptions = {}): Promise<{ A: PollHandle; B: PollHandle; clock: ManualClock; stores: SharedStores }> {
+    async function setup(options: PollHandleOptions = {}): Promise<{ A: SharedPollHandle; B: SharedPollHandle; clock: ManualClock; stores: SharedStores }> {
       const clock = new ManualClock(1_000_000);
       const stores = await make(clock);
       cleanups.push(() => stores.dispose());
-      const A = new PollHandle({ clock, store: stores.a, leaseMs: 3000, ...options });
-      const B = new PollHandle({ clock, store: stores.b, leaseMs: 3000, ...options });
+      const A = new SharedPollHandle({ clock, store: stores.a, leaseMs: 3000, ...options });
+      const B = new SharedPollHandle({ clock, store: stores.b, leaseMs: 3000, ...options });
       cleanups.push(async () => {
         await A.close().catch(() => {});
         await B.close().catch(() => {});
@@ -196,7 +196,7 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
       expect(B.stats().reaped).toBe(1);
       const failed = await outcome;
       expect(failed.state).toBe('failed');
-      expect(failed.error).toMatchObject({ name: 'WorkerLostError', code: WORKER_LOST });
+      expect(failed.error).toMatchObject({ name: 'WorkerLostError', code: ErrorCodes.WORKER_LOST });
     });
 
     it('an outcome expires after its TTL on every registry: gone (410), then unknown (404)', async () => {
@@ -214,10 +214,12 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
       await expect(B.lookup('x'.repeat(500))).rejects.toBeInstanceOf(NotFoundError);
     });
 
-    it('with a store, start() and findByIdempotencyKey() refuse, pointing to submit()', async () => {
-      const { A } = await setup();
-      expect(() => A.start(() => 1)).toThrow(InvalidStateError);
-      expect(() => A.findByIdempotencyKey('k')).toThrow(InvalidStateError);
+    it('a shared registry has no synchronous start, get, cancel or findByIdempotencyKey (they would mean this process only), and a PollHandle refuses a store', async () => {
+      const { A, stores } = await setup();
+      for (const method of ['start', 'get', 'cancel', 'findByIdempotencyKey']) expect(method in A).toBe(false);
+      // @ts-expect-error -- the synchronous methods are a PollHandle's only
+      expect(() => A.start(() => 1)).toThrow(TypeError);
+      expect(() => new PollHandle({ store: stores.a } as PollHandleOptions)).toThrow(/SharedPollHandle/);
     });
 
     it('closing A cancels its live jobs in the store, so B sees them end', async () => {
@@ -233,7 +235,7 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
     it('over HTTP: start on A, held read and cancel on B, idempotent retry on B', async () => {
       const { A, B } = await setup();
       const controls: ReturnType<typeof controlled>[] = [];
-      const serve = async (jobs: PollHandle): Promise<{ base: string; close: () => Promise<void> }> => {
+      const serve = async (jobs: SharedPollHandle): Promise<{ base: string; close: () => Promise<void> }> => {
         const handler = new PollHandler({
           jobs,
           run: (_input, ctx) => {

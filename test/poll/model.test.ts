@@ -313,7 +313,7 @@ describe('PollHandler holding, in memory', () => {
       res.destroyed = true;
       await handler.handle(fakeRequest(`/jobs/${job.id}`, { prefer: 'wait=30' }), res as unknown as ServerResponse);
       expect(handler.stats().held).toBe(0);
-      expect(jobs._purgatory.size).toBe(0);
+      expect(jobs.purgatory.size).toBe(0);
       expect(res.answers).toBe(0);
     } finally {
       await handler.close();

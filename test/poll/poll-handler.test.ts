@@ -549,11 +549,11 @@ describe('PollHandler: lifecycle', () => {
     const ac = new AbortController();
     const held = fetch(`${r.base}/jobs/${status.id}`, { headers: { prefer: 'wait=30' }, signal: ac.signal }).catch((e: unknown) => e);
     await until(() => r.handler.stats().held === 1, 'the read to be held');
-    expect(r.jobs._purgatory.size).toBe(1);
+    expect(r.jobs.purgatory.size).toBe(1);
     ac.abort();
     await held;
     await until(() => r.handler.stats().held === 0, 'the read to be dropped');
-    expect(r.jobs._purgatory.size).toBe(0);
+    expect(r.jobs.purgatory.size).toBe(0);
     expect(r.clock.pendingTimers).toBe(0);
   });
 

@@ -3,7 +3,7 @@
  * job store kit, plus what is particular to the in-memory store.
  */
 import { describe, expect, it } from 'vitest';
-import { type JobStore, type JobStoreListener, ManualClock, MemoryJobStore, PollHandle, type PollJobContext, UnavailableError } from '../../src/index.js';
+import { type JobStore, type JobStoreListener, ManualClock, MemoryJobStore, type PollJobContext, SharedPollHandle, UnavailableError } from '../../src/index.js';
 import { jobStoreConformance } from '../conformance/job-store-kit.js';
 import { until } from '../helpers.js';
 
@@ -65,16 +65,16 @@ describe('MemoryJobStore', () => {
   it('forgets expired jobs, tombstones and released leases: nothing grows', async () => {
     const clock = new ManualClock();
     const store = new MemoryJobStore({ clock });
-    const jobs = new PollHandle({ clock, store, ttlMs: 1000, goneMs: 1000, leaseMs: 300 });
+    const jobs = new SharedPollHandle({ clock, store, ttlMs: 1000, goneMs: 1000, leaseMs: 300 });
     for (let i = 0; i < 50; i++) await (await jobs.submit(() => i, { idempotencyKey: `k${i}` })).done();
-    expect(store.size()).toMatchObject({ jobs: 50, keys: 50, leases: 1 });
+    expect(store.stats()).toMatchObject({ jobs: 50, keys: 50, leases: 1 });
     clock.advance(1100);
     await new Promise((r) => setImmediate(r));
-    expect(store.size()).toMatchObject({ jobs: 0, keys: 0, gone: 50 });
+    expect(store.stats()).toMatchObject({ jobs: 0, keys: 0, gone: 50 });
     clock.advance(1100);
-    expect(store.size()).toMatchObject({ jobs: 0, keys: 0, gone: 0 });
+    expect(store.stats()).toMatchObject({ jobs: 0, keys: 0, gone: 0 });
     await jobs.close();
-    expect(store.size().leases).toBe(0);
+    expect(store.stats().leases).toBe(0);
     expect(jobs.stats()).toMatchObject({ pending: 0, running: 0, stored: 0, mirrors: 0 });
   });
 
@@ -90,8 +90,8 @@ describe('MemoryJobStore', () => {
         throw new UnavailableError('the answer was lost');
       },
     };
-    const jobs = new PollHandle({ clock, store: lossy, leaseMs: 300 });
-    const other = new PollHandle({ clock, store });
+    const jobs = new SharedPollHandle({ clock, store: lossy, leaseMs: 300 });
+    const other = new SharedPollHandle({ clock, store });
     await expect(jobs.submit(() => 1, { idempotencyKey: 'k' })).rejects.toBeInstanceOf(UnavailableError);
     expect(jobs.stats().pending).toBe(0);
     expect((await other.lookup(created!)).state).toBe('pending');
@@ -118,8 +118,8 @@ describe('MemoryJobStore', () => {
           resync: () => listener.resync(),
         }),
     };
-    const A = new PollHandle({ clock, store, leaseMs: 3000 });
-    const B = new PollHandle({ clock, store: hard, leaseMs: 3000 });
+    const A = new SharedPollHandle({ clock, store, leaseMs: 3000 });
+    const B = new SharedPollHandle({ clock, store: hard, leaseMs: 3000 });
     let ctx: PollJobContext | undefined;
     const job = await A.submit((c) => {
       ctx = c;
@@ -146,8 +146,8 @@ describe('MemoryJobStore', () => {
 
   it('PollJob.cancel() on a copy of another registry\'s job cancels it there', async () => {
     const store = new MemoryJobStore();
-    const A = new PollHandle({ store });
-    const B = new PollHandle({ store });
+    const A = new SharedPollHandle({ store });
+    const B = new SharedPollHandle({ store });
     let signal: AbortSignal | undefined;
     const job = await A.submit(({ signal: s }) => {
       signal = s;
@@ -179,7 +179,7 @@ describe('MemoryJobStore', () => {
         return found;
       },
     };
-    const jobs = new PollHandle({ clock, store: lossy, leaseMs: 30_000 });
+    const jobs = new SharedPollHandle({ clock, store: lossy, leaseMs: 30_000 });
     let ran = 0;
     const job = await jobs.submit(() => {
       ran++;
@@ -201,8 +201,8 @@ describe('MemoryJobStore', () => {
       ...bind(store),
       update: (id, update) => (update.kind === 'canceled' ? Promise.reject(new UnavailableError('unreachable for this write')) : store.update(id, update)),
     };
-    const A = new PollHandle({ clock, store: refusing, leaseMs: 60_000 });
-    const B = new PollHandle({ clock, store, leaseMs: 60_000 });
+    const A = new SharedPollHandle({ clock, store: refusing, leaseMs: 60_000 });
+    const B = new SharedPollHandle({ clock, store, leaseMs: 60_000 });
     const job = await A.submit(() => new Promise(() => {}));
     await until(() => job.state === 'running', 'the job to run');
     await A.close();
@@ -216,8 +216,8 @@ describe('MemoryJobStore', () => {
   it('done() on a copy dropped at a tick looks the job up again and resolves with its outcome', async () => {
     const clock = new ManualClock();
     const store = new MemoryJobStore({ clock });
-    const A = new PollHandle({ clock, store });
-    const B = new PollHandle({ clock, store });
+    const A = new SharedPollHandle({ clock, store });
+    const B = new SharedPollHandle({ clock, store });
     let finish!: (v: string) => void;
     const job = await A.submit(() => new Promise<string>((r) => (finish = r)));
     const copy = await B.lookup(job.id);
@@ -234,11 +234,11 @@ describe('MemoryJobStore', () => {
   it('remembers at most maxTombstones ended ids as gone', async () => {
     const clock = new ManualClock();
     const store = new MemoryJobStore({ clock, maxTombstones: 3 });
-    const jobs = new PollHandle({ clock, store, ttlMs: 100, goneMs: 10_000 });
+    const jobs = new SharedPollHandle({ clock, store, ttlMs: 100, goneMs: 10_000 });
     for (let i = 0; i < 10; i++) await (await jobs.submit(() => i)).done();
     clock.advance(200);
     await new Promise((r) => setImmediate(r));
-    expect(store.size()).toMatchObject({ jobs: 0, gone: 3 });
+    expect(store.stats()).toMatchObject({ jobs: 0, gone: 3 });
     await jobs.close();
   });
 

@@ -4,7 +4,7 @@
  * TTLs that clean up, and a store that cannot reach Redis answering 503.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ManualClock, PollHandle, PollHandler, type PollJobContext, pollChannels, UnavailableError } from '../../src/index.js';
+import { ManualClock, PollHandler, type PollJobContext, pollChannels, SharedPollHandle, UnavailableError } from '../../src/index.js';
 import { RedisBackend, RedisJobStore } from '../../src/redis/index.js';
 import { jobStoreConformance } from '../conformance/job-store-kit.js';
 import { serve, waitFor } from './helpers.js';
@@ -38,7 +38,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
     const prefix = uniquePrefix('keys');
     const backend = new RedisBackend({ url: redis.url, prefix });
     const store = new RedisJobStore({ backend });
-    const jobs = new PollHandle({ store, ttlMs: 200, goneMs: 200 });
+    const jobs = new SharedPollHandle({ store, ttlMs: 200, goneMs: 200 });
     const probe = new RedisBackend({ url: redis.url, prefix: uniquePrefix('probe') });
     try {
       await store.ready();
@@ -88,7 +88,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
     const clock = new ManualClock(1_000_000);
     const prefix = uniquePrefix('gone');
     const store = new RedisJobStore({ url: redis.url, prefix, clock, maxTombstones: 5 });
-    const jobs = new PollHandle({ clock, store, ttlMs: 1000, goneMs: 60_000 });
+    const jobs = new SharedPollHandle({ clock, store, ttlMs: 1000, goneMs: 60_000 });
     try {
       const ids: string[] = [];
       for (let i = 0; i < 12; i++) {
@@ -99,7 +99,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
       }
       clock.advance(1000); // every outcome past its TTL
       await waitFor(() => jobs.stats().expired === 12, 'the outcomes to expire');
-      const other = new PollHandle({ clock, store });
+      const other = new SharedPollHandle({ clock, store });
       try {
         for (const id of ids.slice(0, 7)) await expect(other.lookup(id)).rejects.toMatchObject({ code: 'PB_ERR_NOT_FOUND' });
         for (const id of ids.slice(7)) await expect(other.lookup(id)).rejects.toMatchObject({ code: 'PB_ERR_GONE' });
@@ -125,7 +125,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
     const port = await freePort();
     const clock = new ManualClock();
     const store = new RedisJobStore({ url: `redis://127.0.0.1:${port}`, prefix: uniquePrefix('down'), connectTimeoutMs: 200, retryAfterSeconds: 3, redis: { retryStrategy: () => 50 } });
-    const jobs = new PollHandle({ clock, store });
+    const jobs = new SharedPollHandle({ clock, store });
     const handler = new PollHandler({ jobs, run: () => 1 });
     const server = await serve((req, res) => void handler.handle(req, res));
     try {
@@ -150,8 +150,8 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
     const prefix = uniquePrefix('restart');
     const storeA = new RedisJobStore({ url: own.url, prefix, commandTimeoutMs: 1000, redis: { retryStrategy: () => 50 } });
     const storeB = new RedisJobStore({ url: own.url, prefix, commandTimeoutMs: 1000, redis: { retryStrategy: () => 50 } });
-    const A = new PollHandle({ store: storeA, leaseMs: 60_000 });
-    const B = new PollHandle({ store: storeB, leaseMs: 60_000 });
+    const A = new SharedPollHandle({ store: storeA, leaseMs: 60_000 });
+    const B = new SharedPollHandle({ store: storeB, leaseMs: 60_000 });
     try {
       await Promise.all([storeA.ready(), storeB.ready()]);
       let ctx: PollJobContext | undefined;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import * as tus from 'tus-js-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PollClient } from '../../src/client/index.js';
-import { CapacityError, InvalidArgumentError, ManualClock, MemoryJobStore, PollHandle, PollHandler } from '../../src/index.js';
+import { CapacityError, InvalidArgumentError, ManualClock, MemoryJobStore, PollHandle, PollHandler, SharedPollHandle } from '../../src/index.js';
 import { JOB_LOCATION_HEADER, UploadHandler, type UploadHandlerOptions } from '../../src/upload/index.js';
 import { until } from '../helpers.js';
 
@@ -319,8 +319,8 @@ describe('UploadHandler protocol answers', () => {
 
   it('hands a completed upload to a registry that shares its jobs: another registry reads the job', async () => {
     const store = new MemoryJobStore();
-    const jobs = new PollHandle({ store });
-    const other = new PollHandle({ store });
+    const jobs = new SharedPollHandle({ store });
+    const other = new SharedPollHandle({ store });
     cleanups.push(async () => {
       await jobs.close();
       await other.close();
