@@ -21,7 +21,7 @@ import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript
 import { createDemo } from '../../demo/server.js';
-import type { PollHandle } from '../../src/index.js';
+import type { PollHandle, SharedPollHandle } from '../../src/index.js';
 import { closeDemo, listenDemo } from '../demo/helpers.js';
 import { TestResources, waitFor } from '../helpers.js';
 
@@ -63,7 +63,7 @@ interface DemoWindow {
  */
 const win = () => globalThis as unknown as DemoWindow;
 
-let demo: { server: Server; jobs: PollHandle; sidecars: { ready: Promise<unknown>; logFile: string; close(): Promise<unknown> } };
+let demo: { server: Server; jobs: PollHandle | SharedPollHandle; sidecars: { ready: Promise<unknown>; logFile: string; close(): Promise<unknown> } };
 let base = '';
 let context: BrowserContext | undefined;
 const resources = new TestResources();
