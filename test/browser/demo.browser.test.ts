@@ -195,7 +195,7 @@ describe.skipIf(!HAS_CHROMIUM && !IN_CI)('the demo page in Chromium, every patte
     const id = await page.evaluate(() => win().patchbayJob!.id!);
     await page.click('#job-cancel');
     await page.waitForFunction(() => win().patchbayJob?.state === 'canceled');
-    expect(demo.jobs.get(id).state).toBe('canceled');
+    expect((await demo.jobs.lookup(id)).state).toBe('canceled');
   });
 
   it('an upload paused mid-way and resumed ends byte-identical, then its hash is polled', async () => {
