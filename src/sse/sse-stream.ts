@@ -36,6 +36,7 @@ import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
 import { channel } from '../core/diagnostics.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import * as check from '../core/validate.js';
+import { FlushSlicer } from '../http/push-pacing.js';
 import { serializeComment, serializeEvent, type SseEvent } from './serialize.js';
 
 /**
@@ -576,10 +577,8 @@ export class SseHub {
   readonly #options: SseStreamOptions;
   readonly #heartbeatMs: number;
   readonly #stallTimeoutMs: number;
-  readonly #slice: number;
   readonly #streams = new Set<SseStream>();
-  #dirty: SseStream[] = [];
-  #flushScheduled = false;
+  readonly #flusher: FlushSlicer<SseStream>;
   #timer: ClockTimer | null = null;
   readonly #stopTokens = new Map<string, number>();
   #drops = 0;
@@ -592,7 +591,7 @@ export class SseHub {
     this.#clock = opts.clock ?? realClock;
     this.#heartbeatMs = check.integerInRange('heartbeatMs', opts.heartbeatMs ?? 15_000, 0, 2 ** 31 - 1);
     this.#stallTimeoutMs = check.integerInRange('stallTimeoutMs', opts.stallTimeoutMs ?? 30_000, 1, 2 ** 31 - 1);
-    this.#slice = check.integerInRange('flushSliceSize', opts.flushSliceSize ?? 2000, 1, 2 ** 31 - 1);
+    this.#flusher = new FlushSlicer(this.#clock, check.integerInRange('flushSliceSize', opts.flushSliceSize ?? 2000, 1, 2 ** 31 - 1));
     this.#options = { ...opts };
     // Validate the stream defaults now, not at the first connection.
     checkPolicy(opts.overflow ?? 'close');
@@ -668,11 +667,7 @@ export class SseHub {
 
   /** @internal */
   _markDirty(stream: SseStream): void {
-    this.#dirty.push(stream);
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      this.#clock.defer(this.#flush);
-    }
+    this.#flusher.add(stream);
   }
 
   /** @internal */
@@ -680,18 +675,6 @@ export class SseHub {
     this.#streams.delete(stream);
     if (this.#streams.size === 0) this.#disarm();
   }
-
-  readonly #flush = (): void => {
-    this.#flushScheduled = false;
-    const dirty = this.#dirty;
-    const n = Math.min(dirty.length, this.#slice);
-    for (let i = 0; i < n; i++) dirty[i]!._flush();
-    this.#dirty = n === dirty.length ? [] : dirty.slice(n);
-    if (this.#dirty.length > 0) {
-      this.#flushScheduled = true;
-      this.#clock.defer(this.#flush);
-    }
-  };
 
   #arm(): void {
     if (this.#timer !== null) return;

@@ -48,6 +48,7 @@ import type { Duplex } from 'node:stream';
 import type { RawData, WebSocket } from 'ws';
 import { channel } from '../core/diagnostics.js';
 import { ClosedError, ForbiddenError, InvalidArgumentError, InvalidStateError, NotFoundError, OverflowError, PatchbayError } from '../core/errors.js';
+import { replayPageSize } from '../http/push-pacing.js';
 import { type AccessVerdict, type Authorize, authorizeAccess, toAccess } from '../pubsub/access.js';
 import { type Message, parseCursor, parseTopic, type PubSubBroker, type Subscription, type TopicTarget } from '../pubsub/index.js';
 import { parseTarget } from '../pubsub/target.js';
@@ -626,8 +627,7 @@ export class WsConnection {
       r.ready.resolve();
       return;
     }
-    const room = Math.max(0, this.#host.maxBufferedBytes - this.#replayHeld());
-    const limit = Math.max(1, Math.min(REPLAY_PAGE, Math.floor(room / this.#replayFrameBytes)));
+    const limit = replayPageSize(this.#host.maxBufferedBytes - this.#replayHeld(), this.#replayFrameBytes, REPLAY_PAGE);
     let page;
     try {
       page = await this.#host.broker.read(r.target, r.cursor, limit, { canRead: entry.canRead, context: this.context });
