@@ -329,6 +329,10 @@ export class WsHandler extends Resource {
       maxSubscriptions,
       maxTopics,
       counters,
+      dropped: (connection, sid, policy) => {
+        counters.drops++;
+        if (wsChannels.drop.hasSubscribers) wsChannels.drop.publish({ connection, sid, policy });
+      },
       frame: (m, sid) => this.#frame(m, sid),
       markDirty: (c) => this.#flusher.add(c),
       ended: (c, reason) => this.#ended(c, reason),
