@@ -30,7 +30,7 @@
  * @module
  */
 import { onAbort, abortReason } from '../core/abort.js';
-import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
+import type { Clock, ClockTimer } from '../core/clock.js';
 import { channel } from '../core/diagnostics.js';
 import { CanceledError, ClosedError, InvalidArgumentError, InvalidStateError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
@@ -361,10 +361,7 @@ export class Purgatory extends Resource {
     }
     this.tickMs = check.integerInRange('tickMs', opts.tickMs ?? 10, 1, 2 ** 31 - 1);
     this.#wheel = new TimingWheel({ wheelSize: opts.wheelSize ?? 64 });
-    this.#clock = opts.clock ?? realClock;
-    if (typeof this.#clock.now !== 'function' || typeof this.#clock.setTimer !== 'function') {
-      throw new InvalidArgumentError(`Expected \`clock\` to be a Clock, got ${check.describe(this.#clock)}`);
-    }
+    this.#clock = check.optionalClock('clock', opts.clock);
     this.#batch = check.integerInRange('expiryBatchSize', opts.expiryBatchSize ?? 10_000, 1, 2 ** 31 - 1);
     this.#ref = opts.ref === true;
     this.#onError = check.optionalFunction('onError', opts.onError);

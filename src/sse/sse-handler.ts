@@ -395,12 +395,12 @@ export class SseHandler extends Resource {
     return resolveTarget(target ?? queryTarget(query, { queryTarget: this.#queryTarget, allowPatterns: this.#allowPatterns }, 'SseHandler'));
   }
 
-  protected onClose(): void {
-    this.hub.closeAll();
+  protected onClose(): Promise<void> {
+    return this.hub.close();
   }
 
-  protected onDestroy(): void {
-    this.hub.closeAll();
+  protected onDestroy(reason: unknown): void {
+    this.hub.destroy(reason);
   }
 }
 

@@ -22,7 +22,7 @@ import { type IncomingMessage, type Server as HttpServer, STATUS_CODES } from 'n
 import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
-import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
+import type { Clock, ClockTimer } from '../core/clock.js';
 import { ClosedError, ErrorCodes, ForbiddenError, InvalidArgumentError, InvalidStateError, MethodNotAllowedError, NotFoundError, PatchbayError, ProtocolError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
@@ -284,14 +284,11 @@ export class WsHandler extends Resource {
     check.optionalFunction('authorize.upgrade', this.#authorize.upgrade);
     check.optionalFunction('authorize.subscribe', this.#authorize.subscribe);
     check.optionalFunction('authorize.publish', this.#authorize.publish);
-    this.#clock = opts.clock ?? realClock;
+    this.#clock = check.optionalClock('clock', opts.clock);
     const maxMessageBytes = check.integerInRange('maxMessageBytes', opts.maxMessageBytes ?? 64 * 1024, 64, 2 ** 31 - 1);
     const maxPayloadBytes = check.integerInRange('maxPayloadBytes', opts.maxPayloadBytes ?? Math.max(1024 * 1024, maxMessageBytes), maxMessageBytes, 2 ** 31 - 1);
     const maxBufferedBytes = check.integerInRange('maxBufferedBytes', opts.maxBufferedBytes ?? 1024 * 1024, 1, Number.MAX_SAFE_INTEGER);
-    const overflow = opts.overflow ?? 'close';
-    if (!POLICIES.includes(overflow)) {
-      throw new InvalidArgumentError(`Expected \`overflow\` to be one of ${POLICIES.map((p) => `"${p}"`).join(', ')}, got ${check.describe(overflow)}`);
-    }
+    const overflow = check.oneOf('overflow', opts.overflow, POLICIES, 'close');
     this.#heartbeatMs = check.integerInRange('heartbeatMs', opts.heartbeatMs ?? 30_000, 0, 2 ** 31 - 1);
     const maxSubscriptions = check.integerInRange('maxSubscriptions', opts.maxSubscriptions ?? 100, 1, 1_000_000);
     const maxTopics = check.integerInRange('maxTopics', opts.maxTopics ?? 32, 1, 10_000);
