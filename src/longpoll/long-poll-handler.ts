@@ -139,7 +139,7 @@ export interface LongPollHandlerOptions {
 }
 
 /** Counters reported by {@link LongPollHandler.stats}. */
-export interface LongPollStats {
+export interface LongPollHandlerStats {
   /** Polls parked in the purgatory now. */
   readonly parked: number;
   /** Polls answered with messages (200) so far. */
@@ -255,7 +255,7 @@ export class LongPollHandler extends Resource {
   }
 
   /** Counters. */
-  stats(): LongPollStats {
+  stats(): LongPollHandlerStats {
     return {
       parked: this.#parked,
       answered: this.#answered,
