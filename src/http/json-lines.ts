@@ -19,6 +19,7 @@
  * @module
  */
 import type { ServerResponse } from 'node:http';
+import { abortReason, onAbort } from '../core/abort.js';
 import { ErrorCodes, InvalidArgumentError, PatchbayError } from '../core/errors.js';
 
 /** The media type of NDJSON answers. */
@@ -127,6 +128,18 @@ function errorLine(error: unknown, count: number, next: number, expose: boolean)
 const endLine = (count: number, next: number): Uint8Array => encoder.encode(`{"end":true,"count":${count},"next":${next}}\n`);
 
 /**
+ * Aborts `stop` with `signal`'s reason when `signal` aborts (at once if it has); dispose the
+ * result to stop listening.
+ */
+function abortWith(signal: AbortSignal, stop: AbortController): Disposable | undefined {
+  if (signal.aborted) {
+    stop.abort(abortReason(signal));
+    return undefined;
+  }
+  return onAbort(signal, (reason) => stop.abort(reason));
+}
+
+/**
  * Streams `source` to a node:http response as NDJSON (see the module's wire format): chunked,
  * one `{"seq","data"}` line per item, then `{"end":true}`.
  *
@@ -152,15 +165,15 @@ export async function streamJsonLines<T>(res: ServerResponse, source: JsonLinesS
   const o = resolve(options);
   const stop = new AbortController();
   let iterator: Iterator<T> | AsyncIterator<T> | undefined = open(source, { from: o.from, signal: stop.signal });
-  const onAbort = (): void => stop.abort(options?.signal?.reason);
-  options?.signal?.addEventListener('abort', onAbort, { once: true });
+  // Removed in `finally`, on every path.
+  const stopWith = options?.signal === undefined ? undefined : abortWith(options.signal, stop);
   let wake: (() => void) | undefined;
   const onGone = (): void => {
     if (!stop.signal.aborted) stop.abort(new Error('The client went away'));
     wake?.();
   };
   res.once('close', onGone);
-  stop.signal.addEventListener('abort', () => wake?.(), { once: true });
+  const onStop = onAbort(stop.signal, () => wake?.());
   let count = 0;
   let next = o.from;
   try {
@@ -205,7 +218,8 @@ export async function streamJsonLines<T>(res: ServerResponse, source: JsonLinesS
     return { outcome: 'complete', count, next };
   } finally {
     res.off('close', onGone);
-    options?.signal?.removeEventListener('abort', onAbort);
+    stopWith?.[Symbol.dispose]();
+    onStop[Symbol.dispose]();
     if (iterator !== undefined && typeof iterator.return === 'function') {
       try {
         await iterator.return();
@@ -232,11 +246,17 @@ export async function streamJsonLines<T>(res: ServerResponse, source: JsonLinesS
 export function jsonLinesResponse<T>(source: JsonLinesSource<T>, options?: JsonLinesOptions & { readonly status?: number }): Response {
   const o = resolve(options);
   const stop = new AbortController();
-  options?.signal?.addEventListener('abort', () => stop.abort(options.signal?.reason), { once: true });
+  // Removed once the stream is finished (ended, failed or canceled).
+  let stopWith = options?.signal === undefined ? undefined : abortWith(options.signal, stop);
   let iterator: Iterator<T> | AsyncIterator<T> | undefined = open(source, { from: o.from, signal: stop.signal });
   let count = 0;
   let next = o.from;
+  const release = (): void => {
+    stopWith?.[Symbol.dispose]();
+    stopWith = undefined;
+  };
   const finish = async (): Promise<void> => {
+    release();
     const it = iterator;
     iterator = undefined;
     if (it !== undefined && typeof it.return === 'function') {
@@ -262,6 +282,7 @@ export function jsonLinesResponse<T>(source: JsonLinesSource<T>, options?: JsonL
           const step = await it.next();
           if (step.done === true) {
             iterator = undefined;
+            release();
             controller.enqueue(endLine(count, next));
             controller.close();
             return;
@@ -269,6 +290,7 @@ export function jsonLinesResponse<T>(source: JsonLinesSource<T>, options?: JsonL
           line = recordLine(next, step.value, o.maxRecordBytes);
         } catch (error) {
           iterator = undefined;
+          release();
           if (stop.signal.aborted) {
             controller.error(stop.signal.reason);
             return;

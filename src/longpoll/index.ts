@@ -10,6 +10,6 @@ export {
   GAP_HEADER,
   LongPollHandler,
   type LongPollHandlerOptions,
-  type LongPollStats,
+  type LongPollHandlerStats,
   type LongPollTarget,
 } from './long-poll-handler.js';

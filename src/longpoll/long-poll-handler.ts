@@ -32,7 +32,7 @@
  * @module
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type Clock, realClock } from '../core/clock.js';
+import type { Clock } from '../core/clock.js';
 import { ClosedError, InvalidArgumentError, MethodNotAllowedError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
@@ -139,7 +139,7 @@ export interface LongPollHandlerOptions {
 }
 
 /** Counters reported by {@link LongPollHandler.stats}. */
-export interface LongPollStats {
+export interface LongPollHandlerStats {
   /** Polls parked in the purgatory now. */
   readonly parked: number;
   /** Polls answered with messages (200) so far. */
@@ -242,7 +242,7 @@ export class LongPollHandler extends Resource {
     }
     this.#broker = opts.broker;
     this.#ownsPurgatory = opts.purgatory === undefined;
-    this.#clock = opts.clock ?? realClock;
+    this.#clock = check.optionalClock('clock', opts.clock);
     this.#maxHoldMs = check.integerInRange('maxHoldMs', opts.maxHoldMs ?? 30_000, 0, 2 ** 31 - 1);
     this.#maxBatch = check.integerInRange('maxBatch', opts.maxBatch ?? 100, 1, 10_000);
     this.#maxAnswerBytes = check.integerInRange('maxAnswerBytes', opts.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES, 1, 2 ** 31 - 1);
@@ -255,7 +255,7 @@ export class LongPollHandler extends Resource {
   }
 
   /** Counters. */
-  stats(): LongPollStats {
+  stats(): LongPollHandlerStats {
     return {
       parked: this.#parked,
       answered: this.#answered,

@@ -1,10 +1,12 @@
 /**
- * The Kafka-style purgatory and the hierarchical timing wheel under it.
+ * The Kafka-style purgatory. The hierarchical timing wheel under it (`timing-wheel.ts`) is an
+ * internal of the purgatory, not part of the public API.
  *
  * @module
  */
 export {
   DelayedOperation,
+  type DelayedOperationOptions,
   Purgatory,
   purgatoryChannels,
   type OperationState,
@@ -13,4 +15,3 @@ export {
   type WaitOptions,
   type WaitOutcome,
 } from './purgatory.js';
-export { MAX_TICK, TimerEntry, TimingWheel, type TimingWheelOptions } from './timing-wheel.js';

@@ -30,7 +30,7 @@
  * @module
  */
 import { onAbort, abortReason } from '../core/abort.js';
-import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
+import type { Clock, ClockTimer } from '../core/clock.js';
 import { channel } from '../core/diagnostics.js';
 import { CanceledError, ClosedError, InvalidArgumentError, InvalidStateError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
@@ -83,6 +83,12 @@ class WatchList {
   constructor(readonly key: string) {}
 }
 
+/** Options for a {@link DelayedOperation}. */
+export interface DelayedOperationOptions {
+  /** Aborting it cancels the operation; `onCancel` gets the signal's reason. */
+  readonly signal?: AbortSignal;
+}
+
 /**
  * An operation that waits in a {@link Purgatory}. Subclass it and implement the hooks, as with
  * Kafka's `DelayedOperation`; the operation is its own timer entry, so waiting costs no extra
@@ -129,17 +135,23 @@ export abstract class DelayedOperation extends TimerEntry {
   /**
    * @param timeoutMs - How long the operation may wait, in ms. `<= 0` expires it at once (after a
    *   first check of its condition); `Infinity` means no deadline.
-   * @param signal - Aborting it cancels the operation; `onCancel` gets the signal's reason.
+   * @param options - `signal`: aborting it cancels the operation; `onCancel` gets the signal's reason.
    * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) when `timeoutMs` is NaN or not a
-   *   number, or `signal` is not an AbortSignal.
+   *   number, `options` is not an object (a bare AbortSignal included: pass `{ signal }`), or
+   *   `signal` is not an AbortSignal.
    */
-  constructor(timeoutMs: number, signal?: AbortSignal) {
+  constructor(timeoutMs: number, options?: DelayedOperationOptions) {
     super();
-    // The common case (a plain number, no signal) skips the validating calls.
+    // The common case (a plain number, no options) skips the validating calls.
     this.timeoutMs = typeof timeoutMs === 'number' && timeoutMs === timeoutMs ? timeoutMs : check.timeout('timeoutMs', timeoutMs);
-    if (signal !== undefined) {
-      signals.set(this, check.optionalSignal('signal', signal)!);
-      this._try = HAS_SIGNAL;
+    if (options !== undefined) {
+      const signal = (options as DelayedOperationOptions | null)?.signal;
+      if (signal !== undefined) {
+        signals.set(this, check.optionalSignal('signal', signal)!);
+        this._try = HAS_SIGNAL;
+      } else if (typeof options !== 'object' || options === null || options instanceof AbortSignal) {
+        throw new InvalidArgumentError(`Expected \`options\` to be an object such as \`{ signal }\`, got ${check.describe(options)}`);
+      }
     }
   }
 
@@ -294,7 +306,7 @@ class PromiseOperation extends DelayedOperation {
     resolve: (outcome: WaitOutcome) => void,
     reject: (reason: unknown) => void,
   ) {
-    super(options.timeoutMs, options.signal);
+    super(options.timeoutMs, options.signal === undefined ? undefined : options); // no allocation: WaitOptions carries `signal`
     this.#predicate = check.optionalFunction('tryComplete', options.tryComplete);
     this.#resolve = resolve;
     this.#reject = reject;
@@ -361,10 +373,7 @@ export class Purgatory extends Resource {
     }
     this.tickMs = check.integerInRange('tickMs', opts.tickMs ?? 10, 1, 2 ** 31 - 1);
     this.#wheel = new TimingWheel({ wheelSize: opts.wheelSize ?? 64 });
-    this.#clock = opts.clock ?? realClock;
-    if (typeof this.#clock.now !== 'function' || typeof this.#clock.setTimer !== 'function') {
-      throw new InvalidArgumentError(`Expected \`clock\` to be a Clock, got ${check.describe(this.#clock)}`);
-    }
+    this.#clock = check.optionalClock('clock', opts.clock);
     this.#batch = check.integerInRange('expiryBatchSize', opts.expiryBatchSize ?? 10_000, 1, 2 ** 31 - 1);
     this.#ref = opts.ref === true;
     this.#onError = check.optionalFunction('onError', opts.onError);

@@ -48,6 +48,7 @@ const DUE = -2;
 /**
  * The links a {@link TimingWheel} keeps inside each entry. Extend it (as
  * {@link DelayedOperation} does) so entries need no separate timer object.
+ * @internal
  */
 export class TimerEntry {
   /** @internal */
@@ -65,7 +66,7 @@ export class TimerEntry {
   }
 }
 
-/** Options for {@link TimingWheel}. */
+/** Options for {@link TimingWheel}. @internal */
 export interface TimingWheelOptions {
   /**
    * Slots per level: 2 to 64. More slots mean fewer levels and fewer re-insertions.
@@ -79,7 +80,7 @@ export interface TimingWheelOptions {
   readonly startTick?: number;
 }
 
-/** The largest tick a wheel accepts; past it, float division would no longer be exact. */
+/** The largest tick a wheel accepts; past it, float division would no longer be exact. @internal */
 export const MAX_TICK = 2 ** 52;
 
 const ctz = (x: number): number => 31 - Math.clz32(x & -x);
@@ -98,6 +99,7 @@ const ctz = (x: number): number => 31 - Math.clz32(x & -x);
  * wheel.advance(5);
  * wheel.popDue()?.name; // 'a'
  * ```
+ * @internal
  */
 export class TimingWheel<T extends TimerEntry = TimerEntry> {
   /** Slots per level. */

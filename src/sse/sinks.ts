@@ -5,6 +5,7 @@
  * @module
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { onAbort } from '../core/abort.js';
 import type { SseHub, SseSink, SseStream, SseStreamOptions } from './sse-stream.js';
 
 /** Headers HTTP/2 forbids; a Node http1 response never needs them set by hand either. */
@@ -135,10 +136,19 @@ export async function sseResponse(hub: SseHub, options: SseResponseOptions, setu
     },
   };
   const stream = hub.stream(sink, options);
-  options.signal?.addEventListener('abort', () => {
-    sink.destroy();
-    fire();
-  }, { once: true });
+  const signal = options.signal;
+  if (signal !== undefined) {
+    const cut = (): void => {
+      sink.destroy();
+      fire();
+    };
+    if (signal.aborted) cut();
+    else {
+      // Removed when the stream ends, however it ends: a long-lived signal keeps no dead stream.
+      const listener = onAbort(signal, cut);
+      stream._onClose(() => listener[Symbol.dispose]());
+    }
+  }
   await setup(stream);
   stream.start();
   return new Response(body, { status, headers: responseHeaders });

@@ -43,6 +43,7 @@ import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
 import { firstHeader } from '../http/headers.js';
 import { applyCors, type CorsOptions, requestQuery, sendError } from '../http/index.js';
+import { replayPageSize } from '../http/push-pacing.js';
 import { authorizeAccess } from '../pubsub/access.js';
 import { type Authorize, type BackendRead, type Message, parseCursor, type PubSubBroker, type TopicTarget } from '../pubsub/index.js';
 import { parseTarget, queryTarget } from '../pubsub/target.js';
@@ -308,7 +309,7 @@ export class SseHandler extends Resource {
         limit =
           page.messages.length === 0
             ? Math.min(limit * 2, MAX_PAGE) // all of the last page was filtered out: read further
-            : Math.max(1, Math.min(MAX_PAGE, Math.floor(stream._room() / (bytesSeen / messagesSeen))));
+            : replayPageSize(stream._room(), bytesSeen / messagesSeen, MAX_PAGE);
         const at = page.cursor;
         page = await this.#broker.read(t.read, at, limit, { canRead, context: req });
         if (stream.closed) return;
@@ -394,12 +395,12 @@ export class SseHandler extends Resource {
     return resolveTarget(target ?? queryTarget(query, { queryTarget: this.#queryTarget, allowPatterns: this.#allowPatterns }, 'SseHandler'));
   }
 
-  protected onClose(): void {
-    this.hub.closeAll();
+  protected onClose(): Promise<void> {
+    return this.hub.close();
   }
 
-  protected onDestroy(): void {
-    this.hub.closeAll();
+  protected onDestroy(reason: unknown): void {
+    this.hub.destroy(reason);
   }
 }
 

@@ -32,10 +32,12 @@
  *
  * @module
  */
-import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
+import type { Clock, ClockTimer } from '../core/clock.js';
 import { channel } from '../core/diagnostics.js';
 import { InvalidArgumentError } from '../core/errors.js';
+import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
+import { FlushSlicer } from '../http/push-pacing.js';
 import { serializeComment, serializeEvent, type SseEvent } from './serialize.js';
 
 /**
@@ -191,7 +193,7 @@ export class SseStream {
     this.#hub = hub;
     this.#sink = sink;
     this.#maxBuffered = check.integerInRange('maxBufferedBytes', options.maxBufferedBytes ?? 1024 * 1024, 1, Number.MAX_SAFE_INTEGER);
-    this.#overflow = checkPolicy(options.overflow ?? 'close');
+    this.#overflow = checkPolicy(options.overflow);
     this.#headers = { ...options.headers };
     this._lastWrite = now;
     const retry = options.retryMs;
@@ -561,25 +563,24 @@ export interface SseHubStats {
 const POLICIES: readonly SseOverflowPolicy[] = ['close', 'drop-oldest', 'coalesce'];
 
 function checkPolicy(value: unknown): SseOverflowPolicy {
-  if (!POLICIES.includes(value as SseOverflowPolicy)) {
-    throw new InvalidArgumentError(`Expected \`overflow\` to be one of "close", "drop-oldest", "coalesce", got ${check.describe(value)}`);
-  }
-  return value as SseOverflowPolicy;
+  return check.oneOf('overflow', value, POLICIES, 'close');
 }
 
 /**
  * What a set of SSE streams shares: the per-turn flush, the one heartbeat-and-stall timer, stop
  * tokens, and counters.
+ *
+ * A {@link Resource}: `close()` (or `destroy()`) closes every stream (their clients may
+ * reconnect, to another hub) and stops the timer; {@link SseHub.stream} then throws
+ * `ClosedError`. {@link SseHub.closeAll} closes the streams and keeps the hub open.
  */
-export class SseHub {
+export class SseHub extends Resource {
   readonly #clock: Clock;
   readonly #options: SseStreamOptions;
   readonly #heartbeatMs: number;
   readonly #stallTimeoutMs: number;
-  readonly #slice: number;
   readonly #streams = new Set<SseStream>();
-  #dirty: SseStream[] = [];
-  #flushScheduled = false;
+  readonly #flusher: FlushSlicer<SseStream>;
   #timer: ClockTimer | null = null;
   readonly #stopTokens = new Map<string, number>();
   #drops = 0;
@@ -588,23 +589,26 @@ export class SseHub {
 
   /** @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) on an invalid option. */
   constructor(options?: SseHubOptions) {
+    super();
     const opts = check.optionsObject('options', options);
-    this.#clock = opts.clock ?? realClock;
+    this.#clock = check.optionalClock('clock', opts.clock);
     this.#heartbeatMs = check.integerInRange('heartbeatMs', opts.heartbeatMs ?? 15_000, 0, 2 ** 31 - 1);
     this.#stallTimeoutMs = check.integerInRange('stallTimeoutMs', opts.stallTimeoutMs ?? 30_000, 1, 2 ** 31 - 1);
-    this.#slice = check.integerInRange('flushSliceSize', opts.flushSliceSize ?? 2000, 1, 2 ** 31 - 1);
+    this.#flusher = new FlushSlicer(this.#clock, check.integerInRange('flushSliceSize', opts.flushSliceSize ?? 2000, 1, 2 ** 31 - 1));
     this.#options = { ...opts };
     // Validate the stream defaults now, not at the first connection.
-    checkPolicy(opts.overflow ?? 'close');
+    checkPolicy(opts.overflow);
     check.integerInRange('maxBufferedBytes', opts.maxBufferedBytes ?? 1024 * 1024, 1, Number.MAX_SAFE_INTEGER);
   }
 
   /**
    * Makes a stream over `sink`, with the hub's defaults overridden by `options`.
    * @param identity - Who the connection is (see {@link SseStream.identity}).
-   * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) on an invalid option.
+   * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) on an invalid option; ClosedError
+   *   (`PB_ERR_CLOSED`) after `close()` or `destroy()`.
    */
   stream(sink: SseSink, options?: SseStreamOptions, identity?: string): SseStream {
+    this.assertOpen('stream');
     const s = new SseStream(this, sink, { ...this.#options, ...options }, this.#clock.now(), identity);
     if (s.closed) return s; // the client was already gone: nothing to keep
     this.#streams.add(s);
@@ -631,10 +635,20 @@ export class SseHub {
     return lastEventId !== undefined && this.#stopTokens.has(lastEventId);
   }
 
-  /** Closes every stream (they may reconnect) and stops the timer. */
+  /** Closes every stream (they may reconnect) and stops the timer; the hub stays open for new streams. */
   closeAll(): void {
     for (const s of [...this.#streams]) s.close();
     this.#disarm();
+  }
+
+  /** Closes every stream; later {@link SseHub.stream} calls throw `ClosedError`. */
+  protected onClose(): void {
+    this.closeAll();
+  }
+
+  /** As {@link SseHub.onClose}: closing a stream is immediate already. */
+  protected onDestroy(): void {
+    this.closeAll();
   }
 
   /** @internal */
@@ -668,11 +682,7 @@ export class SseHub {
 
   /** @internal */
   _markDirty(stream: SseStream): void {
-    this.#dirty.push(stream);
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      this.#clock.defer(this.#flush);
-    }
+    this.#flusher.add(stream);
   }
 
   /** @internal */
@@ -680,18 +690,6 @@ export class SseHub {
     this.#streams.delete(stream);
     if (this.#streams.size === 0) this.#disarm();
   }
-
-  readonly #flush = (): void => {
-    this.#flushScheduled = false;
-    const dirty = this.#dirty;
-    const n = Math.min(dirty.length, this.#slice);
-    for (let i = 0; i < n; i++) dirty[i]!._flush();
-    this.#dirty = n === dirty.length ? [] : dirty.slice(n);
-    if (this.#dirty.length > 0) {
-      this.#flushScheduled = true;
-      this.#clock.defer(this.#flush);
-    }
-  };
 
   #arm(): void {
     if (this.#timer !== null) return;

@@ -7,7 +7,8 @@
  * Frames are queued as bytes and written once per event-loop turn by the handler (a broadcast
  * hands every connection the same `Buffer`); the writes of one turn go out corked, as one
  * `writev`. What the socket holds (`bufferedAmount`) plus what is queued may not pass
- * `maxBufferedBytes`; past it the overflow policy decides:
+ * `maxBufferedBytes`; past it the overflow policy decides (the queue, its policies and the replay
+ * budget are the connection's outbox, in `outbox.ts`; this module feeds it and reads the client):
  *
  * - `close` (the default): the connection is closed with code 1013 and its subscriptions end at
  *   once. The client reconnects and resubscribes from the last id it has: nothing is lost.
@@ -48,6 +49,7 @@ import type { Duplex } from 'node:stream';
 import type { RawData, WebSocket } from 'ws';
 import { channel } from '../core/diagnostics.js';
 import { ClosedError, ForbiddenError, InvalidArgumentError, InvalidStateError, NotFoundError, OverflowError, PatchbayError } from '../core/errors.js';
+import { replayPageSize } from '../http/push-pacing.js';
 import { type AccessVerdict, type Authorize, authorizeAccess, toAccess } from '../pubsub/access.js';
 import { type Message, parseCursor, parseTopic, type PubSubBroker, type Subscription, type TopicTarget } from '../pubsub/index.js';
 import { parseTarget } from '../pubsub/target.js';
@@ -55,7 +57,6 @@ import {
   errorFrame,
   isRefused,
   logGapFrame,
-  overflowGapFrame,
   parseClientFrame,
   pongFrame,
   publishedFrame,
@@ -65,6 +66,7 @@ import {
   type WsRef,
   type WsSubscribeFrame,
 } from './protocol.js';
+import { wireLength, WsOutbox } from './outbox.js';
 
 /** What one subscription follows: one or more topics, or a pattern. */
 export type WsTarget = TopicTarget;
@@ -162,6 +164,8 @@ export interface ConnectionHost {
   readonly maxSubscriptions: number;
   readonly maxTopics: number;
   readonly counters: Counters;
+  /** The overflow policy dropped or replaced a message of subscription `sid`. */
+  dropped(connection: WsConnection, sid: string, policy: WsOverflowPolicy): void;
   /** The frame of `m` for `sid` (shared by every connection with that sid); `undefined` when `m` cannot be JSON. */
   frame(m: Message, sid: string): Buffer | undefined;
   markDirty(connection: WsConnection): void;
@@ -183,19 +187,8 @@ export const wsChannels = {
   error: channel('ws', 'error'),
 };
 
-const TEXT = { binary: false } as const;
-
-/** Marks a replayed message in the send queue: it is never dropped, and counts in the replay budget. */
-const REPLAY = Symbol('replay');
-type QueuedFor = Entry | null | typeof REPLAY;
-
 /** Most messages one replay page asks for. */
 const REPLAY_PAGE = 256;
-
-/** The bytes a server frame of `len` payload bytes takes on the wire (unmasked). */
-function wireLength(len: number): number {
-  return len + (len < 126 ? 2 : len < 65_536 ? 4 : 10);
-}
 
 const kConnection = Symbol('patchbay.ws.connection');
 type Tagged = WebSocket & { [kConnection]: WsConnection };
@@ -230,36 +223,16 @@ export class WsConnection {
   readonly context: unknown;
   readonly #host: ConnectionHost;
   readonly #ws: WebSocket;
-  readonly #socket: Duplex | undefined;
   readonly #entries = new Map<string, Entry>();
-  // The send queue: bytes, the subscription of each message frame (null for a reply), and, under
-  // `coalesce`, each frame's key.
-  #q: Buffer[] = [];
-  #qEntry: QueuedFor[] = [];
-  #qKey: (string | undefined)[] = [];
-  #queued = 0;
-  /** Replay bytes in the queue (part of `#queued`). */
-  #replayQueued = 0;
-  /** The same, as they will take on the wire (with frame headers). */
-  #replayQueuedWire = 0;
-  /** Replay bytes handed to the socket that it has not let go of yet (wire bytes). */
-  #replayInSocket = 0;
+  readonly #outbox: WsOutbox;
   /** Subscriptions waiting for their next replay page, in turn. */
   #replays: Entry[] = [];
   #pumping = false;
-  /** Wakes the replay pump when the socket lets go of replay bytes. */
-  #roomWaiter: (() => void) | null = null;
-  /** Average replay frame size so far: sizes the next page to the room left. */
-  #replayFrameBytes = 512;
-  /** Subscriptions with dropped messages not yet announced. */
-  #gapEntries: Entry[] = [];
   #inbox: Buffer[] = [];
   #inboxBinary: boolean[] = [];
   #draining = false;
   #paused = false;
   #closed = false;
-  #messagesSent = 0;
-  #drops = 0;
   #framesReceived = 0;
   /** Queued for the handler's next flush. @internal */
   _dirty = false;
@@ -271,8 +244,8 @@ export class WsConnection {
     this.#host = host;
     this.id = id;
     this.#ws = ws;
-    this.#socket = socket;
     this.context = context;
+    this.#outbox = new WsOutbox(this, host, ws, socket);
     // Shared listeners (they find the connection on the socket): no closures per connection.
     (ws as Tagged)[kConnection] = this;
     ws.on('message', onMessage);
@@ -314,12 +287,12 @@ export class WsConnection {
   stats(): WsConnectionStats {
     return {
       subscriptions: this.#entries.size,
-      messagesSent: this.#messagesSent,
-      bytesQueued: this.#queued,
-      bytesReplaying: this.#replayHeld(),
+      messagesSent: this.#outbox.messagesSent,
+      bytesQueued: this.#outbox.bytesQueued,
+      bytesReplaying: this.#outbox.replayHeld(),
       replaying: this.#replayingCount(),
       bytesBuffered: this.#closed ? 0 : this.#ws.bufferedAmount,
-      drops: this.#drops,
+      drops: this.#outbox.drops,
       framesReceived: this.#framesReceived,
     };
   }
@@ -335,7 +308,7 @@ export class WsConnection {
    */
   close(code = 1000, reason = ''): void {
     if (this.#closed) return;
-    this.#flushQueue();
+    this.#outbox.flush();
     this.#end('server');
     try {
       this.#ws.close(code, reason);
@@ -355,7 +328,7 @@ export class WsConnection {
   /** Writes what is queued, corked into one write. @internal */
   _flush(): void {
     this._dirty = false;
-    this.#flushQueue();
+    this.#outbox.flush();
   }
 
   /** The heartbeat: terminates a peer that did not answer the last ping, else pings it. @internal */
@@ -568,33 +541,6 @@ export class WsConnection {
 
   // --- replays ---------------------------------------------------------------------------------
 
-  /** Replay bytes held now: queued, or in the socket. */
-  #replayHeld(): number {
-    return this.#replayQueuedWire + this.#replayInSocket;
-  }
-
-  /** Whether a replay frame of `len` bytes must wait: it does not fit in the replay budget, and some replay bytes are held (a frame alone always goes). */
-  #replayFull(len: number): boolean {
-    const held = this.#replayHeld();
-    return !this.#closed && held > 0 && held + len > this.#host.maxBufferedBytes;
-  }
-
-  /** Resolves once a replay frame of `len` bytes fits in the replay budget (or the connection ended). */
-  async #replayRoom(len: number): Promise<void> {
-    while (this.#replayFull(len)) {
-      await new Promise<void>((resolve) => {
-        this.#roomWaiter = resolve;
-      });
-    }
-  }
-
-  #wakeReplay(): void {
-    const waiter = this.#roomWaiter;
-    if (waiter === null) return;
-    this.#roomWaiter = null;
-    waiter();
-  }
-
   /** Feeds the subscriptions in replay from the log, one page at a time each, in turn. */
   async #pump(): Promise<void> {
     if (this.#pumping) return;
@@ -621,13 +567,13 @@ export class WsConnection {
 
   /** Reads and sends one page of `entry`'s replay; then queues its next turn, or takes it live. */
   async #replayPage(entry: Entry, r: Replay): Promise<void> {
-    if (this.#replayFull(this.#replayFrameBytes)) await this.#replayRoom(this.#replayFrameBytes);
+    const outbox = this.#outbox;
+    if (outbox.replayFull(outbox.replayFrameBytes)) await outbox.replayRoom(outbox.replayFrameBytes);
     if (this.#closed || entry.closed) {
       r.ready.resolve();
       return;
     }
-    const room = Math.max(0, this.#host.maxBufferedBytes - this.#replayHeld());
-    const limit = Math.max(1, Math.min(REPLAY_PAGE, Math.floor(room / this.#replayFrameBytes)));
+    const limit = replayPageSize(this.#host.maxBufferedBytes - outbox.replayHeld(), outbox.replayFrameBytes, REPLAY_PAGE);
     let page;
     try {
       page = await this.#host.broker.read(r.target, r.cursor, limit, { canRead: entry.canRead, context: this.context });
@@ -656,9 +602,9 @@ export class WsConnection {
       const bytes = this.#frameReplayed(entry, m);
       if (bytes === undefined) continue;
       const wire = wireLength(bytes.length);
-      if (this.#replayFull(wire)) await this.#replayRoom(wire);
+      if (outbox.replayFull(wire)) await outbox.replayRoom(wire);
       if (this.#closed || entry.closed) break;
-      this.#appendReplayed(bytes);
+      outbox.appendReplayed(bytes);
     }
     if (this.#closed || entry.closed) return;
     if (page.more) {
@@ -723,7 +669,7 @@ export class WsConnection {
   // --- outbound --------------------------------------------------------------------------------
 
   #reply(text: string): void {
-    this.#push(Buffer.from(text), null, undefined);
+    if (!this.#outbox.push(Buffer.from(text), null, undefined)) this.#overflow();
   }
 
   /** A live message. */
@@ -731,13 +677,13 @@ export class WsConnection {
     if (entry.closed) return;
     const bytes = this.#host.frame(m, entry.sid);
     if (bytes === undefined) this.#skip(entry, m, undefined);
-    else this.#push(bytes, entry, this.#host.overflow === 'coalesce' ? `${entry.sid}\u0000${m.topic}` : undefined);
+    else if (!this.#outbox.push(bytes, entry, this.#host.overflow === 'coalesce' ? `${entry.sid}\u0000${m.topic}` : undefined)) this.#overflow();
   }
 
   /** A message of a replay, or staged while subscribing: never dropped, counted in the replay budget. */
   #sendReplayed(entry: Entry, m: Message): void {
     const bytes = this.#frameReplayed(entry, m);
-    if (bytes !== undefined) this.#appendReplayed(bytes);
+    if (bytes !== undefined) this.#outbox.appendReplayed(bytes);
   }
 
   /** The frame of a replayed message; `undefined` (and the client told) when it cannot be framed. */
@@ -754,14 +700,6 @@ export class WsConnection {
     return bytes;
   }
 
-  #appendReplayed(bytes: Buffer): void {
-    if (this.#closed) return;
-    this.#replayFrameBytes = Math.max(64, Math.round((this.#replayFrameBytes * 7 + bytes.length) / 8));
-    this.#replayQueued += bytes.length;
-    this.#replayQueuedWire += wireLength(bytes.length);
-    this.#append(bytes, REPLAY, undefined);
-  }
-
   /** Skips a message this connection cannot send, telling the client which (an `error` frame for its subscription). */
   #skip(entry: Entry, m: Message, error: unknown): void {
     if (error !== undefined) this.#host.reportError(error, this);
@@ -774,79 +712,6 @@ export class WsConnection {
     this.#reply(errorFrame(new InvalidArgumentError(`${what} has data that JSON cannot carry; it was skipped`), undefined, entry.sid));
   }
 
-  #push(bytes: Buffer, entry: Entry | null, key: string | undefined): void {
-    if (this.#closed) return;
-    const len = bytes.length;
-    // Replays have a budget of their own: what of them is held is not counted here.
-    let room = this.#host.maxBufferedBytes + this.#replayQueued + this.#replayInSocket - this.#ws.bufferedAmount - this.#queued;
-    if (key !== undefined) {
-      const i = this.#qKey.lastIndexOf(key);
-      if (i !== -1 && room + this.#q[i]!.length >= len) {
-        this.#queued += len - this.#q[i]!.length;
-        this.#q[i] = bytes;
-        this.#countDrop(entry!, 'coalesce');
-        return;
-      }
-    }
-    if (len > room) {
-      if (this.#host.overflow === 'close') {
-        this.#overflow();
-        return;
-      }
-      room += this.#makeRoom(len - room);
-      if (len > room) {
-        if (entry === null) this.#overflow();
-        else {
-          this.#countDrop(entry, this.#host.overflow); // the socket alone holds too much: this one cannot go
-          this.#schedule(); // the gap goes out at the next flush
-        }
-        return;
-      }
-    }
-    this.#append(bytes, entry, key);
-  }
-
-  #append(bytes: Buffer, entry: QueuedFor, key: string | undefined): void {
-    if (this.#closed) return;
-    this.#q.push(bytes);
-    this.#qEntry.push(entry);
-    if (this.#host.overflow === 'coalesce') this.#qKey.push(key);
-    this.#queued += bytes.length;
-    this.#schedule();
-  }
-
-  /** Drops queued messages, oldest first, until `need` bytes are free (or none is left); returns the bytes freed. */
-  #makeRoom(need: number): number {
-    let freed = 0;
-    const q: Buffer[] = [];
-    const qe: QueuedFor[] = [];
-    const qk: (string | undefined)[] = [];
-    const coalesce = this.#host.overflow === 'coalesce';
-    for (let i = 0; i < this.#q.length; i++) {
-      const entry = this.#qEntry[i]!;
-      if (freed < need && entry !== null && entry !== REPLAY) {
-        freed += this.#q[i]!.length;
-        this.#countDrop(entry, this.#host.overflow);
-        continue;
-      }
-      q.push(this.#q[i]!);
-      qe.push(entry);
-      if (coalesce) qk.push(this.#qKey[i]);
-    }
-    this.#q = q;
-    this.#qEntry = qe;
-    this.#qKey = qk;
-    this.#queued -= freed;
-    return freed;
-  }
-
-  #countDrop(entry: Entry, policy: WsOverflowPolicy): void {
-    if (entry.dropped++ === 0) this.#gapEntries.push(entry);
-    this.#drops++;
-    this.#host.counters.drops++;
-    if (wsChannels.drop.hasSubscribers) wsChannels.drop.publish({ connection: this, sid: entry.sid, policy });
-  }
-
   #overflow(): void {
     this.#host.counters.overflowCloses++;
     this.#end('overflow');
@@ -857,96 +722,12 @@ export class WsConnection {
     }
   }
 
-  #schedule(): void {
-    if (!this._dirty) {
-      this._dirty = true;
-      this.#host.markDirty(this);
-    }
-  }
-
-  #flushQueue(): void {
-    if (this.#closed) return;
-    const q = this.#q;
-    const qe = this.#qEntry;
-    const n = q.length;
-    if (n === 0 && this.#gapEntries.length === 0) return;
-    const ws = this.#ws;
-    const socket = n > 1 || this.#gapEntries.length > 0 ? this.#socket : undefined;
-    let sent = 0;
-    // Replay frames move from the queue to the socket; the socket's callback on the last of them
-    // (writes complete in order) tells when it let go of them all, and wakes the replay pump.
-    let replayLeft = this.#replayQueued;
-    let wire = 0;
-    socket?.cork();
-    try {
-      for (let i = 0; i < n; i++) {
-        const entry = qe[i]!;
-        if (entry === REPLAY) {
-          sent++;
-          const len = q[i]!.length;
-          replayLeft -= len;
-          wire += wireLength(len);
-          if (replayLeft === 0) {
-            const held = wire;
-            this.#replayQueued = 0;
-            this.#replayQueuedWire = 0;
-            ws.send(q[i]!, TEXT, () => this.#released(held)); // the callback runs later, never inside send
-            this.#replayInSocket += held; // counted once send took the frame (a throw leaves the budget as it was)
-            continue;
-          }
-        } else if (entry !== null) {
-          if (entry.dropped > 0) this.#gap(entry);
-          sent++;
-        }
-        ws.send(q[i]!, TEXT);
-      }
-      if (this.#gapEntries.length > 0) {
-        for (const entry of this.#gapEntries) if (entry.dropped > 0) this.#gap(entry);
-        this.#gapEntries = [];
-      }
-    } catch (error) {
-      this.#host.reportError(error, this);
-    } finally {
-      socket?.uncork();
-      q.length = 0;
-      qe.length = 0;
-      this.#qKey.length = 0;
-      this.#queued = 0;
-      this.#replayQueued = 0;
-      this.#replayQueuedWire = 0;
-    }
-    this.#messagesSent += sent;
-    this.#host.counters.messagesSent += sent;
-  }
-
-  #gap(entry: Entry): void {
-    const dropped = entry.dropped;
-    entry.dropped = 0;
-    if (entry.closed) return;
-    this.#ws.send(Buffer.from(overflowGapFrame(entry.sid, dropped)), TEXT);
-  }
-
-  /** The socket let go of `wire` bytes of replays. */
-  #released(wire: number): void {
-    if (this.#closed) return;
-    this.#replayInSocket -= wire;
-    this.#wakeReplay();
-  }
-
   #end(reason: WsCloseReason): void {
     if (this.#closed) return;
     this.#closed = true;
     for (const entry of [...this.#entries.values()]) this.#closeEntry(entry);
-    this.#q = [];
-    this.#qEntry = [];
-    this.#qKey = [];
-    this.#queued = 0;
-    this.#replayQueued = 0;
-    this.#replayQueuedWire = 0;
-    this.#replayInSocket = 0;
+    this.#outbox.close();
     this.#replays = [];
-    this.#wakeReplay();
-    this.#gapEntries = [];
     this.#inbox = [];
     this.#inboxBinary = [];
     this.#host.ended(this, reason);

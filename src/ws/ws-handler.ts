@@ -22,12 +22,13 @@ import { type IncomingMessage, type Server as HttpServer, STATUS_CODES } from 'n
 import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
-import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
+import type { Clock, ClockTimer } from '../core/clock.js';
 import { ClosedError, ErrorCodes, ForbiddenError, InvalidArgumentError, InvalidStateError, MethodNotAllowedError, NotFoundError, PatchbayError, ProtocolError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
 import { checkMaxDepth, DEFAULT_MAX_JSON_DEPTH } from '../core/json.js';
 import { errorStatus } from '../http/index.js';
+import { FlushSlicer } from '../http/push-pacing.js';
 import type { AccessVerdict, Authorize, Message, PubSubBroker, TopicTarget } from '../pubsub/index.js';
 import { type ConnectionHost, type Counters, WsConnection, wsChannels, type WsCloseReason, type WsOverflowPolicy } from './connection.js';
 import { messageTail, WS_SUBPROTOCOL } from './protocol.js';
@@ -238,7 +239,6 @@ export class WsHandler extends Resource {
   readonly #authorize: WsAuthorize;
   readonly #clock: Clock;
   readonly #heartbeatMs: number;
-  readonly #slice: number;
   readonly #closeTimeoutMs: number;
   readonly #onError: WsHandlerOptions['onError'];
   readonly #wss: WebSocketServer;
@@ -262,8 +262,7 @@ export class WsHandler extends Resource {
   readonly #detachers = new Set<() => void>();
   #refusedUpgrades = 0;
   #nextId = 1;
-  #dirty: WsConnection[] = [];
-  #flushScheduled = false;
+  readonly #flusher: FlushSlicer<WsConnection>;
   #timer: ClockTimer | null = null;
   #allClosed: (() => void) | null = null;
   // The frame of the last message, per subscription id: a broadcast serializes once.
@@ -285,21 +284,18 @@ export class WsHandler extends Resource {
     check.optionalFunction('authorize.upgrade', this.#authorize.upgrade);
     check.optionalFunction('authorize.subscribe', this.#authorize.subscribe);
     check.optionalFunction('authorize.publish', this.#authorize.publish);
-    this.#clock = opts.clock ?? realClock;
+    this.#clock = check.optionalClock('clock', opts.clock);
     const maxMessageBytes = check.integerInRange('maxMessageBytes', opts.maxMessageBytes ?? 64 * 1024, 64, 2 ** 31 - 1);
     const maxPayloadBytes = check.integerInRange('maxPayloadBytes', opts.maxPayloadBytes ?? Math.max(1024 * 1024, maxMessageBytes), maxMessageBytes, 2 ** 31 - 1);
     const maxBufferedBytes = check.integerInRange('maxBufferedBytes', opts.maxBufferedBytes ?? 1024 * 1024, 1, Number.MAX_SAFE_INTEGER);
-    const overflow = opts.overflow ?? 'close';
-    if (!POLICIES.includes(overflow)) {
-      throw new InvalidArgumentError(`Expected \`overflow\` to be one of ${POLICIES.map((p) => `"${p}"`).join(', ')}, got ${check.describe(overflow)}`);
-    }
+    const overflow = check.oneOf('overflow', opts.overflow, POLICIES, 'close');
     this.#heartbeatMs = check.integerInRange('heartbeatMs', opts.heartbeatMs ?? 30_000, 0, 2 ** 31 - 1);
     const maxSubscriptions = check.integerInRange('maxSubscriptions', opts.maxSubscriptions ?? 100, 1, 1_000_000);
     const maxTopics = check.integerInRange('maxTopics', opts.maxTopics ?? 32, 1, 10_000);
     const maxInFlight = check.integerInRange('maxInFlight', opts.maxInFlight ?? 32, 1, 1_000_000);
     const maxFrameDepth = checkMaxDepth('maxFrameDepth', opts.maxFrameDepth ?? DEFAULT_MAX_JSON_DEPTH);
     const allowPatterns = check.optionalBoolean('allowPatterns', opts.allowPatterns);
-    this.#slice = check.integerInRange('flushSliceSize', opts.flushSliceSize ?? 2000, 1, 2 ** 31 - 1);
+    this.#flusher = new FlushSlicer(this.#clock, check.integerInRange('flushSliceSize', opts.flushSliceSize ?? 2000, 1, 2 ** 31 - 1));
     this.#closeTimeoutMs = check.integerInRange('closeTimeoutMs', opts.closeTimeoutMs ?? 5000, 0, 2 ** 31 - 1);
     this.#onError = check.optionalFunction('onError', opts.onError);
 
@@ -330,8 +326,12 @@ export class WsHandler extends Resource {
       maxSubscriptions,
       maxTopics,
       counters,
+      dropped: (connection, sid, policy) => {
+        counters.drops++;
+        if (wsChannels.drop.hasSubscribers) wsChannels.drop.publish({ connection, sid, policy });
+      },
       frame: (m, sid) => this.#frame(m, sid),
-      markDirty: (c) => this.#markDirty(c),
+      markDirty: (c) => this.#flusher.add(c),
       ended: (c, reason) => this.#ended(c, reason),
       socketClosed: (ws) => {
         this.#sockets.delete(ws);
@@ -495,26 +495,6 @@ export class WsHandler extends Resource {
     this.#lastFrame = frame;
     return frame;
   }
-
-  #markDirty(connection: WsConnection): void {
-    this.#dirty.push(connection);
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      this.#clock.defer(this.#flush);
-    }
-  }
-
-  readonly #flush = (): void => {
-    this.#flushScheduled = false;
-    const dirty = this.#dirty;
-    const n = Math.min(dirty.length, this.#slice);
-    for (let i = 0; i < n; i++) dirty[i]!._flush();
-    this.#dirty = n === dirty.length ? [] : dirty.slice(n);
-    if (this.#dirty.length > 0) {
-      this.#flushScheduled = true;
-      this.#clock.defer(this.#flush);
-    }
-  };
 
   #ended(connection: WsConnection, reason: WsCloseReason): void {
     if (!this.#connections.delete(connection)) return;

@@ -60,26 +60,26 @@ function world(): World {
  */
 const scenarios: Record<string, (w: World) => WeakRef<object>> = {
   'completed by checkAndComplete (multi-key)': ({ p, controller }) => {
-    const op = new Op(5000, controller.signal);
+    const op = new Op(5000, { signal: controller.signal });
     p.tryCompleteElseWatch(op, ['a', 'b', 'c']);
     op.completable = true;
     expect(p.checkAndComplete('b')).toBe(1);
     return new WeakRef(op);
   },
   'completed at watch (never registered)': ({ p, controller }) => {
-    const op = new Op(5000, controller.signal);
+    const op = new Op(5000, { signal: controller.signal });
     op.completable = true;
     expect(p.tryCompleteElseWatch(op, ['a', 'b'])).toBe(true);
     return new WeakRef(op);
   },
   'forceComplete': ({ p, controller }) => {
-    const op = new Op(5000, controller.signal);
+    const op = new Op(5000, { signal: controller.signal });
     p.tryCompleteElseWatch(op, ['a', 'd']);
     expect(p.forceComplete(op)).toBe(true);
     return new WeakRef(op);
   },
   'expired (in a batch that yields)': ({ p, clock, controller }) => {
-    const ops = [1, 2, 3].map(() => new Op(30, controller.signal));
+    const ops = [1, 2, 3].map(() => new Op(30, { signal: controller.signal }));
     for (const op of ops) p.tryCompleteElseWatch(op, ['a', 'b']);
     const ref = new WeakRef(ops[1]!);
     clock.advance(30);
@@ -87,33 +87,33 @@ const scenarios: Record<string, (w: World) => WeakRef<object>> = {
     return ref;
   },
   'expired at once (timeout 0)': ({ p, controller }) => {
-    const op = new Op(0, controller.signal);
+    const op = new Op(0, { signal: controller.signal });
     p.tryCompleteElseWatch(op, 'a');
     expect(op.state).toBe('expired');
     return new WeakRef(op);
   },
   'cancelForKey (op also on other keys)': ({ p, controller }) => {
-    const op = new Op(5000, controller.signal);
+    const op = new Op(5000, { signal: controller.signal });
     p.tryCompleteElseWatch(op, ['a', 'b', 'e']);
     expect(p.cancelForKey('e')).toEqual([op]);
     return new WeakRef(op);
   },
   'cancel()': ({ p, controller }) => {
-    const op = new Op(Infinity, controller.signal);
+    const op = new Op(Infinity, { signal: controller.signal });
     p.tryCompleteElseWatch(op, 'a');
     expect(p.cancel(op)).toBe(true);
     return new WeakRef(op);
   },
   'aborted by its own signal': ({ p }) => {
     const own = new AbortController();
-    const op = new Op(5000, own.signal);
+    const op = new Op(5000, { signal: own.signal });
     p.tryCompleteElseWatch(op, ['a', 'b']);
     own.abort(new Error('client went away'));
     expect(op.state).toBe('canceled');
     return new WeakRef(op);
   },
   'tryComplete threw': ({ p, controller }) => {
-    const op = new Op(5000, controller.signal);
+    const op = new Op(5000, { signal: controller.signal });
     p.tryCompleteElseWatch(op, ['a', 'b']);
     (op as { completable: boolean | null }).completable = null;
     p.checkAndComplete('a');
@@ -143,7 +143,7 @@ describe('Purgatory keeps no reference to ended operations (P7, GC)', () => {
       const w = world();
       // Neighbours on the same keys and the wheel, still waiting.
       const neighbours = ['a', 'b', 'c', 'd'].map((key) => {
-        const op = new Op(5000, w.controller.signal);
+        const op = new Op(5000, { signal: w.controller.signal });
         w.p.tryCompleteElseWatch(op, key);
         return op;
       });
@@ -162,7 +162,7 @@ describe('Purgatory keeps no reference to ended operations (P7, GC)', () => {
   it('closed: every op is collected while the closed purgatory object lives', async () => {
     const w = world();
     const refs = ['a', 'b', 'c'].map((key, i) => {
-      const op = new Op(i === 0 ? Infinity : 5000, w.controller.signal);
+      const op = new Op(i === 0 ? Infinity : 5000, { signal: w.controller.signal });
       w.p.tryCompleteElseWatch(op, [key, 'shared']);
       return new WeakRef(op);
     });
@@ -174,7 +174,7 @@ describe('Purgatory keeps no reference to ended operations (P7, GC)', () => {
 
   it('control: a waiting op is held by the purgatory, and collected once it ends', async () => {
     const w = world();
-    let op: Op | undefined = new Op(100, w.controller.signal);
+    let op: Op | undefined = new Op(100, { signal: w.controller.signal });
     w.p.tryCompleteElseWatch(op, ['a', 'b']);
     const ref = new WeakRef(op);
     op = undefined;

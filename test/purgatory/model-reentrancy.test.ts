@@ -110,7 +110,7 @@ class ScriptedOp extends DelayedOperation {
     delay: number,
     signal: AbortSignal | undefined,
   ) {
-    super(delay, signal);
+    super(delay, { signal });
   }
 
   override tryComplete(): boolean {

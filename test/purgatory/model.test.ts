@@ -92,7 +92,7 @@ class ModelOp extends DelayedOperation {
     timeoutMs: number,
     signal: AbortSignal | undefined,
   ) {
-    super(timeoutMs, signal);
+    super(timeoutMs, { signal });
   }
 
   override tryComplete(): boolean {

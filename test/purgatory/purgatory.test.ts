@@ -17,7 +17,7 @@ class Op extends DelayedOperation {
   readonly events: string[] = [];
   tries = 0;
   constructor(timeoutMs: number, signal?: AbortSignal) {
-    super(timeoutMs, signal);
+    super(timeoutMs, { signal });
   }
   override tryComplete(): boolean {
     this.tries++;
@@ -544,6 +544,18 @@ describe('Purgatory bad input', () => {
     expect(() => new Op(Number.NaN)).toThrow('Expected `timeoutMs` to be a number of milliseconds, got `NaN` (number)');
     expect(() => new Op('100' as unknown as number)).toThrow(/got `"100"` \(string\)/);
     expect(() => new Op(10, {} as AbortSignal)).toThrow(/`signal` to be an AbortSignal/);
+  });
+
+  it('takes its signal as `{ signal }`: a bare AbortSignal (the old positional form) is refused, not ignored', () => {
+    class Bare extends DelayedOperation {
+      onComplete(): void {}
+    }
+    const ac = new AbortController();
+    expect(() => new Bare(10, ac.signal as never)).toThrow(InvalidArgumentError);
+    expect(() => new Bare(10, ac.signal as never)).toThrow(/`\{ signal \}`/);
+    expect(() => new Bare(10, 'x' as never)).toThrow(InvalidArgumentError);
+    expect(new Bare(10, { signal: ac.signal }).signal).toBe(ac.signal);
+    expect(new Bare(10, {}).signal).toBeUndefined();
   });
 
   it('rejects empty or non-string keys and leaves nothing registered', () => {

@@ -1,7 +1,8 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError, ManualClock, serializeEvent, SseHub, type SseHubOptions, type SseSink, sseResponse, type SseStream } from '../../src/index.js';
+import { getEventListeners } from 'node:events';
+import { ClosedError, InvalidArgumentError, ManualClock, Resource, serializeEvent, SseHub, type SseHubOptions, type SseSink, sseResponse, type SseStream } from '../../src/index.js';
 
 /** An in-memory transport: records what is written; `buffered` is set by the test. */
 class FakeSink implements SseSink {
@@ -320,5 +321,58 @@ describe('sseResponse (web-standard form)', () => {
     });
     ac.abort();
     expect(s.closed).toBe(true);
+  });
+
+  it('removes its abort listener from the request signal once the stream ends', async () => {
+    const { hub } = setup();
+    const ac = new AbortController();
+    let s!: SseStream;
+    const res = await sseResponse(hub, { signal: ac.signal }, (stream) => {
+      s = stream;
+    });
+    expect(getEventListeners(ac.signal, 'abort')).toHaveLength(1);
+    await res.body!.cancel();
+    expect(s.closed).toBe(true);
+    expect(getEventListeners(ac.signal, 'abort')).toHaveLength(0);
+  });
+
+  it('ends the stream at once for a signal that already aborted, with no listener left', async () => {
+    const { hub } = setup();
+    let s!: SseStream;
+    await sseResponse(hub, { signal: AbortSignal.abort() }, (stream) => {
+      s = stream;
+    });
+    expect(s.closed).toBe(true);
+    expect(hub.stats().connections).toBe(0);
+  });
+});
+
+describe('SseHub lifecycle', () => {
+  it('is a Resource: close() closes its streams and refuses later ones with ClosedError', async () => {
+    const { hub } = setup();
+    expect(hub).toBeInstanceOf(Resource);
+    const sink = new FakeSink();
+    const stream = hub.stream(sink);
+    stream.start();
+    await hub.close();
+    expect(hub.closed).toBe(true);
+    expect(stream.closed).toBe(true);
+    expect(sink.ended).toBe(true);
+    expect(hub.stats().connections).toBe(0);
+    expect(() => hub.stream(new FakeSink())).toThrow(ClosedError);
+    await expect(sseResponse(hub, {}, () => {})).rejects.toThrow(ClosedError);
+    await hub.close(); // idempotent
+  });
+
+  it('destroy() closes its streams as well; closeAll() keeps the hub open', () => {
+    const { hub } = setup();
+    const a = hub.stream(new FakeSink());
+    hub.closeAll();
+    expect(a.closed).toBe(true);
+    const b = hub.stream(new FakeSink());
+    hub.destroy();
+    expect(b.closed).toBe(true);
+    expect(hub.destroyed).toBe(true);
+    expect(() => hub.stream(new FakeSink())).toThrow(ClosedError);
   });
 });

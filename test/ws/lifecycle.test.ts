@@ -1,3 +1,4 @@
+import diagnostics from 'node:diagnostics_channel';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -85,6 +86,25 @@ describe('WsHandler: slow consumers', () => {
       ['price.b', 4],
     ]);
     expect(ms).toHaveLength(5);
+  });
+
+  it('every drop is counted and published on patchbay:ws:drop with its connection, sid and policy', async () => {
+    const seen: { connection: unknown; sid: string; policy: string }[] = [];
+    const onDrop = (m: unknown): void => void seen.push(m as (typeof seen)[number]);
+    diagnostics.subscribe('patchbay:ws:drop', onDrop);
+    try {
+      const r = await rig({ overflow: 'coalesce' });
+      const c = await Client.open(r);
+      await c.subscribe('s', { pattern: 'price.*' });
+      await Promise.all(['a', 'b', 'a', 'a', 'b'].map((t, i) => r.broker.publish(`price.${t}`, i)));
+      await until(() => c.messages('s').length === 2, 'the two latest');
+      const [connection] = r.ws.connections();
+      expect(seen).toEqual([0, 1, 2].map(() => ({ connection, sid: 's', policy: 'coalesce' })));
+      expect(r.ws.stats().drops).toBe(3);
+      expect(connection!.stats().drops).toBe(3);
+    } finally {
+      diagnostics.unsubscribe('patchbay:ws:drop', onDrop);
+    }
   });
 });
 
