@@ -39,9 +39,9 @@ import type { SseHandler, SseTarget } from '../../sse/index.js';
 import type { UploadHandler } from '../../upload/index.js';
 import { bodyAlreadyRead, bodyReadError, toPatchbayError } from '../shared/errors.js';
 import { pathOf, within } from '../shared/mount.js';
-import { publishHandler, type PublishOptions } from '../shared/publish.js';
+import { publishHandler, type AdapterPublishOptions } from '../shared/publish.js';
 
-export type { PublishOptions } from '../shared/publish.js';
+export type { AdapterPublishOptions } from '../shared/publish.js';
 
 /** Options for {@link longPoll} and {@link sse}. */
 export interface TopicRouteOptions<T> {
@@ -64,7 +64,7 @@ export interface MountOptions {
 }
 
 /** Options for {@link publish}. */
-export interface ExpressPublishOptions extends PublishOptions<Request> {
+export interface ExpressPublishOptions extends AdapterPublishOptions<Request> {
   /**
    * The topic to publish to.
    * @defaultValue `req.params.topic`
