@@ -56,5 +56,7 @@ export {
   type ErrorCode,
   type HttpStatusErrorOptions,
   type PatchbayErrorOptions,
+  type RemoteErrorOptions,
 } from '../core/errors.js';
+export type { PollJobState, PollProgress } from '../core/jobs.js';
 export { ManualClock, realClock, type Clock, type ClockTimer, type ManualTimerInfo, type SetTimerOptions } from '../core/clock.js';

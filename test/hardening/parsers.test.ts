@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  encodeFrame,
   ErrorCodes,
   FrameDecoder,
   InvalidArgumentError,
@@ -25,6 +24,7 @@ import {
   PubSubBroker,
   SseHandler,
 } from '../../src/index.js';
+import { encodeFrame } from '../../src/sidecar/framing.js';
 import { retryAfterMs } from '../../src/client/transport.js';
 import { parseIdempotencyKey, parseIfNoneMatch, parsePrefer } from '../../src/poll/headers.js';
 import { UploadHandler } from '../../src/upload/index.js';

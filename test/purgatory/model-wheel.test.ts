@@ -8,7 +8,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect } from 'vitest';
-import { MAX_TICK, TimerEntry, TimingWheel } from '../../src/index.js';
+import { MAX_TICK, TimerEntry, TimingWheel } from '../../src/purgatory/timing-wheel.js';
 import { itProp, levelBound, runs } from './model-reference.js';
 
 class Entry extends TimerEntry {

@@ -1,6 +1,7 @@
 import { fc, test } from '@fast-check/vitest';
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError, MAX_TICK, TimerEntry, TimingWheel } from '../../src/index.js';
+import { InvalidArgumentError } from '../../src/index.js';
+import { MAX_TICK, TimerEntry, TimingWheel } from '../../src/purgatory/timing-wheel.js';
 
 class Task extends TimerEntry {
   constructor(readonly id: number) {

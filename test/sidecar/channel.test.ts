@@ -8,7 +8,6 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   acceptSidecarStream,
   ClosedError,
-  encodeFrame,
   ManualClock,
   OverflowError,
   ProtocolError,
@@ -20,6 +19,7 @@ import {
   type SidecarHandler,
   type SidecarMessage,
 } from '../../src/index.js';
+import { encodeFrame } from '../../src/sidecar/framing.js';
 import { until } from '../helpers.js';
 import { streamPair, tempDir } from './helpers.js';
 

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { encodeFrame, FrameDecoder, ProtocolError } from '../../src/index.js';
+import { FrameDecoder, ProtocolError } from '../../src/index.js';
+import { encodeFrame } from '../../src/sidecar/framing.js';
 import { decodeEnvelope, Kind, requestJson, sendJson } from '../../src/sidecar/protocol.js';
 
 /** Cuts `bytes` at the given (sorted, deduplicated) offsets. */
