@@ -20,6 +20,18 @@ async function rig(options: Omit<PublishHandlerOptions, 'broker'> = {}) {
 
 const text = { 'content-type': 'text/plain' };
 
+/** The status of a publish that declares a 10 MiB body and sends only its first bytes, ever. */
+function answeredBeforeTheBody(base: string, headers: Record<string, string>): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const req = http.request(`${base}/pub/t`, { method: 'POST', headers: { ...headers, 'content-length': String(10 * 1024 * 1024) } }, (res) => {
+      resolve(res.statusCode ?? 0);
+      req.destroy();
+    });
+    req.on('error', reject);
+    req.write('only the first bytes'); // and never the rest
+  });
+}
+
 describe('PublishHandler: a browser on another site cannot publish', () => {
   it('a cross-site Origin is refused with 403 before anything is stored, text/plain included', async () => {
     const { broker, base, handler } = await rig();
@@ -46,14 +58,7 @@ describe('PublishHandler: a browser on another site cannot publish', () => {
 describe('PublishHandler: authorized before the body is read', () => {
   it('a refused client gets 403 at once, though its declared body never arrives', async () => {
     const { base, broker } = await rig({ authorize: (_target, req) => req.headers['x-key'] === 'k' });
-    const status = await new Promise<number>((resolve, reject) => {
-      const req = http.request(`${base}/pub/t`, { method: 'POST', headers: { ...text, 'content-length': String(10 * 1024 * 1024) } }, (res) => {
-        resolve(res.statusCode ?? 0);
-        req.destroy();
-      });
-      req.on('error', reject);
-      req.write('only the first bytes'); // and never the rest
-    });
+    const status = await answeredBeforeTheBody(base, text);
     expect(status).toBe(403);
     expect(broker.stats().published).toBe(0);
   });
@@ -174,14 +179,7 @@ describe('PublishHandler: contentTypes names the media types a publish may carry
 
   it('the media type is refused before a byte of the body is read', async () => {
     const { base, broker } = await rig();
-    const status = await new Promise<number>((resolve, reject) => {
-      const req = http.request(`${base}/pub/t`, { method: 'POST', headers: { 'content-type': 'image/png', 'content-length': String(10 * 1024 * 1024) } }, (res) => {
-        resolve(res.statusCode ?? 0);
-        req.destroy();
-      });
-      req.on('error', reject);
-      req.write('only the first bytes'); // and never the rest
-    });
+    const status = await answeredBeforeTheBody(base, { 'content-type': 'image/png' });
     expect(status).toBe(415);
     expect(broker.stats().published).toBe(0);
   });
