@@ -16,6 +16,8 @@ export default defineConfig({
   },
   test: {
     include: ['test/**/*.test.ts'],
+    // Type tests (test/**/*.test-d.ts): checked by tsc, not run; `npm test` fails on a type error.
+    typecheck: { enabled: true, include: ['test/**/*.test-d.ts'], tsconfig: './tsconfig.test.json' },
     environment: 'node',
     env: { PATCHBAY_TEST_RUN: run },
     globalSetup: ['test/leak-guard.ts'],

@@ -29,7 +29,7 @@ export {
   type JobStatus,
   type PollClientOptions,
   type StartOptions,
-  type WaitOptions,
+  type PollClientWaitOptions,
 } from './poll-client.js';
 export {
   fetchJsonLines,
@@ -39,7 +39,8 @@ export {
   type JsonLinesEnd,
   type ReadJsonLinesOptions,
 } from './json-lines.js';
-export type { BackoffOptions, FetchLike, HeadersSource } from './transport.js';
+export type { ClientTransportOptions, FetchLike, HeadersSource } from './transport.js';
+export type { BackoffOptions } from '../core/backoff.js';
 export {
   CanceledError,
   ClosedError,
@@ -55,5 +56,7 @@ export {
   type ErrorCode,
   type HttpStatusErrorOptions,
   type PatchbayErrorOptions,
+  type RemoteErrorOptions,
 } from '../core/errors.js';
+export type { PollJobState, PollProgress } from '../core/jobs.js';
 export { ManualClock, realClock, type Clock, type ClockTimer, type ManualTimerInfo, type SetTimerOptions } from '../core/clock.js';

@@ -4,18 +4,17 @@
  *
  * @module
  */
-import { type Clock, realClock } from '../core/clock.js';
 import { IncompleteStreamError, InvalidArgumentError, ProtocolError, RemoteError } from '../core/errors.js';
+import { optionalClock } from '../core/validate.js';
 import {
-  type BackoffOptions,
+  type ClientTransportOptions,
   defaultFetch,
   type FetchLike,
-  type HeadersSource,
   isRecord,
   isRetryableError,
   linkedController,
   reasonOf,
-  resolveBackoff,
+  resolveClientBackoff,
   resolveHeaders,
   RetryState,
   statusError,
@@ -151,7 +150,7 @@ function parseLine(line: string): JsonLine | { end: JsonLinesEnd } {
 }
 
 /** Options for {@link fetchJsonLines}. */
-export interface FetchJsonLinesOptions extends ReadJsonLinesOptions {
+export interface FetchJsonLinesOptions extends ReadJsonLinesOptions, ClientTransportOptions {
   /**
    * Start at this `seq` (sent as the `from` query parameter).
    * @defaultValue 0 (no parameter sent)
@@ -167,25 +166,11 @@ export interface FetchJsonLinesOptions extends ReadJsonLinesOptions {
    * @defaultValue 5
    */
   readonly maxRetries?: number;
-  /** Backoff between attempts. */
-  readonly backoff?: BackoffOptions;
-  /** Headers for every request. */
-  readonly headers?: HeadersSource;
   /**
    * The fetch to use.
    * @defaultValue `globalThis.fetch`
    */
   readonly fetch?: FetchLike;
-  /**
-   * The time source for the backoff.
-   * @defaultValue the real clock
-   */
-  readonly clock?: Clock;
-  /**
-   * Random numbers in [0, 1) for the backoff jitter.
-   * @defaultValue `Math.random`
-   */
-  readonly random?: () => number;
 }
 
 /**
@@ -213,9 +198,9 @@ export async function* fetchJsonLines<T = unknown>(url: string | URL, options: F
   const maxRetries = options.maxRetries ?? 5;
   if (!(maxRetries >= 0)) throw new InvalidArgumentError(`maxRetries must be >= 0, got ${String(options.maxRetries)}`);
   const retry = new RetryState({
-    backoff: resolveBackoff(options.backoff),
+    backoff: resolveClientBackoff(options.backoff),
     maxRetries,
-    clock: options.clock ?? realClock,
+    clock: optionalClock('clock', options.clock),
     random: options.random ?? Math.random,
     retryable: (error) => error instanceof IncompleteStreamError || isRetryableError(error),
   });

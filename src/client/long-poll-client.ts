@@ -6,24 +6,23 @@
  *
  * @module
  */
-import { type Clock, realClock } from '../core/clock.js';
+import type { Clock } from '../core/clock.js';
 import { ClosedError, InvalidArgumentError, ProtocolError } from '../core/errors.js';
 import {
-  type BackoffOptions,
-  defaultFetch,
+  ClientTransport,
+  type ClientTransportOptions,
   durationOption,
-  exchange,
-  type FetchLike,
-  type HeadersSource,
   isRecord,
   linkedController,
   parseJson,
-  resolveBackoff,
-  resolveHeaders,
   RetryState,
   sleep,
   statusError,
 } from './transport.js';
+
+/** A poll asks for JSON (a `headers` option may say otherwise). */
+const ACCEPT_JSON: Readonly<Record<string, string>> = Object.freeze({ accept: 'application/json' });
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 
 /** One message of a long-poll answer, as the server sent it. */
 export interface LongPollMessage<T = unknown> {
@@ -73,7 +72,7 @@ export interface LongPollRetry {
 }
 
 /** Options for {@link LongPollClient}. */
-export interface LongPollClientOptions {
+export interface LongPollClientOptions extends ClientTransportOptions {
   /**
    * The long-poll endpoint, such as `https://example.com/lp/news`. Its own query (say,
    * `?topic=a&topic=b`) is kept; the client sets `cursor`, `timeout` and `limit` on it.
@@ -98,36 +97,17 @@ export interface LongPollClientOptions {
   readonly clientTimeoutMs?: number;
   /** The most messages per answer (the `limit` query). */
   readonly limit?: number;
-  /** Backoff after failures. */
-  readonly backoff?: BackoffOptions;
   /**
    * Failed attempts in a row before the iterator gives up and throws the last error.
    * @defaultValue `Infinity`: retry for as long as it takes
    */
   readonly maxRetries?: number;
-  /** Headers for every poll (say, `authorization`). */
-  readonly headers?: HeadersSource;
   /** Stops the client: the iterators end, a pending {@link LongPollClient.poll} rejects. */
   readonly signal?: AbortSignal;
   /** Called when an answer reports lost messages. */
   readonly onGap?: (gap: LongPollGap) => void;
   /** Called before each wait after a failed attempt. */
   readonly onRetry?: (retry: LongPollRetry) => void;
-  /**
-   * The fetch to use.
-   * @defaultValue `globalThis.fetch`
-   */
-  readonly fetch?: FetchLike;
-  /**
-   * The time source for deadlines and backoff (tests pass a `ManualClock`).
-   * @defaultValue the real clock
-   */
-  readonly clock?: Clock;
-  /**
-   * Random numbers in [0, 1) for the backoff jitter.
-   * @defaultValue `Math.random`
-   */
-  readonly random?: () => number;
 }
 
 /**
@@ -165,10 +145,9 @@ export class LongPollClient<T = unknown> implements AsyncIterable<LongPollMessag
   readonly #holdMs: number | undefined;
   readonly #clientTimeoutMs: number;
   readonly #limit: number | undefined;
-  readonly #headers: HeadersSource | undefined;
   readonly #onGap: ((gap: LongPollGap) => void) | undefined;
   readonly #onRetry: ((retry: LongPollRetry) => void) | undefined;
-  readonly #fetch: FetchLike;
+  readonly #transport: ClientTransport;
   readonly #clock: Clock;
   /** Failures in a row, across this client's iterators. */
   readonly #retry: RetryState;
@@ -199,17 +178,11 @@ export class LongPollClient<T = unknown> implements AsyncIterable<LongPollMessag
       throw new InvalidArgumentError(`LongPollClient: limit must be an integer >= 1, got ${String(options.limit)}`);
     }
     this.#limit = options.limit;
-    const backoff = resolveBackoff(options.backoff);
-    const maxRetries = options.maxRetries ?? Number.POSITIVE_INFINITY;
-    if (!(maxRetries >= 0) || (Number.isFinite(maxRetries) && !Number.isInteger(maxRetries))) {
-      throw new InvalidArgumentError(`LongPollClient: maxRetries must be an integer >= 0 or Infinity, got ${String(options.maxRetries)}`);
-    }
-    this.#headers = options.headers;
+    this.#transport = new ClientTransport('LongPollClient', options, Number.POSITIVE_INFINITY);
     this.#onGap = options.onGap;
     this.#onRetry = options.onRetry;
-    this.#fetch = options.fetch ?? defaultFetch();
-    this.#clock = options.clock ?? realClock;
-    this.#retry = new RetryState({ backoff, maxRetries, clock: this.#clock, random: options.random ?? Math.random });
+    this.#clock = this.#transport.clock;
+    this.#retry = new RetryState(this.#transport.policy);
     this.#life = linkedController(options.signal);
   }
 
@@ -261,8 +234,7 @@ export class LongPollClient<T = unknown> implements AsyncIterable<LongPollMessag
     if (polledWith !== undefined) url.searchParams.set('cursor', polledWith);
     if (this.#holdMs !== undefined) url.searchParams.set('timeout', String(this.#holdMs));
     if (this.#limit !== undefined) url.searchParams.set('limit', String(this.#limit));
-    const headers = { accept: 'application/json', ...(await resolveHeaders(this.#headers)) };
-    const res = await exchange(this.#fetch, this.#clock, { method: 'GET', url, headers, timeoutMs: this.#clientTimeoutMs, signal });
+    const res = await this.#transport.send({ method: 'GET', url, headers: NO_HEADERS, timeoutMs: this.#clientTimeoutMs, signal }, ACCEPT_JSON);
     const what = `GET ${this.#url.pathname}`;
     if (res.status === 204) {
       this.#polls++;

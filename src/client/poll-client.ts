@@ -6,22 +6,17 @@
  * @module
  */
 import type { PollJobState, PollProgress } from '../core/jobs.js';
-import { type Clock, realClock } from '../core/clock.js';
+import type { Clock } from '../core/clock.js';
 import { CanceledError, HttpStatusError, InvalidArgumentError, JobFailedError, ProtocolError } from '../core/errors.js';
 import {
-  type BackoffOptions,
-  defaultFetch,
+  ClientTransport,
+  type ClientTransportOptions,
   durationOption,
-  exchange,
-  type FetchLike,
-  type HeadersSource,
   isRecord,
   isRetryableStatus,
   parseJson,
   type ReadResponse,
   reasonOf,
-  resolveBackoff,
-  resolveHeaders,
   retryAfterMs,
   type RetryPolicy,
   RetryState,
@@ -78,7 +73,7 @@ export interface JobRead<R = unknown> {
 }
 
 /** Options for {@link PollClient}. */
-export interface PollClientOptions {
+export interface PollClientOptions extends ClientTransportOptions {
   /** The base that relative URLs given to the methods are resolved against (in browsers, the page's URL works). */
   readonly baseUrl?: string | URL;
   /**
@@ -99,30 +94,11 @@ export interface PollClientOptions {
    * @defaultValue 30000
    */
   readonly requestTimeoutMs?: number;
-  /** Backoff after failures (network errors, 5xx, 408, 429). */
-  readonly backoff?: BackoffOptions;
   /**
    * Failed attempts in a row before a call gives up and throws the last error.
    * @defaultValue 10
    */
   readonly maxRetries?: number;
-  /** Headers for every request (say, `authorization`). */
-  readonly headers?: HeadersSource;
-  /**
-   * The fetch to use.
-   * @defaultValue `globalThis.fetch`
-   */
-  readonly fetch?: FetchLike;
-  /**
-   * The time source for deadlines, pauses and backoff.
-   * @defaultValue the real clock
-   */
-  readonly clock?: Clock;
-  /**
-   * Random numbers in [0, 1) for the backoff jitter.
-   * @defaultValue `Math.random`
-   */
-  readonly random?: () => number;
 }
 
 /** Options for {@link PollClient.start} and {@link PollClient.run}. */
@@ -142,7 +118,7 @@ export interface StartOptions {
 }
 
 /** Options for {@link PollClient.wait} and {@link PollClient.run}. */
-export interface WaitOptions<R = unknown> {
+export interface PollClientWaitOptions<R = unknown> {
   /** Called with each new snapshot (state or progress changed), the final one included. */
   readonly onProgress?: (status: JobStatus<R>) => void;
   /** Stops waiting; unless `cancelOnAbort` is false the job is canceled (`DELETE`) first. */
@@ -196,8 +172,7 @@ export class PollClient {
   readonly #intervalMs: number;
   readonly #requestTimeoutMs: number;
   readonly #retryPolicy: RetryPolicy;
-  readonly #headers: HeadersSource | undefined;
-  readonly #fetch: FetchLike;
+  readonly #transport: ClientTransport;
   readonly #clock: Clock;
 
   /**
@@ -216,15 +191,9 @@ export class PollClient {
     this.#waitSeconds = Math.floor(durationOption('waitSeconds', options.waitSeconds, 20));
     this.#intervalMs = durationOption('intervalMs', options.intervalMs, 1000);
     this.#requestTimeoutMs = durationOption('requestTimeoutMs', options.requestTimeoutMs, 30_000, 1);
-    const backoff = resolveBackoff(options.backoff);
-    const maxRetries = options.maxRetries ?? 10;
-    if (!(maxRetries >= 0) || (Number.isFinite(maxRetries) && !Number.isInteger(maxRetries))) {
-      throw new InvalidArgumentError(`PollClient: maxRetries must be an integer >= 0 or Infinity, got ${String(options.maxRetries)}`);
-    }
-    this.#headers = options.headers;
-    this.#fetch = options.fetch ?? defaultFetch();
-    this.#clock = options.clock ?? realClock;
-    this.#retryPolicy = { backoff, maxRetries, clock: this.#clock, random: options.random ?? Math.random };
+    this.#transport = new ClientTransport('PollClient', options, 10);
+    this.#retryPolicy = this.#transport.policy;
+    this.#clock = this.#transport.clock;
   }
 
   /**
@@ -303,7 +272,7 @@ export class PollClient {
    * @throws {@link JobFailedError} when it failed or expired, {@link CanceledError} when it was
    * canceled, {@link HttpStatusError} for a refusal, the abort reason when aborted.
    */
-  async wait<R = unknown>(job: JobRef<R> | string | URL, options: WaitOptions<R> = {}): Promise<R> {
+  async wait<R = unknown>(job: JobRef<R> | string | URL, options: PollClientWaitOptions<R> = {}): Promise<R> {
     const location = typeof job === 'string' || job instanceof URL ? this.#resolve(job) : job.location;
     const first = typeof job === 'string' || job instanceof URL ? undefined : job;
     const signal = options.signal ?? new AbortController().signal;
@@ -324,7 +293,7 @@ export class PollClient {
    * @param url - The start endpoint.
    * @param body - The job's parameters, as JSON.
    */
-  async run<R = unknown>(url: string | URL, body?: unknown, options: StartOptions & WaitOptions<R> = {}): Promise<R> {
+  async run<R = unknown>(url: string | URL, body?: unknown, options: StartOptions & PollClientWaitOptions<R> = {}): Promise<R> {
     const ref = await this.start<R>(url, body, options);
     return this.wait<R>(ref, options);
   }
@@ -411,8 +380,7 @@ export class PollClient {
   }
 
   async #request(spec: { method: string; url: URL; headers: Record<string, string>; body?: string; timeoutMs: number; signal: AbortSignal; redirect?: 'follow' | 'manual' }): Promise<ReadResponse> {
-    const headers = { ...(await resolveHeaders(this.#headers)), ...spec.headers };
-    return exchange(this.#fetch, this.#clock, { ...spec, headers });
+    return this.#transport.send(spec);
   }
 
   #resolve(url: string | URL): URL {

@@ -6,8 +6,10 @@
  *
  * @module
  */
+import { type Backoff, backoffDelay, type BackoffOptions, resolveBackoff } from '../core/backoff.js';
 import type { Clock } from '../core/clock.js';
 import { HttpStatusError, InvalidArgumentError, ProtocolError, TimeoutError } from '../core/errors.js';
+import { optionalClock } from '../core/validate.js';
 
 /** The `fetch` the clients call: the global one by default; pass your own to add auth or tracing. */
 export type FetchLike = (input: string | URL, init?: RequestInit) => Promise<Response>;
@@ -15,55 +17,96 @@ export type FetchLike = (input: string | URL, init?: RequestInit) => Promise<Res
 /** Headers to add to every request: fixed, or computed per request (a fresh token, say). */
 export type HeadersSource = Record<string, string> | (() => Record<string, string> | Promise<Record<string, string>>);
 
-/** How a client waits between attempts after a failure: exponential, with full jitter. */
-export interface BackoffOptions {
-  /**
-   * The first delay's upper bound, in ms.
-   * @defaultValue 250
-   */
-  readonly initialMs?: number;
-  /**
-   * The largest delay, in ms.
-   * @defaultValue 30000
-   */
-  readonly maxMs?: number;
-  /**
-   * How much the bound grows per failed attempt.
-   * @defaultValue 2
-   */
-  readonly factor?: number;
-}
+/**
+ * The clients' backoff: the library's one shape ({@link BackoffOptions}), with the clients'
+ * defaults: the first delay at most 250 ms, growing ×2 to at most 30 s, full jitter. @internal
+ */
+export const CLIENT_BACKOFF: Backoff = Object.freeze({ initialDelayMs: 250, maxDelayMs: 30_000, factor: 2, jitter: 1 });
 
-/** @internal */
-export interface Backoff {
-  readonly initialMs: number;
-  readonly maxMs: number;
-  readonly factor: number;
-}
-
-/** @internal */
-export function resolveBackoff(options: BackoffOptions | undefined): Backoff {
-  const initialMs = options?.initialMs ?? 250;
-  const maxMs = options?.maxMs ?? 30_000;
-  const factor = options?.factor ?? 2;
-  if (!Number.isFinite(initialMs) || initialMs < 0) throw new InvalidArgumentError(`backoff.initialMs must be a finite number >= 0, got ${String(initialMs)}`);
-  if (!Number.isFinite(maxMs) || maxMs < initialMs) throw new InvalidArgumentError(`backoff.maxMs must be a finite number >= initialMs, got ${String(maxMs)}`);
-  if (!Number.isFinite(factor) || factor < 1) throw new InvalidArgumentError(`backoff.factor must be a finite number >= 1, got ${String(factor)}`);
-  return { initialMs, maxMs, factor };
+/**
+ * Checks a client's `backoff` option and fills in {@link CLIENT_BACKOFF}.
+ * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) for a bad field.
+ * @internal
+ */
+export function resolveClientBackoff(options: BackoffOptions | undefined): Backoff {
+  return resolveBackoff('backoff', options, CLIENT_BACKOFF);
 }
 
 /**
- * The delay before retry number `attempt` (1 for the first retry): "full jitter", a uniform draw
- * from [0, min(maxMs, initialMs * factor^(attempt-1))], but never less than `floorMs` (a
- * server's `Retry-After`).
+ * The delay before retry number `attempt`, as {@link backoffDelay} draws it, but with the clients'
+ * `random` read as the share of the cap to wait: a draw of 1 waits the whole cap, 0 waits only
+ * `floorMs` (so with full jitter the wait is `cap * random()`, as it always was for the clients).
+ * A broken draw waits the cap (NaN, above 1) or `floorMs` (below 0).
+ * @internal
+ */
+export function clientBackoffDelay(b: Backoff, attempt: number, random: () => number, floorMs = 0): number {
+  return backoffDelay(b, attempt, () => 1 - random(), floorMs);
+}
+
+/** The options every client takes for its requests and their retries. */
+export interface ClientTransportOptions {
+  /** Headers for every request (say, `authorization`): fixed, or computed per request. */
+  readonly headers?: HeadersSource;
+  /**
+   * The fetch to use.
+   * @defaultValue `globalThis.fetch`
+   */
+  readonly fetch?: FetchLike;
+  /**
+   * Backoff after failures: the first delay at most `initialDelayMs`, growing by `factor` up to
+   * `maxDelayMs`, each drawn at random from the last `jitter` share of its bound.
+   * @defaultValue `{ initialDelayMs: 250, maxDelayMs: 30000, factor: 2, jitter: 1 }` (full jitter)
+   */
+  readonly backoff?: BackoffOptions;
+  /**
+   * The time source for deadlines, pauses and backoff (tests pass a `ManualClock`).
+   * @defaultValue the real clock
+   */
+  readonly clock?: Clock;
+  /**
+   * Random numbers in [0, 1) for the backoff jitter.
+   * @defaultValue `Math.random`
+   */
+  readonly random?: () => number;
+}
+
+/**
+ * What the two clients hold for their requests, checked once: the fetch, the headers option, and
+ * the retry policy (backoff, clock, random source, and `maxRetries`: an integer >= 0 or
+ * `Infinity`, `defaultMaxRetries` when left out).
  *
  * @internal
  */
-export function backoffDelay(b: Backoff, attempt: number, random: () => number, floorMs = 0): number {
-  const cap = Math.min(b.maxMs, b.initialMs * b.factor ** Math.max(0, attempt - 1));
-  const r = random();
-  const jittered = cap * (Number.isFinite(r) ? Math.min(1, Math.max(0, r)) : 1);
-  return Math.max(floorMs, jittered);
+export class ClientTransport {
+  readonly policy: RetryPolicy;
+  readonly #fetch: FetchLike;
+  readonly #headers: HeadersSource | undefined;
+
+  /** @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) for a bad option; its message starts with `name`. */
+  constructor(name: string, options: ClientTransportOptions & { readonly maxRetries?: number }, defaultMaxRetries: number) {
+    const backoff = resolveClientBackoff(options.backoff);
+    const maxRetries = options.maxRetries ?? defaultMaxRetries;
+    if (!(maxRetries >= 0) || (Number.isFinite(maxRetries) && !Number.isInteger(maxRetries))) {
+      throw new InvalidArgumentError(`${name}: maxRetries must be an integer >= 0 or Infinity, got ${String(options.maxRetries)}`);
+    }
+    this.policy = { backoff, maxRetries, clock: optionalClock('clock', options.clock), random: options.random ?? Math.random };
+    this.#fetch = options.fetch ?? defaultFetch();
+    this.#headers = options.headers;
+  }
+
+  /** The clock of the policy. */
+  get clock(): Clock {
+    return this.policy.clock;
+  }
+
+  /**
+   * One {@link exchange}, with headers in this order, each over the one before: `defaults`, the
+   * `headers` option, `spec.headers`.
+   */
+  async send(spec: RequestSpec, defaults?: Record<string, string>): Promise<ReadResponse> {
+    const headers = { ...defaults, ...(await resolveHeaders(this.#headers)), ...spec.headers };
+    return exchange(this.#fetch, this.policy.clock, { ...spec, headers });
+  }
 }
 
 /**
@@ -145,7 +188,7 @@ export class RetryState {
     if (this.#failures > this.#policy.maxRetries) throw error;
     // Never sooner than the server's Retry-After.
     const floor = error instanceof HttpStatusError ? (error.retryAfterMs ?? 0) : 0;
-    return backoffDelay(this.#policy.backoff, this.#failures, this.#policy.random, floor);
+    return clientBackoffDelay(this.#policy.backoff, this.#failures, this.#policy.random, floor);
   }
 
   /**

@@ -13,15 +13,22 @@
  *    (`PB_ERR_FORBIDDEN`). Requests without `Origin` (servers, `curl`, tools) are unaffected.
  * 3. **`authorize(target, context)`**, before a byte of the body is read: a refused client cannot
  *    make the server read (or buffer) its body; the connection is closed after the refusal.
- * 4. The body, at most `maxBodyBytes` (`413`), decoded by its `Content-Type` (`text/plain` as a
- *    string, `application/json` as its value through {@link parseJson}: at most `maxDepth` deep,
- *    no `__proto__` key; `400` otherwise; another type `415`).
- * 5. `broker.publish`, which refuses data no transport can carry (`400`).
+ * 4. **The media type**, before a byte of the body is read: one not in `contentTypes` is `415`
+ *    (`PB_ERR_UNSUPPORTED_MEDIA_TYPE`). A request without `Content-Type` counts as `text/plain`.
+ * 5. The body, at most `maxBodyBytes` (`413`), decoded by its type: a `text/*` type as a UTF-8
+ *    string, `application/json` (and every `+json` type) as its value through {@link parseJson}:
+ *    at most `maxDepth` deep, no `__proto__` key; `400` otherwise.
+ * 6. **`parse(data, topic, context)`**, when given: validates or transforms the decoded body; what
+ *    it returns (or resolves to) is published. As with `PollHandler`'s `parse`, what it throws is
+ *    answered like any other error: a `PatchbayError` with its status (throw an
+ *    `InvalidArgumentError` for a `400`, a `ForbiddenError` for a `403`), anything else as `500`
+ *    `PB_ERR_INTERNAL` with its message hidden (a bug in the hook is not the client's fault).
+ * 7. `broker.publish`, which refuses data no transport can carry (`400`).
  *
  * @module
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ForbiddenError, InvalidArgumentError, MethodNotAllowedError } from '../core/errors.js';
+import { ForbiddenError, InvalidArgumentError, MethodNotAllowedError, UnsupportedMediaTypeError } from '../core/errors.js';
 import { checkMaxDepth, DEFAULT_MAX_JSON_DEPTH } from '../core/json.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
@@ -60,6 +67,61 @@ export interface PublishHandlerOptions<C = IncomingMessage> {
    * @defaultValue `undefined`: only requests from this server's own origin, or without `Origin`
    */
   readonly cors?: CorsOptions;
+  /**
+   * The media types a publish may carry (`Content-Type`, without its parameters, compared
+   * case-insensitively); another is answered `415` (`PB_ERR_UNSUPPORTED_MEDIA_TYPE`) before the
+   * body is read. Only types the handler can decode may be named: `text/*` types (decoded as
+   * UTF-8 text) and JSON (`application/json`, which also admits every `+json` type, or a
+   * `+json` type alone). A request without `Content-Type` counts as `text/plain`.
+   * @defaultValue `['text/plain', 'application/json']`
+   */
+  readonly contentTypes?: readonly string[];
+  /**
+   * Validates or transforms the decoded body before it is published: what it returns (or
+   * resolves to) is published. Throw an `InvalidArgumentError` to answer `400`, or any other
+   * `PatchbayError` to answer its status; anything else thrown answers `500` (`PB_ERR_INTERNAL`,
+   * message hidden), as `PollHandler`'s `parse` does. Called after `authorize`.
+   * @param data - The decoded body: a string for a `text/*` type, the JSON value for JSON.
+   * @param topic - The topic it is published to.
+   * @param context - What `authorize` is given: the request, or an adapter's framework request.
+   * @defaultValue the decoded body, as is
+   */
+  readonly parse?: (data: unknown, topic: string, context: C) => unknown;
+}
+
+/** The media types a {@link PublishHandler} accepts by default. */
+const DEFAULT_CONTENT_TYPES: readonly string[] = Object.freeze(['text/plain', 'application/json']);
+
+/** `application/json`, or a structured `+json` type. */
+function isJsonType(type: string): boolean {
+  return type === 'application/json' || type.endsWith('+json');
+}
+
+/** The media type of a `Content-Type` header, lower case, without parameters; `text/plain` when absent. */
+function mediaTypeOf(header: string | undefined): string {
+  if (header === undefined) return 'text/plain';
+  const semi = header.indexOf(';');
+  const type = (semi === -1 ? header : header.slice(0, semi)).trim().toLowerCase();
+  return type === '' ? 'text/plain' : type;
+}
+
+/** Checks `contentTypes`: a non-empty list of `type/subtype` names the handler can decode. */
+function contentTypesOption(value: readonly string[] | undefined): { readonly types: ReadonlySet<string>; readonly anyJson: boolean } {
+  if (value === undefined) return { types: new Set(DEFAULT_CONTENT_TYPES), anyJson: true };
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new InvalidArgumentError(`Expected \`contentTypes\` to be a non-empty array of media types, got ${check.describe(value)}`);
+  }
+  const types = new Set<string>();
+  for (const t of value as unknown[]) {
+    const type = typeof t === 'string' ? t.trim().toLowerCase() : '';
+    if (!/^[a-z0-9][a-z0-9!#$&^_.+-]*\/[a-z0-9][a-z0-9!#$&^_.+-]*$/.test(type) || !(type.startsWith('text/') || isJsonType(type))) {
+      throw new InvalidArgumentError(
+        `Expected \`contentTypes\` to name text/* or JSON media types (the ones a publish can decode), got ${check.describe(t)}`,
+      );
+    }
+    types.add(type);
+  }
+  return { types, anyJson: types.has('application/json') };
 }
 
 /** Counters reported by {@link PublishHandler.stats}. */
@@ -91,6 +153,10 @@ export class PublishHandler<C = IncomingMessage> extends Resource {
   readonly #maxDepth: number;
   readonly #authorize: Authorize<C> | undefined;
   readonly #cors: CorsOptions | undefined;
+  readonly #contentTypes: ReadonlySet<string>;
+  /** `application/json` is listed: every `+json` type is accepted too. */
+  readonly #anyJson: boolean;
+  readonly #parse: ((data: unknown, topic: string, context: C) => unknown) | undefined;
   #published = 0;
   #crossSiteRefused = 0;
 
@@ -106,6 +172,10 @@ export class PublishHandler<C = IncomingMessage> extends Resource {
     this.#maxDepth = checkMaxDepth('maxDepth', opts.maxDepth ?? DEFAULT_MAX_JSON_DEPTH);
     this.#authorize = check.optionalFunction('authorize', opts.authorize);
     this.#cors = opts.cors === undefined ? undefined : check.optionsObject('cors', opts.cors);
+    const accepted = contentTypesOption(opts.contentTypes);
+    this.#contentTypes = accepted.types;
+    this.#anyJson = accepted.anyJson;
+    this.#parse = check.optionalFunction('parse', opts.parse);
   }
 
   /** Counters. */
@@ -128,9 +198,12 @@ export class PublishHandler<C = IncomingMessage> extends Resource {
       if (topic === undefined || topic === '') throw new InvalidArgumentError('Expected a topic in the path');
       parseTopic(topic);
       this.#checkOrigin(req);
-      await authorizeAccess(this.#authorize, { topics: [topic] }, context ?? (req as unknown as C), `publish on ${JSON.stringify(topic)}`);
+      const ctx = context ?? (req as unknown as C);
+      await authorizeAccess(this.#authorize, { topics: [topic] }, ctx, `publish on ${JSON.stringify(topic)}`);
+      const json = this.#acceptedType(req.headers['content-type']);
       const body = await readBody(req, this.#maxBodyBytes);
-      const data = decodeBody(req.headers['content-type'], body, { maxDepth: this.#maxDepth });
+      let data = decodeBody(json ? 'application/json' : 'text/plain', body, { maxDepth: this.#maxDepth });
+      if (this.#parse !== undefined) data = await this.#parse(data, topic, ctx);
       const message = await this.#broker.publish(topic, data);
       this.#published++;
       sendJson(res, 201, { id: message.id });
@@ -147,6 +220,17 @@ export class PublishHandler<C = IncomingMessage> extends Resource {
 
   protected onDestroy(): void {
     // As onClose.
+  }
+
+  /**
+   * Whether the request's media type is JSON (else text), once it is one of `contentTypes`.
+   * @throws UnsupportedMediaTypeError (`PB_ERR_UNSUPPORTED_MEDIA_TYPE`) for another type.
+   */
+  #acceptedType(header: string | undefined): boolean {
+    const type = mediaTypeOf(header);
+    const json = isJsonType(type);
+    if (this.#contentTypes.has(type) || (json && this.#anyJson)) return json;
+    throw new UnsupportedMediaTypeError(`Content-Type ${JSON.stringify(type)} is not supported: send ${[...this.#contentTypes].join(' or ')}`);
   }
 
   #checkOrigin(req: IncomingMessage): void {

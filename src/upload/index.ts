@@ -11,5 +11,5 @@ export {
   type UploadAction,
   type UploadedFile,
   type UploadHandlerOptions,
-  type UploadStats,
+  type UploadHandlerStats,
 } from './upload-handler.js';

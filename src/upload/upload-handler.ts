@@ -58,7 +58,7 @@ import { readdir, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join, resolve, sep } from 'node:path';
 import { EVENTS, Server as TusServer } from '@tus/server';
-import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
+import type { Clock, ClockTimer } from '../core/clock.js';
 import {
   CapacityError,
   ClosedError,
@@ -71,7 +71,10 @@ import {
   UnavailableError,
 } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
-import { codeForStatus, errorStatus, requestUrl, sendError } from '../http/index.js';
+import { optionalClock, optionsObject } from '../core/validate.js';
+import { type CorsOptions, errorStatus, requestUrl, sendError } from '../http/index.js';
+import { originAllowed } from '../http/cors.js';
+import { codeForStatus } from '../http/respond.js';
 import type { PollHandle, PollJob, PollJobContext, SharedPollHandle } from '../poll/index.js';
 import { LedgerFileStore, UploadLedger } from './ledger.js';
 
@@ -163,10 +166,14 @@ export interface UploadHandlerOptions<R = unknown> {
   /** May this request do this? Return `false` to answer `403`. `id` is undefined for create and options. */
   readonly authorize?: (req: IncomingMessage, action: UploadAction, id: string | undefined) => boolean | Promise<boolean>;
   /**
-   * Origins allowed to upload from a browser (`Access-Control-Allow-Origin` is sent back for
-   * these exactly). None by default: no CORS headers.
+   * CORS for browsers on other origins, the shape every handler takes: an origin that
+   * `cors.origin` lets in (a list of exact origins, a predicate, or `'*'`) is echoed back in
+   * `Access-Control-Allow-Origin` (with `Vary: Origin`), `credentials` sends
+   * `Access-Control-Allow-Credentials`, and `maxAgeSeconds` is the preflight's `Access-Control-Max-Age`.
+   * Any other origin gets no `Access-Control-*` header at all.
+   * @defaultValue `undefined`: no CORS headers
    */
-  readonly corsOrigins?: readonly string[];
+  readonly cors?: CorsOptions;
   /**
    * The time source of expiry and of the cleanup timer.
    * @defaultValue the real clock
@@ -175,7 +182,7 @@ export interface UploadHandlerOptions<R = unknown> {
 }
 
 /** Counters reported by {@link UploadHandler.stats}. */
-export interface UploadStats {
+export interface UploadHandlerStats {
   /** Unfinished uploads in `directory` (counted against `maxActiveUploads`). */
   readonly active: number;
   /** Finished uploads still in `directory` (until `completedExpiryMs`). */
@@ -232,7 +239,9 @@ export class UploadHandler<R = unknown> extends Resource {
   readonly #ledger: UploadLedger;
   readonly #directory: string;
   readonly #basePath: string;
-  readonly #corsOrigins: readonly string[];
+  /** Whether a browser origin may use the uploads (the `cors.origin` rule; none without `cors`). */
+  readonly #corsAllowed: (origin: string) => boolean;
+  readonly #corsMaxAge: string | undefined;
   readonly #jobs: PollHandle | SharedPollHandle | undefined;
   readonly #process: ((file: UploadedFile, context: PollJobContext) => R | PromiseLike<R>) | undefined;
   readonly #jobsBasePath: string;
@@ -279,7 +288,7 @@ export class UploadHandler<R = unknown> extends Resource {
     this.#process = options.process;
     this.#jobsBasePath = options.jobsBasePath ?? '/jobs';
     this.#authorize = options.authorize;
-    this.#clock = options.clock ?? realClock;
+    this.#clock = optionalClock('clock', options.clock);
     try {
       // Here, not in FileStore's constructor, which creates it later and throws where nobody can catch.
       mkdirSync(this.#directory, { recursive: true, mode: 0o700 });
@@ -297,8 +306,11 @@ export class UploadHandler<R = unknown> extends Resource {
         return holds !== undefined;
       },
     });
-    const corsOrigins = [...(options.corsOrigins ?? [])];
-    this.#corsOrigins = corsOrigins;
+    const cors = options.cors === undefined ? undefined : optionsObject('cors', options.cors);
+    const rule = cors === undefined ? undefined : (cors.origin ?? '*');
+    const corsAllowed = (origin: string): boolean => rule !== undefined && originAllowed(rule, origin);
+    this.#corsAllowed = corsAllowed;
+    this.#corsMaxAge = cors?.maxAgeSeconds === undefined ? undefined : String(cors.maxAgeSeconds);
     this.tus = new TusServer({
       path: basePath,
       datastore: this.#store,
@@ -306,7 +318,8 @@ export class UploadHandler<R = unknown> extends Resource {
       maxSize: Math.min(maxSizeBytes, maxTotalBytes),
       relativeLocation: true,
       // A predicate, not the list: given a list, tus answers any other origin (or none) with the first one.
-      allowedOrigins: (origin) => corsOrigins.includes(origin),
+      allowedOrigins: corsAllowed,
+      allowedCredentials: cors?.credentials === true,
       exposedHeaders: [JOB_LOCATION_HEADER],
       disableTerminationForFinishedUploads: false,
       getFileIdFromRequest: (_req, lastPath) => (lastPath !== undefined && ID_RE.test(lastPath) ? lastPath : undefined),
@@ -386,7 +399,7 @@ export class UploadHandler<R = unknown> extends Resource {
         if (jobId !== undefined) res.setHeader(JOB_LOCATION_HEADER, `${this.#jobsBasePath}/${jobId}`);
       }
       const origin = req.headers.origin;
-      tusResponse(res, origin !== undefined && this.#corsOrigins.includes(origin), method);
+      tusResponse(res, origin !== undefined && this.#corsAllowed(origin), method, this.#corsMaxAge);
       // An upload this request finishes stays busy (the sweep leaves it, a DELETE is refused)
       // until tus has run onUploadFinish, its hand-off, and answered.
       const holds: (() => void)[] = [];
@@ -407,7 +420,7 @@ export class UploadHandler<R = unknown> extends Resource {
   }
 
   /** Counters: uploads in progress and finished, bytes on disk and reserved, completions, jobs, refusals, expiries. */
-  stats(): UploadStats {
+  stats(): UploadHandlerStats {
     const ledger = this.#ledger;
     return {
       active: ledger.active,
@@ -602,10 +615,11 @@ function retryAfterOf(error: PatchbayError): number | undefined {
  *   own text becomes the message) under `application/json`, its length recomputed.
  * - tus sends `Access-Control-Expose-Headers` (and, to preflights, the other
  *   `Access-Control-*` headers) whatever the origin: unless this request's origin is one of
- *   `corsOrigins`, every `Access-Control-*` header is dropped; when it is, `Vary: Origin` is added.
+ *   let in by `cors`, every `Access-Control-*` header is dropped; when it is, `Vary: Origin` is
+ *   added, and tus's fixed `Access-Control-Max-Age` becomes `cors.maxAgeSeconds` when given.
  * - tus labels its bodiless successes (`201`, `HEAD`) `text/plain`: dropped.
  */
-function tusResponse(res: ServerResponse, corsAllowed: boolean, method: string): void {
+function tusResponse(res: ServerResponse, corsAllowed: boolean, method: string, maxAge: string | undefined): void {
   if (corsAllowed) res.appendHeader('vary', 'Origin');
   const keep = (name: string): boolean => corsAllowed || !name.toLowerCase().startsWith('access-control-');
   const writeHead = res.writeHead as (...args: unknown[]) => ServerResponse;
@@ -622,6 +636,7 @@ function tusResponse(res: ServerResponse, corsAllowed: boolean, method: string):
       else for (let i = 0; i + 1 < given.length; i += 2) headers.push([String(given[i]), given[i + 1]]);
     } else if (given !== undefined) headers = Object.entries(given as Record<string, unknown>);
     headers = headers.filter(([name]) => keep(name));
+    if (maxAge !== undefined) headers = headers.map(([name, value]) => [name, name.toLowerCase() === 'access-control-max-age' ? maxAge : value]);
     if (code < 400) {
       // Only GET (a download) has a body; the rest say nothing about a body they do not have
       // (the web Response under tus labels an empty one text/plain).

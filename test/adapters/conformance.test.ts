@@ -30,7 +30,7 @@ async function listen(server: http.Server): Promise<KitSubject> {
 
 /** The reference: node:http routed by hand, publish as in demo/server.js. */
 adapterConformance('node:http', async (h: KitHandlers) => {
-  const publish = new PublishHandler({ broker: h.broker, maxBodyBytes: h.maxBodyBytes });
+  const publish = new PublishHandler({ broker: h.broker, maxBodyBytes: h.maxBodyBytes, ...h.publishOptions });
   const route = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const match = /^\/(pub|lp|sse)\/([^/]+)$/.exec(url.pathname);
@@ -61,7 +61,7 @@ adapterConformance('node:http', async (h: KitHandlers) => {
 
 adapterConformance('express', async (h) => {
   const app = express();
-  app.all('/pub/:topic', pbExpress.publish(h.broker, { maxBodyBytes: h.maxBodyBytes }));
+  app.all('/pub/:topic', pbExpress.publish(h.broker, { maxBodyBytes: h.maxBodyBytes, ...h.publishOptions }));
   app.all('/lp/:topic', pbExpress.longPoll(h.longPoll));
   app.all('/sse/:topic', pbExpress.sse(h.sse));
   app.use('/jobs', pbExpress.pollJobs(h.poll));
@@ -74,7 +74,7 @@ adapterConformance('express (routes() on a Router)', async (h) => {
   const app = express();
   app.use(
     pbExpress.routes(express.Router(), {
-      publish: { broker: h.broker, maxBodyBytes: h.maxBodyBytes },
+      publish: { broker: h.broker, maxBodyBytes: h.maxBodyBytes, ...h.publishOptions },
       longPoll: { handler: h.longPoll },
       sse: { handler: h.sse },
       jobs: { handler: h.poll },
@@ -89,7 +89,7 @@ adapterConformance(
   async (h) => {
     const app = Fastify();
     await app.register(patchbayPlugin, {
-      publish: { broker: h.broker, maxBodyBytes: h.maxBodyBytes },
+      publish: { broker: h.broker, maxBodyBytes: h.maxBodyBytes, ...h.publishOptions },
       longPoll: { handler: h.longPoll },
       sse: { handler: h.sse },
       jobs: { handler: h.poll },
@@ -111,7 +111,7 @@ adapterConformance(
 adapterConformance('koa', async (h) => {
   const app = new Koa();
   const router = new Router();
-  router.all('/pub/:topic', pbKoa.publish(h.broker, { maxBodyBytes: h.maxBodyBytes }));
+  router.all('/pub/:topic', pbKoa.publish(h.broker, { maxBodyBytes: h.maxBodyBytes, ...h.publishOptions }));
   router.all('/lp/:topic', pbKoa.longPoll(h.longPoll));
   router.all('/sse/:topic', pbKoa.sse(h.sse));
   app.use(pbKoa.jsonErrors());
@@ -123,7 +123,7 @@ adapterConformance('koa', async (h) => {
 
 adapterConformance('web (hono on @hono/node-server)', async (h) => {
   const app = new Hono();
-  const pub = pbWeb.publish(h.broker, { maxBodyBytes: h.maxBodyBytes });
+  const pub = pbWeb.publish(h.broker, { maxBodyBytes: h.maxBodyBytes, ...h.publishOptions });
   const lp = pbWeb.longPoll(h.longPoll);
   const events = pbWeb.sse(h.sse);
   const jobs = pbWeb.pollJobs(h.poll);

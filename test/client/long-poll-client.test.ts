@@ -163,7 +163,7 @@ describe('LongPollClient', () => {
       url: r.url,
       clock,
       random: () => 0.5,
-      backoff: { initialMs: 100, maxMs: 1000 },
+      backoff: { initialDelayMs: 100, maxDelayMs: 1000 },
       onRetry: (x) => retries.push({ attempt: x.attempt, delayMs: x.delayMs, status: (x.error as HttpStatusError).status }),
     });
     r.failNext(2, 503, { 'retry-after': '2' });
@@ -190,7 +190,7 @@ describe('LongPollClient', () => {
       url: r.url,
       clock,
       random: () => 1,
-      backoff: { initialMs: 100, maxMs: 300, factor: 2 },
+      backoff: { initialDelayMs: 100, maxDelayMs: 300, factor: 2 },
       fetch: (input, init) => {
         if (failuresLeft-- > 0) return Promise.reject(new TypeError('fetch failed (injected: connection refused)'));
         return fetch(input, init);
@@ -202,7 +202,7 @@ describe('LongPollClient', () => {
       await until(() => clock.pendingTimers === 1 && delays.length === i + 1, `backoff ${i + 1}`);
       clock.advance(delays[i]!);
     }
-    expect(delays).toEqual([100, 200, 300]); // capped at maxMs
+    expect(delays).toEqual([100, 200, 300]); // capped at maxDelayMs
     await parked(r, 1);
     await r.broker.publish('news', 'x');
     expect((await got).map((m) => m.data)).toEqual(['x']);
@@ -284,7 +284,7 @@ describe('LongPollClient', () => {
     const r = await rig();
     const clock = new ManualClock();
     const ac = new AbortController();
-    const c = client({ url: r.url, clock, signal: ac.signal, backoff: { initialMs: 10_000 } });
+    const c = client({ url: r.url, clock, signal: ac.signal, backoff: { initialDelayMs: 10_000 } });
     r.failNext(1, 503);
     const next = c.messages().next();
     await until(() => clock.pendingTimers === 1 && c.failures === 1, 'the backoff wait');
@@ -332,7 +332,7 @@ describe('LongPollClient', () => {
       { url: 'http://x/lp/a', limit: 0 },
       { url: 'http://x/lp/a', limit: 1.5 },
       { url: 'http://x/lp/a', maxRetries: -1 },
-      { url: 'http://x/lp/a', backoff: { initialMs: 10, maxMs: 5 } },
+      { url: 'http://x/lp/a', backoff: { initialDelayMs: 10, maxDelayMs: 5 } },
       { url: 'http://x/lp/a', backoff: { factor: 0.5 } },
     ];
     for (const options of bad) {

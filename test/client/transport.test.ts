@@ -4,8 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { ESLint } from 'eslint';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { HttpStatusError, ManualClock, ProtocolError, TimeoutError } from '../../src/client/index.js';
-import { backoffDelay, exchange, resolveBackoff, retryAfterMs, RetryState, sleep } from '../../src/client/transport.js';
+import { HttpStatusError, InvalidArgumentError, ManualClock, ProtocolError, TimeoutError } from '../../src/client/index.js';
+import { clientBackoffDelay as backoffDelay, exchange, resolveClientBackoff as resolveBackoff, retryAfterMs, RetryState, sleep } from '../../src/client/transport.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -28,15 +28,15 @@ describe('backoff', () => {
   it('stays within [floor, min(max, initial * factor^(n-1))] for any draw', () => {
     fc.assert(
       fc.property(
-        fc.integer({ min: 0, max: 5000 }),
+        fc.integer({ min: 1, max: 5000 }), // a first delay of 0 is refused (the one BackoffOptions check)
         fc.integer({ min: 0, max: 100_000 }),
         fc.double({ min: 1, max: 4, noNaN: true }),
         fc.integer({ min: 1, max: 60 }),
         fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }),
         fc.integer({ min: 0, max: 10_000 }),
         (initialMs, extra, factor, attempt, r, floor) => {
-          const b = resolveBackoff({ initialMs, maxMs: initialMs + extra, factor });
-          const cap = Math.min(b.maxMs, initialMs * factor ** (attempt - 1));
+          const b = resolveBackoff({ initialDelayMs: initialMs, maxDelayMs: initialMs + extra, factor });
+          const cap = Math.min(b.maxDelayMs, initialMs * factor ** (attempt - 1));
           const d = backoffDelay(b, attempt, () => r, floor);
           expect(d).toBeGreaterThanOrEqual(floor);
           expect(d).toBeLessThanOrEqual(Math.max(floor, cap));
@@ -46,15 +46,24 @@ describe('backoff', () => {
   });
 
   it('treats a broken random source as the cap rather than NaN', () => {
-    const b = resolveBackoff({ initialMs: 100, maxMs: 1000 });
+    const b = resolveBackoff({ initialDelayMs: 100, maxDelayMs: 1000 });
     expect(backoffDelay(b, 2, () => Number.NaN)).toBe(200);
     expect(backoffDelay(b, 2, () => 7)).toBe(200);
     expect(backoffDelay(b, 2, () => -3)).toBe(0);
   });
+
+  it('takes the shared BackoffOptions: defaults 250/30000/2 with full jitter, a jitter below 1 keeps a floor, bad fields refused', () => {
+    expect(resolveBackoff(undefined)).toEqual({ initialDelayMs: 250, maxDelayMs: 30_000, factor: 2, jitter: 1 });
+    const b = resolveBackoff({ initialDelayMs: 100, maxDelayMs: 1000, jitter: 0.5 });
+    expect([backoffDelay(b, 2, () => 0), backoffDelay(b, 2, () => 0.5), backoffDelay(b, 2, () => 1)]).toEqual([100, 150, 200]);
+    for (const bad of [{ initialDelayMs: 0 }, { initialDelayMs: 10, maxDelayMs: 5 }, { factor: 0.5 }, { jitter: 2 }, { jitter: -0.1 }]) {
+      expect(() => resolveBackoff(bad), JSON.stringify(bad)).toThrow(InvalidArgumentError);
+    }
+  });
 });
 
 describe('RetryState', () => {
-  const backoff = resolveBackoff({ initialMs: 100, maxMs: 1000, factor: 2 });
+  const backoff = resolveBackoff({ initialDelayMs: 100, maxDelayMs: 1000, factor: 2 });
   const busy = (retryAfterMs?: number) => new HttpStatusError(503, 'busy', undefined, retryAfterMs === undefined ? undefined : { retryAfterMs });
 
   it('counts failures, grows the jittered delay, floors it at Retry-After, and starts over after a success', () => {

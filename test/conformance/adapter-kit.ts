@@ -5,7 +5,7 @@
  *
  * | route | what |
  * |---|---|
- * | `POST /pub/:topic` | publish (`maxBodyBytes` from the kit), `201` with `{ id }` |
+ * | `POST /pub/:topic` | publish (`maxBodyBytes` and `publishOptions` from the kit), `201` with `{ id }` |
  * | `GET /lp/:topic` | the kit's LongPollHandler |
  * | `GET /sse/:topic` | the kit's SseHandler |
  * | `/jobs`, `/jobs/*` | the kit's PollHandler (basePath `/jobs`) |
@@ -35,6 +35,15 @@ export interface KitHandlers {
   readonly uploads: UploadHandler;
   /** The publish route's body limit. */
   readonly maxBodyBytes: number;
+  /**
+   * The publish route's other options, for the subject to pass through as they are: `text/csv`
+   * admitted next to the defaults, and a `parse` that refuses the body `refuse me` (a `400`) and
+   * upper-cases a `text/csv` one (a string starting `csv:`).
+   */
+  readonly publishOptions: {
+    readonly contentTypes: readonly string[];
+    readonly parse: (data: unknown) => unknown;
+  };
 }
 
 /** A running subject. */
@@ -159,6 +168,13 @@ export function adapterConformance(name: string, serve: (handlers: KitHandlers) 
           process: (file) => ({ size: file.size }),
         }),
         maxBodyBytes: 1024,
+        publishOptions: {
+          contentTypes: ['text/plain', 'application/json', 'text/csv'],
+          parse: (data) => {
+            if (data === 'refuse me') throw new InvalidArgumentError('The kit refuses this body');
+            return typeof data === 'string' && data.startsWith('csv:') ? data.toUpperCase() : data;
+          },
+        },
       };
       subject = await serve(h);
       base = subject.url;
@@ -208,6 +224,13 @@ export function adapterConformance(name: string, serve: (handlers: KitHandlers) 
           'PB_ERR_BODY_TOO_LARGE',
         );
         await expectError(await fetch(`${base}/pub/a..b`, { method: 'POST', body: 'x' }), 400, 'PB_ERR_INVALID_ARGUMENT');
+      });
+
+      it('passes contentTypes and parse through to its PublishHandler', async () => {
+        const csv = await publish('kit.pub2', 'csv:a,b', 'text/csv');
+        await expectError(await fetch(`${base}/pub/kit.pub2`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'refuse me' }), 400, 'PB_ERR_INVALID_ARGUMENT');
+        const read = await h.broker.read('kit.pub2', null, 10);
+        expect(read.messages.map((m) => [m.id, m.data])).toEqual([[csv, 'CSV:A,B']]);
       });
 
       it('answers a path that is not valid percent-encoding with a JSON 400', async () => {

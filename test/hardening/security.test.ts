@@ -367,7 +367,7 @@ describe('CORS', () => {
     const jobs = new PollHandle();
     const poll = new PollHandler<unknown>({ jobs, run: () => 1, ...(cors ? { cors } : {}) });
     const dir = mkdtempSync(join(tmpdir(), 'patchbay-hardening-'));
-    const uploads = new UploadHandler({ directory: join(dir, 'store'), ...(cors ? { corsOrigins: cors.origin } : {}) });
+    const uploads = new UploadHandler({ directory: join(dir, 'store'), ...(cors ? { cors } : {}) });
     cleanups.push(async () => {
       for (const c of [lp, sse, poll, uploads, jobs, broker]) await c.close();
       rmSync(dir, { recursive: true, force: true });

@@ -3,14 +3,14 @@
  * out as `text/plain`. The module promises a JSON `{ error: { code, message } }` body for every
  * error. Found by the upload fuzzing in parsers.test.ts.
  * Regression (UploadHandler CORS): tus sent Access-Control-Expose-Headers with CORS off, and
- * answered an origin not in `corsOrigins` (or none) with the first listed one. Found by
+ * answered an origin not in `cors.origin` (`corsOrigins` then) (or none) with the first listed one. Found by
  * security.test.ts.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ErrorCodes } from '../../src/index.js';
+import { type CorsOptions, ErrorCodes } from '../../src/index.js';
 import { UploadHandler } from '../../src/upload/index.js';
 import { closeServers, errorBody, request, serve } from './http.js';
 
@@ -20,9 +20,9 @@ afterEach(async () => {
   await closeServers();
 });
 
-async function uploadRig(corsOrigins?: readonly string[]) {
+async function uploadRig(cors?: CorsOptions) {
   const dir = mkdtempSync(join(tmpdir(), 'patchbay-hardening-'));
-  const uploads = new UploadHandler({ directory: join(dir, 'store'), maxSizeBytes: 1_000, ...(corsOrigins ? { corsOrigins } : {}) });
+  const uploads = new UploadHandler({ directory: join(dir, 'store'), maxSizeBytes: 1_000, ...(cors ? { cors } : {}) });
   cleanups.push(async () => {
     await uploads.close();
     rmSync(dir, { recursive: true, force: true });
@@ -48,7 +48,7 @@ describe('UploadHandler error bodies', () => {
   });
 
 
-  it('CORS: none at all by default; with corsOrigins only a listed origin is echoed, with Vary: Origin', async () => {
+  it('CORS: none at all by default; with cors only a listed origin is echoed, with Vary: Origin', async () => {
     const tus = { 'tus-resumable': '1.0.0', 'upload-length': '1' };
     const preflight = { 'access-control-request-method': 'POST' };
     const off = await uploadRig();
@@ -58,7 +58,7 @@ describe('UploadHandler error bodies', () => {
     ]) {
       expect(Object.keys(answer.headers).filter((h) => h.startsWith('access-control-'))).toEqual([]);
     }
-    const on = await uploadRig(['https://app.example']);
+    const on = await uploadRig({ origin: ['https://app.example'] });
     for (const origin of ['https://evil.example', undefined]) {
       const headers: Record<string, string> = origin === undefined ? {} : { origin };
       for (const answer of [
@@ -72,5 +72,20 @@ describe('UploadHandler error bodies', () => {
     expect(good.headers['access-control-allow-origin']).toBe('https://app.example');
     expect(good.headers['access-control-allow-methods']).toContain('POST');
     expect(good.headers['vary']).toContain('Origin');
+  });
+
+  it('CORS: cors takes the shape every handler takes: a predicate, credentials and the preflight max age', async () => {
+    const preflight = { 'access-control-request-method': 'POST' };
+    const on = await uploadRig({ origin: (o) => o.endsWith('.app.example'), credentials: true, maxAgeSeconds: 42 });
+    const good = await request(on.base, { method: 'OPTIONS', path: '/uploads', headers: { ...preflight, origin: 'https://a.app.example' } });
+    expect(good.headers['access-control-allow-origin']).toBe('https://a.app.example');
+    expect(good.headers['access-control-allow-credentials']).toBe('true');
+    expect(good.headers['access-control-max-age']).toBe('42');
+    const other = await request(on.base, { method: 'OPTIONS', path: '/uploads', headers: { ...preflight, origin: 'https://evil.example' } });
+    expect(Object.keys(other.headers).filter((h) => h.startsWith('access-control-'))).toEqual([]);
+    const any = await uploadRig({});
+    const anyAnswer = await request(any.base, { method: 'OPTIONS', path: '/uploads', headers: { ...preflight, origin: 'https://b.example' } });
+    expect(anyAnswer.headers['access-control-allow-origin']).toBe('https://b.example');
+    expect(anyAnswer.headers['access-control-allow-credentials']).toBeUndefined();
   });
 });

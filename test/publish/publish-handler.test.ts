@@ -1,7 +1,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ErrorCodes, isAllowedOrigin, PublishHandler, PubSubBroker, type PublishHandlerOptions } from '../../src/index.js';
+import { ErrorCodes, ForbiddenError, InvalidArgumentError, isAllowedOrigin, PublishHandler, PubSubBroker, type PublishHandlerOptions } from '../../src/index.js';
 import { closeServers, errorBody, request, serve } from '../hardening/http.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -19,6 +19,18 @@ async function rig(options: Omit<PublishHandlerOptions, 'broker'> = {}) {
 }
 
 const text = { 'content-type': 'text/plain' };
+
+/** The status of a publish that declares a 10 MiB body and sends only its first bytes, ever. */
+function answeredBeforeTheBody(base: string, headers: Record<string, string>): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const req = http.request(`${base}/pub/t`, { method: 'POST', headers: { ...headers, 'content-length': String(10 * 1024 * 1024) } }, (res) => {
+      resolve(res.statusCode ?? 0);
+      req.destroy();
+    });
+    req.on('error', reject);
+    req.write('only the first bytes'); // and never the rest
+  });
+}
 
 describe('PublishHandler: a browser on another site cannot publish', () => {
   it('a cross-site Origin is refused with 403 before anything is stored, text/plain included', async () => {
@@ -46,14 +58,7 @@ describe('PublishHandler: a browser on another site cannot publish', () => {
 describe('PublishHandler: authorized before the body is read', () => {
   it('a refused client gets 403 at once, though its declared body never arrives', async () => {
     const { base, broker } = await rig({ authorize: (_target, req) => req.headers['x-key'] === 'k' });
-    const status = await new Promise<number>((resolve, reject) => {
-      const req = http.request(`${base}/pub/t`, { method: 'POST', headers: { ...text, 'content-length': String(10 * 1024 * 1024) } }, (res) => {
-        resolve(res.statusCode ?? 0);
-        req.destroy();
-      });
-      req.on('error', reject);
-      req.write('only the first bytes'); // and never the rest
-    });
+    const status = await answeredBeforeTheBody(base, text);
     expect(status).toBe(403);
     expect(broker.stats().published).toBe(0);
   });
@@ -141,5 +146,106 @@ describe('isAllowedOrigin: the origin rule, exactly', () => {
     expect(answer.status).toBe(403);
     expect(answer.headers['connection']).toBe('close');
     expect(broker.stats().published).toBe(0);
+  });
+});
+
+describe('PublishHandler: contentTypes names the media types a publish may carry', () => {
+  const publishAs = (base: string, type: string | undefined, body: string) =>
+    request(base, { method: 'POST', path: '/pub/t', headers: type === undefined ? {} : { 'content-type': type }, body });
+
+  it('by default text/plain (and no Content-Type), application/json and +json types; another type is 415 and nothing is stored', async () => {
+    const { base, broker } = await rig();
+    for (const type of ['text/plain', 'text/plain; charset=utf-8', undefined, 'application/json', 'application/x+json', 'Application/JSON']) {
+      expect((await publishAs(base, type, type?.toLowerCase().includes('json') ? '{"n":1}' : 'x')).status, String(type)).toBe(201);
+    }
+    for (const type of ['image/png', 'text/csv', 'application/octet-stream']) {
+      const answer = await publishAs(base, type, 'x');
+      expect(answer.status, type).toBe(415);
+      expect(errorBody(answer).code).toBe(ErrorCodes.UNSUPPORTED_MEDIA_TYPE);
+    }
+    expect(broker.stats().published).toBe(6);
+  });
+
+  it('a list narrows or widens it: text/* types publish as text, a +json type alone admits only itself', async () => {
+    const { base, broker } = await rig({ contentTypes: ['text/csv', 'application/vnd.x+json'] });
+    expect((await publishAs(base, 'text/csv', 'a,b')).status).toBe(201);
+    expect((await publishAs(base, 'application/vnd.x+json', '[1]')).status).toBe(201);
+    for (const type of ['text/plain', undefined, 'application/json', 'application/y+json']) {
+      expect((await publishAs(base, type, '1')).status, String(type)).toBe(415);
+    }
+    const read = await broker.read('t', null, 10);
+    expect(read.messages.map((m) => m.data)).toEqual(['a,b', [1]]);
+  });
+
+  it('the media type is refused before a byte of the body is read', async () => {
+    const { base, broker } = await rig();
+    const status = await answeredBeforeTheBody(base, { 'content-type': 'image/png' });
+    expect(status).toBe(415);
+    expect(broker.stats().published).toBe(0);
+  });
+
+  it('a list it cannot decode, an empty one or not a list is an InvalidArgumentError at construction', () => {
+    const broker = new PubSubBroker();
+    cleanups.push(() => broker.close());
+    for (const contentTypes of [[], ['image/png'], ['text'], ['application/octet-stream'], 'text/plain', [1]]) {
+      expect(() => new PublishHandler({ broker, contentTypes: contentTypes as readonly string[] }), JSON.stringify(contentTypes)).toThrow(
+        expect.objectContaining({ code: ErrorCodes.INVALID_ARGUMENT }),
+      );
+    }
+  });
+});
+
+describe('PublishHandler: parse validates or transforms the body before it is published', () => {
+  it('what parse returns is published; it gets the decoded body, the topic and the context', async () => {
+    const seen: unknown[] = [];
+    const { base, broker } = await rig({
+      parse: (data, topic, req) => {
+        seen.push([data, topic, req.headers['x-who']]);
+        return { wrapped: data };
+      },
+    });
+    expect((await request(base, { method: 'POST', path: '/pub/t', headers: { 'content-type': 'application/json', 'x-who': 'ann' }, body: '{"n":1}' })).status).toBe(201);
+    expect((await request(base, { method: 'POST', path: '/pub/t', headers: text, body: 'hi' })).status).toBe(201);
+    expect(seen).toEqual([
+      [{ n: 1 }, 't', 'ann'],
+      ['hi', 't', undefined],
+    ]);
+    expect((await broker.read('t', null, 10)).messages.map((m) => m.data)).toEqual([{ wrapped: { n: 1 } }, { wrapped: 'hi' }]);
+  });
+
+  it('a PatchbayError thrown (or rejected) answers its status; anything else is 500 PB_ERR_INTERNAL with its message hidden; nothing is stored', async () => {
+    const { base, broker } = await rig({
+      parse: async (data) => {
+        if (data === 'bad') throw new InvalidArgumentError('Expected a good body');
+        if (data === 'forbidden') throw new ForbiddenError('Not that');
+        if (data === 'bug') throw new TypeError('secret detail');
+        return data;
+      },
+    });
+    const bad = await request(base, { method: 'POST', path: '/pub/t', headers: text, body: 'bad' });
+    expect([bad.status, errorBody(bad)]).toEqual([400, { code: ErrorCodes.INVALID_ARGUMENT, message: 'Expected a good body' }]);
+    const forbidden = await request(base, { method: 'POST', path: '/pub/t', headers: text, body: 'forbidden' });
+    expect([forbidden.status, errorBody(forbidden).code]).toEqual([403, ErrorCodes.FORBIDDEN]);
+    const bug = await request(base, { method: 'POST', path: '/pub/t', headers: text, body: 'bug' });
+    expect(bug.status).toBe(500);
+    expect(errorBody(bug).code).toBe(ErrorCodes.INTERNAL);
+    expect(bug.body).not.toContain('secret detail');
+    expect(broker.stats().published).toBe(0);
+    expect((await request(base, { method: 'POST', path: '/pub/t', headers: text, body: 'good' })).status).toBe(201);
+  });
+
+  it('parse is not called for a refused client, a refused origin or a refused media type', async () => {
+    let calls = 0;
+    const { base } = await rig({ authorize: (_t, req) => req.headers['x-key'] === 'k', parse: (d) => (calls++, d) });
+    await request(base, { method: 'POST', path: '/pub/t', headers: text, body: 'x' });
+    await request(base, { method: 'POST', path: '/pub/t', headers: { ...text, 'x-key': 'k', origin: 'https://evil.example' }, body: 'x' });
+    await request(base, { method: 'POST', path: '/pub/t', headers: { 'content-type': 'image/png', 'x-key': 'k' }, body: 'x' });
+    expect(calls).toBe(0);
+  });
+
+  it('a parse that is not a function is an InvalidArgumentError at construction', () => {
+    const broker = new PubSubBroker();
+    cleanups.push(() => broker.close());
+    expect(() => new PublishHandler({ broker, parse: 'no' as never })).toThrow(expect.objectContaining({ code: ErrorCodes.INVALID_ARGUMENT }));
   });
 });

@@ -39,12 +39,12 @@ import type { SseHandler, SseTarget } from '../../sse/index.js';
 import type { UploadHandler } from '../../upload/index.js';
 import { bodyAlreadyRead, bodyReadError, toPatchbayError } from '../shared/errors.js';
 import { pathOf, within } from '../shared/mount.js';
-import { publishHandler, type PublishOptions } from '../shared/publish.js';
+import { publishHandler, type AdapterPublishOptions } from '../shared/publish.js';
 
-export type { PublishOptions } from '../shared/publish.js';
+export type { AdapterPublishOptions } from '../shared/publish.js';
 
 /** Options for {@link longPoll} and {@link sse}. */
-export interface TopicRouteOptions<T> {
+export interface ExpressTopicRouteOptions<T> {
   /**
    * What the request follows.
    * @defaultValue `{ topics: [req.params.topic] }` when the route has a `:topic` parameter, else
@@ -54,7 +54,7 @@ export interface TopicRouteOptions<T> {
 }
 
 /** Options for {@link pollJobs} and {@link uploads}. */
-export interface MountOptions {
+export interface ExpressMountOptions {
   /**
    * The handler's `basePath`. When given, a request outside it goes to the next middleware, so
    * the middleware may be mounted without a path (`app.use(pollJobs(handler, { basePath: '/jobs' }))`).
@@ -64,7 +64,7 @@ export interface MountOptions {
 }
 
 /** Options for {@link publish}. */
-export interface ExpressPublishOptions extends PublishOptions<Request> {
+export interface ExpressPublishOptions extends AdapterPublishOptions<Request> {
   /**
    * The topic to publish to.
    * @defaultValue `req.params.topic`
@@ -84,7 +84,7 @@ export interface ExpressPublishOptions extends PublishOptions<Request> {
  * app.all('/lp/:topic', longPoll(new LongPollHandler({ broker })));
  * ```
  */
-export function longPoll(handler: LongPollHandler, options: TopicRouteOptions<LongPollTarget> = {}): RequestHandler {
+export function longPoll(handler: LongPollHandler, options: ExpressTopicRouteOptions<LongPollTarget> = {}): RequestHandler {
   const target = options.target ?? topicParam;
   return (req, res, next) => run(req, res, next, () => handler.handle(req, res, target(req)));
 }
@@ -101,7 +101,7 @@ export function longPoll(handler: LongPollHandler, options: TopicRouteOptions<Lo
  * app.all('/sse/:topic', sse(new SseHandler({ broker, heartbeatMs: 15_000 })));
  * ```
  */
-export function sse(handler: SseHandler, options: TopicRouteOptions<SseTarget> = {}): RequestHandler {
+export function sse(handler: SseHandler, options: ExpressTopicRouteOptions<SseTarget> = {}): RequestHandler {
   const target = options.target ?? topicParam;
   return (req, res, next) => run(req, res, next, () => handler.handle(req, res, target(req)));
 }
@@ -119,7 +119,7 @@ export function sse(handler: SseHandler, options: TopicRouteOptions<SseTarget> =
  * app.use('/jobs', pollJobs(new PollHandler({ jobs, basePath: '/jobs', run })));
  * ```
  */
-export function pollJobs<I, R>(handler: PollHandler<I, R>, options: MountOptions = {}): RequestHandler {
+export function pollJobs<I, R>(handler: PollHandler<I, R>, options: ExpressMountOptions = {}): RequestHandler {
   return mounted(options.basePath, (req, res) => handler.handle(req, res));
 }
 
@@ -136,7 +136,7 @@ export function pollJobs<I, R>(handler: PollHandler<I, R>, options: MountOptions
  * app.use('/uploads', uploads(new UploadHandler({ directory, basePath: '/uploads' })));
  * ```
  */
-export function uploads<R>(handler: UploadHandler<R>, options: MountOptions = {}): RequestHandler {
+export function uploads<R>(handler: UploadHandler<R>, options: ExpressMountOptions = {}): RequestHandler {
   return mounted(options.basePath, (req, res) => handler.handle(req, res));
 }
 
@@ -174,7 +174,7 @@ export interface RoutesOptions {
     readonly path?: string;
   };
   /** `GET /lp/:topic`: long polling. */
-  readonly longPoll?: TopicRouteOptions<LongPollTarget> & {
+  readonly longPoll?: ExpressTopicRouteOptions<LongPollTarget> & {
     /** The handler; it is not closed by the router. */
     readonly handler: LongPollHandler;
     /**
@@ -184,7 +184,7 @@ export interface RoutesOptions {
     readonly path?: string;
   };
   /** `GET /sse/:topic`: Server-Sent Events. */
-  readonly sse?: TopicRouteOptions<SseTarget> & {
+  readonly sse?: ExpressTopicRouteOptions<SseTarget> & {
     /** The handler; it is not closed by the router. */
     readonly handler: SseHandler;
     /**

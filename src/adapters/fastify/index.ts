@@ -48,9 +48,9 @@ import type { SseHandler, SseTarget } from '../../sse/index.js';
 import type { UploadHandler } from '../../upload/index.js';
 import { toPatchbayError } from '../shared/errors.js';
 import { trimSlash } from '../shared/mount.js';
-import { publishHandler, type PublishOptions } from '../shared/publish.js';
+import { publishHandler, type AdapterPublishOptions } from '../shared/publish.js';
 
-export type { PublishOptions } from '../shared/publish.js';
+export type { AdapterPublishOptions } from '../shared/publish.js';
 
 /** A topic route: long polling or SSE. */
 export interface TopicRoute<H, T> {
@@ -82,7 +82,7 @@ export interface MountedRoute<H> {
 }
 
 /** The publish route. */
-export interface PublishRoute extends PublishOptions<FastifyRequest> {
+export interface PublishRoute extends AdapterPublishOptions<FastifyRequest> {
   /** The broker to publish on. */
   readonly broker: PubSubBroker;
   /**

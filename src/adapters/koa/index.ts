@@ -37,12 +37,12 @@ import type { SseHandler, SseTarget } from '../../sse/index.js';
 import type { UploadHandler } from '../../upload/index.js';
 import { bodyAlreadyRead, bodyReadError, toPatchbayError } from '../shared/errors.js';
 import { pathOf, within } from '../shared/mount.js';
-import { publishHandler, type PublishOptions } from '../shared/publish.js';
+import { publishHandler, type AdapterPublishOptions } from '../shared/publish.js';
 
-export type { PublishOptions } from '../shared/publish.js';
+export type { AdapterPublishOptions } from '../shared/publish.js';
 
 /** Options for {@link longPoll} and {@link sse}. */
-export interface TopicRouteOptions<T> {
+export interface KoaTopicRouteOptions<T> {
   /**
    * What the request follows.
    * @defaultValue `{ topics: [ctx.params.topic] }` when a router gave a `:topic` parameter, else
@@ -52,7 +52,7 @@ export interface TopicRouteOptions<T> {
 }
 
 /** Options for {@link pollJobs} and {@link uploads}. */
-export interface MountOptions {
+export interface KoaMountOptions {
   /**
    * The handler's `basePath`. When given, a request outside it goes on to `next`, so the
    * middleware can sit in the app's chain without a router.
@@ -62,7 +62,7 @@ export interface MountOptions {
 }
 
 /** Options for {@link publish}. */
-export interface KoaPublishOptions extends PublishOptions<Context> {
+export interface KoaPublishOptions extends AdapterPublishOptions<Context> {
   /**
    * The topic to publish to.
    * @defaultValue `ctx.params.topic` (from a router)
@@ -82,7 +82,7 @@ export interface KoaPublishOptions extends PublishOptions<Context> {
  * router.all('/lp/:topic', longPoll(new LongPollHandler({ broker })));
  * ```
  */
-export function longPoll(handler: LongPollHandler, options: TopicRouteOptions<LongPollTarget> = {}): Middleware {
+export function longPoll(handler: LongPollHandler, options: KoaTopicRouteOptions<LongPollTarget> = {}): Middleware {
   const target = options.target ?? topicParam;
   return (ctx) => run(ctx, () => handler.handle(ctx.req, ctx.res, target(ctx)));
 }
@@ -99,7 +99,7 @@ export function longPoll(handler: LongPollHandler, options: TopicRouteOptions<Lo
  * router.all('/sse/:topic', sse(new SseHandler({ broker, heartbeatMs: 15_000 })));
  * ```
  */
-export function sse(handler: SseHandler, options: TopicRouteOptions<SseTarget> = {}): Middleware {
+export function sse(handler: SseHandler, options: KoaTopicRouteOptions<SseTarget> = {}): Middleware {
   const target = options.target ?? topicParam;
   return (ctx) => run(ctx, () => handler.handle(ctx.req, ctx.res, target(ctx)));
 }
@@ -117,7 +117,7 @@ export function sse(handler: SseHandler, options: TopicRouteOptions<SseTarget> =
  * app.use(pollJobs(new PollHandler({ jobs, basePath: '/jobs', run }), { basePath: '/jobs' }));
  * ```
  */
-export function pollJobs<I, R>(handler: PollHandler<I, R>, options: MountOptions = {}): Middleware {
+export function pollJobs<I, R>(handler: PollHandler<I, R>, options: KoaMountOptions = {}): Middleware {
   return mounted(options.basePath, (ctx) => handler.handle(ctx.req, ctx.res));
 }
 
@@ -134,7 +134,7 @@ export function pollJobs<I, R>(handler: PollHandler<I, R>, options: MountOptions
  * app.use(uploads(new UploadHandler({ directory, basePath: '/uploads' }), { basePath: '/uploads' }));
  * ```
  */
-export function uploads<R>(handler: UploadHandler<R>, options: MountOptions = {}): Middleware {
+export function uploads<R>(handler: UploadHandler<R>, options: KoaMountOptions = {}): Middleware {
   return mounted(options.basePath, (ctx) => handler.handle(ctx.req, ctx.res));
 }
 

@@ -34,17 +34,17 @@ import type { PollHandler } from '../../poll/index.js';
 import type { PubSubBroker } from '../../pubsub/index.js';
 import type { SseHandler, SseTarget } from '../../sse/index.js';
 import type { UploadHandler } from '../../upload/index.js';
-import { publishHandler, type PublishOptions } from '../shared/publish.js';
+import { publishHandler, type AdapterPublishOptions } from '../shared/publish.js';
 import { serveNode, type ServeNodeOptions } from './bridge.js';
 
 export { serveNode, type NodeHandler, type ServeNodeOptions } from './bridge.js';
-export type { PublishOptions } from '../shared/publish.js';
+export type { AdapterPublishOptions } from '../shared/publish.js';
 
 /** A web-standard request handler. */
 export type FetchHandler = (request: Request) => Promise<Response>;
 
 /** Options for {@link publish}: the body limit and who may publish, asked with the web `Request`. */
-export type WebPublishOptions = PublishOptions<Request> & ServeNodeOptions;
+export type WebPublishOptions = AdapterPublishOptions<Request> & ServeNodeOptions;
 
 /**
  * Long polling (see {@link LongPollHandler.handle}) as a web handler.
