@@ -123,7 +123,7 @@ export class MessageLog<T = unknown> {
     const m = this.#items[this.#head];
     if (m === undefined) return undefined;
     this.#bytes -= m._size;
-    this.#trimmedSeq = m._seq;
+    if (m._seq > this.#trimmedSeq) this.#trimmedSeq = m._seq; // never below a message dropped on entry
     (this.#items as (Message<T> | undefined)[])[this.#head] = undefined;
     this.#compact(this.#head + 1);
     return m;
@@ -164,7 +164,7 @@ export class MessageLog<T = unknown> {
       const m = items[head]!;
       if (items.length - head > maxCount || this.#bytes > maxBytes || m._time <= oldest) {
         this.#bytes -= m._size;
-        this.#trimmedSeq = m._seq;
+        if (m._seq > this.#trimmedSeq) this.#trimmedSeq = m._seq; // never below a message dropped on entry
         (items as (Message<T> | undefined)[])[head] = undefined; // release it now, not at compaction
         head++;
       } else break;
