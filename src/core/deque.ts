@@ -38,6 +38,16 @@ export class Deque<T> {
     return index >= 0 && index < this.length ? this.#items[this.#head + index] : undefined;
   }
 
+  /**
+   * The items from `start` to `end` (exclusive) places after the head, as a new array, like
+   * `Array.prototype.slice` with indexes clamped to [0, length].
+   */
+  slice(start: number, end: number = this.length): T[] {
+    const from = this.#head + Math.min(Math.max(start, 0), this.length);
+    const to = this.#head + Math.min(Math.max(end, 0), this.length);
+    return this.#items.slice(from, Math.max(from, to)) as T[];
+  }
+
   /** Replaces the item `index` places after the head. The index must be in range. */
   set(index: number, item: T): void {
     if (!(index >= 0 && index < this.length)) throw new RangeError(`Deque index ${index} out of range`);

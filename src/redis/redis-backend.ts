@@ -51,7 +51,7 @@
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { Cluster, type ClusterNode, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
-import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
+import type { Clock, ClockTimer } from '../core/clock.js';
 import { ClosedError, InvalidArgumentError, InvalidCursorError, UnavailableError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
@@ -66,6 +66,8 @@ import {
   type PublishRecord,
 } from '../pubsub/index.js';
 import { DEFAULT_MAX_TOTAL_BYTES } from '../pubsub/backend.js';
+import { aheadError, epochOf, formatId, newEpoch, parseCursor } from '../pubsub/message.js';
+import { readTopics } from '../pubsub/message-log.js';
 import { decodeData, decodeHeaders, encodeData, encodeHeaders, type FeedEntry, parseFeed, seqOfStreamId } from './codec.js';
 import { DROP_EVICTED, HEAD, PUBLISH_APPEND, PUBLISH_NEXT, PUBLISH_ONE, READ_META, READ_ONE, READ_STREAMS, RECOVER } from './scripts.js';
 
@@ -182,7 +184,7 @@ export interface RedisBackendOptions {
   readonly reorderWindowMs?: number;
   /**
    * The time source (local read age limits).
-   * @defaultValue {@link realClock}
+   * @defaultValue the real clock (`realClock`)
    */
   readonly clock?: Clock;
   /** Called with connection errors (Redis unreachable, refused auth, ...). They also reach `patchbay:redis:error`. */
@@ -388,7 +390,7 @@ export class RedisBackend extends Resource implements Backend {
     this.#localCount = Math.min(check.integerInRange('localCount', opts.localCount ?? 256, 1, 1_000_000), Math.max(this.#maxCount, 1));
     this.#catchUpLimit = check.integerInRange('catchUpLimit', opts.catchUpLimit ?? 100_000, 0, 2 ** 31 - 1);
     this.#reorderMs = check.integerInRange('reorderWindowMs', opts.reorderWindowMs ?? (this.#cluster ? 50 : 0), 0, 60_000);
-    this.#clock = opts.clock ?? realClock;
+    this.#clock = check.optionalClock('clock', opts.clock);
     this.#onError = check.optionalFunction('onError', opts.onError);
 
     this.#prefix = prefix;
@@ -897,32 +899,9 @@ export class RedisBackend extends Resource implements Backend {
     // Read-your-writes: until this process's own publishes are back through the feed, ask Redis.
     const own = this.#ownEpoch;
     if (after < this.#coveredFrom || after > this.#lastSeq || (own !== undefined && (own !== this.#epoch || this.#ownMax > this.#lastSeq))) return undefined;
-    const now = this.#clock.now();
-    const logs: MessageLog[] = [];
-    if (typeof topics === 'string') {
-      const log = this.#logs.get(topics);
-      if (log !== undefined) logs.push(log);
-    } else {
-      for (const [topic, log] of this.#logs) {
-        const tokens = topic.split('.');
-        if (topics.some((p) => matchTokens(p, tokens))) logs.push(log);
-      }
-    }
-    const messages: Message[] = [];
-    let more = false;
-    for (const log of logs) {
-      const bytes = log.bytes;
-      const r = log.after(after, limit, now);
-      this.#localBytes += log.bytes - bytes;
-      if (r.gap) return undefined; // trimmed here: Redis may still have it, and knows the truth
-      more ||= r.more;
-      for (const m of r.messages) messages.push(m);
-    }
-    if (logs.length > 1) messages.sort((a, b) => a._seq - b._seq);
-    if (messages.length > limit) {
-      messages.length = limit;
-      more = true;
-    }
+    const { messages, more, gap, trimmedBytes } = readTopics(this.#logs, topics, after, limit, this.#clock.now());
+    this.#localBytes -= trimmedBytes;
+    if (gap) return undefined; // trimmed here: Redis may still have it, and knows the truth
     const last = messages[messages.length - 1];
     return { messages, gap: false, more, cursor: last !== undefined ? last.id : formatId(this.#epoch, more ? after : this.#lastSeq) };
   }
@@ -1014,7 +993,7 @@ export class RedisBackend extends Resource implements Backend {
    * (past 10,000, the oldest are forgotten and may be counted again).
    */
   #badRecord(epoch: string, seq: number, error: unknown): void {
-    const id = `${epoch}-${seq}`;
+    const id = formatId(epoch, seq);
     if (this.#badSeen.has(id)) return;
     if (this.#badSeen.size >= 10_000) this.#badSeen.delete(this.#badSeen.values().next().value!);
     this.#badSeen.add(id);
@@ -1153,7 +1132,7 @@ export class RedisBackend extends Resource implements Backend {
         this.#lastSeq = Math.max(this.#lastSeq, Number(head[1]));
         break;
       }
-      cursor = parseCursorLoose(page.cursor);
+      cursor = parseCursor(page.cursor);
     }
     if (this.#epoch !== epoch) {
       this.#epoch = epoch;
@@ -1163,7 +1142,7 @@ export class RedisBackend extends Resource implements Backend {
   }
 
   #deliverCaughtUp(m: Message): void {
-    const epoch = m.id.slice(0, m.id.lastIndexOf('-'));
+    const epoch = epochOf(m.id);
     if (epoch !== this.#epoch) {
       this.#epoch = epoch;
       if (this.#ownEpoch !== epoch) this.#ownEpoch = undefined;
@@ -1248,20 +1227,3 @@ function exactTopics(topics: string | readonly (readonly string[])[]): string[] 
   return [...new Set(topics.map((p) => p.join('.')))];
 }
 
-function aheadError(cursor: Cursor): InvalidCursorError {
-  return new InvalidCursorError(`Cursor ${JSON.stringify(formatId(cursor.epoch, cursor.seq))} is ahead of every message published: it was not issued here`);
-}
-
-function parseCursorLoose(id: string): Cursor {
-  const dash = id.lastIndexOf('-');
-  return { epoch: id.slice(0, dash), seq: Number.parseInt(id.slice(dash + 1), 36) };
-}
-
-function formatId(epoch: string, seq: number): string {
-  return `${epoch}-${seq.toString(36)}`;
-}
-
-function newEpoch(): string {
-  const n = Math.floor(Math.random() * 36 ** 8);
-  return n.toString(36).padStart(8, '0');
-}

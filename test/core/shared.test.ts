@@ -39,6 +39,8 @@ describe('Deque', () => {
           expect(d.peek()).toBe(model[0]);
           expect(d.last()).toBe(model.at(-1));
           expect(d.at(model.length >> 1)).toBe(model[model.length >> 1]);
+          expect(d.slice(model.length >> 2, model.length >> 1)).toEqual(model.slice(model.length >> 2, model.length >> 1));
+          expect(d.slice(1)).toEqual(model.slice(1));
         }
         expect([...d]).toEqual(model);
         expect(d.drain()).toEqual(model);
@@ -46,6 +48,18 @@ describe('Deque', () => {
       }),
       { numRuns: 200 },
     );
+  });
+
+  it('slices like an array, with indexes clamped to the queue', () => {
+    const d = new Deque<number>();
+    for (let i = 0; i < 6; i++) d.push(i);
+    d.shift();
+    d.shift();
+    expect(d.slice(0)).toEqual([2, 3, 4, 5]);
+    expect(d.slice(1, 3)).toEqual([3, 4]);
+    expect(d.slice(-5, 99)).toEqual([2, 3, 4, 5]);
+    expect(d.slice(3, 1)).toEqual([]);
+    expect(d.slice(4, 9)).toEqual([]);
   });
 
   it('releases a shifted item at once and refuses set() out of range', () => {
