@@ -29,6 +29,9 @@ export interface MessageLogLimits {
   readonly maxAgeMs?: number;
 }
 
+/** A message's sequence number, the key a log is ordered by. */
+const seqOf = (m: Message): number => m._seq;
+
 /** Limits with every field set. @internal */
 export type ResolvedLimits = Required<MessageLogLimits>;
 
@@ -136,14 +139,7 @@ export class MessageLog<T = unknown> {
     this.#trim(now);
     const gap = afterSeq < this.#trimmedSeq;
     const items = this.#items;
-    // Binary search for the first message with seq > afterSeq.
-    let lo = 0;
-    let hi = items.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (items.at(mid)!._seq <= afterSeq) lo = mid + 1;
-      else hi = mid;
-    }
+    const lo = items.countAtMost(seqOf, afterSeq); // the first message with seq > afterSeq
     const end = Math.min(items.length, lo + limit);
     return { messages: items.slice(lo, end), gap, more: end < items.length };
   }

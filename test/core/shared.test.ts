@@ -62,6 +62,20 @@ describe('Deque', () => {
     expect(d.slice(4, 9)).toEqual([]);
   });
 
+  it('countAtMost finds where a key passes a value in a sorted queue, as a filter would count', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 50 })), fc.nat(20), fc.integer({ min: -1, max: 51 }), (values, shifts, value) => {
+        const sorted = [...values].sort((a, b) => a - b);
+        const d = new Deque<{ k: number }>();
+        for (const k of sorted) d.push({ k });
+        d.drop(shifts);
+        const model = sorted.slice(shifts);
+        expect(d.countAtMost((x) => x.k, value)).toBe(model.filter((k) => k <= value).length);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it('releases a shifted item at once and refuses set() out of range', () => {
     const d = new Deque<object>();
     d.push({});
