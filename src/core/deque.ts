@@ -38,6 +38,33 @@ export class Deque<T> {
     return index >= 0 && index < this.length ? this.#items[this.#head + index] : undefined;
   }
 
+  /**
+   * The items from `start` to `end` (exclusive) places after the head, as a new array, like
+   * `Array.prototype.slice` with indexes clamped to [0, length].
+   */
+  slice(start: number, end: number = this.length): T[] {
+    const from = this.#head + Math.min(Math.max(start, 0), this.length);
+    const to = this.#head + Math.min(Math.max(end, 0), this.length);
+    return this.#items.slice(from, Math.max(from, to)) as T[];
+  }
+
+  /**
+   * For a queue ordered by `key` (ascending): how many items from the head have a key of at most
+   * `value`, that is the index of the first item whose key is above it (`length` when none is).
+   * A binary search: O(log n).
+   */
+  countAtMost(key: (item: T) => number, value: number): number {
+    const items = this.#items;
+    let lo = this.#head;
+    let hi = items.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (key(items[mid] as T) <= value) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo - this.#head;
+  }
+
   /** Replaces the item `index` places after the head. The index must be in range. */
   set(index: number, item: T): void {
     if (!(index >= 0 && index < this.length)) throw new RangeError(`Deque index ${index} out of range`);

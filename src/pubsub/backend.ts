@@ -7,13 +7,12 @@
  *
  * @module
  */
-import { type Clock, realClock } from '../core/clock.js';
+import type { Clock } from '../core/clock.js';
+import { Deque } from '../core/deque.js';
 import { ClosedError } from '../core/errors.js';
 import * as check from '../core/validate.js';
-import { InvalidCursorError } from '../core/errors.js';
-import { type Cursor, formatId, Message, type MessageHeaders, newEpoch } from './message.js';
-import { type LogRead, MessageLog, type MessageLogLimits, resolveLimits } from './message-log.js';
-import { matchTokens } from './topic.js';
+import { aheadError, type Cursor, formatId, Message, type MessageHeaders, newEpoch } from './message.js';
+import { MessageLog, type MessageLogLimits, readTopics, resolveLimits } from './message-log.js';
 
 /** What the broker asks a backend to publish. */
 export interface PublishRecord {
@@ -105,7 +104,7 @@ export interface MemoryBackendOptions {
   readonly maxTotalBytes?: number;
   /**
    * The time source for age limits.
-   * @defaultValue {@link realClock}
+   * @defaultValue the real clock (`realClock`)
    */
   readonly clock?: Clock;
 }
@@ -135,9 +134,8 @@ export class MemoryBackend implements Backend {
   readonly #maxTopics: number;
   readonly #maxTotalBytes: number;
   readonly #clock: Clock;
-  /** Every kept message in publish order (with some already trimmed by their log), from `#orderHead`. */
-  #order: (Message | undefined)[] = [];
-  #orderHead = 0;
+  /** Every kept message in publish order (with some already trimmed by their log). */
+  readonly #order = new Deque<Message>();
   /** Messages and bytes held in all logs. */
   #messages = 0;
   #bytes = 0;
@@ -155,7 +153,7 @@ export class MemoryBackend implements Backend {
     this.#limits = resolveLimits(opts.history);
     this.#maxTopics = check.integerInRange('maxTopics', opts.maxTopics ?? 100_000, 1, 2 ** 31 - 1);
     this.#maxTotalBytes = check.integerInRange('maxTotalBytes', opts.maxTotalBytes ?? DEFAULT_MAX_TOTAL_BYTES, 0, Number.MAX_SAFE_INTEGER);
-    this.#clock = opts.clock ?? realClock;
+    this.#clock = check.optionalClock('clock', opts.clock);
   }
 
   attach(deliver: (message: Message) => void): void {
@@ -190,46 +188,15 @@ export class MemoryBackend implements Backend {
     let gap = false;
     if (cursor !== null) {
       if (cursor.epoch !== this.epoch) gap = true;
-      else if (cursor.seq > this.#seq) {
-        return Promise.reject(
-          new InvalidCursorError(`Cursor ${JSON.stringify(formatId(cursor.epoch, cursor.seq))} is ahead of every message published: it was not issued here`),
-        );
-      } else after = cursor.seq;
+      else if (cursor.seq > this.#seq) return Promise.reject(aheadError(cursor));
+      else after = cursor.seq;
     }
     if (after < this.#droppedSeq && cursor !== null) gap = true;
-    const now = this.#clock.now();
-    const logs: MessageLog[] = [];
-    if (typeof topics === 'string') {
-      const log = this.#logs.get(topics);
-      if (log !== undefined) logs.push(log);
-    } else {
-      for (const [topic, log] of this.#logs) {
-        const tokens = topic.split('.');
-        if (topics.some((p) => matchTokens(p, tokens))) logs.push(log);
-      }
-    }
-    let messages: Message[];
-    let more = false;
-    if (logs.length === 1) {
-      const r = this.#after(logs[0]!, after, limit, now);
-      messages = r.messages;
-      more = r.more;
-      gap ||= cursor !== null && r.gap;
-    } else {
-      // Merge by seq: read up to `limit` from each, then keep the `limit` oldest.
-      messages = [];
-      for (const log of logs) {
-        const r = this.#after(log, after, limit, now);
-        gap ||= cursor !== null && r.gap;
-        more ||= r.more;
-        for (const m of r.messages) messages.push(m);
-      }
-      messages.sort((a, b) => a._seq - b._seq);
-      if (messages.length > limit) {
-        messages.length = limit;
-        more = true;
-      }
-    }
+    const { messages, more, gap: trimmedGap, trimmed, trimmedBytes } = readTopics(this.#logs, topics, after, limit, this.#clock.now());
+    // A read trims logs by age: the counters follow.
+    this.#messages -= trimmed;
+    this.#bytes -= trimmedBytes;
+    gap ||= cursor !== null && trimmedGap;
     const last = messages[messages.length - 1];
     const next = last !== undefined ? last.id : formatId(this.epoch, more ? after : this.#seq);
     return Promise.resolve({ messages, gap, more, cursor: next });
@@ -251,21 +218,11 @@ export class MemoryBackend implements Backend {
   close(): Promise<void> {
     this.#closed = true;
     this.#logs.clear();
-    this.#order = [];
-    this.#orderHead = 0;
+    this.#order.clear();
     this.#messages = 0;
     this.#bytes = 0;
     this.#deliver = null;
     return Promise.resolve();
-  }
-
-  /** A log's read, which may trim it by age: the counters follow. */
-  #after(log: MessageLog, after: number, limit: number, now: number): LogRead {
-    const size = log.size;
-    const bytes = log.bytes;
-    const r = log.after(after, limit, now);
-    this.#account(log, size, bytes);
-    return r;
   }
 
   /** Counts what an operation on `log` changed, from its size and bytes before. */
@@ -277,11 +234,8 @@ export class MemoryBackend implements Backend {
   /** Trims the oldest messages of all until the logs fit in `maxTotalBytes`. O(1) amortized. */
   #enforceBudget(): void {
     const order = this.#order;
-    let head = this.#orderHead;
-    while (this.#bytes > this.#maxTotalBytes && head < order.length) {
-      const m = order[head]!;
-      order[head] = undefined;
-      head++;
+    while (this.#bytes > this.#maxTotalBytes && order.length > 0) {
+      const m = order.shift()!;
       const log = this.#logs.get(m.topic);
       // Skip a message its log already trimmed (or whose log was dropped): it is not the log's oldest.
       if (log === undefined || log.oldest !== m) continue;
@@ -289,20 +243,8 @@ export class MemoryBackend implements Backend {
       this.#messages--;
       this.#bytes -= m._size;
     }
-    // Compact when the queue's dead part (passed, or trimmed by the logs themselves) outweighs the live.
-    const length = order.length - head;
-    if (head === order.length) {
-      this.#order = [];
-      this.#orderHead = 0;
-    } else if (length > 2 * this.#messages + 1024) {
-      this.#order = order.slice(head).filter((m) => m !== undefined && this.#holds(m));
-      this.#orderHead = 0;
-    } else if (head > 1024 && head * 2 > order.length) {
-      this.#order = order.slice(head);
-      this.#orderHead = 0;
-    } else {
-      this.#orderHead = head;
-    }
+    // Drop the entries of messages the logs trimmed themselves when they outnumber the live ones.
+    if (order.length > 2 * this.#messages + 1024) order.unshiftAll(order.drain().filter((m) => this.#holds(m)));
   }
 
   /** Whether a message is still held by its topic's log. */

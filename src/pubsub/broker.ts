@@ -11,7 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { onAbort, abortReason } from '../core/abort.js';
-import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
+import type { Clock, ClockTimer } from '../core/clock.js';
 import { InvalidArgumentError, TimeoutError, ClosedError } from '../core/errors.js';
 import { assertJsonValue, checkMaxDepth, DEFAULT_MAX_JSON_DEPTH } from '../core/json.js';
 import { Resource } from '../core/lifecycle.js';
@@ -51,7 +51,7 @@ export interface PubSubBrokerOptions {
   readonly history?: MessageLogLimits;
   /**
    * The time source (request timeouts; the default backend's age limits).
-   * @defaultValue {@link realClock}
+   * @defaultValue the real clock (`realClock`)
    */
   readonly clock?: Clock;
   /**
@@ -143,7 +143,7 @@ export interface RequestOptions extends PublishOptions {
 }
 
 /** Counters reported by {@link PubSubBroker.stats}. */
-export interface PubSubStats {
+export interface PubSubBrokerStats {
   /** Live subscriptions (queue-group members included). */
   readonly subscriptions: number;
   /** Messages published through this broker's backend and dispatched here. */
@@ -226,13 +226,13 @@ export class PubSubBroker extends Resource {
   constructor(options?: PubSubBrokerOptions) {
     super();
     const opts = check.optionsObject('options', options);
-    this.#clock = opts.clock ?? realClock;
+    this.#clock = check.optionalClock('clock', opts.clock);
     this.#ownsBackend = opts.backend === undefined;
     this.backend = opts.backend ?? new MemoryBackend({ history: opts.history, clock: this.#clock });
     this.#keepsHistory = opts.backend !== undefined || opts.history?.maxCount !== 0;
     this.#maxQueue = check.integerInRange('maxQueue', opts.maxQueue ?? 1000, 1, 2 ** 31 - 1);
     this.#maxDataDepth = checkMaxDepth('maxDataDepth', opts.maxDataDepth ?? DEFAULT_MAX_JSON_DEPTH);
-    this.#overflow = checkPolicy('overflow', opts.overflow ?? 'close');
+    this.#overflow = check.oneOf('overflow', opts.overflow ?? 'close', POLICIES, 'close');
     this.#authorize = check.optionsObject('authorize', opts.authorize);
     check.optionalFunction('authorize.publish', this.#authorize.publish);
     check.optionalFunction('authorize.subscribe', this.#authorize.subscribe);
@@ -301,7 +301,7 @@ export class PubSubBroker extends Resource {
       if (cursor !== 'now') throw new InvalidArgumentError('A queue-group subscription starts from "now": replay would repeat messages across members');
     }
     const maxQueue = check.integerInRange('maxQueue', opts.maxQueue ?? this.#maxQueue, 1, 2 ** 31 - 1);
-    const policy = checkPolicy('overflow', opts.overflow ?? this.#overflow);
+    const policy = check.oneOf('overflow', opts.overflow ?? this.#overflow, POLICIES, this.#overflow);
     const onMessage = check.optionalFunction('onMessage', opts.onMessage);
     const canRead = check.optionalFunction('canRead', opts.canRead);
     const signal = check.optionalSignal('signal', opts.signal);
@@ -457,7 +457,7 @@ export class PubSubBroker extends Resource {
   }
 
   /** Counters. */
-  stats(): PubSubStats {
+  stats(): PubSubBrokerStats {
     return {
       subscriptions: this.#subs.size,
       published: this.#published,
@@ -565,13 +565,6 @@ export function readSpec(target: string | readonly string[] | { readonly pattern
 
 function groupKey(pattern: string, group: string): string {
   return `${pattern}\u0000${group}`;
-}
-
-function checkPolicy(name: string, value: unknown): OverflowPolicy {
-  if (!POLICIES.includes(value as OverflowPolicy)) {
-    throw new InvalidArgumentError(`Expected \`${name}\` to be one of ${POLICIES.map((p) => `"${p}"`).join(', ')}, got ${check.describe(value)}`);
-  }
-  return value as OverflowPolicy;
 }
 
 function checkHeaders(headers: unknown): MessageHeaders | undefined {

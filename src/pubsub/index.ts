@@ -15,7 +15,7 @@ export {
   PubSubBroker,
   type PubSubAuthorize,
   type PubSubBrokerOptions,
-  type PubSubStats,
+  type PubSubBrokerStats,
   type PublishOptions,
   type ReadOptions,
   type ReplayInfo,

@@ -1,12 +1,14 @@
 /**
- * A topic's bounded history, for replay: a ring of messages in publish order, trimmed from the
+ * A topic's bounded history, for replay: a queue of messages in publish order (core's `Deque`), trimmed from the
  * oldest end by count, by bytes and by age. Reading after a cursor says whether the cursor fell
  * off the log (something after it was trimmed) instead of silently skipping.
  *
  * @module
  */
-import type { Message } from './message.js';
+import { Deque } from '../core/deque.js';
 import * as check from '../core/validate.js';
+import type { Message } from './message.js';
+import { matchTokens } from './topic.js';
 
 /** Bounds of a {@link MessageLog}. A message is dropped when any bound is exceeded. */
 export interface MessageLogLimits {
@@ -26,6 +28,9 @@ export interface MessageLogLimits {
    */
   readonly maxAgeMs?: number;
 }
+
+/** A message's sequence number, the key a log is ordered by. */
+const seqOf = (m: Message): number => m._seq;
 
 /** Limits with every field set. @internal */
 export type ResolvedLimits = Required<MessageLogLimits>;
@@ -59,8 +64,7 @@ export interface LogRead<T = unknown> {
  */
 export class MessageLog<T = unknown> {
   readonly #limits: ResolvedLimits;
-  #items: Message<T>[] = [];
-  #head = 0;
+  readonly #items = new Deque<Message<T>>();
   #bytes = 0;
   #trimmedSeq = 0;
   #lastSeq = 0;
@@ -75,7 +79,7 @@ export class MessageLog<T = unknown> {
 
   /** Messages held now. */
   get size(): number {
-    return this.#items.length - this.#head;
+    return this.#items.length;
   }
 
   /** Bytes held now. */
@@ -95,7 +99,7 @@ export class MessageLog<T = unknown> {
 
   /** The oldest message held, or `undefined` when the log is empty. */
   get oldest(): Message<T> | undefined {
-    return this.#items[this.#head];
+    return this.#items.peek();
   }
 
   /**
@@ -120,12 +124,10 @@ export class MessageLog<T = unknown> {
    * (a backend's byte budget).
    */
   dropOldest(): Message<T> | undefined {
-    const m = this.#items[this.#head];
+    const m = this.#items.shift();
     if (m === undefined) return undefined;
     this.#bytes -= m._size;
-    this.#trimmedSeq = m._seq;
-    (this.#items as (Message<T> | undefined)[])[this.#head] = undefined;
-    this.#compact(this.#head + 1);
+    if (m._seq > this.#trimmedSeq) this.#trimmedSeq = m._seq; // never below a message dropped on entry
     return m;
   }
 
@@ -137,14 +139,7 @@ export class MessageLog<T = unknown> {
     this.#trim(now);
     const gap = afterSeq < this.#trimmedSeq;
     const items = this.#items;
-    // Binary search for the first message with seq > afterSeq.
-    let lo = this.#head;
-    let hi = items.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (items[mid]!._seq <= afterSeq) lo = mid + 1;
-      else hi = mid;
-    }
+    const lo = items.countAtMost(seqOf, afterSeq); // the first message with seq > afterSeq
     const end = Math.min(items.length, lo + limit);
     return { messages: items.slice(lo, end), gap, more: end < items.length };
   }
@@ -159,30 +154,70 @@ export class MessageLog<T = unknown> {
     const { maxCount, maxBytes, maxAgeMs } = this.#limits;
     const items = this.#items;
     const oldest = now - maxAgeMs;
-    let head = this.#head;
-    while (head < items.length) {
-      const m = items[head]!;
-      if (items.length - head > maxCount || this.#bytes > maxBytes || m._time <= oldest) {
+    for (let m = items.peek(); m !== undefined; m = items.peek()) {
+      if (items.length > maxCount || this.#bytes > maxBytes || m._time <= oldest) {
+        items.shift(); // released now (the queue clears the slot)
         this.#bytes -= m._size;
-        this.#trimmedSeq = m._seq;
-        (items as (Message<T> | undefined)[])[head] = undefined; // release it now, not at compaction
-        head++;
+        if (m._seq > this.#trimmedSeq) this.#trimmedSeq = m._seq; // never below a message dropped on entry
       } else break;
     }
-    this.#compact(head);
   }
+}
 
-  /** Moves the head to `head`, and compacts the ring when the trimmed part is more than half. */
-  #compact(head: number): void {
-    const items = this.#items;
-    if (head === items.length) {
-      this.#items = [];
-      this.#head = 0;
-    } else if (head > 1024 && head * 2 > items.length) {
-      this.#items = items.slice(head);
-      this.#head = 0;
-    } else {
-      this.#head = head;
-    }
+/** What {@link readTopics} returns: the merged read, and what the logs trimmed by age meanwhile. @internal */
+export interface TopicsRead extends LogRead {
+  /** Messages the logs read trimmed by age as they were read: the holder's counters go down by it. */
+  readonly trimmed: number;
+  /** The bytes of those messages. */
+  readonly trimmedBytes: number;
+}
+
+/**
+ * The one merge-read over topic logs (the memory backend's, and the Redis backend's local
+ * reads): messages after `afterSeq` on every topic in `logs` that `topics` names (a topic, or a
+ * list of pattern token arrays), in sequence order, at most `limit`. Up to `limit` are read from
+ * each log and the `limit` oldest kept; `gap` and `more` are any log's. A read trims a log by
+ * age, so it also says how many messages and bytes left the logs meanwhile.
+ * @internal
+ */
+export function readTopics(
+  logs: ReadonlyMap<string, MessageLog>,
+  topics: string | readonly (readonly string[])[],
+  afterSeq: number,
+  limit: number,
+  now: number,
+): TopicsRead {
+  if (typeof topics === 'string') {
+    const log = logs.get(topics);
+    if (log === undefined) return { messages: [], gap: false, more: false, trimmed: 0, trimmedBytes: 0 };
+    const size = log.size;
+    const bytes = log.bytes;
+    const r = log.after(afterSeq, limit, now);
+    return { messages: r.messages, gap: r.gap, more: r.more, trimmed: size - log.size, trimmedBytes: bytes - log.bytes };
   }
+  const messages: Message[] = [];
+  let gap = false;
+  let more = false;
+  let trimmed = 0;
+  let trimmedBytes = 0;
+  let read = 0;
+  for (const [topic, log] of logs) {
+    const tokens = topic.split('.');
+    if (!topics.some((p) => matchTokens(p, tokens))) continue;
+    const size = log.size;
+    const bytes = log.bytes;
+    const r = log.after(afterSeq, limit, now);
+    trimmed += size - log.size;
+    trimmedBytes += bytes - log.bytes;
+    gap ||= r.gap;
+    more ||= r.more;
+    for (const m of r.messages) messages.push(m);
+    read++;
+  }
+  if (read > 1) messages.sort((a, b) => a._seq - b._seq);
+  if (messages.length > limit) {
+    messages.length = limit;
+    more = true;
+  }
+  return { messages, gap, more, trimmed, trimmedBytes };
 }

@@ -52,7 +52,19 @@ export interface Cursor {
   readonly seq: number;
 }
 
+// The id format, in one place for every backend: `<epoch>-<seq>`, both base 36.
 const ID = /^([0-9a-z]{1,16})-([0-9a-z]{1,11})$/;
+const EPOCH = /^[0-9a-z]{1,16}$/;
+
+/** Whether `epoch` is one a backend could have issued (1 to 16 base-36 characters). @internal */
+export function isEpoch(epoch: string): boolean {
+  return EPOCH.test(epoch);
+}
+
+/** The epoch part of an id this library formatted. @internal */
+export function epochOf(id: string): string {
+  return id.slice(0, id.lastIndexOf('-'));
+}
 
 /** Formats an id. @internal */
 export function formatId(epoch: string, seq: number): string {
@@ -71,6 +83,14 @@ export function parseCursor(cursor: unknown): Cursor {
     throw new InvalidCursorError(`Invalid cursor ${describe(cursor)}: expected an id this server issued, like "k3x9q-1b"`);
   }
   return { epoch: m[1]!, seq };
+}
+
+/**
+ * The error for a cursor of the current epoch past everything published: not one this backend
+ * issued. @internal
+ */
+export function aheadError(cursor: Cursor): InvalidCursorError {
+  return new InvalidCursorError(`Cursor ${JSON.stringify(formatId(cursor.epoch, cursor.seq))} is ahead of every message published: it was not issued here`);
 }
 
 /** A random epoch: 8 base-36 characters. @internal */

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { Deque } from '../core/deque.js';
 import { ClosedError, OverflowError } from '../core/errors.js';
 import { channel } from '../core/diagnostics.js';
 import type { Message } from './message.js';
@@ -60,8 +61,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
   readonly #policy: OverflowPolicy;
   // Internals hold Message (not Message<T>) so Subscription<T> stays assignable to Subscription.
   readonly #onMessage: ((message: Message) => void) | undefined;
-  #queue: (Message | undefined)[] = [];
-  #head = 0;
+  readonly #queue = new Deque<Message>();
   #waiter: { resolve: (r: IteratorResult<Message>) => void; reject: (e: unknown) => void } | null = null;
   #closed = false;
   #error: unknown = undefined;
@@ -108,7 +108,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
 
   /** Counters. */
   stats(): SubscriptionStats {
-    return { delivered: this.#delivered, dropped: this.#dropped, queued: this.#queue.length - this.#head };
+    return { delivered: this.#delivered, dropped: this.#dropped, queued: this.#queue.length };
   }
 
   /** Unsubscribes at once. Queued messages are discarded; the iterator ends. Idempotent. */
@@ -152,7 +152,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
       waiter.resolve({ value: message, done: false });
       return;
     }
-    if (this.#queue.length - this.#head >= this.#maxQueue) {
+    if (this.#queue.length >= this.#maxQueue) {
       this.#overflow(message);
       return;
     }
@@ -190,10 +190,8 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     this.#host.countDrop();
     let dropped = message;
     if (this.#policy === 'drop-oldest') {
-      dropped = this.#queue[this.#head]!;
-      this.#queue[this.#head++] = undefined;
+      dropped = this.#queue.shift()!;
       this.#queue.push(message);
-      this.#compact();
     }
     if (pubsubChannels.drop.hasSubscribers) {
       pubsubChannels.drop.publish({ subscription: this, message: dropped, policy: this.#policy });
@@ -208,22 +206,12 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     }
   }
 
-  #compact(): void {
-    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
-      this.#queue = this.#queue.slice(this.#head);
-      this.#head = 0;
-    }
-  }
-
   #end(error: unknown, discard: boolean): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#error = error;
     this._held = null;
-    if (discard) {
-      this.#queue = [];
-      this.#head = 0;
-    }
+    if (discard) this.#queue.clear();
     this.#host.detach(this);
     const waiter = this.#waiter;
     if (waiter !== null) {
@@ -238,13 +226,8 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
   }
 
   #take(): Promise<IteratorResult<Message>> {
-    if (this.#head < this.#queue.length) {
-      const message = this.#queue[this.#head]!;
-      this.#queue[this.#head++] = undefined;
-      if (this.#head === this.#queue.length) {
-        this.#queue = [];
-        this.#head = 0;
-      } else this.#compact();
+    const message = this.#queue.shift();
+    if (message !== undefined) {
       this.#delivered++;
       return Promise.resolve({ value: message, done: false });
     }

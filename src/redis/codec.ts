@@ -14,6 +14,7 @@ import { InvalidArgumentError, ProtocolError } from '../core/errors.js';
 import { MAX_JSON_DEPTH_LIMIT, parseJson } from '../core/json.js';
 import { describe } from '../core/validate.js';
 import type { MessageHeaders } from '../pubsub/index.js';
+import { isEpoch } from '../pubsub/message.js';
 
 /**
  * Encodes a payload: `s` + a string, `b` + base64 bytes, `j` + JSON.
@@ -82,8 +83,6 @@ export interface FeedEntry {
   readonly data: string;
 }
 
-const EPOCH = /^[0-9a-z]{1,16}$/;
-
 /**
  * Parses a feed notification: `epoch \n seq \n topic \n headers \n data` (the data last: it may
  * hold newlines; the other parts never do). `undefined` when it is not one (an epoch that no
@@ -99,7 +98,7 @@ export function parseFeed(payload: string): FeedEntry | undefined {
   const epoch = payload.slice(0, a);
   const seqText = payload.slice(a + 1, b);
   const seq = Number(seqText);
-  if (!EPOCH.test(epoch) || !/^\d{1,16}$/.test(seqText) || !Number.isSafeInteger(seq)) return undefined;
+  if (!isEpoch(epoch) || !/^\d{1,16}$/.test(seqText) || !Number.isSafeInteger(seq)) return undefined;
   return { epoch, seq, topic: payload.slice(b + 1, c), headers: payload.slice(c + 1, d), data: payload.slice(d + 1) };
 }
 

@@ -8,12 +8,6 @@
  *
  * @module
  */
-export {
-  RedisBackend,
-  redisChannels,
-  type RedisBackendOptions,
-  type RedisBackendStats,
-  type RedisClusterConfig,
-  type RedisHistoryLimits,
-} from './redis-backend.js';
+export { RedisBackend, redisChannels } from './redis-backend.js';
+export { type RedisBackendOptions, type RedisBackendStats, type RedisClusterConfig, type RedisHistoryLimits } from './redis-options.js';
 export { RedisJobStore, type RedisJobStoreOptions } from './job-store.js';

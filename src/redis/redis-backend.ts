@@ -47,179 +47,32 @@
  * One cursor over several topics is exact on one server; on a cluster a message published on
  * another topic at the same moment may fall behind it.
  *
+ * ## The pieces
+ *
+ * This file holds the backend itself: publishing, the feed (fan-out to the broker, local
+ * reads, catching up after a loss) and the bookkeeping that ties them together. Apart from it:
+ * `redis-options.ts` (the options, their checks, the key names), `connection.ts` (the two
+ * connections and the fault rules above), `redis-reads.ts` (reads answered by Redis),
+ * `scripts.ts` (the Lua) and `codec.ts` (what travels through Redis).
+ *
  * @module
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
-import { Cluster, type ClusterNode, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
-import { type Clock, type ClockTimer, realClock } from '../core/clock.js';
-import { ClosedError, InvalidArgumentError, InvalidCursorError, UnavailableError } from '../core/errors.js';
+import type { Cluster, Redis } from 'ioredis';
+import type { Clock, ClockTimer } from '../core/clock.js';
+import { ClosedError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
-import * as check from '../core/validate.js';
-import {
-  type Backend,
-  type BackendRead,
-  type BackendStats,
-  type Cursor,
-  Message,
-  MessageLog,
-  matchTokens,
-  type PublishRecord,
-} from '../pubsub/index.js';
-import { DEFAULT_MAX_TOTAL_BYTES } from '../pubsub/backend.js';
-import { decodeData, decodeHeaders, encodeData, encodeHeaders, type FeedEntry, parseFeed, seqOfStreamId } from './codec.js';
-import { DROP_EVICTED, HEAD, PUBLISH_APPEND, PUBLISH_NEXT, PUBLISH_ONE, READ_META, READ_ONE, READ_STREAMS, RECOVER } from './scripts.js';
+import { type Backend, type BackendRead, type BackendStats, type Cursor, Message, MessageLog, type PublishRecord } from '../pubsub/index.js';
+import { epochOf, formatId, newEpoch, parseCursor } from '../pubsub/message.js';
+import { readTopics } from '../pubsub/message-log.js';
+import { decodeData, decodeHeaders, encodeData, encodeHeaders, type FeedEntry, parseFeed } from './codec.js';
+import { type ChannelListener, type Client, RedisConnection, type Reply, type Scripted } from './connection.js';
+import { RedisReader } from './redis-reads.js';
+import { RedisKeys, type RedisBackendOptions, type RedisBackendStats, resolveRedisOptions } from './redis-options.js';
 
-/** Bounds of each topic's log in Redis. */
-export interface RedisHistoryLimits {
-  /**
-   * Most messages kept per topic (`XADD ... MAXLEN`). `0` keeps none (live delivery only).
-   * @defaultValue 1000
-   */
-  readonly maxCount?: number;
-  /**
-   * Oldest message kept, in ms (`MINID`, by Redis's clock); a topic with no newer message
-   * expires whole. `Infinity` keeps messages until `maxCount` pushes them out.
-   * @defaultValue 3_600_000 (one hour)
-   */
-  readonly maxAgeMs?: number;
-}
-
-/** How to reach a Redis Cluster, as ioredis's `Cluster` takes it. */
-export interface RedisClusterConfig {
-  /** Startup nodes (`{ host, port }` or `'redis://host:port'`); ioredis discovers the rest. */
-  readonly nodes: readonly ClusterNode[];
-  /** ioredis `ClusterOptions` (`redisOptions` for every node's connection, `natMap`, ...). */
-  readonly options?: ClusterOptions;
-}
-
-/** Options for {@link RedisBackend}. Give `url`, `redis`, or `cluster` (or none, for localhost). */
-export interface RedisBackendOptions {
-  /** A `redis://` or `rediss://` URL, as ioredis takes it (`redis://:password@host:6379/0`). */
-  readonly url?: string;
-  /**
-   * ioredis options, passed through: `host`, `port`, `password`, `tls`, `db`, or `sentinels`
-   * with `name` for Redis Sentinel. With `url`, they add to what the URL says.
-   */
-  readonly redis?: RedisOptions;
-  /** Redis Cluster: the startup nodes and ioredis's `ClusterOptions`, passed through. */
-  readonly cluster?: RedisClusterConfig;
-  /**
-   * Prefix of every key and of the feed channel. Give each app (or test) its own. A prefix with a
-   * hash tag (`'{app}:'`) puts every key on one cluster slot.
-   * @defaultValue `'patchbay:'`
-   */
-  readonly prefix?: string;
-  /** Bounds of each topic's log. */
-  readonly history?: RedisHistoryLimits;
-  /**
-   * Most bytes kept in all topics' logs together (each entry's data and headers as stored, so
-   * strings by their UTF-8 length, bytes as base64, other values as JSON). Past it, the least
-   * recently published topics' logs are dropped whole, and when the topic being published is the
-   * only one left, its oldest messages are trimmed; a read after a cursor older than what went
-   * reports a gap. Shared by every process on the prefix (the count lives in Redis). `0` keeps
-   * nothing.
-   *
-   * Unlike `MemoryBackend`, which trims message by message and so reports a gap on the topic that
-   * lost them only, a topic dropped whole here raises one mark for all topics: a read on ANY topic
-   * after a cursor older than the dropped topic's newest message reports `gap: true`, though that
-   * topic lost nothing. Readers that keep up (cursors newer than what was dropped) see no gap.
-   * @defaultValue 64 MiB (67108864), as `MemoryBackend`'s
-   */
-  readonly maxTotalBytes?: number;
-  /**
-   * Most topics with a log. Past it, the least recently published topic's log is dropped whole,
-   * and a read after a cursor older than what it held reports a gap, on any topic (as with
-   * `MemoryBackend`'s `maxTopics`; see `maxTotalBytes`).
-   * @defaultValue 100000, as `MemoryBackend`'s
-   */
-  readonly maxTopics?: number;
-  /**
-   * How long a command may wait for Redis's answer, in ms; past it the call rejects with an
-   * {@link UnavailableError} (the command may still have run).
-   * @defaultValue 5000
-   */
-  readonly commandTimeoutMs?: number;
-  /**
-   * How long a call made before the first connection waits for it, in ms. After the first
-   * connection, calls made while Redis is unreachable reject at once.
-   * @defaultValue 10000
-   */
-  readonly connectTimeoutMs?: number;
-  /**
-   * The `Retry-After` (seconds) carried by {@link UnavailableError}s, so HTTP answers say when to
-   * come back.
-   * @defaultValue 1
-   */
-  readonly retryAfterSeconds?: number;
-  /**
-   * Answer reads after a recent cursor from the messages this process received on the feed,
-   * without a round trip, as long as the feed was continuous. Off in cluster mode.
-   * @defaultValue true
-   */
-  readonly localReads?: boolean;
-  /**
-   * Most topics whose recent messages are kept for local reads.
-   * @defaultValue 10000
-   */
-  readonly localTopics?: number;
-  /**
-   * Most messages kept per topic for local reads (at most `history.maxCount`).
-   * @defaultValue 256
-   */
-  readonly localCount?: number;
-  /**
-   * Most messages delivered when catching up after the feed connection was lost; past it the
-   * rest is skipped (subscribers with cursors still read it from the logs).
-   * @defaultValue 100000
-   */
-  readonly catchUpLimit?: number;
-  /**
-   * Cluster mode: how long each feed message waits so that one published earlier on another
-   * node, which comes through the cluster bus, is delivered before it. Order across nodes is
-   * kept within this window only.
-   * @defaultValue 50 with `cluster`, else 0
-   */
-  readonly reorderWindowMs?: number;
-  /**
-   * The time source (local read age limits).
-   * @defaultValue {@link realClock}
-   */
-  readonly clock?: Clock;
-  /** Called with connection errors (Redis unreachable, refused auth, ...). They also reach `patchbay:redis:error`. */
-  readonly onError?: (error: unknown) => void;
-}
-
-/** Counters reported by {@link RedisBackend.redisStats}. */
-export interface RedisBackendStats extends BackendStats {
-  /** Whether the command connection is ready. */
-  readonly connected: boolean;
-  /** Whether the feed is live (subscribed, caught up). */
-  readonly live: boolean;
-  /** The epoch seen last. */
-  readonly epoch: string | undefined;
-  /** Messages published through this backend. */
-  readonly published: number;
-  /** Messages delivered from the feed (caught up ones included). */
-  readonly delivered: number;
-  /** Reads answered from local memory. */
-  readonly localReads: number;
-  /** Reads sent to Redis. */
-  readonly redisReads: number;
-  /** Times the feed was lost and caught up. */
-  readonly resyncs: number;
-  /** Messages delivered by catching up. */
-  readonly caughtUp: number;
-  /** Cluster mode: feed messages that came later than `reorderWindowMs` after a newer one. */
-  readonly late: number;
-  /**
-   * Records read back from Redis that could not be decoded (a feed notification or a stream
-   * entry written by another version, a bug, or by hand): skipped, and readers told of a gap.
-   * Each record counts (and reaches `onError`) once, however often it is read (this process
-   * remembers the last 10,000 such records); a feed notification too malformed to name its
-   * record counts each time it arrives.
-   */
-  readonly undecodable: number;
-}
+// The job store reaches these through this module.
+export type { ChannelListener } from './connection.js';
+export type { RedisBackendOptions } from './redis-options.js';
 
 /** What `patchbay:redis:*` diagnostics channels carry. */
 export const redisChannels = {
@@ -228,42 +81,6 @@ export const redisChannels = {
   /** `{ backend, caughtUp, gap, epoch }`: the feed came back and caught up. */
   resync: diagnosticsChannel.channel('patchbay:redis:resync'),
 } as const;
-
-type Reply = (string | Reply)[];
-/** What a call does, for the words of its errors. */
-type Work = 'publish' | 'read' | 'write';
-/** Who hears a channel through {@link RedisBackend._listen}. @internal */
-export interface ChannelListener {
-  /** A message on the channel. */
-  message(payload: string): void;
-  /** The subscriber connection came back: messages may have been missed. */
-  resync(): void;
-}
-type StreamEntry = [string, string[]];
-type Client = Redis | Cluster;
-interface Scripted {
-  pbPublishOne(...args: (string | number)[]): Promise<Reply>;
-  pbPublishNext(...args: (string | number)[]): Promise<Reply>;
-  pbPublishAppend(...args: (string | number)[]): Promise<Reply>;
-  pbReadOne(...args: (string | number)[]): Promise<Reply>;
-  pbReadMeta(...args: (string | number)[]): Promise<Reply>;
-  pbReadStreams(...args: (string | number)[]): Promise<Reply>;
-  pbHead(...args: (string | number)[]): Promise<Reply>;
-  pbRecover(...args: (string | number)[]): Promise<Reply>;
-  pbDropEvicted(...args: (string | number)[]): Promise<Reply>;
-}
-
-const SCRIPTS: Record<keyof Scripted, string> = {
-  pbPublishOne: PUBLISH_ONE,
-  pbPublishNext: PUBLISH_NEXT,
-  pbPublishAppend: PUBLISH_APPEND,
-  pbReadOne: READ_ONE,
-  pbReadMeta: READ_META,
-  pbReadStreams: READ_STREAMS,
-  pbHead: HEAD,
-  pbRecover: RECOVER,
-  pbDropEvicted: DROP_EVICTED,
-};
 
 /** All topics, for catching up. */
 const ALL: readonly (readonly string[])[] = [['>']];
@@ -284,23 +101,19 @@ const ALL: readonly (readonly string[])[] = [['>']];
  * ```
  */
 export class RedisBackend extends Resource implements Backend {
+  readonly #conn: RedisConnection;
   readonly #client: Client & Scripted;
-  readonly #sub: Client;
   readonly #cluster: boolean;
+  readonly #keys: RedisKeys;
+  readonly #reader: RedisReader;
   readonly #prefix: string;
-  readonly #meta: string;
-  readonly #index: string;
-  readonly #channel: string;
   readonly #maxCount: number;
   readonly #maxAge: number;
   readonly #maxTotalBytes: number;
   readonly #maxTopics: number;
-  readonly #bytesKey: string;
   /** Cluster: bytes that appends trimmed per topic, taken off the count by the next publish. */
   readonly #trimmed = new Map<string, number>();
-  readonly #commandTimeoutMs: number;
   readonly #connectTimeoutMs: number;
-  readonly #retryAfter: number;
   readonly #localReads: boolean;
   readonly #localTopics: number;
   readonly #localCount: number;
@@ -313,15 +126,6 @@ export class RedisBackend extends Resource implements Backend {
   readonly #onError: ((error: unknown) => void) | undefined;
 
   #deliver: ((message: Message) => void) | null = null;
-  /** Other channels heard on the subscriber connection, and their subscriptions. */
-  readonly #channels = new Map<string, Set<ChannelListener>>();
-  readonly #subscribed = new Map<string, Promise<void>>();
-  #subLost = false;
-  #everReady = false;
-  #readyWaiters = new Set<{ resolve: () => void; reject: (e: unknown) => void }>();
-  /** Calls in flight, rejected as "may or may not" if the connection drops under them. */
-  readonly #inflight = new Set<(error: unknown) => void>();
-
   /** The epoch of the newest message delivered (or of the head read at start). */
   #epoch: string | undefined;
   /** The newest seq delivered (or the head read at start). */
@@ -361,98 +165,38 @@ export class RedisBackend extends Resource implements Backend {
   /** @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) on an invalid option. */
   constructor(options?: RedisBackendOptions) {
     super();
-    const opts = check.optionsObject('options', options);
-    const prefix = opts.prefix ?? 'patchbay:';
-    if (typeof prefix !== 'string' || prefix.length > 200 || /[\s]/.test(prefix)) {
-      throw new InvalidArgumentError(`Expected \`prefix\` to be a string of at most 200 characters without spaces, got ${check.describe(prefix)}`);
-    }
-    if (opts.url !== undefined && typeof opts.url !== 'string') throw new InvalidArgumentError(`Expected \`url\` to be a string, got ${check.describe(opts.url)}`);
-    if (opts.cluster !== undefined && (opts.url !== undefined || opts.redis !== undefined)) {
-      throw new InvalidArgumentError('Give either `cluster`, or `url` and/or `redis`, not both');
-    }
-    if (opts.cluster !== undefined && !Array.isArray(opts.cluster.nodes)) {
-      throw new InvalidArgumentError(`Expected \`cluster.nodes\` to be an array of startup nodes, got ${check.describe(opts.cluster.nodes)}`);
-    }
-    const history = check.optionsObject('history', opts.history);
-    this.#maxCount = check.integerInRange('history.maxCount', history.maxCount ?? 1000, 0, 2 ** 31 - 1);
-    const maxAge = history.maxAgeMs ?? 3_600_000;
-    this.#maxAge = maxAge === Infinity ? -1 : Math.ceil(check.positiveNumber('history.maxAgeMs', maxAge));
-    this.#maxTotalBytes = check.integerInRange('maxTotalBytes', opts.maxTotalBytes ?? DEFAULT_MAX_TOTAL_BYTES, 0, Number.MAX_SAFE_INTEGER);
-    this.#maxTopics = check.integerInRange('maxTopics', opts.maxTopics ?? 100_000, 1, 2 ** 31 - 1);
-    this.#commandTimeoutMs = check.integerInRange('commandTimeoutMs', opts.commandTimeoutMs ?? 5000, 1, 2 ** 31 - 1);
-    this.#connectTimeoutMs = check.integerInRange('connectTimeoutMs', opts.connectTimeoutMs ?? 10_000, 0, 2 ** 31 - 1);
-    this.#retryAfter = check.integerInRange('retryAfterSeconds', opts.retryAfterSeconds ?? 1, 0, 86_400);
-    this.#cluster = opts.cluster !== undefined;
-    this.#localReads = (opts.localReads ?? true) && !this.#cluster;
-    this.#localTopics = check.integerInRange('localTopics', opts.localTopics ?? 10_000, 1, 10_000_000);
-    this.#localCount = Math.min(check.integerInRange('localCount', opts.localCount ?? 256, 1, 1_000_000), Math.max(this.#maxCount, 1));
-    this.#catchUpLimit = check.integerInRange('catchUpLimit', opts.catchUpLimit ?? 100_000, 0, 2 ** 31 - 1);
-    this.#reorderMs = check.integerInRange('reorderWindowMs', opts.reorderWindowMs ?? (this.#cluster ? 50 : 0), 0, 60_000);
-    this.#clock = opts.clock ?? realClock;
-    this.#onError = check.optionalFunction('onError', opts.onError);
-
-    this.#prefix = prefix;
-    this.#meta = `${prefix}{m}:meta`;
-    this.#index = `${prefix}{m}:topics`;
-    this.#bytesKey = `${prefix}{m}:bytes`;
-    this.#channel = `${prefix}feed`;
-
-    // Commands are never queued while Redis is away (a publish fails at once instead of being
-    // sent minutes later), never resent after a reconnect (a publish might run twice), and never
-    // wait forever for an answer.
-    // ioredis's auto-pipelining (`redis: { enableAutoPipelining: true }`) raises burst throughput
-    // but holds each command to the next turn of the event loop (~0.1 ms of publish-to-delivery
-    // latency here), so it is left to the caller.
-    const commandOptions: RedisOptions = {
-      ...(opts.cluster === undefined ? opts.redis : opts.cluster.options?.redisOptions),
-      enableOfflineQueue: false,
-      autoResendUnfulfilledCommands: false,
-      commandTimeout: this.#commandTimeoutMs,
-    };
-    if (opts.cluster !== undefined) {
-      const base = opts.cluster.options ?? {};
-      const nodes = [...opts.cluster.nodes];
-      // No auto-pipelining here: ioredis refuses a pipeline whose keys span slots.
-      this.#client = new Cluster(nodes, {
-        ...base,
-        enableOfflineQueue: false,
-        redisOptions: { ...base.redisOptions, ...commandOptions },
-        scripts: Object.fromEntries(Object.entries(SCRIPTS).map(([name, lua]) => [name, { lua }])),
-      }) as Cluster & Scripted;
-      this.#sub = new Cluster(nodes, base);
-    } else {
-      const make = (extra: RedisOptions): Redis => (opts.url !== undefined ? new Redis(opts.url, { ...opts.redis, ...extra }) : new Redis({ ...opts.redis, ...extra }));
-      this.#client = make({ ...commandOptions, scripts: Object.fromEntries(Object.entries(SCRIPTS).map(([name, lua]) => [name, { lua }])) }) as Redis & Scripted;
-      this.#sub = make({});
-    }
-    this.#client.on('error', this.#reportError);
-    this.#sub.on('error', this.#reportError);
-    this.#client.on('ready', () => {
-      this.#everReady = true;
-      for (const w of this.#readyWaiters) w.resolve();
-      this.#readyWaiters.clear();
-    });
-    // A dropped command connection: calls in flight may or may not have run. Say so now.
-    this.#client.on('close', () => {
-      if (this.#inflight.size === 0) return;
-      const error = this.#unavailable('The connection to Redis was lost with the call in flight: it may or may not have taken effect');
-      for (const reject of [...this.#inflight]) reject(error);
-    });
-    this.#sub.on('message', (channel: string, payload: string) => {
-      if (channel === this.#channel) this.#onFeed(payload);
-      else {
-        const listeners = this.#channels.get(channel);
-        if (listeners !== undefined) for (const listener of listeners) listener.message(payload);
-      }
-    });
-    this.#sub.on('close', () => {
-      this.#subLost = true;
-      this.#onFeedLost();
-    });
-    this.#sub.on('ready', () => {
-      if (this.#attachStarted && !this.#live && this.#resyncing === undefined && !this.closed) void this.#resync();
-      if (this.#subLost && this.#channels.size > 0 && !this.closed) void this.#resubscribe();
-      this.#subLost = false;
+    const o = resolveRedisOptions(options);
+    this.#prefix = o.prefix;
+    this.#keys = new RedisKeys(o.prefix);
+    this.#maxCount = o.maxCount;
+    this.#maxAge = o.maxAge;
+    this.#maxTotalBytes = o.maxTotalBytes;
+    this.#maxTopics = o.maxTopics;
+    this.#connectTimeoutMs = o.connectTimeoutMs;
+    this.#cluster = o.cluster;
+    this.#localReads = o.localReads;
+    this.#localTopics = o.localTopics;
+    this.#localCount = o.localCount;
+    this.#catchUpLimit = o.catchUpLimit;
+    this.#reorderMs = o.reorderWindowMs;
+    this.#clock = o.clock;
+    this.#onError = o.onError;
+    this.#conn = new RedisConnection(
+      { options: o.options, commandTimeoutMs: o.commandTimeoutMs, connectTimeoutMs: o.connectTimeoutMs, retryAfterSeconds: o.retryAfterSeconds, feedChannel: this.#keys.feed, clock: o.clock },
+      {
+        feed: (payload) => this.#onFeed(payload),
+        subscriberLost: () => this.#onFeedLost(),
+        subscriberReady: () => {
+          if (this.#attachStarted && !this.#live && this.#resyncing === undefined && !this.closed) void this.#resync();
+        },
+        error: this.#reportError,
+        closed: () => this.closed,
+      },
+    );
+    this.#client = this.#conn.client;
+    this.#reader = new RedisReader(this.#client, this.#keys, o, {
+      badRecord: (epoch, seq, error) => this.#badRecord(epoch, seq, error),
+      see: (epoch, seq) => this.#see(epoch, seq),
     });
   }
 
@@ -467,12 +211,12 @@ export class RedisBackend extends Resource implements Backend {
    */
   _command<T>(run: (client: Redis | Cluster) => Promise<T>, what: 'read' | 'write'): Promise<T> {
     if (this.closed) return Promise.reject(new ClosedError('The backend is closed'));
-    return this.#call(() => run(this.#client), what);
+    return this.#conn.call(() => run(this.#client), what);
   }
 
   /** Defines Lua scripts as commands on the command connection (each with one key). @internal */
   _defineScripts(scripts: Readonly<Record<string, string>>): void {
-    for (const [name, lua] of Object.entries(scripts)) this.#client.defineCommand(name, { lua, numberOfKeys: 1 });
+    this.#conn.defineScripts(scripts);
   }
 
   /**
@@ -481,47 +225,7 @@ export class RedisBackend extends Resource implements Backend {
    * told to resync. @internal
    */
   _listen(channel: string, listener: ChannelListener): { ready: Promise<void>; stop: () => void } {
-    let listeners = this.#channels.get(channel);
-    let ready: Promise<void>;
-    if (listeners === undefined) {
-      listeners = new Set();
-      this.#channels.set(channel, listeners);
-      ready = this.#sub.subscribe(channel).then(
-        () => undefined,
-        (error: unknown) => {
-          throw this.#mapError(error, 'read');
-        },
-      );
-      this.#subscribed.set(channel, ready);
-      ready.catch(() => {});
-    } else {
-      ready = this.#subscribed.get(channel) ?? Promise.resolve();
-    }
-    listeners.add(listener);
-    const set = listeners;
-    return {
-      ready,
-      stop: () => {
-        if (!set.delete(listener) || set.size > 0) return;
-        this.#channels.delete(channel);
-        this.#subscribed.delete(channel);
-        if (this.#sub.status === 'ready') this.#sub.unsubscribe(channel).catch(() => {});
-      },
-    };
-  }
-
-  async #resubscribe(): Promise<void> {
-    const channels = [...this.#channels.keys()];
-    try {
-      await this.#sub.subscribe(...channels);
-    } catch (error) {
-      this.#reportError(error);
-      return;
-    }
-    for (const channel of channels) {
-      const listeners = this.#channels.get(channel);
-      if (listeners !== undefined) for (const listener of listeners) listener.resync();
-    }
+    return this.#conn.listen(channel, listener);
   }
 
   /**
@@ -529,13 +233,14 @@ export class RedisBackend extends Resource implements Backend {
    * up), or rejects after `connectTimeoutMs`.
    */
   async ready(): Promise<void> {
-    await this.#whenConnected();
+    await this.#conn.whenConnected();
     const deadline = this.#clock.now() + this.#connectTimeoutMs;
     while (!this.#live && this.#attachStarted && !this.closed) {
-      if (this.#clock.now() > deadline) throw this.#unavailable('The Redis feed did not come up in time');
+      if (this.#clock.now() > deadline) throw this.#conn.unavailable('The Redis feed did not come up in time');
       await (this.#resyncing ?? new Promise<void>((r) => this.#clock.setTimer(r, 10)));
     }
   }
+
 
   attach(deliver: (message: Message) => void): void {
     this.#deliver = deliver;
@@ -560,27 +265,27 @@ export class RedisBackend extends Resource implements Backend {
     }
     const store = record.store ? '1' : '0';
     const startup = this.#startup;
-    if (startup !== undefined) return this.#bounded(startup).then(() => this.#publish(record, data, headers, store));
+    if (startup !== undefined) return this.#conn.bounded(startup).then(() => this.#publish(record, data, headers, store));
     return this.#publish(record, data, headers, store);
   }
 
   #publish(record: PublishRecord, data: string, headers: string, store: string): Promise<Message> {
-    return this.#call(async () => {
+    return this.#conn.call(async () => {
       const topic = record.topic;
-      const key = this.#streamKey(topic);
+      const key = this.#keys.stream(topic);
       let reply: Reply;
       const evicted: string[] = [];
       try {
         for (let attempt = 0; ; attempt++) {
           if (!this.#cluster) {
-            const args = [this.#maxCount, this.#maxAge, this.#channel, store, this.#maxTotalBytes, this.#maxTopics];
-            reply = await this.#client.pbPublishOne(4, this.#meta, this.#index, key, this.#bytesKey, newEpoch(), topic, data, headers, ...args);
+            const args = [this.#maxCount, this.#maxAge, this.#keys.feed, store, this.#maxTotalBytes, this.#maxTopics];
+            reply = await this.#client.pbPublishOne(4, this.#keys.meta, this.#keys.index, key, this.#keys.bytes, newEpoch(), topic, data, headers, ...args);
             evicted.push(...((reply[0] === 'retry' ? reply.slice(1) : reply.slice(3)) as string[]));
           } else {
             reply = await this.#publishCluster(topic, key, data, headers, store, evicted);
           }
           if (reply[0] !== 'retry') break;
-          if (attempt > 100) throw this.#unavailable(`Could not append to ${JSON.stringify(topic)}: 100 later ids got there first`);
+          if (attempt > 100) throw this.#conn.unavailable(`Could not append to ${JSON.stringify(topic)}: 100 later ids got there first`);
         }
       } finally {
         // Best effort: the message is published whatever happens here. A stream left behind
@@ -610,10 +315,10 @@ export class RedisBackend extends Resource implements Backend {
     const trimmed: (string | number)[] = [];
     for (const [t, bytes] of this.#trimmed) trimmed.push(t, bytes);
     this.#trimmed.clear();
-    const next = await this.#client.pbPublishNext(3, this.#meta, this.#index, this.#bytesKey, newEpoch(), topic, this.#maxAge, store, size, this.#maxTotalBytes, this.#maxTopics, ...trimmed);
+    const next = await this.#client.pbPublishNext(3, this.#keys.meta, this.#keys.index, this.#keys.bytes, newEpoch(), topic, this.#maxAge, store, size, this.#maxTotalBytes, this.#maxTopics, ...trimmed);
     evicted.push(...(next.slice(6) as string[]));
     const [epoch, seq, now, over, prev, counted] = next as string[];
-    const reply = await this.#client.pbPublishAppend(1, key, epoch!, seq!, now!, topic, data, headers, this.#maxCount, this.#maxAge, this.#channel, store, over!, prev!, counted!);
+    const reply = await this.#client.pbPublishAppend(1, key, epoch!, seq!, now!, topic, data, headers, this.#maxCount, this.#maxAge, this.#keys.feed, store, over!, prev!, counted!);
     // Counted in step 1 but not appended (a retry): take it off again with the next publish.
     if (reply[0] === 'retry') this.#noteTrimmed(topic, size);
     else {
@@ -628,7 +333,7 @@ export class RedisBackend extends Resource implements Backend {
     const keys: string[] = [];
     const scores: string[] = [];
     for (let i = 0; i + 1 < pairs.length; i += 2) {
-      keys.push(this.#streamKey(pairs[i]!));
+      keys.push(this.#keys.stream(pairs[i]!));
       scores.push(pairs[i + 1]!);
     }
     if (!this.#cluster) await this.#client.pbDropEvicted(keys.length, ...keys, ...scores);
@@ -650,13 +355,13 @@ export class RedisBackend extends Resource implements Backend {
       return Promise.resolve(local);
     }
     this.#redisReadCount++;
-    return this.#call(() => this.#readRedis(topics, cursor, limit), 'read');
+    return this.#conn.call(() => this.#reader.read(topics, cursor, limit), 'read');
   }
 
   head(): Promise<string> {
     if (this.closed) return Promise.reject(new ClosedError('The backend is closed'));
-    return this.#call(async () => {
-      const reply = await this.#client.pbHead(1, this.#meta, newEpoch());
+    return this.#conn.call(async () => {
+      const reply = await this.#client.pbHead(1, this.#keys.meta, newEpoch());
       return formatId(reply[0] as string, Number(reply[1]));
     }, 'read');
   }
@@ -693,202 +398,12 @@ export class RedisBackend extends Resource implements Backend {
     };
   }
 
-  // --- calls ---------------------------------------------------------------------------------
-
-  /** Runs a command sequence: waits for the first connection, fails fast after it, maps errors. */
-  #call<T>(run: () => Promise<T>, what: Work): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      let settled = false;
-      const fail = (error: unknown): void => {
-        if (settled) return;
-        settled = true;
-        this.#inflight.delete(fail);
-        reject(error);
-      };
-      const start = (): void => {
-        if (settled) return;
-        if (this.closed) return fail(new ClosedError('The backend is closed'));
-        if (this.#client.status !== 'ready') {
-          return fail(this.#unavailable(`Redis is unreachable (connection ${this.#client.status}): nothing was ${what === 'publish' ? 'published' : what === 'write' ? 'written' : 'read'}`));
-        }
-        this.#inflight.add(fail);
-        run().then(
-          (value) => {
-            if (settled) return;
-            settled = true;
-            this.#inflight.delete(fail);
-            resolve(value);
-          },
-          (error: unknown) => fail(this.#mapError(error, what)),
-        );
-      };
-      if (this.#everReady || this.#client.status === 'ready') start();
-      else this.#whenConnected().then(start, fail);
-    });
-  }
-
-  /** Waits for `promise`, at most `connectTimeoutMs`; never rejects. */
-  #bounded(promise: Promise<void>): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const timer = this.#clock.setTimer(resolve, this.#connectTimeoutMs);
-      void promise.then(() => {
-        timer.cancel();
-        resolve();
-      });
-    });
-  }
-
-  #whenConnected(): Promise<void> {
-    if (this.closed) return Promise.reject(new ClosedError('The backend is closed'));
-    if (this.#client.status === 'ready') return Promise.resolve();
-    if (this.#everReady) return Promise.reject(this.#unavailable(`Redis is unreachable (connection ${this.#client.status})`));
-    return new Promise<void>((resolve, reject) => {
-      const timer = this.#clock.setTimer(() => {
-        this.#readyWaiters.delete(waiter);
-        reject(this.#unavailable(`Could not connect to Redis within ${this.#connectTimeoutMs} ms`));
-      }, this.#connectTimeoutMs);
-      const waiter = {
-        resolve: () => {
-          timer.cancel();
-          resolve();
-        },
-        reject: (e: unknown) => {
-          timer.cancel();
-          reject(e);
-        },
-      };
-      this.#readyWaiters.add(waiter);
-    });
-  }
-
-  #mapError(error: unknown, what: Work): unknown {
-    if (error instanceof InvalidCursorError || error instanceof ClosedError || error instanceof UnavailableError) return error;
-    const text = error instanceof Error ? error.message : String(error);
-    if (/timed out/i.test(text)) {
-      return this.#unavailable(
-        `Redis did not answer within ${this.#commandTimeoutMs} ms: the ${what} ${what === 'read' ? 'failed' : 'may or may not have been stored'}`,
-        error,
-      );
-    }
-    if (/writeable|Connection is closed|ECONNREFUSED|ECONNRESET|EPIPE/i.test(text)) {
-      return this.#unavailable(`Redis is unreachable: ${what === 'publish' ? 'the message was not published' : what === 'write' ? 'nothing was written' : 'nothing was read'} (${text})`, error);
-    }
-    return this.#unavailable(`Redis answered the ${what} with an error: ${text}`, error);
-  }
-
-  #unavailable(message: string, cause?: unknown): UnavailableError {
-    return new UnavailableError(message, { cause, retryAfterSeconds: this.#retryAfter });
-  }
-
   readonly #reportError = (error: unknown): void => {
     if (redisChannels.error.hasSubscribers) redisChannels.error.publish({ backend: this, error });
     this.#onError?.(error);
   };
 
   // --- reads ---------------------------------------------------------------------------------
-
-  async #readRedis(topics: string | readonly (readonly string[])[], cursor: Cursor | null, limit: number): Promise<BackendRead> {
-    const exact = exactTopics(topics);
-    const cEpoch = cursor === null ? '' : cursor.epoch;
-    const cSeq = cursor === null ? '0' : String(cursor.seq);
-    let epoch: string;
-    let top: number;
-    let gapAll: boolean;
-    let after: number;
-    let streams: { topic: string; gap: boolean; entries: StreamEntry[] }[] = [];
-    if (!this.#cluster && exact !== undefined) {
-      const keys = exact.map((t) => this.#streamKey(t));
-      const reply = await this.#client.pbReadOne(2 + keys.length, this.#meta, this.#index, ...keys, newEpoch(), cEpoch, cSeq, limit, this.#maxAge, '', ...exact);
-      if (reply[0] === 'ahead') throw aheadError(cursor!);
-      epoch = reply[0] as string;
-      top = Number(reply[1]);
-      gapAll = Number(reply[2]) === 1;
-      for (let i = 0; i < exact.length; i++) {
-        streams.push({ topic: exact[i]!, gap: Number(reply[3 + 2 * i]) === 1, entries: reply[4 + 2 * i] as unknown as StreamEntry[] });
-      }
-      after = cursor !== null && cursor.epoch === epoch ? cursor.seq : -1;
-    } else {
-      const meta = await this.#client.pbReadMeta(2, this.#meta, this.#index, newEpoch(), cEpoch, cSeq, exact === undefined ? '1' : '0');
-      epoch = meta[0] as string;
-      top = Number(meta[1]);
-      const dropped = Number(meta[2]);
-      gapAll = false;
-      after = -1;
-      if (cursor !== null) {
-        if (cursor.epoch !== epoch) gapAll = true;
-        else if (cursor.seq > top) throw aheadError(cursor);
-        else {
-          after = cursor.seq;
-          if (after < dropped) gapAll = true;
-        }
-      }
-      let names = exact;
-      if (names === undefined) {
-        const patterns = topics as readonly (readonly string[])[];
-        names = (meta[3] as string[]).filter((t) => patterns.some((p) => matchTokens(p, t.split('.'))));
-      }
-      streams = await this.#readStreams(names, after, top, limit);
-    }
-    // Merge by seq and keep the `limit` oldest. An entry that does not decode keeps its place
-    // (so the cursor moves past it) but is not returned: the read says gap instead.
-    let entries: (Message | number)[] = [];
-    let more = false;
-    let gap = gapAll;
-    const now = this.#clock.now();
-    for (const s of streams) {
-      gap ||= s.gap;
-      if (s.entries.length > limit) more = true;
-      const n = Math.min(limit, s.entries.length);
-      for (let i = 0; i < n; i++) entries.push(this.#fromEntry(epoch, s.topic, s.entries[i]!, now));
-    }
-    const seqOf = (e: Message | number): number => (typeof e === 'number' ? e : e._seq);
-    if (streams.length > 1) entries.sort((a, b) => seqOf(a) - seqOf(b));
-    if (entries.length > limit) {
-      entries.length = limit;
-      more = true;
-    }
-    const lastEntry = entries[entries.length - 1];
-    if (entries.some((e) => typeof e === 'number')) {
-      gap = true;
-      entries = entries.filter((e) => typeof e !== 'number');
-    }
-    const messages = entries as Message[];
-    this.#see(epoch, top);
-    const next = lastEntry !== undefined ? formatId(epoch, seqOf(lastEntry)) : formatId(epoch, more ? Math.max(after, 0) : top);
-    return { messages, gap, more, cursor: next };
-  }
-
-  /** Reads streams after `after` up to `last`: one script on one server, one per key on a cluster. */
-  async #readStreams(names: readonly string[], after: number, last: number, limit: number): Promise<{ topic: string; gap: boolean; entries: StreamEntry[] }[]> {
-    if (names.length === 0) return [];
-    const run = async (chunk: readonly string[]): Promise<{ topic: string; gap: boolean; entries: StreamEntry[] }[]> => {
-      const keys = chunk.map((t) => this.#streamKey(t));
-      const reply = await this.#client.pbReadStreams(keys.length, ...keys, after, last, limit, this.#maxAge, ...chunk);
-      return chunk.map((topic, i) => ({ topic, gap: Number(reply[2 * i]) === 1, entries: reply[2 * i + 1] as unknown as StreamEntry[] }));
-    };
-    const chunks: string[][] = [];
-    const size = this.#cluster ? 1 : 256;
-    for (let i = 0; i < names.length; i += size) chunks.push(names.slice(i, i + size));
-    return (await Promise.all(chunks.map(run))).flat();
-  }
-
-  /** A stream entry as a message, or its sequence number when it does not decode (counted). */
-  #fromEntry(epoch: string, topic: string, entry: StreamEntry, now: number): Message | number {
-    const seq = seqOfStreamId(entry[0]);
-    const fields = entry[1];
-    let data = '';
-    let headers: string | undefined;
-    for (let i = 0; i < fields.length; i += 2) {
-      if (fields[i] === 'd') data = fields[i + 1]!;
-      else if (fields[i] === 'h') headers = fields[i + 1];
-    }
-    try {
-      return new Message(formatId(epoch, seq), seq, topic, decodeData(data), decodeHeaders(headers), data.length - 1, now);
-    } catch (error) {
-      this.#badRecord(epoch, seq, error);
-      return seq;
-    }
-  }
 
   /** A read answered from the messages this process received, or `undefined` when it cannot be sure. */
   #readLocal(topics: string | readonly (readonly string[])[], cursor: Cursor | null, limit: number): BackendRead | undefined {
@@ -897,32 +412,9 @@ export class RedisBackend extends Resource implements Backend {
     // Read-your-writes: until this process's own publishes are back through the feed, ask Redis.
     const own = this.#ownEpoch;
     if (after < this.#coveredFrom || after > this.#lastSeq || (own !== undefined && (own !== this.#epoch || this.#ownMax > this.#lastSeq))) return undefined;
-    const now = this.#clock.now();
-    const logs: MessageLog[] = [];
-    if (typeof topics === 'string') {
-      const log = this.#logs.get(topics);
-      if (log !== undefined) logs.push(log);
-    } else {
-      for (const [topic, log] of this.#logs) {
-        const tokens = topic.split('.');
-        if (topics.some((p) => matchTokens(p, tokens))) logs.push(log);
-      }
-    }
-    const messages: Message[] = [];
-    let more = false;
-    for (const log of logs) {
-      const bytes = log.bytes;
-      const r = log.after(after, limit, now);
-      this.#localBytes += log.bytes - bytes;
-      if (r.gap) return undefined; // trimmed here: Redis may still have it, and knows the truth
-      more ||= r.more;
-      for (const m of r.messages) messages.push(m);
-    }
-    if (logs.length > 1) messages.sort((a, b) => a._seq - b._seq);
-    if (messages.length > limit) {
-      messages.length = limit;
-      more = true;
-    }
+    const { messages, more, gap, trimmedBytes } = readTopics(this.#logs, topics, after, limit, this.#clock.now());
+    this.#localBytes -= trimmedBytes;
+    if (gap) return undefined; // trimmed here: Redis may still have it, and knows the truth
     const last = messages[messages.length - 1];
     return { messages, gap: false, more, cursor: last !== undefined ? last.id : formatId(this.#epoch, more ? after : this.#lastSeq) };
   }
@@ -1014,7 +506,7 @@ export class RedisBackend extends Resource implements Backend {
    * (past 10,000, the oldest are forgotten and may be counted again).
    */
   #badRecord(epoch: string, seq: number, error: unknown): void {
-    const id = `${epoch}-${seq}`;
+    const id = formatId(epoch, seq);
     if (this.#badSeen.has(id)) return;
     if (this.#badSeen.size >= 10_000) this.#badSeen.delete(this.#badSeen.values().next().value!);
     this.#badSeen.add(id);
@@ -1084,13 +576,13 @@ export class RedisBackend extends Resource implements Backend {
       // starting point past messages it has not read yet).
       if (!first) this.#held ??= [];
       try {
-        await this.#sub.subscribe(this.#channel);
+        await this.#conn.sub.subscribe(this.#keys.feed);
         const gen = this.#feedGen;
-        await this.#whenConnected();
+        await this.#conn.whenConnected();
         let count = 0;
         let gap = false;
         if (first) {
-          const head = await this.#client.pbHead(1, this.#meta, newEpoch());
+          const head = await this.#client.pbHead(1, this.#keys.meta, newEpoch());
           if (this.#epoch === undefined) this.#epoch = head[0] as string;
           if (this.#epoch === head[0]) this.#lastSeq = Math.max(this.#lastSeq, Number(head[1]));
           this.#see(head[0] as string, Number(head[1]));
@@ -1128,7 +620,7 @@ export class RedisBackend extends Resource implements Backend {
   async #catchUp(): Promise<{ count: number; gap: boolean }> {
     const known = this.#epoch!;
     // Did Redis lose writes? Then a new epoch (the counter goes on), and cursors see a gap.
-    const rec = await this.#client.pbRecover(1, this.#meta, newEpoch(), known, this.#seen);
+    const rec = await this.#client.pbRecover(1, this.#keys.meta, newEpoch(), known, this.#seen);
     const epoch = rec[0] as string;
     const top = Number(rec[1]);
     let cursor: Cursor | null;
@@ -1138,7 +630,7 @@ export class RedisBackend extends Resource implements Backend {
     let count = 0;
     let gap = epoch !== known;
     for (;;) {
-      const page = await this.#readRedis(ALL, cursor, 1000);
+      const page = await this.#reader.read(ALL, cursor, 1000);
       gap ||= page.gap;
       for (const m of page.messages) {
         if (m._seq <= this.#lastSeq && m.id.startsWith(`${this.#epoch}-`)) continue;
@@ -1148,12 +640,12 @@ export class RedisBackend extends Resource implements Backend {
       if (!page.more) break;
       if (count >= this.#catchUpLimit) {
         // Past the limit: skip to the head; cursors still read the rest from the logs.
-        const head = await this.#client.pbHead(1, this.#meta, newEpoch());
+        const head = await this.#client.pbHead(1, this.#keys.meta, newEpoch());
         this.#epoch = head[0] as string;
         this.#lastSeq = Math.max(this.#lastSeq, Number(head[1]));
         break;
       }
-      cursor = parseCursorLoose(page.cursor);
+      cursor = parseCursor(page.cursor);
     }
     if (this.#epoch !== epoch) {
       this.#epoch = epoch;
@@ -1163,7 +655,7 @@ export class RedisBackend extends Resource implements Backend {
   }
 
   #deliverCaughtUp(m: Message): void {
-    const epoch = m.id.slice(0, m.id.lastIndexOf('-'));
+    const epoch = epochOf(m.id);
     if (epoch !== this.#epoch) {
       this.#epoch = epoch;
       if (this.#ownEpoch !== epoch) this.#ownEpoch = undefined;
@@ -1178,10 +670,6 @@ export class RedisBackend extends Resource implements Backend {
   }
 
   // --- bookkeeping ---------------------------------------------------------------------------
-
-  #streamKey(topic: string): string {
-    return `${this.#prefix}{t:${topic}}`;
-  }
 
   #see(epoch: string, seq: number): void {
     if (this.#epoch === undefined) this.#epoch = epoch;
@@ -1208,14 +696,13 @@ export class RedisBackend extends Resource implements Backend {
   /** Calls in flight finish first (QUIT is answered after them); new calls reject with ClosedError. */
   protected async onClose(): Promise<void> {
     this.#shutdown(false);
-    await Promise.all([quit(this.#client), quit(this.#sub)]);
+    await this.#conn.quit();
   }
 
   /** Calls in flight reject with ClosedError (or `reason`) at once; they may still have run. */
   protected onDestroy(reason: unknown): void {
     this.#shutdown(true, reason);
-    this.#client.disconnect();
-    this.#sub.disconnect();
+    this.#conn.disconnect();
   }
 
   #shutdown(hard: boolean, reason?: unknown): void {
@@ -1224,44 +711,6 @@ export class RedisBackend extends Resource implements Backend {
     this.#live = false;
     this.#deliver = null;
     this.#clearLocal();
-    const closed = new ClosedError('The backend is closed');
-    if (hard) for (const reject of [...this.#inflight]) reject(reason ?? closed);
-    for (const w of this.#readyWaiters) w.reject(closed);
-    this.#readyWaiters.clear();
+    this.#conn.shutdown(hard, reason);
   }
-}
-
-async function quit(client: Client): Promise<void> {
-  if (client.status === 'end') return;
-  try {
-    if (client.status === 'ready') await client.quit();
-    else client.disconnect();
-  } catch {
-    client.disconnect();
-  }
-}
-
-/** Exact topic names when `topics` names topics (no wildcard), else `undefined`. */
-function exactTopics(topics: string | readonly (readonly string[])[]): string[] | undefined {
-  if (typeof topics === 'string') return [topics];
-  if (topics.some((p) => p.includes('*') || p.includes('>'))) return undefined;
-  return [...new Set(topics.map((p) => p.join('.')))];
-}
-
-function aheadError(cursor: Cursor): InvalidCursorError {
-  return new InvalidCursorError(`Cursor ${JSON.stringify(formatId(cursor.epoch, cursor.seq))} is ahead of every message published: it was not issued here`);
-}
-
-function parseCursorLoose(id: string): Cursor {
-  const dash = id.lastIndexOf('-');
-  return { epoch: id.slice(0, dash), seq: Number.parseInt(id.slice(dash + 1), 36) };
-}
-
-function formatId(epoch: string, seq: number): string {
-  return `${epoch}-${seq.toString(36)}`;
-}
-
-function newEpoch(): string {
-  const n = Math.floor(Math.random() * 36 ** 8);
-  return n.toString(36).padStart(8, '0');
 }

@@ -39,10 +39,38 @@ describe('Deque', () => {
           expect(d.peek()).toBe(model[0]);
           expect(d.last()).toBe(model.at(-1));
           expect(d.at(model.length >> 1)).toBe(model[model.length >> 1]);
+          expect(d.slice(model.length >> 2, model.length >> 1)).toEqual(model.slice(model.length >> 2, model.length >> 1));
+          expect(d.slice(1)).toEqual(model.slice(1));
         }
         expect([...d]).toEqual(model);
         expect(d.drain()).toEqual(model);
         expect(d.length).toBe(0);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('slices like an array, with indexes clamped to the queue', () => {
+    const d = new Deque<number>();
+    for (let i = 0; i < 6; i++) d.push(i);
+    d.shift();
+    d.shift();
+    expect(d.slice(0)).toEqual([2, 3, 4, 5]);
+    expect(d.slice(1, 3)).toEqual([3, 4]);
+    expect(d.slice(-5, 99)).toEqual([2, 3, 4, 5]);
+    expect(d.slice(3, 1)).toEqual([]);
+    expect(d.slice(4, 9)).toEqual([]);
+  });
+
+  it('countAtMost finds where a key passes a value in a sorted queue, as a filter would count', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 50 })), fc.nat(20), fc.integer({ min: -1, max: 51 }), (values, shifts, value) => {
+        const sorted = [...values].sort((a, b) => a - b);
+        const d = new Deque<{ k: number }>();
+        for (const k of sorted) d.push({ k });
+        d.drop(shifts);
+        const model = sorted.slice(shifts);
+        expect(d.countAtMost((x) => x.k, value)).toBe(model.filter((k) => k <= value).length);
       }),
       { numRuns: 200 },
     );

@@ -147,6 +147,19 @@ describe('MemoryBackend: bounds across topics', () => {
     await backend.close();
   });
 
+  it('a message dropped on entry stays a gap after the budget trims an older one (seed counterexample)', async () => {
+    // [publish t.6 size 0, publish t.6 size 2, publish t.0 size 1]: the second message is larger
+    // than history.maxBytes and is dropped on entry; the budget then trims the first. The log's
+    // trimmed-up-to mark must still cover the second, so a read after the first says gap.
+    const clock = new ManualClock();
+    const backend = new MemoryBackend({ maxTotalBytes: 0, maxTopics: 2, history: { maxCount: 1, maxBytes: 1, maxAgeMs: 1 }, clock });
+    const first = await backend.publish(record('t.6', 0));
+    await backend.publish(record('t.6', 2));
+    await backend.publish(record('t.0', 1));
+    expect(await backend.read('t.6', parseCursor(first.id), 1000)).toMatchObject({ gap: true, messages: [] });
+    await backend.close();
+  });
+
   it('validates maxTotalBytes', () => {
     expect(() => new MemoryBackend({ maxTotalBytes: -1 })).toThrow(/maxTotalBytes/);
     expect(() => new MemoryBackend({ maxTotalBytes: 1.5 })).toThrow(/maxTotalBytes/);

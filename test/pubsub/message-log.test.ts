@@ -29,6 +29,23 @@ describe('MessageLog', () => {
     expect(log.after(3, 10, 0)).toMatchObject({ gap: true, messages: [] });
   });
 
+  it('a message dropped on entry stays a gap when an older one is trimmed later', () => {
+    // By its own bounds: 2 is too large to keep, then 3 pushes 1 out by count.
+    const log = new MessageLog({ maxCount: 1, maxBytes: 10 });
+    log.append(msg(1, 5), 0);
+    log.append(msg(2, 100), 0);
+    log.append(msg(3, 5), 0);
+    expect(log.after(1, 10, 0)).toMatchObject({ gap: true, messages: [{ _seq: 3 }] });
+    expect(log.trimmedSeq).toBe(2);
+    // By a bound across logs (dropOldest).
+    const other = new MessageLog({ maxBytes: 10 });
+    other.append(msg(1, 5), 0);
+    other.append(msg(2, 100), 0);
+    other.dropOldest();
+    expect(other.after(1, 10, 0)).toMatchObject({ gap: true, messages: [] });
+    expect(other.trimmedSeq).toBe(2);
+  });
+
   it('drops messages older than maxAgeMs', () => {
     const log = new MessageLog({ maxAgeMs: 100 });
     log.append(msg(1, 1, 0), 0);

@@ -23,7 +23,8 @@ describe('Redis codec', () => {
     for (const v of [() => 1, cycle, 1n, Symbol('s')]) expect(() => encodeData(v)).toThrow(/JSON/);
   });
 
-  test.prop([fc.dictionary(fc.string(), fc.string())])('keeps headers, as frozen objects without a prototype', (h) => {
+  // A `__proto__` name is refused by design (see the ProtocolError test below): not in the domain here.
+  test.prop([fc.dictionary(fc.string().filter((k) => k !== '__proto__'), fc.string())])('keeps headers, as frozen objects without a prototype', (h) => {
     const back = decodeHeaders(encodeHeaders(h))!;
     expect({ ...back }).toEqual(h);
     expect(Object.isFrozen(back)).toBe(true);
