@@ -29,7 +29,7 @@ window.patchbayLp = { received: [], gaps: 0 };
 const lpClient = new LongPollClient({
   url: new URL('/lp/demo', location.href),
   holdMs: 20_000,
-  backoff: { initialMs: 200, maxMs: 2000 },
+  backoff: { initialDelayMs: 200, maxDelayMs: 2000 },
   onGap: () => {
     window.patchbayLp.gaps++;
     log('lp', '(some messages were missed: gap)');
