@@ -5,9 +5,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { afterEach, describe, expect, it } from 'vitest';
+import { sourceNodeArgs } from '../helpers.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const resolveSrc = fileURLToPath(new URL('./fixtures/resolve-src.mjs', import.meta.url));
 
 let child: ChildProcess | undefined;
 afterEach(async () => {
@@ -22,7 +22,7 @@ afterEach(async () => {
 });
 
 async function start(framework: string): Promise<string> {
-  const c = spawn(process.execPath, ['--import', 'tsx', '--import', resolveSrc, `examples/${framework}/server.ts`], {
+  const c = spawn(process.execPath, [...sourceNodeArgs, `examples/${framework}/server.ts`], {
     cwd: root,
     env: { ...process.env, PORT: '0' },
     stdio: ['ignore', 'pipe', 'pipe'],

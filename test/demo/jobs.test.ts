@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript
 import { createDemo } from '../../demo/server.js';
 import type { PollHandle, PollHandler } from '../../src/index.js';
-import { waitFor } from '../helpers.js';
+import { eventually } from '../helpers.js';
 
 let base = '';
 let demo: { server: Server; jobs: PollHandle; poll: PollHandler };
@@ -74,14 +74,14 @@ describe('demo: POST /jobs, GET /jobs/:id, DELETE /jobs/:id', () => {
     const location = res.headers.get('location')!;
     let etag = res.headers.get('etag')!;
     // Wait for the first step, so the job is running mid-way: held reads, each answered on a change.
-    await waitFor(
+    await eventually(
       async () => {
         const r = await fetch(new URL(location, base), { headers: { prefer: 'wait=20', 'if-none-match': etag } });
         etag = r.headers.get('etag') ?? etag;
         return r.status === 200 && ((await r.json()) as Status).progress !== null;
       },
       'the job to report its first step',
-      20_000,
+      { timeoutMs: 20_000 },
     );
     const del = await fetch(new URL(location, base), { method: 'DELETE' });
     expect(del.status).toBe(200);

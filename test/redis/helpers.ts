@@ -67,15 +67,6 @@ export async function backendPair(
   return { prefix, a, b, brokerA, brokerB };
 }
 
-/** Polls `condition` (sync or async) every few ms until it holds; fails naming `what` after `deadlineMs`. */
-export async function waitFor(condition: () => boolean | Promise<boolean>, what: string, deadlineMs = 10_000): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (!(await condition())) {
-    if (Date.now() > end) throw new Error(`Timed out after ${deadlineMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 /** An HTTP server on 127.0.0.1:0 running `handler`; resolves with its base URL and a closer. */
 export async function serve(handler: http.RequestListener): Promise<{ base: string; close: () => Promise<void> }> {
   const server = http.createServer(handler);

@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock, PollHandle, PollHandler, type PollJobContext, pollChannels, UnavailableError } from '../../src/index.js';
 import { RedisBackend, RedisJobStore } from '../../src/redis/index.js';
 import { jobStoreConformance } from '../conformance/job-store-kit.js';
-import { serve, waitFor } from './helpers.js';
+import { eventually } from '../helpers.js';
+import { serve } from './helpers.js';
 import { freePort, REDIS_BINARY, redisUnavailableReason, startRedis, testRedis, type TestRedis, uniquePrefix } from './redis-server.js';
 
 describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
@@ -98,7 +99,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
         clock.advance(10); // each ends a little later than the one before
       }
       clock.advance(1000); // every outcome past its TTL
-      await waitFor(() => jobs.stats().expired === 12, 'the outcomes to expire');
+      await eventually(() => jobs.stats().expired === 12, 'the outcomes to expire');
       const other = new PollHandle({ clock, store });
       try {
         for (const id of ids.slice(0, 7)) await expect(other.lookup(id)).rejects.toMatchObject({ code: 'PB_ERR_NOT_FOUND' });
@@ -162,7 +163,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
           finish = r;
         });
       });
-      await waitFor(() => ctx !== undefined && job.state === 'running', 'the job to run');
+      await eventually(() => ctx !== undefined && job.state === 'running', 'the job to run');
       const onB = await B.lookup(job.id);
       const outcome = onB.done();
       await own.stop();
@@ -171,7 +172,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
       pollChannels.storeError.subscribe(onFailure);
       finish('made it');
       try {
-        await waitFor(() => failures.some((f) => f.what === 'write'), 'the outcome write to fail'); // while Redis is down...
+        await eventually(() => failures.some((f) => f.what === 'write'), 'the outcome write to fail'); // while Redis is down...
       } finally {
         pollChannels.storeError.unsubscribe(onFailure);
       }

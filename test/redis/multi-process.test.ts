@@ -6,7 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCursor } from '../../src/index.js';
 import { type DemoProcess, startDemos, stopDemo } from './demo-process.js';
-import { readSse, type SseEvent, waitFor } from './helpers.js';
+import { eventually } from '../helpers.js';
+import { readSse, type SseEvent } from './helpers.js';
 import { REDIS_BINARY, startRedis, type TestRedis, uniquePrefix } from './redis-server.js';
 
 const HOLD_MS = 1000;
@@ -56,9 +57,9 @@ describe.skipIf(REDIS_BINARY === undefined)('three demo processes on one Redis',
     try {
       const stream = await readSse(`${p3.base}/sse/replay`, events, stop.signal, { 'last-event-id': ids[0]! });
       expect(stream.status).toBe(200);
-      await waitFor(() => events.length === 2, 'the replay on P3');
+      await eventually(() => events.length === 2, 'the replay on P3');
       const live = ((await (await publish(p2.base, 'replay', 3)).json()) as { id: string }).id;
-      await waitFor(() => events.length === 3, 'the live event on P3');
+      await eventually(() => events.length === 3, 'the live event on P3');
       expect(events.map((e) => e.id)).toEqual([ids[1], ids[2], live]);
       expect(events.map((e) => e.data)).toEqual(['1', '2', '3']);
     } finally {
@@ -127,7 +128,7 @@ describe.skipIf(REDIS_BINARY === undefined)('three demo processes on one Redis',
       }
     })();
     // The first poll (no cursor: the next message) must be held before message 0 is published.
-    await waitFor(
+    await eventually(
       async () => ((await (await fetch(`${p3.base}/stats`)).json()) as { longPoll: { parked: number } }).longPoll.parked > 0,
       'the first long poll to be held on P3',
     );
@@ -167,10 +168,10 @@ describe.skipIf(REDIS_BINARY === undefined)('three demo processes on one Redis',
       const seen = new Set(got.map((e) => e.id));
       return acked.filter((a) => !seen.has(a.id)).map((a) => a.i);
     };
-    await waitFor(() => missing(sse).length === 0, 'every acknowledged message on the SSE client', 30_000).catch((error: unknown) => {
+    await eventually(() => missing(sse).length === 0, 'every acknowledged message on the SSE client', { timeoutMs: 30_000 }).catch((error: unknown) => {
       throw new Error(`${(error as Error).message}: missing i = ${missing(sse).join(',')}; ${sse.length} events; stream ends: ${sseEnds.join('; ') || 'none'}`);
     });
-    await waitFor(() => missing(lp).length === 0, 'every acknowledged message on the long-poll client', 30_000).catch((error: unknown) => {
+    await eventually(() => missing(lp).length === 0, 'every acknowledged message on the long-poll client', { timeoutMs: 30_000 }).catch((error: unknown) => {
       throw new Error(`${(error as Error).message}: missing i = ${missing(lp).join(',')}; ${lp.length} messages`);
     });
     if (sseEnds.length > 0) console.log(`SSE streams the server ended (the client resumed with Last-Event-ID): ${sseEnds.join('; ')}`);
