@@ -220,6 +220,13 @@ export interface ReadSseOptions {
    * @defaultValue `Infinity`
    */
   readonly limit?: number;
+  /** Stops reading (and cuts the connection) when it aborts. */
+  readonly signal?: AbortSignal;
+  /**
+   * The array to push the events into, for a client that follows one feed over several streams.
+   * @defaultValue a new array
+   */
+  readonly into?: EventSourceMessage[];
 }
 
 /** Options of {@link SseReader.take} and {@link SseReader.until}. */
@@ -267,14 +274,15 @@ export interface SseReader {
 export async function readSse(source: string | Response, options: ReadSseOptions = {}): Promise<SseReader> {
   const ac = new AbortController();
   const headers = options.headers ?? {};
-  const res = typeof source === 'string' ? await fetch(source, { headers, signal: ac.signal }) : source;
+  const signal = options.signal === undefined ? ac.signal : AbortSignal.any([ac.signal, options.signal]);
+  const res = typeof source === 'string' ? await fetch(source, { headers, signal }) : source;
   const limit = options.limit ?? Infinity;
-  const events: EventSourceMessage[] = [];
+  const events: EventSourceMessage[] = options.into ?? [];
   const opens: EventSourceMessage[] = [];
   const comments: string[] = [];
   const raw: string[] = [];
   let lastId = Object.entries(headers).find(([name]) => name.toLowerCase() === 'last-event-id')?.[1];
-  let taken = 0;
+  let taken = events.length;
   let done = false;
   let cut = limit === 0 ? 'open' : 'no';
   const wakers = new Set<() => void>();
@@ -286,6 +294,7 @@ export async function readSse(source: string | Response, options: ReadSseOptions
     ac.abort();
     void body?.cancel().catch(() => undefined);
   };
+  options.signal?.addEventListener('abort', stop, { once: true });
   const parser = createParser({
     onEvent: (e) => {
       if (cut === 'yes') return;
@@ -313,6 +322,7 @@ export async function readSse(source: string | Response, options: ReadSseOptions
     } catch {
       // cut or closed
     } finally {
+      options.signal?.removeEventListener('abort', stop);
       done = true;
       wake();
     }

@@ -21,7 +21,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: bounds acro
     const prefix = uniquePrefix('bounds');
     const backend = new RedisBackend({ url: suite.redis.url, prefix, ...options });
     const broker = new PubSubBroker({ backend });
-    cleanups.push(async () => {
+    cleanups.defer(async () => {
       await broker.close();
       await backend.close();
     });
@@ -73,7 +73,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: bounds acro
           for (const [topic, bytes] of really) if (bytes > 0) expect(perTopic.get(topic)).toBe(bytes);
           expect(topics).toBeLessThanOrEqual(maxTopics);
           expect(really.size).toBeLessThanOrEqual(maxTopics); // evicted topics leave no stream behind
-          for (const fn of cleanups.splice(0).reverse()) await fn();
+          await cleanups.teardown();
         },
       ),
       { numRuns: 25 },

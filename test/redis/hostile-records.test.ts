@@ -62,7 +62,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: records rea
     // The pair's own brokers hold the backends' feeds: these brokers replace them.
     const deepBroker = new PubSubBroker({ backend: b, maxDataDepth: 300 });
     const plainBroker = new PubSubBroker({ backend: a });
-    cleanups.push(() => Promise.all([deepBroker.close(), plainBroker.close()]));
+    cleanups.defer(() => Promise.all([deepBroker.close(), plainBroker.close()]));
     const nested = JSON.parse(`${'['.repeat(299)}1${']'.repeat(299)}`) as unknown;
     const got: Message[] = [];
     await deepBroker.subscribe('deep', { onMessage: (m) => got.push(m) });

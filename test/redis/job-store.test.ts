@@ -7,8 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock, PollHandle, PollHandler, type PollJobContext, pollChannels, UnavailableError } from '../../src/index.js';
 import { RedisBackend, RedisJobStore } from '../../src/redis/index.js';
 import { jobStoreConformance } from '../conformance/job-store-kit.js';
-import { eventually } from '../helpers.js';
-import { serve } from './helpers.js';
+import { eventually, serveRig } from '../helpers.js';
 import { freePort, REDIS_BINARY, redisUnavailableReason, startRedis, testRedis, type TestRedis, uniquePrefix } from './redis-server.js';
 
 describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
@@ -128,14 +127,14 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
     const store = new RedisJobStore({ url: `redis://127.0.0.1:${port}`, prefix: uniquePrefix('down'), connectTimeoutMs: 200, retryAfterSeconds: 3, redis: { retryStrategy: () => 50 } });
     const jobs = new PollHandle({ clock, store });
     const handler = new PollHandler({ jobs, run: () => 1 });
-    const server = await serve((req, res) => void handler.handle(req, res));
+    const server = await serveRig((req, res) => void handler.handle(req, res));
     try {
       await expect(jobs.lookup('AAAAAAAAAAAAAAAA')).rejects.toBeInstanceOf(UnavailableError);
-      const start = await fetch(`${server.base}/jobs`, { method: 'POST' });
+      const start = await fetch(`${server.url}/jobs`, { method: 'POST' });
       expect(start.status).toBe(503);
       expect(start.headers.get('retry-after')).toBe('3');
       expect(((await start.json()) as { error: { code: string } }).error.code).toBe('PB_ERR_UNAVAILABLE');
-      const read = await fetch(`${server.base}/jobs/AAAAAAAAAAAAAAAA`);
+      const read = await fetch(`${server.url}/jobs/AAAAAAAAAAAAAAAA`);
       expect(read.status).toBe(503);
       expect(jobs.stats()).toMatchObject({ pending: 0, started: 0 });
     } finally {

@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCursor } from '../../src/index.js';
 import { type DemoProcess, startDemos, stopDemo } from './demo-process.js';
-import { eventually } from '../helpers.js';
-import { readSse, type SseEvent } from './helpers.js';
+import type { EventSourceMessage } from 'eventsource-parser';
+import { eventually, readSse } from '../helpers.js';
 import { REDIS_BINARY, startRedis, type TestRedis, uniquePrefix } from './redis-server.js';
 
 const HOLD_MS = 1000;
@@ -52,18 +52,17 @@ describe.skipIf(REDIS_BINARY === undefined)('three demo processes on one Redis',
     }
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) ids.push(((await (await publish(p1.base, 'replay', i)).json()) as { id: string }).id);
-    const events: SseEvent[] = [];
-    const stop = new AbortController();
+    const stream = await readSse(`${p3.base}/sse/replay`, { headers: { 'last-event-id': ids[0]! } });
+    const events = stream.events;
     try {
-      const stream = await readSse(`${p3.base}/sse/replay`, events, stop.signal, { 'last-event-id': ids[0]! });
-      expect(stream.status).toBe(200);
+      expect(stream.res.status).toBe(200);
       await eventually(() => events.length === 2, 'the replay on P3');
       const live = ((await (await publish(p2.base, 'replay', 3)).json()) as { id: string }).id;
       await eventually(() => events.length === 3, 'the live event on P3');
       expect(events.map((e) => e.id)).toEqual([ids[1], ids[2], live]);
       expect(events.map((e) => e.data)).toEqual(['1', '2', '3']);
     } finally {
-      stop.abort();
+      await stream.close();
     }
   });
 
@@ -77,19 +76,19 @@ describe.skipIf(REDIS_BINARY === undefined)('three demo processes on one Redis',
     const statuses: number[] = [];
 
     // SSE on P2, moving to P1 with Last-Event-ID half way.
-    const sse: SseEvent[] = [];
+    const sse: EventSourceMessage[] = [];
     let sseStop = new AbortController();
     /** Times the server ended a stream (an EventSource would reconnect with Last-Event-ID: so do we). */
     const sseEnds: string[] = [];
     const follow = async (base: string, stop: AbortController, lastEventId?: string): Promise<number> => {
-      const stream = await readSse(`${base}/sse/${topic}`, sse, stop.signal, lastEventId ? { 'last-event-id': lastEventId } : {});
-      void stream.done.then(async () => {
+      const stream = await readSse(`${base}/sse/${topic}`, { into: sse, signal: stop.signal, headers: lastEventId ? { 'last-event-id': lastEventId } : {} });
+      void stream.ended.then(async () => {
         if (stop.signal.aborted) return;
         sseEnds.push(`${base} after ${sse.length} events`);
         await sleep(100);
         if (!stop.signal.aborted) await follow(base, stop, sse[sse.length - 1]?.id ?? lastEventId).catch(() => undefined);
       });
-      return stream.status;
+      return stream.res.status;
     };
     expect(await follow(p2.base, sseStop)).toBe(200);
 

@@ -2,14 +2,11 @@ import { fc } from '@fast-check/vitest';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LongPollHandler, type Message, parseCursor, SseHandler, UnavailableError } from '../../src/index.js';
 import { RedisBackend, type RedisBackendOptions } from '../../src/redis/index.js';
-import { eventually } from '../helpers.js';
-import { backendPair, readSse, serve, type SseEvent } from './helpers.js';
+import { eventually, perTest, readSse, serveRig } from '../helpers.js';
+import { backendPair } from './helpers.js';
 import { REDIS_BINARY, redisUnavailableReason, startRedis, testRedis, type TestRedis } from './redis-server.js';
 
-const cleanups: (() => Promise<unknown> | unknown)[] = [];
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-});
+const cleanups = perTest;
 
 /** Two backends ("processes" A and B) on one Redis and prefix, each with its broker. */
 function pair(url: string, options: Partial<RedisBackendOptions> = {}, optionsB: Partial<RedisBackendOptions> = {}) {
@@ -44,18 +41,18 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes s
     const { brokerA, brokerB } = await pair(redis.url);
     const longPoll = new LongPollHandler({ broker: brokerB, maxHoldMs: 10_000 });
     const sse = new SseHandler({ broker: brokerB, heartbeatMs: 60_000 });
-    const server = await serve((req, res) => {
+    const server = await serveRig((req, res) => {
       const url = new URL(req.url ?? '/', 'http://x');
       if (url.pathname === '/lp') void longPoll.handle(req, res, { topics: ['news'] });
       else void sse.handle(req, res, { topics: ['news'] });
     });
-    cleanups.push(async () => {
+    cleanups.defer(async () => {
       await longPoll.close();
       await sse.close();
       await server.close();
     });
 
-    const waiting = fetch(`${server.base}/lp`);
+    const waiting = fetch(`${server.url}/lp`);
     await eventually(() => longPoll.stats().parked === 1, 'the poll to park on B');
     const first = await brokerA.publish('news', 'one');
     const res = await waiting;
@@ -63,11 +60,10 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes s
     expect(((await res.json()) as { messages: { id: string }[] }).messages.map((m) => m.id)).toEqual([first.id]);
 
     const second = await brokerA.publish('news', { n: 2 });
-    const events: SseEvent[] = [];
-    const stop = new AbortController();
-    cleanups.push(() => stop.abort());
-    const stream = await readSse(`${server.base}/sse`, events, stop.signal, { 'last-event-id': first.id });
-    expect(stream.status).toBe(200);
+    const stream = await readSse(`${server.url}/sse`, { headers: { 'last-event-id': first.id } });
+    const events = stream.events;
+    cleanups.defer(() => stream.close());
+    expect(stream.res.status).toBe(200);
     await eventually(() => events.length === 1, 'the replayed event');
     const third = await brokerA.publish('news', 'three');
     await eventually(() => events.length === 2, 'the live event');
@@ -126,7 +122,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes s
             localReads += a.redisStats().localReads;
           } finally {
             await plain.close();
-            for (const fn of cleanups.splice(0).reverse()) await fn();
+            await cleanups.teardown();
           }
         },
       ),
@@ -162,7 +158,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes s
     await brokerA.publish('tag.me', 1);
     const { Redis } = await import('ioredis');
     const client = new Redis(redis.url);
-    cleanups.push(() => client.quit());
+    cleanups.defer(() => client.quit());
     const keys = (await client.keys(`${prefix}*`)).sort();
     expect(keys).toEqual([`${prefix}{m}:bytes`, `${prefix}{m}:meta`, `${prefix}{m}:topics`, `${prefix}{t:tag.me}`].sort());
     expect(await client.type(`${prefix}{t:tag.me}`)).toBe('stream');
@@ -224,13 +220,13 @@ describe.skipIf(REDIS_BINARY === undefined)('RedisBackend faults: a redis-server
     redis = await startRedis();
     const { brokerB } = await pair(redis.url);
     const longPoll = new LongPollHandler({ broker: brokerB, maxHoldMs: 800 });
-    const server = await serve((req, res) => void longPoll.handle(req, res, { topics: ['held'] }));
-    cleanups.push(async () => {
+    const server = await serveRig((req, res) => void longPoll.handle(req, res, { topics: ['held'] }));
+    cleanups.defer(async () => {
       await longPoll.close();
       await server.close();
     });
     const cursor = await brokerB.head();
-    const held = fetch(`${server.base}/?cursor=${cursor}`);
+    const held = fetch(`${server.url}/?cursor=${cursor}`);
     await eventually(() => longPoll.stats().parked === 1, 'the poll to park');
     await redis.stop();
     const t0 = Date.now();
@@ -238,7 +234,7 @@ describe.skipIf(REDIS_BINARY === undefined)('RedisBackend faults: a redis-server
     expect(res.status).toBe(204);
     expect(res.headers.get('patchbay-cursor')).toBe(cursor);
     expect(Date.now() - t0).toBeLessThan(2000);
-    const again = await fetch(`${server.base}/?cursor=${cursor}`);
+    const again = await fetch(`${server.url}/?cursor=${cursor}`);
     expect(again.status).toBe(503);
     expect(again.headers.get('retry-after')).toBe('1');
     expect(((await again.json()) as { error: { code: string } }).error.code).toBe('PB_ERR_UNAVAILABLE');
@@ -269,7 +265,7 @@ describe.skipIf(REDIS_BINARY === undefined)('RedisBackend faults: a redis-server
     await eventually(() => got.length === 2, 'both on B');
     const { Redis } = await import('ioredis');
     const admin = new Redis(redis.url);
-    cleanups.push(() => admin.quit());
+    cleanups.defer(() => admin.quit());
     // As if Redis restarted from a snapshot taken before the second publish.
     await admin.xdel(`${prefix}{t:w}`, `${Math.floor(parseCursor(second.id).seq / 1024)}-${parseCursor(second.id).seq % 1024}`);
     await admin.hset(`${prefix}{m}:meta`, 's', String(parseCursor(first.id).seq));
