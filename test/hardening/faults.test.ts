@@ -10,22 +10,17 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 // @ts-expect-error: the demo is plain JavaScript
 import { createDemo } from '../../demo/server.js';
 import type { PubSubBroker } from '../../src/index.js';
-import { until } from '../helpers.js';
+import { perTest, until } from '../helpers.js';
 
 interface Demo {
   server: Server;
   broker: PubSubBroker;
 }
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
 async function start(): Promise<{ demo: Demo; base: string; stop: () => Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'patchbay-faults-'));
   const demo = createDemo({ uploadsDir: dir, sidecars: undefined }) as Demo;
@@ -38,7 +33,7 @@ async function start(): Promise<{ demo: Demo; base: string; stop: () => Promise<
     await new Promise((resolve) => demo.server.close(resolve));
     rmSync(dir, { recursive: true, force: true });
   };
-  cleanups.push(stop);
+  perTest.defer(stop);
   return { demo, base: `127.0.0.1:${(demo.server.address() as AddressInfo).port}`, stop };
 }
 

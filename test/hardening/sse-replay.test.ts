@@ -16,7 +16,7 @@
 import { connect } from 'node:net';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   type Clock,
   ManualClock,
@@ -31,14 +31,7 @@ import {
   SseHandler,
   type SseHandlerOptions,
 } from '../../src/index.js';
-import { until } from '../helpers.js';
-import { closeServers, serve } from './http.js';
-
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0)) await c();
-  await closeServers();
-});
+import { perTest, serveRig, until } from '../helpers.js';
 
 /**
  * A backend that stores, in place of `{ bad: true }`, a value no JSON can carry (a BigInt): what
@@ -55,12 +48,12 @@ class PoisonBackend extends MemoryBackend {
 async function rig(options: Partial<SseHandlerOptions> = {}, brokerOptions: PubSubBrokerOptions = {}) {
   const broker = new PubSubBroker({ backend: new PoisonBackend({ history: { maxCount: 100_000, maxBytes: 64 * 1024 * 1024 } }), ...brokerOptions });
   const sse = new SseHandler({ broker, ...options });
-  cleanups.push(async () => {
+  perTest.defer(async () => {
     await sse.close();
     await broker.close();
     await broker.backend.close();
   });
-  const { base } = await serve((req, res) => {
+  const { url: base } = await serveRig((req, res) => {
     const m = /^\/sse\/([^/?]+)/.exec(req.url ?? '');
     void sse.handle(req, res, m ? { topics: [decodeURIComponent(m[1]!)] } : undefined);
   });
@@ -133,7 +126,7 @@ describe('SSE: a message the handler cannot serialize is contained', () => {
     const errors: unknown[] = [];
     const onError = (m: unknown): void => void errors.push(m);
     pubsubChannels.error.subscribe(onError);
-    cleanups.push(async () => void pubsubChannels.error.unsubscribe(onError));
+    perTest.defer(async () => void pubsubChannels.error.unsubscribe(onError));
     const a = await connectSse(`${base}/sse/poison`, undefined);
     const b = await connectSse(`${base}/sse/poison`, undefined);
     await until(() => a.opens.length === 1 && b.opens.length === 1, 'both streams open');
@@ -288,13 +281,13 @@ describe('SSE replays are bounded by bytes', () => {
     const reasons: string[] = [];
     const onClose = (m: unknown): void => void reasons.push((m as { reason: string }).reason);
     sseChannels.close.subscribe(onClose);
-    cleanups.push(async () => void sseChannels.close.unsubscribe(onClose));
+    perTest.defer(async () => void sseChannels.close.unsubscribe(onClose));
     const cursor = (await broker.publish('big', 'seen')).id;
     // 32 MiB: far more than the bound and the kernel's socket buffers.
     for (let i = 0; i < COUNT; i++) await broker.publish('big', `${i}:${'b'.repeat(MESSAGE)}`);
     const { port } = new URL(base);
     const socket = connect(Number(port), '127.0.0.1');
-    cleanups.push(async () => void socket.destroy());
+    perTest.defer(async () => void socket.destroy());
     await new Promise((resolve) => socket.once('connect', resolve));
     socket.write(`GET /sse/big HTTP/1.1\r\nHost: x\r\nLast-Event-ID: ${cursor}\r\n\r\n`);
     socket.pause(); // and never read

@@ -1,20 +1,15 @@
 import http, { type IncomingMessage } from 'node:http';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ErrorCodes, isAllowedOrigin, PublishHandler, PubSubBroker, type PublishHandlerOptions } from '../../src/index.js';
-import { closeServers, errorBody, request, serve } from '../hardening/http.js';
-
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-  await closeServers();
-});
+import { errorBody, request } from '../hardening/http.js';
+import { perTest, serveRig } from '../helpers.js';
 
 async function rig(options: Omit<PublishHandlerOptions, 'broker'> = {}) {
   const broker = new PubSubBroker();
   const handler = new PublishHandler({ ...options, broker });
-  cleanups.push(() => broker.close());
-  const { base } = await serve((req, res) => void handler.handle(req, res, decodeURIComponent((req.url ?? '').slice('/pub/'.length))));
+  perTest.defer(() => broker.close());
+  const { url: base } = await serveRig((req, res) => void handler.handle(req, res, decodeURIComponent((req.url ?? '').slice('/pub/'.length))));
   return { broker, handler, base, host: new URL(base).host };
 }
 
