@@ -14,7 +14,6 @@
  *   message could not be carried.
  */
 import { connect } from 'node:net';
-import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -31,7 +30,7 @@ import {
   SseHandler,
   type SseHandlerOptions,
 } from '../../src/index.js';
-import { perTest, serveRig, until } from '../helpers.js';
+import { perTest, readSse, type SseReader, serveRig, until } from '../helpers.js';
 
 /**
  * A backend that stores, in place of `{ bad: true }`, a value no JSON can carry (a BigInt): what
@@ -61,19 +60,10 @@ async function rig(options: Partial<SseHandlerOptions> = {}, brokerOptions: PubS
 }
 
 /** One connection as an EventSource would make it: every event parsed, the last id kept. */
-interface Connection {
+/** A stream as the tests see it: readSse's reader, with the status and the gap header at hand. */
+interface Connection extends SseReader {
   readonly status: number;
   readonly gapHeader: string | null;
-  /** Events other than the opening one. */
-  readonly events: EventSourceMessage[];
-  readonly opens: EventSourceMessage[];
-  /** The id the client would send back (the last `id:` it accepted). */
-  lastId: string | undefined;
-  /** Settles when the stream ends (the server cut it, or `stopAfter` events were taken). */
-  readonly ended: Promise<void>;
-  /** `true` once `ended` settled. */
-  done: boolean;
-  close(): void;
 }
 
 /**
@@ -81,43 +71,8 @@ interface Connection {
  * and cuts the connection: events parsed after them are not taken, as if never received.
  */
 async function connectSse(url: string, lastId: string | undefined, stopAfter = Infinity): Promise<Connection> {
-  const ac = new AbortController();
-  const res = await fetch(url, { headers: lastId === undefined ? {} : { 'last-event-id': lastId }, signal: ac.signal });
-  const conn: Connection = {
-    status: res.status,
-    gapHeader: res.headers.get('patchbay-gap'),
-    events: [],
-    opens: [],
-    lastId,
-    ended: Promise.resolve(),
-    done: false,
-    close: () => ac.abort(),
-  };
-  let cut = stopAfter === 0 ? 'open' : 'no';
-  const parser = createParser({
-    onEvent: (e) => {
-      if (cut === 'yes') return;
-      if (e.event === 'patchbay-open') conn.opens.push(e);
-      else conn.events.push(e);
-      if (e.id !== undefined) conn.lastId = e.id;
-      if (cut === 'open' || conn.events.length >= stopAfter) {
-        cut = 'yes';
-        ac.abort();
-      }
-    },
-  });
-  (conn as { ended: Promise<void> }).ended = (async () => {
-    if (res.body === null) return;
-    const decoder = new TextDecoder();
-    try {
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) parser.feed(decoder.decode(chunk, { stream: true }));
-    } catch {
-      // cut
-    } finally {
-      conn.done = true;
-    }
-  })();
-  return conn;
+  const reader = await readSse(url, { headers: lastId === undefined ? {} : { 'last-event-id': lastId }, limit: stopAfter });
+  return Object.assign(reader, { status: reader.res.status, gapHeader: reader.res.headers.get('patchbay-gap') });
 }
 
 describe('SSE: a message the handler cannot serialize is contained', () => {
