@@ -22,8 +22,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript
 import { createDemo } from '../../demo/server.js';
 import type { PollHandle } from '../../src/index.js';
-import { closeDemo, listenDemo } from '../demo/helpers.js';
-import { eventually, sourceNodeArgs, TestResources } from '../helpers.js';
+import { closeDemo } from '../demo/helpers.js';
+import { eventually, serveRig, sourceNodeArgs, TestResources } from '../helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const IN_CI = process.env.CI === 'true';
@@ -132,7 +132,7 @@ describe.skipIf(!HAS_CHROMIUM && !IN_CI)('the demo page in Chromium, every patte
           createDemo({ sseRetryMs: 100, uploadsDir, sidecars: { dir: sidecarDir, metricsPort: 0, nodeArgs: [...sourceNodeArgs] } }),
           closeDemo,
         );
-        base = await r.wait(listenDemo(demo));
+        base = (await r.wait(serveRig(demo.server, { resources: r }))).url;
         await r.wait(demo.sidecars.ready);
         if (!HAS_CHROMIUM) throw new Error(`CI=true but there is no Chromium at ${CHROMIUM}: apt-get install -y --no-install-recommends chromium`);
         const profile = r.add(mkdtempSync(join(tmpdir(), 'patchbay-chromium-')), removeDir);

@@ -18,8 +18,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript
 import { createDemo } from '../../demo/server.js';
 import type { SseHandler } from '../../src/index.js';
-import { closeDemo, listenDemo } from '../demo/helpers.js';
-import { eventually, TestResources } from '../helpers.js';
+import { closeDemo } from '../demo/helpers.js';
+import { eventually, serveRig, TestResources } from '../helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const IN_CI = process.env.CI === 'true';
@@ -88,7 +88,7 @@ describe.skipIf(!HAS_CHROMIUM && !IN_CI)('the demo page in Chromium', () => {
         gate = null;
         for (const release of held) release();
       });
-      base = await r.wait(listenDemo(demo));
+      base = (await r.wait(serveRig(demo.server, { resources: r }))).url;
       if (!HAS_CHROMIUM) return; // in CI: the test fails, it does not skip
       const profile = r.add(mkdtempSync(join(tmpdir(), 'patchbay-chromium-')), (dir) => rmSync(dir, { recursive: true, force: true }));
       context = r.add(

@@ -9,9 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript
 import { createDemo } from '../../demo/server.js';
 import type { SidecarSupervisor } from '../../src/index.js';
-import { eventually, sourceNodeArgs, TestResources } from '../helpers.js';
+import { eventually, serveRig, sourceNodeArgs, TestResources } from '../helpers.js';
 import { alive, tempDir } from '../sidecar/helpers.js';
-import { closeDemo, listenDemo } from './helpers.js';
+import { closeDemo } from './helpers.js';
 
 interface DemoSidecars {
   logFile: string;
@@ -31,7 +31,7 @@ beforeAll(() =>
   resources.setup(async (r) => {
     const tmp = r.add(tempDir(), (t) => t.remove());
     demo = r.add<typeof demo>(createDemo({ sidecars: { dir: tmp.dir, metricsPort: 0, nodeArgs: [...sourceNodeArgs] } }), closeDemo);
-    base = await r.wait(listenDemo(demo));
+    base = (await r.wait(serveRig(demo.server, { resources: r }))).url;
     await r.wait(demo.sidecars.ready);
   }),
 );
