@@ -2,13 +2,19 @@
  * Runs before every test file (vitest `setupFiles`): marks the processes this worker starts
  * (they inherit `PATCHBAY_TEST_WORKER=<this pid>`), and after the file's own hooks checks that
  * none of them is still alive: one that is gets killed by PID and fails the file, named.
- * See leak-guard.ts.
+ * See leak-guard.ts. It also closes, after each test, what the test registered with `perTest`
+ * (test/helpers.ts): servers from serveRig(), `perTest.defer(...)` cleanups.
  */
 import { isMainThread } from 'node:worker_threads';
-import { afterAll } from 'vitest';
+import { afterAll, afterEach } from 'vitest';
+import { perTest } from './helpers.js';
 import { assertNoLeftovers, WORKER_ENV } from './leak-guard.js';
 
 process.env[WORKER_ENV] = String(process.pid);
+
+// Registered before the file's own hooks, so it runs after them: a file's afterEach may still
+// use the servers and handlers of the test.
+afterEach(() => perTest.teardown());
 
 // Registered before the file's own hooks, so it runs after them (vitest runs afterAll hooks in
 // reverse order).

@@ -3,11 +3,11 @@
 // publish, long poll, SSE, a job polled to its end, a tus upload. Each child is ended by its PID.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import type { EventSourceMessage } from 'eventsource-parser';
 import { afterEach, describe, expect, it } from 'vitest';
+import { readSse, sourceNodeArgs } from '../helpers.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const resolveSrc = fileURLToPath(new URL('./fixtures/resolve-src.mjs', import.meta.url));
 
 let child: ChildProcess | undefined;
 afterEach(async () => {
@@ -22,7 +22,7 @@ afterEach(async () => {
 });
 
 async function start(framework: string): Promise<string> {
-  const c = spawn(process.execPath, ['--import', 'tsx', '--import', resolveSrc, `examples/${framework}/server.ts`], {
+  const c = spawn(process.execPath, [...sourceNodeArgs, `examples/${framework}/server.ts`], {
     cwd: root,
     env: { ...process.env, PORT: '0' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -49,17 +49,10 @@ async function start(framework: string): Promise<string> {
 }
 
 async function nextEvent(res: Response): Promise<EventSourceMessage> {
-  const reader = res.body!.getReader();
-  const events: EventSourceMessage[] = [];
-  // The opening event (patchbay-open) carries the stream's starting id; it is not a message.
-  const parser = createParser({ onEvent: (e) => e.event !== 'patchbay-open' && events.push(e) });
-  while (events.length === 0) {
-    const { done, value } = await reader.read();
-    if (done) throw new Error('The SSE stream ended');
-    parser.feed(new TextDecoder().decode(value));
-  }
-  await reader.cancel();
-  return events[0]!;
+  const stream = await readSse(res);
+  const [event] = await stream.take(1, 'the first SSE event', { timeoutMs: 20_000 });
+  await stream.close();
+  return event!;
 }
 
 describe.each(['express', 'fastify', 'koa', 'hono'])('examples/%s', (framework) => {

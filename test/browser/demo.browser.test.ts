@@ -22,8 +22,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript
 import { createDemo } from '../../demo/server.js';
 import type { PollHandle, SharedPollHandle } from '../../src/index.js';
-import { closeDemo, listenDemo } from '../demo/helpers.js';
-import { TestResources, waitFor } from '../helpers.js';
+import { closeDemo } from '../demo/helpers.js';
+import { eventually, serveRig, sourceNodeArgs, TestResources } from '../helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const IN_CI = process.env.CI === 'true';
@@ -32,7 +32,6 @@ const WAIT_MS = 20_000;
 const root = fileURLToPath(new URL('../..', import.meta.url));
 /** Screenshots go to docs/images/ with PATCHBAY_SCREENSHOTS=1 (to refresh the README's), else to a temp folder. */
 const images = process.env['PATCHBAY_SCREENSHOTS'] === '1' ? join(root, 'docs', 'images') : mkdtempSync(join(tmpdir(), 'patchbay-screenshots-'));
-const resolveSrc = fileURLToPath(new URL('../sidecar/fixtures/resolve-src.mjs', import.meta.url));
 
 if (!HAS_CHROMIUM && !IN_CI) {
   console.warn(
@@ -130,10 +129,10 @@ describe.skipIf(!HAS_CHROMIUM && !IN_CI)('the demo page in Chromium, every patte
         const uploadsDir = r.add(mkdtempSync(join(tmpdir(), 'patchbay-browser-uploads-')), removeDir);
         const sidecarDir = r.add(mkdtempSync(join(tmpdir(), 'patchbay-browser-sidecars-')), removeDir);
         demo = r.add<typeof demo>(
-          createDemo({ sseRetryMs: 100, uploadsDir, sidecars: { dir: sidecarDir, metricsPort: 0, nodeArgs: ['--import', 'tsx', '--import', resolveSrc] } }),
+          createDemo({ sseRetryMs: 100, uploadsDir, sidecars: { dir: sidecarDir, metricsPort: 0, nodeArgs: [...sourceNodeArgs] } }),
           closeDemo,
         );
-        base = await r.wait(listenDemo(demo));
+        base = (await r.wait(serveRig(demo.server, { resources: r }))).url;
         await r.wait(demo.sidecars.ready);
         if (!HAS_CHROMIUM) throw new Error(`CI=true but there is no Chromium at ${CHROMIUM}: apt-get install -y --no-install-recommends chromium`);
         const profile = r.add(mkdtempSync(join(tmpdir(), 'patchbay-chromium-')), removeDir);
@@ -245,7 +244,7 @@ describe.skipIf(!HAS_CHROMIUM && !IN_CI)('the demo page in Chromium, every patte
     await refreshUntil('sidecar-metrics', 'demo_requests_total', 'the request counters on the page');
     // That refresh is logged when its answer ends, and the shipper writes in batches: wait until
     // its line is in the file, then refresh again to see it on the page.
-    await waitFor(() => logged('/sidecar'), 'the log shipper to write the line of the first GET /sidecar', WAIT_MS);
+    await eventually(() => logged('/sidecar'), 'the log shipper to write the line of the first GET /sidecar', { timeoutMs: WAIT_MS });
     await refreshUntil('sidecar-log', '"path":"/sidecar"', 'the GET /sidecar line in the page\'s log pane');
     // The page shows what the sidecars hold: counters of its requests, and their log lines.
     expect(await page.textContent('#sidecar-metrics')).toMatch(/demo_requests_total\{[^}]*\} [1-9]/);

@@ -18,8 +18,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript
 import { createDemo } from '../../demo/server.js';
 import type { SseHandler } from '../../src/index.js';
-import { closeDemo, listenDemo } from '../demo/helpers.js';
-import { TestResources, waitFor } from '../helpers.js';
+import { closeDemo } from '../demo/helpers.js';
+import { eventually, serveRig, TestResources } from '../helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const IN_CI = process.env.CI === 'true';
@@ -88,7 +88,7 @@ describe.skipIf(!HAS_CHROMIUM && !IN_CI)('the demo page in Chromium', () => {
         gate = null;
         for (const release of held) release();
       });
-      base = await r.wait(listenDemo(demo));
+      base = (await r.wait(serveRig(demo.server, { resources: r }))).url;
       if (!HAS_CHROMIUM) return; // in CI: the test fails, it does not skip
       const profile = r.add(mkdtempSync(join(tmpdir(), 'patchbay-chromium-')), (dir) => rmSync(dir, { recursive: true, force: true }));
       context = r.add(
@@ -146,7 +146,7 @@ describe.skipIf(!HAS_CHROMIUM && !IN_CI)('the demo page in Chromium', () => {
     const live = sseRequests.filter((r) => r.open);
     expect(live).toHaveLength(1);
     live[0]!.socket.destroy();
-    await waitFor(() => gate!.length === 1, 'the browser to reconnect', WAIT_MS);
+    await eventually(() => gate!.length === 1, 'the browser to reconnect', { timeoutMs: WAIT_MS });
     expect(sseRequests.at(-1)!.lastEventId).toBe(published[3]!.id);
     for (let i = 0; i < 3; i++) await publish(`missed ${i}`);
     const release = gate;
@@ -159,7 +159,7 @@ describe.skipIf(!HAS_CHROMIUM && !IN_CI)('the demo page in Chromium', () => {
     demo.sse.hub.closeAll();
     for (let i = 0; i < 3; i++) await publish(`racing ${i}`);
     await receivedCount(10);
-    await waitFor(() => sseRequests.filter((r) => r.open).length === 1, 'the stream to be live again', WAIT_MS);
+    await eventually(() => sseRequests.filter((r) => r.open).length === 1, 'the stream to be live again', { timeoutMs: WAIT_MS });
     await publish('last');
     await receivedCount(11);
 

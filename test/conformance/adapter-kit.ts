@@ -21,10 +21,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError, LongPollHandler, PollHandle, PollHandler, PubSubBroker, SseHandler } from '../../src/index.js';
 import { UploadHandler } from '../../src/upload/index.js';
+import { eventually, readSse } from '../helpers.js';
 
 /** What the kit hands a subject to mount. */
 export interface KitHandlers {
@@ -78,14 +78,8 @@ async function within<T>(ms: number, what: string, promise: Promise<T>): Promise
   }
 }
 
-/** Polls a condition on real time (the server is a real socket away), failing with its name. */
-async function eventually(condition: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = performance.now() + ms;
-  while (!condition()) {
-    if (performance.now() > end) throw new Error(`Deadline of ${ms} ms passed waiting for ${what}`);
-    await sleep(5);
-  }
-}
+/** Waits on real time (the server is a real socket away) get this long before failing with what they awaited. */
+const SOON = { timeoutMs: 5000 };
 
 function headersOf(res: Response, names: readonly string[]): Record<string, string | null> {
   const out: Record<string, string | null> = {};
@@ -100,33 +94,6 @@ async function expectError(res: Response, status: number, code: string): Promise
   expect(body.error.code).toBe(code);
   expect(typeof body.error.message).toBe('string');
   return body;
-}
-
-/** Reads SSE events off a fetch body until `n` events arrived (or the deadline). */
-function eventReader(res: Response): { next(n: number, what: string): Promise<EventSourceMessage[]>; cancel(): Promise<void> } {
-  const reader = res.body!.getReader();
-  const events: EventSourceMessage[] = [];
-  // The opening event (patchbay-open) carries the stream's starting id; it is not a message.
-  const parser = createParser({ onEvent: (e) => e.event !== 'patchbay-open' && events.push(e) });
-  const decoder = new TextDecoder();
-  let taken = 0;
-  return {
-    async next(n, what) {
-      await within(5000, what, (async () => {
-        while (events.length - taken < n) {
-          const { done, value } = await reader.read();
-          if (done) throw new Error(`The stream ended before ${what}`);
-          parser.feed(decoder.decode(value, { stream: true }));
-        }
-      })());
-      const got = events.slice(taken, taken + n);
-      taken += n;
-      return got;
-    },
-    async cancel() {
-      await reader.cancel().catch(() => undefined);
-    },
-  };
 }
 
 export function adapterConformance(name: string, serve: (handlers: KitHandlers) => Promise<KitSubject>, quirks: KitQuirks = {}): void {
@@ -261,7 +228,7 @@ export function adapterConformance(name: string, serve: (handlers: KitHandlers) 
         const cursor = await publish('kit.lp2', 'before');
         const parkedBefore = h.longPoll.stats().parked;
         const answer = fetch(`${base}/lp/kit.lp2?cursor=${cursor}`);
-        await eventually(() => h.longPoll.stats().parked === parkedBefore + 1, 'the poll to park');
+        await eventually(() => h.longPoll.stats().parked === parkedBefore + 1, 'the poll to park', SOON);
         const id = await publish('kit.lp2', 'wake');
         const res = await within(5000, 'the woken poll', answer);
         expect(res.status).toBe(200);
@@ -281,11 +248,11 @@ export function adapterConformance(name: string, serve: (handlers: KitHandlers) 
         const parked = h.longPoll.stats().parked;
         const controller = new AbortController();
         const pending = fetch(`${base}/lp/kit.lp4?cursor=${cursor}`, { signal: controller.signal }).catch(() => 'aborted');
-        await eventually(() => h.longPoll.stats().parked === parked + 1, 'the poll to park');
+        await eventually(() => h.longPoll.stats().parked === parked + 1, 'the poll to park', SOON);
         controller.abort();
         expect(await pending).toBe('aborted');
-        await eventually(() => h.longPoll.stats().parked === parked, 'the parked poll to be dropped');
-        await eventually(() => h.longPoll.stats().parked === 0 && h.longPoll.stats().interests === 0, 'no parked polls and no interests');
+        await eventually(() => h.longPoll.stats().parked === parked, 'the parked poll to be dropped', SOON);
+        await eventually(() => h.longPoll.stats().parked === 0 && h.longPoll.stats().interests === 0, 'no parked polls and no interests', SOON);
       });
 
       it('answers bad input with JSON errors: cursor, query, method', async () => {
@@ -307,24 +274,24 @@ export function adapterConformance(name: string, serve: (handlers: KitHandlers) 
           'cache-control': 'no-cache, no-transform',
           'x-accel-buffering': 'no',
         });
-        const events = eventReader(res);
+        const events = await readSse(res);
         const a = await publish('kit.sse1', 'line one\nline two');
         const b = await publish('kit.sse1', JSON.stringify({ n: 2 }), 'application/json');
-        const got = await events.next(2, 'two live events');
+        const got = await events.take(2, 'two live events');
         expect(got.map((e) => [e.id, e.event, e.data])).toEqual([
           [a, undefined, 'line one\nline two'],
           [b, undefined, '{"n":2}'],
         ]);
-        await events.cancel();
+        await events.close();
         const c = await publish('kit.sse1', 'three');
         const resumed = await fetch(`${base}/sse/kit.sse1`, { headers: { 'last-event-id': a } });
         expect(resumed.status).toBe(200);
-        const replay = eventReader(resumed);
-        expect((await replay.next(2, 'the replay')).map((e) => [e.id, e.data])).toEqual([
+        const replay = await readSse(resumed);
+        expect((await replay.take(2, 'the replay')).map((e) => [e.id, e.data])).toEqual([
           [b, '{"n":2}'],
           [c, 'three'],
         ]);
-        await replay.cancel();
+        await replay.close();
       });
 
       it('resumes from the lastEventId query (EventSource cannot set headers on its first connection)', async () => {
@@ -332,32 +299,32 @@ export function adapterConformance(name: string, serve: (handlers: KitHandlers) 
         const b = await publish('kit.sse5', 'two');
         const res = await fetch(`${base}/sse/kit.sse5?lastEventId=${a}`);
         expect(res.status).toBe(200);
-        const events = eventReader(res);
-        expect((await events.next(1, 'the replay')).map((e) => [e.id, e.data])).toEqual([[b, 'two']]);
-        await events.cancel();
+        const events = await readSse(res);
+        expect((await events.take(1, 'the replay')).map((e) => [e.id, e.data])).toEqual([[b, 'two']]);
+        await events.close();
       });
 
       it('delivers a burst in order and whole', async () => {
         const res = await fetch(`${base}/sse/kit.sse2`);
-        const events = eventReader(res);
+        const events = await readSse(res);
         const ids: string[] = [];
         const big = 'y'.repeat(900);
         for (let i = 0; i < 200; i++) ids.push((await h.broker.publish('kit.sse2', `${i}:${big}`)).id);
-        const got = await events.next(200, 'the burst');
+        const got = await events.take(200, 'the burst');
         expect(got.map((e) => e.id)).toEqual(ids);
         expect(got.every((e, i) => e.data === `${i}:${big}`)).toBe(true);
-        await events.cancel();
+        await events.close();
       });
 
       it('leaves 0 streams when the client goes away', async () => {
-        await eventually(() => h.sse.stats().connections === 0, 'earlier streams to close');
+        await eventually(() => h.sse.stats().connections === 0, 'earlier streams to close', SOON);
         const open = 0;
         const controller = new AbortController();
         const res = await fetch(`${base}/sse/kit.sse3`, { signal: controller.signal });
         expect(res.status).toBe(200);
-        await eventually(() => h.sse.stats().connections === open + 1, 'the stream to open');
+        await eventually(() => h.sse.stats().connections === open + 1, 'the stream to open', SOON);
         controller.abort();
-        await eventually(() => h.sse.stats().connections === 0, 'no open streams');
+        await eventually(() => h.sse.stats().connections === 0, 'no open streams', SOON);
       });
 
       it('answers bad input with JSON errors before any stream starts', async () => {
@@ -412,10 +379,10 @@ export function adapterConformance(name: string, serve: (handlers: KitHandlers) 
         const { id } = (await start.json()) as { id: string };
         const controller = new AbortController();
         const held = fetch(`${base}/jobs/${id}`, { headers: { prefer: 'wait=30' }, signal: controller.signal }).catch(() => 'aborted');
-        await eventually(() => h.poll.stats().held === 1, 'the read to be held');
+        await eventually(() => h.poll.stats().held === 1, 'the read to be held', SOON);
         controller.abort();
         expect(await held).toBe('aborted');
-        await eventually(() => h.poll.stats().held === 0, 'no held reads');
+        await eventually(() => h.poll.stats().held === 0, 'no held reads', SOON);
         const del = await fetch(`${base}/jobs/${id}`, { method: 'DELETE' });
         expect(del.status).toBe(200);
         expect(((await del.json()) as { state: string }).state).toBe('canceled');
@@ -477,7 +444,7 @@ export function adapterConformance(name: string, serve: (handlers: KitHandlers) 
       it('refuses bodies no transport can carry (300 deep, __proto__, lone surrogates) on /pub and /jobs, and a reader on the topic lives on', async () => {
         const stream = await fetch(`${base}/sse/kit.hostile`);
         expect(stream.status).toBe(200);
-        const events = eventReader(stream);
+        const events = await readSse(stream);
         const before = h.broker.stats().published;
         const bodies = ['['.repeat(300) + ']'.repeat(300), '{"a":[{"__proto__":{"polluted":1}}]}', '"\\ud800"', '{"k":["\\udfff"]}'];
         for (const body of bodies) {
@@ -489,9 +456,9 @@ export function adapterConformance(name: string, serve: (handlers: KitHandlers) 
         await expectError(job, 400, 'PB_ERR_PROTOCOL');
         expect(h.broker.stats().published).toBe(before);
         const id = await publish('kit.hostile', 'after');
-        const got = (await events.next(1, 'the message after the hostile ones')).filter((e) => e.data === 'after');
+        const got = (await events.take(1, 'the message after the hostile ones')).filter((e) => e.data === 'after');
         expect(got.map((e) => e.id)).toEqual([id]);
-        await events.cancel();
+        await events.close();
         expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
       });
 

@@ -23,6 +23,7 @@ import {
   type PollJobContext,
   SharedPollHandle,
 } from '../../src/index.js';
+import { eventually } from '../helpers.js';
 
 /** What a kit run needs: a store for each registry (sharing the same jobs), on `clock`. */
 export interface SharedStores {
@@ -32,15 +33,6 @@ export interface SharedStores {
   sever(): void;
   /** Releases what the stores hold. */
   dispose(): Promise<void>;
-}
-
-/** Waits (by condition, real time, bounded) for what crosses a store to arrive. */
-export async function until(condition: () => boolean, what: string, deadlineMs = 10_000): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (!condition()) {
-    if (Date.now() > end) throw new Error(`Timed out after ${deadlineMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
 }
 
 interface Deferred<T> {
@@ -95,12 +87,12 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
       const { A, B } = await setup();
       const c = controlled<{ n: number }>();
       const job = await A.submit(c.fn);
-      await until(() => c.ctx() !== undefined, 'the job to run on A');
+      await eventually(() => c.ctx() !== undefined, 'the job to run on A');
       const seen = await B.lookup(job.id);
       expect(seen.state).toBe('running');
       expect(seen.version).toBe(job.version);
       c.ctx()!.progress({ done: 1, total: 2 });
-      await until(() => job.progress !== null, 'the progress to be stored');
+      await eventually(() => job.progress !== null, 'the progress to be stored');
       expect((await B.lookup(job.id)).snapshot()).toEqual(job.snapshot());
       c.result.resolve({ n: 7 });
       const done = await job.done();
@@ -113,7 +105,7 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
       const { A, B } = await setup();
       const c = controlled();
       const job = await A.submit(c.fn);
-      await until(() => c.ctx() !== undefined, 'the job to run');
+      await eventually(() => c.ctx() !== undefined, 'the job to run');
       const onB = await B.lookup(job.id);
       const changed = B.waitForChange(job.id, { timeoutMs: 60_000, version: onB.version });
       const outcome = onB.done();
@@ -128,13 +120,13 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
       const { A, B } = await setup();
       const c = controlled();
       const job = await A.submit(c.fn);
-      await until(() => c.ctx() !== undefined, 'the job to run');
+      await eventually(() => c.ctx() !== undefined, 'the job to run');
       const snapshot = await B.cancelJob(job.id);
       expect(snapshot.state).toBe('canceled');
-      await until(() => c.ctx()!.signal.aborted, "A's signal to abort");
+      await eventually(() => c.ctx()!.signal.aborted, "A's signal to abort");
       expect(job.state).toBe('canceled');
       c.result.resolve('too late');
-      await until(() => A.stats().inFlight === 0, 'the function to return');
+      await eventually(() => A.stats().inFlight === 0, 'the function to return');
       expect((await B.lookup(job.id)).state).toBe('canceled');
       expect(A.stats()).toMatchObject({ canceled: 1, succeeded: 0, running: 0 });
       // Canceling an ended job changes nothing.
@@ -147,13 +139,13 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
       const second = controlled();
       const j1 = await A.submit(first.fn);
       const j2 = await A.submit(second.fn);
-      await until(() => first.ctx() !== undefined, 'the first job to run');
+      await eventually(() => first.ctx() !== undefined, 'the first job to run');
       expect(j2.state).toBe('pending');
       await B.cancelJob(j2.id);
-      await until(() => j2.state === 'canceled', 'A to hear of the cancel');
+      await eventually(() => j2.state === 'canceled', 'A to hear of the cancel');
       first.result.resolve(1);
       await j1.done();
-      await until(() => A.stats().inFlight === 0 && A.stats().pending === 0, 'the queue to drain');
+      await eventually(() => A.stats().inFlight === 0 && A.stats().pending === 0, 'the queue to drain');
       expect(second.ctx()).toBeUndefined();
     });
 
@@ -183,7 +175,7 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
       const { A, B, clock, stores } = await setup();
       const c = controlled();
       const job = await A.submit(c.fn);
-      await until(() => c.ctx() !== undefined, 'the job to run');
+      await eventually(() => c.ctx() !== undefined, 'the job to run');
       const onB = await B.lookup(job.id);
       const outcome = onB.done();
       stores.sever();
@@ -191,7 +183,7 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
       // after its last renewal) has run out by the clock.
       for (let i = 0; i < 8 && B.stats().reaped === 0; i++) {
         clock.advance(1000);
-        await until(() => B.stats().reaped === 1, 'B to reap the job', 300).catch(() => undefined);
+        await eventually(() => B.stats().reaped === 1, 'B to reap the job', { timeoutMs: 300 }).catch(() => undefined);
       }
       expect(B.stats().reaped).toBe(1);
       const failed = await outcome;
@@ -205,7 +197,7 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
       await job.done();
       expect((await B.lookup(job.id)).state).toBe('succeeded');
       clock.advance(10_100);
-      await until(() => A.stats().expired === 1, 'A to expire it');
+      await eventually(() => A.stats().expired === 1, 'A to expire it');
       await expect(B.lookup(job.id)).rejects.toBeInstanceOf(GoneError);
       await expect(A.lookup(job.id)).rejects.toBeInstanceOf(GoneError);
       clock.advance(20_100);
@@ -226,7 +218,7 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
       const { A, B } = await setup();
       const c = controlled();
       const job = await A.submit(c.fn);
-      await until(() => c.ctx() !== undefined, 'the job to run');
+      await eventually(() => c.ctx() !== undefined, 'the job to run');
       await A.close();
       expect(c.ctx()!.signal.aborted).toBe(true);
       expect((await B.lookup(job.id)).state).toBe('canceled');
@@ -263,14 +255,14 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
       const started = await post(a.base, 'key-1');
       expect(started.status).toBe(202);
       const location = started.headers.get('location')!;
-      await until(() => controls.length === 1 && controls[0]!.ctx() !== undefined, 'the job to run on A');
+      await eventually(() => controls.length === 1 && controls[0]!.ctx() !== undefined, 'the job to run on A');
       const first = await fetch(new URL(location, b.base));
       expect(first.status).toBe(200);
       const etag = first.headers.get('etag')!;
       expect((await first.json()) as unknown).toMatchObject({ state: 'running' });
       // A held read on B is answered when A's job changes.
       const held = fetch(new URL(location, b.base), { headers: { prefer: 'wait=30', 'if-none-match': etag } });
-      await until(() => B.stats().mirrors === 1, 'the read to reach B');
+      await eventually(() => B.stats().mirrors === 1, 'the read to reach B');
       controls[0]!.ctx()!.progress(0.25);
       const woken = await held;
       expect(woken.status).toBe(200);
@@ -286,7 +278,7 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
       const del = await fetch(new URL(location, b.base), { method: 'DELETE' });
       expect(del.status).toBe(200);
       expect((await del.json()) as unknown).toMatchObject({ state: 'canceled' });
-      await until(() => controls[0]!.ctx()!.signal.aborted, "A's signal to abort");
+      await eventually(() => controls[0]!.ctx()!.signal.aborted, "A's signal to abort");
       const onA = await fetch(new URL(location, a.base));
       expect((await onA.json()) as unknown).toMatchObject({ state: 'canceled' });
       // An unknown id, and a malformed one, are 404 with a JSON body on B too.
@@ -310,14 +302,14 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
       const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
       const c = controlled();
       const job = await A.submit(c.fn);
-      await until(() => c.ctx() !== undefined, 'the job to run');
+      await eventually(() => c.ctx() !== undefined, 'the job to run');
       const aborts = Array.from({ length: 20 }, () => new AbortController());
       const reads = aborts.map((ac) => fetch(`${base}/jobs/${job.id}`, { headers: { prefer: 'wait=30', 'if-none-match': `"${job.version}"` }, signal: ac.signal }).catch(() => undefined));
-      await until(() => handler.stats().held === 20, 'the 20 reads to be held on B');
+      await eventually(() => handler.stats().held === 20, 'the 20 reads to be held on B');
       expect(B.stats().mirrors).toBe(1);
       for (const ac of aborts) ac.abort();
       await Promise.all(reads);
-      await until(() => handler.stats().held === 0, 'the held reads to be dropped');
+      await eventually(() => handler.stats().held === 0, 'the held reads to be dropped');
       clock.advance(1000); // B's tick drops the copy nobody reads
       expect(B.stats().mirrors).toBe(0);
       c.result.resolve(null);
@@ -343,7 +335,7 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
               void p.then(resolve);
             });
           });
-          await until(() => c.ctx() !== undefined || job.state !== 'pending', 'the job to start');
+          await eventually(() => c.ctx() !== undefined || job.state !== 'pending', 'the job to start');
           const versions: number[] = [];
           const cancels: Promise<unknown>[] = [];
           for (const s of steps) {
@@ -362,11 +354,11 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
           void job.done().then((snapshot) => {
             end = snapshot;
           });
-          await until(() => end !== undefined, `an outcome after ${JSON.stringify(steps)} (job ${JSON.stringify(job.snapshot())})`, 3000);
+          await eventually(() => end !== undefined, `an outcome after ${JSON.stringify(steps)} (job ${JSON.stringify(job.snapshot())})`, { timeoutMs: 3000 });
           if (end === undefined) return;
           expect(['succeeded', 'failed', 'canceled']).toContain(end.state);
           c.result.resolve('late'); // a canceled function that ignored its signal returns at last
-          await until(() => A.stats().inFlight === 0, 'the function to return');
+          await eventually(() => A.stats().inFlight === 0, 'the function to return');
           const onB = (await B.lookup(job.id)).snapshot();
           expect(onB).toEqual(job.snapshot());
           for (let i = 1; i < versions.length; i++) expect(versions[i]!).toBeGreaterThanOrEqual(versions[i - 1]!);

@@ -4,13 +4,12 @@ import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tus from 'tus-js-client';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript
 import { createDemo } from '../../demo/server.js';
 import { fetchJsonLines, LongPollClient, PollClient, readJsonLines } from '../../src/client/index.js';
 import type { LongPollHandler } from '../../src/index.js';
-import { until } from '../helpers.js';
+import { serveRig, TestResources, until } from '../helpers.js';
 
 // The demo's NDJSON route and long polling, read with the library's own clients.
 
@@ -18,14 +17,15 @@ let base = '';
 let demo: { server: Server; longPoll: LongPollHandler };
 const uploadsDir = mkdtempSync(join(tmpdir(), 'patchbay-demo-test-uploads-'));
 
-beforeAll(async () => {
-  demo = createDemo({ uploadsDir });
-  await new Promise<void>((resolve) => demo.server.listen(0, '127.0.0.1', resolve));
-  base = `http://127.0.0.1:${(demo.server.address() as AddressInfo).port}`;
-});
+const suite = new TestResources();
+beforeAll(() =>
+  suite.setup(async () => {
+    demo = createDemo({ uploadsDir });
+    ({ url: base } = await serveRig(demo.server, { resources: suite }));
+  }),
+);
 afterAll(async () => {
-  demo.server.closeAllConnections();
-  await new Promise((resolve) => demo.server.close(resolve));
+  await suite.teardown();
   rmSync(uploadsDir, { recursive: true, force: true });
 });
 

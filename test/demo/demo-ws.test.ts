@@ -1,25 +1,25 @@
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 // @ts-expect-error: the demo is plain JavaScript
 import { createDemo } from '../../demo/server.js';
 import type { PubSubBroker } from '../../src/index.js';
 import type { WsHandler } from '../../src/ws/index.js';
-import { until } from '../helpers.js';
+import { serveRig, TestResources, until } from '../helpers.js';
 
 let base = '';
 let demo: { server: Server; broker: PubSubBroker; ws: WsHandler };
 
-beforeAll(async () => {
-  demo = createDemo({ maxBodyBytes: 1024 });
-  await new Promise<void>((resolve) => demo.server.listen(0, '127.0.0.1', resolve));
-  base = `127.0.0.1:${(demo.server.address() as AddressInfo).port}`;
-});
+const suite = new TestResources();
+beforeAll(() =>
+  suite.setup(async () => {
+    demo = createDemo({ maxBodyBytes: 1024 });
+    base = new URL((await serveRig(demo.server, { resources: suite })).url).host;
+  }),
+);
 afterAll(async () => {
   await demo.ws.close();
-  demo.server.closeAllConnections();
-  await new Promise((resolve) => demo.server.close(resolve));
+  await suite.teardown();
 });
 
 interface Frame {

@@ -1,22 +1,22 @@
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript
 import { createDemo } from '../../demo/server.js';
 import type { LongPollHandler, PubSubBroker } from '../../src/index.js';
-import { until } from '../helpers.js';
+import { serveRig, TestResources, until } from '../helpers.js';
 
 let base = '';
 let demo: { server: Server; broker: PubSubBroker; longPoll: LongPollHandler };
 
-beforeAll(async () => {
-  demo = createDemo({ maxBodyBytes: 1024 });
-  await new Promise<void>((resolve) => demo.server.listen(0, '127.0.0.1', resolve));
-  base = `http://127.0.0.1:${(demo.server.address() as AddressInfo).port}`;
-});
+const suite = new TestResources();
+beforeAll(() =>
+  suite.setup(async () => {
+    demo = createDemo({ maxBodyBytes: 1024 });
+    ({ url: base } = await serveRig(demo.server, { resources: suite }));
+  }),
+);
 afterAll(async () => {
-  demo.server.closeAllConnections();
-  await new Promise((resolve) => demo.server.close(resolve));
+  await suite.teardown();
 });
 
 const errorCode = async (res: Response): Promise<string> => ((await res.json()) as { error: { code: string } }).error.code;

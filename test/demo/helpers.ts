@@ -1,26 +1,13 @@
 /**
- * The demo server in tests: listening on 127.0.0.1:0, and closed with everything it started,
- * its sidecar processes included (the server's 'close' only starts closing them).
+ * The demo server in tests (listening with serveRig() from test/helpers.ts): closed with everything
+ * it started, its sidecar processes included (the server's 'close' only starts closing them).
  */
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 
 /** The part of `createDemo()`'s answer these helpers use. */
 export interface DemoLike {
   readonly server: Server;
   readonly sidecars?: { close(): Promise<unknown>; readonly logShipper?: { readonly pid?: number | undefined }; readonly metricsSidecar?: { readonly pid?: number | undefined } } | undefined;
-}
-
-/** Listens on 127.0.0.1 and a free port; resolves with the base URL. */
-export async function listenDemo(demo: DemoLike): Promise<string> {
-  await new Promise<void>((resolve, reject) => {
-    demo.server.once('error', reject);
-    demo.server.listen(0, '127.0.0.1', () => {
-      demo.server.off('error', reject);
-      resolve();
-    });
-  });
-  return `http://127.0.0.1:${(demo.server.address() as AddressInfo).port}`;
 }
 
 /**

@@ -1,22 +1,22 @@
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript
 import { createDemo } from '../../demo/server.js';
 import type { PollHandle, PollHandler } from '../../src/index.js';
-import { waitFor } from '../helpers.js';
+import { eventually, serveRig, TestResources } from '../helpers.js';
 
 let base = '';
 let demo: { server: Server; jobs: PollHandle; poll: PollHandler };
 
-beforeAll(async () => {
-  demo = createDemo({ jobs: { maxLiveJobs: 50, maxWaitSeconds: 30 } });
-  await new Promise<void>((resolve) => demo.server.listen(0, '127.0.0.1', resolve));
-  base = `http://127.0.0.1:${(demo.server.address() as AddressInfo).port}`;
-});
+const suite = new TestResources();
+beforeAll(() =>
+  suite.setup(async () => {
+    demo = createDemo({ jobs: { maxLiveJobs: 50, maxWaitSeconds: 30 } });
+    ({ url: base } = await serveRig(demo.server, { resources: suite }));
+  }),
+);
 afterAll(async () => {
-  demo.server.closeAllConnections();
-  await new Promise((resolve) => demo.server.close(resolve));
+  await suite.teardown();
 });
 
 interface Status {
@@ -74,14 +74,14 @@ describe('demo: POST /jobs, GET /jobs/:id, DELETE /jobs/:id', () => {
     const location = res.headers.get('location')!;
     let etag = res.headers.get('etag')!;
     // Wait for the first step, so the job is running mid-way: held reads, each answered on a change.
-    await waitFor(
+    await eventually(
       async () => {
         const r = await fetch(new URL(location, base), { headers: { prefer: 'wait=20', 'if-none-match': etag } });
         etag = r.headers.get('etag') ?? etag;
         return r.status === 200 && ((await r.json()) as Status).progress !== null;
       },
       'the job to report its first step',
-      20_000,
+      { timeoutMs: 20_000 },
     );
     const del = await fetch(new URL(location, base), { method: 'DELETE' });
     expect(del.status).toBe(200);

@@ -5,14 +5,13 @@
  * deadlines; the sidecars are stopped, and their exit awaited, on every path.
  */
 import type { Server } from 'node:http';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript
 import { createDemo } from '../../demo/server.js';
 import type { SidecarSupervisor } from '../../src/index.js';
-import { TestResources, waitFor } from '../helpers.js';
+import { eventually, serveRig, sourceNodeArgs, TestResources } from '../helpers.js';
 import { alive, tempDir } from '../sidecar/helpers.js';
-import { closeDemo, listenDemo } from './helpers.js';
+import { closeDemo } from './helpers.js';
 
 interface DemoSidecars {
   logFile: string;
@@ -22,7 +21,6 @@ interface DemoSidecars {
   close(): Promise<unknown>;
 }
 
-const resolveSrc = fileURLToPath(new URL('../sidecar/fixtures/resolve-src.mjs', import.meta.url));
 /** Start, drain and exit of a sidecar under tsx on a busy machine. */
 const SIDECAR_MS = 20_000;
 let base = '';
@@ -32,8 +30,8 @@ const resources = new TestResources();
 beforeAll(() =>
   resources.setup(async (r) => {
     const tmp = r.add(tempDir(), (t) => t.remove());
-    demo = r.add<typeof demo>(createDemo({ sidecars: { dir: tmp.dir, metricsPort: 0, nodeArgs: ['--import', 'tsx', '--import', resolveSrc] } }), closeDemo);
-    base = await r.wait(listenDemo(demo));
+    demo = r.add<typeof demo>(createDemo({ sidecars: { dir: tmp.dir, metricsPort: 0, nodeArgs: [...sourceNodeArgs] } }), closeDemo);
+    base = (await r.wait(serveRig(demo.server, { resources: r }))).url;
     await r.wait(demo.sidecars.ready);
   }),
 );
@@ -54,7 +52,7 @@ describe('demo server with its sidecars', () => {
     }
     expect((await fetch(`${base}/nope`)).status).toBe(404);
     // Each request is logged when its answer ends, after the client has it.
-    await waitFor(() => demo.sidecars.logShipper.channel.stats().accepted >= before + 4, 'the log records of the four requests to be sent', SIDECAR_MS);
+    await eventually(() => demo.sidecars.logShipper.channel.stats().accepted >= before + 4, 'the log records of the four requests to be sent', { timeoutMs: SIDECAR_MS });
     await demo.sidecars.logShipper.request('log.flush'); // after the records: they are on disk now
 
     const res = await fetch(`${base}/sidecar`);
@@ -87,7 +85,7 @@ describe('demo server with its sidecars', () => {
     expect(pids.every(alive)).toBe(true);
     demo.server.closeAllConnections();
     await new Promise((resolve) => demo.server.close(resolve));
-    await waitFor(() => !pids.some(alive), 'both sidecars to exit', SIDECAR_MS);
+    await eventually(() => !pids.some(alive), 'both sidecars to exit', { timeoutMs: SIDECAR_MS });
     expect(demo.sidecars.logShipper.stats().lastExit).toMatchObject({ code: 0 });
     expect(demo.sidecars.metricsSidecar.stats().lastExit).toMatchObject({ code: 0 });
   });

@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { afterAll, describe, expect, it } from 'vitest';
 import { entries as entryList } from '../../scripts/entries.js';
+import { sourceNodeArgs } from '../helpers.js';
 
 const entries = entryList as readonly { subpath: string; source: string }[];
 
@@ -109,7 +110,7 @@ describe('README examples', () => {
       mkdirSync(out, { recursive: true });
       const file = join(out, `run-${block.index}.ts`);
       writeFileSync(file, source(block));
-      const run = spawnSync(process.execPath, ['--import', 'tsx', '--import', join(root, 'test', 'sidecar', 'fixtures', 'resolve-src.mjs'), file], {
+      const run = spawnSync(process.execPath, [...sourceNodeArgs, file], {
         cwd: root,
         encoding: 'utf8',
         timeout: 60_000,

@@ -6,40 +6,32 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 // @ts-expect-error: the demo is plain JavaScript
 import { createDemo } from '../../demo/server.js';
 import type { PubSubBroker } from '../../src/index.js';
-import { until } from '../helpers.js';
+import { perTest, readSse, serveRig, until } from '../helpers.js';
 
 interface Demo {
   server: Server;
   broker: PubSubBroker;
 }
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
 async function start(): Promise<{ demo: Demo; base: string; stop: () => Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'patchbay-faults-'));
   const demo = createDemo({ uploadsDir: dir, sidecars: undefined }) as Demo;
-  await new Promise<void>((resolve) => demo.server.listen(0, '127.0.0.1', resolve));
+  const { port, close } = await serveRig(demo.server);
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
     stopped = true;
-    demo.server.closeAllConnections();
-    await new Promise((resolve) => demo.server.close(resolve));
+    await close();
     rmSync(dir, { recursive: true, force: true });
   };
-  cleanups.push(stop);
-  return { demo, base: `127.0.0.1:${(demo.server.address() as AddressInfo).port}`, stop };
+  perTest.defer(stop);
+  return { demo, base: `127.0.0.1:${port}`, stop };
 }
 
 describe('the demo server restarted mid-stream', () => {
@@ -49,23 +41,13 @@ describe('the demo server restarted mid-stream', () => {
     for (let i = 0; i < 5; i++) before.push((await first.demo.broker.publish('feed', { i })).id);
     const cursor = before[2]!; // each client had seen up to here
     // An SSE stream is live when the server goes down.
-    const ac = new AbortController();
-    const live = await fetch(`http://${first.base}/sse/feed`, { headers: { 'last-event-id': cursor }, signal: ac.signal });
-    const seenLive: EventSourceMessage[] = [];
-    const liveParser = createParser({ onEvent: (e) => e.event !== 'patchbay-open' && seenLive.push(e) });
-    const liveReading = (async () => {
-      const decoder = new TextDecoder();
-      try {
-        for await (const chunk of live.body as unknown as AsyncIterable<Uint8Array>) liveParser.feed(decoder.decode(chunk, { stream: true }));
-      } catch {
-        // cut by the restart
-      }
-    })();
+    const live = await readSse(`http://${first.base}/sse/feed`, { headers: { 'last-event-id': cursor } });
+    const seenLive = live.events;
     await until(() => seenLive.length === 2, 'the replay before the restart');
     expect(seenLive.map((e) => e.id)).toEqual(before.slice(3));
     await first.stop();
-    await liveReading;
-    ac.abort();
+    await live.ended; // cut by the restart
+    await live.close();
 
     const second = await start();
     const resumeFrom = seenLive.at(-1)!.id!;
@@ -81,19 +63,9 @@ describe('the demo server restarted mid-stream', () => {
     expect(lpBody.messages.map((m) => m.id)).toEqual(after);
 
     // SSE with the old Last-Event-ID: the gap header and event, then the new messages.
-    const sseAc = new AbortController();
-    const sse = await fetch(`http://${second.base}/sse/feed`, { headers: { 'last-event-id': resumeFrom }, signal: sseAc.signal });
-    expect(sse.headers.get('patchbay-gap')).toBe('1');
-    const events: EventSourceMessage[] = [];
-    const parser = createParser({ onEvent: (e) => e.event !== 'patchbay-open' && events.push(e) });
-    const reading = (async () => {
-      const decoder = new TextDecoder();
-      try {
-        for await (const chunk of sse.body as unknown as AsyncIterable<Uint8Array>) parser.feed(decoder.decode(chunk, { stream: true }));
-      } catch {
-        // aborted
-      }
-    })();
+    const sse = await readSse(`http://${second.base}/sse/feed`, { headers: { 'last-event-id': resumeFrom } });
+    expect(sse.res.headers.get('patchbay-gap')).toBe('1');
+    const events = sse.events;
 
     // WebSocket with the old cursor: a gap frame, then the new messages.
     const ws = new WebSocket(`ws://${second.base}/ws`);
@@ -115,8 +87,7 @@ describe('the demo server restarted mid-stream', () => {
     expect(after.every((id) => !before.includes(id))).toBe(true);
     expect(after[0]!.split('-')[0]).not.toBe(before[0]!.split('-')[0]);
 
-    sseAc.abort();
-    await reading;
+    await sse.close();
     ws.terminate();
   });
 });

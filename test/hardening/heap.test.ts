@@ -9,6 +9,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { eventually, sourceNodeArgs } from '../helpers.js';
 
 const root = new URL('../../', import.meta.url).pathname;
 const MiB = 1024 * 1024;
@@ -53,13 +54,8 @@ async function held(): Promise<number> {
 type Stats = { longPoll: Record<string, number>; sse: Record<string, number>; ws: Record<string, number>; broker: Record<string, number> };
 const stats = (): Promise<Stats & Record<string, unknown>> => ask('stats');
 
-async function waitUntil(what: string, condition: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > end) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+/** The child is another process, on a busy machine: waits on it get this long. */
+const CHILD = { timeoutMs: 20_000 };
 
 /** Sends a GET and never reads a byte of the answer. */
 function neverReading(path: string, headers: Record<string, string> = {}): net.Socket {
@@ -76,7 +72,7 @@ function neverReading(path: string, headers: Record<string, string> = {}): net.S
 beforeAll(async () => {
   child = fork('test/hardening/fixtures/heap-child.mjs', [], {
     cwd: root,
-    execArgv: ['--expose-gc', '--import', 'tsx', '--import', './test/redis/fixtures/src-hooks.mjs'],
+    execArgv: ['--expose-gc', ...sourceNodeArgs],
     env: { ...process.env, SIDECARS: '0' },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -88,10 +84,10 @@ beforeAll(async () => {
       resolve(msg);
     }
   });
-  await waitUntil('the demo child to listen', () => {
+  await eventually(() => {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the demo child exited before listening (${child.exitCode ?? child.signalCode})`);
     return Promise.resolve(base !== undefined);
-  }, 60_000);
+  }, 'the demo child to listen', { timeoutMs: 60_000 });
   ids = [];
   for (let i = 0; i < LOG_MESSAGES; i++) {
     const res = await fetch(`${base}/pub/big`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: MESSAGE });
@@ -113,7 +109,7 @@ describe('memory under hostile clients (isolated --expose-gc demo process)', () 
     const before = await held();
     const parked = new AbortController();
     const poll = fetch(`${base}/lp/big`, { signal: parked.signal }).catch(() => undefined);
-    await waitUntil('the poll to park', async () => (await stats()).longPoll['parked'] === 1);
+    await eventually(async () => (await stats()).longPoll['parked'] === 1, 'the poll to park', CHILD);
     const cursors = [...Array.from({ length: 100 }, (_, i) => `zz${i.toString(36)}-1`), ...ids.filter((_, i) => i % 4 === 0)];
     for (let i = 0; i < cursors.length; i += 20) {
       await Promise.all(cursors.slice(i, i + 20).map(async (cursor) => {
@@ -140,12 +136,12 @@ describe('memory under hostile clients (isolated --expose-gc demo process)', () 
     (ws as unknown as { _socket: net.Socket })._socket.pause(); // never reads from now on
     for (let i = 0; i < 100; i++) ws.send(JSON.stringify({ type: 'subscribe', sid: `s${i}`, topics: ['big'], cursor: 'oldest' }));
     // The server takes subscribe frames while it has room; the never-read replays fill its budget, then wait.
-    await waitUntil('the replay budget to fill', async () => (await stats()).ws['bytesQueued']! >= 900 * 1024);
+    await eventually(async () => (await stats()).ws['bytesQueued']! >= 900 * 1024, 'the replay budget to fill', CHILD);
     const grown = (await held()) - before;
     // What the handler counts as held for the socket: one budget for all its replays (and one for live).
     expect((await stats()).ws['bytesQueued']).toBeLessThanOrEqual(2 * MiB);
     ws.terminate();
-    await waitUntil('the socket to be gone', async () => (await stats()).ws['connections'] === 0);
+    await eventually(async () => (await stats()).ws['connections'] === 0, 'the socket to be gone', CHILD);
     // Before issue 15: 100 replays staged whole, 857 MB.
     report('100 never-read WebSocket replays', grown, 32 * MiB);
     expect(grown).toBeLessThan(32 * MiB);
@@ -154,16 +150,16 @@ describe('memory under hostile clients (isolated --expose-gc demo process)', () 
   it('SSE clients that never read, resuming from the start of an 8 MB log, hold about their send-buffer bound each', async () => {
     const before = await held();
     const sockets = Array.from({ length: 20 }, () => neverReading('/sse/big', { 'last-event-id': ids[0]! }));
-    await waitUntil('the 20 streams to start', async () => (await stats()).sse['connections'] === 20);
+    await eventually(async () => (await stats()).sse['connections'] === 20, 'the 20 streams to start', CHILD);
     // Measured once the server holds what it will hold for them: each stream's send buffer full of
     // replay (the client never reads, so the replay waits there), not before.
-    await waitUntil('the streams to fill their send buffers', async () => {
+    await eventually(async () => {
       const sse = (await stats()).sse;
       return sse['bytesBuffered']! + sse['bytesQueued']! + (sse['replayBytesHeld'] ?? 0) >= 20 * 0.9 * MiB;
-    });
+    }, 'the streams to fill their send buffers', CHILD);
     const grown = (await held()) - before;
     for (const s of sockets) s.destroy();
-    await waitUntil('the streams to close', async () => (await stats()).sse['connections'] === 0);
+    await eventually(async () => (await stats()).sse['connections'] === 0, 'the streams to close', CHILD);
     // Before issue 15: each replay queued whole, 8 MB a stream (165 MB).
     report('20 never-reading SSE resumes', grown, 20 * 2.5 * MiB + 16 * MiB);
     // Each stream: maxBufferedBytes (1 MiB) plus the rest of one page, as docs/limits.md says.

@@ -9,7 +9,6 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -19,22 +18,23 @@ import WebSocket from 'ws';
 import { createDemo } from '../../demo/server.js';
 import type { LongPollHandler, PubSubBroker, SseHandler } from '../../src/index.js';
 import type { WsHandler } from '../../src/ws/index.js';
-import { until } from '../helpers.js';
+import { serveRig, TestResources, until } from '../helpers.js';
 import { type Answer, headerChar, request } from './http.js';
 
 let base = '';
 let dir = '';
 let demo: { server: Server; broker: PubSubBroker; longPoll: LongPollHandler; sse: SseHandler; ws: WsHandler };
 
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'patchbay-hostile-'));
-  demo = createDemo({ maxBodyBytes: 64 * 1024, maxHoldMs: 200, uploadsDir: dir, maxUploadBytes: 1024 * 1024 });
-  await new Promise<void>((resolve) => demo.server.listen(0, '127.0.0.1', resolve));
-  base = `http://127.0.0.1:${(demo.server.address() as AddressInfo).port}`;
-});
+const suite = new TestResources();
+beforeAll(() =>
+  suite.setup(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'patchbay-hostile-'));
+    demo = createDemo({ maxBodyBytes: 64 * 1024, maxHoldMs: 200, uploadsDir: dir, maxUploadBytes: 1024 * 1024 });
+    ({ url: base } = await serveRig(demo.server, { resources: suite }));
+  }),
+);
 afterAll(async () => {
-  demo.server.closeAllConnections();
-  await new Promise((resolve) => demo.server.close(resolve));
+  await suite.teardown();
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -1,9 +1,9 @@
 /**
  * Shared bits of the hardening suite: a raw `node:http` request helper (so header values are sent
- * as given, byte for byte) and a server on 127.0.0.1:0 that is closed after each test.
+ * as given, byte for byte), the refusal body, and header-safe text. Servers: serveRig() in
+ * test/helpers.ts.
  */
-import http, { type IncomingHttpHeaders, type RequestListener, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import http, { type IncomingHttpHeaders } from 'node:http';
 import fc from 'fast-check';
 
 export interface Answer {
@@ -67,23 +67,6 @@ export function errorBody(answer: Answer): { code: string; message: string } {
     throw new Error(`HTTP ${answer.status} without { error: { code, message } }: ${answer.body.slice(0, 200)}`);
   }
   return { code: parsed.error.code, message: parsed.error.message };
-}
-
-const servers: Server[] = [];
-
-/** A node:http server on 127.0.0.1:0 running `listener`; {@link closeServers} ends it. */
-export async function serve(listener: RequestListener): Promise<{ base: string; server: Server }> {
-  const server = http.createServer(listener);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  servers.push(server);
-  return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
-}
-
-export async function closeServers(): Promise<void> {
-  for (const server of servers.splice(0)) {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  }
 }
 
 /** Header-safe text: what node:http lets a client send (tab, printable ASCII, Latin-1). */

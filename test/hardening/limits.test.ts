@@ -23,19 +23,17 @@ import {
 import { MAX_IDEMPOTENCY_KEY_LENGTH } from '../../src/poll/headers.js';
 import { UploadHandler } from '../../src/upload/index.js';
 import { Client, rig as wsRig, teardown as wsTeardown } from '../ws/helpers.js';
-import { closeServers, errorBody, request, serve } from './http.js';
+import { perTest, serveRig } from '../helpers.js';
+import { errorBody, request } from './http.js';
 
-const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
   await wsTeardown();
-  await closeServers();
 });
 
 describe('HTTP limits (docs/limits.md)', () => {
   it('headers and URL over 16 KiB: 431 from Node, the handler never runs', async () => {
     let ran = 0;
-    const { base } = await serve((_req, res) => {
+    const { url: base } = await serveRig((_req, res) => {
       ran++;
       res.end();
     });
@@ -48,8 +46,8 @@ describe('HTTP limits (docs/limits.md)', () => {
   it('a body over readBody’s 1 MiB default: 413 PB_ERR_BODY_TOO_LARGE, nothing published', async () => {
     expect(DEFAULT_MAX_BODY_BYTES).toBe(1024 * 1024);
     const broker = new PubSubBroker();
-    cleanups.push(() => broker.close());
-    const { base } = await serve((req, res) => {
+    perTest.defer(() => broker.close());
+    const { url: base } = await serveRig((req, res) => {
       readBody(req)
         .then(async (body) => sendJson(res, 201, { id: (await broker.publish('t', body.toString())).id }))
         .catch((error: unknown) => sendError(res, error));
@@ -65,11 +63,11 @@ describe('HTTP limits (docs/limits.md)', () => {
   it('jobs: a start body over 64 KiB is 413; past maxLiveJobs a start is 503 PB_ERR_CAPACITY with Retry-After: 1; a bad Idempotency-Key is 400', async () => {
     const jobs = new PollHandle({ maxLiveJobs: 2 });
     const handler = new PollHandler<unknown>({ jobs, run: (_input, ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', resolve)) });
-    cleanups.push(async () => {
+    perTest.defer(async () => {
       await handler.close();
       await jobs.close();
     });
-    const { base } = await serve((req, res) => void handler.handle(req, res));
+    const { url: base } = await serveRig((req, res) => void handler.handle(req, res));
     const json = { 'content-type': 'application/json' };
     const big = await request(base, { method: 'POST', path: '/jobs', headers: json, body: JSON.stringify({ a: 'x'.repeat(65_536) }) });
     expect(big.status).toBe(413);
@@ -91,11 +89,11 @@ describe('HTTP limits (docs/limits.md)', () => {
     expect([MAX_TOPIC_LENGTH, MAX_TOPIC_TOKENS]).toEqual([256, 32]);
     const broker = new PubSubBroker();
     const lp = new LongPollHandler({ broker, queryTarget: true });
-    cleanups.push(async () => {
+    perTest.defer(async () => {
       await lp.close();
       await broker.close();
     });
-    const { base } = await serve((req, res) => void lp.handle(req, res));
+    const { url: base } = await serveRig((req, res) => void lp.handle(req, res));
     for (const topic of ['a'.repeat(MAX_TOPIC_LENGTH + 1), Array.from({ length: MAX_TOPIC_TOKENS + 1 }, () => 'a').join('.')]) {
       const answer = await request(base, { path: `/?topic=${topic}&timeout=0` });
       expect(answer.status).toBe(400);
@@ -113,11 +111,11 @@ describe('HTTP limits (docs/limits.md)', () => {
   it('uploads: over maxSizeBytes is 413; past maxActiveUploads a create is 503 PB_ERR_CAPACITY', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'patchbay-limits-'));
     const uploads = new UploadHandler({ directory: join(dir, 'store'), maxSizeBytes: 10, maxActiveUploads: 1 });
-    cleanups.push(async () => {
+    perTest.defer(async () => {
       await uploads.close();
       rmSync(dir, { recursive: true, force: true });
     });
-    const { base } = await serve((req, res) => void uploads.handle(req, res));
+    const { url: base } = await serveRig((req, res) => void uploads.handle(req, res));
     const tus = { 'tus-resumable': '1.0.0' };
     const big = await request(base, { method: 'POST', path: '/uploads', headers: { ...tus, 'upload-length': '11' } });
     expect(big.status).toBe(413);

@@ -29,15 +29,12 @@ import { retryAfterMs } from '../../src/client/transport.js';
 import { parseIdempotencyKey, parseIfNoneMatch, parsePrefer } from '../../src/poll/headers.js';
 import { UploadHandler } from '../../src/upload/index.js';
 import { isRefused, parseClientFrame } from '../../src/ws/protocol.js';
-import { until } from '../helpers.js';
+import { perTest, serveRig, until } from '../helpers.js';
 import { Client, rig as wsRig, teardown as wsTeardown } from '../ws/helpers.js';
-import { closeServers, errorBody, headerChar, request, serve } from './http.js';
+import { errorBody, headerChar, request } from './http.js';
 
-const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
   await wsTeardown();
-  await closeServers();
   expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
 });
 
@@ -141,7 +138,7 @@ describe('topic names and patterns', () => {
 
   it('the broker refuses bad topics and patterns with the typed error and stores nothing', async () => {
     const broker = new PubSubBroker();
-    cleanups.push(() => broker.close());
+    perTest.defer(() => broker.close());
     let published = 0;
     let subscribed = 0;
     await fc.assert(
@@ -241,11 +238,11 @@ describe('poll headers: Prefer, Idempotency-Key, If-None-Match', () => {
   it('POST /jobs through a real request: a bad Prefer or Idempotency-Key is a 400 JSON refusal that starts no job', async () => {
     const jobs = new PollHandle();
     const handler = new PollHandler<unknown>({ jobs, run: () => 'done' });
-    cleanups.push(async () => {
+    perTest.defer(async () => {
       await handler.close();
       await jobs.close();
     });
-    const { base } = await serve((req, res) => void handler.handle(req, res));
+    const { url: base } = await serveRig((req, res) => void handler.handle(req, res));
     await fc.assert(
       fc.asyncProperty(fc.option(headerText, { nil: undefined }), fc.option(fc.array(headerText, { minLength: 1, maxLength: 2 }), { nil: undefined }), async (prefer, keys) => {
         // node:http trims the value it reads: the parsers see the trimmed text.
@@ -422,11 +419,11 @@ describe('Last-Event-ID through a real SSE request', () => {
   it('a valid id resumes (200), anything else is a 400 JSON PB_ERR_INVALID_CURSOR, and no subscription is left', async () => {
     const broker = new PubSubBroker();
     const sse = new SseHandler({ broker, lastEventIdQuery: 'lastEventId', queryTarget: true });
-    cleanups.push(async () => {
+    perTest.defer(async () => {
       await sse.close();
       await broker.close();
     });
-    const { base } = await serve((req, res) => void sse.handle(req, res));
+    const { url: base } = await serveRig((req, res) => void sse.handle(req, res));
     const issued = (await broker.publish('news', 'hello')).id;
     const ids = fc.oneof(cursorLike, fc.string({ unit: headerChar, maxLength: 40 }), fc.constant(issued));
     await fc.assert(
@@ -463,11 +460,11 @@ describe('uploads through real requests', () => {
   async function uploadRig() {
     const dir = mkdtempSync(join(tmpdir(), 'patchbay-hardening-'));
     const uploads = new UploadHandler({ directory: join(dir, 'store'), maxSizeBytes: 1_000 });
-    cleanups.push(async () => {
+    perTest.defer(async () => {
       await uploads.close();
       rmSync(dir, { recursive: true, force: true });
     });
-    const { base } = await serve((req, res) => void uploads.handle(req, res));
+    const { url: base } = await serveRig((req, res) => void uploads.handle(req, res));
     return { base, uploads, store: join(dir, 'store') };
   }
   const files = (store: string) => {

@@ -30,15 +30,12 @@ import {
 import { LongPollHandler } from '../../src/longpoll/index.js';
 import { UploadHandler } from '../../src/upload/index.js';
 import { WsHandler } from '../../src/ws/index.js';
-import { until } from '../helpers.js';
+import { perTest, serveRig, until } from '../helpers.js';
 import { Client, rig as wsRig, teardown as wsTeardown } from '../ws/helpers.js';
-import { type Answer, closeServers, errorBody, request, type RequestSpec, serve } from './http.js';
+import { type Answer, errorBody, request, type RequestSpec } from './http.js';
 
-const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
   await wsTeardown();
-  await closeServers();
   expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
   expect(Object.prototype).not.toHaveProperty('polluted');
 });
@@ -61,7 +58,7 @@ function expectOpaqueRefusal(answer: Answer, leaks: readonly string[]): void {
 
 async function secretBroker(options: PubSubBrokerOptions = {}) {
   const broker = new PubSubBroker(options);
-  cleanups.push(() => broker.close());
+  perTest.defer(() => broker.close());
   const ids = [];
   for (let i = 0; i < 3; i++) ids.push((await broker.publish(`${SECRET}.plans`, { i, launch: 'tuesday' })).id);
   return { broker, ids };
@@ -72,7 +69,7 @@ describe('authorize hooks deny by topic, and a denied client learns nothing', ()
     const broker = new PubSubBroker({
       authorize: { publish: (target) => !targetOverlaps(target, `${SECRET}.>`), subscribe: (target) => !targetOverlaps(target, `${SECRET}.>`) },
     });
-    cleanups.push(() => broker.close());
+    perTest.defer(() => broker.close());
     await expect(broker.publish(`${SECRET}.x`, 1)).rejects.toBeInstanceOf(ForbiddenError);
     await expect(broker.subscribe(`${SECRET}.>`, { onMessage: () => {} })).rejects.toMatchObject({ code: ErrorCodes.FORBIDDEN });
     await expect(broker.subscribe('>', { onMessage: () => {} })).rejects.toMatchObject({ code: ErrorCodes.FORBIDDEN });
@@ -84,8 +81,8 @@ describe('authorize hooks deny by topic, and a denied client learns nothing', ()
   it('long poll: 403 JSON without the secret topic’s ids, cursor or counts; nothing parked', async () => {
     const { broker, ids } = await secretBroker();
     const handler = new LongPollHandler({ broker, queryTarget: true, allowPatterns: true, authorize: (target) => !touchesSecret(target) });
-    cleanups.push(() => handler.close());
-    const { base } = await serve((req, res) => void handler.handle(req, res));
+    perTest.defer(() => handler.close());
+    const { url: base } = await serveRig((req, res) => void handler.handle(req, res));
     for (const path of [`/?topic=${SECRET}.plans&cursor=${ids[0]}`, `/?topic=public&topic=${SECRET}.plans`, '/?pattern=*.plans', `/?pattern=${SECRET}.%3E&timeout=0`]) {
       expectOpaqueRefusal(await request(base, { path }), [...ids, 'tuesday', 'plans"']);
     }
@@ -97,8 +94,8 @@ describe('authorize hooks deny by topic, and a denied client learns nothing', ()
   it('SSE: 403 JSON before any stream; no subscription made', async () => {
     const { broker, ids } = await secretBroker();
     const sse = new SseHandler({ broker, queryTarget: true, allowPatterns: true, authorize: (target) => !touchesSecret(target) });
-    cleanups.push(() => sse.close());
-    const { base } = await serve((req, res) => void sse.handle(req, res));
+    perTest.defer(() => sse.close());
+    const { url: base } = await serveRig((req, res) => void sse.handle(req, res));
     for (const spec of [
       { path: `/?topic=${SECRET}.plans`, headers: { 'last-event-id': ids[0]! } },
       { path: `/?pattern=${SECRET}.*` },
@@ -158,11 +155,11 @@ describe('authorize hooks deny by topic, and a denied client learns nothing', ()
       run: () => ({ answer: 'forty-two' }),
       authorize: (req, action) => req.headers['x-user'] === 'alice' || (action === 'start' && req.headers['x-user'] === 'bob'),
     });
-    cleanups.push(async () => {
+    perTest.defer(async () => {
       await handler.close();
       await jobs.close();
     });
-    const { base } = await serve((req, res) => void handler.handle(req, res));
+    const { url: base } = await serveRig((req, res) => void handler.handle(req, res));
     const started = await request(base, { method: 'POST', path: '/jobs', headers: { 'x-user': 'alice', 'content-type': 'application/json', prefer: 'wait=5' }, body: '{}' });
     expect(started.status).toBeLessThan(400);
     const location = String(started.headers['content-location'] ?? started.headers['location']);
@@ -184,11 +181,11 @@ describe('authorize hooks deny by topic, and a denied client learns nothing', ()
   it('uploads: a denied create, read or write is 403 JSON and stores no file', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'patchbay-hardening-'));
     const uploads = new UploadHandler({ directory: join(dir, 'store'), authorize: (req, action) => req.headers['x-user'] === 'alice' || action === 'options' });
-    cleanups.push(async () => {
+    perTest.defer(async () => {
       await uploads.close();
       rmSync(dir, { recursive: true, force: true });
     });
-    const { base } = await serve((req, res) => void uploads.handle(req, res));
+    const { url: base } = await serveRig((req, res) => void uploads.handle(req, res));
     const tus = { 'tus-resumable': '1.0.0' };
     const denied = await request(base, { method: 'POST', path: '/uploads', headers: { ...tus, 'upload-length': '3' } });
     expectOpaqueRefusal(denied, []);
@@ -212,7 +209,7 @@ describe('no prototype pollution', () => {
 
   it('through topic names: publish, subscribe, long poll and SSE on __proto__ / constructor / prototype', async () => {
     const broker = new PubSubBroker();
-    cleanups.push(() => broker.close());
+    perTest.defer(() => broker.close());
     const got: string[] = [];
     for (const name of NAMES) await broker.subscribe(`${name}.>`, { onMessage: (m) => void got.push(m.topic) });
     for (const name of NAMES) {
@@ -225,11 +222,11 @@ describe('no prototype pollution', () => {
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
     const lp = new LongPollHandler({ broker, queryTarget: true });
     const sse = new SseHandler({ broker, queryTarget: true });
-    cleanups.push(async () => {
+    perTest.defer(async () => {
       await lp.close();
       await sse.close();
     });
-    const { base } = await serve((req, res) => void ((req.url ?? '').startsWith('/sse') ? sse.handle(req, res) : lp.handle(req, res)));
+    const { url: base } = await serveRig((req, res) => void ((req.url ?? '').startsWith('/sse') ? sse.handle(req, res) : lp.handle(req, res)));
     for (const name of NAMES) {
       const answer = await request(base, { path: `/lp?topic=${name}&cursor=${(await broker.head()).replace(/-.*/, '-0')}` });
       expect(answer.status).toBe(200);
@@ -248,11 +245,11 @@ describe('no prototype pollution', () => {
         return input;
       },
     });
-    cleanups.push(async () => {
+    perTest.defer(async () => {
       await handler.close();
       await jobs.close();
     });
-    const { base } = await serve((req, res) => void handler.handle(req, res));
+    const { url: base } = await serveRig((req, res) => void handler.handle(req, res));
     const hostile = ['{"__proto__":{"polluted":1}}', '{"constructor":{"prototype":{"polluted":1}}}', '{"a":{"__proto__":{"polluted":1}}}', '[{"__proto__":{"polluted":1}}]'];
     for (const body of hostile) {
       const answer = await request(base, { method: 'POST', path: '/jobs', headers: { 'content-type': 'application/json', prefer: 'wait=5' }, body });
@@ -283,14 +280,14 @@ describe('no prototype pollution', () => {
   it('through options objects', async () => {
     const polluted = () => JSON.parse('{"__proto__":{"polluted":1},"constructor":{"prototype":{"polluted":1}}}') as Record<string, unknown>;
     const broker = new PubSubBroker({ ...polluted(), authorize: polluted() } as PubSubBrokerOptions);
-    cleanups.push(() => broker.close());
+    perTest.defer(() => broker.close());
     const handlers = [
       new SseHandler({ ...polluted(), broker }),
       new LongPollHandler({ ...polluted(), broker }),
       new WsHandler({ ...polluted(), broker }),
     ];
     const jobs = new PollHandle(polluted());
-    cleanups.push(async () => {
+    perTest.defer(async () => {
       for (const h of handlers) await h.close();
       await jobs.close();
     });
@@ -331,18 +328,18 @@ describe('no CR, LF or NUL reaches a header or an SSE field', () => {
 
   it('hostile cursors, ids and topics in URLs never reach a response header', async () => {
     const broker = new PubSubBroker();
-    cleanups.push(() => broker.close());
+    perTest.defer(() => broker.close());
     const lp = new LongPollHandler({ broker, queryTarget: true });
     const sse = new SseHandler({ broker, queryTarget: true, lastEventIdQuery: 'lastEventId' });
     const jobs = new PollHandle();
     const poll = new PollHandler<unknown>({ jobs, run: () => 1 });
-    cleanups.push(async () => {
+    perTest.defer(async () => {
       await lp.close();
       await sse.close();
       await poll.close();
       await jobs.close();
     });
-    const { base } = await serve((req, res) => {
+    const { url: base } = await serveRig((req, res) => {
       const url = req.url ?? '';
       void (url.startsWith('/sse') ? sse.handle(req, res) : url.startsWith('/jobs') ? poll.handle(req, res) : lp.handle(req, res));
     });
@@ -368,11 +365,11 @@ describe('CORS', () => {
     const poll = new PollHandler<unknown>({ jobs, run: () => 1, ...(cors ? { cors } : {}) });
     const dir = mkdtempSync(join(tmpdir(), 'patchbay-hardening-'));
     const uploads = new UploadHandler({ directory: join(dir, 'store'), ...(cors ? { cors } : {}) });
-    cleanups.push(async () => {
+    perTest.defer(async () => {
       for (const c of [lp, sse, poll, uploads, jobs, broker]) await c.close();
       rmSync(dir, { recursive: true, force: true });
     });
-    return serve((req, res) => {
+    return serveRig((req, res) => {
       const url = req.url ?? '';
       void (url.startsWith('/sse')
         ? sse.handle(req, res)
@@ -396,7 +393,7 @@ describe('CORS', () => {
   const acHeaders = (a: Answer) => Object.keys(a.headers).filter((h) => h.startsWith('access-control-'));
 
   it('is off by default: no Access-Control-* header on any answer, preflights included', async () => {
-    const { base } = await everything(undefined);
+    const { url: base } = await everything(undefined);
     for (const probe of probes('https://evil.example')) {
       const answer = await request(base, probe);
       expect(acHeaders(answer), `${probe.method ?? 'GET'} ${probe.path}`).toEqual([]);
@@ -405,7 +402,7 @@ describe('CORS', () => {
 
   it('is exact when on: the listed origin is echoed (with Vary: Origin), any other gets no Access-Control-* header', async () => {
     const good = 'https://app.example';
-    const { base } = await everything({ origin: [good] });
+    const { url: base } = await everything({ origin: [good] });
     for (const probe of probes(good)) {
       const answer = await request(base, probe);
       expect(answer.headers['access-control-allow-origin'], `${probe.method ?? 'GET'} ${probe.path}`).toBe(good);

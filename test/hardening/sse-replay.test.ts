@@ -14,9 +14,8 @@
  *   message could not be carried.
  */
 import { connect } from 'node:net';
-import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   type Clock,
   ManualClock,
@@ -31,14 +30,7 @@ import {
   SseHandler,
   type SseHandlerOptions,
 } from '../../src/index.js';
-import { until } from '../helpers.js';
-import { closeServers, serve } from './http.js';
-
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0)) await c();
-  await closeServers();
-});
+import { perTest, readSse, type SseReader, serveRig, until } from '../helpers.js';
 
 /**
  * A backend that stores, in place of `{ bad: true }`, a value no JSON can carry (a BigInt): what
@@ -55,12 +47,12 @@ class PoisonBackend extends MemoryBackend {
 async function rig(options: Partial<SseHandlerOptions> = {}, brokerOptions: PubSubBrokerOptions = {}) {
   const broker = new PubSubBroker({ backend: new PoisonBackend({ history: { maxCount: 100_000, maxBytes: 64 * 1024 * 1024 } }), ...brokerOptions });
   const sse = new SseHandler({ broker, ...options });
-  cleanups.push(async () => {
+  perTest.defer(async () => {
     await sse.close();
     await broker.close();
     await broker.backend.close();
   });
-  const { base } = await serve((req, res) => {
+  const { url: base } = await serveRig((req, res) => {
     const m = /^\/sse\/([^/?]+)/.exec(req.url ?? '');
     void sse.handle(req, res, m ? { topics: [decodeURIComponent(m[1]!)] } : undefined);
   });
@@ -68,19 +60,10 @@ async function rig(options: Partial<SseHandlerOptions> = {}, brokerOptions: PubS
 }
 
 /** One connection as an EventSource would make it: every event parsed, the last id kept. */
-interface Connection {
+/** A stream as the tests see it: readSse's reader, with the status and the gap header at hand. */
+interface Connection extends SseReader {
   readonly status: number;
   readonly gapHeader: string | null;
-  /** Events other than the opening one. */
-  readonly events: EventSourceMessage[];
-  readonly opens: EventSourceMessage[];
-  /** The id the client would send back (the last `id:` it accepted). */
-  lastId: string | undefined;
-  /** Settles when the stream ends (the server cut it, or `stopAfter` events were taken). */
-  readonly ended: Promise<void>;
-  /** `true` once `ended` settled. */
-  done: boolean;
-  close(): void;
 }
 
 /**
@@ -88,43 +71,8 @@ interface Connection {
  * and cuts the connection: events parsed after them are not taken, as if never received.
  */
 async function connectSse(url: string, lastId: string | undefined, stopAfter = Infinity): Promise<Connection> {
-  const ac = new AbortController();
-  const res = await fetch(url, { headers: lastId === undefined ? {} : { 'last-event-id': lastId }, signal: ac.signal });
-  const conn: Connection = {
-    status: res.status,
-    gapHeader: res.headers.get('patchbay-gap'),
-    events: [],
-    opens: [],
-    lastId,
-    ended: Promise.resolve(),
-    done: false,
-    close: () => ac.abort(),
-  };
-  let cut = stopAfter === 0 ? 'open' : 'no';
-  const parser = createParser({
-    onEvent: (e) => {
-      if (cut === 'yes') return;
-      if (e.event === 'patchbay-open') conn.opens.push(e);
-      else conn.events.push(e);
-      if (e.id !== undefined) conn.lastId = e.id;
-      if (cut === 'open' || conn.events.length >= stopAfter) {
-        cut = 'yes';
-        ac.abort();
-      }
-    },
-  });
-  (conn as { ended: Promise<void> }).ended = (async () => {
-    if (res.body === null) return;
-    const decoder = new TextDecoder();
-    try {
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) parser.feed(decoder.decode(chunk, { stream: true }));
-    } catch {
-      // cut
-    } finally {
-      conn.done = true;
-    }
-  })();
-  return conn;
+  const reader = await readSse(url, { headers: lastId === undefined ? {} : { 'last-event-id': lastId }, limit: stopAfter });
+  return Object.assign(reader, { status: reader.res.status, gapHeader: reader.res.headers.get('patchbay-gap') });
 }
 
 describe('SSE: a message the handler cannot serialize is contained', () => {
@@ -133,7 +81,7 @@ describe('SSE: a message the handler cannot serialize is contained', () => {
     const errors: unknown[] = [];
     const onError = (m: unknown): void => void errors.push(m);
     pubsubChannels.error.subscribe(onError);
-    cleanups.push(async () => void pubsubChannels.error.unsubscribe(onError));
+    perTest.defer(async () => void pubsubChannels.error.unsubscribe(onError));
     const a = await connectSse(`${base}/sse/poison`, undefined);
     const b = await connectSse(`${base}/sse/poison`, undefined);
     await until(() => a.opens.length === 1 && b.opens.length === 1, 'both streams open');
@@ -288,13 +236,13 @@ describe('SSE replays are bounded by bytes', () => {
     const reasons: string[] = [];
     const onClose = (m: unknown): void => void reasons.push((m as { reason: string }).reason);
     sseChannels.close.subscribe(onClose);
-    cleanups.push(async () => void sseChannels.close.unsubscribe(onClose));
+    perTest.defer(async () => void sseChannels.close.unsubscribe(onClose));
     const cursor = (await broker.publish('big', 'seen')).id;
     // 32 MiB: far more than the bound and the kernel's socket buffers.
     for (let i = 0; i < COUNT; i++) await broker.publish('big', `${i}:${'b'.repeat(MESSAGE)}`);
     const { port } = new URL(base);
     const socket = connect(Number(port), '127.0.0.1');
-    cleanups.push(async () => void socket.destroy());
+    perTest.defer(async () => void socket.destroy());
     await new Promise((resolve) => socket.once('connect', resolve));
     socket.write(`GET /sse/big HTTP/1.1\r\nHost: x\r\nLast-Event-ID: ${cursor}\r\n\r\n`);
     socket.pause(); // and never read

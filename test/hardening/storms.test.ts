@@ -13,19 +13,18 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
-import net, { type AddressInfo, type Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 // @ts-expect-error: the demo is plain JavaScript
 import { createDemo } from '../../demo/server.js';
 import type { LongPollHandler, PollHandle, PollHandler, PubSubBroker, SseHandler } from '../../src/index.js';
 import type { WsHandler } from '../../src/ws/index.js';
-import { until } from '../helpers.js';
+import { readSse, serveRig, TestResources, until } from '../helpers.js';
 
 interface Demo {
   server: Server;
@@ -45,17 +44,16 @@ let dir = '';
 /** Whether the long poll handler's feed subscription exists (after its first poll). */
 let feed = false;
 
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'patchbay-storms-'));
-  demo = createDemo({ uploadsDir: dir, sidecars: undefined }) as Demo;
-  await new Promise<void>((resolve) => demo.server.listen(0, '127.0.0.1', resolve));
-  port = (demo.server.address() as AddressInfo).port;
-});
-afterAll(async () => {
-  demo.server.closeAllConnections();
-  await new Promise((resolve) => demo.server.close(resolve));
-  rmSync(dir, { recursive: true, force: true });
-});
+const resources = new TestResources();
+beforeAll(() =>
+  resources.setup(async (r) => {
+    dir = mkdtempSync(join(tmpdir(), 'patchbay-storms-'));
+    r.defer(() => rmSync(dir, { recursive: true, force: true }));
+    demo = createDemo({ uploadsDir: dir, sidecars: undefined }) as Demo;
+    ({ port } = await serveRig(demo.server, { resources: r }));
+  }),
+);
+afterAll(() => resources.teardown());
 
 /** A raw socket that sends `head` and never reads (it stays paused: no 'data' listener). */
 function raw(head: string): Promise<Socket> {
@@ -183,31 +181,6 @@ describe('disconnect storms against the demo server', () => {
   });
 });
 
-/** An SSE reader that keeps up: parses every event as it comes. */
-async function readSse(path: string, headers: Record<string, string>) {
-  const ac = new AbortController();
-  const res = await fetch(`http://127.0.0.1:${port}${path}`, { headers, signal: ac.signal });
-  const events: EventSourceMessage[] = [];
-  // The opening event (patchbay-open) carries the stream's starting id; it is not a message.
-  const parser = createParser({ onEvent: (e) => e.event !== 'patchbay-open' && events.push(e) });
-  const reading = (async () => {
-    const decoder = new TextDecoder();
-    try {
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) parser.feed(decoder.decode(chunk, { stream: true }));
-    } catch {
-      // aborted
-    }
-  })();
-  return {
-    res,
-    events,
-    close: async () => {
-      ac.abort();
-      await reading;
-    },
-  };
-}
-
 describe('slow consumers against the demo server', () => {
   const MESSAGE = 'x'.repeat(16 * 1024);
   const FLOOD = 450; // ~7.2 MiB: more than the 1 MiB send bound and the kernel's buffers, less than the log's 8 MiB
@@ -220,7 +193,7 @@ describe('slow consumers against the demo server', () => {
     const stalled = await raw(get(`/sse/${topic}`, { 'last-event-id': cursor }));
     await until(() => demo.sse.stats().connections === 1, 'the stalled stream');
     // A healthy reader on the same topic, which must not be slowed or cut by the stalled one.
-    const healthy = await readSse(`/sse/${topic}`, {});
+    const healthy = await readSse(`http://127.0.0.1:${port}/sse/${topic}`);
     await until(() => demo.sse.stats().connections === 2, 'the healthy stream');
     let maxQueued = 0;
     const ids: string[] = [];
@@ -239,7 +212,7 @@ describe('slow consumers against the demo server', () => {
     stalled.destroy();
 
     // It comes back with the last id it processed and gets every message since, in order.
-    const { res, events, close } = await readSse(`/sse/${topic}`, { 'last-event-id': cursor });
+    const { res, events, close } = await readSse(`http://127.0.0.1:${port}/sse/${topic}`, { headers: { 'last-event-id': cursor } });
     await until(() => events.length >= FLOOD, `${FLOOD} replayed events`);
     await close();
     expect(res.headers.get('patchbay-gap')).toBeNull();

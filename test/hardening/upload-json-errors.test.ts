@@ -9,25 +9,21 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type CorsOptions, ErrorCodes } from '../../src/index.js';
 import { UploadHandler } from '../../src/upload/index.js';
-import { closeServers, errorBody, request, serve } from './http.js';
-
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0)) await c();
-  await closeServers();
-});
+import { perTest, serveRig } from '../helpers.js';
+import { errorBody, request } from './http.js';
 
 async function uploadRig(cors?: CorsOptions) {
   const dir = mkdtempSync(join(tmpdir(), 'patchbay-hardening-'));
   const uploads = new UploadHandler({ directory: join(dir, 'store'), maxSizeBytes: 1_000, ...(cors ? { cors } : {}) });
-  cleanups.push(async () => {
+  perTest.defer(async () => {
     await uploads.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  return serve((req, res) => void uploads.handle(req, res));
+  const { url: base } = await serveRig((req, res) => void uploads.handle(req, res));
+  return { base };
 }
 
 describe('UploadHandler error bodies', () => {

@@ -1,20 +1,15 @@
 import http, { type IncomingMessage } from 'node:http';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ErrorCodes, ForbiddenError, InvalidArgumentError, isAllowedOrigin, PublishHandler, PubSubBroker, type PublishHandlerOptions } from '../../src/index.js';
-import { closeServers, errorBody, request, serve } from '../hardening/http.js';
-
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-  await closeServers();
-});
+import { errorBody, request } from '../hardening/http.js';
+import { perTest, serveRig } from '../helpers.js';
 
 async function rig(options: Omit<PublishHandlerOptions, 'broker'> = {}) {
   const broker = new PubSubBroker();
   const handler = new PublishHandler({ ...options, broker });
-  cleanups.push(() => broker.close());
-  const { base } = await serve((req, res) => void handler.handle(req, res, decodeURIComponent((req.url ?? '').slice('/pub/'.length))));
+  perTest.defer(() => broker.close());
+  const { url: base } = await serveRig((req, res) => void handler.handle(req, res, decodeURIComponent((req.url ?? '').slice('/pub/'.length))));
   return { broker, handler, base, host: new URL(base).host };
 }
 
@@ -186,7 +181,7 @@ describe('PublishHandler: contentTypes names the media types a publish may carry
 
   it('a list it cannot decode, an empty one or not a list is an InvalidArgumentError at construction', () => {
     const broker = new PubSubBroker();
-    cleanups.push(() => broker.close());
+    perTest.defer(() => broker.close());
     for (const contentTypes of [[], ['image/png'], ['text'], ['application/octet-stream'], 'text/plain', [1]]) {
       expect(() => new PublishHandler({ broker, contentTypes: contentTypes as readonly string[] }), JSON.stringify(contentTypes)).toThrow(
         expect.objectContaining({ code: ErrorCodes.INVALID_ARGUMENT }),
@@ -245,7 +240,7 @@ describe('PublishHandler: parse validates or transforms the body before it is pu
 
   it('a parse that is not a function is an InvalidArgumentError at construction', () => {
     const broker = new PubSubBroker();
-    cleanups.push(() => broker.close());
+    perTest.defer(() => broker.close());
     expect(() => new PublishHandler({ broker, parse: 'no' as never })).toThrow(expect.objectContaining({ code: ErrorCodes.INVALID_ARGUMENT }));
   });
 });

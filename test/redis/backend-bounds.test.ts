@@ -9,7 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { parseCursor, PubSubBroker } from '../../src/index.js';
 import { RedisBackend, type RedisBackendOptions } from '../../src/redis/index.js';
 import { DROP_EVICTED } from '../../src/redis/scripts.js';
-import { redisSuite, waitFor } from './helpers.js';
+import { eventually } from '../helpers.js';
+import { redisSuite } from './helpers.js';
 import { redisUnavailableReason, uniquePrefix } from './redis-server.js';
 
 describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: bounds across topics', () => {
@@ -20,7 +21,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: bounds acro
     const prefix = uniquePrefix('bounds');
     const backend = new RedisBackend({ url: suite.redis.url, prefix, ...options });
     const broker = new PubSubBroker({ backend });
-    cleanups.push(async () => {
+    cleanups.defer(async () => {
       await broker.close();
       await backend.close();
     });
@@ -72,7 +73,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: bounds acro
           for (const [topic, bytes] of really) if (bytes > 0) expect(perTopic.get(topic)).toBe(bytes);
           expect(topics).toBeLessThanOrEqual(maxTopics);
           expect(really.size).toBeLessThanOrEqual(maxTopics); // evicted topics leave no stream behind
-          for (const fn of cleanups.splice(0).reverse()) await fn();
+          await cleanups.teardown();
         },
       ),
       { numRuns: 25 },
@@ -121,12 +122,12 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: bounds acro
     await pub('old', 'a'.repeat(100));
     // Publish until Redis's clock has moved past the age of the first ones and a publish trimmed them.
     let n = 0;
-    await waitFor(async () => {
+    await eventually(async () => {
       await pub('aging', `${n++}`);
       return (await suite.raw.xlen(`${prefix}{t:aging}`)) < n;
     }, 'an age trim of "aging"');
     // And until the sweep (1 publish in 32) dropped the topic "old" whole.
-    await waitFor(async () => {
+    await eventually(async () => {
       for (let i = 0; i < 40; i++) await pub('aging', `${n++}`);
       return (await suite.raw.zscore(`${prefix}{m}:topics`, 'old')) === null;
     }, 'the sweep of "old"');
@@ -142,7 +143,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: bounds acro
     const start = await backend.head();
     await broker.publish('a', 'a'.repeat(600));
     const b = await broker.publish('b', 'b'.repeat(600));
-    await waitFor(() => backend.redisStats().delivered >= 2, 'both delivered back through the feed');
+    await eventually(() => backend.redisStats().delivered >= 2, 'both delivered back through the feed');
     const before = backend.redisStats();
     // After `start`, the local copy of "a" is gone (over the budget): Redis answers, and it dropped "a" too.
     expect(await broker.read('b', start, 10)).toMatchObject({ gap: true, messages: [{ id: b.id }] });
@@ -176,7 +177,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: bounds acro
   it('an idle topic whose key expired (maxAgeMs + 1 s) is not counted after its next publish, and readers behind it see a gap', async () => {
     const { prefix, broker } = await make({ history: { maxAgeMs: 100 }, localReads: false });
     const first = await broker.publish('idle', 'i'.repeat(500));
-    await waitFor(async () => (await suite.raw.exists(`${prefix}{t:idle}`)) === 0, 'the key expiry of "idle"', 5000);
+    await eventually(async () => (await suite.raw.exists(`${prefix}{t:idle}`)) === 0, 'the key expiry of "idle"', { timeoutMs: 5000 });
     const second = await broker.publish('idle', 'j');
     expect((await counted(prefix)).total).toBe(2);
     expect((await counted(prefix)).total).toBe(sum(await held(prefix)));

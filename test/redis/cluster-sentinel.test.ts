@@ -8,7 +8,7 @@ import { Cluster } from 'ioredis';
 import { RedisBackend, type RedisBackendOptions, RedisJobStore } from '../../src/redis/index.js';
 import { backendConformance } from '../conformance/backend-kit.js';
 import { jobStoreConformance } from '../conformance/job-store-kit.js';
-import { waitFor } from './helpers.js';
+import { eventually } from '../helpers.js';
 import { REDIS_BINARY, startCluster, startSentinel, uniquePrefix } from './redis-server.js';
 
 describe.skipIf(REDIS_BINARY === undefined)('RedisBackend on a Redis Cluster', () => {
@@ -62,7 +62,7 @@ describe.skipIf(REDIS_BINARY === undefined)('RedisBackend on a Redis Cluster', (
       const ids: string[] = [];
       // Twenty topics: their hash tags put them on all three nodes.
       for (let i = 0; i < 60; i++) ids.push((await brokerA.publish(`spread.t${i % 20}`, i)).id);
-      await waitFor(() => got.length >= 60, 'all 60 on B');
+      await eventually(() => got.length >= 60, 'all 60 on B');
       expect(got.map((m) => m.id)).toEqual(ids);
       expect(b.redisStats().late).toBe(0);
       const read = await brokerB.read({ pattern: 'spread.*' }, ids[29]!, 100);
@@ -150,7 +150,7 @@ describe.skipIf(REDIS_BINARY === undefined)('RedisBackend through Redis Sentinel
       const got: Message[] = [];
       await brokerB.subscribe('s', { onMessage: (m) => got.push(m) });
       const sent = await brokerA.publish('s', 'via sentinel');
-      await waitFor(() => got.length === 1, 'the message on B');
+      await eventually(() => got.length === 1, 'the message on B');
       expect(got[0]!.id).toBe(sent.id);
       expect((await brokerB.read('s', null, 10)).messages.map((m) => m.data)).toEqual(['via sentinel']);
     } finally {

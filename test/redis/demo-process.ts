@@ -3,6 +3,7 @@
  * multi-process tests: started on a free port, stopped (or killed) by their PID.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { sourceNodeArgs } from '../helpers.js';
 
 const root = new URL('../../', import.meta.url).pathname;
 
@@ -14,7 +15,7 @@ export interface DemoProcess {
 
 /** Starts a demo on Redis at `redisUrl` under `prefix`, with `env` added (LP_TIMEOUT_MS, JOBS_LEASE_MS, ...). */
 export function startDemo(redisUrl: string, prefix: string, env: Record<string, string> = {}): Promise<DemoProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--import', './test/redis/fixtures/src-hooks.mjs', 'demo/server.js'], {
+  const child = spawn(process.execPath, [...sourceNodeArgs, 'demo/server.js'], {
     cwd: root,
     env: { ...process.env, PORT: '0', SIDECARS: '0', PATCHBAY_REDIS_URL: redisUrl, PATCHBAY_REDIS_PREFIX: prefix, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -6,7 +6,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { type Message, parseCursor, ProtocolError, PubSubBroker } from '../../src/index.js';
-import { backendPair, redisSuite, waitFor } from './helpers.js';
+import { eventually } from '../helpers.js';
+import { backendPair, redisSuite } from './helpers.js';
 import { redisUnavailableReason, uniquePrefix } from './redis-server.js';
 
 /** Deeper than any broker accepts (maxDataDepth is at most 1000). */
@@ -61,13 +62,13 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: records rea
     // The pair's own brokers hold the backends' feeds: these brokers replace them.
     const deepBroker = new PubSubBroker({ backend: b, maxDataDepth: 300 });
     const plainBroker = new PubSubBroker({ backend: a });
-    cleanups.push(() => Promise.all([deepBroker.close(), plainBroker.close()]));
+    cleanups.defer(() => Promise.all([deepBroker.close(), plainBroker.close()]));
     const nested = JSON.parse(`${'['.repeat(299)}1${']'.repeat(299)}`) as unknown;
     const got: Message[] = [];
     await deepBroker.subscribe('deep', { onMessage: (m) => got.push(m) });
     const start = await deepBroker.head();
     const sent = await deepBroker.publish('deep', nested);
-    await waitFor(() => got.length === 1, 'the deep message on the feed');
+    await eventually(() => got.length === 1, 'the deep message on the feed');
     expect(got[0]!.data).toEqual(nested);
     expect(await deepBroker.read('deep', start, 10)).toMatchObject({ gap: false, messages: [{ id: sent.id, data: nested }] });
     expect(b.redisStats().undecodable).toBe(0);
@@ -115,13 +116,13 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: records rea
     // No onError on the broker: a throw reaching it would be rethrown and fail this test run.
     await brokerB.subscribe('feed.t', { onMessage: (m) => got.push(m) });
     const m1 = await brokerA.publish('feed.t', 1);
-    await waitFor(() => got.length === 1, 'the first message on B');
+    await eventually(() => got.length === 1, 'the first message on B');
     await writeByHand(prefix, 'feed.t', BAD, true);
     for (const garbage of ['garbage', '', '\n\n\n\n', 'ZZ\n1\nfeed.t\n\nsx', 'e\n-1\nfeed.t\n\nsx', 'e\n1e5\nfeed.t\n\nsx', 'e\n1\n\n\nsx']) {
       await suite.raw.publish(`${prefix}feed`, garbage);
     }
     const m2 = await brokerA.publish('feed.t', 2);
-    await waitFor(() => got.length === 2, 'the next good message on B');
+    await eventually(() => got.length === 2, 'the next good message on B');
     expect(got.map((m) => m.id)).toEqual([m1.id, m2.id]);
     expect(b.redisStats().undecodable).toBe(BAD.length + 7);
     expect(errors.length).toBeGreaterThanOrEqual(BAD.length);
@@ -133,7 +134,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: records rea
     expect(b.redisStats().undecodable).toBe(BAD.length + 7);
     // After m2 all is well again, and the local reads answer.
     const m3 = await brokerA.publish('feed.t', 3);
-    await waitFor(() => got.length === 3, 'the third message on B');
+    await eventually(() => got.length === 3, 'the third message on B');
     const local = b.redisStats().localReads;
     expect(await brokerB.read('feed.t', m2.id, 100)).toMatchObject({ gap: false, messages: [{ id: m3.id }] });
     expect(b.redisStats().localReads).toBe(local + 1);

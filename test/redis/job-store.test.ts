@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock, PollHandler, type PollJobContext, pollChannels, SharedPollHandle, UnavailableError } from '../../src/index.js';
 import { RedisBackend, RedisJobStore } from '../../src/redis/index.js';
 import { jobStoreConformance } from '../conformance/job-store-kit.js';
-import { serve, waitFor } from './helpers.js';
+import { eventually, serveRig } from '../helpers.js';
 import { freePort, REDIS_BINARY, redisUnavailableReason, startRedis, testRedis, type TestRedis, uniquePrefix } from './redis-server.js';
 
 describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
@@ -98,7 +98,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
         clock.advance(10); // each ends a little later than the one before
       }
       clock.advance(1000); // every outcome past its TTL
-      await waitFor(() => jobs.stats().expired === 12, 'the outcomes to expire');
+      await eventually(() => jobs.stats().expired === 12, 'the outcomes to expire');
       const other = new SharedPollHandle({ clock, store });
       try {
         for (const id of ids.slice(0, 7)) await expect(other.lookup(id)).rejects.toMatchObject({ code: 'PB_ERR_NOT_FOUND' });
@@ -127,14 +127,14 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
     const store = new RedisJobStore({ url: `redis://127.0.0.1:${port}`, prefix: uniquePrefix('down'), connectTimeoutMs: 200, retryAfterSeconds: 3, redis: { retryStrategy: () => 50 } });
     const jobs = new SharedPollHandle({ clock, store });
     const handler = new PollHandler({ jobs, run: () => 1 });
-    const server = await serve((req, res) => void handler.handle(req, res));
+    const server = await serveRig((req, res) => void handler.handle(req, res));
     try {
       await expect(jobs.lookup('AAAAAAAAAAAAAAAA')).rejects.toBeInstanceOf(UnavailableError);
-      const start = await fetch(`${server.base}/jobs`, { method: 'POST' });
+      const start = await fetch(`${server.url}/jobs`, { method: 'POST' });
       expect(start.status).toBe(503);
       expect(start.headers.get('retry-after')).toBe('3');
       expect(((await start.json()) as { error: { code: string } }).error.code).toBe('PB_ERR_UNAVAILABLE');
-      const read = await fetch(`${server.base}/jobs/AAAAAAAAAAAAAAAA`);
+      const read = await fetch(`${server.url}/jobs/AAAAAAAAAAAAAAAA`);
       expect(read.status).toBe(503);
       expect(jobs.stats()).toMatchObject({ pending: 0, started: 0 });
     } finally {
@@ -162,7 +162,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
           finish = r;
         });
       });
-      await waitFor(() => ctx !== undefined && job.state === 'running', 'the job to run');
+      await eventually(() => ctx !== undefined && job.state === 'running', 'the job to run');
       const onB = await B.lookup(job.id);
       const outcome = onB.done();
       await own.stop();
@@ -171,7 +171,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
       pollChannels.storeError.subscribe(onFailure);
       finish('made it');
       try {
-        await waitFor(() => failures.some((f) => f.what === 'write'), 'the outcome write to fail'); // while Redis is down...
+        await eventually(() => failures.some((f) => f.what === 'write'), 'the outcome write to fail'); // while Redis is down...
       } finally {
         pollChannels.storeError.unsubscribe(onFailure);
       }

@@ -6,7 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCursor } from '../../src/index.js';
 import { type DemoProcess, startDemos, stopDemo } from './demo-process.js';
-import { readSse, type SseEvent, waitFor } from './helpers.js';
+import type { EventSourceMessage } from 'eventsource-parser';
+import { eventually, readSse } from '../helpers.js';
 import { REDIS_BINARY, startRedis, type TestRedis, uniquePrefix } from './redis-server.js';
 
 const HOLD_MS = 1000;
@@ -51,18 +52,17 @@ describe.skipIf(REDIS_BINARY === undefined)('three demo processes on one Redis',
     }
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) ids.push(((await (await publish(p1.base, 'replay', i)).json()) as { id: string }).id);
-    const events: SseEvent[] = [];
-    const stop = new AbortController();
+    const stream = await readSse(`${p3.base}/sse/replay`, { headers: { 'last-event-id': ids[0]! } });
+    const events = stream.events;
     try {
-      const stream = await readSse(`${p3.base}/sse/replay`, events, stop.signal, { 'last-event-id': ids[0]! });
-      expect(stream.status).toBe(200);
-      await waitFor(() => events.length === 2, 'the replay on P3');
+      expect(stream.res.status).toBe(200);
+      await eventually(() => events.length === 2, 'the replay on P3');
       const live = ((await (await publish(p2.base, 'replay', 3)).json()) as { id: string }).id;
-      await waitFor(() => events.length === 3, 'the live event on P3');
+      await eventually(() => events.length === 3, 'the live event on P3');
       expect(events.map((e) => e.id)).toEqual([ids[1], ids[2], live]);
       expect(events.map((e) => e.data)).toEqual(['1', '2', '3']);
     } finally {
-      stop.abort();
+      await stream.close();
     }
   });
 
@@ -76,19 +76,19 @@ describe.skipIf(REDIS_BINARY === undefined)('three demo processes on one Redis',
     const statuses: number[] = [];
 
     // SSE on P2, moving to P1 with Last-Event-ID half way.
-    const sse: SseEvent[] = [];
+    const sse: EventSourceMessage[] = [];
     let sseStop = new AbortController();
     /** Times the server ended a stream (an EventSource would reconnect with Last-Event-ID: so do we). */
     const sseEnds: string[] = [];
     const follow = async (base: string, stop: AbortController, lastEventId?: string): Promise<number> => {
-      const stream = await readSse(`${base}/sse/${topic}`, sse, stop.signal, lastEventId ? { 'last-event-id': lastEventId } : {});
-      void stream.done.then(async () => {
+      const stream = await readSse(`${base}/sse/${topic}`, { into: sse, signal: stop.signal, headers: lastEventId ? { 'last-event-id': lastEventId } : {} });
+      void stream.ended.then(async () => {
         if (stop.signal.aborted) return;
         sseEnds.push(`${base} after ${sse.length} events`);
         await sleep(100);
         if (!stop.signal.aborted) await follow(base, stop, sse[sse.length - 1]?.id ?? lastEventId).catch(() => undefined);
       });
-      return stream.status;
+      return stream.res.status;
     };
     expect(await follow(p2.base, sseStop)).toBe(200);
 
@@ -127,7 +127,7 @@ describe.skipIf(REDIS_BINARY === undefined)('three demo processes on one Redis',
       }
     })();
     // The first poll (no cursor: the next message) must be held before message 0 is published.
-    await waitFor(
+    await eventually(
       async () => ((await (await fetch(`${p3.base}/stats`)).json()) as { longPoll: { parked: number } }).longPoll.parked > 0,
       'the first long poll to be held on P3',
     );
@@ -167,10 +167,10 @@ describe.skipIf(REDIS_BINARY === undefined)('three demo processes on one Redis',
       const seen = new Set(got.map((e) => e.id));
       return acked.filter((a) => !seen.has(a.id)).map((a) => a.i);
     };
-    await waitFor(() => missing(sse).length === 0, 'every acknowledged message on the SSE client', 30_000).catch((error: unknown) => {
+    await eventually(() => missing(sse).length === 0, 'every acknowledged message on the SSE client', { timeoutMs: 30_000 }).catch((error: unknown) => {
       throw new Error(`${(error as Error).message}: missing i = ${missing(sse).join(',')}; ${sse.length} events; stream ends: ${sseEnds.join('; ') || 'none'}`);
     });
-    await waitFor(() => missing(lp).length === 0, 'every acknowledged message on the long-poll client', 30_000).catch((error: unknown) => {
+    await eventually(() => missing(lp).length === 0, 'every acknowledged message on the long-poll client', { timeoutMs: 30_000 }).catch((error: unknown) => {
       throw new Error(`${(error as Error).message}: missing i = ${missing(lp).join(',')}; ${lp.length} messages`);
     });
     if (sseEnds.length > 0) console.log(`SSE streams the server ended (the client resumed with Last-Event-ID): ${sseEnds.join('; ')}`);

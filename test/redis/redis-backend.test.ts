@@ -2,13 +2,11 @@ import { fc } from '@fast-check/vitest';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LongPollHandler, type Message, parseCursor, SseHandler, UnavailableError } from '../../src/index.js';
 import { RedisBackend, type RedisBackendOptions } from '../../src/redis/index.js';
-import { backendPair, readSse, serve, type SseEvent, waitFor } from './helpers.js';
+import { eventually, perTest, readSse, serveRig } from '../helpers.js';
+import { backendPair } from './helpers.js';
 import { REDIS_BINARY, redisUnavailableReason, startRedis, testRedis, type TestRedis } from './redis-server.js';
 
-const cleanups: (() => Promise<unknown> | unknown)[] = [];
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-});
+const cleanups = perTest;
 
 /** Two backends ("processes" A and B) on one Redis and prefix, each with its broker. */
 function pair(url: string, options: Partial<RedisBackendOptions> = {}, optionsB: Partial<RedisBackendOptions> = {}) {
@@ -33,7 +31,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes s
     // A burst of concurrent publishes: delivery order is the order ids were issued in.
     const burst = await Promise.all(Array.from({ length: 100 }, (_, i) => brokerA.publish('room.burst', i)));
     const burstIds = burst.map((m) => m.id).sort((x, y) => parseCursor(x).seq - parseCursor(y).seq);
-    await waitFor(() => got.length >= 200, '200 deliveries on B');
+    await eventually(() => got.length >= 200, '200 deliveries on B');
     expect(got.map((m) => m.id)).toEqual([...ids, ...burstIds]);
     expect(new Set(got.map((m) => m.id)).size).toBe(200);
     expect(got[4]!.data).toEqual({ i: 4 });
@@ -43,33 +41,32 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes s
     const { brokerA, brokerB } = await pair(redis.url);
     const longPoll = new LongPollHandler({ broker: brokerB, maxHoldMs: 10_000 });
     const sse = new SseHandler({ broker: brokerB, heartbeatMs: 60_000 });
-    const server = await serve((req, res) => {
+    const server = await serveRig((req, res) => {
       const url = new URL(req.url ?? '/', 'http://x');
       if (url.pathname === '/lp') void longPoll.handle(req, res, { topics: ['news'] });
       else void sse.handle(req, res, { topics: ['news'] });
     });
-    cleanups.push(async () => {
+    cleanups.defer(async () => {
       await longPoll.close();
       await sse.close();
       await server.close();
     });
 
-    const waiting = fetch(`${server.base}/lp`);
-    await waitFor(() => longPoll.stats().parked === 1, 'the poll to park on B');
+    const waiting = fetch(`${server.url}/lp`);
+    await eventually(() => longPoll.stats().parked === 1, 'the poll to park on B');
     const first = await brokerA.publish('news', 'one');
     const res = await waiting;
     expect(res.status).toBe(200);
     expect(((await res.json()) as { messages: { id: string }[] }).messages.map((m) => m.id)).toEqual([first.id]);
 
     const second = await brokerA.publish('news', { n: 2 });
-    const events: SseEvent[] = [];
-    const stop = new AbortController();
-    cleanups.push(() => stop.abort());
-    const stream = await readSse(`${server.base}/sse`, events, stop.signal, { 'last-event-id': first.id });
-    expect(stream.status).toBe(200);
-    await waitFor(() => events.length === 1, 'the replayed event');
+    const stream = await readSse(`${server.url}/sse`, { headers: { 'last-event-id': first.id } });
+    const events = stream.events;
+    cleanups.defer(() => stream.close());
+    expect(stream.res.status).toBe(200);
+    await eventually(() => events.length === 1, 'the replayed event');
     const third = await brokerA.publish('news', 'three');
-    await waitFor(() => events.length === 2, 'the live event');
+    await eventually(() => events.length === 2, 'the live event');
     expect(events).toEqual([
       { id: second.id, event: undefined, data: '{"n":2}' },
       { id: third.id, event: undefined, data: 'three' },
@@ -90,7 +87,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes s
     const values: unknown[] = ['line 1\nline 2\n\n', '{"not":"parsed"}', { a: [1, null, 'x'] }, 0, null, true, 'üñí©ødé 🎉'];
     for (const v of values) await brokerA.publish('kinds', v, { headers: { 'x-kind': typeof v } });
     await brokerA.publish('kinds', new Uint8Array([0, 1, 255]));
-    await waitFor(() => got.length === values.length + 1, 'every kind');
+    await eventually(() => got.length === values.length + 1, 'every kind');
     expect(got.slice(0, values.length).map((m) => m.data)).toEqual(values);
     expect(got[0]!.headers).toEqual({ 'x-kind': 'string' });
     expect([...(got[values.length]!.data as Uint8Array)]).toEqual([0, 1, 255]);
@@ -113,7 +110,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes s
           try {
             const ids: string[] = [await a.head()];
             for (const p of publishes) ids.push((await (p.on === 'A' ? brokerA : brokerB).publish(p.topic, p.topic)).id);
-            await waitFor(() => a.redisStats().delivered >= publishes.length, 'every message on A');
+            await eventually(() => a.redisStats().delivered >= publishes.length, 'every message on A');
             for (const r of reads) {
               const cursor = parseCursor(ids[r.at % ids.length]!);
               const spec = r.target === 'one' ? 'p.a' : r.target === 'list' ? [['p', 'a'], ['q']] : [['p', '*']];
@@ -125,7 +122,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes s
             localReads += a.redisStats().localReads;
           } finally {
             await plain.close();
-            for (const fn of cleanups.splice(0).reverse()) await fn();
+            await cleanups.teardown();
           }
         },
       ),
@@ -142,7 +139,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes s
     await new Promise((r) => setTimeout(r, 450));
     const fresh = await brokerA.publish('aged', 'fresh');
     // Local reads (A's memory) and Redis reads (B has seen nothing recent of its own) agree.
-    await waitFor(() => a.redisStats().delivered >= 3, 'the feed on A');
+    await eventually(() => a.redisStats().delivered >= 3, 'the feed on A');
     for (const broker of [brokerA, brokerB]) {
       const read = await broker.read('aged', start, 10);
       expect(read.gap).toBe(true);
@@ -161,7 +158,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes s
     await brokerA.publish('tag.me', 1);
     const { Redis } = await import('ioredis');
     const client = new Redis(redis.url);
-    cleanups.push(() => client.quit());
+    cleanups.defer(() => client.quit());
     const keys = (await client.keys(`${prefix}*`)).sort();
     expect(keys).toEqual([`${prefix}{m}:bytes`, `${prefix}{m}:meta`, `${prefix}{m}:topics`, `${prefix}{t:tag.me}`].sort());
     expect(await client.type(`${prefix}{t:tag.me}`)).toBe('stream');
@@ -192,10 +189,10 @@ describe.skipIf(REDIS_BINARY === undefined)('RedisBackend faults: a redis-server
     await brokerB.subscribe('f', { onMessage: (m) => got.push(m) });
     const sent: string[] = [];
     for (let i = 0; i < 20; i++) sent.push((await brokerA.publish('f', i)).id);
-    await waitFor(() => got.length === 20, 'the first 20 on B');
+    await eventually(() => got.length === 20, 'the first 20 on B');
 
     await redis.stop();
-    await waitFor(() => !a.redisStats().connected, 'A to notice');
+    await eventually(() => !a.redisStats().connected, 'A to notice');
     const t0 = Date.now();
     const refused = await brokerA.publish('f', 'lost').then(
       () => undefined,
@@ -209,10 +206,10 @@ describe.skipIf(REDIS_BINARY === undefined)('RedisBackend faults: a redis-server
     await expect(brokerA.head()).rejects.toBeInstanceOf(UnavailableError);
 
     await redis.start();
-    await waitFor(() => a.redisStats().connected, 'A to reconnect');
+    await eventually(() => a.redisStats().connected, 'A to reconnect');
     for (let i = 20; i < 40; i++) sent.push((await brokerA.publish('f', i)).id);
     expect(b.redisStats().live).toBe(false); // B's feed is still away: these come from the log
-    await waitFor(() => got.length >= 40, 'all 40 on B', 15_000);
+    await eventually(() => got.length >= 40, 'all 40 on B', { timeoutMs: 15_000 });
     expect(got.map((m) => m.id)).toEqual(sent);
     expect(got.map((m) => m.data)).toEqual([...Array(40).keys()]);
     expect(b.redisStats().caughtUp).toBeGreaterThanOrEqual(1);
@@ -223,21 +220,21 @@ describe.skipIf(REDIS_BINARY === undefined)('RedisBackend faults: a redis-server
     redis = await startRedis();
     const { brokerB } = await pair(redis.url);
     const longPoll = new LongPollHandler({ broker: brokerB, maxHoldMs: 800 });
-    const server = await serve((req, res) => void longPoll.handle(req, res, { topics: ['held'] }));
-    cleanups.push(async () => {
+    const server = await serveRig((req, res) => void longPoll.handle(req, res, { topics: ['held'] }));
+    cleanups.defer(async () => {
       await longPoll.close();
       await server.close();
     });
     const cursor = await brokerB.head();
-    const held = fetch(`${server.base}/?cursor=${cursor}`);
-    await waitFor(() => longPoll.stats().parked === 1, 'the poll to park');
+    const held = fetch(`${server.url}/?cursor=${cursor}`);
+    await eventually(() => longPoll.stats().parked === 1, 'the poll to park');
     await redis.stop();
     const t0 = Date.now();
     const res = await held;
     expect(res.status).toBe(204);
     expect(res.headers.get('patchbay-cursor')).toBe(cursor);
     expect(Date.now() - t0).toBeLessThan(2000);
-    const again = await fetch(`${server.base}/?cursor=${cursor}`);
+    const again = await fetch(`${server.url}/?cursor=${cursor}`);
     expect(again.status).toBe(503);
     expect(again.headers.get('retry-after')).toBe('1');
     expect(((await again.json()) as { error: { code: string } }).error.code).toBe('PB_ERR_UNAVAILABLE');
@@ -249,7 +246,7 @@ describe.skipIf(REDIS_BINARY === undefined)('RedisBackend faults: a redis-server
     const before = await brokerA.publish('e', 'before');
     await redis.stop();
     await redis.start();
-    await waitFor(() => a.redisStats().connected && b.redisStats().connected, 'A and B to reconnect');
+    await eventually(() => a.redisStats().connected && b.redisStats().connected, 'A and B to reconnect');
     const after = await brokerA.publish('e', 'after');
     expect(parseCursor(after.id).epoch).not.toBe(parseCursor(before.id).epoch);
     expect(parseCursor(after.id).seq).toBeGreaterThan(parseCursor(before.id).seq);
@@ -265,15 +262,15 @@ describe.skipIf(REDIS_BINARY === undefined)('RedisBackend faults: a redis-server
     await brokerB.subscribe('w', { onMessage: (m) => got.push(m) });
     const first = await brokerA.publish('w', 1);
     const second = await brokerA.publish('w', 2);
-    await waitFor(() => got.length === 2, 'both on B');
+    await eventually(() => got.length === 2, 'both on B');
     const { Redis } = await import('ioredis');
     const admin = new Redis(redis.url);
-    cleanups.push(() => admin.quit());
+    cleanups.defer(() => admin.quit());
     // As if Redis restarted from a snapshot taken before the second publish.
     await admin.xdel(`${prefix}{t:w}`, `${Math.floor(parseCursor(second.id).seq / 1024)}-${parseCursor(second.id).seq % 1024}`);
     await admin.hset(`${prefix}{m}:meta`, 's', String(parseCursor(first.id).seq));
     await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
-    await waitFor(() => b.redisStats().resyncs === 1, 'B to resync');
+    await eventually(() => b.redisStats().resyncs === 1, 'B to resync');
     const read = await brokerB.read('w', second.id, 10);
     expect(read.gap).toBe(true);
     expect(parseCursor(read.cursor).epoch).not.toBe(parseCursor(second.id).epoch);
@@ -299,7 +296,7 @@ describe.skipIf(REDIS_BINARY === undefined)('RedisBackend faults: a redis-server
     }
     // The hung publish ran once Redis woke (it was sent): it is delivered, not lost or doubled.
     const next = await brokerA.publish('h', 'next');
-    await waitFor(() => got.some((m) => m.id === next.id), 'the next publish on B');
+    await eventually(() => got.some((m) => m.id === next.id), 'the next publish on B');
     expect(got.map((m) => m.data)).toEqual(['hung', 'next']);
   });
 });

@@ -5,15 +5,12 @@
  * - `node`: Node's own EventSource (undici's), in a child process started with
  *   `node --experimental-eventsource` (see clients-node-eventsource.mjs), since `undici` is not a
  *   dependency and the flag cannot be given to one vitest worker.
- *
- * Plus a bounded wait on a condition that sleeps a few ms between checks (not a spin: the child
- * process and the server need the CPU).
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { EventSource as NpmEventSource } from 'eventsource';
-import { waitFor } from '../helpers.js';
+import { eventually } from '../helpers.js';
 
 /** `EventSource.readyState` values. */
 export const CONNECTING = 0;
@@ -45,9 +42,6 @@ export interface SseClient {
 }
 
 export type ClientName = 'eventsource' | 'node';
-
-// Waits until `condition()` holds (test/helpers.ts), re-exported for the suites that import it from here.
-export { waitFor };
 
 /** Opens a client of `name` on `url`, also listening for the custom event `types`. */
 export function openClient(name: ClientName, url: string, types: readonly string[] = []): SseClient {
@@ -112,7 +106,7 @@ function openNode(url: string, types: readonly string[]): SseClient {
       const n = states.length;
       alive('its readyState');
       child.stdin.write('state\n');
-      await waitFor(() => {
+      await eventually(() => {
         alive('its readyState');
         return states.length > n;
       }, "the Node EventSource child's readyState");

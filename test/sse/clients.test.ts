@@ -14,7 +14,8 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type Clock, ManualClock, type Message, PubSubBroker, realClock, SseHandler, type SseStream } from '../../src/index.js';
-import { CLOSED, type ClientName, openClient, OPEN, type SseClient, waitFor } from './clients-harness.js';
+import { eventually } from '../helpers.js';
+import { CLOSED, type ClientName, openClient, OPEN, type SseClient } from './clients-harness.js';
 
 const RETRY_MS = 20;
 
@@ -137,9 +138,9 @@ afterAll(async () => {
   await small.close();
 });
 
-const opened = (c: SseClient): Promise<void> => waitFor(() => c.events.some((e) => e.kind === 'open'), `${c.name} to open`);
+const opened = (c: SseClient): Promise<void> => eventually(() => c.events.some((e) => e.kind === 'open'), `${c.name} to open`);
 const messagesReach = (c: SseClient, n: number): Promise<void> =>
-  waitFor(() => c.messages().length >= n, `${c.name} to receive ${n} events (has ${c.messages().length})`);
+  eventually(() => c.messages().length >= n, `${c.name} to receive ${n} events (has ${c.messages().length})`);
 
 /**
  * Moves the heartbeat clock on by one period and waits until the heartbeat went out (counted and
@@ -149,7 +150,7 @@ const messagesReach = (c: SseClient, n: number): Promise<void> =>
 async function heartbeat(): Promise<void> {
   const before = handlers.hb.stats().heartbeats;
   manual.advance(HEARTBEAT_MS);
-  await waitFor(() => handlers.hb.stats().heartbeats > before && handlers.hb.stats().bytesQueued === 0, 'a heartbeat to go out');
+  await eventually(() => handlers.hb.stats().heartbeats > before && handlers.hb.stats().bytesQueued === 0, 'a heartbeat to go out');
 }
 
 describe.each<ClientName>(['eventsource', 'node'])('%s client', (name) => {
@@ -194,7 +195,7 @@ describe.each<ClientName>(['eventsource', 'node'])('%s client', (name) => {
 
     closeGate();
     expect(cut(path)).toBe(1);
-    await waitFor(() => gate!.length === 1, 'the reconnect to arrive (held at the gate)');
+    await eventually(() => gate!.length === 1, 'the reconnect to arrive (held at the gate)');
     const during: Message[] = [];
     for (let i = 0; i < 4; i++) during.push(await publish(path, `during ${i}`));
     openGate();
@@ -221,7 +222,7 @@ describe.each<ClientName>(['eventsource', 'node'])('%s client', (name) => {
     cut(path); // wherever the client is in the burst
     for (let i = 20; i < 40; i++) sent.push(await publish(path, `m${i}`));
     await messagesReach(client, 40);
-    await waitFor(() => live.size > 0 && [...live.values()].some((l) => l.path === path), 'the reconnected stream');
+    await eventually(() => live.size > 0 && [...live.values()].some((l) => l.path === path), 'the reconnected stream');
     handlers.sse.hub.closeAll(); // a clean end of a 200 stream: the client reconnects too
     for (let i = 40; i < 50; i++) sent.push(await publish(path, `m${i}`));
     await messagesReach(client, 50);
@@ -245,7 +246,7 @@ describe.each<ClientName>(['eventsource', 'node'])('%s client', (name) => {
     cut(path);
     // Both clients default to 3000 ms. The server sent `retry: 20`; a reconnect within 2 s can
     // only come from it (this is a deadline on the reconnect, not a measurement of it).
-    await waitFor(() => requests(path).length === 2, 'the reconnect', 2000);
+    await eventually(() => requests(path).length === 2, 'the reconnect', { timeoutMs: 2000 });
     expect(requests(path)[1]!.lastEventId).toBe(m.id);
   });
 
@@ -262,8 +263,8 @@ describe.each<ClientName>(['eventsource', 'node'])('%s client', (name) => {
       const m = await publish(path, 'last words');
       await messagesReach(client, 1);
       stream.close({ reconnect: false });
-      await waitFor(() => requests(path).length >= 2, 'the reconnect', name === 'eventsource' ? 1000 : 10_000);
-      await waitFor(async () => (await client.readyState()) === CLOSED, `${name} to be CLOSED`, name === 'eventsource' ? 1000 : 10_000);
+      await eventually(() => requests(path).length >= 2, 'the reconnect', { timeoutMs: name === 'eventsource' ? 1000 : 10_000 });
+      await eventually(async () => (await client.readyState()) === CLOSED, `${name} to be CLOSED`, { timeoutMs: name === 'eventsource' ? 1000 : 10_000 });
       const reqs = requests(path);
       expect(reqs[1]!.lastEventId).toMatch(/^stop-/);
       expect(reqs[1]!.status).toBe(204);
@@ -280,7 +281,7 @@ describe.each<ClientName>(['eventsource', 'node'])('%s client', (name) => {
   it('gives up on a 403 from authorize: CLOSED, one request, no message', async () => {
     const path = `/sse/forbidden-${name}`;
     const client = open(name, path);
-    await waitFor(() => client.events.some((e) => e.kind === 'error'), 'the error event');
+    await eventually(() => client.events.some((e) => e.kind === 'error'), 'the error event');
     expect(await client.readyState()).toBe(CLOSED);
     await new Promise((resolve) => setTimeout(resolve, RETRY_MS * 15));
     expect(requests(path).map((r) => r.status)).toEqual([403]);
@@ -290,7 +291,7 @@ describe.each<ClientName>(['eventsource', 'node'])('%s client', (name) => {
   it('gives up on a 400 for a garbage lastEventId: CLOSED, no message', async () => {
     const path = `/sse/garbage-${name}`;
     const client = open(name, `${path}?lastEventId=${encodeURIComponent('not-an-id!')}`);
-    await waitFor(() => client.events.some((e) => e.kind === 'error'), 'the error event');
+    await eventually(() => client.events.some((e) => e.kind === 'error'), 'the error event');
     expect(await client.readyState()).toBe(CLOSED);
     expect(requests(path).map((r) => r.status)).toEqual([400]);
     expect(client.messages()).toEqual([]);
@@ -304,7 +305,7 @@ describe.each<ClientName>(['eventsource', 'node'])('%s client', (name) => {
     await messagesReach(client, 1);
     closeGate();
     cut(path);
-    await waitFor(() => gate!.length === 1, 'the reconnect to arrive (held at the gate)');
+    await eventually(() => gate!.length === 1, 'the reconnect to arrive (held at the gate)');
     const later: Message[] = [];
     for (let i = 0; i < 5; i++) later.push(await publish(path, `later ${i}`)); // the log keeps the last 3
     openGate();

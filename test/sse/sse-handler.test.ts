@@ -1,9 +1,7 @@
-import http, { type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import type { Server } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PubSubBroker, type PubSubBrokerOptions, SseHandler, type SseHandlerOptions, type SseStream, targetOverlaps } from '../../src/index.js';
-import { until } from '../helpers.js';
+import { readSse, type SseReader, serveRig, until } from '../helpers.js';
 
 interface Rig {
   base: string;
@@ -17,12 +15,11 @@ async function rig(options: Partial<SseHandlerOptions> = {}, brokerOptions: PubS
   const broker = new PubSubBroker(brokerOptions);
   const sse = new SseHandler({ broker, ...options });
   const live: SseStream[] = [];
-  const server = http.createServer((req, res) => {
+  const { url: base, server } = await serveRig((req, res) => {
     const m = /^\/sse\/([^/?]+)/.exec(req.url ?? '');
     void sse.handle(req, res, m ? { topics: [decodeURIComponent(m[1]!)] } : undefined).then((s) => s && live.push(s));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const r = { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, broker, sse, server, live };
+  const r = { base, broker, sse, server, live };
   rigs.push(r);
   return r;
 }
@@ -30,8 +27,6 @@ afterEach(async () => {
   for (const r of rigs.splice(0)) {
     await r.sse.close();
     await r.broker.close();
-    r.server.closeAllConnections();
-    await new Promise((resolve) => r.server.close(resolve));
   }
 });
 
@@ -39,28 +34,7 @@ afterEach(async () => {
  * Opens a stream with fetch and collects parsed events: the opening `patchbay-open` event apart
  * (`opens`), everything else in `events`.
  */
-async function open(url: string, headers: Record<string, string> = {}) {
-  const ac = new AbortController();
-  const res = await fetch(url, { headers, signal: ac.signal });
-  const events: EventSourceMessage[] = [];
-  const opens: EventSourceMessage[] = [];
-  const comments: string[] = [];
-  const raw: string[] = [];
-  const parser = createParser({ onEvent: (e) => (e.event === 'patchbay-open' ? opens : events).push(e), onComment: (c) => comments.push(c) });
-  const reading = (async () => {
-    const decoder = new TextDecoder();
-    try {
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-        const text = decoder.decode(chunk, { stream: true });
-        raw.push(text);
-        parser.feed(text);
-      }
-    } catch {
-      // aborted
-    }
-  })();
-  return { res, events, opens, comments, raw, close: () => ac.abort(), reading };
-}
+const open = (url: string, headers: Record<string, string> = {}): Promise<SseReader> => readSse(url, { headers });
 
 describe('SseHandler', () => {
   it('streams published messages with their ids; strings verbatim, other values as JSON', async () => {
@@ -142,7 +116,7 @@ describe('SseHandler', () => {
     const m = await r.broker.publish('t', 'bye');
     await until(() => s.events.length === 1, 'the event');
     r.live[0]!.close({ reconnect: false });
-    await s.reading; // the server ended the response
+    await s.ended; // the server ended the response
     // The last thing the client saw is a `patchbay-stop` event carrying the stop token as its id.
     expect(s.events).toHaveLength(2);
     const stop = s.events[1]!.id ?? '';

@@ -5,27 +5,21 @@
  * 127.0.0.1:0, real requests; time on a ManualClock.
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import http, { type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ClosedError, ErrorCodes, InvalidArgumentError, ManualClock, PollHandle, type PollJob, type PollJobFunction, type PollStartOptions } from '../../src/index.js';
 import { UploadHandler, type UploadHandlerOptions } from '../../src/upload/index.js';
 import { errorBody, request } from '../hardening/http.js';
-import { until } from '../helpers.js';
+import { perTest, serveRig, until } from '../helpers.js';
 
 const tus = { 'tus-resumable': '1.0.0' };
 const octets = { ...tus, 'content-type': 'application/offset+octet-stream' };
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
 function folder(): string {
   const dir = mkdtempSync(join(tmpdir(), 'patchbay-upload-disk-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  perTest.defer(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
 
@@ -40,17 +34,15 @@ interface Rig {
 async function rig(directory: string, options: Partial<UploadHandlerOptions> = {}): Promise<Rig> {
   const clock = new ManualClock();
   const uploads = new UploadHandler({ directory, clock, cleanupIntervalMs: 1_000, ...options });
-  const server: Server = http.createServer((req, res) => void uploads.handle(req, res));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const server = await serveRig((req, res) => void uploads.handle(req, res));
   let stopped: Promise<void> | undefined;
   const stop = () =>
     (stopped ??= (async () => {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
+      await server.close();
       await uploads.close();
     })());
-  cleanups.push(stop);
-  return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, uploads, clock, stop };
+  perTest.defer(stop);
+  return { base: server.url, uploads, clock, stop };
 }
 
 async function create(base: string, length: number | 'deferred'): Promise<string> {
@@ -105,7 +97,7 @@ describe('finished uploads expire (finding 4: 60 x 2 MiB stayed on disk with act
 
   it('keeps a finished upload while its processing job still runs, and removes it once the job is done', async () => {
     const jobs = new PollHandle();
-    cleanups.push(() => jobs.close());
+    perTest.defer(() => jobs.close());
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
     const dir = folder();
@@ -303,7 +295,7 @@ describe('the sweep never removes an upload in use (review of issue 15)', () => 
 
   it('an upload finished at its deadline is kept until its processing job is registered, and the job finds its file', async () => {
     const jobs = new GatedJobs();
-    cleanups.push(() => jobs.close());
+    perTest.defer(() => jobs.close());
     const submit = gate();
     jobs.gate = submit.wait;
     let fileThere: boolean | undefined;
@@ -337,7 +329,7 @@ describe('the sweep never removes an upload in use (review of issue 15)', () => 
 
   it('a client DELETE of a finished upload whose processing job still runs is 409 PB_ERR_INVALID_STATE, and the file stays for the job', async () => {
     const jobs = new PollHandle();
-    cleanups.push(() => jobs.close());
+    perTest.defer(() => jobs.close());
     const job = gate();
     const dir = folder();
     const r = await rig(dir, { jobs, process: () => job.wait });
@@ -394,7 +386,7 @@ describe('containment and lifecycle', () => {
     const parent = join(folder(), 'parent');
     const directory = join(parent, 'uploads');
     const uploads = new UploadHandler({ directory, clock: new ManualClock() });
-    cleanups.push(() => uploads.close());
+    perTest.defer(() => uploads.close());
     expect(statSync(directory).mode & 0o777).toBe(0o700);
     expect(statSync(parent).mode & 0o777).toBe(0o700);
   });

@@ -1,15 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import http, { type Server } from 'node:http';
+import type { Server } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tus from 'tus-js-client';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PollClient } from '../../src/client/index.js';
 import { CapacityError, InvalidArgumentError, ManualClock, MemoryJobStore, PollHandle, PollHandler, SharedPollHandle } from '../../src/index.js';
 import { JOB_LOCATION_HEADER, UploadHandler, type UploadHandlerOptions } from '../../src/upload/index.js';
-import { until } from '../helpers.js';
+import { perTest, serveRig, until } from '../helpers.js';
 
 // UploadHandler on a real 127.0.0.1 server, driven by tus-js-client (a tus client nobody here
 // wrote), with processing handed to a real PollHandle and polled with patchbay's PollClient.
@@ -23,11 +23,6 @@ interface Rig {
   /** Every request the server got: method, path and Upload-Offset. */
   log: { method: string; path: string; offset: string | undefined }[];
 }
-
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
 
 async function sha256File(path: string, onProgress?: (done: number) => void): Promise<string> {
   const hash = createHash('sha256');
@@ -59,18 +54,15 @@ async function rig(options: Partial<UploadHandlerOptions<{ sha256: string; size:
     },
   });
   const log: Rig['log'] = [];
-  const server = http.createServer((req, res) => {
+  const { url: base, server, close } = await serveRig((req, res) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     log.push({ method: req.method ?? '', path, offset: req.headers['upload-offset'] as string | undefined });
     if (path === '/uploads' || path.startsWith('/uploads/')) void uploads.handle(req, res);
     else if (path.startsWith('/jobs')) void jobsHttp.handle(req, res);
     else res.writeHead(404).end();
   });
-  await new Promise<void>((resolve) => server.listen({ port: 0, host: '127.0.0.1' }, resolve));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  cleanups.push(async () => {
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
+  perTest.defer(async () => {
+    await close();
     await uploads.close();
     await jobsHttp.close();
     await jobs.close();
@@ -121,7 +113,7 @@ async function cuttingProxy(target: string, cutAfter: number): Promise<{ url: st
     upstream.on('close', () => client.destroy());
   });
   await new Promise<void>((resolve) => proxy.listen({ port: 0, host: '127.0.0.1' }, resolve));
-  cleanups.push(() => new Promise<void>((r) => proxy.close(() => r())));
+  perTest.defer(() => new Promise<void>((r) => proxy.close(() => r())));
   return { url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, cuts: () => cuts };
 }
 
@@ -281,7 +273,7 @@ describe('UploadHandler protocol answers', () => {
 
   it('keeps the status and code of a patchbay error from the hand-off: a full job registry is 503 PB_ERR_CAPACITY', async () => {
     const jobs = new PollHandle({ maxLiveJobs: 1 });
-    cleanups.push(() => jobs.close());
+    perTest.defer(() => jobs.close());
     jobs.start(() => new Promise(() => {})); // holds the only live slot
     const r = await rig({ jobs });
     const location = await create(r.base, 3);
@@ -292,7 +284,7 @@ describe('UploadHandler protocol answers', () => {
 
   it('starts the job of a complete upload whose hand-off failed when the client asks for its offset again', async () => {
     const jobs = new PollHandle();
-    cleanups.push(() => jobs.close());
+    perTest.defer(() => jobs.close());
     const submit = jobs.submit.bind(jobs);
     let refuse = true;
     (jobs as { submit: PollHandle['submit'] }).submit = (fn, options) => {
@@ -321,7 +313,7 @@ describe('UploadHandler protocol answers', () => {
     const store = new MemoryJobStore();
     const jobs = new SharedPollHandle({ store });
     const other = new SharedPollHandle({ store });
-    cleanups.push(async () => {
+    perTest.defer(async () => {
       await jobs.close();
       await other.close();
     });

@@ -9,28 +9,23 @@ import http, { type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ErrorCodes } from '../../src/index.js';
 import { UploadHandler } from '../../src/upload/index.js';
-import { closeServers, errorBody, request, serve } from '../hardening/http.js';
+import { errorBody, request } from '../hardening/http.js';
+import { perTest, serveRig } from '../helpers.js';
 
 const tus = { 'tus-resumable': '1.0.0' };
 const octets = { ...tus, 'content-type': 'application/offset+octet-stream' };
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  await closeServers();
-  for (const c of cleanups.splice(0)) await c();
-});
-
 async function rig(maxSizeBytes = 100) {
   const dir = mkdtempSync(join(tmpdir(), 'patchbay-upload-status-'));
   const uploads = new UploadHandler({ directory: dir, maxSizeBytes });
-  cleanups.push(async () => {
+  perTest.defer(async () => {
     await uploads.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  const { base } = await serve((req, res) => void uploads.handle(req, res));
+  const { url: base } = await serveRig((req, res) => void uploads.handle(req, res));
   return { base, uploads };
 }
 
