@@ -95,7 +95,7 @@ export interface LongPollHandlerOptions {
    * The most messages in one answer; a client's `limit` query may ask for fewer.
    * @defaultValue 100
    */
-  readonly maxBatch?: number;
+  readonly maxBatchMessages?: number;
   /**
    * The most bytes of messages in one answer's body: past it the answer ends early with
    * `more: true` (and the cursor of its last message). An answer always holds at least one
@@ -213,7 +213,7 @@ export class LongPollHandler extends Resource {
   readonly #ownsPurgatory: boolean;
   readonly #clock: Clock;
   readonly #maxHoldMs: number;
-  readonly #maxBatch: number;
+  readonly #maxBatchMessages: number;
   readonly #maxAnswerBytes: number;
   readonly #maxCachedBytes: number;
   readonly #queryTarget: boolean;
@@ -244,7 +244,7 @@ export class LongPollHandler extends Resource {
     this.#ownsPurgatory = opts.purgatory === undefined;
     this.#clock = check.optionalClock('clock', opts.clock);
     this.#maxHoldMs = check.integerInRange('maxHoldMs', opts.maxHoldMs ?? 30_000, 0, 2 ** 31 - 1);
-    this.#maxBatch = check.integerInRange('maxBatch', opts.maxBatch ?? 100, 1, 10_000);
+    this.#maxBatchMessages = check.integerInRange('maxBatchMessages', opts.maxBatchMessages ?? 100, 1, 10_000);
     this.#maxAnswerBytes = check.integerInRange('maxAnswerBytes', opts.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES, 1, 2 ** 31 - 1);
     this.#maxCachedBytes = check.integerInRange('maxCachedBytes', opts.maxCachedBytes ?? DEFAULT_MAX_CACHED_BYTES, 0, Number.MAX_SAFE_INTEGER);
     this.#queryTarget = check.optionalBoolean('queryTarget', opts.queryTarget);
@@ -269,7 +269,7 @@ export class LongPollHandler extends Resource {
 
   /**
    * Serves one long poll. Query: `cursor` (an id), `timeout` (ms, at most `maxHoldMs`), `limit`
-   * (at most `maxBatch`), and, when `target` is not given and `queryTarget` is set, `topic`
+   * (at most `maxBatchMessages`), and, when `target` is not given and `queryTarget` is set, `topic`
    * (repeatable) or `pattern` (with `allowPatterns`).
    *
    * Bad input answers 4xx with a JSON error body: `400 PB_ERR_INVALID_ARGUMENT` for a bad
@@ -286,7 +286,7 @@ export class LongPollHandler extends Resource {
       const q = requestQuery(req);
       const resolved = this.#resolveTarget(target ?? queryTarget(q, { queryTarget: this.#queryTarget, allowPatterns: this.#allowPatterns }, 'LongPollHandler'));
       const hold = intParam(q.get('timeout'), 'timeout', 0, this.#maxHoldMs, this.#maxHoldMs);
-      const limit = intParam(q.get('limit'), 'limit', 1, this.#maxBatch, this.#maxBatch);
+      const limit = intParam(q.get('limit'), 'limit', 1, this.#maxBatchMessages, this.#maxBatchMessages);
       const rawCursor = q.get('cursor');
       const cursor = rawCursor !== null && rawCursor !== '' ? rawCursor : null;
       if (cursor !== null) parseCursor(cursor);

@@ -58,7 +58,7 @@ export interface PubSubBrokerOptions {
    * Default queue bound per subscription.
    * @defaultValue 1000
    */
-  readonly maxQueue?: number;
+  readonly maxQueuedMessages?: number;
   /**
    * Default overflow policy per subscription.
    * @defaultValue `'close'` (the consumer resumes from its last id: nothing is lost)
@@ -102,9 +102,9 @@ export interface SubscribeOptions<T = unknown> {
   readonly onMessage?: (message: Message<T>) => void;
   /**
    * Queue bound for this subscription.
-   * @defaultValue the broker's `maxQueue`
+   * @defaultValue the broker's `maxQueuedMessages`
    */
-  readonly maxQueue?: number;
+  readonly maxQueuedMessages?: number;
   /**
    * Overflow policy for this subscription.
    * @defaultValue the broker's `overflow`
@@ -213,7 +213,7 @@ export class PubSubBroker extends Resource {
   readonly #keepsHistory: boolean;
   /** Topics that passed validation lately: publishing on a hot topic skips the checks. */
   readonly #validTopics = new Set<string>();
-  readonly #maxQueue: number;
+  readonly #maxQueuedMessages: number;
   readonly #maxDataDepth: number;
   readonly #overflow: OverflowPolicy;
   readonly #authorize: PubSubAuthorize;
@@ -230,7 +230,7 @@ export class PubSubBroker extends Resource {
     this.#ownsBackend = opts.backend === undefined;
     this.backend = opts.backend ?? new MemoryBackend({ history: opts.history, clock: this.#clock });
     this.#keepsHistory = opts.backend !== undefined || opts.history?.maxCount !== 0;
-    this.#maxQueue = check.integerInRange('maxQueue', opts.maxQueue ?? 1000, 1, 2 ** 31 - 1);
+    this.#maxQueuedMessages = check.integerInRange('maxQueuedMessages', opts.maxQueuedMessages ?? 1000, 1, 2 ** 31 - 1);
     this.#maxDataDepth = checkMaxDepth('maxDataDepth', opts.maxDataDepth ?? DEFAULT_MAX_JSON_DEPTH);
     this.#overflow = check.oneOf('overflow', opts.overflow ?? 'close', POLICIES, 'close');
     this.#authorize = check.optionsObject('authorize', opts.authorize);
@@ -300,7 +300,7 @@ export class PubSubBroker extends Resource {
       }
       if (cursor !== 'now') throw new InvalidArgumentError('A queue-group subscription starts from "now": replay would repeat messages across members');
     }
-    const maxQueue = check.integerInRange('maxQueue', opts.maxQueue ?? this.#maxQueue, 1, 2 ** 31 - 1);
+    const maxQueuedMessages = check.integerInRange('maxQueuedMessages', opts.maxQueuedMessages ?? this.#maxQueuedMessages, 1, 2 ** 31 - 1);
     const policy = check.oneOf('overflow', opts.overflow ?? this.#overflow, POLICIES, this.#overflow);
     const onMessage = check.optionalFunction('onMessage', opts.onMessage);
     const canRead = check.optionalFunction('canRead', opts.canRead);
@@ -312,7 +312,7 @@ export class PubSubBroker extends Resource {
     this.assertOpen('subscribe');
 
     const filter = bothTopicChecks(access.canRead, canRead === undefined ? undefined : cachedTopicCheck(canRead));
-    const sub = new Subscription<T>(this.#host, pattern, tokens, group, maxQueue, policy, onMessage, filter, access.identity);
+    const sub = new Subscription<T>(this.#host, pattern, tokens, group, maxQueuedMessages, policy, onMessage, filter, access.identity);
     this.#subs.add(sub);
     if (group === undefined) this.#index.add(tokens, sub as Subscription);
     else this.#joinGroup(sub as Subscription, tokens, group);

@@ -57,7 +57,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
   /** The queue group, if any. */
   readonly group: string | undefined;
   readonly #host: SubscriptionHost;
-  readonly #maxQueue: number;
+  readonly #maxQueuedMessages: number;
   readonly #policy: OverflowPolicy;
   // Internals hold Message (not Message<T>) so Subscription<T> stays assignable to Subscription.
   readonly #onMessage: ((message: Message) => void) | undefined;
@@ -84,7 +84,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     pattern: string,
     tokens: readonly string[],
     group: string | undefined,
-    maxQueue: number,
+    maxQueuedMessages: number,
     policy: OverflowPolicy,
     onMessage: ((message: Message<T>) => void) | undefined,
     canRead?: (topic: string) => boolean,
@@ -94,7 +94,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     this.pattern = pattern;
     this._tokens = tokens;
     this.group = group;
-    this.#maxQueue = maxQueue;
+    this.#maxQueuedMessages = maxQueuedMessages;
     this.#policy = policy;
     this.#onMessage = onMessage as ((message: Message) => void) | undefined;
     this.#canRead = canRead;
@@ -152,7 +152,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
       waiter.resolve({ value: message, done: false });
       return;
     }
-    if (this.#queue.length >= this.#maxQueue) {
+    if (this.#queue.length >= this.#maxQueuedMessages) {
       this.#overflow(message);
       return;
     }
@@ -199,7 +199,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     if (this.#policy === 'close') {
       this.#end(
         new OverflowError(
-          `Subscription to ${JSON.stringify(this.pattern)} fell ${this.#maxQueue} messages behind and was closed (overflow policy "close"); resubscribe from the last id you processed`,
+          `Subscription to ${JSON.stringify(this.pattern)} fell ${this.#maxQueuedMessages} messages behind and was closed (overflow policy "close"); resubscribe from the last id you processed`,
         ),
         false,
       );

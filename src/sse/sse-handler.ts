@@ -339,7 +339,7 @@ export class SseHandler extends Resource {
       from,
       canRead,
       context: req,
-      maxQueue: 1, // callback delivery: the stream's own buffer bound applies
+      maxQueuedMessages: 1, // callback delivery: the stream's own buffer bound applies
       onMessage: (m) => {
         // The live path: one memo check and one queue push per stream, nothing allocated. A
         // failure here is this stream's alone: it must never reach the broker (which rethrows).

@@ -40,7 +40,7 @@
  * ## Receiving
  *
  * Frames are handled one at a time, in order (a publish is stored before the next frame is
- * read). While `maxInFlight` frames wait, the socket is paused: a fast sender gets TCP
+ * read). While `maxInFlightFrames` frames wait, the socket is paused: a fast sender gets TCP
  * backpressure, not an unbounded queue.
  *
  * @module
@@ -160,7 +160,7 @@ export interface ConnectionHost {
   readonly maxMessageBytes: number;
   readonly maxFrameDepth: number;
   readonly allowPatterns: boolean;
-  readonly maxInFlight: number;
+  readonly maxInFlightFrames: number;
   readonly maxSubscriptions: number;
   readonly maxTopics: number;
   readonly counters: Counters;
@@ -371,7 +371,7 @@ export class WsConnection {
     if (this.#closed) return;
     this.#inbox.push(toBuffer(data));
     this.#inboxBinary.push(binary);
-    if (!this.#paused && this.#inbox.length >= this.#host.maxInFlight) {
+    if (!this.#paused && this.#inbox.length >= this.#host.maxInFlightFrames) {
       this.#paused = true;
       this.#ws.pause();
     }
@@ -390,7 +390,7 @@ export class WsConnection {
       while (this.#inbox.length > 0 && !this.#closed) {
         const data = this.#inbox.shift()!;
         const binary = this.#inboxBinary.shift()!;
-        if (this.#paused && this.#inbox.length < this.#host.maxInFlight >> 1) {
+        if (this.#paused && this.#inbox.length < this.#host.maxInFlightFrames >> 1) {
           this.#paused = false;
           this.#ws.resume();
         }
@@ -512,7 +512,7 @@ export class WsConnection {
     };
     let gap = false;
     for (const pattern of entry.patterns) {
-      const sub = await host.broker.subscribe(pattern, { from, maxQueue: 1, context: this.context, canRead: entry.canRead, onMessage });
+      const sub = await host.broker.subscribe(pattern, { from, maxQueuedMessages: 1, context: this.context, canRead: entry.canRead, onMessage });
       entry.subs.push(sub);
       if (this.#closed || entry.closed) {
         // Unsubscribed or disconnected while the broker was subscribing: #closeEntry may have run

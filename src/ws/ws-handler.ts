@@ -137,7 +137,7 @@ export interface WsHandlerOptions {
    * reading resumes when half of them are done.
    * @defaultValue 32
    */
-  readonly maxInFlight?: number;
+  readonly maxInFlightFrames?: number;
   /**
    * Connections flushed per event-loop turn; the rest wait for the next turn, so a huge fan-out
    * cannot stall the loop.
@@ -292,7 +292,7 @@ export class WsHandler extends Resource {
     this.#heartbeatMs = check.integerInRange('heartbeatMs', opts.heartbeatMs ?? 30_000, 0, 2 ** 31 - 1);
     const maxSubscriptions = check.integerInRange('maxSubscriptions', opts.maxSubscriptions ?? 100, 1, 1_000_000);
     const maxTopics = check.integerInRange('maxTopics', opts.maxTopics ?? 32, 1, 10_000);
-    const maxInFlight = check.integerInRange('maxInFlight', opts.maxInFlight ?? 32, 1, 1_000_000);
+    const maxInFlightFrames = check.integerInRange('maxInFlightFrames', opts.maxInFlightFrames ?? 32, 1, 1_000_000);
     const maxFrameDepth = checkMaxDepth('maxFrameDepth', opts.maxFrameDepth ?? DEFAULT_MAX_JSON_DEPTH);
     const allowPatterns = check.optionalBoolean('allowPatterns', opts.allowPatterns);
     this.#flusher = new FlushSlicer(this.#clock, check.integerInRange('flushSliceSize', opts.flushSliceSize ?? 2000, 1, 2 ** 31 - 1));
@@ -322,7 +322,7 @@ export class WsHandler extends Resource {
       maxMessageBytes,
       maxFrameDepth,
       allowPatterns,
-      maxInFlight,
+      maxInFlightFrames,
       maxSubscriptions,
       maxTopics,
       counters,

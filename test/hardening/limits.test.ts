@@ -85,7 +85,7 @@ describe('HTTP limits (docs/limits.md)', () => {
     expect(jobs.stats().started).toBe(2);
   });
 
-  it('topics: over 256 characters or 32 tokens is 400 PB_ERR_INVALID_ARGUMENT; a long poll’s limit is clamped to maxBatch (100)', async () => {
+  it('topics: over 256 characters or 32 tokens is 400 PB_ERR_INVALID_ARGUMENT; a long poll’s limit is clamped to maxBatchMessages (100)', async () => {
     expect([MAX_TOPIC_LENGTH, MAX_TOPIC_TOKENS]).toEqual([256, 32]);
     const broker = new PubSubBroker();
     const lp = new LongPollHandler({ broker, queryTarget: true });

@@ -179,7 +179,7 @@ describe('LongPollHandler: a message it cannot carry', () => {
       fc.asyncProperty(fc.array(cmd, { minLength: 10, maxLength: 60, size: '+1' }), fc.integer({ min: 0, max: 2048 }), async (cmds, maxCachedBytes) => {
         const clock = new ManualClock();
         const broker = new PubSubBroker({ clock, history: { maxCount: 4 } });
-        const handler = new LongPollHandler({ broker, clock, maxHoldMs: 1000, maxBatch: 3, maxAnswerBytes: 120, maxCachedBytes, queryTarget: true, allowPatterns: true });
+        const handler = new LongPollHandler({ broker, clock, maxHoldMs: 1000, maxBatchMessages: 3, maxAnswerBytes: 120, maxCachedBytes, queryTarget: true, allowPatterns: true });
         const epoch = (await broker.head()).split('-')[0]!;
         const ids: string[] = [];
         const polls: { fake: FakeResponse; done: Promise<void>; gone: boolean }[] = [];
@@ -250,7 +250,7 @@ describe('LongPollHandler: memory bounded by bytes', () => {
   });
 
   it('an answer body stops at maxAnswerBytes with more: true, yet always carries one message', async () => {
-    const { broker, handler } = setup({ maxAnswerBytes: 10_000, maxBatch: 1000 });
+    const { broker, handler } = setup({ maxAnswerBytes: 10_000, maxBatchMessages: 1000 });
     const head = await broker.head();
     const ids = await bigLog(broker);
     const res = await poll(handler, `/?cursor=${head}`, { topics: ['big'] });
@@ -306,7 +306,7 @@ describe('LongPollHandler: memory bounded by bytes', () => {
   });
 
   it('with the defaults, shared distinct cursors keep at most 8 MiB and answers stay under 1 MiB', async () => {
-    const { broker, handler } = setup({ maxBatch: 10_000 });
+    const { broker, handler } = setup({ maxBatchMessages: 10_000 });
     const ids = await bigLog(broker);
     const head = await broker.head();
     await poll(handler, `/?cursor=${head}`, { topics: ['big'] });
@@ -413,7 +413,7 @@ describe('LongPollHandler: who may read what', () => {
     const { broker, handler, clock } = setup({
       queryTarget: true,
       allowPatterns: true,
-      maxBatch: 2,
+      maxBatchMessages: 2,
       authorize: () => ({ canRead: (topic) => !topic.startsWith('admin.') }),
     });
     const head = await broker.head();

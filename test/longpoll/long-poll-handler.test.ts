@@ -85,7 +85,7 @@ describe('LongPollHandler', () => {
   });
 
   it('batches up to the limit and says more follow', async () => {
-    const r = await rig({ maxBatch: 3 });
+    const r = await rig({ maxBatchMessages: 3 });
     const first = await r.broker.publish('t', 0);
     for (let i = 1; i < 10; i++) await r.broker.publish('t', i);
     const b1 = await json(await fetch(`${r.base}/lp/t?cursor=${first.id}`));

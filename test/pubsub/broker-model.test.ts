@@ -119,7 +119,7 @@ class SubscribeCmd implements fc.AsyncCommand<Model, Real> {
     const got: Message[] = [];
     const sub = await r.broker.subscribe(this.pattern, {
       from,
-      maxQueue: 10_000,
+      maxQueuedMessages: 10_000,
       ...(this.callback ? { onMessage: (msg: Message) => void got.push(msg) } : {}),
     });
     const expected = from === 'now' ? { ids: [], gap: false } : retainedAfter(m.log, this.pattern, afterSeq);
@@ -143,7 +143,7 @@ class SubscribeRacingCmd implements fc.AsyncCommand<Model, Real> {
   check = (): boolean => true;
   async run(m: Model, r: Real): Promise<void> {
     const got: Message[] = [];
-    const pending = r.broker.subscribe(this.pattern, { from: 'oldest', maxQueue: 10_000, onMessage: (msg) => void got.push(msg) });
+    const pending = r.broker.subscribe(this.pattern, { from: 'oldest', maxQueuedMessages: 10_000, onMessage: (msg) => void got.push(msg) });
     const published = await Promise.all(this.topics.map((t, i) => r.broker.publish(t, i)));
     const sub = await pending;
     for (const msg of published) {

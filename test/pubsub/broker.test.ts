@@ -244,13 +244,13 @@ describe('PubSubBroker request/reply', () => {
 });
 
 describe('PubSubBroker slow subscribers', () => {
-  it('drop-oldest keeps the newest maxQueue messages and counts drops', async () => {
+  it('drop-oldest keeps the newest maxQueuedMessages messages and counts drops', async () => {
     const b = broker();
     const drops: unknown[] = [];
     const listener = (m: unknown): number => drops.push(m);
     diagnosticsChannel.subscribe('patchbay:pubsub:drop', listener);
     try {
-      const sub = await b.subscribe('s', { maxQueue: 3, overflow: 'drop-oldest' });
+      const sub = await b.subscribe('s', { maxQueuedMessages: 3, overflow: 'drop-oldest' });
       for (let i = 0; i < 5; i++) await b.publish('s', i);
       expect(sub.stats()).toMatchObject({ dropped: 2, queued: 3 });
       expect((await take(sub, 3)).map((m) => m.data)).toEqual([2, 3, 4]);
@@ -262,16 +262,16 @@ describe('PubSubBroker slow subscribers', () => {
     }
   });
 
-  it('drop-newest keeps the oldest maxQueue messages', async () => {
+  it('drop-newest keeps the oldest maxQueuedMessages messages', async () => {
     const b = broker();
-    const sub = await b.subscribe('s', { maxQueue: 2, overflow: 'drop-newest' });
+    const sub = await b.subscribe('s', { maxQueuedMessages: 2, overflow: 'drop-newest' });
     for (let i = 0; i < 4; i++) await b.publish('s', i);
     expect((await take(sub, 2)).map((m) => m.data)).toEqual([0, 1]);
     expect(sub.stats().dropped).toBe(2);
   });
 
   it('close (the default) ends the iterator with OverflowError after the queued messages', async () => {
-    const b = broker({ maxQueue: 2 });
+    const b = broker({ maxQueuedMessages: 2 });
     const sub = await b.subscribe('s');
     for (let i = 0; i < 3; i++) await b.publish('s', i);
     expect(sub.closed).toBe(true);
@@ -284,7 +284,7 @@ describe('PubSubBroker slow subscribers', () => {
   });
 
   it('a live consumer never overflows: waiting next() calls take messages directly', async () => {
-    const b = broker({ maxQueue: 1 });
+    const b = broker({ maxQueuedMessages: 1 });
     const sub = await b.subscribe('s');
     const it = sub[Symbol.asyncIterator]();
     for (let i = 0; i < 100; i++) {
@@ -319,8 +319,8 @@ describe('PubSubBroker authorization and lifecycle', () => {
     await expect(b.publish('a', 1, { headers: { x: 5 as unknown as string } })).rejects.toThrow(/header "x"/);
     await expect(b.subscribe('a.>.b')).rejects.toBeInstanceOf(InvalidArgumentError);
     await expect(b.subscribe('a', { overflow: 'explode' as 'close' })).rejects.toThrow(/overflow/);
-    await expect(b.subscribe('a', { maxQueue: 0 })).rejects.toThrow(/maxQueue/);
-    expect(() => new PubSubBroker({ maxQueue: -1 })).toThrow(InvalidArgumentError);
+    await expect(b.subscribe('a', { maxQueuedMessages: 0 })).rejects.toThrow(/maxQueuedMessages/);
+    expect(() => new PubSubBroker({ maxQueuedMessages: -1 })).toThrow(InvalidArgumentError);
     expect(b.stats()).toMatchObject({ published: 0, subscriptions: 0 });
   });
 
