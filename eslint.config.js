@@ -40,8 +40,8 @@ const layerRules = Object.entries(layers).map(([layer, allowed]) => {
   }
   if (layer === 'adapters') {
     patterns.push({
-      regex: `^(\\.\\./)+(${allowed.join('|')})/(?!index\\.js$)`,
-      message: 'Adapters use only the public entry points (a folder\'s index.js).',
+      regex: `^(\\.\\./)+(${allowed.join('|')})/(?!(index|internal)\\.js$)`,
+      message: 'Adapters use only a folder\'s entry points: its public index.js, or its internal.js for what the library shares but does not publish.',
     });
   }
   /** @type {{ name: string, message: string }[]} */

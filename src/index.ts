@@ -6,138 +6,18 @@
  * optional integrations (clients, Redis, WebSocket, uploads, frameworks) have subpath exports of
  * their own.
  *
- * It exports the public API only, named one by one where a folder also holds internals (which the
- * library's own modules import by file path): `api/index.api.md` is the surface it commits to.
+ * It exports the public API only: each folder's `index.ts` lists its public names, and the
+ * library's own modules import internals by file path. `api/index.api.md` is the surface it
+ * commits to.
  *
  * @module
  */
-export {
-  abortReason,
-  assertJsonValue,
-  BodyTooLargeError,
-  CanceledError,
-  CapacityError,
-  ClosedError,
-  DEFAULT_MAX_JSON_DEPTH,
-  ErrorCodes,
-  ForbiddenError,
-  GoneError,
-  HttpStatusError,
-  IdempotencyConflictError,
-  IncompleteStreamError,
-  InvalidArgumentError,
-  InvalidCursorError,
-  InvalidStateError,
-  JobFailedError,
-  ManualClock,
-  MAX_JSON_DEPTH_LIMIT,
-  MethodNotAllowedError,
-  NotFoundError,
-  onAbort,
-  OverflowError,
-  parseJson,
-  PatchbayError,
-  ProtocolError,
-  RateLimitedError,
-  realClock,
-  RemoteError,
-  Resource,
-  throwIfAborted,
-  TimeoutError,
-  UnavailableError,
-  UnsupportedMediaTypeError,
-  type Clock,
-  type ClockTimer,
-  type ErrorCode,
-  type HttpStatusErrorOptions,
-  type JsonLimits,
-  type LifecycleState,
-  type ManualTimerInfo,
-  type PatchbayErrorOptions,
-  type RemoteErrorOptions,
-  type RetryAfterErrorOptions,
-  type SetTimerOptions,
-} from './core/index.js';
-export {
-  DelayedOperation,
-  Purgatory,
-  purgatoryChannels,
-  type DelayedOperationOptions,
-  type OperationState,
-  type PurgatoryOptions,
-  type PurgatoryStats,
-  type WaitOptions,
-  type WaitOutcome,
-} from './purgatory/index.js';
+export * from './core/index.js';
+export * from './purgatory/index.js';
 export * from './pubsub/index.js';
-export {
-  applyCors,
-  decodeBody,
-  decodePathSegment,
-  DEFAULT_MAX_BODY_BYTES,
-  isAllowedOrigin,
-  JSON_LINES_CONTENT_TYPE,
-  jsonLinesResponse,
-  readBody,
-  requestQuery,
-  requestUrl,
-  sendError,
-  sendJson,
-  streamJsonLines,
-  type CorsOptions,
-  type ErrorBody,
-  type JsonLinesContext,
-  type JsonLinesOptions,
-  type JsonLinesResult,
-  type JsonLinesSource,
-} from './http/index.js';
+export * from './http/index.js';
 export * from './longpoll/index.js';
 export * from './sse/index.js';
 export * from './publish/index.js';
 export * from './poll/index.js';
-export {
-  acceptSidecarStream,
-  DEFAULT_MAX_FRAME_BYTES,
-  FRAME_HEADER_BYTES,
-  FrameDecoder,
-  MAX_FRAME_BYTES_LIMIT,
-  serveSidecar,
-  SIDECAR_SOCKET_ENV,
-  SIDECAR_SUPERVISED_ENV,
-  SIDECAR_TRANSPORT_ENV,
-  SidecarChannel,
-  sidecarChannels,
-  sidecarConnector,
-  SidecarServer,
-  SidecarSupervisor,
-  type FrameDecoderOptions,
-  type ServeSidecarOptions,
-  type SidecarChannelEvents,
-  type SidecarChannelOptions,
-  type SidecarChannelStats,
-  type SidecarConnector,
-  type SidecarContext,
-  type SidecarDropCounts,
-  type SidecarDropInfo,
-  type SidecarExit,
-  type SidecarHandler,
-  type SidecarHealthCheckOptions,
-  type SidecarMessage,
-  type SidecarOverflowPolicy,
-  type SidecarPingOptions,
-  type SidecarProcess,
-  type SidecarReconnectOptions,
-  type SidecarRequestOptions,
-  type SidecarRestartOptions,
-  type SidecarServerAddress,
-  type SidecarServerStats,
-  type SidecarSpawn,
-  type SidecarStream,
-  type SidecarStreamPair,
-  type SidecarSupervisorEvents,
-  type SidecarSupervisorOptions,
-  type SidecarSupervisorState,
-  type SidecarSupervisorStats,
-  type SidecarTarget,
-  type SidecarTcpTarget,
-} from './sidecar/index.js';
+export * from './sidecar/index.js';

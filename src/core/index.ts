@@ -36,6 +36,6 @@ export {
   type RetryAfterErrorOptions,
   type RemoteErrorOptions,
 } from './errors.js';
-export { assertJsonValue, checkMaxDepth, DEFAULT_MAX_JSON_DEPTH, MAX_JSON_DEPTH_LIMIT, parseJson, RESERVED_JSON_KEY, type JsonLimits } from './json.js';
+export { assertJsonValue, DEFAULT_MAX_JSON_DEPTH, MAX_JSON_DEPTH_LIMIT, parseJson, type JsonLimits } from './json.js';
 export { Resource, type LifecycleState } from './lifecycle.js';
 export type { BackoffOptions } from './backoff.js';

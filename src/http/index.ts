@@ -17,4 +17,4 @@ export {
   type JsonLinesResult,
   type JsonLinesSource,
 } from './json-lines.js';
-export { codeForStatus, errorStatus, sendError, sendJson, type ErrorBody } from './respond.js';
+export { errorStatus, sendError, sendJson, type ErrorBody } from './respond.js';

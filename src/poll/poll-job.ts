@@ -115,11 +115,12 @@ export class PollJob<R = unknown> {
    * the job and dropped with it; the registry never reads it. Leave it alone for a job a
    * `PollHandler` serves.
    * @defaultValue `undefined`
+   * @internal
    */
   get attachment(): unknown {
     return this.#rec.attachment;
   }
-  /** Sets {@link PollJob.attachment}. */
+  /** Sets {@link PollJob.attachment}. @internal */
   set attachment(value: unknown) {
     this.#rec.attachment = value;
   }

@@ -46,9 +46,9 @@ const NONE = -1;
 const DUE = -2;
 
 /**
- * The links a {@link TimingWheel} keeps inside each entry. Extend it (as
- * {@link DelayedOperation} does) so entries need no separate timer object.
- * @internal
+ * The links a {@link TimingWheel} keeps inside each entry. {@link DelayedOperation} extends it so
+ * an operation needs no separate timer object. Not exported: apps see it only as the base of
+ * `DelayedOperation` (its one public member is `scheduled`).
  */
 export class TimerEntry {
   /** @internal */

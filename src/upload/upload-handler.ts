@@ -72,9 +72,9 @@ import {
 } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
 import { optionalClock, optionsObject } from '../core/validate.js';
-import { type CorsOptions, errorStatus, requestUrl, sendError } from '../http/index.js';
+import { type CorsOptions, requestUrl, sendError } from '../http/index.js';
 import { originAllowed } from '../http/cors.js';
-import { codeForStatus } from '../http/respond.js';
+import { codeForStatus, errorStatus } from '../http/respond.js';
 import type { PollHandle, PollJob, PollJobContext, SharedPollHandle } from '../poll/index.js';
 import { LedgerFileStore, UploadLedger } from './ledger.js';
 

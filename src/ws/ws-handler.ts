@@ -27,7 +27,7 @@ import { ClosedError, ErrorCodes, ForbiddenError, InvalidArgumentError, InvalidS
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
 import { checkMaxDepth, DEFAULT_MAX_JSON_DEPTH } from '../core/json.js';
-import { errorStatus } from '../http/index.js';
+import { errorStatus } from '../http/respond.js';
 import { FlushSlicer } from '../http/push-pacing.js';
 import type { AccessVerdict, Authorize, Message, PubSubBroker, TopicTarget } from '../pubsub/index.js';
 import { type ConnectionHost, type Counters, WsConnection, wsChannels, type WsCloseReason, type WsOverflowPolicy } from './connection.js';

@@ -7,7 +7,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { ErrorCodes, PatchbayError } from '../../core/index.js';
-import { codeForStatus } from '../../http/index.js';
+import { codeForStatus } from '../../http/internal.js';
 
 /**
  * A {@link PatchbayError} as is; a framework's client error (a `status` or `statusCode` from 400
