@@ -37,7 +37,7 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'eventemitter3';
+import { Events } from '../core/events.js';
 import { onAbort, throwIfAborted } from '../core/abort.js';
 import { backoffDelay, resolveBackoff, type Backoff, type BackoffOptions } from '../core/backoff.js';
 import type { Clock, ClockTimer } from '../core/clock.js';
@@ -265,7 +265,7 @@ const BYE_GRACE_MS = 1000;
  * ```
  */
 export class SidecarChannel extends Resource {
-  readonly #events = new EventEmitter<SidecarChannelEvents>();
+  readonly #events = new Events<SidecarChannelEvents>();
   readonly #clock: Clock;
   readonly #random: () => number;
   readonly #onError: ((error: unknown) => void) | undefined;
@@ -372,10 +372,7 @@ export class SidecarChannel extends Resource {
    * @returns A function that unsubscribes.
    */
   on<E extends keyof SidecarChannelEvents>(event: E, listener: (...args: SidecarChannelEvents[E]) => void): () => void {
-    this.#events.on(event, listener as never);
-    return () => {
-      this.#events.off(event, listener as never);
-    };
+    return this.#events.on(event, listener);
   }
 
   /**

@@ -22,7 +22,7 @@ import { mkdtempSync, rmSync, unlinkSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { EventEmitter } from 'eventemitter3';
+import { Events } from '../core/events.js';
 import { backoffDelay, resolveBackoff, type Backoff, type BackoffOptions } from '../core/backoff.js';
 import type { Clock, ClockTimer } from '../core/clock.js';
 import { InvalidArgumentError, UnavailableError } from '../core/errors.js';
@@ -214,7 +214,7 @@ const CONNECT_RETRY_MS = 20;
  * ```
  */
 export class SidecarSupervisor extends Resource {
-  readonly #events = new EventEmitter<SidecarSupervisorEvents>();
+  readonly #events = new Events<SidecarSupervisorEvents>();
   readonly #channel: SidecarChannel;
   readonly #clock: Clock;
   readonly #random: () => number;
@@ -339,10 +339,7 @@ export class SidecarSupervisor extends Resource {
    * @returns A function that unsubscribes.
    */
   on<E extends keyof SidecarSupervisorEvents>(event: E, listener: (...args: SidecarSupervisorEvents[E]) => void): () => void {
-    this.#events.on(event, listener as never);
-    return () => {
-      this.#events.off(event, listener as never);
-    };
+    return this.#events.on(event, listener);
   }
 
   /**

@@ -128,3 +128,24 @@ describe('oneOf and optionalClock', () => {
     expect(() => optionalClock('clock', { now: () => 0 })).toThrow(/Expected `clock` to be a Clock/);
   });
 });
+
+describe('Events', () => {
+  it('types listeners by the event map, and on() returns an idempotent unsubscribe', async () => {
+    const { Events } = await import('../../src/core/events.js');
+    const events = new Events<{ tick: [n: number]; done: [] }>();
+    const seen: number[] = [];
+    const off = events.on('tick', (n) => seen.push(n));
+    events.on('done', () => seen.push(-1));
+    expect(events.emit('tick', 1)).toBe(true);
+    off();
+    off();
+    expect(events.emit('tick', 2)).toBe(false);
+    events.emit('done');
+    expect(seen).toEqual([1, -1]);
+    expect(events.listenerCount('done')).toBe(1);
+    events.removeAllListeners();
+    expect(events.listenerCount('done')).toBe(0);
+    // @ts-expect-error: a tick carries a number
+    events.emit('tick', 'x');
+  });
+});
