@@ -50,6 +50,7 @@ import {
   type TopicTarget,
 } from '../pubsub/index.js';
 import { parseTarget, queryTarget } from '../pubsub/target.js';
+import { checkBroker } from '../pubsub/broker.js';
 
 /** The response header carrying the cursor to poll with next. */
 export const CURSOR_HEADER = 'Patchbay-Cursor';
@@ -237,10 +238,7 @@ export class LongPollHandler extends Resource {
   constructor(options: LongPollHandlerOptions) {
     super();
     const opts = check.optionsObject('options', options) as LongPollHandlerOptions;
-    if (opts.broker === undefined || typeof opts.broker.read !== 'function') {
-      throw new InvalidArgumentError(`Expected \`broker\` to be a PubSubBroker, got ${check.describe(opts.broker)}`);
-    }
-    this.#broker = opts.broker;
+    this.#broker = checkBroker('broker', opts.broker);
     this.#ownsPurgatory = opts.purgatory === undefined;
     this.#clock = check.optionalClock('clock', opts.clock);
     this.#maxHoldMs = check.integerInRange('maxHoldMs', opts.maxHoldMs ?? 30_000, 0, 2 ** 31 - 1);

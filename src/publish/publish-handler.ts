@@ -36,6 +36,7 @@ import { applyCors, type CorsOptions, decodeBody, DEFAULT_MAX_BODY_BYTES, isAllo
 import type { Authorize, PubSubBroker } from '../pubsub/index.js';
 import { authorizeAccess } from '../pubsub/access.js';
 import { parseTopic } from '../pubsub/topic.js';
+import { checkBroker } from '../pubsub/broker.js';
 
 /** Options for {@link PublishHandler}. */
 export interface PublishHandlerOptions<C = IncomingMessage> {
@@ -164,10 +165,7 @@ export class PublishHandler<C = IncomingMessage> extends Resource {
   constructor(options: PublishHandlerOptions<C>) {
     super();
     const opts = check.optionsObject('options', options) as PublishHandlerOptions<C>;
-    if (opts.broker === undefined || typeof opts.broker.publish !== 'function') {
-      throw new InvalidArgumentError(`Expected \`broker\` to be a PubSubBroker, got ${check.describe(opts.broker)}`);
-    }
-    this.#broker = opts.broker;
+    this.#broker = checkBroker('broker', opts.broker);
     this.#maxBodyBytes = check.integerInRange('maxBodyBytes', opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES, 0, Number.MAX_SAFE_INTEGER);
     this.#maxDepth = checkMaxDepth('maxDepth', opts.maxDepth ?? DEFAULT_MAX_JSON_DEPTH);
     this.#authorize = check.optionalFunction('authorize', opts.authorize);

@@ -582,3 +582,17 @@ function checkHeaders(headers: unknown): MessageHeaders | undefined {
   }
   return Object.freeze(out);
 }
+
+/**
+ * Throws unless `value` is a {@link PubSubBroker} (or an object with its `publish`, `subscribe`
+ * and `read`): the check every handler that takes a `broker` option makes.
+ * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`)
+ * @internal
+ */
+export function checkBroker(name: string, value: unknown): PubSubBroker {
+  const b = value as Partial<PubSubBroker> | null | undefined;
+  if (b === null || typeof b !== 'object' || typeof b.publish !== 'function' || typeof b.subscribe !== 'function' || typeof b.read !== 'function') {
+    throw new InvalidArgumentError(`Expected \`${name}\` to be a PubSubBroker, got ${check.describe(value)}`);
+  }
+  return value as PubSubBroker;
+}

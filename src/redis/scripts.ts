@@ -420,6 +420,21 @@ local dropped = tonumber(m[3]) or 0
 `;
 
 /**
+ * Lua: `streams()`, an iterator over (stream key, topic) pairs: the stream keys are `KEYS` after
+ * the first `skip`, and each one's topic is in `ARGV` 4 places further on.
+ */
+function streamsAfterKey(skip: number): string {
+  return `local function streams()
+  local i = ${skip}
+  return function()
+    i = i + 1
+    if KEYS[i] == nil then return nil end
+    return KEYS[i], ARGV[4 + i]
+  end
+end`;
+}
+
+/**
  * Reads streams after `after` (-1: from the oldest), up to `last` (a seq), at most `limit` + 1
  * entries each. Expects locals `after`, `last`, `limit`, `maxAge`, `index`; a function
  * `streams()` yields (key, topic). Appends `{gap, entries}` per stream to `out`.
@@ -487,14 +502,7 @@ local limit, maxAge = tonumber(ARGV[4]), tonumber(ARGV[5])
 local last = top
 if ARGV[6] ~= '' then last = math.min(top, tonumber(ARGV[6])) end
 local out = {epoch, fmt(top), gapAll}
-local function streams()
-  local i = 2
-  return function()
-    i = i + 1
-    if KEYS[i] == nil then return nil end
-    return KEYS[i], ARGV[4 + i]
-  end
-end
+${streamsAfterKey(2)}
 ${STREAMS}
 return out
 `;
@@ -525,14 +533,7 @@ export const READ_STREAMS = `${HELPERS}
 local after, last, limit, maxAge = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local index = nil
 local out = {}
-local function streams()
-  local i = 0
-  return function()
-    i = i + 1
-    if KEYS[i] == nil then return nil end
-    return KEYS[i], ARGV[4 + i]
-  end
-end
+${streamsAfterKey(0)}
 ${STREAMS}
 return out
 `;

@@ -38,7 +38,7 @@
  * @module
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { InvalidArgumentError, MethodNotAllowedError } from '../core/errors.js';
+import { MethodNotAllowedError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
 import { firstHeader } from '../http/headers.js';
@@ -50,6 +50,7 @@ import { parseTarget, queryTarget } from '../pubsub/target.js';
 import { serializeEvent } from './serialize.js';
 import { nodeSink } from './sinks.js';
 import { sseChannels, SseHub, type SseHubOptions, type SseHubStats, type SseStream } from './sse-stream.js';
+import { checkBroker } from '../pubsub/broker.js';
 
 /** The response header set to `1` when the replay found a gap. */
 export const SSE_GAP_HEADER = 'Patchbay-Gap';
@@ -167,10 +168,7 @@ export class SseHandler extends Resource {
   constructor(options: SseHandlerOptions) {
     super();
     const opts = check.optionsObject('options', options) as SseHandlerOptions;
-    if (opts.broker === undefined || typeof opts.broker.subscribe !== 'function') {
-      throw new InvalidArgumentError(`Expected \`broker\` to be a PubSubBroker, got ${check.describe(opts.broker)}`);
-    }
-    this.#broker = opts.broker;
+    this.#broker = checkBroker('broker', opts.broker);
     this.hub = new SseHub(opts);
     this.#lastEventIdQuery = opts.lastEventIdQuery;
     this.#gapEvent = opts.gapEvent ?? 'gap';

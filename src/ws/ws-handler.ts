@@ -32,6 +32,7 @@ import { FlushSlicer } from '../http/push-pacing.js';
 import type { AccessVerdict, Authorize, Message, PubSubBroker, TopicTarget } from '../pubsub/index.js';
 import { type ConnectionHost, type Counters, WsConnection, wsChannels, type WsCloseReason, type WsOverflowPolicy } from './connection.js';
 import { messageTail, WS_SUBPROTOCOL } from './protocol.js';
+import { checkBroker } from '../pubsub/broker.js';
 
 /** Authorization hooks of a {@link WsHandler}. */
 export interface WsAuthorize {
@@ -276,10 +277,7 @@ export class WsHandler extends Resource {
   constructor(options: WsHandlerOptions) {
     super();
     const opts = check.optionsObject('options', options) as WsHandlerOptions;
-    if (opts.broker === undefined || typeof opts.broker.subscribe !== 'function') {
-      throw new InvalidArgumentError(`Expected \`broker\` to be a PubSubBroker, got ${check.describe(opts.broker)}`);
-    }
-    this.#broker = opts.broker;
+    this.#broker = checkBroker('broker', opts.broker);
     this.#authorize = check.optionsObject('authorize', opts.authorize);
     check.optionalFunction('authorize.upgrade', this.#authorize.upgrade);
     check.optionalFunction('authorize.subscribe', this.#authorize.subscribe);
