@@ -49,13 +49,15 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
       for (const key of keys) expect(key.startsWith(`${prefix}{j}:`)).toBe(true);
       // Without a reader, Redis's own TTLs remove the job and its key (the tombstone after goneMs).
       await jobs.close();
-      const deadline = Date.now() + 5000;
       let left = keys;
-      while (Date.now() < deadline) {
-        left = await probe._command((client) => (client as unknown as { keys(p: string): Promise<string[]> }).keys(`${prefix}*`), 'read');
-        if (left.every((k) => !k.includes(':job:') && !k.includes(':key:') && !k.includes(':gone:'))) break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await eventually(
+        async () => {
+          left = await probe._command((client) => (client as unknown as { keys(p: string): Promise<string[]> }).keys(`${prefix}*`), 'read');
+          return left.every((k) => !k.includes(':job:') && !k.includes(':key:') && !k.includes(':gone:'));
+        },
+        "Redis's TTLs to remove the job's keys",
+        { timeoutMs: 5000 },
+      );
       expect(left.filter((k) => k.includes(':job:') || k.includes(':key:') || k.includes(':gone:'))).toEqual([]);
     } finally {
       await jobs.close();
