@@ -128,29 +128,14 @@ describe('SidecarSupervisor with real processes', () => {
     expect(() => supervisor.send('record', 1)).toThrow(/after close/);
   });
 
-  it('a supervised sidecar does not outlive its app: it exits when the app is killed', async () => {
-    const app = spawn(process.execPath, fixture('parent.ts').args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  /**
+   * Starts the parent fixture (an app supervising a recorder) and waits for the sidecar pid it
+   * prints; both processes are killed after the test if still alive.
+   */
+  async function startApp(env: NodeJS.ProcessEnv = {}): Promise<{ app: ReturnType<typeof spawn>; appGone: Promise<unknown>; sidecarPid: number }> {
+    const app = spawn(process.execPath, fixture('parent.ts').args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
     let out = '';
-    app.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-    perTest.defer(() => {
-      if (alive(app.pid)) process.kill(app.pid!, 'SIGKILL');
-    });
-    await eventually(() => out.includes('\n'), 'the sidecar pid', CHILD);
-    const sidecarPid = Number(out.trim());
-    perTest.defer(() => {
-      if (alive(sidecarPid)) process.kill(sidecarPid, 'SIGKILL');
-    });
-    expect(alive(sidecarPid)).toBe(true);
-    process.kill(app.pid!, 'SIGKILL');
-    await eventually(() => !alive(sidecarPid), 'the orphaned sidecar to exit', CHILD);
-  });
-
-  it('a supervised sidecar does not outlive its app killed before the sidecar was listening', async () => {
-    // The app dies while the sidecar still loads: by the time the sidecar looks, its parent is
-    // init already, so "my parent changed" never fires; it must check its supervisor's pid.
-    const app = spawn(process.execPath, fixture('parent.ts').args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, DIE_ON_SPAWN: '1' } });
-    let out = '';
-    app.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    app.stdout!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
     const appGone = new Promise((resolve) => app.once('exit', resolve));
     perTest.defer(() => {
       if (alive(app.pid)) process.kill(app.pid!, 'SIGKILL');
@@ -160,6 +145,20 @@ describe('SidecarSupervisor with real processes', () => {
     perTest.defer(() => {
       if (alive(sidecarPid)) process.kill(sidecarPid, 'SIGKILL');
     });
+    return { app, appGone, sidecarPid };
+  }
+
+  it('a supervised sidecar does not outlive its app: it exits when the app is killed', async () => {
+    const { app, sidecarPid } = await startApp();
+    expect(alive(sidecarPid)).toBe(true);
+    process.kill(app.pid!, 'SIGKILL');
+    await eventually(() => !alive(sidecarPid), 'the orphaned sidecar to exit', CHILD);
+  });
+
+  it('a supervised sidecar does not outlive its app killed before the sidecar was listening', async () => {
+    // The app dies while the sidecar still loads: by the time the sidecar looks, its parent is
+    // init already, so "my parent changed" never fires; it must check its supervisor's pid.
+    const { appGone, sidecarPid } = await startApp({ DIE_ON_SPAWN: '1' });
     expect(await appGone).toBeNull(); // killed by its own SIGKILL, no exit code
     await eventually(() => !alive(sidecarPid), 'the sidecar orphaned while loading to exit', CHILD);
   });
