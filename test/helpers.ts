@@ -380,12 +380,3 @@ export async function readSse(source: string | Response, options: ReadSseOptions
  * `fork`'s `execArgv` and the demo's `sidecars.nodeArgs`.
  */
 export const sourceNodeArgs: readonly string[] = ['--import', 'tsx', '--import', fileURLToPath(new URL('./fixtures/resolve-src.mjs', import.meta.url))];
-
-/**
- * The old name of {@link eventually}, with the deadline positional.
- * @deprecated Use `eventually(condition, what, { timeoutMs })`; kept only until test/sidecar
- * (being rewritten in parallel) moves over.
- */
-export function waitFor(condition: () => boolean | Promise<boolean>, what: string, deadlineMs = 10_000): Promise<void> {
-  return eventually(condition, what, { timeoutMs: deadlineMs });
-}

@@ -3,7 +3,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Router from '@koa/router';
-import { serve as honoServe } from '@hono/node-server';
+import { createAdaptorServer } from '@hono/node-server';
 import express from 'express';
 import Fastify from 'fastify';
 import { Hono } from 'hono';
@@ -13,20 +13,8 @@ import { patchbayPlugin } from '../../src/adapters/fastify/index.js';
 import * as pbKoa from '../../src/adapters/koa/index.js';
 import * as pbWeb from '../../src/adapters/web/index.js';
 import { InvalidArgumentError, NotFoundError, PublishHandler, sendError } from '../../src/index.js';
-import { adapterConformance, type KitHandlers, type KitSubject } from '../conformance/adapter-kit.js';
-
-async function listen(server: http.Server): Promise<KitSubject> {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
+import { adapterConformance, type KitHandlers } from '../conformance/adapter-kit.js';
+import { serveRig } from '../helpers.js';
 
 /** The reference: node:http routed by hand, publish as in demo/server.js. */
 adapterConformance('node:http', async (h: KitHandlers) => {
@@ -56,7 +44,10 @@ adapterConformance('node:http', async (h: KitHandlers) => {
       throw new NotFoundError(`No route for ${url.pathname}`);
     }
   };
-  return listen(http.createServer((req, res) => route(req, res).catch((error: unknown) => sendError(res, error))));
+  return serveRig(
+    http.createServer((req, res) => route(req, res).catch((error: unknown) => sendError(res, error))),
+    { resources: h.resources },
+  );
 });
 
 adapterConformance('express', async (h) => {
@@ -67,7 +58,7 @@ adapterConformance('express', async (h) => {
   app.use('/jobs', pbExpress.pollJobs(h.poll));
   app.use(pbExpress.uploads(h.uploads, { basePath: '/uploads' }));
   app.use(pbExpress.jsonErrors());
-  return listen(http.createServer(app));
+  return serveRig(http.createServer(app), { resources: h.resources });
 });
 
 adapterConformance('express (routes() on a Router)', async (h) => {
@@ -81,7 +72,7 @@ adapterConformance('express (routes() on a Router)', async (h) => {
       uploads: { handler: h.uploads },
     }),
   );
-  return listen(http.createServer(app));
+  return serveRig(http.createServer(app), { resources: h.resources });
 });
 
 adapterConformance(
@@ -118,7 +109,7 @@ adapterConformance('koa', async (h) => {
   app.use(router.routes());
   app.use(pbKoa.pollJobs(h.poll, { basePath: '/jobs' }));
   app.use(pbKoa.uploads(h.uploads, { basePath: '/uploads' }));
-  return listen(http.createServer(app.callback()));
+  return serveRig(http.createServer(app.callback()), { resources: h.resources });
 });
 
 adapterConformance('web (hono on @hono/node-server)', async (h) => {
@@ -135,18 +126,7 @@ adapterConformance('web (hono on @hono/node-server)', async (h) => {
   app.all('/jobs/*', (c) => jobs(c.req.raw));
   app.all('/uploads', (c) => tus(c.req.raw));
   app.all('/uploads/*', (c) => tus(c.req.raw));
-  const server = await new Promise<http.Server>((resolve) => {
-    // overrideGlobalObjects: false keeps the process's own Request/Response (@tus/server builds its
-    // answers with the global Response; Hono's lighter one would drop their implicit Content-Type).
-    const s = honoServe({ fetch: app.fetch, hostname: '127.0.0.1', port: 0, overrideGlobalObjects: false }, () => resolve(s as http.Server));
-  });
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  // overrideGlobalObjects: false keeps the process's own Request/Response (@tus/server builds its
+  // answers with the global Response; Hono's lighter one would drop their implicit Content-Type).
+  return serveRig(createAdaptorServer({ fetch: app.fetch, overrideGlobalObjects: false }) as http.Server, { resources: h.resources });
 });

@@ -1,43 +1,25 @@
 // What each framework adapter adds beyond the conformance kit: mounting under prefixes, letting
 // other requests through, refusing a body that a parser already read, the Fastify plugin's
 // encapsulation and error handler, the JSON error middlewares.
-import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Router from '@koa/router';
 import express from 'express';
 import Fastify from 'fastify';
 import Koa from 'koa';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as pbExpress from '../../src/adapters/express/index.js';
 import { patchbayPlugin } from '../../src/adapters/fastify/index.js';
 import * as pbKoa from '../../src/adapters/koa/index.js';
 import * as pbWeb from '../../src/adapters/web/index.js';
 import { InvalidArgumentError, LongPollHandler, PollHandle, PollHandler, PubSubBroker } from '../../src/index.js';
-
-const cleanups: (() => Promise<unknown> | unknown)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function listen(listener: http.RequestListener): Promise<string> {
-  const server = http.createServer(listener);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
+import { perTest, serveRig } from '../helpers.js';
 
 function rig(basePath = '/jobs') {
   const broker = new PubSubBroker();
   const jobs = new PollHandle();
   const poll = new PollHandler({ jobs, basePath, run: () => 'done' });
   const longPoll = new LongPollHandler({ broker, maxHoldMs: 1000 });
-  cleanups.push(async () => {
+  perTest.defer(async () => {
     await longPoll.close();
     await poll.close();
     await jobs.close();
@@ -54,7 +36,7 @@ describe('express', () => {
     await broker.publish('admin.secrets', 'the launch codes');
     const app = express();
     app.all('/rooms/:room/poll', pbExpress.longPoll(longPoll)); // no :topic param, no target option
-    const base = await listen(app);
+    const { url: base } = await serveRig(app);
     const head = (await broker.head()).replace(/-[0-9a-z]+$/, '-0');
     for (const query of ['pattern=%3E', 'pattern=admin.*', 'topic=admin.secrets']) {
       const res = await fetch(`${base}/rooms/lobby/poll?${query}&cursor=${head}&timeout=0`);
@@ -72,7 +54,7 @@ describe('express', () => {
     api.use(pbExpress.pollJobs(poll, { basePath: '/api/jobs' }));
     api.get('/other', (_req, res) => void res.send('other'));
     app.use('/api', api);
-    const base = await listen(app);
+    const { url: base } = await serveRig(app);
     const start = await post(`${base}/api/jobs`, '{}');
     expect(start.status).toBe(202);
     expect(start.headers.get('location')).toMatch(/^\/api\/jobs\//);
@@ -84,7 +66,7 @@ describe('express', () => {
     const { poll, broker, longPoll } = rig('/api/jobs');
     const app = express();
     app.use('/api', pbExpress.routes(express.Router(), { publish: { broker }, longPoll: { handler: longPoll }, jobs: { handler: poll } }));
-    const base = await listen(app);
+    const { url: base } = await serveRig(app);
     const pub = await post(`${base}/api/pub/t`, 'hi', 'text/plain');
     expect(pub.status).toBe(201);
     const { id } = (await pub.json()) as { id: string };
@@ -107,7 +89,7 @@ describe('express', () => {
       errors.push(error);
       res.status(500).end();
     });
-    const base = await listen(app);
+    const { url: base } = await serveRig(app);
     expect((await post(`${base}/pub/t`, '{"a":1}')).status).toBe(500);
     expect(String(errors[0])).toMatch(/already read/);
     // A body the parser left alone (text/plain) is still published.
@@ -120,7 +102,7 @@ describe('express', () => {
     app.all('/lp', pbExpress.longPoll(longPoll, { target: () => { throw new InvalidArgumentError('no target'); } }));
     app.get('/boom', () => { throw new Error('secret'); });
     app.use(pbExpress.jsonErrors());
-    const base = await listen(app);
+    const { url: base } = await serveRig(app);
     const lp = await fetch(`${base}/lp`);
     expect(lp.status).toBe(400);
     expect(await lp.json()).toEqual({ error: { code: 'PB_ERR_INVALID_ARGUMENT', message: 'no target' } });
@@ -134,7 +116,7 @@ describe('fastify', () => {
   it('is encapsulated: routes outside it keep their JSON parser; with a prefix, the handler sees the full URL', async () => {
     const { poll, broker } = rig('/api/jobs');
     const app = Fastify();
-    cleanups.push(() => app.close());
+    perTest.defer(() => app.close());
     app.post('/echo', async (request) => request.body);
     await app.register(patchbayPlugin, { prefix: '/api', jobs: { handler: poll }, publish: { broker } });
     await app.listen({ port: 0, host: '127.0.0.1' });
@@ -151,7 +133,7 @@ describe('fastify', () => {
   it('answers what fails before a handler as patchbay JSON errors: a target that throws, a malformed Content-Type', async () => {
     const { longPoll, broker } = rig();
     const app = Fastify();
-    cleanups.push(() => app.close());
+    perTest.defer(() => app.close());
     await app.register(patchbayPlugin, {
       longPoll: { handler: longPoll, path: '/lp', target: () => { throw new InvalidArgumentError('no target'); } },
       publish: { broker },
@@ -181,7 +163,7 @@ describe('koa', () => {
     app.use(pbKoa.jsonErrors());
     app.use(pbKoa.pollJobs(poll, { basePath: '/jobs' }));
     app.use(router.routes());
-    const base = await listen(app.callback());
+    const { url: base } = await serveRig(app.callback());
     expect((await post(`${base}/jobs`, '{}')).status).toBe(202);
     expect(await (await fetch(`${base}/other`)).text()).toBe('other');
     const boom = await fetch(`${base}/boom`);
@@ -203,7 +185,7 @@ describe('koa', () => {
     const router = new Router();
     router.all('/pub/:topic', pbKoa.publish(broker));
     app.use(router.routes());
-    const base = await listen(app.callback());
+    const { url: base } = await serveRig(app.callback());
     const res = await post(`${base}/pub/t`, '{}');
     expect(res.status).toBe(500);
   });

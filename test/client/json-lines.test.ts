@@ -1,6 +1,5 @@
-import http, { type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import http, { type ServerResponse } from 'node:http';
+import { describe, expect, it } from 'vitest';
 import {
   fetchJsonLines,
   HttpStatusError,
@@ -12,23 +11,13 @@ import {
   RemoteError,
 } from '../../src/client/index.js';
 import { InvalidArgumentError, jsonLinesResponse, type JsonLinesResult, streamJsonLines } from '../../src/index.js';
-import { until } from '../helpers.js';
+import { serveRig, until } from '../helpers.js';
 
 // streamJsonLines on a real 127.0.0.1 server, read back with the client's readers over fetch.
 
-const servers: Server[] = [];
-afterEach(async () => {
-  for (const s of servers.splice(0)) {
-    s.closeAllConnections();
-    await new Promise((resolve) => s.close(resolve));
-  }
-});
-
+/** The base URL of a server for `handler`, closed after the test. */
 async function serve(handler: (req: http.IncomingMessage, res: ServerResponse) => void): Promise<string> {
-  const server = http.createServer(handler);
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen({ port: 0, host: '127.0.0.1' }, resolve));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return (await serveRig(handler)).url;
 }
 
 async function collect<T>(it: AsyncGenerator<JsonLine<T>, unknown>): Promise<{ lines: JsonLine<T>[]; end: unknown }> {

@@ -1,6 +1,5 @@
 import http, { type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   ClosedError,
   HttpStatusError,
@@ -12,7 +11,7 @@ import {
   TimeoutError,
 } from '../../src/client/index.js';
 import { LongPollHandler, PubSubBroker, type PubSubBrokerOptions } from '../../src/index.js';
-import { until } from '../helpers.js';
+import { perTest, serveRig, until } from '../helpers.js';
 
 // The client against the real LongPollHandler on a real 127.0.0.1 server. Server and client each
 // run on a ManualClock, so holds, client timeouts and backoff happen only when a test says so.
@@ -29,9 +28,6 @@ interface Rig {
   /** Makes the next n requests answer this status (with a JSON error body) instead of polling. */
   failNext(n: number, status: number, headers?: Record<string, string>): void;
 }
-
-const rigs: Rig[] = [];
-const clients: LongPollClient[] = [];
 
 async function rig(brokerOptions: PubSubBrokerOptions = {}): Promise<Rig> {
   const serverClock = new ManualClock();
@@ -53,9 +49,11 @@ async function rig(brokerOptions: PubSubBrokerOptions = {}): Promise<Rig> {
     else res.writeHead(404).end();
   });
   server.keepAliveTimeout = 1;
-  await new Promise<void>((resolve) => server.listen({ port: 0, host: '127.0.0.1' }, resolve));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const r: Rig = {
+  const { url: base } = await serveRig(server);
+  // Closed after the test, last registered first: the handler, the broker, then the server.
+  perTest.defer(() => broker.close());
+  perTest.defer(() => handler.close());
+  return {
     url: `${base}/lp/news`,
     base,
     broker,
@@ -67,25 +65,13 @@ async function rig(brokerOptions: PubSubBrokerOptions = {}): Promise<Rig> {
       failures = { n, status, headers };
     },
   };
-  rigs.push(r);
-  return r;
 }
 
 function client<T = unknown>(options: ConstructorParameters<typeof LongPollClient<T>>[0]): LongPollClient<T> {
   const c = new LongPollClient<T>(options);
-  clients.push(c as LongPollClient);
+  perTest.defer(() => c.close());
   return c;
 }
-
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  for (const r of rigs.splice(0)) {
-    await r.handler.close();
-    await r.broker.close();
-    r.server.closeAllConnections();
-    await new Promise((resolve) => r.server.close(resolve));
-  }
-});
 
 const parked = (r: Rig, n: number): Promise<void> => until(() => r.handler.stats().parked === n, `${n} parked polls`);
 

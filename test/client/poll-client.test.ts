@@ -1,9 +1,8 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CanceledError, HttpStatusError, JobFailedError, ManualClock, PollClient } from '../../src/client/index.js';
 import { PollHandle, type PollHandleOptions, PollHandler, type PollHandlerOptions, type PollJobContext } from '../../src/index.js';
-import { until } from '../helpers.js';
+import { perTest, serveRig, until } from '../helpers.js';
 
 // PollClient against the real PollHandle + PollHandler on 127.0.0.1.
 
@@ -26,11 +25,6 @@ interface Rig {
   /** The next n POST answers are lost: the job is created, then the socket is destroyed. */
   loseStartAnswers(n: number): void;
 }
-
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
 
 async function rig(handleOptions: Partial<PollHandleOptions> = {}, handlerOptions: Partial<PollHandlerOptions<Input, unknown>> = {}): Promise<Rig> {
   const serverClock = new ManualClock();
@@ -82,15 +76,12 @@ async function rig(handleOptions: Partial<PollHandleOptions> = {}, handlerOption
     void handler.handle(req, res);
   });
   server.keepAliveTimeout = 1;
-  await new Promise<void>((resolve) => server.listen({ port: 0, host: '127.0.0.1' }, resolve));
-  cleanups.push(async () => {
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
-    await handler.close();
-    await jobs.close();
-  });
+  // Closed after the test, last registered first: the server, the handler, then the jobs.
+  perTest.defer(() => jobs.close());
+  perTest.defer(() => handler.close());
+  const { url } = await serveRig(server);
   return {
-    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    base: url,
     jobs,
     held: () => handler.stats().held,
     serverClock,

@@ -15,7 +15,7 @@
  * the same statuses, the same headers (those the handlers set), the same bodies and the same event
  * streams, and a client that goes away must leave nothing behind in the handlers' stats().
  *
- * Usage: `adapterConformance('express', async (h) => ({ url, close }))`.
+ * Usage: `adapterConformance('express', (h) => serveRig(createServer(app), { resources: h.resources }))`.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,7 +24,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError, LongPollHandler, PollHandle, PollHandler, PubSubBroker, SseHandler } from '../../src/index.js';
 import { UploadHandler } from '../../src/upload/index.js';
-import { eventually, readSse } from '../helpers.js';
+import { eventually, readSse, TestResources } from '../helpers.js';
 
 /** What the kit hands a subject to mount. */
 export interface KitHandlers {
@@ -44,6 +44,8 @@ export interface KitHandlers {
     readonly contentTypes: readonly string[];
     readonly parse: (data: unknown) => unknown;
   };
+  /** Where the subject registers what it starts (`serveRig(server, { resources })`): closed after the subject, in afterAll. */
+  readonly resources: TestResources;
 }
 
 /** A running subject. */
@@ -103,6 +105,7 @@ export function adapterConformance(name: string, serve: (handlers: KitHandlers) 
     let base: string;
     let dir: string;
     let jobs: PollHandle;
+    const resources = new TestResources();
 
     beforeAll(async () => {
       dir = mkdtempSync(join(tmpdir(), 'patchbay-adapter-kit-'));
@@ -142,6 +145,7 @@ export function adapterConformance(name: string, serve: (handlers: KitHandlers) 
             return typeof data === 'string' && data.startsWith('csv:') ? data.toUpperCase() : data;
           },
         },
+        resources,
       };
       subject = await serve(h);
       base = subject.url;
@@ -149,6 +153,7 @@ export function adapterConformance(name: string, serve: (handlers: KitHandlers) 
 
     afterAll(async () => {
       await subject?.close();
+      await resources.teardown();
       await h?.longPoll.close();
       await h?.sse.close();
       await h?.poll.close();

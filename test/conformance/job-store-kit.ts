@@ -6,10 +6,8 @@
  * Time is a `ManualClock` shared by the registries and the stores; what the kit waits for
  * (answers of a store across a network) it waits for by condition, with a deadline.
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   ErrorCodes,
   GoneError,
@@ -23,7 +21,7 @@ import {
   type PollJobContext,
   SharedPollHandle,
 } from '../../src/index.js';
-import { eventually } from '../helpers.js';
+import { eventually, perTest, serveRig } from '../helpers.js';
 
 /** What a kit run needs: a store for each registry (sharing the same jobs), on `clock`. */
 export interface SharedStores {
@@ -64,18 +62,13 @@ function controlled<T = unknown>(): { fn: (ctx: PollJobContext) => Promise<T>; c
 /** Registers the kit's tests for one store implementation. */
 export function jobStoreConformance(name: string, make: (clock: ManualClock) => Promise<SharedStores>): void {
   describe(`${name}: jobs shared between registries`, () => {
-    const cleanups: (() => Promise<void>)[] = [];
-    afterEach(async () => {
-      for (const c of cleanups.splice(0).reverse()) await c();
-    });
-
     async function setup(options: PollHandleOptions = {}): Promise<{ A: SharedPollHandle; B: SharedPollHandle; clock: ManualClock; stores: SharedStores }> {
       const clock = new ManualClock(1_000_000);
       const stores = await make(clock);
-      cleanups.push(() => stores.dispose());
+      perTest.defer(() => stores.dispose());
       const A = new SharedPollHandle({ clock, store: stores.a, leaseMs: 3000, ...options });
       const B = new SharedPollHandle({ clock, store: stores.b, leaseMs: 3000, ...options });
-      cleanups.push(async () => {
+      perTest.defer(async () => {
         await A.close().catch(() => {});
         await B.close().catch(() => {});
       });
@@ -227,7 +220,8 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
     it('over HTTP: start on A, held read and cancel on B, idempotent retry on B', async () => {
       const { A, B } = await setup();
       const controls: ReturnType<typeof controlled>[] = [];
-      const serve = async (jobs: SharedPollHandle): Promise<{ base: string; close: () => Promise<void> }> => {
+      /** A PollHandler on `jobs` behind a server; both closed after the test (the handler first). */
+      const serve = async (jobs: SharedPollHandle): Promise<{ base: string }> => {
         const handler = new PollHandler({
           jobs,
           run: (_input, ctx) => {
@@ -236,20 +230,12 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
             return c.fn(ctx);
           },
         });
-        const server = http.createServer((req, res) => void handler.handle(req, res));
-        await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-        return {
-          base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-          close: async () => {
-            await handler.close();
-            server.closeAllConnections();
-            await new Promise((r) => server.close(r));
-          },
-        };
+        const { url } = await serveRig((req, res) => void handler.handle(req, res));
+        perTest.defer(() => handler.close());
+        return { base: url };
       };
       const a = await serve(A);
       const b = await serve(B);
-      cleanups.push(a.close, b.close);
       const post = (base: string, key: string) =>
         fetch(`${base}/jobs`, { method: 'POST', headers: { 'content-type': 'application/json', 'idempotency-key': key }, body: '{"x":1}' });
       const started = await post(a.base, 'key-1');
@@ -292,14 +278,8 @@ export function jobStoreConformance(name: string, make: (clock: ManualClock) => 
     it("held reads of another registry's job that disconnect leave nothing behind: no held request, no copy after a tick", async () => {
       const { A, B, clock } = await setup();
       const handler = new PollHandler({ jobs: B, run: () => null });
-      const server = http.createServer((req, res) => void handler.handle(req, res));
-      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-      cleanups.push(async () => {
-        await handler.close();
-        server.closeAllConnections();
-        await new Promise((r) => server.close(r));
-      });
-      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const { url: base } = await serveRig((req, res) => void handler.handle(req, res));
+      perTest.defer(() => handler.close());
       const c = controlled();
       const job = await A.submit(c.fn);
       await eventually(() => c.ctx() !== undefined, 'the job to run');

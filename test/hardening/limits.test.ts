@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_MAX_BODY_BYTES,
   ErrorCodes,
@@ -22,13 +22,9 @@ import {
 } from '../../src/index.js';
 import { MAX_IDEMPOTENCY_KEY_LENGTH } from '../../src/poll/headers.js';
 import { UploadHandler } from '../../src/upload/index.js';
-import { Client, rig as wsRig, teardown as wsTeardown } from '../ws/helpers.js';
+import { Client, rig as wsRig } from '../ws/helpers.js';
 import { perTest, serveRig } from '../helpers.js';
 import { errorBody, request } from './http.js';
-
-afterEach(async () => {
-  await wsTeardown();
-});
 
 describe('HTTP limits (docs/limits.md)', () => {
   it('headers and URL over 16 KiB: 431 from Node, the handler never runs', async () => {

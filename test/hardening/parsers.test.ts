@@ -30,11 +30,10 @@ import { parseIdempotencyKey, parseIfNoneMatch, parsePrefer } from '../../src/po
 import { UploadHandler } from '../../src/upload/index.js';
 import { isRefused, parseClientFrame } from '../../src/ws/protocol.js';
 import { perTest, serveRig, until } from '../helpers.js';
-import { Client, rig as wsRig, teardown as wsTeardown } from '../ws/helpers.js';
+import { Client, rig as wsRig } from '../ws/helpers.js';
 import { errorBody, headerChar, request } from './http.js';
 
-afterEach(async () => {
-  await wsTeardown();
+afterEach(() => {
   expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
 });
 

@@ -31,11 +31,10 @@ import { LongPollHandler } from '../../src/longpoll/index.js';
 import { UploadHandler } from '../../src/upload/index.js';
 import { WsHandler } from '../../src/ws/index.js';
 import { perTest, serveRig, until } from '../helpers.js';
-import { Client, rig as wsRig, teardown as wsTeardown } from '../ws/helpers.js';
+import { Client, rig as wsRig } from '../ws/helpers.js';
 import { type Answer, errorBody, request, type RequestSpec } from './http.js';
 
-afterEach(async () => {
-  await wsTeardown();
+afterEach(() => {
   expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
   expect(Object.prototype).not.toHaveProperty('polluted');
 });

@@ -4,11 +4,9 @@
  * hides. Most tests drive `handle()` with the fake request and response of `fake-http.ts`, so
  * interleavings are exact; the never-reading clients use real sockets.
  */
-import http, { type Server } from 'node:http';
 import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_MAX_ANSWER_BYTES,
   DEFAULT_MAX_CACHED_BYTES,
@@ -21,7 +19,7 @@ import {
   type PubSubBrokerOptions,
   targetOverlaps,
 } from '../../src/index.js';
-import { until } from '../helpers.js';
+import { perTest, serveRig, until } from '../helpers.js';
 import { type FakeResponse, fakeExchange, settle } from './fake-http.js';
 
 interface PollBody {
@@ -34,16 +32,11 @@ interface ErrorBody {
   error: { code: string; message: string };
 }
 
-const closers: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
-});
-
 function setup(options: Partial<LongPollHandlerOptions> = {}, brokerOptions: PubSubBrokerOptions = {}): { broker: PubSubBroker; handler: LongPollHandler; clock: ManualClock } {
   const clock = new ManualClock();
   const broker = new PubSubBroker({ clock, ...brokerOptions });
   const handler = new LongPollHandler({ broker, clock, maxHoldMs: 1000, ...options });
-  closers.push(async () => {
+  perTest.defer(async () => {
     await handler.close();
     await broker.close();
   });
@@ -325,13 +318,7 @@ describe('LongPollHandler: memory bounded by bytes', () => {
   it('a thousand never-reading clients with distinct cursors over real sockets leave nothing kept or in flight', async () => {
     const { broker, handler } = setup({ maxCachedBytes: 100_000, maxAnswerBytes: 50_000 });
     const ids = await bigLog(broker);
-    const server: Server = http.createServer((req, res) => void handler.handle(req, res, { topics: ['big'] }));
-    await new Promise<void>((resolve) => server.listen({ port: 0, host: '127.0.0.1', backlog: 2048 }, resolve));
-    closers.push(async () => {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    });
-    const port = (server.address() as AddressInfo).port;
+    const { port } = await serveRig((req, res) => void handler.handle(req, res, { topics: ['big'] }), { backlog: 2048 });
     const head = await broker.head();
     const reader = fakeExchange(`/?cursor=${head}`);
     await handler.handle(reader.req, reader.res, { topics: ['big'] });
@@ -511,13 +498,8 @@ describe('LongPollHandler: any query string', () => {
 
   it('a request target that is no URL (GET //[) is read for its query, not answered 500', async () => {
     const { handler } = setup({ queryTarget: true });
-    const server: Server = http.createServer((req, res) => void handler.handle(req, res));
-    await new Promise<void>((resolve) => server.listen({ port: 0, host: '127.0.0.1' }, resolve));
-    closers.push(async () => {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    });
-    const socket = net.connect((server.address() as AddressInfo).port, '127.0.0.1');
+    const { port } = await serveRig((req, res) => void handler.handle(req, res));
+    const socket = net.connect(port, '127.0.0.1');
     let text = '';
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => (text += chunk));

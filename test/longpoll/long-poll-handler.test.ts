@@ -1,8 +1,7 @@
 import http, { type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LongPollHandler, type LongPollHandlerOptions, ManualClock, PubSubBroker, type PubSubBrokerOptions } from '../../src/index.js';
-import { until } from '../helpers.js';
+import { perTest, serveRig, until } from '../helpers.js';
 
 interface Rig {
   base: string;
@@ -12,7 +11,6 @@ interface Rig {
   server: Server;
 }
 
-const rigs: Rig[] = [];
 async function rig(options: Partial<LongPollHandlerOptions> = {}, brokerOptions: PubSubBrokerOptions = {}): Promise<Rig> {
   const clock = new ManualClock();
   const broker = new PubSubBroker({ clock, ...brokerOptions });
@@ -24,19 +22,12 @@ async function rig(options: Partial<LongPollHandlerOptions> = {}, brokerOptions:
     else void handler.handle(req, res); // topics from the query
   });
   server.keepAliveTimeout = 1;
-  await new Promise<void>((resolve) => server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, resolve));
-  const r = { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, broker, handler, clock, server };
-  rigs.push(r);
-  return r;
+  const { url } = await serveRig(server, { backlog: 4096 });
+  // Closed after the test, last registered first: the handler, the broker, then the server.
+  perTest.defer(() => broker.close());
+  perTest.defer(() => handler.close());
+  return { base: url, broker, handler, clock, server };
 }
-afterEach(async () => {
-  for (const r of rigs.splice(0)) {
-    await r.handler.close();
-    await r.broker.close();
-    r.server.closeAllConnections();
-    await new Promise((resolve) => r.server.close(resolve));
-  }
-});
 
 interface PollBody {
   messages: { id: string; topic: string; data: unknown }[];

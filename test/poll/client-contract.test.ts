@@ -3,11 +3,10 @@
  * against the contract in the issue) drives a real `PollHandler` on 127.0.0.1.
  */
 import http, { type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PollClient, type JobStatus } from '../../src/client/index.js';
 import { CanceledError, JobFailedError, ManualClock, PollHandle, PollHandler, type PollJobContext, type PollResultMode } from '../../src/index.js';
-import { until } from '../helpers.js';
+import { perTest, serveRig, until } from '../helpers.js';
 
 interface Rig {
   base: string;
@@ -21,7 +20,6 @@ interface Rig {
   gated(): number;
 }
 
-const rigs: Rig[] = [];
 async function rig(resultMode: PollResultMode): Promise<Rig> {
   const clock = new ManualClock();
   const jobs = new PollHandle({ clock });
@@ -45,9 +43,12 @@ async function rig(resultMode: PollResultMode): Promise<Rig> {
   });
   const server = http.createServer((req, res) => void handler.handle(req, res));
   server.keepAliveTimeout = 1;
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const r: Rig = {
-    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+  const { url } = await serveRig(server);
+  // Closed after the test, last registered first: the handler, the jobs, then the server.
+  perTest.defer(() => jobs.close());
+  perTest.defer(() => handler.close());
+  return {
+    base: url,
     jobs,
     handler,
     server,
@@ -55,17 +56,7 @@ async function rig(resultMode: PollResultMode): Promise<Rig> {
     step: () => gates.shift()?.(),
     gated: () => gates.length,
   };
-  rigs.push(r);
-  return r;
 }
-afterEach(async () => {
-  for (const r of rigs.splice(0)) {
-    await r.handler.close();
-    await r.jobs.close();
-    r.server.closeAllConnections();
-    await new Promise((resolve) => r.server.close(resolve));
-  }
-});
 
 /**
  * Releases the job's steps one by one, each once the job waits at it and the client holds a read.

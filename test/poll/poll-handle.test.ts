@@ -1,5 +1,5 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   CapacityError,
   ClosedError,
@@ -13,6 +13,7 @@ import {
   type PollJobContext,
   Purgatory,
 } from '../../src/index.js';
+import { perTest } from '../helpers.js';
 
 /** Lets microtasks and promise callbacks run (no timers involved). */
 const flush = async (): Promise<void> => {
@@ -35,16 +36,12 @@ function deferred<T = unknown>(): Deferred<T> {
   return { promise, resolve, reject };
 }
 
-const handles: PollHandle[] = [];
 function registry(options: PollHandleOptions = {}): { jobs: PollHandle; clock: ManualClock } {
   const clock = (options.clock as ManualClock | undefined) ?? new ManualClock();
   const jobs = new PollHandle({ clock, ...options });
-  handles.push(jobs);
+  perTest.defer(() => jobs.close());
   return { jobs, clock };
 }
-afterEach(async () => {
-  for (const h of handles.splice(0)) await h.close();
-});
 
 /** A job whose function the test controls: its context, and a deferred for its result. */
 function controlled<T = unknown>(): { fn: (ctx: PollJobContext) => Promise<T>; ctx: () => PollJobContext; result: Deferred<T>; started: () => boolean } {

@@ -1,6 +1,5 @@
 import http, { type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   InvalidArgumentError,
   ManualClock,
@@ -10,7 +9,7 @@ import {
   type PollHandlerOptions,
   type PollJobContext,
 } from '../../src/index.js';
-import { until } from '../helpers.js';
+import { perTest, serveRig, until } from '../helpers.js';
 
 interface Control {
   ctx: PollJobContext | undefined;
@@ -29,7 +28,6 @@ interface Rig {
   controls: Map<string, Control>;
 }
 
-const rigs: Rig[] = [];
 async function rig(
   options: Partial<PollHandlerOptions<{ name?: string; value?: unknown }>> = {},
   jobOptions: PollHandleOptions = {},
@@ -58,19 +56,12 @@ async function rig(
     }
   });
   server.keepAliveTimeout = 1;
-  await new Promise<void>((resolve) => server.listen({ port: 0, host: '127.0.0.1', backlog: 1024 }, resolve));
-  const r = { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, clock, jobs, handler, server, controls };
-  rigs.push(r);
-  return r;
+  const { url } = await serveRig(server, { backlog: 1024 });
+  // Closed after the test, last registered first: the handler, the jobs, then the server.
+  perTest.defer(() => jobs.close());
+  perTest.defer(() => handler.close());
+  return { base: url, clock, jobs, handler, server, controls };
 }
-afterEach(async () => {
-  for (const r of rigs.splice(0)) {
-    await r.handler.close();
-    await r.jobs.close();
-    r.server.closeAllConnections();
-    await new Promise((resolve) => r.server.close(resolve));
-  }
-});
 
 interface Status {
   id: string;
@@ -222,7 +213,10 @@ describe('PollHandler: Prefer: wait', () => {
     });
     await until(() => r.handler.stats().held === 1, 'the read to be held');
     r.clock.advance(4999);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    // Still held on the server (an answer would have ended the hold in the advance), and after a
+    // round trip on the same server the client has no answer either.
+    expect(r.handler.stats().held).toBe(1);
+    expect((await fetch(`${r.base}/jobs/${status.id}`)).status).toBe(200);
     expect(answered).toBe(false);
     r.clock.advance(1);
     const out = await held;

@@ -4,7 +4,7 @@
  * through the methods they share; then what belongs to one of them: a local status read that
  * answers synchronously, and a shared registry whose close leaves no timer behind.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   CanceledError,
   GoneError,
@@ -21,16 +21,12 @@ import {
   SharedPollHandle,
   UnavailableError,
 } from '../../src/index.js';
+import { perTest } from '../helpers.js';
 
 /** Lets microtasks and promise callbacks run (a MemoryJobStore answers in microtasks). */
 const flush = async (): Promise<void> => {
   for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
 };
-
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
 
 type Make = (clock: ManualClock, options?: PollHandleOptions) => JobRegistry;
 const registries: [string, Make][] = [
@@ -39,7 +35,7 @@ const registries: [string, Make][] = [
     'SharedPollHandle (on a MemoryJobStore)',
     (clock, options) => {
       const store = new MemoryJobStore({ clock });
-      cleanups.push(() => store.close());
+      perTest.defer(() => store.close());
       return new SharedPollHandle({ clock, store, ...options });
     },
   ],
@@ -64,7 +60,7 @@ describe.each(registries)('JobRegistry: %s', (_name, make) => {
   function setup(options?: PollHandleOptions): { jobs: JobRegistry; clock: ManualClock } {
     const clock = new ManualClock(1_000_000);
     const jobs = make(clock, options);
-    cleanups.push(() => jobs.close());
+    perTest.defer(() => jobs.close());
     return { jobs, clock };
   }
 
@@ -172,7 +168,7 @@ describe.each(registries)('JobRegistry: %s', (_name, make) => {
 describe('PollHandle: a status read of a job in this process', () => {
   it('returns the job synchronously (not a promise), and the same view every time', () => {
     const jobs = new PollHandle({ clock: new ManualClock() });
-    cleanups.push(() => jobs.close());
+    perTest.defer(() => jobs.close());
     const job = jobs.start(() => new Promise(() => {}));
     const read = jobs.get(job.id);
     expect(read).not.toBeInstanceOf(Promise);
@@ -189,7 +185,7 @@ describe('SharedPollHandle: close', () => {
   it('leaves no timer on the clock, the retry timers of failed writes included', async () => {
     const clock = new ManualClock();
     const store = new MemoryJobStore({ clock });
-    cleanups.push(() => store.close());
+    perTest.defer(() => store.close());
     let refuse = true;
     const flaky: JobStore = {
       subscribe: (listener) => store.subscribe(listener),

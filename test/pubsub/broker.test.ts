@@ -1,5 +1,5 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   type Backend,
   type BackendRead,
@@ -17,16 +17,13 @@ import {
   type Subscription,
   TimeoutError,
 } from '../../src/index.js';
+import { perTest } from '../helpers.js';
 
-const brokers: PubSubBroker[] = [];
 function broker(options: PubSubBrokerOptions = {}): PubSubBroker {
   const b = new PubSubBroker(options);
-  brokers.push(b);
+  perTest.defer(() => b.close());
   return b;
 }
-afterEach(async () => {
-  for (const b of brokers.splice(0)) await b.close();
-});
 
 /** Takes the next `n` messages from a subscription (they must already be queued or arrive). */
 async function take<T>(sub: Subscription<T>, n: number): Promise<Message<T>[]> {

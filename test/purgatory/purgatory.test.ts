@@ -1,5 +1,5 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   CanceledError,
   ClosedError,
@@ -10,6 +10,7 @@ import {
   Purgatory,
   type PurgatoryOptions,
 } from '../../src/index.js';
+import { perTest } from '../helpers.js';
 
 /** A test operation that records what happened to it. */
 class Op extends DelayedOperation {
@@ -34,16 +35,12 @@ class Op extends DelayedOperation {
   }
 }
 
-const open: Purgatory[] = [];
 function setup(options: PurgatoryOptions = {}): { clock: ManualClock; purgatory: Purgatory } {
   const clock = new ManualClock();
   const purgatory = new Purgatory({ clock, tickMs: 10, ...options });
-  open.push(purgatory);
+  perTest.defer(() => purgatory.destroy());
   return { clock, purgatory };
 }
-afterEach(() => {
-  for (const p of open.splice(0)) p.destroy();
-});
 
 describe('Purgatory (ports of Kafka DelayedOperationTest)', () => {
   it('testSafeTryCompleteOrElse: completes at once without registering when the condition holds', () => {
@@ -286,7 +283,7 @@ describe('Purgatory semantics', () => {
       },
     };
     const purgatory = new Purgatory({ clock, tickMs: 1, expiryBatchSize: 100 });
-    open.push(purgatory);
+    perTest.defer(() => purgatory.destroy());
     // 5,000 deadlines inside one level-1 slot (ticks 64-127): reaching it cascades them all.
     const ops = Array.from({ length: 5000 }, (_, i) => {
       const op = new Op(64 + (i % 64));

@@ -3,26 +3,21 @@
  * redis-server), plus what is particular to Redis: keys under the prefix with one hash tag, key
  * TTLs that clean up, and a store that cannot reach Redis answering 503.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ManualClock, PollHandler, type PollJobContext, pollChannels, SharedPollHandle, UnavailableError } from '../../src/index.js';
 import { RedisBackend, RedisJobStore } from '../../src/redis/index.js';
 import { jobStoreConformance } from '../conformance/job-store-kit.js';
 import { eventually, serveRig } from '../helpers.js';
-import { freePort, REDIS_BINARY, redisUnavailableReason, startRedis, testRedis, type TestRedis, uniquePrefix } from './redis-server.js';
+import { freePort, REDIS_BINARY, redisUnavailableReason, startRedis, uniquePrefix } from './redis-server.js';
+import { redisSuite } from './helpers.js';
 
 describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
-  let redis: TestRedis;
-  beforeAll(async () => {
-    redis = await testRedis();
-  });
-  afterAll(async () => {
-    await redis?.dispose();
-  });
+  const suite = redisSuite();
 
   jobStoreConformance('RedisJobStore', (clock) => {
     const prefix = uniquePrefix('jobs');
-    const a = new RedisJobStore({ url: redis.url, prefix, clock });
-    const b = new RedisJobStore({ url: redis.url, prefix, clock });
+    const a = new RedisJobStore({ url: suite.redis.url, prefix, clock });
+    const b = new RedisJobStore({ url: suite.redis.url, prefix, clock });
     return Promise.resolve({
       a,
       b,
@@ -36,10 +31,10 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
 
   it('keeps every key under the prefix on one hash tag, and key TTLs clean up finished jobs', async () => {
     const prefix = uniquePrefix('keys');
-    const backend = new RedisBackend({ url: redis.url, prefix });
+    const backend = new RedisBackend({ url: suite.redis.url, prefix });
     const store = new RedisJobStore({ backend });
     const jobs = new SharedPollHandle({ store, ttlMs: 200, goneMs: 200 });
-    const probe = new RedisBackend({ url: redis.url, prefix: uniquePrefix('probe') });
+    const probe = new RedisBackend({ url: suite.redis.url, prefix: uniquePrefix('probe') });
     try {
       await store.ready();
       const job = await jobs.submit(() => ({ ok: true }), { idempotencyKey: 'a key of any length '.repeat(50) });
@@ -49,13 +44,15 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
       for (const key of keys) expect(key.startsWith(`${prefix}{j}:`)).toBe(true);
       // Without a reader, Redis's own TTLs remove the job and its key (the tombstone after goneMs).
       await jobs.close();
-      const deadline = Date.now() + 5000;
       let left = keys;
-      while (Date.now() < deadline) {
-        left = await probe._command((client) => (client as unknown as { keys(p: string): Promise<string[]> }).keys(`${prefix}*`), 'read');
-        if (left.every((k) => !k.includes(':job:') && !k.includes(':key:') && !k.includes(':gone:'))) break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await eventually(
+        async () => {
+          left = await probe._command((client) => (client as unknown as { keys(p: string): Promise<string[]> }).keys(`${prefix}*`), 'read');
+          return left.every((k) => !k.includes(':job:') && !k.includes(':key:') && !k.includes(':gone:'));
+        },
+        "Redis's TTLs to remove the job's keys",
+        { timeoutMs: 5000 },
+      );
       expect(left.filter((k) => k.includes(':job:') || k.includes(':key:') || k.includes(':gone:'))).toEqual([]);
     } finally {
       await jobs.close();
@@ -66,7 +63,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
   });
 
   it('a lease released with live jobs left runs out at once: the next reap fails them', async () => {
-    const store = new RedisJobStore({ url: redis.url, prefix: uniquePrefix('release') });
+    const store = new RedisJobStore({ url: suite.redis.url, prefix: uniquePrefix('release') });
     try {
       const lost = { name: 'WorkerLostError', code: 'PB_ERR_WORKER_LOST', message: 'gone' };
       await store.create({ id: 'job1', owner: 'o1', ttlMs: 60_000, goneMs: 60_000, leaseMs: 60_000 });
@@ -87,7 +84,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
   it('remembers at most maxTombstones ended ids as gone: the oldest answer 404 early, the newest 410', async () => {
     const clock = new ManualClock(1_000_000);
     const prefix = uniquePrefix('gone');
-    const store = new RedisJobStore({ url: redis.url, prefix, clock, maxTombstones: 5 });
+    const store = new RedisJobStore({ url: suite.redis.url, prefix, clock, maxTombstones: 5 });
     const jobs = new SharedPollHandle({ clock, store, ttlMs: 1000, goneMs: 60_000 });
     try {
       const ids: string[] = [];
@@ -115,8 +112,8 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisJobStore', () => {
   });
 
   it('refuses a backend together with connection options, and a bad clock', () => {
-    const backend = new RedisBackend({ url: redis.url, prefix: uniquePrefix('bad') });
-    expect(() => new RedisJobStore({ backend, url: redis.url })).toThrow(/either `backend`/);
+    const backend = new RedisBackend({ url: suite.redis.url, prefix: uniquePrefix('bad') });
+    expect(() => new RedisJobStore({ backend, url: suite.redis.url })).toThrow(/either `backend`/);
     expect(() => new RedisJobStore({ backend, clock: {} as never })).toThrow(/Clock/);
     backend.destroy();
   });

@@ -1,10 +1,10 @@
 import { fc } from '@fast-check/vitest';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { LongPollHandler, type Message, parseCursor, SseHandler, UnavailableError } from '../../src/index.js';
 import { RedisBackend, type RedisBackendOptions } from '../../src/redis/index.js';
 import { eventually, perTest, readSse, serveRig } from '../helpers.js';
-import { backendPair } from './helpers.js';
-import { REDIS_BINARY, redisUnavailableReason, startRedis, testRedis, type TestRedis } from './redis-server.js';
+import { backendPair, redisSuite } from './helpers.js';
+import { REDIS_BINARY, redisUnavailableReason, startRedis, type TestRedis } from './redis-server.js';
 
 const cleanups = perTest;
 
@@ -14,16 +14,10 @@ function pair(url: string, options: Partial<RedisBackendOptions> = {}, optionsB:
 }
 
 describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes sharing one Redis', () => {
-  let redis: TestRedis;
-  beforeAll(async () => {
-    redis = await testRedis();
-  });
-  afterAll(async () => {
-    await redis?.dispose();
-  });
+  const suite = redisSuite();
 
   it('delivers every publish on A to subscribers on B, once each, in publish order', async () => {
-    const { brokerA, brokerB } = await pair(redis.url);
+    const { brokerA, brokerB } = await pair(suite.redis.url);
     const got: Message[] = [];
     await brokerB.subscribe('room.>', { onMessage: (m) => got.push(m) });
     const ids: string[] = [];
@@ -38,7 +32,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes s
   });
 
   it('wakes a long poll held on B with a publish on A, and resumes SSE on B after an id A issued', async () => {
-    const { brokerA, brokerB } = await pair(redis.url);
+    const { brokerA, brokerB } = await pair(suite.redis.url);
     const longPoll = new LongPollHandler({ broker: brokerB, maxHoldMs: 10_000 });
     const sse = new SseHandler({ broker: brokerB, heartbeatMs: 60_000 });
     const server = await serveRig((req, res) => {
@@ -74,14 +68,14 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes s
   });
 
   it('answers a request from A with a reply from B', async () => {
-    const { brokerA, brokerB } = await pair(redis.url);
+    const { brokerA, brokerB } = await pair(suite.redis.url);
     await brokerB.subscribe('math.double', { onMessage: (m) => void brokerB.reply(m, (m.data as number) * 2) });
     const reply = await brokerA.request('math.double', 21, { timeoutMs: 5000 });
     expect(reply.data).toBe(42);
   });
 
   it('carries strings verbatim, JSON values, bytes and headers', async () => {
-    const { brokerA, brokerB } = await pair(redis.url);
+    const { brokerA, brokerB } = await pair(suite.redis.url);
     const got: Message[] = [];
     await brokerB.subscribe('kinds', { onMessage: (m) => got.push(m) });
     const values: unknown[] = ['line 1\nline 2\n\n', '{"not":"parsed"}', { a: [1, null, 'x'] }, 0, null, true, 'üñí©ødé 🎉'];
@@ -105,8 +99,8 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes s
         fc.array(fc.record({ on: fc.constantFrom('A', 'B'), topic: fc.constantFrom('p.a', 'p.b', 'q') }), { minLength: 1, maxLength: 40 }),
         fc.array(fc.record({ at: fc.nat(), limit: fc.integer({ min: 1, max: 8 }), target: fc.constantFrom<'one' | 'list' | 'pattern'>('one', 'list', 'pattern') }), { minLength: 1, maxLength: 10 }),
         async (publishes, reads) => {
-          const { a, brokerA, brokerB, prefix } = await pair(redis.url, { history: { maxCount: 6 }, localCount: 4 });
-          const plain = new RedisBackend({ url: redis.url, prefix, localReads: false, history: { maxCount: 6 } });
+          const { a, brokerA, brokerB, prefix } = await pair(suite.redis.url, { history: { maxCount: 6 }, localCount: 4 });
+          const plain = new RedisBackend({ url: suite.redis.url, prefix, localReads: false, history: { maxCount: 6 } });
           try {
             const ids: string[] = [await a.head()];
             for (const p of publishes) ids.push((await (p.on === 'A' ? brokerA : brokerB).publish(p.topic, p.topic)).id);
@@ -132,7 +126,7 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes s
   });
 
   it('trims by age (Redis time): older messages leave the log and a cursor before them reads as a gap', async () => {
-    const { a, brokerA, brokerB } = await pair(redis.url, { history: { maxAgeMs: 300 } });
+    const { a, brokerA, brokerB } = await pair(suite.redis.url, { history: { maxAgeMs: 300 } });
     const start = await brokerA.head();
     const old = await brokerA.publish('aged', 'old');
     await brokerA.publish('idle', 'alone');
@@ -154,10 +148,10 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: processes s
   });
 
   it('keeps keys under the prefix, with a hash tag per topic', async () => {
-    const { brokerA, prefix } = await pair(redis.url);
+    const { brokerA, prefix } = await pair(suite.redis.url);
     await brokerA.publish('tag.me', 1);
     const { Redis } = await import('ioredis');
-    const client = new Redis(redis.url);
+    const client = new Redis(suite.redis.url);
     cleanups.defer(() => client.quit());
     const keys = (await client.keys(`${prefix}*`)).sort();
     expect(keys).toEqual([`${prefix}{m}:bytes`, `${prefix}{m}:meta`, `${prefix}{m}:topics`, `${prefix}{t:tag.me}`].sort());

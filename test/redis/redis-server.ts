@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { eventually } from '../helpers.js';
 
 export const REDIS_BINARY = (() => {
   const r = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
@@ -83,15 +84,21 @@ export async function startRedis(options: { persist?: boolean } = {}): Promise<T
   );
   let child: ChildProcess | undefined;
   const start = async (): Promise<void> => {
-    child = spawn(REDIS_BINARY, [conf], { stdio: ['ignore', 'ignore', 'inherit'] });
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      if (await ping(port)) return;
-      if (child.exitCode !== null || Date.now() > deadline) {
-        await stop(); // one that runs but does not answer is not left behind
-        throw new Error(`redis-server on port ${port} did not start`);
-      }
-      await new Promise((r) => setTimeout(r, 20));
+    const started = spawn(REDIS_BINARY, [conf], { stdio: ['ignore', 'ignore', 'inherit'] });
+    child = started;
+    try {
+      await eventually(
+        async () => {
+          if (await ping(port)) return true;
+          if (started.exitCode !== null) throw new Error(`redis-server exited with ${started.exitCode}`);
+          return false;
+        },
+        `redis-server on port ${port} to answer`,
+        { timeoutMs: 10_000 },
+      );
+    } catch (error) {
+      await stop(); // one that runs but does not answer is not left behind
+      throw new Error(`redis-server on port ${port} did not start`, { cause: error });
     }
   };
   const stop = async (): Promise<void> => {
@@ -187,27 +194,19 @@ export async function startCluster(n = 3): Promise<{ nodes: { host: string; port
       children.push(spawn(REDIS_BINARY, [conf], { stdio: ['ignore', 'ignore', 'inherit'] }));
       nodes.push({ host: '127.0.0.1', port });
     }
-    for (const node of nodes) {
-      const deadline = Date.now() + 10_000;
-      while (!(await ping(node.port))) {
-        if (Date.now() > deadline) throw new Error(`cluster node ${node.port} did not start`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    }
+    for (const node of nodes) await eventually(() => ping(node.port), `cluster node ${node.port} to start`, { timeoutMs: 10_000 });
     const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((x) => `127.0.0.1:${x.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
       encoding: 'utf8',
       timeout: 30_000,
     });
     if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
     // Wait until every node says the cluster is ok.
-    const deadline = Date.now() + 20_000;
     for (const node of nodes) {
-      for (;;) {
-        const info = spawnSync('redis-cli', ['-p', String(node.port), 'cluster', 'info'], { encoding: 'utf8' });
-        if (info.stdout.includes('cluster_state:ok')) break;
-        if (Date.now() > deadline) throw new Error(`the cluster did not come up: ${info.stdout}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await eventually(
+        () => spawnSync('redis-cli', ['-p', String(node.port), 'cluster', 'info'], { encoding: 'utf8' }).stdout.includes('cluster_state:ok'),
+        `node ${node.port} to report cluster_state:ok`,
+        { timeoutMs: 20_000 },
+      );
     }
     return { nodes, dispose };
   } catch (error) {
@@ -236,13 +235,11 @@ export async function startSentinel(): Promise<{ master: TestRedis; sentinel: { 
     rmSync(dir, { recursive: true, force: true });
     await master.dispose();
   };
-  const deadline = Date.now() + 10_000;
-  while (!(await ping(port))) {
-    if (Date.now() > deadline) {
-      await dispose();
-      throw new Error('redis-sentinel did not start');
-    }
-    await new Promise((r) => setTimeout(r, 20));
+  try {
+    await eventually(() => ping(port), `redis-sentinel on port ${port} to answer`, { timeoutMs: 10_000 });
+  } catch (error) {
+    await dispose();
+    throw new Error('redis-sentinel did not start', { cause: error });
   }
   return { master, sentinel: { host: '127.0.0.1', port }, name: 'pbmaster', dispose };
 }

@@ -14,7 +14,7 @@
  * - **Every request settled exactly once**, with the echo of its own payload or a typed error.
  */
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   acceptSidecarStream,
   ClosedError,
@@ -26,7 +26,7 @@ import {
   type SidecarMessage,
   type SidecarOverflowPolicy,
 } from '../../src/index.js';
-import { until } from '../helpers.js';
+import { perTest, until } from '../helpers.js';
 import { streamPair } from './helpers.js';
 
 interface Payload {
@@ -280,11 +280,6 @@ const commands = fc.commands(
   { maxCommands: 50, size: 'max' },
 );
 
-const resources: (() => void)[] = [];
-afterEach(() => {
-  for (const f of resources.splice(0)) f();
-});
-
 describe('SidecarChannel model', () => {
   it('delivers every message exactly once, in order, within its bounds, and settles every request once', async () => {
     await fc.assert(
@@ -318,7 +313,7 @@ describe('SidecarChannel model', () => {
             drops: [],
           };
           app.on('drop', (d) => real.drops.push({ seq: d.seq, policy: d.policy }));
-          resources.push(() => {
+          perTest.defer(() => {
             app.destroy();
             for (const s of real.sidecars) s.destroy();
           });

@@ -4,7 +4,7 @@
 import net from 'node:net';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   acceptSidecarStream,
   ClosedError,
@@ -21,13 +21,8 @@ import {
   type SidecarMessage,
 } from '../../src/index.js';
 import { encodeFrame } from '../../src/sidecar/framing.js';
-import { until } from '../helpers.js';
+import { perTest, until } from '../helpers.js';
 import { streamPair, tempDir } from './helpers.js';
-
-const cleanups: (() => void | Promise<void>)[] = [];
-afterEach(async () => {
-  for (const f of cleanups.splice(0).reverse()) await f();
-});
 
 /** An app channel and a sidecar end that records what it gets, joined by `connect()`. */
 function setup(options: ConstructorParameters<typeof SidecarChannel>[0] = {}, handler?: SidecarHandler) {
@@ -54,7 +49,7 @@ function setup(options: ConstructorParameters<typeof SidecarChannel>[0] = {}, ha
     sidecars.push(side);
     return side;
   };
-  cleanups.push(() => {
+  perTest.defer(() => {
     app.destroy();
     for (const s of sidecars) s.destroy();
   });
@@ -364,7 +359,7 @@ describe('SidecarChannel', () => {
 describe('SidecarChannel over real sockets', () => {
   it('connects by itself to a Unix socket and to loopback TCP, and reconnects to a restarted server', async () => {
     const tmp = tempDir();
-    cleanups.push(tmp.remove);
+    perTest.defer(tmp.remove);
     const path = join(tmp.dir, 'x.sock');
     const seen: number[] = [];
     const handler: SidecarHandler = (m) => {
@@ -373,7 +368,7 @@ describe('SidecarChannel over real sockets', () => {
     };
     let server = await serveSidecar(handler, { socketPath: path });
     const app = new SidecarChannel({ connect: path, reconnect: { initialDelayMs: 5, maxDelayMs: 20 } });
-    cleanups.push(() => app.destroy());
+    perTest.defer(() => app.destroy());
     expect(await app.request('hi')).toBe('pong');
     app.send('n', 1);
     // Acknowledged: a new server (which remembers nothing and has no lastHandled) gets no replay of it.
@@ -382,25 +377,25 @@ describe('SidecarChannel over real sockets', () => {
     await until(() => !app.connected, 'the loss');
     app.send('n', 2);
     server = await serveSidecar(handler, { socketPath: path });
-    cleanups.push(() => server.destroy());
+    perTest.defer(() => server.destroy());
     await until(() => seen.length === 2, 'delivery after the reconnection', 2_000_000);
     expect(seen).toEqual([1, 2]);
 
     const tcp = await serveSidecar(handler, { port: 0 });
-    cleanups.push(() => tcp.destroy());
+    perTest.defer(() => tcp.destroy());
     const address = tcp.address as { port: number };
     const overTcp = new SidecarChannel({ connect: { port: address.port } });
-    cleanups.push(() => overTcp.destroy());
+    perTest.defer(() => overTcp.destroy());
     expect(await overTcp.request('hi')).toBe('pong');
   });
 
   it('serveSidecar closes a connection that sends a malformed or oversized frame, and goes on serving others', async () => {
     const tmp = tempDir();
-    cleanups.push(tmp.remove);
+    perTest.defer(tmp.remove);
     const path = join(tmp.dir, 'z.sock');
     const errors: unknown[] = [];
     const server = await serveSidecar((m) => m.data, { socketPath: path, maxFrameBytes: 1024, onError: (e) => errors.push(e) });
-    cleanups.push(() => server.destroy());
+    perTest.defer(() => server.destroy());
     for (const garbage of [Buffer.from('GET / HTTP/1.1\r\n\r\n'), Buffer.from([0, 0, 0, 4, 0x6e, 0x75, 0x6c, 0x6c]), Buffer.from([0x7f, 0xff, 0xff, 0xff])]) {
       const raw = net.createConnection({ path });
       const closed = new Promise<void>((resolve) => raw.on('close', () => resolve()));
@@ -412,13 +407,13 @@ describe('SidecarChannel over real sockets', () => {
     expect(errors.every((e) => e instanceof ProtocolError)).toBe(true);
     expect(server.stats()).toMatchObject({ protocolErrors: 3, connections: 0 });
     const app = new SidecarChannel({ connect: path });
-    cleanups.push(() => app.destroy());
+    perTest.defer(() => app.destroy());
     expect(await app.request('echo', 'still here')).toBe('still here');
   });
 
   it('serveSidecar refuses a socket path someone listens on, and replaces a stale one', async () => {
     const tmp = tempDir();
-    cleanups.push(tmp.remove);
+    perTest.defer(tmp.remove);
     const path = join(tmp.dir, 'y.sock');
     const first = await serveSidecar(() => undefined, { socketPath: path });
     await expect(serveSidecar(() => undefined, { socketPath: path })).rejects.toThrow(/already listens/);
@@ -432,9 +427,9 @@ describe('SidecarChannel over real sockets', () => {
       r();
     });
     const second = await serveSidecar(() => 'ok', { socketPath: path });
-    cleanups.push(() => second.destroy());
+    perTest.defer(() => second.destroy());
     const app = new SidecarChannel({ connect: path });
-    cleanups.push(() => app.destroy());
+    perTest.defer(() => app.destroy());
     expect(await app.request('x')).toBe('ok');
   });
 });
@@ -443,7 +438,7 @@ describe('SidecarChannel request deadlines', () => {
   it('times out requests with mixed deadlines in deadline order, on one timer', async () => {
     const clock = new ManualClock();
     const app = new SidecarChannel({ clock, requestTimeoutMs: 1000 });
-    cleanups.push(() => app.destroy());
+    perTest.defer(() => app.destroy());
     const order: string[] = [];
     const track = (name: string, p: Promise<unknown>) => p.catch((e: unknown) => order.push(`${name}:${(e as Error).name}`));
     const all = [

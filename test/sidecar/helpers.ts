@@ -1,6 +1,6 @@
 /**
  * Helpers for the sidecar tests: in-memory stream pairs, a private temp dir, the recorder fixture's
- * command line, and a bounded wait for real-process tests.
+ * command line, and whether a process is alive. Real-process waits use `eventually` (test/helpers.ts).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -8,7 +8,6 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { SidecarStream } from '../../src/index.js';
-import { until } from '../helpers.js';
 
 /** Two ends of an in-memory connection. */
 export function streamPair(): { app: SidecarStream; sidecar: SidecarStream; cut: () => void } {
@@ -33,14 +32,6 @@ export function tempDir(): { dir: string; remove: () => void } {
 /** `node --import tsx <fixture>`: the command and args for a fixture sidecar in test/sidecar/fixtures. */
 export function fixture(name: string): { command: string; args: string[] } {
   return { command: process.execPath, args: ['--import', 'tsx', fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))] };
-}
-
-/**
- * `until` from test/helpers.ts, sized for real child processes: up to `maxTurns` event-loop
- * turns (each yields to I/O; a node child with tsx needs about half a second to start).
- */
-export function untilReal(condition: () => boolean, what: string): Promise<void> {
-  return until(condition, what, 3_000_000);
 }
 
 /** Whether a process is alive. */

@@ -4,7 +4,7 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SidecarChannel } from '../../src/index.js';
 import {
   LOG_SHIPPER_DEFAULTS,
@@ -16,23 +16,18 @@ import {
   SidecarLogger,
   SidecarMetrics,
 } from '../../src/sidecars/index.js';
-import { until } from '../helpers.js';
+import { perTest, until } from '../helpers.js';
 import { tempDir } from './helpers.js';
-
-const cleanups: (() => void | Promise<void>)[] = [];
-afterEach(async () => {
-  for (const f of cleanups.splice(0).reverse()) await f();
-});
 
 describe('log shipper', () => {
   it('writes JSON lines in batches and rotates by size, keeping maxFiles files', async () => {
     const tmp = tempDir();
-    cleanups.push(tmp.remove);
+    perTest.defer(tmp.remove);
     const file = join(tmp.dir, 'logs', 'app.log');
     const shipper = await serveLogShipper({ file, socketPath: join(tmp.dir, 'log.sock'), maxFileBytes: 4096, maxFiles: 2, maxBatchRecords: 10 });
-    cleanups.push(() => shipper.server.destroy());
+    perTest.defer(() => shipper.server.destroy());
     const channel = new SidecarChannel({ connect: join(tmp.dir, 'log.sock') });
-    cleanups.push(() => channel.destroy());
+    perTest.defer(() => channel.destroy());
     const log = new SidecarLogger(channel, { fields: { service: 'test' }, level: 'debug' });
     for (let i = 0; i < 300; i++) expect(log.info('line', { i })).toBe(true);
     expect(log.log('trace', 'below the level')).toBe(false);
@@ -52,11 +47,11 @@ describe('log shipper', () => {
 
   it('writes what it holds on close', async () => {
     const tmp = tempDir();
-    cleanups.push(tmp.remove);
+    perTest.defer(tmp.remove);
     const file = join(tmp.dir, 'app.log');
     const shipper = await serveLogShipper({ file, socketPath: join(tmp.dir, 'l.sock'), flushIntervalMs: 60_000 });
     const channel = new SidecarChannel({ connect: join(tmp.dir, 'l.sock') });
-    cleanups.push(() => channel.destroy());
+    perTest.defer(() => channel.destroy());
     new SidecarLogger(channel).warn('held in a batch');
     await until(() => shipper.server.stats().received === 1, 'the record');
     await shipper.server.close();
@@ -71,13 +66,13 @@ describe('log shipper', () => {
 describe('metrics sidecar', () => {
   it('aggregates counts, timings and gauges with prom-client and serves the Prometheus text on loopback', async () => {
     const tmp = tempDir();
-    cleanups.push(tmp.remove);
+    perTest.defer(tmp.remove);
     const errors: unknown[] = [];
     const sidecar = await serveMetricsSidecar({ socketPath: join(tmp.dir, 'm.sock'), httpPort: 0, onError: (e) => errors.push(e) });
-    cleanups.push(() => sidecar.server.close());
+    perTest.defer(() => sidecar.server.close());
     expect(sidecar.http.host).toBe('127.0.0.1');
     const channel = new SidecarChannel({ connect: join(tmp.dir, 'm.sock') });
-    cleanups.push(() => channel.destroy());
+    perTest.defer(() => channel.destroy());
     let now = 0;
     const metrics = new SidecarMetrics(channel, { now: () => now });
     metrics.count('jobs_total', 1, { kind: 'a' });

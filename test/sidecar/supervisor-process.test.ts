@@ -1,20 +1,19 @@
 /**
  * SidecarSupervisor with real child processes (the recorder fixture under tsx): kill -9 under a
  * steady stream, a hung sidecar, give-up, graceful shutdown, the stdio transport. Waits are
- * bounded (`untilReal`), never sleeps; children are stopped by pid in afterEach.
+ * bounded (`eventually`, on the real clock: these wait for other processes); children are stopped
+ * by pid after each test (`perTest`).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SidecarSupervisor, UnavailableError, type SidecarSupervisorOptions } from '../../src/index.js';
-import { alive, fixture, tempDir, untilReal } from './helpers.js';
-import { until, waitFor } from '../helpers.js';
+import { alive, fixture, tempDir } from './helpers.js';
+import { eventually, perTest } from '../helpers.js';
 
-const cleanups: (() => void | Promise<void>)[] = [];
-afterEach(async () => {
-  for (const f of cleanups.splice(0).reverse()) await f();
-});
+/** How long to wait for a child process: a node child with tsx takes about half a second to start, more on a loaded machine. */
+const CHILD = { timeoutMs: 20_000 };
 
 function supervise(options: Partial<SidecarSupervisorOptions> & { recordFile?: string }): SidecarSupervisor {
   const { recordFile, ...rest } = options;
@@ -30,7 +29,7 @@ function supervise(options: Partial<SidecarSupervisorOptions> & { recordFile?: s
   });
   const pids = new Set<number>();
   supervisor.on('spawn', (pid) => pid !== undefined && pids.add(pid));
-  cleanups.push(() => {
+  perTest.defer(() => {
     supervisor.destroy();
     for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
   });
@@ -49,7 +48,7 @@ function recorded(file: string): number[] {
 describe('SidecarSupervisor with real processes', () => {
   it('restarts a sidecar killed with SIGKILL under a steady stream: no message lost or duplicated', async () => {
     const tmp = tempDir();
-    cleanups.push(tmp.remove);
+    perTest.defer(tmp.remove);
     const file = join(tmp.dir, 'records.txt');
     const supervisor = supervise({ recordFile: file, channel: { maxQueuedMessages: 50_000 } });
     await supervisor.start();
@@ -61,14 +60,14 @@ describe('SidecarSupervisor with real processes', () => {
       if (i % 20 === 0) await new Promise((resolve) => setImmediate(resolve)); // a steady stream, not one burst
       if (i === 1000) {
         // Wait until some of it has arrived, so the kill lands mid-stream with messages in flight.
-        await untilReal(() => recorded(file).length >= 200, 'the first records');
+        await eventually(() => recorded(file).length >= 200, 'the first records', CHILD);
         process.kill(firstPid, 'SIGKILL');
         killed = true;
       }
     }
     expect(killed).toBe(true);
-    await untilReal(() => supervisor.stats().restarts >= 1 && supervisor.channel.connected, 'the restart');
-    await untilReal(() => supervisor.channel.stats().queuedMessages === 0, 'every message to be acknowledged');
+    await eventually(() => supervisor.stats().restarts >= 1 && supervisor.channel.connected, 'the restart', CHILD);
+    await eventually(() => supervisor.channel.stats().queuedMessages === 0, 'every message to be acknowledged', CHILD);
     expect(supervisor.pid).not.toBe(firstPid);
     const seqs = recorded(file);
     expect(seqs).toEqual(Array.from({ length: N }, (_, i) => i + 1)); // all, once, in order
@@ -85,7 +84,7 @@ describe('SidecarSupervisor with real processes', () => {
     await supervisor.start();
     const hungPid = supervisor.pid!;
     expect(await supervisor.request('hang')).toBe('hanging');
-    await untilReal(() => unhealthy.length === 1 && supervisor.channel.connected && supervisor.pid !== hungPid, 'a replacement');
+    await eventually(() => unhealthy.length === 1 && supervisor.channel.connected && supervisor.pid !== hungPid, 'a replacement', CHILD);
     expect(unhealthy).toEqual([hungPid]);
     expect(alive(hungPid)).toBe(false);
     expect(supervisor.stats().lastExit).toMatchObject({ pid: hungPid, signal: 'SIGKILL' });
@@ -111,7 +110,7 @@ describe('SidecarSupervisor with real processes', () => {
 
   it('answers requests, carries error codes back, and shuts down gracefully: drain, BYE, exit 0', async () => {
     const tmp = tempDir();
-    cleanups.push(tmp.remove);
+    perTest.defer(tmp.remove);
     const file = join(tmp.dir, 'records.txt');
     const supervisor = supervise({ recordFile: file });
     await supervisor.start();
@@ -129,40 +128,39 @@ describe('SidecarSupervisor with real processes', () => {
     expect(() => supervisor.send('record', 1)).toThrow(/after close/);
   });
 
-  it('a supervised sidecar does not outlive its app: it exits when the app is killed', async () => {
-    const app = spawn(process.execPath, fixture('parent.ts').args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  /**
+   * Starts the parent fixture (an app supervising a recorder) and waits for the sidecar pid it
+   * prints; both processes are killed after the test if still alive.
+   */
+  async function startApp(env: NodeJS.ProcessEnv = {}): Promise<{ app: ReturnType<typeof spawn>; appGone: Promise<unknown>; sidecarPid: number }> {
+    const app = spawn(process.execPath, fixture('parent.ts').args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
     let out = '';
-    app.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-    cleanups.push(() => {
+    app.stdout!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    const appGone = new Promise((resolve) => app.once('exit', resolve));
+    perTest.defer(() => {
       if (alive(app.pid)) process.kill(app.pid!, 'SIGKILL');
     });
-    await untilReal(() => out.includes('\n'), 'the sidecar pid');
+    await eventually(() => out.includes('\n'), 'the sidecar pid', CHILD);
     const sidecarPid = Number(out.trim());
-    cleanups.push(() => {
+    perTest.defer(() => {
       if (alive(sidecarPid)) process.kill(sidecarPid, 'SIGKILL');
     });
+    return { app, appGone, sidecarPid };
+  }
+
+  it('a supervised sidecar does not outlive its app: it exits when the app is killed', async () => {
+    const { app, sidecarPid } = await startApp();
     expect(alive(sidecarPid)).toBe(true);
     process.kill(app.pid!, 'SIGKILL');
-    await until(() => !alive(sidecarPid), 'the orphaned sidecar to exit', 5_000_000);
+    await eventually(() => !alive(sidecarPid), 'the orphaned sidecar to exit', CHILD);
   });
 
   it('a supervised sidecar does not outlive its app killed before the sidecar was listening', async () => {
     // The app dies while the sidecar still loads: by the time the sidecar looks, its parent is
     // init already, so "my parent changed" never fires; it must check its supervisor's pid.
-    const app = spawn(process.execPath, fixture('parent.ts').args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, DIE_ON_SPAWN: '1' } });
-    let out = '';
-    app.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-    const appGone = new Promise((resolve) => app.once('exit', resolve));
-    cleanups.push(() => {
-      if (alive(app.pid)) process.kill(app.pid!, 'SIGKILL');
-    });
-    await waitFor(() => out.includes('\n'), 'the sidecar pid', 20_000);
-    const sidecarPid = Number(out.trim());
-    cleanups.push(() => {
-      if (alive(sidecarPid)) process.kill(sidecarPid, 'SIGKILL');
-    });
+    const { appGone, sidecarPid } = await startApp({ DIE_ON_SPAWN: '1' });
     expect(await appGone).toBeNull(); // killed by its own SIGKILL, no exit code
-    await waitFor(() => !alive(sidecarPid), 'the sidecar orphaned while loading to exit', 20_000);
+    await eventually(() => !alive(sidecarPid), 'the sidecar orphaned while loading to exit', CHILD);
   });
 
   it('talks over the child\'s stdio when asked', async () => {

@@ -4,7 +4,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { PassThrough } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   acceptSidecarStream,
   ManualClock,
@@ -14,7 +14,7 @@ import {
   type SidecarProcess,
   type SidecarSpawn,
 } from '../../src/index.js';
-import { until } from '../helpers.js';
+import { perTest, until } from '../helpers.js';
 
 interface Fake extends SidecarProcess {
   readonly side: SidecarChannel;
@@ -63,11 +63,6 @@ function fakes(clock: ManualClock, behaviour: (n: number) => 'ok' | 'crash' = ()
   return { spawn, spawned };
 }
 
-const supervisors: SidecarSupervisor[] = [];
-afterEach(() => {
-  for (const s of supervisors.splice(0)) s.destroy();
-});
-
 function make(clock: ManualClock, spawn: SidecarSpawn, extra: Partial<ConstructorParameters<typeof SidecarSupervisor>[0]> = {}) {
   const s = new SidecarSupervisor({
     command: 'fake',
@@ -79,7 +74,7 @@ function make(clock: ManualClock, spawn: SidecarSpawn, extra: Partial<Constructo
     healthCheck: { intervalMs: 1000, timeoutMs: 200, failureThreshold: 2 },
     ...extra,
   });
-  supervisors.push(s);
+  perTest.defer(() => s.destroy());
   return s;
 }
 

@@ -11,10 +11,10 @@
  * timers, which the server sets to RETRY_MS with `retry:`.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type Clock, ManualClock, type Message, PubSubBroker, realClock, SseHandler, type SseStream } from '../../src/index.js';
-import { eventually } from '../helpers.js';
+import { eventually, serveRig, TestResources } from '../helpers.js';
 import { CLOSED, type ClientName, openClient, OPEN, type SseClient } from './clients-harness.js';
 
 const RETRY_MS = 20;
@@ -120,10 +120,13 @@ function open(name: ClientName, path: string, types: readonly string[] = []): Ss
   return client;
 }
 
-beforeAll(async () => {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-});
+/** The file's server, closed in afterAll. */
+const resources = new TestResources();
+beforeAll(() =>
+  resources.setup(async (r) => {
+    base = (await serveRig(server, { resources: r })).url;
+  }),
+);
 
 afterEach(async () => {
   openGate();
@@ -132,8 +135,7 @@ afterEach(async () => {
 
 afterAll(async () => {
   for (const h of Object.values(handlers)) await h.close();
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
+  await resources.teardown();
   await broker.close();
   await small.close();
 });

@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PubSubBroker, type PubSubBrokerOptions, SseHandler, type SseHandlerOptions, type SseStream, targetOverlaps } from '../../src/index.js';
-import { readSse, type SseReader, serveRig, until } from '../helpers.js';
+import { perTest, readSse, serveRig, type SseReader, until } from '../helpers.js';
 
 interface Rig {
   base: string;
@@ -10,7 +10,6 @@ interface Rig {
   server: Server;
   live: SseStream[];
 }
-const rigs: Rig[] = [];
 async function rig(options: Partial<SseHandlerOptions> = {}, brokerOptions: PubSubBrokerOptions = {}): Promise<Rig> {
   const broker = new PubSubBroker(brokerOptions);
   const sse = new SseHandler({ broker, ...options });
@@ -19,16 +18,11 @@ async function rig(options: Partial<SseHandlerOptions> = {}, brokerOptions: PubS
     const m = /^\/sse\/([^/?]+)/.exec(req.url ?? '');
     void sse.handle(req, res, m ? { topics: [decodeURIComponent(m[1]!)] } : undefined).then((s) => s && live.push(s));
   });
-  const r = { base, broker, sse, server, live };
-  rigs.push(r);
-  return r;
+  // Closed after the test, last registered first: the handler, the broker, then the server.
+  perTest.defer(() => broker.close());
+  perTest.defer(() => sse.close());
+  return { base, broker, sse, server, live };
 }
-afterEach(async () => {
-  for (const r of rigs.splice(0)) {
-    await r.sse.close();
-    await r.broker.close();
-  }
-});
 
 /**
  * Opens a stream with fetch and collects parsed events: the opening `patchbay-open` event apart

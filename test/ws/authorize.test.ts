@@ -4,12 +4,10 @@
  * grants them with `canRead`, in replays and live.
  */
 import http from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type AccessVerdict, targetOverlaps, type TopicTarget } from '../../src/index.js';
 import { until } from '../helpers.js';
-import { Client, rig, teardown } from './helpers.js';
-
-afterEach(teardown);
+import { Client, rig } from './helpers.js';
 
 const HOSTILE = ['admin.*', '>', '*.secret', 'admin.>'];
 /** A subscription id for each hostile pattern (ids take no wildcards). */

@@ -1,9 +1,9 @@
 /**
  * Rigs for the WebSocket tests: a broker, a WsHandler attached to a node:http server on
- * 127.0.0.1, and clients from the real `ws` package that record every frame they get.
+ * 127.0.0.1 (closed after the test by `perTest`), and clients from the real `ws` package that
+ * record every frame they get.
  */
 import http, { type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import WebSocket, { type ClientOptions } from 'ws';
 import {
   type BackendRead,
@@ -17,7 +17,7 @@ import {
   realClock,
 } from '../../src/index.js';
 import { WsHandler, type WsHandlerOptions, type WsServerFrame } from '../../src/ws/index.js';
-import { until } from '../helpers.js';
+import { perTest, serveRig, until } from '../helpers.js';
 
 export type Frame = WsServerFrame & Record<string, unknown>;
 
@@ -30,8 +30,6 @@ export interface Rig {
   /** Drives the heartbeat timer (flushes stay real). */
   manual: ManualClock;
 }
-
-const rigs: Rig[] = [];
 
 /**
  * A backend that hands out, in place of every message published with the data `"poison"`, one
@@ -71,20 +69,15 @@ export async function rig(options: Partial<WsHandlerOptions> = {}, brokerOptions
     res.writeHead(426, { upgrade: 'websocket' }).end();
   });
   ws.attach(server, { path: '/ws' });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const r: Rig = { url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}/ws`, broker, ws, server, clients: [], manual };
-  rigs.push(r);
-  return r;
-}
-
-export async function teardown(): Promise<void> {
-  for (const r of rigs.splice(0)) {
+  const { port } = await serveRig(server);
+  const r: Rig = { url: `ws://127.0.0.1:${port}/ws`, broker, ws, server, clients: [], manual };
+  // Closed after the test, last registered first: the clients, the handler, the broker, the server.
+  perTest.defer(() => broker.close());
+  perTest.defer(() => ws.close());
+  perTest.defer(() => {
     for (const c of r.clients) c.socket.terminate();
-    await r.ws.close();
-    await r.broker.close();
-    r.server.closeAllConnections();
-    await new Promise((resolve) => r.server.close(resolve));
-  }
+  });
+  return r;
 }
 
 /** A real `ws` client that parses and keeps every frame. */

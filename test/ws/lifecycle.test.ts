@@ -1,14 +1,12 @@
 import diagnostics from 'node:diagnostics_channel';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { ClosedError, ManualClock, PubSubBroker } from '../../src/index.js';
 import { WsHandler } from '../../src/ws/index.js';
-import { until } from '../helpers.js';
-import { Client, heartbeatClock, rig, teardown } from './helpers.js';
-
-afterEach(teardown);
+import { perTest, serveRig, until } from '../helpers.js';
+import { Client, heartbeatClock, rig } from './helpers.js';
 
 const pad = 'x'.repeat(500);
 
@@ -209,13 +207,13 @@ describe('WsHandler: lifecycle and cleanup', () => {
 
   it('refuses upgrades with 503 once closing, and supports await using', async () => {
     const broker = new PubSubBroker();
+    perTest.defer(() => broker.close());
     const server = http.createServer();
     let url = '';
     {
       await using ws = new WsHandler({ broker });
       ws.attach(server);
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+      url = `ws://127.0.0.1:${(await serveRig(server)).port}/`;
       const c = new WebSocket(url);
       await new Promise((resolve) => c.once('open', resolve));
       c.close();
@@ -231,9 +229,6 @@ describe('WsHandler: lifecycle and cleanup', () => {
       c.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
     });
     expect(status).toBe(503);
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-    await broker.close();
   });
 
   it('destroy() terminates every socket at once', async () => {

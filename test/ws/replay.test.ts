@@ -3,16 +3,10 @@
  * cut by the overflow policy, and seamless into live delivery.
  */
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { until } from '../helpers.js';
-import { Client, rig, teardown } from './helpers.js';
-
-const onTeardown: (() => void)[] = [];
-afterEach(async () => {
-  for (const f of onTeardown.splice(0)) f();
-  await teardown();
-});
+import { perTest, until } from '../helpers.js';
+import { Client, rig } from './helpers.js';
 
 describe('WsHandler: replays are bounded', () => {
   it('a never-reading client cannot make the server hold more than maxBufferedBytes of replay, and gets everything once it reads', async () => {
@@ -26,7 +20,7 @@ describe('WsHandler: replays are bounded', () => {
 
     // A client that parses as it goes and keeps only what it checks.
     const socket = new WebSocket(r.url);
-    onTeardown.push(() => socket.terminate()); // it answers no close frame while paused
+    perTest.defer(() => socket.terminate()); // it answers no close frame while paused
     socket.on('error', () => {});
     await new Promise((resolve) => socket.once('open', resolve));
     const next = new Map<string, number>(); // sid -> index of the next id expected

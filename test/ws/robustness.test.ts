@@ -1,12 +1,10 @@
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ForbiddenError, PubSubBroker } from '../../src/index.js';
 import { WsHandler, type WsHandlerOptions } from '../../src/ws/index.js';
 import { until } from '../helpers.js';
-import { Client, rig, teardown } from './helpers.js';
-
-afterEach(teardown);
+import { Client, rig } from './helpers.js';
 
 function rigOptionsCheck(options: Partial<WsHandlerOptions>): void {
   const broker = new PubSubBroker();

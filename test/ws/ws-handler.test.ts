@@ -1,12 +1,10 @@
 import http from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { PubSubBroker } from '../../src/index.js';
 import { WS_SUBPROTOCOL } from '../../src/ws/index.js';
 import { until } from '../helpers.js';
-import { Client, PoisonBackend, rig, teardown } from './helpers.js';
-
-afterEach(teardown);
+import { Client, PoisonBackend, rig } from './helpers.js';
 
 describe('WsHandler: subscribe, publish, unsubscribe', () => {
   it('delivers published messages with their broker ids to a subscription, and stops after unsubscribe', async () => {
