@@ -38,7 +38,8 @@ import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
 import type { JobCreate, JobCreateResult, JobLookup, JobStore, JobStoreListener, JobUpdate, PollJobError, PollProgress, StoredJob } from '../core/jobs.js';
 import { JOB_SCRIPTS } from './job-scripts.js';
-import { RedisBackend, type RedisBackendOptions } from './redis-backend.js';
+import { RedisBackend } from './redis-backend.js';
+import type { RedisBackendOptions } from './redis-options.js';
 
 /** Options for {@link RedisJobStore}: a backend to share, or how to connect (as {@link RedisBackend} takes it). */
 export interface RedisJobStoreOptions extends Pick<RedisBackendOptions, 'url' | 'redis' | 'cluster' | 'prefix' | 'commandTimeoutMs' | 'connectTimeoutMs' | 'retryAfterSeconds' | 'onError'> {

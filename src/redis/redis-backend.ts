@@ -71,8 +71,6 @@ import { RedisReader } from './redis-reads.js';
 import { RedisKeys, type RedisBackendOptions, type RedisBackendStats, resolveRedisOptions } from './redis-options.js';
 
 // The job store reaches these through this module.
-export type { ChannelListener } from './connection.js';
-export type { RedisBackendOptions } from './redis-options.js';
 
 /** What `patchbay:redis:*` diagnostics channels carry. */
 export const redisChannels = {
