@@ -35,7 +35,9 @@ describe('layer lint rule', () => {
 
   it('fails an adapter reaching past a handler entry point', async () => {
     const messages = await lint('src/adapters/express/x.ts', "import { a } from '../../sse/sse-stream.js';\nexport { a };\n");
-    expect(messages.some((m) => /public entry points/.test(m))).toBe(true);
+    expect(messages.some((m) => /a folder's entry points/.test(m))).toBe(true);
     expect(await lint('src/adapters/express/x.ts', "import { a } from '../../sse/index.js';\nexport { a };\n")).toEqual([]);
+    // A folder's internal.js: what the library shares with the adapters without publishing it.
+    expect(await lint('src/adapters/express/x.ts', "import { a } from '../../http/internal.js';\nexport { a };\n")).toEqual([]);
   });
 });
