@@ -679,12 +679,12 @@ export abstract class JobRegistry extends Resource {
 
   // --- lifecycle -------------------------------------------------------------------------------
 
-  /** @internal */
+  /** Fails every live job's waiters with a {@link ClosedError}, cancels the registry's timers and lets running jobs see their signal abort. */
   protected async onClose(): Promise<void> {
     await this.shutdown(new ClosedError(`The ${this.constructor.name} was closed`));
   }
 
-  /** @internal */
+  /** As `onClose`, at once, with `reason`. */
   protected onDestroy(reason: unknown): void {
     void this.shutdown(reason ?? new ClosedError(`The ${this.constructor.name} was destroyed`));
   }

@@ -177,12 +177,12 @@ export class MemoryJobStore extends Resource implements JobStore {
     });
   }
 
-  /** Stops answering: later calls reject with a {@link ClosedError} (`PB_ERR_CLOSED`), and listeners hear nothing more. @internal */
+  /** Stops answering: later calls reject with a {@link ClosedError} (`PB_ERR_CLOSED`), and listeners hear nothing more. */
   protected onClose(): void {
     this.#listeners.clear();
   }
 
-  /** @internal */
+  /** As `onClose`, at once. */
   protected onDestroy(): void {
     this.#listeners.clear();
   }

@@ -572,7 +572,7 @@ export class UploadHandler<R = unknown> extends Resource {
     }, this.#cleanupMs);
   }
 
-  /** @internal */
+  /** Stops the expiry sweep and waits for the one in progress. */
   protected async onClose(): Promise<void> {
     this.#cleanupTimer?.cancel();
     this.#cleanupTimer = undefined;
@@ -580,7 +580,7 @@ export class UploadHandler<R = unknown> extends Resource {
     await this.#cleaning?.catch(() => 0);
   }
 
-  /** @internal */
+  /** Stops the expiry sweep at once. */
   protected onDestroy(): void {
     this.#cleanupTimer?.cancel();
     this.#cleanupTimer = undefined;
