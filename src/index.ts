@@ -10,7 +10,7 @@
  * library's own modules import internals by file path. `api/index.api.md` is the surface it
  * commits to.
  *
- * @module
+ * @module patchbay
  */
 export * from './core/index.js';
 export * from './purgatory/index.js';

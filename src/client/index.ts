@@ -9,7 +9,7 @@
  * Errors are the library's typed errors ({@link HttpStatusError}, {@link JobFailedError}, ...),
  * re-exported here so a browser bundle needs only this entry point.
  *
- * @module
+ * @module patchbay/client
  */
 export {
   LongPollClient,

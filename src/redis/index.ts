@@ -6,7 +6,7 @@
  * reconnects to. Give a {@link RedisJobStore} to every process's `SharedPollHandle` and they share
  * jobs: any process reads, awaits and cancels a job another started.
  *
- * @module
+ * @module patchbay/redis
  */
 export { RedisBackend, redisChannels } from './redis-backend.js';
 export { type RedisBackendOptions, type RedisBackendStats, type RedisClusterConfig, type RedisHistoryLimits } from './redis-options.js';

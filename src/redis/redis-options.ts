@@ -79,7 +79,7 @@ export interface RedisBackendOptions {
   readonly maxTopics?: number;
   /**
    * How long a command may wait for Redis's answer, in ms; past it the call rejects with an
-   * {@link index!UnavailableError} (the command may still have run).
+   * {@link patchbay!UnavailableError} (the command may still have run).
    * @defaultValue 5000
    */
   readonly commandTimeoutMs?: number;
@@ -90,7 +90,7 @@ export interface RedisBackendOptions {
    */
   readonly connectTimeoutMs?: number;
   /**
-   * The `Retry-After` (seconds) carried by {@link index!UnavailableError}s, so HTTP answers say when to
+   * The `Retry-After` (seconds) carried by {@link patchbay!UnavailableError}s, so HTTP answers say when to
    * come back.
    * @defaultValue 1
    */

@@ -5,7 +5,7 @@
  * aggregation served in the Prometheus text format on a loopback port). `prom-client` is an
  * optional peer dependency, needed only where the metrics sidecar runs.
  *
- * @module
+ * @module patchbay/sidecars
  */
 export {
   LOG_MESSAGE_TYPE,

@@ -3,7 +3,7 @@
  * limits and the hand-off of a completed upload's processing to a `PollHandle` job.
  * Install the peers: `npm install @tus/server @tus/file-store`.
  *
- * @module
+ * @module patchbay/upload
  */
 export {
   JOB_LOCATION_HEADER,

@@ -4,7 +4,7 @@
  * small JSON frames, resume from a cursor with no gap and no duplicate, and are kept honest by a
  * heartbeat, a bounded send buffer per socket and frame size limits.
  *
- * @module
+ * @module patchbay/ws
  */
 export {
   wsChannels,

@@ -110,7 +110,7 @@ export function runChild<T>(file: string, args: readonly string[], flags: readon
  * Replaces (or appends) the suite's `<!-- bench:NAME:start/end -->` section of docs/benchmarks.md;
  * `intro` starts the file when it does not exist yet.
  */
-export function writeDocsSection(suite: string, section: string, intro = '# Benchmarks\n'): string {
+export function writeDocsSection(suite: string, section: string, intro = '---\ntitle: Benchmarks\n---\n\n# Benchmarks\n'): string {
   const start = `<!-- bench:${suite}:start -->`;
   const end = `<!-- bench:${suite}:end -->`;
   const file = join(root, 'docs', 'benchmarks.md');

@@ -27,7 +27,7 @@ export interface FigureDef<K extends string = string, U extends string = string>
   readonly description: string;
 }
 
-/** A target of a suite (from DESIGN.md or an issue) and how this run did against it. */
+/** A target of a suite (the project's own, or an issue's) and how this run did against it. */
 export interface TargetResult {
   readonly target: string;
   readonly measured: string;

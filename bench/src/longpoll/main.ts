@@ -342,7 +342,7 @@ for (const c of opts.sizes) {
   if (opts.servers.includes('patchbay') && opts.servers.includes('nchan')) {
     const r = ratio('patchbay', 'nchan', c, 'wakeMax');
     targets.push({
-      target: `wake all ≤ 1.0× Nchan (C=${c.toLocaleString('en')})${c === 10_000 ? ' — the DESIGN target' : ''}`,
+      target: `wake all ≤ 1.0× Nchan (C=${c.toLocaleString('en')})${c === 10_000 ? ' — the project\'s target' : ''}`,
       measured: `${r.toFixed(2)}× (patchbay ${fmt(med('patchbay', c, 'wakeMax'), 'ms')} vs Nchan ${fmt(med('nchan', c, 'wakeMax'), 'ms')}; bare ${fmt(med('bare', c, 'wakeMax'), 'ms')})`,
       met: Number.isNaN(r) ? null : r <= 1.0,
     });
@@ -424,7 +424,7 @@ if (opts.write) {
       '- The publish is `POST /pub/bench` (text/plain) on a connection opened beforehand; its send time and each',
       '  answer\'s arrival are `performance.timeOrigin + performance.now()`, so they compare across processes. The load',
       '  processes share the 2 cores with the server, so wake-all times include the clients\' own reading: absolute',
-      '  times are higher than the anchors in DESIGN.md (Nchan 132–142 ms, bare 170–237 ms at 10k, another harness);',
+      '  times are higher than the reference figures the target was set from (Nchan 132–142 ms, bare 170–237 ms at 10k, another harness);',
       '  compare the ratios, which come from the same run.',
       '- Every answer is checked: patchbay and bare must answer 200 with exactly one message (the published id, topic and',
       '  text); Nchan 200 with the text as the body.',

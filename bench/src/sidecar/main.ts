@@ -152,7 +152,7 @@ const tput = rows.find((r) => r.figure.key === 'messagesPerSec')!;
 const lat99 = rows.find((r) => r.figure.mode === 'latency' && r.figure.key === 'p99Ms')!;
 const targets: TargetResult[] = [
   {
-    target: 'messages/s over a Unix socket ≥ 2× Node\'s child_process IPC (DESIGN.md targets)',
+    target: 'messages/s over a Unix socket ≥ 2× Node\'s child_process IPC (the project\'s target)',
     measured: `${tput.ratio.toFixed(2)}× (patchbay ${fmt(tput.by.patchbay.median, 'msg/s')} vs IPC ${fmt(tput.by.ipc.median, 'msg/s')}; per-run ratios ${results.throughput.patchbay
       .map((p, i) => {
         const b = results.throughput.ipc[i];

@@ -122,7 +122,7 @@ const FIGURES: readonly FigureDef[] = [
     better: 'lower',
     description: `Median over every (subscriber, paced event) of receive − publish written. ${PACED_EVENTS} events at ${PACED_DELIVERIES_PER_S.toLocaleString('en')} / S events/s (at most ${MAX_PACED_RATE}/s): 20/s at 1k, 2/s at 10k.`,
   },
-  { key: 'pacedP99', label: 'paced: latency p99', unit: 'ms', better: 'lower', description: '99th percentile of the same: the figure of the DESIGN target.' },
+  { key: 'pacedP99', label: 'paced: latency p99', unit: 'ms', better: 'lower', description: '99th percentile of the same: the figure of the project\'s target.' },
   { key: 'firstP50', label: 'paced: first subscriber p50', unit: 'ms', better: 'lower', description: 'For each paced event, the earliest arrival over the S subscribers (the first subscriber the server served); median over the events.' },
   { key: 'firstP99', label: 'paced: first subscriber p99', unit: 'ms', better: 'lower', description: 'The same, 99th percentile over the events.' },
   { key: 'midP50', label: 'paced: middle subscriber p50', unit: 'ms', better: 'lower', description: 'For each paced event, the median arrival over the S subscribers; median over the events.' },
@@ -212,7 +212,7 @@ for (const s of opts.sizes) {
   if (has('patchbay') && has('bare')) {
     const r = ratio('patchbay', 'bare', s, 'rssPerSub');
     targets.push({
-      target: `RSS per subscriber ≤ 1.0× bare (S=${sizeText(s)})${s === 10_000 ? ' — the DESIGN target' : ''}`,
+      target: `RSS per subscriber ≤ 1.0× bare (S=${sizeText(s)})${s === 10_000 ? ' — the project\'s target' : ''}`,
       measured: `${r.toFixed(2)}× (patchbay ${fmt(med('patchbay', s, 'rssPerSub'), 'B')} vs bare ${fmt(med('bare', s, 'rssPerSub'), 'B')})`,
       met: Number.isNaN(r) ? null : r <= 1.0,
     });
@@ -320,7 +320,7 @@ if (opts.write) {
       '  *duplicated*, one below the highest it already had *reordered*; all three must be 0, and every publish must be',
       '  answered 201 (Nchan: 201 or 202) within 30 s of the last delivery.',
       '- The load processes share the 2 cores with the server, so every time includes the clients\' own reading, and',
-      '  absolute figures differ from the anchors in DESIGN.md (another harness); compare the ratios, which come from',
+      '  absolute figures differ from the reference figures the targets were set from (another harness); compare the ratios, which come from',
       '  the same run.',
       '- The clients read what each server writes: a server that coalesces a burst into fewer, larger writes (patchbay)',
       '  costs its clients fewer reads and TCP segments, and the clients share the cores with it; bare, better-sse, hono and',

@@ -26,7 +26,7 @@
  * app.listen(3000, '127.0.0.1');
  * ```
  *
- * @module
+ * @module patchbay/express
  */
 import type { ErrorRequestHandler, IRouter, NextFunction, Request, RequestHandler, Response } from 'express';
 import type { IncomingMessage, ServerResponse } from 'node:http';

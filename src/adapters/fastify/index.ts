@@ -35,7 +35,7 @@
  * await app.listen({ port: 3000, host: '127.0.0.1' });
  * ```
  *
- * @module
+ * @module patchbay/fastify
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';

@@ -25,7 +25,7 @@
  * new Koa().use(router.routes()).listen(3000, '127.0.0.1');
  * ```
  *
- * @module
+ * @module patchbay/koa
  */
 import type { Context, Middleware, Next } from 'koa';
 import { PatchbayError } from '../../core/index.js';

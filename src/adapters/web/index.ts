@@ -27,7 +27,7 @@
  * export default app;
  * ```
  *
- * @module
+ * @module patchbay/web
  */
 import type { LongPollHandler, LongPollTarget } from '../../longpoll/index.js';
 import type { PollHandler } from '../../poll/index.js';
