@@ -1,18 +1,43 @@
-import { defineConfig } from 'tsup';
+import { defineConfig, type Options } from 'tsup';
 import { entries } from './scripts/entries.js';
 
-export default defineConfig({
-  entry: Object.fromEntries(entries.map((e) => [e.out, e.source])),
-  format: ['esm', 'cjs'],
-  dts: { compilerOptions: { stripInternal: true } },
-  // Maps point into src/ by line; the sources themselves are not embedded (they were most of the package's bytes).
+/**
+ * `dist/browser/client.js`: `patchbay/client` as one ES module with everything inlined (no Node
+ * built-in, no bare import), for a page that loads it with `<script type="module">` from a static
+ * server, without a bundler. test/browser/client.browser.test.ts builds it with these options.
+ */
+export const browserClient: Options = {
+  entry: { client: 'src/client/index.ts' },
+  outDir: 'dist/browser',
+  format: ['esm'],
+  platform: 'browser',
+  target: 'es2022',
+  noExternal: [/.*/],
+  dts: false,
   sourcemap: true,
   esbuildOptions(options) {
     options.sourcesContent = false;
   },
   clean: true,
-  target: 'node20',
-  platform: 'node',
-  splitting: true,
+  splitting: false,
   treeshake: true,
-});
+};
+
+export default defineConfig([
+  {
+    entry: Object.fromEntries(entries.map((e) => [e.out, e.source])),
+    format: ['esm', 'cjs'],
+    dts: { compilerOptions: { stripInternal: true } },
+    // Maps point into src/ by line; the sources themselves are not embedded (they were most of the package's bytes).
+    sourcemap: true,
+    esbuildOptions(options) {
+      options.sourcesContent = false;
+    },
+    clean: ['!browser/**'],
+    target: 'node20',
+    platform: 'node',
+    splitting: true,
+    treeshake: true,
+  },
+  browserClient,
+]);

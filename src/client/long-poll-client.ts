@@ -15,6 +15,7 @@ import {
   isRecord,
   linkedController,
   parseJson,
+  resolveUrl,
   RetryState,
   sleep,
   statusError,
@@ -74,8 +75,10 @@ export interface LongPollRetry {
 /** Options for {@link LongPollClient}. */
 export interface LongPollClientOptions extends ClientTransportOptions {
   /**
-   * The long-poll endpoint, such as `https://example.com/lp/news`. Its own query (say,
-   * `?topic=a&topic=b`) is kept; the client sets `cursor`, `timeout` and `limit` on it.
+   * The long-poll endpoint, such as `https://example.com/lp/news`, or relative (`/lp/news`) in a
+   * page, where it resolves against the page's URL (`location.href`) as `fetch` and `EventSource`
+   * do. Its own query (say, `?topic=a&topic=b`) is kept; the client sets `cursor`, `timeout` and
+   * `limit` on it.
    */
   readonly url: string | URL;
   /**
@@ -125,7 +128,8 @@ export interface LongPollClientOptions extends ClientTransportOptions {
  * - `close()` or the `signal` ends the iterators quietly and cancels the poll in flight; no timer
  *   stays behind.
  *
- * It uses only `fetch`, so it runs in browsers as in Node.
+ * It uses only `fetch`, so it runs in browsers as in Node; in a page, `url` may be relative. Without
+ * a bundler, load `dist/browser/client.js` (this entry point as one ES module).
  *
  * @example
  * ```ts
@@ -159,15 +163,12 @@ export class LongPollClient<T = unknown> implements AsyncIterable<LongPollMessag
 
   /**
    * @param options - The endpoint and how to poll it.
-   * @throws {@link InvalidArgumentError} for a bad URL or option.
+   * @throws {@link InvalidArgumentError} (`PB_ERR_INVALID_ARGUMENT`) for a bad option, or a URL
+   * that cannot be resolved: malformed, or relative where there is no page URL (in Node).
    */
   constructor(options: LongPollClientOptions) {
     if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('LongPollClient needs an options object with a url');
-    try {
-      this.#url = new URL(options.url);
-    } catch (error) {
-      throw new InvalidArgumentError(`LongPollClient: url must be an absolute URL, got ${String(options.url)}`, { cause: error });
-    }
+    this.#url = resolveUrl('LongPollClient: url', options.url);
     if (options.cursor !== undefined && (typeof options.cursor !== 'string' || options.cursor === '')) {
       throw new InvalidArgumentError('LongPollClient: cursor must be a non-empty string');
     }

@@ -16,6 +16,7 @@ import {
   isRetryableStatus,
   parseJson,
   type ReadResponse,
+  resolveUrl,
   reasonOf,
   retryAfterMs,
   type RetryPolicy,
@@ -74,7 +75,10 @@ export interface JobRead<R = unknown> {
 
 /** Options for {@link PollClient}. */
 export interface PollClientOptions extends ClientTransportOptions {
-  /** The base that relative URLs given to the methods are resolved against (in browsers, the page's URL works). */
+  /**
+   * The base that relative URLs given to the methods are resolved against.
+   * @defaultValue the page's URL (`location.href`) in a browser; none in Node
+   */
   readonly baseUrl?: string | URL;
   /**
    * Hold each status read on the server for up to this many seconds, until the job changes
@@ -384,11 +388,7 @@ export class PollClient {
   }
 
   #resolve(url: string | URL): URL {
-    try {
-      return new URL(url, this.#base);
-    } catch (error) {
-      throw new InvalidArgumentError(`PollClient: cannot resolve URL ${String(url)}${this.#base === undefined ? ' (relative URLs need options.baseUrl)' : ''}`, { cause: error });
-    }
+    return resolveUrl(`PollClient: URL${this.#base === undefined ? ' (relative URLs need options.baseUrl outside a page)' : ''}`, url, this.#base);
   }
 }
 

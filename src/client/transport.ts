@@ -376,6 +376,32 @@ export function durationOption(name: string, value: number | undefined, fallback
   return value;
 }
 
+/**
+ * The URL relative URLs resolve against by default: the page's (`location.href`) in a browser or
+ * a worker, none in Node. @internal
+ */
+export function pageUrl(): string | undefined {
+  const href = (globalThis as { location?: { href?: unknown } }).location?.href;
+  return typeof href === 'string' && href !== '' ? href : undefined;
+}
+
+/**
+ * `url` made absolute against `base`, or the page's URL when `base` is undefined, as `fetch` and
+ * `EventSource` resolve in a page.
+ * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) when it cannot be resolved: malformed,
+ *   or relative with nothing to resolve it against (Node without a base); the message starts with `what`.
+ * @internal
+ */
+export function resolveUrl(what: string, url: string | URL, base?: string | URL): URL {
+  const against = base ?? pageUrl();
+  try {
+    return new URL(url, against);
+  } catch (error) {
+    const hint = against === undefined ? ': a relative URL needs a base, and there is no page URL (location.href) here to resolve it against' : '';
+    throw new InvalidArgumentError(`${what} cannot be resolved, got ${String(url)}${hint}`, { cause: error });
+  }
+}
+
 /** @internal */
 export function defaultFetch(): FetchLike {
   const f = (globalThis as { fetch?: FetchLike }).fetch;

@@ -15,4 +15,4 @@ export { PollHandle } from './poll-handle.js';
 export { SharedPollHandle, type SharedPollHandleOptions, type SharedPollHandleStats } from './shared-poll-handle.js';
 export { MemoryJobStore, type MemoryJobStoreOptions, type MemoryJobStoreStats } from './store.js';
 export type { JobCreate, JobCreateResult, JobLookup, JobStore, JobStoreListener, JobUpdate, PollJobError, PollJobState, PollProgress, StoredJob } from '../core/jobs.js';
-export { PollHandler, type PollAction, type PollHandlerOptions, type PollHandlerStats, type PollResultMode } from './poll-handler.js';
+export { PollHandler, type PollAction, type PollHandlerOptions, type PollHandlerStats, type PollResultMode, type PollRouteParams } from './poll-handler.js';

@@ -6,6 +6,10 @@
  * ## The contract
  *
  * Routes, under `basePath` (default `/jobs`); every body is JSON (`application/json; charset=utf-8`).
+ * A `basePath` may have parameters (`/rooms/:room/summarize`): a segment that starts with `:`
+ * matches any one non-empty segment, the matched values reach `parse` and `authorize`, and
+ * `{basePath}` below is the path the request came on (`/rooms/42/summarize`), so `Location`
+ * headers point back under the same room.
  * A *status* is `{ "id", "state", "progress", "result"?, "error"? }`: `state` is one of
  * `pending`, `running`, `succeeded`, `failed`, `canceled`; `progress` is `null`, a fraction from
  * 0 to 1, or `{ "done", "total"?, "message"? }`; `result` is there once `succeeded`; `error`
@@ -105,10 +109,14 @@ export interface PollHandlerOptions<I = unknown, R = unknown> {
    * throw an `InvalidArgumentError` to answer `400`.
    * @defaultValue the decoded body, as is
    */
-  readonly parse?: (body: unknown, req: IncomingMessage) => I | Promise<I>;
+  readonly parse?: (body: unknown, req: IncomingMessage, params: PollRouteParams) => I | Promise<I>;
   /**
    * The path the routes live under: `POST {basePath}`, `GET|DELETE {basePath}/{id}`,
-   * `GET {basePath}/{id}/result`. `Location` headers use it as is.
+   * `GET {basePath}/{id}/result`. A segment that starts with `:` is a parameter
+   * (`'/rooms/:room/summarize'`): it matches one non-empty segment, its decoded value reaches
+   * `parse` and `authorize` as `params.room`, and `Location` headers use the path the request
+   * came on (`/rooms/42/summarize/{id}`). Job ids are one space for every value of the
+   * parameters: to keep a room's jobs to that room, check in `authorize`.
    * @defaultValue `'/jobs'`
    */
   readonly basePath?: string;
@@ -156,9 +164,15 @@ export interface PollHandlerOptions<I = unknown, R = unknown> {
   readonly idempotencyScope?: (req: IncomingMessage) => string;
   /** CORS: without it, no CORS headers are sent. */
   readonly cors?: CorsOptions;
-  /** May this request do this? Return `false` to answer `403`. `id` is undefined for a start. */
-  readonly authorize?: (req: IncomingMessage, action: PollAction, id: string | undefined) => boolean | Promise<boolean>;
+  /**
+   * May this request do this? Return `false` to answer `403`. `id` is undefined for a start;
+   * `params` holds the values of `basePath`'s parameters (empty without any).
+   */
+  readonly authorize?: (req: IncomingMessage, action: PollAction, id: string | undefined, params: PollRouteParams) => boolean | Promise<boolean>;
 }
+
+/** The values of a parameterised `basePath`'s parameters, by name, decoded: `{ room: '42' }` for `/rooms/:room/summarize`. */
+export type PollRouteParams = Readonly<Record<string, string>>;
 
 /** Counters reported by {@link PollHandler.stats}. */
 export interface PollHandlerStats {
@@ -184,6 +198,9 @@ const ALLOW_HEADERS = ['Content-Type', 'Prefer', 'Idempotency-Key', 'If-None-Mat
 const EXPOSE_HEADERS = ['Location', 'Content-Location', 'Retry-After', 'ETag', 'Preference-Applied', 'Idempotent-Replayed'];
 const METHODS = ['GET', 'HEAD', 'POST', 'DELETE'];
 const CONTENT_TYPE = 'application/json; charset=utf-8';
+const NO_PARAMS: PollRouteParams = Object.freeze({});
+/** A `basePath` segment that is a parameter. */
+const PARAM_SEGMENT = /^:[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** The client went away: a held request is dropped without an answer. */
 const CLIENT_GONE = new Error('client disconnected');
@@ -234,8 +251,10 @@ interface Entity {
 export class PollHandler<I = unknown, R = unknown> extends Resource {
   readonly #jobs: PollHandle | SharedPollHandle;
   readonly #run: (input: I, context: PollJobContext) => R | PromiseLike<R>;
-  readonly #parse: ((body: unknown, req: IncomingMessage) => I | Promise<I>) | undefined;
+  readonly #parse: PollHandlerOptions<I, R>['parse'];
   readonly #base: string;
+  /** The segments of a `basePath` with parameters (`:room` as is); undefined for a fixed one. */
+  readonly #pattern: readonly string[] | undefined;
   readonly #redirect: boolean;
   readonly #maxWait: number;
   readonly #maxBody: number;
@@ -273,6 +292,8 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
       throw new InvalidArgumentError(`Expected \`basePath\` to be a URL path such as '/jobs', got ${check.describe(base)}`);
     }
     this.#base = base.endsWith('/') ? base.slice(0, -1) : base;
+    const segments = this.#base.split('/').slice(1);
+    this.#pattern = segments.some((segment) => PARAM_SEGMENT.test(segment)) ? segments : undefined;
     this.#redirect = check.oneOf<PollResultMode>('resultMode', opts.resultMode, ['inline', 'redirect'], 'inline') === 'redirect';
     this.#maxWait = check.integerInRange('maxWaitSeconds', opts.maxWaitSeconds ?? 30, 0, 86_400);
     this.#maxBody = check.integerInRange('maxBodyBytes', opts.maxBodyBytes ?? 65_536, 0, 2 ** 30);
@@ -313,14 +334,19 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
       const q = url.indexOf('?');
       const path = q === -1 ? url : url.slice(0, q);
       const method = req.method ?? 'GET';
-      const base = this.#base;
-      if (!path.startsWith(base)) throw notFound(path);
+      let base = this.#base;
+      let params = NO_PARAMS;
+      if (this.#pattern !== undefined) {
+        const matched = matchBase(this.#pattern, path);
+        if (matched === undefined) throw notFound(path);
+        ({ base, params } = matched);
+      } else if (!path.startsWith(base)) throw notFound(path);
       const rest = path.slice(base.length);
       if (rest === '' || rest === '/') {
         if (method !== 'POST') throw new MethodNotAllowedError(method, ['POST']);
         this.assertOpen('handle');
-        if (this.#authorize !== undefined && (await this.#authorize(req, 'start', undefined)) !== true) throw new ForbiddenError('Not allowed to start a job');
-        await this.#start(req, res);
+        if (this.#authorize !== undefined && (await this.#authorize(req, 'start', undefined, params)) !== true) throw new ForbiddenError('Not allowed to start a job');
+        await this.#start(req, res, base, params);
         return;
       }
       if (rest.charCodeAt(0) !== 0x2f) throw notFound(path);
@@ -335,13 +361,13 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
       }
       this.assertOpen('handle');
       const action: PollAction = isResult ? 'result' : method === 'DELETE' ? 'cancel' : 'status';
-      if (this.#authorize !== undefined && (await this.#authorize(req, action, id)) !== true) throw new ForbiddenError(`Not allowed to ${action} job ${id}`);
+      if (this.#authorize !== undefined && (await this.#authorize(req, action, id, params)) !== true) throw new ForbiddenError(`Not allowed to ${action} job ${id}`);
       const jobs = this.#jobs;
       // The one branch on the registry: a local job is read at once (its cached view, no promise),
       // a shared one from the store (one round trip).
       const job = jobs.shared ? await jobs.lookup(id) : jobs.get(id);
-      if (action === 'status') this.#status(req, res, job);
-      else if (action === 'result') this.#result(req, res, job);
+      if (action === 'status') this.#status(req, res, job, base);
+      else if (action === 'result') this.#result(req, res, job, base);
       else {
         if (jobs.shared) await jobs.cancelJob(job);
         else job.cancel();
@@ -354,7 +380,7 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
 
   // --- start ----------------------------------------------------------------------------------
 
-  async #start(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async #start(req: IncomingMessage, res: ServerResponse, base: string, params: PollRouteParams): Promise<void> {
     const prefer = parsePrefer(headerText(req.headers['prefer']));
     const rawKey = parseIdempotencyKey(req.headersDistinct['idempotency-key']);
     const body = await readBody(req, this.#maxBody);
@@ -373,7 +399,7 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
     }
     if (job === undefined) {
       let input: unknown = body.length === 0 ? undefined : decodeBody(contentType, body);
-      if (this.#parse !== undefined) input = await this.#parse(input, req);
+      if (this.#parse !== undefined) input = await this.#parse(input, req, params);
       this.assertOpen('handle');
       const run = this.#run;
       const parsed = input as I;
@@ -387,19 +413,19 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
     if (prefer.respondAsync) bits |= RESPOND_ASYNC;
     if (job.replayed) bits |= REPLAYED;
     if (wait > 0 && (rec.state === 'pending' || rec.state === 'running')) {
-      this.#hold(res, rec, 0, bits, wait);
+      this.#hold(res, rec, 0, bits, wait, base);
       return;
     }
-    this.#answerStart(res, rec, bits, wait);
+    this.#answerStart(res, rec, bits, wait, base);
   }
 
   /** Answers a start: `200` with the outcome when it waited and the job ended, else `202`. */
-  #answerStart(res: ServerResponse, rec: PollJob, bits: number, wait: number): void {
+  #answerStart(res: ServerResponse, rec: PollJob, bits: number, wait: number, base: string): void {
     const extra: string[] = [];
     if ((bits & REPLAYED) !== 0) extra.push('idempotent-replayed', 'true');
     if (wait > 0 && isOutcome(rec.state)) {
       this.#finishedInWait++;
-      extra.push('content-location', `${this.#base}/${rec.id}`, 'preference-applied', `wait=${wait}`);
+      extra.push('content-location', `${base}/${rec.id}`, 'preference-applied', `wait=${wait}`);
       this.#send(res, 200, rec, 'no-store', extra);
       return;
     }
@@ -409,14 +435,14 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
     }
     const applied = (bits & RESPOND_ASYNC) !== 0 ? (wait > 0 ? `respond-async, wait=${wait}` : 'respond-async') : wait > 0 ? `wait=${wait}` : '';
     if (applied !== '') extra.push('preference-applied', applied);
-    extra.push('location', `${this.#base}/${rec.id}`);
+    extra.push('location', `${base}/${rec.id}`);
     this.#accepted++;
     this.#send(res, 202, rec, 'no-store', extra);
   }
 
   // --- status and result ----------------------------------------------------------------------
 
-  #status(req: IncomingMessage, res: ServerResponse, rec: PollJob): void {
+  #status(req: IncomingMessage, res: ServerResponse, rec: PollJob, base: string): void {
     const preferHeader = req.headers['prefer'];
     const prefer = preferHeader === undefined ? undefined : parsePrefer(headerText(preferHeader));
     const inm = req.headers['if-none-match'];
@@ -428,7 +454,7 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
       // or else (a live job only) the current version.
       const has = tags !== undefined ? tags : live ? rec.version : undefined;
       if (has !== undefined && tagsMatch(has, rec.version)) {
-        this.#hold(res, rec, has, tags !== undefined ? CONDITIONAL : 0, wait);
+        this.#hold(res, rec, has, tags !== undefined ? CONDITIONAL : 0, wait, base);
         return;
       }
     } else if (this.#rejectEarly && live) {
@@ -441,11 +467,11 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
         });
       }
     }
-    this.#answerStatus(res, rec, tags, prefer?.wait === undefined || this.#maxWait === 0 ? -1 : wait);
+    this.#answerStatus(res, rec, tags, prefer?.wait === undefined || this.#maxWait === 0 ? -1 : wait, base);
   }
 
   /** A status answer: 410, 304, 303 or 200. `applied` is the wait to echo (-1: none). */
-  #answerStatus(res: ServerResponse, rec: PollJob, tags: number | readonly number[] | undefined, applied: number): void {
+  #answerStatus(res: ServerResponse, rec: PollJob, tags: number | readonly number[] | undefined, applied: number, base: string): void {
     if (rec.state === 'expired') {
       sendError(res, gone(rec), applied >= 0 ? { 'preference-applied': `wait=${applied}` } : undefined);
       return;
@@ -457,17 +483,17 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
     }
     if (this.#redirect && isOutcome(rec.state)) {
       const list = extra ?? [];
-      list.push('location', `${this.#base}/${rec.id}/result`);
+      list.push('location', `${base}/${rec.id}/result`);
       this.#send(res, 303, rec, 'no-cache', list);
       return;
     }
     this.#send(res, 200, rec, 'no-cache', extra);
   }
 
-  #result(req: IncomingMessage, res: ServerResponse, rec: PollJob): void {
+  #result(req: IncomingMessage, res: ServerResponse, rec: PollJob, base: string): void {
     if (!isOutcome(rec.state)) {
       const retryAfter = this.#retryAfter(rec, this.#clock.now());
-      sendError(res, new InvalidStateError(`Job ${rec.id} is ${rec.state}: it has no result yet; read ${this.#base}/${rec.id}`), {
+      sendError(res, new InvalidStateError(`Job ${rec.id} is ${rec.state}: it has no result yet; read ${base}/${rec.id}`), {
         'retry-after': String(retryAfter),
       });
       return;
@@ -479,10 +505,10 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
 
   // --- holding --------------------------------------------------------------------------------
 
-  #hold(res: ServerResponse, rec: PollJob, has: number | readonly number[], bits: number, wait: number): void {
+  #hold(res: ServerResponse, rec: PollJob, has: number | readonly number[], bits: number, wait: number, base: string): void {
     // A client already gone has had its 'close' event: holding it would keep it until the deadline.
     if (res.destroyed || res.writableEnded) return;
-    const op = new HeldRequest(this.#host, rec, res, has, bits, wait);
+    const op = new HeldRequest(this.#host, rec, res, has, bits, wait, base);
     if ((bits & MODE_START) !== 0) this.#heldStarts++;
     else this.#heldStatus++;
     this.#held.add(op);
@@ -500,8 +526,8 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
       if ((op.bits & MODE_START) !== 0) this.#heldStarts--;
       else this.#heldStatus--;
       if (reason === CLIENT_GONE) return;
-      if ((op.bits & MODE_START) !== 0) this.#answerStart(op.res, op.rec, op.bits, op.wait);
-      else this.#answerStatus(op.res, op.rec, (op.bits & CONDITIONAL) !== 0 ? op.has : undefined, op.wait);
+      if ((op.bits & MODE_START) !== 0) this.#answerStart(op.res, op.rec, op.bits, op.wait, op.base);
+      else this.#answerStatus(op.res, op.rec, (op.bits & CONDITIONAL) !== 0 ? op.has : undefined, op.wait, op.base);
     },
   };
 
@@ -600,6 +626,8 @@ class HeldRequest extends DelayedOperation {
     readonly bits: number,
     /** The wait applied, in seconds. */
     readonly wait: number,
+    /** The path the request came under: where its `Location` points. */
+    readonly base: string,
   ) {
     super(wait * 1000);
   }
@@ -642,6 +670,31 @@ function jobId(raw: string): string {
   }
   if (id.length === 0 || id.length > 64) throw new NotFoundError('No job (malformed id)');
   return id;
+}
+
+/**
+ * Matches the start of `path` against a `basePath` with parameters: the path it covers (the
+ * base to answer under) and the parameters' decoded values, or undefined when it does not match.
+ */
+function matchBase(pattern: readonly string[], path: string): { base: string; params: PollRouteParams } | undefined {
+  const params = Object.create(null) as Record<string, string>;
+  let at = 0;
+  for (const segment of pattern) {
+    if (path.charCodeAt(at) !== 0x2f) return undefined;
+    const end = path.indexOf('/', at + 1);
+    const stop = end === -1 ? path.length : end;
+    const raw = path.slice(at + 1, stop);
+    if (PARAM_SEGMENT.test(segment)) {
+      if (raw === '') return undefined;
+      try {
+        params[segment.slice(1)] = decodeURIComponent(raw);
+      } catch {
+        return undefined;
+      }
+    } else if (raw !== segment) return undefined;
+    at = stop;
+  }
+  return { base: path.slice(0, at), params };
 }
 
 function notFound(path: string): NotFoundError {

@@ -110,6 +110,36 @@ describe('express', () => {
     expect(boom.status).toBe(500);
     expect(await boom.json()).toEqual({ error: { code: 'PB_ERR_INTERNAL', message: 'Internal server error' } });
   });
+  it('serves jobs under a route with parameters (/rooms/:room/summarize): Location follows the room', async () => {
+    const jobs = new PollHandle();
+    const poll = new PollHandler<{ room: string }, string>({
+      jobs,
+      basePath: '/rooms/:room/summarize',
+      parse: (_body, _req, params) => ({ room: params['room']! }),
+      run: (input) => `summary of ${input.room}`,
+    });
+    perTest.defer(async () => {
+      await poll.close();
+      await jobs.close();
+    });
+    const atRoute = express();
+    atRoute.use('/rooms/:room/summarize', pbExpress.pollJobs(poll));
+    // Mounted without a path, the basePath option lets other routes through.
+    const anywhere = express();
+    anywhere.use(pbExpress.pollJobs(poll, { basePath: '/rooms/:room/summarize' }));
+    anywhere.get('/rooms/:room/other', (req, res) => void res.send(`other ${req.params.room}`));
+    const bases = [(await serveRig(atRoute)).url, (await serveRig(anywhere)).url];
+    for (const [base, room] of [[bases[0]!, '7'], [bases[1]!, 'blue']] as const) {
+      const start = await post(`${base}/rooms/${room}/summarize`, '{}');
+      expect(start.status).toBe(202);
+      const location = start.headers.get('location')!;
+      expect(location).toMatch(new RegExp(`^/rooms/${room}/summarize/[^/]+$`));
+      const read = await fetch(`${base}${location}`, { headers: { prefer: 'wait=5' } });
+      expect(await read.json()).toMatchObject({ state: 'succeeded', result: `summary of ${room}` });
+    }
+    const base = bases[1]!;
+    expect(await (await fetch(`${base}/rooms/7/other`)).text()).toBe('other 7');
+  });
 });
 
 describe('fastify', () => {

@@ -325,4 +325,23 @@ describe('LongPollClient', () => {
       expect(() => new LongPollClient(options as never), JSON.stringify(options)).toThrow(InvalidArgumentError);
     }
   });
+
+  it('takes a relative url where there is a page URL (location.href), and says why it cannot in Node', async () => {
+    expect(() => new LongPollClient({ url: '/lp/a' })).toThrow(InvalidArgumentError);
+    expect(() => new LongPollClient({ url: '/lp/a' })).toThrow(/relative URL needs a base.*location\.href/);
+    const r = await rig();
+    const first = await r.broker.publish('news', 'first');
+    await r.broker.publish('news', 'hello');
+    const g = globalThis as { location?: unknown };
+    // What a page has: the client resolves against it as fetch and EventSource do.
+    g.location = { href: r.url.replace(/\/lp\/news$/, '/some/page.html?x=1') };
+    try {
+      const c = client({ url: '../lp/news', cursor: first.id, holdMs: 0, clock: new ManualClock() });
+      const batch = await c.poll();
+      expect(batch.messages.map((m) => m.data)).toEqual(['hello']);
+      expect(r.seen.at(-1)).toMatch(/^GET \/lp\/news\?cursor=/);
+    } finally {
+      delete g.location;
+    }
+  });
 });

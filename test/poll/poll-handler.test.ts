@@ -602,3 +602,70 @@ describe('PollHandler: lifecycle', () => {
     void jobs.close();
   });
 });
+
+describe('PollHandler: a basePath with parameters', () => {
+  /** A handler under `/rooms/:room/summarize` on plain node:http; `run` returns the room it was started for. */
+  async function roomRig(authorize?: PollHandlerOptions<{ room: string }>['authorize']): Promise<{ base: string; clock: ManualClock; seen: unknown[] }> {
+    const clock = new ManualClock();
+    const jobs = new PollHandle({ clock });
+    const seen: unknown[] = [];
+    const handler = new PollHandler<{ room: string }, string>({
+      jobs,
+      basePath: '/rooms/:room/summarize',
+      parse: (_body, _req, params) => ({ room: params['room']! }),
+      run: (input) => `summary of ${input.room}`,
+      authorize: (req, action, id, params) => {
+        seen.push({ action, id, params: { ...params } });
+        return authorize === undefined ? true : authorize(req, action, id, params);
+      },
+    });
+    const server = http.createServer((req, res) => void handler.handle(req, res));
+    server.keepAliveTimeout = 1;
+    const { url } = await serveRig(server);
+    perTest.defer(() => jobs.close());
+    perTest.defer(() => handler.close());
+    return { base: url, clock, seen };
+  }
+
+  it('starts a job under the room it was posted to, and Location, status and result follow that room', async () => {
+    const r = await roomRig();
+    const started = await fetch(`${r.base}/rooms/a%20b/summarize`, { method: 'POST' });
+    expect(started.status).toBe(202);
+    const status = await body(started);
+    const location = started.headers.get('location')!;
+    expect(location).toBe(`/rooms/a%20b/summarize/${status.id}`);
+    expect(r.seen[0]).toEqual({ action: 'start', id: undefined, params: { room: 'a b' } });
+    const read = await fetch(new URL(location, r.base), { headers: { prefer: 'wait=5' } });
+    expect(await body(read)).toMatchObject({ id: status.id, state: 'succeeded', result: 'summary of a b' });
+    expect(r.seen[1]).toEqual({ action: 'status', id: status.id, params: { room: 'a b' } });
+    expect((await fetch(new URL(`${location}/result`, r.base))).status).toBe(200);
+    // A start held by Prefer: wait answers with Content-Location under its room too.
+    const waited = await fetch(`${r.base}/rooms/42/summarize/`, { method: 'POST', headers: { prefer: 'wait=5' } });
+    expect(waited.status).toBe(200);
+    const done = await body(waited);
+    expect(done.result).toBe('summary of 42');
+    expect(waited.headers.get('content-location')).toBe(`/rooms/42/summarize/${done.id}`);
+  });
+
+  it('answers 404 for a path that does not match the pattern, 403 when authorize refuses a room', async () => {
+    const r = await roomRig((_req, _action, _id, params) => params['room'] !== 'locked');
+    for (const path of ['/rooms//summarize', '/rooms/1/other', '/rooms/1', '/rooms/%E0%A4%A/summarize', '/jobs']) {
+      const res = await fetch(`${r.base}${path}`, { method: 'POST' });
+      expect(res.status, path).toBe(404);
+      expect(await errorCode(res)).toBe('PB_ERR_NOT_FOUND');
+    }
+    expect((await fetch(`${r.base}/rooms/locked/summarize`, { method: 'POST' })).status).toBe(403);
+    expect((await fetch(`${r.base}/rooms/1/summarize/x/y`)).status).toBe(404);
+  });
+
+  it('keeps a fixed basePath fixed: a colon inside a segment is literal', async () => {
+    const jobs = new PollHandle({ clock: new ManualClock() });
+    perTest.defer(() => jobs.close());
+    const handler = new PollHandler({ jobs, run: () => 1, basePath: '/v1/a:b' });
+    perTest.defer(() => handler.close());
+    const { url } = await serveRig(http.createServer((req, res) => void handler.handle(req, res)));
+    const res = await fetch(`${url}/v1/a:b`, { method: 'POST' });
+    expect(res.status).toBe(202);
+    expect(res.headers.get('location')).toMatch(/^\/v1\/a:b\//);
+  });
+});

@@ -58,6 +58,8 @@ export interface ExpressMountOptions {
   /**
    * The handler's `basePath`. When given, a request outside it goes to the next middleware, so
    * the middleware may be mounted without a path (`app.use(pollJobs(handler, { basePath: '/jobs' }))`).
+   * A segment that starts with `:` matches any one segment, as in the handler's own `basePath`
+   * (`'/rooms/:room/summarize'`).
    * @defaultValue every request that reaches the middleware is the handler's
    */
   readonly basePath?: string;

@@ -52,8 +52,15 @@ import { publishHandler, type AdapterPublishOptions } from '../shared/publish.js
 
 export type { AdapterPublishOptions } from '../shared/publish.js';
 
-/** A topic route: long polling or SSE. */
-export interface TopicRoute<H, T> {
+/**
+ * The path parameters a route's functions see as `request.params`: Fastify's are strings, one
+ * per `:name` in the path. Name them for a route with the type parameter `P` (say
+ * `{ room: string }`), as Fastify's own `RouteGenericInterface` does with `Params`.
+ */
+export type RouteParams = Readonly<Record<string, string | undefined>>;
+
+/** A topic route: long polling or SSE. `P` types `request.params` for `target`. */
+export interface TopicRoute<H, T, P = RouteParams> {
   /** The handler; the plugin does not close it. */
   readonly handler: H;
   /**
@@ -66,7 +73,7 @@ export interface TopicRoute<H, T> {
    * @defaultValue `{ topics: [request.params.topic] }` when the path has a `:topic` parameter,
    *   else the handler's own reading of the query (`topic`, repeatable, or `pattern`), only when the handler was made with `queryTarget: true` (and `allowPatterns: true` for `pattern`); without it such a request is a `400`
    */
-  readonly target?: (request: FastifyRequest) => T | undefined;
+  readonly target?: (request: FastifyRequest<{ Params: P }>) => T | undefined;
 }
 
 /** A handler that routes under a base path itself: jobs or uploads. */
@@ -81,8 +88,8 @@ export interface MountedRoute<H> {
   readonly path?: string;
 }
 
-/** The publish route. */
-export interface PublishRoute extends AdapterPublishOptions<FastifyRequest> {
+/** The publish route. `P` types `request.params` for `topic`. */
+export interface PublishRoute<P = RouteParams> extends AdapterPublishOptions<FastifyRequest> {
   /** The broker to publish on. */
   readonly broker: PubSubBroker;
   /**
@@ -94,17 +101,20 @@ export interface PublishRoute extends AdapterPublishOptions<FastifyRequest> {
    * The topic to publish to.
    * @defaultValue `request.params.topic`
    */
-  readonly topic?: (request: FastifyRequest) => string | undefined;
+  readonly topic?: (request: FastifyRequest<{ Params: P }>) => string | undefined;
 }
 
-/** Options for {@link patchbayPlugin}: the routes to register, each optional. */
-export interface PatchbayPluginOptions {
+/**
+ * Options for {@link patchbayPlugin}: the routes to register, each optional. `P` types
+ * `request.params` in the routes' `target` and `topic` functions (every string param by default).
+ */
+export interface PatchbayPluginOptions<P = RouteParams> {
   /** `POST /pub/:topic`: publish the body, `201` with `{ "id" }`. */
-  readonly publish?: PublishRoute;
+  readonly publish?: PublishRoute<P>;
   /** `GET /lp/:topic`: long polling. */
-  readonly longPoll?: TopicRoute<Pick<LongPollHandler, 'handle'>, LongPollTarget>;
+  readonly longPoll?: TopicRoute<Pick<LongPollHandler, 'handle'>, LongPollTarget, P>;
   /** `GET /sse/:topic`: Server-Sent Events. */
-  readonly sse?: TopicRoute<Pick<SseHandler, 'handle'>, SseTarget>;
+  readonly sse?: TopicRoute<Pick<SseHandler, 'handle'>, SseTarget, P>;
   /** `/jobs`: short-polled jobs (a `PollHandler`). */
   readonly jobs?: MountedRoute<Pick<PollHandler, 'handle'>>;
   /** `/uploads`: resumable uploads (an `UploadHandler` from `patchbay/upload`). */
@@ -119,6 +129,8 @@ const METHODS: HTTPMethods[] = ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'PO
  *
  * @param fastify - The (encapsulated) instance Fastify gives the plugin.
  * @param options - The routes.
+ * @typeParam P - The shape of `request.params` in the routes' `target` and `topic` functions
+ *   (`app.register(patchbayPlugin<{ room: string }>, ...)`); without it, {@link RouteParams}.
  * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) for a bad `maxBodyBytes`.
  *
  * @example
@@ -127,9 +139,15 @@ const METHODS: HTTPMethods[] = ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'PO
  *   prefix: '/api',
  *   jobs: { handler: new PollHandler({ jobs, basePath: '/api/jobs', run }) },
  * });
+ * await app.register(patchbayPlugin<{ room: string }>, {
+ *   longPoll: { handler, path: '/lp/:room', target: (request) => ({ topics: [`room.${request.params.room}`] }) },
+ * });
  * ```
  */
-export async function patchbayPlugin(fastify: FastifyInstance, options: PatchbayPluginOptions): Promise<void> {
+export function patchbayPlugin<P>(fastify: FastifyInstance, options: PatchbayPluginOptions<P>): Promise<void>;
+/** The plugin with every route's `request.params` read as {@link RouteParams}: what `app.register(patchbayPlugin, ...)` infers. */
+export function patchbayPlugin(fastify: FastifyInstance, options: PatchbayPluginOptions): Promise<void>;
+export async function patchbayPlugin<P = RouteParams>(fastify: FastifyInstance, options: PatchbayPluginOptions<P>): Promise<void> {
   fastify.removeAllContentTypeParsers();
   fastify.addContentTypeParser('*', (_request: FastifyRequest, _payload: IncomingMessage, done: (error: Error | null, body?: unknown) => void) => done(null));
   fastify.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
@@ -140,12 +158,13 @@ export async function patchbayPlugin(fastify: FastifyInstance, options: Patchbay
   });
 
   /** `prepare` reads what the route needs (a target function may throw: the error handler answers); then the reply is the handler's. */
-  const serve = (path: string, prepare: (request: FastifyRequest) => (res: ServerResponse) => Promise<unknown>): void => {
+  const serve = (path: string, prepare: (request: FastifyRequest<{ Params: P }>) => (res: ServerResponse) => Promise<unknown>): void => {
     fastify.route({
       method: METHODS,
       url: path,
       handler: async (request: FastifyRequest, reply: FastifyReply) => {
-        const run = prepare(request);
+        // Fastify fills params from the path: strings, by the names `P` was given for.
+        const run = prepare(request as FastifyRequest<{ Params: P }>);
         reply.hijack();
         await run(reply.raw);
       },
@@ -155,21 +174,21 @@ export async function patchbayPlugin(fastify: FastifyInstance, options: Patchbay
   const { publish, longPoll, sse, jobs, uploads } = options;
   if (publish !== undefined) {
     const handler = publishHandler<FastifyRequest>(publish.broker, publish);
-    const topicOf = publish.topic ?? topicParam;
+    const topicOf: (request: FastifyRequest<{ Params: P }>) => string | undefined = publish.topic ?? topicParam;
     serve(publish.path ?? '/pub/:topic', (request) => {
       const topic = topicOf(request);
       return (res) => handler.handle(request.raw, res, topic, request);
     });
   }
   if (longPoll !== undefined) {
-    const target = longPoll.target ?? topicTarget;
+    const target: (request: FastifyRequest<{ Params: P }>) => LongPollTarget | undefined = longPoll.target ?? topicTarget;
     serve(longPoll.path ?? '/lp/:topic', (request) => {
       const t = target(request);
       return (res) => longPoll.handler.handle(request.raw, res, t);
     });
   }
   if (sse !== undefined) {
-    const target = sse.target ?? topicTarget;
+    const target: (request: FastifyRequest<{ Params: P }>) => SseTarget | undefined = sse.target ?? topicTarget;
     serve(sse.path ?? '/sse/:topic', (request) => {
       const t = target(request);
       return (res) => sse.handler.handle(request.raw, res, t);
@@ -181,19 +200,19 @@ export async function patchbayPlugin(fastify: FastifyInstance, options: Patchbay
   ] as const) {
     if (route === undefined) continue;
     const path = trimSlash(route.path ?? base);
-    const prepare = (request: FastifyRequest) => (res: ServerResponse) => route.handler.handle(request.raw, res);
+    const prepare = (request: FastifyRequest<{ Params: P }>) => (res: ServerResponse) => route.handler.handle(request.raw, res);
     serve(path === '' ? '/' : path, prepare);
     serve(`${path}/*`, prepare);
   }
 }
 
-function topicParam(request: FastifyRequest): string | undefined {
+function topicParam(request: FastifyRequest<{ Params: unknown }>): string | undefined {
   const params = request.params as Record<string, unknown> | undefined;
   const topic = params?.['topic'];
   return typeof topic === 'string' ? topic : undefined;
 }
 
-function topicTarget(request: FastifyRequest): { topics: string[] } | undefined {
+function topicTarget(request: FastifyRequest<{ Params: unknown }>): { topics: string[] } | undefined {
   const topic = topicParam(request);
   return topic === undefined ? undefined : { topics: [topic] };
 }

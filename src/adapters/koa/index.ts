@@ -55,7 +55,8 @@ export interface KoaTopicRouteOptions<T> {
 export interface KoaMountOptions {
   /**
    * The handler's `basePath`. When given, a request outside it goes on to `next`, so the
-   * middleware can sit in the app's chain without a router.
+   * middleware can sit in the app's chain without a router. A segment that starts with `:`
+   * matches any one segment, as in the handler's own `basePath` (`'/rooms/:room/summarize'`).
    * @defaultValue every request that reaches the middleware is the handler's
    */
   readonly basePath?: string;

@@ -15,8 +15,14 @@ export function trimSlash(path: string): string {
   return path.endsWith('/') ? path.slice(0, -1) : path;
 }
 
-/** Is `path` the base path or under it? @internal */
+/**
+ * Is `path` the base path or under it? A base segment that starts with `:` (`/rooms/:room/jobs`,
+ * as `PollHandler` takes) matches any one non-empty segment. @internal
+ */
 export function within(path: string, base: string): boolean {
   const b = trimSlash(base);
-  return path === b || path.startsWith(`${b}/`);
+  if (!b.includes('/:')) return path === b || path.startsWith(`${b}/`);
+  const want = b.split('/');
+  const got = path.split('/', want.length);
+  return got.length === want.length && want.every((segment, i) => (/^:[A-Za-z_]/.test(segment) ? got[i] !== '' : segment === got[i]));
 }
