@@ -133,7 +133,8 @@ async function hashUpload(file, { progress, signal }) {
 }
 
 /**
- * Builds the demo server (not yet listening).
+ * Builds the demo server (not yet listening); its `close()` shuts it down gracefully
+ * (docs/guides/shutdown.md), as closing its server does.
  * @param {{ maxHoldMs?: number, maxBodyBytes?: number, sseRetryMs?: number, uploadsDir?: string, maxUploadBytes?: number, jobs?: { ttlMs?: number, maxLiveJobs?: number, maxStoredResults?: number, maxWaitSeconds?: number, leaseMs?: number } }} [options]
  */
 export function createDemo(options = {}) {
