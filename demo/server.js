@@ -1,5 +1,6 @@
 // The patchbay demo server: an app built from the library's public classes, nothing more.
-// `npm run demo` builds the package and starts it on 127.0.0.1 (PORT, default 3000).
+// `npm run demo` (scripts/demo.mjs) builds the package when its sources changed and starts it on
+// 127.0.0.1 (PORT, default 3000); `node demo/server.js` starts it on the dist/ that is there.
 // Routes follow DESIGN.md ("The demo server's routes"); later primitives add theirs here.
 import http from 'node:http';
 import { pathToFileURL } from 'node:url';
@@ -132,7 +133,8 @@ async function hashUpload(file, { progress, signal }) {
 }
 
 /**
- * Builds the demo server (not yet listening).
+ * Builds the demo server (not yet listening); its `close()` shuts it down gracefully
+ * (docs/guides/shutdown.md), as closing its server does.
  * @param {{ maxHoldMs?: number, maxBodyBytes?: number, sseRetryMs?: number, uploadsDir?: string, maxUploadBytes?: number, jobs?: { ttlMs?: number, maxLiveJobs?: number, maxStoredResults?: number, maxWaitSeconds?: number, leaseMs?: number } }} [options]
  */
 export function createDemo(options = {}) {
@@ -248,20 +250,41 @@ export function createDemo(options = {}) {
     route(req, res).catch((error) => sendError(res, error));
   });
   ws.attach(server, { path: '/ws' });
-  server.on('close', () => {
-    void ws.close();
-    void sidecars?.close();
-    void uploads.close();
-    void poll.close();
-    void sse.close();
-    void longPoll.close();
-    // Live jobs end canceled in the store before the connection they need closes.
-    void Promise.all([jobs.close(), broker.close()]).then(() => backend?.close());
-  });
-  return { server, broker, publish, longPoll, sse, jobs, poll, uploads, sidecars, ws };
+  // Closing the server (as the tests do) closes the rest too; every close() below is idempotent.
+  server.on('close', () => void close().catch((error) => console.error('patchbay demo: closing failed:', error)));
+
+  /**
+   * Graceful shutdown, in the order that lets every held request get its answer: stop accepting
+   * (and let each keep-alive connection close once its response is written), close the handlers
+   * (held long polls get 204 with their cursor, SSE streams end, `Prefer: wait` reads get the
+   * job's current status, WebSockets get close frame 1001), then wait for the server to close,
+   * then close what the handlers used (sidecars, jobs, broker, backend). Idempotent.
+   */
+  let closing;
+  const close = () =>
+    (closing ??= (async () => {
+      const serverClosed = new Promise((resolve) => server.close(() => resolve()));
+      server.keepAliveTimeout = 1; // a connection idle after its answer closes at once
+      server.closeIdleConnections();
+      await Promise.all([longPoll.close(), sse.close(), poll.close(), ws.close(), uploads.close(), publish.close()]);
+      await serverClosed;
+      await sidecars?.close();
+      // Live jobs end canceled in the store before the connection they need closes.
+      await Promise.all([jobs.close(), broker.close()]);
+      await backend?.close();
+    })());
+  return { server, broker, publish, longPoll, sse, jobs, poll, uploads, sidecars, ws, close };
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+/** How long a signalled demo may take to close before it exits anyway (WebSocket clients get 5 s to answer their close frame). */
+const SHUTDOWN_DEADLINE_MS = 10_000;
+
+/**
+ * Runs the demo as `node demo/server.js` (or scripts/demo.mjs) does: options from the environment,
+ * listening on 127.0.0.1, one line saying where, and a graceful shutdown on SIGINT or SIGTERM
+ * (`close()`, then exit 0; a second signal exits at once).
+ */
+export function runDemo() {
   const port = Number(process.env.PORT ?? 3000);
   const maxHoldMs = Number(process.env.LP_TIMEOUT_MS ?? 30_000);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`PORT must be a port number, got ${process.env.PORT}`);
@@ -289,18 +312,35 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   // SIDECARS=connect reaches sidecars that already run beside the app on their default sockets
   // (the containers of examples/kubernetes/sidecar-pod.yaml) instead of spawning them.
   const sidecarMode = process.env.SIDECARS === 'connect' ? 'connect' : 'spawn';
-  const { server, sidecars } = createDemo({ jobs, maxHoldMs, sidecars: process.env.SIDECARS === '0' ? undefined : { mode: sidecarMode, metricsPort } });
-  void sidecars?.ready.then(() => console.log(`sidecars (${sidecarMode}): log file ${sidecars.logFile}; see GET /sidecar`));
-  server.listen(port, '127.0.0.1', () => {
-    const address = server.address();
-    console.log(`patchbay demo on http://127.0.0.1:${typeof address === 'object' && address ? address.port : port}/`);
+  const demo = createDemo({ jobs, maxHoldMs, sidecars: process.env.SIDECARS === '0' ? undefined : { mode: sidecarMode, metricsPort } });
+  demo.server.listen(port, '127.0.0.1', () => {
+    const address = demo.server.address();
+    const sidecarNote = demo.sidecars ? `, sidecars (${sidecarMode}) on GET /sidecar` : '';
+    console.log(`patchbay demo on http://127.0.0.1:${typeof address === 'object' && address ? address.port : port}/${sidecarNote} (Ctrl-C stops it)`);
   });
-  const stop = () => {
-    // Closing the server closes the sidecars too (drain, BYE, exit); give them that time.
-    server.close(() => void Promise.resolve(sidecars?.close()).finally(() => process.exit(0)));
-    server.closeIdleConnections();
-    setTimeout(() => process.exit(0), 2000).unref(); // streams end on close; don't wait on stragglers
+  let stopping = false;
+  const stop = (signal) => {
+    if (stopping) {
+      console.error(`patchbay demo: ${signal} again, exiting without waiting`);
+      process.exit(1);
+    }
+    stopping = true;
+    // Only if something hangs: close() answers every held request and ends every stream first.
+    setTimeout(() => {
+      console.error(`patchbay demo: not closed after ${SHUTDOWN_DEADLINE_MS} ms, exiting anyway`);
+      process.exit(1);
+    }, SHUTDOWN_DEADLINE_MS).unref();
+    demo.close().then(
+      () => process.exit(0),
+      (error) => {
+        console.error('patchbay demo: closing failed:', error);
+        process.exit(1);
+      },
+    );
   };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  return demo;
 }
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) runDemo();
