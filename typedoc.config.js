@@ -1,5 +1,4 @@
 // @ts-check
-import { existsSync } from 'node:fs';
 import { entries } from './scripts/entries.js';
 
 /**
@@ -47,8 +46,8 @@ export default {
     'docs/guides/pubsub.md',
     'docs/sidecar.md',
     'docs/guides/scaling.md',
-    // Written on another branch of issue 17; listed once it is there.
-    ...(existsSync('docs/guides/shutdown.md') ? ['docs/guides/shutdown.md'] : []),
+    'docs/guides/shutdown.md',
+    'docs/guides/clients.md',
     'docs/errors.md',
     'docs/limits.md',
     'docs/benchmarks.md',
