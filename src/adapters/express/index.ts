@@ -36,12 +36,13 @@ import type { LongPollHandler, LongPollTarget } from '../../longpoll/index.js';
 import type { PollHandler } from '../../poll/index.js';
 import type { PubSubBroker } from '../../pubsub/index.js';
 import type { SseHandler, SseTarget } from '../../sse/index.js';
-import type { UploadHandler } from '../../upload/index.js';
 import { bodyAlreadyRead, bodyReadError, toPatchbayError } from '../shared/errors.js';
 import { pathOf, within } from '../shared/mount.js';
 import { publishHandler, type AdapterPublishOptions } from '../shared/publish.js';
+import type { UploadHandlerLike } from '../shared/upload.js';
 
 export type { AdapterPublishOptions } from '../shared/publish.js';
+export type { UploadHandlerLike } from '../shared/upload.js';
 
 /** Options for {@link longPoll} and {@link sse}. */
 export interface ExpressTopicRouteOptions<T> {
@@ -138,7 +139,7 @@ export function pollJobs<I, R>(handler: PollHandler<I, R>, options: ExpressMount
  * app.use('/uploads', uploads(new UploadHandler({ directory, basePath: '/uploads' })));
  * ```
  */
-export function uploads<R>(handler: UploadHandler<R>, options: ExpressMountOptions = {}): RequestHandler {
+export function uploads(handler: UploadHandlerLike, options: ExpressMountOptions = {}): RequestHandler {
   return mounted(options.basePath, (req, res) => handler.handle(req, res));
 }
 
@@ -208,7 +209,7 @@ export interface RoutesOptions {
   /** `/uploads`: resumable uploads. */
   readonly uploads?: {
     /** The handler (an `UploadHandler` from `patchbay/upload` whose `basePath` is this path, under wherever the router is mounted). */
-    readonly handler: Pick<UploadHandler, 'handle'>;
+    readonly handler: UploadHandlerLike;
     /**
      * The path the routes live under.
      * @defaultValue `'/uploads'`

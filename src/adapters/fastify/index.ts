@@ -45,12 +45,13 @@ import type { LongPollHandler, LongPollTarget } from '../../longpoll/index.js';
 import type { PollHandler } from '../../poll/index.js';
 import type { PubSubBroker } from '../../pubsub/index.js';
 import type { SseHandler, SseTarget } from '../../sse/index.js';
-import type { UploadHandler } from '../../upload/index.js';
 import { toPatchbayError } from '../shared/errors.js';
 import { trimSlash } from '../shared/mount.js';
 import { publishHandler, type AdapterPublishOptions } from '../shared/publish.js';
+import type { UploadHandlerLike } from '../shared/upload.js';
 
 export type { AdapterPublishOptions } from '../shared/publish.js';
+export type { UploadHandlerLike } from '../shared/upload.js';
 
 /**
  * The path parameters a route's functions see as `request.params`: Fastify's are strings, one
@@ -118,7 +119,7 @@ export interface PatchbayPluginOptions<P = RouteParams> {
   /** `/jobs`: short-polled jobs (a `PollHandler`). */
   readonly jobs?: MountedRoute<Pick<PollHandler, 'handle'>>;
   /** `/uploads`: resumable uploads (an `UploadHandler` from `patchbay/upload`). */
-  readonly uploads?: MountedRoute<Pick<UploadHandler, 'handle'>>;
+  readonly uploads?: MountedRoute<UploadHandlerLike>;
 }
 
 const METHODS: HTTPMethods[] = ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT'];

@@ -34,12 +34,13 @@ import type { LongPollHandler, LongPollTarget } from '../../longpoll/index.js';
 import type { PollHandler } from '../../poll/index.js';
 import type { PubSubBroker } from '../../pubsub/index.js';
 import type { SseHandler, SseTarget } from '../../sse/index.js';
-import type { UploadHandler } from '../../upload/index.js';
 import { bodyAlreadyRead, bodyReadError, toPatchbayError } from '../shared/errors.js';
 import { pathOf, within } from '../shared/mount.js';
 import { publishHandler, type AdapterPublishOptions } from '../shared/publish.js';
+import type { UploadHandlerLike } from '../shared/upload.js';
 
 export type { AdapterPublishOptions } from '../shared/publish.js';
+export type { UploadHandlerLike } from '../shared/upload.js';
 
 /** Options for {@link longPoll} and {@link sse}. */
 export interface KoaTopicRouteOptions<T> {
@@ -135,7 +136,7 @@ export function pollJobs<I, R>(handler: PollHandler<I, R>, options: KoaMountOpti
  * app.use(uploads(new UploadHandler({ directory, basePath: '/uploads' }), { basePath: '/uploads' }));
  * ```
  */
-export function uploads<R>(handler: UploadHandler<R>, options: KoaMountOptions = {}): Middleware {
+export function uploads(handler: UploadHandlerLike, options: KoaMountOptions = {}): Middleware {
   return mounted(options.basePath, (ctx) => handler.handle(ctx.req, ctx.res));
 }
 

@@ -33,12 +33,13 @@ import type { LongPollHandler, LongPollTarget } from '../../longpoll/index.js';
 import type { PollHandler } from '../../poll/index.js';
 import type { PubSubBroker } from '../../pubsub/index.js';
 import type { SseHandler, SseTarget } from '../../sse/index.js';
-import type { UploadHandler } from '../../upload/index.js';
 import { publishHandler, type AdapterPublishOptions } from '../shared/publish.js';
+import type { UploadHandlerLike } from '../shared/upload.js';
 import { serveNode, type ServeNodeOptions } from './bridge.js';
 
 export { serveNode, type NodeHandler, type ServeNodeOptions } from './bridge.js';
 export type { AdapterPublishOptions } from '../shared/publish.js';
+export type { UploadHandlerLike } from '../shared/upload.js';
 
 /** A web-standard request handler. */
 export type FetchHandler = (request: Request) => Promise<Response>;
@@ -115,7 +116,7 @@ export function pollJobs<I, R>(handler: PollHandler<I, R>, options?: ServeNodeOp
  * app.all('/uploads/*', (c) => tus(c.req.raw));
  * ```
  */
-export function uploads<R>(handler: UploadHandler<R>, options?: ServeNodeOptions): FetchHandler {
+export function uploads(handler: UploadHandlerLike, options?: ServeNodeOptions): FetchHandler {
   return (request) => serveNode(request, (req, res) => handler.handle(req, res), options);
 }
 
