@@ -9,32 +9,23 @@
  * Outside CI a machine without Chromium skips this file, loudly. In CI (CI=true) a missing
  * browser fails it: .ci/run installs Chromium first.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 // tsup's own esbuild (one copy in node_modules): its service process must not outlive the file.
 import { stop as stopEsbuild } from 'esbuild';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { build } from 'tsup';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LongPollHandler, PubSubBroker } from '../../src/index.js';
 import { serveRig, TestResources } from '../helpers.js';
+import { CHROMIUM, HAS_CHROMIUM, openChromium, SKIP_BROWSER, warnIfSkipping } from './chromium.js';
 import { browserClient } from '../../tsup.config.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const IN_CI = process.env.CI === 'true';
-const HAS_CHROMIUM = existsSync(CHROMIUM);
 const WAIT_MS = 10_000;
 
-if (!HAS_CHROMIUM && !IN_CI) {
-  console.warn(
-    `\n${'!'.repeat(78)}\n` +
-      `!! SKIPPING test/browser/client.browser.test.ts: no Chromium at ${CHROMIUM}.\n` +
-      '!! Install it with: apt-get install -y --no-install-recommends chromium\n' +
-      `${'!'.repeat(78)}\n`,
-  );
-}
+warnIfSkipping('test/browser/client.browser.test.ts');
 
 /** The page: the module is loaded from the server's root, the client polls a relative URL. */
 const PAGE = `<!doctype html>
@@ -66,7 +57,7 @@ let base = '';
 let bundle = '';
 let page: Page;
 
-describe.skipIf(!HAS_CHROMIUM && !IN_CI)('patchbay/client as one ES module in Chromium', () => {
+describe.skipIf(SKIP_BROWSER)('patchbay/client as one ES module in Chromium', () => {
   beforeAll(() =>
     resources.setup(async (r) => {
       const out = r.add(mkdtempSync(join(tmpdir(), 'patchbay-browser-client-')), (dir) => rmSync(dir, { recursive: true, force: true }));
@@ -87,19 +78,7 @@ describe.skipIf(!HAS_CHROMIUM && !IN_CI)('patchbay/client as one ES module in Ch
       });
       base = (await r.wait(serveRig(server, { resources: r }))).url;
       if (!HAS_CHROMIUM) return; // in CI: the test fails, it does not skip
-      const profile = r.add(mkdtempSync(join(tmpdir(), 'patchbay-chromium-')), (dir) => rmSync(dir, { recursive: true, force: true }));
-      const context: BrowserContext = r.add(
-        await chromium.launchPersistentContext(profile, {
-          executablePath: CHROMIUM,
-          headless: true,
-          timeout: 30_000,
-          args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-        }),
-        (c) => c.close(),
-      );
-      context.setDefaultTimeout(WAIT_MS);
-      page = context.pages()[0] ?? (await context.newPage());
-      page.on('pageerror', (error) => pageErrors.push(String(error)));
+      ({ page } = await openChromium(r, { waitMs: WAIT_MS, pageErrors }));
     }),
   60_000);
 

@@ -17,30 +17,21 @@ import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript
 import { createDemo } from '../../demo/server.js';
 import type { PollHandle, SharedPollHandle } from '../../src/index.js';
 import { closeDemo } from '../demo/helpers.js';
 import { eventually, serveRig, sourceNodeArgs, TestResources } from '../helpers.js';
+import { openChromium, SKIP_BROWSER, warnIfSkipping } from './chromium.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const IN_CI = process.env.CI === 'true';
-const HAS_CHROMIUM = existsSync(CHROMIUM);
 const WAIT_MS = 20_000;
 const root = fileURLToPath(new URL('../..', import.meta.url));
 /** Screenshots go to docs/images/ with PATCHBAY_SCREENSHOTS=1 (to refresh the README's), else to a temp folder. */
 const images = process.env['PATCHBAY_SCREENSHOTS'] === '1' ? join(root, 'docs', 'images') : mkdtempSync(join(tmpdir(), 'patchbay-screenshots-'));
 
-if (!HAS_CHROMIUM && !IN_CI) {
-  console.warn(
-    `\n${'!'.repeat(78)}\n` +
-      `!! SKIPPING test/browser/demo.browser.test.ts: no Chromium at ${CHROMIUM}.\n` +
-      '!! Install it with: apt-get install -y --no-install-recommends chromium\n' +
-      `${'!'.repeat(78)}\n`,
-  );
-}
+warnIfSkipping('test/browser/demo.browser.test.ts');
 
 interface Received {
   readonly id: string;
@@ -119,7 +110,7 @@ async function build(signal: AbortSignal): Promise<void> {
 
 const shot = (section: string, name: string) => page.locator(`#${section}`).screenshot({ path: join(images, `${name}.png`) });
 
-describe.skipIf(!HAS_CHROMIUM && !IN_CI)('the demo page in Chromium, every pattern', () => {
+describe.skipIf(SKIP_BROWSER)('the demo page in Chromium, every pattern', () => {
   beforeAll(
     () =>
       resources.setup(async (r) => {
@@ -134,22 +125,7 @@ describe.skipIf(!HAS_CHROMIUM && !IN_CI)('the demo page in Chromium, every patte
         );
         base = (await r.wait(serveRig(demo.server, { resources: r }))).url;
         await r.wait(demo.sidecars.ready);
-        if (!HAS_CHROMIUM) throw new Error(`CI=true but there is no Chromium at ${CHROMIUM}: apt-get install -y --no-install-recommends chromium`);
-        const profile = r.add(mkdtempSync(join(tmpdir(), 'patchbay-chromium-')), removeDir);
-        // Closed before the profile is removed (last added, first closed).
-        context = r.add(
-          await chromium.launchPersistentContext(profile, {
-            executablePath: CHROMIUM,
-            headless: true,
-            timeout: 30_000,
-            viewport: { width: 1100, height: 900 },
-            args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-          }),
-          (c) => c.close(),
-        );
-        context.setDefaultTimeout(WAIT_MS);
-        page = context.pages()[0] ?? (await context.newPage());
-        page.on('pageerror', (error) => pageErrors.push(String(error)));
+        ({ page, context } = await openChromium(r, { waitMs: WAIT_MS, pageErrors, viewport: { width: 1100, height: 900 } }));
         await context.addInitScript(() => {
           (globalThis as unknown as { win: () => unknown }).win = () => globalThis;
         });

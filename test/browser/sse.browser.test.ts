@@ -8,33 +8,22 @@
  * Outside CI a machine without Chromium skips this file, loudly. In CI (CI=true) a missing
  * browser fails it: .ci/run installs Chromium first.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript
 import { createDemo } from '../../demo/server.js';
 import type { SseHandler } from '../../src/index.js';
 import { closeDemo } from '../demo/helpers.js';
 import { eventually, serveRig, TestResources } from '../helpers.js';
+import { CHROMIUM, HAS_CHROMIUM, openChromium, SKIP_BROWSER, warnIfSkipping } from './chromium.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const IN_CI = process.env.CI === 'true';
-const HAS_CHROMIUM = existsSync(CHROMIUM);
 const SCREENSHOT = '/tmp/patchbay-sse-browser.png';
 const WAIT_MS = 10_000;
 
-if (!HAS_CHROMIUM && !IN_CI) {
-  console.warn(
-    `\n${'!'.repeat(78)}\n` +
-      `!! SKIPPING test/browser/sse.browser.test.ts: no Chromium at ${CHROMIUM}.\n` +
-      '!! Install it with: apt-get install -y --no-install-recommends chromium\n' +
-      `${'!'.repeat(78)}\n`,
-  );
-}
+warnIfSkipping('test/browser/sse.browser.test.ts');
 
 interface Received {
   readonly id: string;
@@ -48,7 +37,6 @@ interface DemoWindow {
 
 let demo: { server: Server; sse: SseHandler };
 let base = '';
-let context: BrowserContext | undefined;
 const resources = new TestResources();
 let page: Page;
 const pageErrors: string[] = [];
@@ -61,7 +49,7 @@ const received = (): Promise<Received[]> => page.evaluate(() => (globalThis as u
 const receivedCount = (n: number): Promise<unknown> =>
   page.waitForFunction((count) => ((globalThis as unknown as DemoWindow).patchbaySse?.received.length ?? 0) >= count, n, { timeout: WAIT_MS });
 
-describe.skipIf(!HAS_CHROMIUM && !IN_CI)('the demo page in Chromium', () => {
+describe.skipIf(SKIP_BROWSER)('the demo page in Chromium', () => {
   beforeAll(() =>
     resources.setup(async (r) => {
       demo = r.add<typeof demo>(createDemo({ sseRetryMs: 50 }), closeDemo);
@@ -90,28 +78,7 @@ describe.skipIf(!HAS_CHROMIUM && !IN_CI)('the demo page in Chromium', () => {
       });
       base = (await r.wait(serveRig(demo.server, { resources: r }))).url;
       if (!HAS_CHROMIUM) return; // in CI: the test fails, it does not skip
-      const profile = r.add(mkdtempSync(join(tmpdir(), 'patchbay-chromium-')), (dir) => rmSync(dir, { recursive: true, force: true }));
-      context = r.add(
-        await chromium.launchPersistentContext(profile, {
-          executablePath: CHROMIUM,
-          headless: true,
-          timeout: 30_000,
-          args: [
-            '--headless',
-            '--no-sandbox',
-            '--disable-gpu',
-            '--disable-quic',
-            '--no-first-run',
-            '--disable-background-networking',
-            '--disable-component-update',
-            '--disable-sync',
-          ],
-        }),
-        (c) => c.close(),
-      );
-      context.setDefaultTimeout(WAIT_MS);
-      page = context.pages()[0] ?? (await context.newPage());
-      page.on('pageerror', (error) => pageErrors.push(String(error)));
+      ({ page } = await openChromium(r, { waitMs: WAIT_MS, pageErrors }));
     }),
   60_000);
 
