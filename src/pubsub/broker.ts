@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { onAbort, abortReason } from '../core/abort.js';
 import type { Clock, ClockTimer } from '../core/clock.js';
 import { InvalidArgumentError, TimeoutError, ClosedError } from '../core/errors.js';
-import { assertJsonValue, checkMaxDepth, DEFAULT_MAX_JSON_DEPTH } from '../core/json.js';
+import { assertJsonValue, checkMaxDepth, DEFAULT_MAX_JSON_DEPTH, RESERVED_JSON_KEY } from '../core/json.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
 import { type Access, authorizeAccess, type Authorize, bothTopicChecks, cachedTopicCheck, OPEN_ACCESS, targetOf } from './access.js';
@@ -245,7 +245,7 @@ export class PubSubBroker extends Resource {
    *
    * @returns The stored message, with its id.
    * @throws (rejects) InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) for an invalid topic, bad
-   *   headers, or data no transport can carry: `undefined`, a BigInt, function or symbol, a cycle,
+   *   headers (a `__proto__` name among them), or data no transport can carry: `undefined`, a BigInt, function or symbol, a cycle,
    *   a string that is not well-formed Unicode, a `__proto__` key, nesting deeper than
    *   `maxDataDepth`; ForbiddenError (`PB_ERR_FORBIDDEN`) when `authorize.publish` refuses;
    *   ClosedError (`PB_ERR_CLOSED`) after close.
@@ -578,6 +578,8 @@ function checkHeaders(headers: unknown): MessageHeaders | undefined {
       throw new InvalidArgumentError(`Expected header ${JSON.stringify(name)} to be a string, got ${check.describe(value)}`);
     }
     if (!name.isWellFormed() || !value.isWellFormed()) throw new InvalidArgumentError('Expected headers to be well-formed Unicode (no lone surrogates)');
+    // Refused here, as in data: a backend that reads headers back as JSON (Redis) refuses the key.
+    if (name === RESERVED_JSON_KEY) throw new InvalidArgumentError(`A header named "${RESERVED_JSON_KEY}" is refused`);
     out[name] = value;
   }
   return Object.freeze(out);

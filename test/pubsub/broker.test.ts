@@ -314,6 +314,9 @@ describe('PubSubBroker authorization and lifecycle', () => {
     await expect(b.publish('a.*', 1)).rejects.toThrow(/wildcards/);
     await expect(b.publish('a', undefined)).rejects.toThrow(/`data`/);
     await expect(b.publish('a', 1, { headers: { x: 5 as unknown as string } })).rejects.toThrow(/header "x"/);
+    // A header named __proto__ is refused at publish (Redis would read it back as undecodable: a gap for every reader).
+    await expect(b.publish('a', 1, { headers: JSON.parse('{"__proto__":"x"}') as Record<string, string> })).rejects.toThrow(/"__proto__" is refused/);
+    expect(b.stats().published).toBe(0);
     await expect(b.subscribe('a.>.b')).rejects.toBeInstanceOf(InvalidArgumentError);
     await expect(b.subscribe('a', { overflow: 'explode' as 'close' })).rejects.toThrow(/overflow/);
     await expect(b.subscribe('a', { maxQueuedMessages: 0 })).rejects.toThrow(/maxQueuedMessages/);
