@@ -50,5 +50,6 @@ export {
   type SidecarSupervisorEvents,
   type SidecarSupervisorOptions,
   type SidecarSupervisorState,
+  type SidecarStartOptions,
   type SidecarSupervisorStats,
 } from './supervisor.js';

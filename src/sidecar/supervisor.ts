@@ -22,12 +22,13 @@ import { mkdtempSync, rmSync, unlinkSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import { onAbort, throwIfAborted } from '../core/abort.js';
 import { Events } from '../core/events.js';
 import { backoffDelay, resolveBackoff, type Backoff, type BackoffOptions } from '../core/backoff.js';
 import type { Clock, ClockTimer } from '../core/clock.js';
 import { InvalidArgumentError, UnavailableError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
-import { describe, integerInRange, oneOf, optionalClock, optionalFunction, optionsObject, positiveNumber } from '../core/validate.js';
+import { describe, integerInRange, oneOf, optionalClock, optionalFunction, optionalSignal, optionsObject, positiveNumber } from '../core/validate.js';
 import { SidecarChannel, type SidecarChannelOptions, type SidecarChannelStats, type SidecarRequestOptions } from './channel.js';
 import { sidecarConnector, type SidecarStream } from './connection.js';
 import { SIDECAR_SOCKET_ENV, SIDECAR_SUPERVISED_ENV, SIDECAR_SUPERVISOR_PID_ENV, SIDECAR_TRANSPORT_ENV } from './serve.js';
@@ -145,6 +146,12 @@ export interface SidecarExit {
   readonly code: number | null;
   /** The signal that ended it, if any. */
   readonly signal: NodeJS.Signals | null;
+}
+
+/** Options of {@link SidecarSupervisor.start}. */
+export interface SidecarStartOptions {
+  /** Stops waiting: `start` rejects with the signal's reason (the sidecar goes on starting). */
+  readonly signal?: AbortSignal;
 }
 
 /** Counters and state of a {@link SidecarSupervisor}. */
@@ -347,17 +354,43 @@ export class SidecarSupervisor extends Resource {
    * Calling it again waits for the same, or resolves at once when ready.
    *
    * @throws (rejects) {@link UnavailableError} (`PB_ERR_UNAVAILABLE`) when the supervisor gives
-   *   up first; {@link ClosedError} (`PB_ERR_CLOSED`) after `close()`.
+   *   up first; {@link ClosedError} (`PB_ERR_CLOSED`) after `close()`; the signal's reason when
+   *   `options.signal` aborts first (the sidecar goes on starting).
    */
-  start(): Promise<void> {
+  start(options?: SidecarStartOptions): Promise<void> {
+    let signal: AbortSignal | undefined;
     try {
       this.assertOpen('start');
+      signal = optionalSignal('signal', optionsObject('options', options).signal);
+      throwIfAborted(signal);
     } catch (err) {
       return Promise.reject(err);
     }
     if (this.#state === 'ready') return Promise.resolve();
     if (this.#state === 'failed') return Promise.reject(new UnavailableError(`The ${this.#name} supervisor gave up`));
-    const ready = new Promise<void>((resolve, reject) => this.#startWaiters.push({ resolve, reject }));
+    const ready = new Promise<void>((resolve, reject) => {
+      if (signal === undefined) {
+        this.#startWaiters.push({ resolve, reject });
+        return;
+      }
+      // Only the wait stops on abort: the sidecar goes on starting for the other waiters.
+      const waiter = {
+        resolve: () => {
+          listener[Symbol.dispose]();
+          resolve();
+        },
+        reject: (error: unknown) => {
+          listener[Symbol.dispose]();
+          reject(error);
+        },
+      };
+      const listener = onAbort(signal, (reason) => {
+        const i = this.#startWaiters.indexOf(waiter);
+        if (i !== -1) this.#startWaiters.splice(i, 1);
+        reject(reason);
+      });
+      this.#startWaiters.push(waiter);
+    });
     if (this.#state === 'idle') this.#spawnOne();
     return ready;
   }

@@ -2,7 +2,7 @@
  * SidecarSupervisor with a manual clock and fake processes (the stdio transport over in-memory
  * streams): exponential backoff with jitter, health checks, give-up, all by the injected clock.
  */
-import { EventEmitter } from 'node:events';
+import { EventEmitter, getEventListeners } from 'node:events';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import {
@@ -98,6 +98,24 @@ describe('SidecarSupervisor (manual clock, fake processes)', () => {
     expect(await started).toBeInstanceOf(UnavailableError);
     expect(s.stats()).toMatchObject({ state: 'failed', failures: 6, restarts: 5 });
     expect(() => s.send('x')).toThrow(); // the channel is gone
+  });
+
+  it('start({ signal }) stops only that wait: the sidecar goes on starting and the listener is removed', async () => {
+    const clock = new ManualClock();
+    const { spawn } = fakes(clock, (n) => (n < 1 ? 'crash' : 'ok'));
+    const s = make(clock, spawn);
+    const controller = new AbortController();
+    const abandoned = s.start({ signal: controller.signal }).catch((e: unknown) => e);
+    const kept = s.start();
+    await until(() => s.stats().failures === 1, 'the first crash');
+    controller.abort(new Error('gave up waiting'));
+    expect(await abandoned).toMatchObject({ message: 'gave up waiting' });
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
+    clock.advance(90);
+    await kept;
+    expect(s.stats()).toMatchObject({ state: 'ready', spawns: 2 });
+    await expect(s.start({ signal: AbortSignal.abort(new Error('late')) })).rejects.toThrow('late');
+    await expect(s.start({ signal: 'no' as never })).rejects.toThrow(/`signal`/);
   });
 
   it('a passed health check clears the failure count', async () => {
