@@ -108,7 +108,7 @@ const commit = head.status === 0 ? head.stdout.trim() : 'unknown';
 const status = git(['status', '--porcelain', '--untracked-files=no', '--', '.', ':!bench/results', ':!docs/benchmarks.md']);
 const dirty = status.status === 0 ? status.stdout.trim() !== '' : null;
 if (dirty === true) {
-  const changed = status.stdout.trim().split('\n').slice(0, 10).join('\n  ');
+  const changed = status.stdout.trimEnd().split('\n').slice(0, 10).join('\n  ');
   if (all && !args.includes('--allow-dirty')) {
     console.error(`bench: the tree has uncommitted changes; "all" measures one commit, so commit or stash them first (or pass --allow-dirty, and the doc will say so):\n  ${changed}`);
     process.exit(2);

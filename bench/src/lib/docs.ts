@@ -120,7 +120,12 @@ export function headerText(results: ReadonlyMap<string, ResultsFile>): string {
     ];
     const busy = r.environment?.othersBusyBeforeTrials ?? r.environment?.othersBusyBeforeChildren;
     const starts = r.trialStarts;
-    const skipped = starts === undefined ? '—' : String(starts.filter((t) => t.skipped).length);
+    const skipped =
+      starts === undefined || starts.length === 0
+        ? '—'
+        : starts.some((t) => t.retried === true)
+          ? String(starts.filter((t) => t.skipped).length)
+          : 'none (this suite does not retry yet)';
     const targets = (r.targets ?? []).filter((t) => t.met !== null && t.met !== undefined);
     const met = targets.length === 0 ? '—' : `${targets.filter((t) => t.met === true).length} of ${targets.length}`;
     const failures = (r.checkFailures ?? r.failures ?? []).length;

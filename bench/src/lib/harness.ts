@@ -47,14 +47,22 @@ export async function cpuBusy(ms: number): Promise<number> {
 let quietBudgetMs = 3 * 60_000;
 /**
  * Waits until other processes use under a third of a core: at most `limitMs` per call and three
- * minutes over the whole suite. Returns the last busy share.
+ * minutes over the whole suite. Returns the last busy share, and records it in `trialStarts` (as
+ * a trial that was not retried nor skipped: suites that call this run the trial anyway; use
+ * `quietTrialStart` to give up a trial on a busy machine).
  */
 export async function waitQuiet(limitMs: number): Promise<number> {
+  const busy = await untilQuiet(limitMs);
+  trialStarts.push({ label: `trial ${trialStarts.length + 1}`, busy, attempts: 1, skipped: false, retried: false });
+  return busy;
+}
+
+async function untilQuiet(limitMs: number): Promise<number> {
   const cores = os.cpus().length;
   const start = Date.now();
   const deadline = start + Math.min(limitMs, quietBudgetMs);
   let busy = await cpuBusy(300);
-  while (busy * cores > 0.33 && Date.now() < deadline) {
+  while (busy * cores > BUSY_CORES && Date.now() < deadline) {
     await sleep(700);
     busy = await cpuBusy(300);
   }
@@ -116,6 +124,8 @@ export interface TrialStart {
   readonly attempts: number;
   /** The machine stayed busy: the trial was not run, and is not counted. */
   readonly skipped: boolean;
+  /** `false` when the suite only waited (`waitQuiet`) and would run the trial however busy the machine was. */
+  readonly retried: boolean;
 }
 
 /** Every trial start of this process, in order (`quietTrialStart`). */
@@ -147,14 +157,14 @@ export interface QuietTrialOptions {
 export async function quietTrialStart(label: string, options: QuietTrialOptions = {}): Promise<TrialStart> {
   const { retries = 3, retryWaitMs = 5000, firstWaitMs = 20_000 } = options;
   const cores = os.cpus().length;
-  let busy = await waitQuiet(firstWaitMs);
+  let busy = await untilQuiet(firstWaitMs);
   let attempts = 1;
   while (busy * cores > BUSY_CORES && attempts <= retries) {
     await sleep(retryWaitMs);
     busy = await cpuBusy(300);
     attempts++;
   }
-  const start: TrialStart = { label, busy, attempts, skipped: busy * cores > BUSY_CORES };
+  const start: TrialStart = { label, busy, attempts, skipped: busy * cores > BUSY_CORES, retried: true };
   trialStarts.push(start);
   return start;
 }
