@@ -204,13 +204,18 @@ export function printTargets(targets: readonly TargetResult[]): void {
   for (const t of targets) console.log(`  [${metText(t.met)}] ${t.target}: ${t.measured}`);
 }
 
-/** Prints the table, the targets and, if any, the check failures. */
+/** Prints the table, the targets and, if any, the trials skipped on a busy machine and the check failures. */
 export function printReport(table: string, targets: readonly TargetResult[], failures: readonly string[]): void {
   console.log('');
   console.log(table);
   console.log('');
   console.log('Targets:');
   printTargets(targets);
+  const skipped = trialStarts.filter((t) => t.skipped);
+  if (skipped.length > 0) {
+    console.log('');
+    console.log(`SKIPPED (machine busy): ${skipped.length} of ${trialStarts.length} trial(s): ${skipped.map((t) => t.label).join(', ')}`);
+  }
   if (failures.length > 0) {
     console.log('');
     console.log('CHECK FAILURES:');
