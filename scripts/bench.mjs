@@ -1,12 +1,18 @@
 #!/usr/bin/env node
 // Runs benchmark suites from the bench/ package: `npm run bench -- [suite...] [suite options]`.
 //
-//   npm run bench                      every suite
+//   npm run bench -- all               every suite at one commit (refuses uncommitted changes;
+//                                      --allow-dirty runs anyway and the doc flags it)
+//   npm run bench                      every suite (warns on uncommitted changes)
 //   npm run bench -- purgatory         one suite
 //   npm run bench -- purgatory --runs 5 --scale 0.1 --no-write
+//   npm run bench -- --report          only regenerate docs/benchmarks.md from bench/results/
 //
 // Builds the package first (suites import the built dist/, as users do), then runs each suite in
 // its own process group, bounded in time: a suite that overruns is killed and the run fails.
+// The commit (and whether the tree is dirty) is taken once, before the build, and passed to every
+// suite (BENCH_COMMIT, BENCH_DIRTY), which records it in its results file; each suite then
+// regenerates docs/benchmarks.md from every results file (bench/src/lib/docs.ts).
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -64,8 +70,15 @@ const suites = {
 };
 
 const args = process.argv.slice(2);
-const names = args.filter((a, i) => !a.startsWith('-') && (i === 0 || !['--runs', '--scale', '--workloads', '--sizes', '--servers', '--node-flags', '--jobs', '--waiters', '--connections', '--measure-ms'].includes(args[i - 1])));
-const passThrough = args.filter((a) => !names.includes(a));
+/** Options of this script, not passed to the suites. */
+const own = ['all', '--report', '--allow-dirty'];
+const names = args.filter((a, i) => !own.includes(a) && !a.startsWith('-') && (i === 0 || !['--runs', '--scale', '--workloads', '--sizes', '--servers', '--node-flags', '--jobs', '--waiters', '--connections', '--measure-ms'].includes(args[i - 1])));
+const passThrough = args.filter((a) => !names.includes(a) && !own.includes(a));
+const all = args.includes('all');
+if (all && names.length > 0) {
+  console.error(`bench: "all" runs every suite; drop ${names.join(', ')} or drop "all"`);
+  process.exit(2);
+}
 for (const name of names) {
   if (!Object.hasOwn(suites, name)) {
     console.error(`bench: unknown suite "${name}". Suites:`);
@@ -74,6 +87,34 @@ for (const name of names) {
   }
 }
 const selected = names.length > 0 ? names : Object.keys(suites);
+
+/** Runs a TypeScript entry of the bench/ package and returns its exit code. */
+const runEntry = (entry, env = {}) =>
+  spawnSync(process.execPath, ['--import', 'tsx', entry], { cwd: root, stdio: 'inherit', env: { ...process.env, ...env }, timeout: 60_000 }).status ?? 1;
+
+if (args.includes('--report')) {
+  if (names.length > 0 || all) {
+    console.error('bench: --report only regenerates docs/benchmarks.md; it runs no suite');
+    process.exit(2);
+  }
+  process.exit(runEntry('bench/src/lib/docs-main.ts'));
+}
+
+// The commit every suite of this run measures, taken once: the results files and the doc, which
+// the suites rewrite, do not count as changes.
+const git = (gitArgs) => spawnSync('git', gitArgs, { cwd: root, encoding: 'utf8' });
+const head = git(['rev-parse', 'HEAD']);
+const commit = head.status === 0 ? head.stdout.trim() : 'unknown';
+const status = git(['status', '--porcelain', '--untracked-files=no', '--', '.', ':!bench/results', ':!docs/benchmarks.md']);
+const dirty = status.status === 0 ? status.stdout.trim() !== '' : null;
+if (dirty === true) {
+  const changed = status.stdout.trimEnd().split('\n').slice(0, 10).join('\n  ');
+  if (all && !args.includes('--allow-dirty')) {
+    console.error(`bench: the tree has uncommitted changes; "all" measures one commit, so commit or stash them first (or pass --allow-dirty, and the doc will say so):\n  ${changed}`);
+    process.exit(2);
+  }
+  console.warn(`bench: WARNING: uncommitted changes; the results will record commit ${commit.slice(0, 7)} as dirty:\n  ${changed}`);
+}
 
 console.log('bench: building the package (npm run build)');
 const build = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit', timeout: 5 * 60_000 });
@@ -108,7 +149,7 @@ function runSuite(name) {
       cwd: root,
       stdio: 'inherit',
       detached: true, // its own process group, so a timeout can stop its children too
-      env: { ...process.env, BENCH_COMMAND: command },
+      env: { ...process.env, BENCH_COMMAND: command, BENCH_COMMIT: commit, BENCH_DIRTY: String(dirty) },
     });
     const killGroup = (signal) => {
       try {
@@ -143,5 +184,11 @@ for (const name of selected) {
     console.error(`bench: ${name} failed (exit ${code})`);
     failed++;
   }
+}
+// A suite that failed, or ran with --no-write, leaves its results as they were: regenerate the doc
+// once more so that it reflects every results file as it stands.
+if (runEntry('bench/src/lib/docs-main.ts') !== 0) {
+  console.error('bench: regenerating docs/benchmarks.md failed');
+  failed++;
 }
 process.exit(failed > 0 ? 1 : 0);

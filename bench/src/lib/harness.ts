@@ -1,13 +1,13 @@
 /**
  * What every suite's runner shares: sleeping, the turns of the contenders, sampling the machine's
- * CPU, waiting for a quiet machine, running one measurement child, the git head, and rewriting
- * the suite's own section of docs/benchmarks.md.
+ * CPU, waiting for a quiet machine (and giving a trial up when it stays busy), running one
+ * measurement child, the commit measured, and recording the suite's section of docs/benchmarks.md.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { saveSection } from './docs.js';
 
 /** The repository root. */
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -47,14 +47,22 @@ export async function cpuBusy(ms: number): Promise<number> {
 let quietBudgetMs = 3 * 60_000;
 /**
  * Waits until other processes use under a third of a core: at most `limitMs` per call and three
- * minutes over the whole suite. Returns the last busy share.
+ * minutes over the whole suite. Returns the last busy share, and records it in `trialStarts` (as
+ * a trial that was not retried nor skipped: suites that call this run the trial anyway; use
+ * `quietTrialStart` to give up a trial on a busy machine).
  */
 export async function waitQuiet(limitMs: number): Promise<number> {
+  const busy = await untilQuiet(limitMs);
+  trialStarts.push({ label: `trial ${trialStarts.length + 1}`, busy, attempts: 1, skipped: false, retried: false });
+  return busy;
+}
+
+async function untilQuiet(limitMs: number): Promise<number> {
   const cores = os.cpus().length;
   const start = Date.now();
   const deadline = start + Math.min(limitMs, quietBudgetMs);
   let busy = await cpuBusy(300);
-  while (busy * cores > 0.33 && Date.now() < deadline) {
+  while (busy * cores > BUSY_CORES && Date.now() < deadline) {
     await sleep(700);
     busy = await cpuBusy(300);
   }
@@ -62,13 +70,103 @@ export async function waitQuiet(limitMs: number): Promise<number> {
   return busy;
 }
 
-/** The short hash of HEAD, or `unknown`. */
+/** The short hash of HEAD, or `unknown` (the commit `npm run bench` started at, when it passed one). */
 export function gitHead(): string {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
-  } catch {
-    return 'unknown';
+  return gitState().short;
+}
+
+/** The commit a run measures, and whether the tree had changes beyond the results and the doc. */
+export interface GitState {
+  /** The full hash of HEAD, or `unknown`. */
+  readonly commit: string;
+  /** Its first 7 characters. */
+  readonly short: string;
+  /** Tracked files differed from HEAD (bench/results/ and docs/benchmarks.md aside); `null` when git could not tell. */
+  readonly dirty: boolean | null;
+}
+
+/** The paths that do not make a tree dirty for a benchmark run: what the runs themselves write. */
+export const RESULT_PATHS = ['bench/results', 'docs/benchmarks.md'] as const;
+
+/**
+ * The commit and dirtiness of the checkout. `scripts/bench.mjs` takes them once before the first
+ * suite and passes them down (`BENCH_COMMIT`, `BENCH_DIRTY`), so every suite of one run records the
+ * same commit even though the results files change during the run.
+ */
+export function gitState(): GitState {
+  const env = process.env['BENCH_COMMIT'];
+  if (env !== undefined && env !== '') {
+    const dirty = process.env['BENCH_DIRTY'];
+    return { commit: env, short: env.slice(0, 7), dirty: dirty === 'true' ? true : dirty === 'false' ? false : null };
   }
+  let commit = 'unknown';
+  let dirty: boolean | null = null;
+  try {
+    commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
+    const status = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', '.', ...RESULT_PATHS.map((p) => `:!${p}`)], {
+      cwd: root,
+      encoding: 'utf8',
+    });
+    dirty = status.trim() !== '';
+  } catch {
+    // not a git checkout
+  }
+  return { commit, short: commit === 'unknown' ? commit : commit.slice(0, 7), dirty };
+}
+
+/** How the machine was before one trial, as every results file records it (`trialStarts`). */
+export interface TrialStart {
+  /** Which trial (`patchbay@1000 run 2`). */
+  readonly label: string;
+  /** Share (0..1) of the machine's CPU other processes used in the 0.3 s before it started, or before it was given up. */
+  readonly busy: number;
+  /** How many times the machine was sampled (1 when it was quiet at once). */
+  readonly attempts: number;
+  /** The machine stayed busy: the trial was not run, and is not counted. */
+  readonly skipped: boolean;
+  /** `false` when the suite only waited (`waitQuiet`) and would run the trial however busy the machine was. */
+  readonly retried: boolean;
+}
+
+/** Every trial start of this process, in order (`quietTrialStart`). */
+export const trialStarts: TrialStart[] = [];
+
+/** More than this many cores' worth of other processes' CPU makes the machine busy. */
+export const BUSY_CORES = 0.33;
+
+/** Options of `quietTrialStart`. */
+export interface QuietTrialOptions {
+  /**
+   * How many times the machine is sampled again after the first wait for quiet, each after
+   * `retryWaitMs`, before the trial is given up as skipped-busy.
+   * @defaultValue 3
+   */
+  readonly retries?: number;
+  /** @defaultValue 5000 */
+  readonly retryWaitMs?: number;
+  /** The first wait for quiet (`waitQuiet`). @defaultValue 20000 */
+  readonly firstWaitMs?: number;
+}
+
+/**
+ * Decides whether a trial may start: waits for a quiet machine (`waitQuiet`), then, while other
+ * processes still use more than `BUSY_CORES`, waits `retryWaitMs` and samples again, at most
+ * `retries` times. Bounded by construction (about 20 s + retries × 5.3 s). Records the outcome in
+ * `trialStarts`; a `skipped` trial must not be run or counted.
+ */
+export async function quietTrialStart(label: string, options: QuietTrialOptions = {}): Promise<TrialStart> {
+  const { retries = 3, retryWaitMs = 5000, firstWaitMs = 20_000 } = options;
+  const cores = os.cpus().length;
+  let busy = await untilQuiet(firstWaitMs);
+  let attempts = 1;
+  while (busy * cores > BUSY_CORES && attempts <= retries) {
+    await sleep(retryWaitMs);
+    busy = await cpuBusy(300);
+    attempts++;
+  }
+  const start: TrialStart = { label, busy, attempts, skipped: busy * cores > BUSY_CORES, retried: true };
+  trialStarts.push(start);
+  return start;
 }
 
 /**
@@ -107,20 +205,13 @@ export function runChild<T>(file: string, args: readonly string[], flags: readon
 }
 
 /**
- * Replaces (or appends) the suite's `<!-- bench:NAME:start/end -->` section of docs/benchmarks.md;
- * `intro` starts the file when it does not exist yet.
+ * Records the suite's section of docs/benchmarks.md (as `bench/results/<suite>.md`, beside its
+ * results file, which it stamps with the commit and the trial starts when missing) and regenerates
+ * the doc from the results files (`docs.ts`).
+ *
+ * @param _intro - Ignored: the doc's opening is generated. Kept so that existing callers compile.
+ * @returns The doc's path.
  */
-export function writeDocsSection(suite: string, section: string, intro = '---\ntitle: Benchmarks\n---\n\n# Benchmarks\n'): string {
-  const start = `<!-- bench:${suite}:start -->`;
-  const end = `<!-- bench:${suite}:end -->`;
-  const file = join(root, 'docs', 'benchmarks.md');
-  mkdirSync(dirname(file), { recursive: true });
-  let doc = existsSync(file) ? readFileSync(file, 'utf8') : intro;
-  const block = `${start}\n${section.trim()}\n${end}`;
-  const a = doc.indexOf(start);
-  const b = doc.indexOf(end);
-  if (a !== -1 && b > a) doc = doc.slice(0, a) + block + doc.slice(b + end.length);
-  else doc = `${doc.trimEnd()}\n\n${block}\n`;
-  writeFileSync(file, doc);
-  return file;
+export function writeDocsSection(suite: string, section: string, _intro?: string): string {
+  return saveSection(suite, section);
 }

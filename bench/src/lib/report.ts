@@ -1,9 +1,10 @@
 /**
  * The report every suite prints and writes, in one shape: a header naming the machine and its
  * load; a table of figures, each a median (min–max) over the runs, with ratios of medians; the
- * targets, met or not; the check failures; then `bench/results/<suite>.json` and the suite's
- * section of `docs/benchmarks.md`, which states the command, the commit and how busy the
- * machine was.
+ * targets, met or not; the check failures; then `bench/results/<suite>.json` (with the commit and
+ * how busy the machine was before each trial) and the suite's section of `docs/benchmarks.md`,
+ * which states the command, the commit, how busy the machine was and which trials were skipped.
+ * A contender that failed its checks is not ranked (`FAILED_CHECKS`).
  *
  * The suites keep what is their own (their figures, targets and prose); the shape is here.
  */
@@ -11,7 +12,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gitHead, root, writeDocsSection } from './harness.js';
+import { gitState, root, trialStarts, writeDocsSection, type TrialStart } from './harness.js';
 import { summarize, type Summary } from './stats.js';
 
 /** Which way a figure is better; `none` for context figures, which get no ratio. */
@@ -94,6 +95,9 @@ export function markdownTable(header: readonly string[], body: readonly (readonl
   return [line(header), `|${'---|'.repeat(header.length)}`, ...body.map(line)].join('\n');
 }
 
+/** The cell of a contender that lost, duplicated or reordered deliveries: it has no median and no ratio. */
+export const FAILED_CHECKS = 'failed checks';
+
 /** One row of a figures table: its label cells, which way the figure is better, its value and ratio cells. */
 export interface FigureTableRow {
   readonly labels: readonly string[];
@@ -172,15 +176,25 @@ export function sizedTables<N extends string, F extends FigureDef>(
     readonly ratios: readonly (readonly [N, N])[];
     readonly format: (value: number, unit: F['unit']) => string;
     readonly ratioCellOf: (row: SizedRow<N, F>, a: N, b: N) => string;
+    /**
+     * The servers that lost, duplicated or reordered deliveries in any trial: not ranked, their
+     * cells say `failed checks` and no ratio is taken against them.
+     * @defaultValue []
+     */
+    readonly failedChecks?: readonly N[];
   },
 ): { readonly text: string; readonly markdown: string } {
-  const { sizeHeader, servers, ratios, format, ratioCellOf } = options;
+  const { sizeHeader, servers, ratios, format, ratioCellOf, failedChecks = [] } = options;
+  const failed = (s: N) => failedChecks.includes(s);
   return figureTables(
     { labels: [sizeHeader, 'figure'], contenders: servers, ratios: ratios.map(([a, b]) => `${a} / ${b}`) },
     rows.map((r) => ({
       labels: [r.size.toLocaleString('en'), r.figure.label],
       better: r.figure.better,
-      cells: [...servers.map((s) => summaryCell(r.by[s], (v) => format(v, r.figure.unit))), ...ratios.map(([a, b]) => ratioCellOf(r, a, b))],
+      cells: [
+        ...servers.map((s) => (failed(s) ? FAILED_CHECKS : summaryCell(r.by[s], (v) => format(v, r.figure.unit)))),
+        ...ratios.map(([a, b]) => (failed(a) || failed(b) ? '—' : ratioCellOf(r, a, b))),
+      ],
     })),
   );
 }
@@ -190,13 +204,18 @@ export function printTargets(targets: readonly TargetResult[]): void {
   for (const t of targets) console.log(`  [${metText(t.met)}] ${t.target}: ${t.measured}`);
 }
 
-/** Prints the table, the targets and, if any, the check failures. */
+/** Prints the table, the targets and, if any, the trials skipped on a busy machine and the check failures. */
 export function printReport(table: string, targets: readonly TargetResult[], failures: readonly string[]): void {
   console.log('');
   console.log(table);
   console.log('');
   console.log('Targets:');
   printTargets(targets);
+  const skipped = trialStarts.filter((t) => t.skipped);
+  if (skipped.length > 0) {
+    console.log('');
+    console.log(`SKIPPED (machine busy): ${skipped.length} of ${trialStarts.length} trial(s): ${skipped.map((t) => t.label).join(', ')}`);
+  }
   if (failures.length > 0) {
     console.log('');
     console.log('CHECK FAILURES:');
@@ -242,6 +261,17 @@ export interface DocsSection {
   readonly figures: readonly FigureDef[];
 }
 
+/** The Markdown lines naming the trials given up because the machine stayed busy, if any. */
+export function skippedLines(starts: readonly TrialStart[] = trialStarts): string[] {
+  const skipped = starts.filter((t) => t.skipped);
+  if (skipped.length === 0) return [];
+  return [
+    '',
+    `**${skipped.length} of ${starts.length} trial(s) skipped: the machine stayed busy** (other processes used more than a third of a core after every retry): ` +
+      `${skipped.map((t) => `${t.label} (${percent(t.busy)})`).join(', ')}. Their figures are missing from the table, not measured on a busy machine.`,
+  ];
+}
+
 function docsText(docs: DocsSection, command: string): string {
   return [
     `## ${docs.title}`,
@@ -251,6 +281,7 @@ function docsText(docs: DocsSection, command: string): string {
     `Command: \`${command}\`${docs.commandNote ?? ''}`,
     '',
     ...docs.run,
+    ...skippedLines(),
     '',
     docs.table,
     '',
@@ -293,7 +324,10 @@ const percent = (share: number) => `${(share * 100).toFixed(0)}%`;
 export class SuiteRun {
   /** The command as the user typed it (`npm run bench -- …` from scripts/bench.mjs), or the direct one. */
   readonly command: string;
-  readonly head = gitHead();
+  /** The commit measured, and whether the tree was dirty. */
+  readonly git = gitState();
+  /** Its short hash. */
+  readonly head = this.git.short;
   readonly startedAt = new Date();
   readonly loadStart = os.loadavg();
   readonly cpu = os.cpus()[0]?.model ?? 'unknown';
@@ -347,6 +381,7 @@ export class SuiteRun {
       ...(children
         ? { othersBusyBeforeChildren: { median: this.busyMedian, max: this.busyMax } }
         : { othersBusyBeforeTrials: { median: this.busyMedian, max: this.busyMax, each: this.busyBefore } }),
+      ...(children ? { othersBusyBeforeEachChild: this.busyBefore } : {}),
       ...tail,
     };
   }
@@ -358,15 +393,16 @@ export class SuiteRun {
   write(name: string, fields: Readonly<Record<string, unknown>>, docs: DocsSection): void {
     const jsonFile = join(root, 'bench', 'results', `${name}.json`);
     mkdirSync(dirname(jsonFile), { recursive: true });
-    writeFileSync(jsonFile, `${JSON.stringify({ suite: name, date: this.startedAt.toISOString(), command: this.command, ...fields }, null, 2)}\n`);
+    const record = { suite: name, date: this.startedAt.toISOString(), command: this.command, commit: this.git, ...fields, trialStarts };
+    writeFileSync(jsonFile, `${JSON.stringify(record, null, 2)}\n`);
     const docFile = writeDocsSection(name, docsText(docs, this.command));
     console.log('');
     console.log(`wrote ${relative(root, jsonFile)} and ${relative(root, docFile)}`);
   }
 
-  /** `Date: <ISO>; commit <head>; Node <version>; <cpu>, N cores; ` */
+  /** `Date: <ISO>; commit <head> [(dirty tree)]; Node <version>; <cpu>, N cores; ` */
   dateText(): string {
-    return `Date: ${this.startedAt.toISOString()}; commit ${this.head}; Node ${process.version}; ${this.cpu}, ${this.cores} cores; `;
+    return `Date: ${this.startedAt.toISOString()}; commit ${this.head}${this.git.dirty === true ? ' (dirty tree)' : ''}; Node ${process.version}; ${this.cpu}, ${this.cores} cores; `;
   }
 
   /** `Load average at start a b c, at end d e f; other processes used a median N% (max M%) of the machine's CPU` */

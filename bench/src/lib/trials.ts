@@ -1,11 +1,12 @@
 /**
  * The trial loop of the server suites (longpoll, sse, ws) and cleaning up after them. Every
- * trial runs on a fresh server process, after waiting for a quiet machine; the servers take
+ * trial runs on a fresh server process, after waiting for a quiet machine (a trial whose machine
+ * stays busy is skipped, not counted: `quietTrialStart`); the servers take
  * turns in an order that rotates from run to run, so that none always goes first (on a cold
  * machine) or last (after the others warmed it). Whatever a suite started (load processes,
  * servers) is killed by PID when it exits, however it exits.
  */
-import { rotate, waitQuiet } from './harness.js';
+import { quietTrialStart, rotate } from './harness.js';
 import { killLoads } from './loads.js';
 import { killAllStarted } from './processes.js';
 
@@ -44,10 +45,12 @@ export interface TrialDone<N extends string, R> {
 
 /**
  * Runs every trial: for each run, each size, the servers in turn (rotated by the run number),
- * each after waiting up to 20 s for a quiet machine; calls `done` after each. A trial that
- * throws kills everything and ends the loop with its error.
+ * each after waiting for a quiet machine; calls `done` after each. A trial whose machine stays
+ * busy through the retries of `quietTrialStart` is not run: it is recorded as skipped (in
+ * `trialStarts`, which the results file and the docs section report) and has no result. A trial
+ * that throws kills everything and ends the loop with its error.
  *
- * @param busyBefore - Where to record how busy the machine was before each trial.
+ * @param busyBefore - Where to record how busy the machine was before each trial that ran.
  * @returns The results by `trialKey(name, size)`, one per run.
  */
 export async function runSizedTrials<N extends string, R>(
@@ -61,7 +64,12 @@ export async function runSizedTrials<N extends string, R>(
     for (let run = 0; run < plan.runs; run++) {
       for (const size of plan.sizes) {
         for (const name of rotate(plan.servers, run)) {
-          const busy = await waitQuiet(20_000);
+          const start = await quietTrialStart(`${trialKey(name, size)} run ${run + 1}`);
+          if (start.skipped) {
+            console.log(`  run ${run + 1}/${plan.runs}  ${trialKey(name, size)}: SKIPPED, the machine stayed busy (others ${(start.busy * 100).toFixed(0)}% after ${start.attempts} tries)`);
+            continue;
+          }
+          const busy = start.busy;
           busyBefore.push(busy);
           const t = Date.now();
           const result = await trial(name, size);
