@@ -107,8 +107,23 @@ function mainCommit(results: ReadonlyMap<string, ResultsFile>): string | undefin
   return best;
 }
 
+/** GitHub's id for a heading: lower case, punctuation dropped, spaces to hyphens. */
+function slugOf(heading: string): string {
+  return heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+    .replace(/\s/g, '-');
+}
+
+/** The link to a suite's section: its first heading's id, or the bare name when it has none. */
+function suiteLink(suite: string, sections: ReadonlyMap<string, string>): string {
+  const heading = /^##\s+(.+)$/m.exec(sections.get(suite) ?? '')?.[1];
+  return heading === undefined ? suite : `[${suite}](#${slugOf(heading)})`;
+}
+
 /** The generated header: how to regenerate, the runs at a glance, the targets and their reasons. */
-export function headerText(results: ReadonlyMap<string, ResultsFile>): string {
+export function headerText(results: ReadonlyMap<string, ResultsFile>, sections: ReadonlyMap<string, string> = new Map()): string {
   const main = mainCommit(results);
   const commits = new Set([...results.values()].map(commitOf));
   const rows = [...results].map(([suite, r]) => {
@@ -130,7 +145,7 @@ export function headerText(results: ReadonlyMap<string, ResultsFile>): string {
     const met = targets.length === 0 ? '—' : `${targets.filter((t) => t.met === true).length} of ${targets.length}`;
     const failures = (r.checkFailures ?? r.failures ?? []).length;
     return [
-      `[${suite}](#${suite})`,
+      suiteLink(suite, sections),
       `\`${commit}\`${flags.length > 0 ? ` (${flags.join(', ')})` : ''}`,
       (r.date ?? '—').slice(0, 10),
       busy === undefined ? '—' : `${pct(busy.median)} (${pct(busy.max)})`,
@@ -211,7 +226,7 @@ export function regenerateDoc(): string {
   }
   const doc = [
     FRONT.trimEnd(),
-    `<!-- bench:header:start -->\n${headerText(results)}\n<!-- bench:header:end -->`,
+    `<!-- bench:header:start -->\n${headerText(results, sections)}\n<!-- bench:header:end -->`,
     ...[...sections].map(([name, text]) => `<!-- bench:${name}:start -->\n${text}\n<!-- bench:${name}:end -->`),
   ].join('\n\n');
   writeFileSync(docFile, `${doc}\n`);
