@@ -19,8 +19,14 @@ import type { Workload } from './workload.js';
 export const CONTENDERS = ['mqemitter', 'patchbay', 'patchbay-live'] as const;
 export type ContenderName = (typeof CONTENDERS)[number];
 
-export const MODES = ['awaited', 'pipelined'] as const;
+/**
+ * `awaited` and `pipelined` publish to a fixed set of subscriptions; `churn` publishes awaited
+ * while the subscriptions change (the churn workload of ./workload.ts).
+ */
+export const MODES = ['awaited', 'pipelined', 'churn'] as const;
 export type Mode = (typeof MODES)[number];
+/** How {@link Contender.run} publishes; `churn` is `awaited` runs between subscription changes. */
+export type RunMode = Exclude<Mode, 'churn'>;
 
 /** Publishes per batch in the pipelined mode. */
 export const BATCH = 1000;
@@ -38,7 +44,13 @@ export interface Contender {
    * counted per publish (patchbay: `.then(ack)`; mqemitter: `emit(message, ack)`), the batch
    * awaited once.
    */
-  run(mode: Mode, w: Workload, seq: Uint16Array, seqBase: number): Promise<void>;
+  run(mode: RunMode, w: Workload, seq: Uint16Array, seqBase: number): Promise<void>;
+  /**
+   * Replaces the subscription in `slot` (an index of `Workload.patterns`) with a new one on
+   * `pattern` (patchbay's syntax; `mqPattern` is mqemitter's), with a listener of its own;
+   * resolves once the old one receives nothing more and the new one receives every later publish.
+   */
+  replace(slot: number, pattern: string, mqPattern: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -60,9 +72,14 @@ function patchbayListener(): (message: unknown) => void {
 async function patchbay(live: boolean): Promise<Contender> {
   const pb = await loadPatchbay();
   const broker = new pb.PubSubBroker(live ? { history: { maxCount: 0 } } : {});
+  const subs: { close(): void }[] = [];
   return {
     async subscribeAll(w) {
-      for (const pattern of w.patterns) await broker.subscribe(pattern, { onMessage: patchbayListener() });
+      for (const pattern of w.patterns) subs.push(await broker.subscribe(pattern, { onMessage: patchbayListener() }));
+    },
+    async replace(slot, pattern) {
+      subs[slot]!.close();
+      subs[slot] = await broker.subscribe(pattern, { onMessage: patchbayListener() });
     },
     async run(mode, w, seq, seqBase) {
       const topics = w.topics;
@@ -96,6 +113,7 @@ async function patchbay(live: boolean): Promise<Contender> {
 /** The part of mqemitter's API used here (its own typings live in bench/node_modules). */
 interface MQEmitter {
   on(topic: string, listener: (message: MqMessage, done: () => void) => void): unknown;
+  removeListener(topic: string, listener: (message: MqMessage, done: () => void) => void, done?: () => void): unknown;
   emit(message: MqMessage, callback?: (error?: Error) => void): unknown;
   close(callback: () => void): void;
 }
@@ -115,10 +133,23 @@ function mqemitter(): Contender {
   // Resolved from bench/node_modules (npm ci --prefix bench), not typed through the root project.
   const factory = createRequire(import.meta.url)('mqemitter') as (opts?: object) => MQEmitter;
   const mq = factory();
+  const subs: { pattern: string; listener: (message: MqMessage, done: () => void) => void }[] = [];
   return {
     subscribeAll(w) {
-      for (const pattern of w.mqPatterns) mq.on(pattern, mqListener());
+      for (const pattern of w.mqPatterns) {
+        const listener = mqListener();
+        mq.on(pattern, listener);
+        subs.push({ pattern, listener });
+      }
       return Promise.resolve();
+    },
+    async replace(slot, _pattern, mqPattern) {
+      const old = subs[slot]!;
+      // mqemitter removes a listener on the next turn; its callback says when.
+      await new Promise<void>((resolve) => mq.removeListener(old.pattern, old.listener, resolve));
+      const listener = mqListener();
+      mq.on(mqPattern, listener);
+      subs[slot] = { pattern: mqPattern, listener };
     },
     run(mode, w, seq, seqBase) {
       const topics = w.mqTopics;

@@ -1,6 +1,8 @@
 /**
  * The broker benchmark: in-memory publish-to-delivery with 10,000 subscriptions (half of them
- * wildcards), patchbay's `PubSubBroker` vs mqemitter. Run it from the repository root with
+ * wildcards), patchbay's `PubSubBroker` vs mqemitter, on a fixed subscription set (awaited and
+ * pipelined publishes) and, as a second workload reported beside it, with the subscriptions
+ * changing while it publishes (churn: one replaced every CHURN_EVERY publishes). Run it from the repository root with
  * `npm run bench -- broker`.
  *
  * Every (mode, contender, run) is a fresh `node --expose-gc` child process; within a run the
@@ -27,7 +29,7 @@ import {
 import { summarize, type Summary } from '../lib/stats.js';
 import type { ChildResult } from './child.js';
 import { BATCH, CONTENDERS, type ContenderName, MODES, type Mode } from './contenders.js';
-import { SUBSCRIPTIONS, TOPIC_COUNT } from './workload.js';
+import { CHURN_EVERY, SUBSCRIPTIONS, TOPIC_COUNT } from './workload.js';
 import { cpuBusy, rotate, runChild as runChildProcess, waitQuiet } from '../lib/harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -103,6 +105,7 @@ interface Row {
 const MODE_TEXT: Record<Mode, string> = {
   awaited: 'awaited',
   pipelined: `pipelined ×${BATCH}`,
+  churn: `awaited, churn 1/${CHURN_EVERY}`,
 };
 
 /** The table of the rows, as text and as Markdown. */
@@ -132,6 +135,7 @@ suite.printHeader(`broker benchmark: ${opts.runs} run(s) x ${MODES.length} modes
 const results: Record<Mode, Record<ContenderName, ChildResult[]>> = {
   awaited: { mqemitter: [], patchbay: [], 'patchbay-live': [] },
   pipelined: { mqemitter: [], patchbay: [], 'patchbay-live': [] },
+  churn: { mqemitter: [], patchbay: [], 'patchbay-live': [] },
 };
 const failures: string[] = [];
 for (let run = 0; run < opts.runs; run++) {
@@ -170,7 +174,8 @@ for (const mode of MODES) {
 const firstInfo = results.awaited.patchbay[0]?.info ?? {};
 const meanMatches = Number(firstInfo['meanMatchesPerPublish'] ?? Number.NaN);
 
-const targets: TargetResult[] = MODES.map((mode) => {
+// The target is on the fixed subscription set; the churn workload is reported beside it.
+const targets: TargetResult[] = MODES.filter((mode) => mode !== 'churn').map((mode) => {
   const r = rows.find((x) => x.mode === mode && x.figure.key === 'deliveredPerSec')!;
   return {
     target: `delivered messages/s ≥ 2× mqemitter (${MODE_TEXT[mode]}, patchbay defaults)`,
@@ -200,6 +205,8 @@ if (opts.write) {
       wildcardSubscriptions: firstInfo['wildcardSubscriptions'],
       meanMatchesPerPublish: meanMatches,
       batch: BATCH,
+      churnEvery: CHURN_EVERY,
+      subscriptionChanges: results.churn.patchbay[0]?.info['subscriptionChanges'],
     },
     figures: rows.map((r) => ({
       mode: r.mode,
@@ -250,6 +257,12 @@ if (opts.write) {
       "  `emit` from the previous one's callback (a trampoline, since its delivery is synchronous).",
       `- **pipelined ×${BATCH}**: ${BATCH} publishes issued back to back, each completion counted (patchbay \`.then(ack)\`,`,
       '  mqemitter `emit(message, ack)`), then the batch awaited once.',
+      `- **awaited, churn 1/${CHURN_EVERY}**: the awaited publishes while the subscriptions change: before every`,
+      `  ${CHURN_EVERY}th publish one subscription, picked at random, is removed and one of the same kind (same wildcards,`,
+      '  fresh site, device and metric) added in its place — patchbay `subscription.close()` then `await broker.subscribe()`,',
+      "  mqemitter `removeListener()` (awaiting its callback: it removes on the next turn) then `on()`. Every change empties",
+      "  patchbay's match cache, which is rebuilt by the publishes after it. The delivery count is checked against the",
+      '  reference matcher replaying the same changes. Reported beside the fixed set; the target is on the fixed set.',
     ],
     figures: FIGURES,
   });

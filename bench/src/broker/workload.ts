@@ -17,6 +17,11 @@
  * Publishes pick a topic uniformly, so a publish reaches about 38.7 subscriptions on average
  * (the exact mean of a run is measured and reported). Every topic has three tokens, so `s3.>`
  * (one or more trailing tokens) and `s3/#` (zero or more) match the same topics.
+ *
+ * The churn workload ({@link makeChurn}) publishes the same sequence while the subscriptions
+ * change: every {@link CHURN_EVERY} publishes one subscription, picked at random, is removed and a
+ * new one of the same kind (same wildcards, fresh site/device/metric) is added in its place, so
+ * the mix stays the same and patchbay's per-topic match cache is emptied and rebuilt each time.
  */
 import { mulberry32, uniformInt } from '../lib/random.js';
 
@@ -89,6 +94,74 @@ export function matchingPatterns(topic: string): string[] {
   for (const p of prefixes(tokens.length)) out.push(p.join('.'));
   for (let k = 0; k < tokens.length; k++) for (const p of prefixes(k)) out.push([...p, '>'].join('.'));
   return out;
+}
+
+/** In the churn workload, one subscription is replaced before every this-many-th publish. */
+export const CHURN_EVERY = 100;
+
+/**
+ * The subscription changes of the churn workload: replacement `r` happens before publish
+ * `g = (r + 1) × CHURN_EVERY`, counting the warm-up publishes first and the measured ones after
+ * them, and puts `patterns[r]` in subscription slot `slots[r]` (an index of `Workload.patterns`).
+ */
+export interface Churn {
+  readonly slots: Uint16Array;
+  readonly patterns: readonly string[];
+  readonly mqPatterns: readonly string[];
+  /** Deliveries the measured publishes must cause with these changes, by the reference matcher. */
+  readonly expectedDeliveries: number;
+  /** Deliveries the warm-up publishes must cause with these changes. */
+  readonly expectedWarmupDeliveries: number;
+}
+
+/** A subscription of the same kind as `pattern`: its wildcards kept, each literal token drawn afresh. */
+function sameKind(pattern: string, rng: () => number): string {
+  return pattern
+    .split('.')
+    .map((t) => {
+      if (t === '*' || t === '>') return t;
+      const range = t[0] === 's' ? SITES : t[0] === 'd' ? DEVICES : METRICS;
+      return `${t[0]}${uniformInt(rng, 0, range - 1)}`;
+    })
+    .join('.');
+}
+
+/** The churn workload's subscription changes for `w`, from their own seeded PRNG. */
+export function makeChurn(w: Workload, seed: number): Churn {
+  const rng = mulberry32(seed ^ 0x5eed_c4a2);
+  const total = w.warmup.length + w.publishes.length;
+  const count = Math.max(0, Math.floor((total - 1) / CHURN_EVERY));
+  const slots = new Uint16Array(count);
+  const patterns: string[] = [];
+  const current = [...w.patterns];
+  for (let r = 0; r < count; r++) {
+    const slot = uniformInt(rng, 0, current.length - 1);
+    slots[r] = slot;
+    const next = sameKind(current[slot]!, rng);
+    patterns.push(next);
+    current[slot] = next;
+  }
+  // Replay the changes against the reference matcher to count the deliveries they cause.
+  const perPattern = new Map<string, number>();
+  for (const p of w.patterns) perPattern.set(p, (perPattern.get(p) ?? 0) + 1);
+  const matching = w.topics.map(matchingPatterns);
+  const live = [...w.patterns];
+  let warmupDeliveries = 0;
+  let deliveries = 0;
+  for (let g = 0; g < total; g++) {
+    if (g > 0 && g % CHURN_EVERY === 0) {
+      const r = g / CHURN_EVERY - 1;
+      const slot = slots[r]!;
+      perPattern.set(live[slot]!, perPattern.get(live[slot]!)! - 1);
+      live[slot] = patterns[r]!;
+      perPattern.set(live[slot]!, (perPattern.get(live[slot]!) ?? 0) + 1);
+    }
+    const topic = g < w.warmup.length ? w.warmup[g]! : w.publishes[g - w.warmup.length]!;
+    const n = matching[topic]!.reduce((sum, p) => sum + (perPattern.get(p) ?? 0), 0);
+    if (g < w.warmup.length) warmupDeliveries += n;
+    else deliveries += n;
+  }
+  return { slots, patterns, mqPatterns: patterns.map(toMqemitter), expectedDeliveries: deliveries, expectedWarmupDeliveries: warmupDeliveries };
 }
 
 export function makeWorkload(seed: number, publishCount: number, warmupCount: number): Workload {

@@ -149,7 +149,9 @@ const server = http.createServer((req, res) => {
   else if (url.pathname === '/stats' && req.method === 'GET') json(res, 200, { parked });
   else json(res, 404, { error: { code: 'PB_ERR_NOT_FOUND', message: 'no route' } });
 });
-server.listen(port, '127.0.0.1', () => {
+// The same listen backlog as every server of the benchmarks (511: Node's default, which the demo
+// uses, and nginx's on Linux), so none is favoured or starved while thousands connect at once.
+server.listen({ port, host: '127.0.0.1', backlog: 511 }, () => {
   const address = server.address();
   console.log(`listening on ${typeof address === 'object' && address !== null ? address.port : port}`);
 });

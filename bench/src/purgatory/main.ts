@@ -2,8 +2,9 @@
  * The purgatory benchmark: patchbay's `Purgatory` vs a naive `setTimeout` + `Map<key, Set>`
  * purgatory. Run it from the repository root with `npm run bench -- purgatory`.
  *
- * Every (workload, contender, run) is a fresh `node --expose-gc` child process; contenders
- * alternate A B A B for each workload. Prints a table, writes `bench/results/purgatory.json`
+ * Every (workload, contender, run) is a fresh `node --expose-gc` child process; the contenders
+ * take turns in an order that rotates from run to run (naive first in even runs, patchbay first
+ * in odd ones), as in every other suite. Prints a table, writes `bench/results/purgatory.json`
  * and the purgatory section of `docs/benchmarks.md`.
  *
  * Options: `--runs N` (default 5), `--scale X` (default 1; e.g. 0.1 for a smoke run),
@@ -18,7 +19,7 @@ import { CONTENDERS, type ContenderName } from './contenders.js';
 import { FIGURES, type Figure } from './figures.js';
 import type { WorkloadResult } from './workloads.js';
 import { WORKLOADS } from './workloads.js';
-import { cpuSnapshot, gitHead, runChild as runChildProcess, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
+import { cpuSnapshot, gitHead, rotate, runChild as runChildProcess, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..', '..');
@@ -291,12 +292,12 @@ async function measure(contender: ContenderName, workload: string, seed: number)
 for (let run = 0; run < opts.runs; run++) {
   const seed = 1000 + run;
   for (const workload of opts.workloads) {
-    let pair: Awaited<ReturnType<typeof measure>>[] = [];
+    let pair: (Awaited<ReturnType<typeof measure>> & { contender: ContenderName })[] = [];
     for (let attempt = 0; ; attempt++) {
       pair = [];
-      for (const contender of CONTENDERS) {
+      for (const contender of rotate(CONTENDERS, run)) {
         const m = await measure(contender, workload, seed);
-        pair.push(m);
+        pair.push({ ...m, contender });
         console.log(
           `  run ${run + 1}/${opts.runs}  ${workload.padEnd(10)} ${contender.padEnd(9)} ${(m.wallMs / 1000).toFixed(1).padStart(5)} s` +
             `  (other processes: ${(m.busy * 100).toFixed(0)}% busy before, ${m.others.toFixed(2)} cores during)`,
@@ -308,8 +309,8 @@ for (let run = 0; run < opts.runs; run++) {
       retries++;
       console.log(`  another process used > ${DISTURBED_CORES} core meanwhile: running this pair again`);
     }
-    pair.forEach((m, i) => {
-      const contender = CONTENDERS[i]!;
+    pair.forEach((m) => {
+      const contender = m.contender;
       const perW = (results[workload] ??= { naive: [], patchbay: [] });
       perW[contender].push(m.result);
       othersDuring.push(m.others);
@@ -383,7 +384,7 @@ if (opts.write) {
       runs: opts.runs,
       scale: opts.scale,
       seeds: Array.from({ length: opts.runs }, (_, i) => 1000 + i),
-      order: 'for each run, for each workload: naive then patchbay, each in a fresh process',
+      order: 'for each run, for each workload: the contenders in an order rotated by the run number, each in a fresh process',
       workloads: opts.workloads,
     },
     figures: rows.map((r) => ({
@@ -422,7 +423,7 @@ if (opts.write) {
     `Command: \`${command}\``,
     '',
     `Date: ${started.toISOString()}; commit ${head}; Node ${process.version}; ${cpu}, ${environment.cores} cores; ` +
-      `child processes run \`node ${NODE_FLAGS.join(' ')}\`; ${opts.runs} runs per contender, alternating A B A B, ` +
+      `child processes run \`node ${NODE_FLAGS.join(' ')}\`; ${opts.runs} runs per contender, taking turns in a rotating order, ` +
       `each (workload, contender, run) in a fresh process; median (min–max) over runs` +
       (opts.scale !== 1 ? `; **scale ${opts.scale} (smoke run, not the real sizes)**` : '') +
       `. Load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}, at end ${loadEnd.map((x) => x.toFixed(2)).join(' ')}; ` +

@@ -11,7 +11,8 @@
  *   streams (`GET /sse/bench`).
  * - **ioredis** (the reference): a publisher process calling ioredis `PUBLISH`; the server
  *   process relays one ioredis subscription to long polls and SSE streams by hand on `node:http`
- *   (`bare-server.mjs`: no history, no cursors).
+ *   (`bare-server.mjs`: no history; a ring of the last 4,096 messages and a numeric cursor, so
+ *   a poll that comes back after a message still gets it).
  * - **demo×2**: the demo server itself as two processes, publishing with `POST /pub/bench` on one
  *   and delivering on the other (an extra HTTP hop on the publishing side: not a target).
  *
@@ -19,7 +20,7 @@
  * p50/p99 publish-to-delivery, from the publisher's call to the client's receipt, on the
  * machine's monotonic clock) and `burst` (4 SSE streams; 20,000 publishes with at most 256 in
  * flight: messages/s delivered to every stream, from the first publish to the slowest stream's
- * last message). Every stream is checked for order and completeness.
+ * last message). Every SSE stream and every long-poll loop is checked for order and completeness.
  *
  * Prints a table, writes `bench/results/redis.json` and the redis section of
  * `docs/benchmarks.md`. Options: `--runs N` (default 3), `--no-write`, `--quick` (a smoke test with small counts).
@@ -57,8 +58,14 @@ interface Trial {
   readonly msgPerS: number;
   readonly serverCpuUsPerMsg: number;
   readonly publishCallP50Us: number;
+  /** Every SSE stream got every message. */
   readonly complete: boolean;
+  /** SSE streams that got a message out of order or twice. */
   readonly disorder: number;
+  /** Every long-poll loop got every message. */
+  readonly lpComplete: boolean;
+  /** Long-poll loops that got a message out of order or twice. */
+  readonly lpDisorder: number;
   readonly lpErrors: number;
 }
 
@@ -89,7 +96,7 @@ async function trial(kind: Kind, redisUrl: string, prefix: string, workload: 'pa
   const pub: Load<ToPublisher, FromPublisher> = spawnLoad(join(here, 'publisher.ts'), root, 1);
   try {
     const shape = workload === 'paced' ? { sse: PACED.sse, lp: PACED.lp } : { sse: BURST.sse, lp: 0 };
-    load.send({ type: 'start', port: server.port, topic: TOPIC, ...shape, cursors: kind !== 'ioredis' });
+    load.send({ type: 'start', port: server.port, topic: TOPIC, ...shape });
     await load.next('started', 10_000);
     pub.send({ type: 'start', kind: kind === 'demo' ? 'demo' : kind, redisUrl, prefix, topic: TOPIC, demoPort: publishSide?.port ?? 0 });
     const ready = await pub.next('ready', 20_000);
@@ -114,10 +121,9 @@ async function trial(kind: Kind, redisUrl: string, prefix: string, workload: 'pa
     const done = await pub.next('done', 120_000);
     if (done.error !== undefined) throw new Error(`${kind} publisher: ${done.error}`);
     const n = workload === 'paced' ? PACED.n : BURST.n;
-    load.send({ type: 'collect', n, timeoutMs: 30_000 });
+    load.send({ type: 'collect', n, timeoutMs: 30_000, lp: shape.lp > 0 });
     const result = await load.next('result', 60_000);
     const cpu1 = cpuMs(server.pids()[0]!);
-    if (workload === 'paced') await sleep(200); // let the last long polls come back
     const lastUs = Math.max(...result.lastUs);
     const calls = [...done.callUs].sort((a, b) => a - b);
     return {
@@ -128,6 +134,8 @@ async function trial(kind: Kind, redisUrl: string, prefix: string, workload: 'pa
       publishCallP50Us: quantileSorted(calls, 0.5),
       complete: result.sseCounts.every((c) => c === n),
       disorder: result.disorder,
+      lpComplete: result.lpCounts.every((c) => c === n),
+      lpDisorder: result.lpDisorder,
       lpErrors: result.lpErrors,
     };
   } finally {
@@ -186,6 +194,8 @@ try {
         const v = values.get(kind)!;
         if (!t.complete) failures.push(`run ${run + 1} ${kind} ${workload}: a stream missed messages`);
         if (t.disorder > 0) failures.push(`run ${run + 1} ${kind} ${workload}: ${t.disorder} streams got messages out of order`);
+        if (!t.lpComplete) failures.push(`run ${run + 1} ${kind} ${workload}: a long poll missed messages`);
+        if (t.lpDisorder > 0) failures.push(`run ${run + 1} ${kind} ${workload}: ${t.lpDisorder} long polls got messages out of order`);
         if (workload === 'paced') {
           const sse = [...t.sseUs].sort((a, b) => a - b);
           const lp = [...t.lpUs].sort((a, b) => a - b);
@@ -261,7 +271,8 @@ if (opts.write) {
     'other holds the clients\' long polls and SSE streams. **patchbay**: `broker.publish()` on a `PubSubBroker` over',
     '`RedisBackend` in the publishing process; the demo server (`PATCHBAY_REDIS_URL`) delivering. **ioredis** (the',
     'reference): ioredis `PUBLISH` in the publishing process; one ioredis subscription relayed to long polls and SSE by hand',
-    'on `node:http` (`bench/src/redis/bare-server.mjs`, no history, no cursors). **demo×2**: the demo server as both',
+    'on `node:http` (`bench/src/redis/bare-server.mjs`: no history, a ring of the last 4,096 messages behind a numeric',
+    'cursor so a poll that comes back after a message still gets it). **demo×2**: the demo server as both',
     'processes, publishing with `POST /pub/bench` (one more HTTP hop than the others: shown, not a target).',
     '',
     `Command: \`${command}\``,
@@ -280,14 +291,14 @@ if (opts.write) {
     '### How it is measured',
     '',
     `- paced: ${PACED.sse} SSE streams and ${PACED.lp} long-poll loops held on the delivering process by one client process`,
-    `  (patchbay's polls follow \`Patchbay-Cursor\`); ${PACED.n} publishes of \`{ i, t }\`, one every ${PACED.intervalMs} ms, after ${WARM} warm-up`,
+    `  (every poll follows the cursor of its answers); ${PACED.n} publishes of \`{ i, t }\`, one every ${PACED.intervalMs} ms, after ${WARM} warm-up`,
     '  publishes (one per ms). `t` is the publisher\'s `process.hrtime` when it calls publish; each client subtracts it from its own',
     '  `process.hrtime` at receipt (one monotonic clock for every process on the machine). p50/p99 are over every',
     '  delivery of the run.',
     `- burst: ${BURST.sse} SSE streams; ${BURST.n.toLocaleString('en')} publishes with at most ${BURST.window} in flight; messages/s is the count over`,
     '  the time from the first publish to the last message on the slowest stream. Server CPU is the delivering',
     '  process\'s user + system time over the burst, per message.',
-    '- Every stream must get every message, in order, or the run reports a check failure.',
+    '- Every SSE stream and every long-poll loop must get every message, in order, or the run reports a check failure.',
     '- Four processes (redis-server, publisher, server, clients) share the 2 cores, so absolute figures include the',
     '  others\' work; compare the ratios, which come from the same run.',
   ].join('\n');

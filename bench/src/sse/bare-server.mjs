@@ -8,8 +8,10 @@
 //   GET  /stats       -> {"subscribers": n}
 //
 // A Map<topic, Set<ServerResponse>>; a publish serializes the event once into a Buffer
-// (`id: <n>` and the body split into `data: ` lines) and writes the same bytes to each response
-// of the topic, one `res.write()` each. No history, no heartbeats, no backpressure policy. Run as
+// (`id: <n>` and the body split into `data: ` lines) and queues it on its topic; once per
+// event-loop turn (setImmediate) each topic's queued events are joined into one Buffer and written
+// to each response of the topic with one `res.write()`, as patchbay's SseHub does (one write per
+// connection per turn). No history, no heartbeats, no backpressure policy. Run as
 // `node bare-server.mjs` (PORT); it prints `listening on <port>` once it listens on 127.0.0.1.
 import http from 'node:http';
 
@@ -21,6 +23,20 @@ const HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-con
 const topics = new Map();
 let seq = 0;
 let subscribers = 0;
+/** Events published this turn and not yet written, per topic. @type {Map<string, Buffer[]>} */
+let pending = new Map();
+
+/** Writes each topic's events of this turn to its subscribers, joined: one write per subscriber. */
+function flush() {
+  const due = pending;
+  pending = new Map();
+  for (const [topic, events] of due) {
+    const set = topics.get(topic);
+    if (set === undefined) continue;
+    const bytes = events.length === 1 ? events[0] : Buffer.concat(events);
+    for (const sub of set) sub.write(bytes);
+  }
+}
 
 /** @param {http.ServerResponse} res @param {number} status @param {unknown} body */
 function json(res, status, body) {
@@ -61,8 +77,12 @@ function publish(req, res, topic) {
     if (set !== undefined) {
       let out = `id: ${id}\n`;
       for (const line of text.split(/\r\n|\r|\n/)) out += `data: ${line}\n`;
-      const bytes = Buffer.from(`${out}\n`);
-      for (const sub of set) sub.write(bytes);
+      const events = pending.get(topic);
+      if (events !== undefined) events.push(Buffer.from(`${out}\n`));
+      else {
+        if (pending.size === 0) setImmediate(flush);
+        pending.set(topic, [Buffer.from(`${out}\n`)]);
+      }
     }
     json(res, 201, { id });
   });
@@ -76,7 +96,9 @@ const server = http.createServer((req, res) => {
   else if (url.pathname === '/stats' && req.method === 'GET') json(res, 200, { subscribers });
   else json(res, 404, { error: { code: 'PB_ERR_NOT_FOUND', message: 'no route' } });
 });
-server.listen(port, '127.0.0.1', () => {
+// The same listen backlog as every server of the benchmarks (511: Node's default, which the demo
+// uses, and nginx's on Linux), so none is favoured or starved while thousands connect at once.
+server.listen({ port, host: '127.0.0.1', backlog: 511 }, () => {
   const address = server.address();
   console.log(`listening on ${typeof address === 'object' && address !== null ? address.port : port}`);
 });

@@ -9,7 +9,7 @@
 //   GET  /stats       -> {"subscribers": n}
 //
 // Run as `node hono-server.mjs` (PORT); prints `listening on <port>` on 127.0.0.1.
-import { serve } from '@hono/node-server';
+import { createAdaptorServer } from '@hono/node-server';
 import { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 
@@ -53,8 +53,14 @@ app.post('/pub/:topic', async (c) => {
 
 app.get('/stats', (c) => c.json({ subscribers }));
 
-const server = serve({ fetch: app.fetch, port, hostname: '127.0.0.1' }, (info) => {
-  console.log(`listening on ${info.port}`);
+// hono's own `serve()` is `createAdaptorServer()` + `listen(port, hostname)`; done by hand here
+// only to pass the backlog.
+const server = createAdaptorServer({ fetch: app.fetch });
+// The same listen backlog as every server of the benchmarks (511: Node's default, which the demo
+// uses, and nginx's on Linux), so none is favoured or starved while thousands connect at once.
+server.listen({ port, host: '127.0.0.1', backlog: 511 }, () => {
+  const address = server.address();
+  console.log(`listening on ${typeof address === 'object' && address !== null ? address.port : port}`);
 });
 const stop = () => {
   server.close(() => process.exit(0));

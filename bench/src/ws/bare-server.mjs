@@ -8,9 +8,11 @@
 //                         of the topic as {"type":"message","sid","id","topic","data"}
 //   GET  /stats        -> {"subscribers": n}
 //
-// A Map<topic, Set<{ ws, sid }>>; a publish serializes the frame once per sid into a Buffer and
-// `ws.send()`s it to each subscriber: the broadcast loop of the `ws` README. No history, no
-// cursors, no heartbeats, no backpressure policy. Run as `node bare-server.mjs` (PORT); it prints
+// A Map<topic, Set<{ ws, sid, socket }>>; a publish serializes the frame once per sid into a
+// Buffer and `ws.send()`s it to each subscriber: the broadcast loop of the `ws` README, with the
+// socket corked on its first send of an event-loop turn and uncorked once per turn
+// (setImmediate), so a turn's frames to one client leave in one write, as patchbay's WsHandler
+// does. No history, no cursors, no heartbeats, no backpressure policy. Run as `node bare-server.mjs` (PORT); it prints
 // `listening on <port>` once it listens on 127.0.0.1.
 import http from 'node:http';
 import { WebSocketServer } from 'ws';
@@ -18,10 +20,30 @@ import { WebSocketServer } from 'ws';
 const port = Number(process.env.PORT ?? 0);
 const MAX_BODY = 1024 * 1024;
 
-/** @type {Map<string, Set<{ ws: import('ws').WebSocket, sid: string }>>} */
+/** @typedef {{ ws: import('ws').WebSocket, sid: string, socket: import('node:stream').Duplex }} Sub */
+/** @type {Map<string, Set<Sub>>} */
 const topics = new Map();
 let seq = 0;
 let subscribers = 0;
+/** The sockets corked this turn. @type {Set<import('node:stream').Duplex>} */
+let corked = new Set();
+
+/** Uncorks the sockets corked this turn: their frames go out, one write each. */
+function uncorkAll() {
+  const due = corked;
+  corked = new Set();
+  for (const socket of due) socket.uncork();
+}
+
+/** @param {Sub} sub @param {Buffer} frame */
+function send(sub, frame) {
+  if (!corked.has(sub.socket)) {
+    if (corked.size === 0) setImmediate(uncorkAll);
+    corked.add(sub.socket);
+    sub.socket.cork();
+  }
+  sub.ws.send(frame, { binary: false });
+}
 
 /** @param {http.ServerResponse} res @param {number} status @param {unknown} body */
 function json(res, status, body) {
@@ -57,7 +79,7 @@ function publish(req, res, topic) {
       for (const sub of set) {
         let frame = frames.get(sub.sid);
         if (frame === undefined) frames.set(sub.sid, (frame = Buffer.from(`{"type":"message","sid":${JSON.stringify(sub.sid)}${tail}`)));
-        sub.ws.send(frame, { binary: false });
+        send(sub, frame);
       }
     }
     json(res, 201, { id });
@@ -65,8 +87,8 @@ function publish(req, res, topic) {
 }
 
 const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, clientTracking: false });
-wss.on('connection', (ws) => {
-  /** @type {{ topic: string, entry: { ws: import('ws').WebSocket, sid: string } }[]} */
+wss.on('connection', (/** @type {import('ws').WebSocket} */ ws, /** @type {import('node:stream').Duplex} */ socket) => {
+  /** @type {{ topic: string, entry: Sub }[]} */
   const mine = [];
   ws.on('message', (raw) => {
     let frame;
@@ -78,7 +100,7 @@ wss.on('connection', (ws) => {
     if (frame?.type !== 'subscribe' || typeof frame.sid !== 'string' || typeof frame.pattern !== 'string') return;
     let set = topics.get(frame.pattern);
     if (set === undefined) topics.set(frame.pattern, (set = new Set()));
-    const entry = { ws, sid: frame.sid };
+    const entry = { ws, sid: frame.sid, socket };
     set.add(entry);
     mine.push({ topic: frame.pattern, entry });
     subscribers++;
@@ -106,9 +128,11 @@ server.on('upgrade', (req, socket, head) => {
     socket.destroy();
     return;
   }
-  wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+  wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, socket));
 });
-server.listen({ port, host: '127.0.0.1', backlog: 8192 }, () => {
+// The same listen backlog as every server of the benchmarks (511: Node's default, which the demo
+// uses, and nginx's on Linux), so none is favoured or starved while thousands connect at once.
+server.listen({ port, host: '127.0.0.1', backlog: 511 }, () => {
   const address = server.address();
   console.log(`listening on ${typeof address === 'object' && address !== null ? address.port : port}`);
 });
