@@ -230,6 +230,8 @@ if (has('patchbay')) {
 const tables = sizedTables(rows, {
   sizeHeader: 'S',
   servers: opts.servers,
+  // A contender that lost, duplicated or reordered deliveries is not ranked.
+  failedChecks: [...new Set(failures.map((f) => f.server))],
   ratios: [
     ['patchbay', 'bare'],
     ['patchbay', 'nchan'],

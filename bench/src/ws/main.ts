@@ -234,6 +234,8 @@ for (const name of opts.servers) {
 const tables = sizedTables(rows, {
   sizeHeader: 'S',
   servers: opts.servers,
+  // A contender that lost, duplicated or reordered deliveries is not ranked.
+  failedChecks: [...new Set(failures.map((f) => f.server))],
   ratios: [['patchbay', 'bare']],
   format: fmt,
   ratioCellOf: (r) => ratioCell(ratio(r.size, r.figure.key), r.figure.better),
