@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { InvalidCursorError, type Backend, type Message, parseCursor } from '../../src/index.js';
+import { mulberry32 } from '../../bench/src/lib/random.js';
 
 /** What a kit run needs from the backend under test. */
 export interface KitSubject {
@@ -22,18 +23,6 @@ export interface KitSubject {
    * bound per topic as `backend`'s), if the backend has them. The test closes it.
    */
   readonly bounded?: (bounds: { maxTotalBytes: number; maxTopics: number }) => Backend;
-}
-
-/** A deterministic stream of numbers in [0, 1) (mulberry32), so a failure replays. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const record = (topic: string, data: unknown, store = true) => ({ topic, data, headers: undefined, size: JSON.stringify(data).length, store });
@@ -188,7 +177,7 @@ export function backendConformance(name: string, make: () => Promise<KitSubject>
         const backend = bounded({ maxTotalBytes, maxTopics: 1000 });
         backend.attach(() => {});
         try {
-          const next = random(15);
+          const next = mulberry32(15); // deterministic, so a failure replays
           const published: Message[] = [];
           let largest = 0;
           for (let i = 0; i < 120; i++) {
