@@ -26,7 +26,7 @@ import http from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseQuickSuiteArgs } from '../lib/args.js';
-import { rotate, sleep, waitQuiet } from '../lib/harness.js';
+import { quietTrialStart, rotate, sleep } from '../lib/harness.js';
 import { killAllStarted, snapshotPackage, startNodeServer, type ServerProcess } from '../lib/processes.js';
 import { startRedisServer } from '../lib/redis-server.js';
 import { figureTables, formatValue, SuiteRun, summaryCell } from '../lib/report.js';
@@ -158,7 +158,12 @@ const results: Record<Kind, Trial[]> = { memory: [], redis: [], redis2: [] };
 try {
   for (let run = 0; run < opts.runs; run++) {
     for (const kind of rotate(KINDS, run)) {
-      suite.busyBefore.push(await waitQuiet(20_000));
+      const start = await quietTrialStart(`${kind} run ${run + 1}`);
+      if (start.skipped) {
+        console.log(`run ${run + 1}/${opts.runs} ${LABEL[kind]}: SKIPPED, the machine stayed busy (others ${(start.busy * 100).toFixed(0)}% after ${start.attempts} tries)`);
+        continue;
+      }
+      suite.busyBefore.push(start.busy);
       const r = await trial(kind, snapshot, redis.url, run);
       results[kind].push(r);
       console.log(`run ${run + 1}/${opts.runs} ${LABEL[kind].padEnd(8)} p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  reads ${formatValue(r.readsPerS, '/s')}`);

@@ -31,7 +31,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { checkInteger, checkNodeFlags, checkServers, readOptions, splitFlags } from '../lib/args.js';
-import { rotate, sleep, waitQuiet } from '../lib/harness.js';
+import { quietTrialStart, rotate, sleep } from '../lib/harness.js';
 import { type Load, spawnLoad, stopLoads } from '../lib/loads.js';
 import { getJson, type ServerProcess, startNodeServer, totalCpuMs, totalRss } from '../lib/processes.js';
 import {
@@ -430,7 +430,12 @@ try {
   for (let run = 0; run < opts.runs; run++) {
     const order = rotate(opts.servers, run);
     for (const name of order) {
-      const busy = await waitQuiet(20_000);
+      const start = await quietTrialStart(`reads ${name} run ${run + 1}`);
+      if (start.skipped) {
+        console.log(`  run ${run + 1}/${opts.runs}  reads  ${name}: SKIPPED, the machine stayed busy (others ${(start.busy * 100).toFixed(0)}% after ${start.attempts} tries)`);
+        continue;
+      }
+      const busy = start.busy;
       suite.busyBefore.push(busy);
       const t = Date.now();
       const r = await readsTrial(name, trialIndex++);
@@ -443,7 +448,12 @@ try {
       );
     }
     for (const name of order) {
-      const busy = await waitQuiet(20_000);
+      const start = await quietTrialStart(`holds ${name} run ${run + 1}`);
+      if (start.skipped) {
+        console.log(`  run ${run + 1}/${opts.runs}  holds  ${name}: SKIPPED, the machine stayed busy (others ${(start.busy * 100).toFixed(0)}% after ${start.attempts} tries)`);
+        continue;
+      }
+      const busy = start.busy;
       suite.busyBefore.push(busy);
       const t = Date.now();
       const h = await holdsTrial(name, trialIndex++);

@@ -26,12 +26,11 @@
  * `docs/benchmarks.md`. Options: `--runs N` (default 3), `--no-write`, `--quick` (a smoke test with small counts).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseQuickSuiteArgs } from '../lib/args.js';
-import { gitHead, rotate, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
-import { metText } from '../lib/report.js';
+import { quietTrialStart, rotate, sleep, trialStarts, writeDocsSection } from '../lib/harness.js';
+import { metText, SuiteRun } from '../lib/report.js';
 import { killLoads, type Load, spawnLoad, stopLoads } from '../lib/loads.js';
 import { cpuMs, getJson, killAllStarted, startNodeServer, type ServerProcess } from '../lib/processes.js';
 import { startRedisServer } from '../lib/redis-server.js';
@@ -89,7 +88,7 @@ async function held(kind: Kind, server: ServerProcess): Promise<{ lp: number; ss
   return { lp: s.longPoll.parked, sse: s.sse.connections };
 }
 
-async function trial(kind: Kind, redisUrl: string, prefix: string, workload: 'paced' | 'burst'): Promise<Trial> {
+async function trial(kind: Kind, redisUrl: string, prefix: string, workload: 'paced' | 'burst', label: string): Promise<Trial | null> {
   const server = await startServer(kind, redisUrl, prefix);
   const publishSide = kind === 'demo' ? await startServer('demo', redisUrl, prefix) : undefined;
   const load: Load<ToLoad, FromLoad> = spawnLoad(join(here, 'load.ts'), root, 1);
@@ -114,7 +113,12 @@ async function trial(kind: Kind, redisUrl: string, prefix: string, workload: 'pa
     await sleep(300);
     load.send({ type: 'reset' });
     await load.next('reset', 5000);
-    await waitQuiet(20_000);
+    const start = await quietTrialStart(label);
+    if (start.skipped) {
+      console.log(`${label}: SKIPPED, the machine stayed busy (others ${(start.busy * 100).toFixed(0)}% after ${start.attempts} tries)`);
+      return null;
+    }
+    suite.busyBefore.push(start.busy);
     const cpu0 = cpuMs(server.pids()[0]!);
     if (workload === 'paced') pub.send({ type: 'paced', n: PACED.n, intervalMs: PACED.intervalMs });
     else pub.send({ type: 'burst', n: BURST.n, window: BURST.window });
@@ -154,11 +158,9 @@ if (opts.quick) {
   BURST = { n: 2000, window: 64, sse: 2 };
   WARM = 50;
 }
-const command = process.env.BENCH_COMMAND ?? 'npm run bench -- redis';
-const started = new Date();
-const head = gitHead();
-const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
-const loadStart = os.loadavg();
+const suite = new SuiteRun(import.meta.url);
+const command = suite.command;
+const started = suite.startedAt;
 const onSignal = (): void => {
   killLoads();
   killAllStarted();
@@ -190,7 +192,8 @@ try {
     for (const workload of ['paced', 'burst'] as const) {
       for (const kind of order) {
         const prefix = `bench:${run}:${workload}:${kind}:`;
-        const t = await trial(kind, redis.url, prefix, workload);
+        const t = await trial(kind, redis.url, prefix, workload, `${workload} ${kind} run ${run + 1}`);
+        if (t === null) continue;
         const v = values.get(kind)!;
         if (!t.complete) failures.push(`run ${run + 1} ${kind} ${workload}: a stream missed messages`);
         if (t.disorder > 0) failures.push(`run ${run + 1} ${kind} ${workload}: ${t.disorder} streams got messages out of order`);
@@ -222,7 +225,7 @@ try {
   await redis.stop();
 }
 
-const loadEnd = os.loadavg();
+suite.end();
 const summary = (k: Kind, f: FigureKey): Summary => summarize(values.get(k)![f]);
 const ratio = (f: FigureKey): number => summary('patchbay', f).median / summary('ioredis', f).median;
 const fmt = (x: number, digits = 2): string => (Number.isNaN(x) ? '—' : x >= 1000 ? Math.round(x).toLocaleString('en') : x.toFixed(digits));
@@ -255,11 +258,13 @@ if (opts.write) {
     suite: 'redis',
     date: started.toISOString(),
     command,
-    environment: { node: process.version, cpu, cores: os.cpus().length, os: `${os.type()} ${os.release()} ${os.arch()}`, redis: redis.version, gitHead: head, loadAvgStart: loadStart, loadAvgEnd: loadEnd },
+    commit: suite.git,
+    environment: suite.environment({ extra: { redis: redis.version } }),
     config: { runs: opts.runs, paced: PACED, burst: BURST, topic: TOPIC, order: 'for each run and workload, the contenders in an order rotated by the run number, each trial on fresh processes' },
     figures: Object.fromEntries((Object.keys(figures) as FigureKey[]).map((f) => [f, { ...figures[f], ...Object.fromEntries(KINDS.map((k) => [k, summary(k, f)])), ratioPatchbayOverIoredis: ratio(f) }])),
     targets,
     checkFailures: failures,
+    trialStarts,
   };
   const jsonFile = join(root, 'bench', 'results', 'redis.json');
   mkdirSync(dirname(jsonFile), { recursive: true });
@@ -277,9 +282,9 @@ if (opts.write) {
     '',
     `Command: \`${command}\``,
     '',
-    `Date: ${started.toISOString()}; commit ${head}; Node ${process.version}; redis-server ${redis.version}; ${cpu}, ${os.cpus().length} cores; ` +
+    `${suite.dateText()}redis-server ${redis.version}; ` +
       `${opts.runs} runs, each trial on fresh processes, contenders taking turns in a rotating order; median (min–max) over runs. ` +
-      `Load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}, at end ${loadEnd.map((x) => x.toFixed(2)).join(' ')}.`,
+      `${suite.loadText()}.`,
     '',
     table,
     '',
