@@ -188,12 +188,6 @@ export function createDemo(options = {}) {
   const sidecars = options.sidecars ? startDemoSidecars(options.sidecars) : undefined;
 
   const route = async (req, res) => {
-    // Job status reads are the hot path of short polling: straight to the handler, which parses
-    // the path itself (no URL object, no other route tried first).
-    const raw = req.url ?? '/';
-    const q = raw.indexOf('?');
-    const path = q === -1 ? raw : raw.slice(0, q);
-    if (path === '/jobs' || path.startsWith('/jobs/')) return poll.handle(req, res);
     const url = requestUrl(req);
     const match = /^\/(pub|lp|sse)\/([^/]+)$/.exec(url.pathname);
     let topic = '';
@@ -247,6 +241,14 @@ export function createDemo(options = {}) {
 
   const server = http.createServer((req, res) => {
     sidecars?.observe(req, res);
+    // Job status reads are the hot path of short polling: straight to the handler (which parses
+    // the path itself and never rejects): no URL object, no other route tried first, no promise
+    // of the router's own.
+    const raw = req.url ?? '/';
+    if (raw.startsWith('/jobs') && (raw.length === 5 || raw[5] === '/' || raw[5] === '?')) {
+      void poll.handle(req, res);
+      return;
+    }
     route(req, res).catch((error) => sendError(res, error));
   });
   ws.attach(server, { path: '/ws' });
