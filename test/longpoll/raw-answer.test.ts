@@ -10,6 +10,7 @@ import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { LongPollHandler, type LongPollHandlerOptions, ManualClock, PubSubBroker } from '../../src/index.js';
 import { perTest, serveRig, until } from '../helpers.js';
+import { fakeExchange } from './fake-http.js';
 
 interface Rig {
   port: number;
@@ -263,5 +264,31 @@ describe('LongPollHandler raw answers', () => {
       expect(w!.body).not.toContain('the code');
       expect(JSON.parse(w!.body)).toMatchObject({ messages: [{ id: open.id, topic: 'room.open' }], cursor: open.id });
     }
+  });
+
+  it('a kept answer with messages counts room for its raw bytes against maxCachedBytes', async () => {
+    const budget = async (maxCachedBytes: number): Promise<{ cachedAnswers: number; cachedBytes: number; body: string }> => {
+      const clock = new ManualClock();
+      const broker = new PubSubBroker({ clock });
+      const handler = new LongPollHandler({ broker, clock, maxCachedBytes });
+      perTest.defer(() => broker.close());
+      perTest.defer(() => handler.close());
+      const before = await broker.head();
+      await broker.publish('t', 'y'.repeat(1000));
+      const keeper = fakeExchange(`/?cursor=${await broker.head()}`); // parked: keeps the key's answers alive
+      await handler.handle(keeper.req, keeper.res, { topics: ['t'] });
+      const quiet = handler.stats(); // the keeper's own (quiet) answer, kept
+      const pair = [0, 1].map(() => fakeExchange(`/?cursor=${before}`)); // one read, shared: kept
+      await Promise.all(pair.map((x) => handler.handle(x.req, x.res, { topics: ['t'] })));
+      expect(pair[0]!.fake.answer.body).toBe(pair[1]!.fake.answer.body);
+      const after = handler.stats();
+      return { cachedAnswers: after.cachedAnswers - quiet.cachedAnswers, cachedBytes: after.cachedBytes - quiet.cachedBytes, body: pair[0]!.fake.answer.body };
+    };
+    const kept = await budget(1_000_000);
+    expect(kept.cachedAnswers).toBe(1);
+    expect(kept.cachedBytes).toBeGreaterThanOrEqual(2 * Buffer.byteLength(kept.body) + 512);
+    // A budget that holds the body once but not its raw copy keeps nothing; the polls are answered all the same.
+    const tight = await budget(Buffer.byteLength(kept.body) + 300);
+    expect(tight).toMatchObject({ cachedAnswers: 0, cachedBytes: 0 });
   });
 });
