@@ -22,10 +22,14 @@
  * ## Waking many at once
  *
  * Polls parked with the same cursor get the same answer, so the body is built once per
- * (key, cursor, limit) and the same bytes are written to every woken request. An answer is kept
- * for later polls only when it can be shared: it went to several polls at once, or it is a
- * quiet answer (no message: it parks the polls that get it). Kept answers count their bytes against
- * `maxCachedBytes` across every key (the oldest goes first), live until the next message on
+ * (key, cursor, limit) and the same bytes are written to every woken request: on plain
+ * `node:http`, the whole response (status line, headers, body) as one Buffer, built by node for
+ * the first request and replayed to the next ones in the same connection state and second
+ * (`http/raw-response.ts`); elsewhere (HTTP/2, adapters' bridges, a response with headers the app
+ * set) through `writeHead` with the headers built once. An answer is kept for later polls only
+ * when it can be shared: it went to several polls at once, or it is a quiet answer (no message:
+ * it parks the polls that get it). Kept answers count their bytes (and room for their raw
+ * response) against `maxCachedBytes` across every key (the oldest goes first), live until the next message on
  * their key or until nobody waits on the key, and are never kept for a caller whose grant
  * filters topics (`canRead`): a filtered answer is never served to anyone else.
  *
@@ -38,6 +42,7 @@ import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
 import { applyCors, type CorsOptions, requestQuery, sendError } from '../http/index.js';
 import { noStore } from '../http/respond.js';
+import { endShared, RAW_HEAD_ALLOWANCE, type RawAnswer } from '../http/raw-response.js';
 import { DelayedOperation, Purgatory } from '../purgatory/index.js';
 import { type Authorize, authorizeAccess } from '../pubsub/access.js';
 import {
@@ -180,7 +185,12 @@ interface Answer {
   readonly gap: boolean;
   readonly more: boolean;
   readonly count: number;
-  /** What keeping it costs: the body and the headers. */
+  /**
+   * The whole HTTP/1.1 response (header and body) as written to the last woken poll, reused for
+   * the next one in the same connection state and second; see `http/raw-response.ts`.
+   */
+  raw: RawAnswer | undefined;
+  /** What keeping it costs: the body and the headers, and for an answer with something to say, room for `raw`. */
   readonly bytes: number;
 }
 
@@ -441,8 +451,9 @@ export class LongPollHandler extends Resource {
   #send(res: ServerResponse, answer: Answer): void {
     if (res.writableEnded || res.destroyed) return;
     try {
-      res.writeHead(200, answer.headers); // built once per answer, shared by every poll it goes to
-      res.end(answer.body);
+      // Built once per answer, shared by every poll it goes to: the headers, and where the
+      // response allows it, the whole response's bytes.
+      answer.raw = endShared(res, 200, answer.headers, answer.body, answer.raw, RAW_HEAD_ALLOWANCE + answer.cursor.length);
       this.#answered++;
     } catch (error) {
       answerError(res, error); // a cursor no header can carry, from a custom backend
@@ -719,5 +730,9 @@ function buildAnswer(read: BackendRead, maxBytes: number): Answer {
     CURSOR_HEADER, cursor,
   ];
   if (gap) headers.push(GAP_HEADER, '1');
-  return { body, headers, cursor, seq: parseCursor(cursor).seq, gap, more, count: parts.length, bytes: body.length + 128 + cursor.length };
+  const count = parts.length;
+  // An answer with something to say may also hold its raw response: a copy of the body and a
+  // header of at most RAW_HEAD_ALLOWANCE plus the cursor (endShared builds no longer one).
+  const rawBytes = count === 0 && !gap && !more ? 0 : body.length + RAW_HEAD_ALLOWANCE + cursor.length;
+  return { body, headers, cursor, seq: parseCursor(cursor).seq, gap, more, count, raw: undefined, bytes: body.length + 128 + cursor.length + rawBytes };
 }
