@@ -1,7 +1,8 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError, ManualClock, SseHub, type SseSink } from '../../src/index.js';
+import { InvalidArgumentError, ManualClock, PubSubBroker, SseHandler, type SseHandlerOptions, SseHub, type SseSink, type SseStream } from '../../src/index.js';
+import { perTest, readSse, serveRig, until } from '../helpers.js';
 
 /** A transport that keeps what it is written. */
 function sink(): SseSink & { text(): string } {
@@ -104,5 +105,33 @@ describe('SSE stop tokens shared by processes (stopTokenSecret)', () => {
     expect(() => new SseHub({ stopTokenSecret: 'short-secret' })).toThrow(InvalidArgumentError);
     expect(() => new SseHub({ stopTokenSecret: 'short-secret' })).not.toThrow(/short-secret/);
     expect(() => new SseHub({ stopTokenSecret: 42 as unknown as string })).toThrow(/stopTokenSecret/);
+  });
+});
+
+/** An SseHandler on its own server (a "process"): the streams it serves are kept in `live`. */
+async function server(broker: PubSubBroker, options: Partial<SseHandlerOptions> = {}) {
+  const sse = new SseHandler({ broker, ...options });
+  const live: SseStream[] = [];
+  const { url } = await serveRig((req, res) => void sse.handle(req, res, { topics: ['t'] }).then((s) => s && live.push(s)));
+  perTest.defer(() => sse.close());
+  return { url, live };
+}
+
+describe('SseHandler: a stop token from one handler is answered 204 by another with the same stopTokenSecret', () => {
+  it('honored by a second handler with the secret; resumed (400: not a cursor) by one without it', async () => {
+    const broker = new PubSubBroker();
+    perTest.defer(() => broker.close());
+    const a = await server(broker, { stopTokenSecret: SECRET });
+    const b = await server(broker, { stopTokenSecret: SECRET });
+    const stranger = await server(broker);
+    const s = await readSse(`${a.url}/sse/t`);
+    await until(() => a.live.length === 1, 'the stream on a');
+    a.live[0]!.close({ reconnect: false });
+    await s.ended;
+    const token = s.events.find((e) => e.event === 'patchbay-stop')?.id ?? '';
+    expect(token).toMatch(/^stop-/);
+    expect((await fetch(`${b.url}/sse/t`, { headers: { 'last-event-id': token } })).status).toBe(204);
+    expect((await fetch(`${a.url}/sse/t`, { headers: { 'last-event-id': token } })).status).toBe(204);
+    expect((await fetch(`${stranger.url}/sse/t`, { headers: { 'last-event-id': token } })).status).toBe(400);
   });
 });
