@@ -2,6 +2,7 @@
 // `npm run demo` (scripts/demo.mjs) builds the package when its sources changed and starts it on
 // 127.0.0.1 (PORT, default 3000); `node demo/server.js` starts it on the dist/ that is there.
 // Routes follow DESIGN.md ("The demo server's routes"); later primitives add theirs here.
+import cluster from 'node:cluster';
 import http from 'node:http';
 import { pathToFileURL } from 'node:url';
 import { createHash } from 'node:crypto';
@@ -13,6 +14,7 @@ import { UploadHandler } from 'patchbay/upload';
 import { RedisBackend, RedisJobStore } from 'patchbay/redis';
 import { WsHandler } from 'patchbay/ws';
 import { startDemoSidecars } from './sidecars.js';
+import { runPrimary, SHUTDOWN_MESSAGE, workersFromEnv } from './cluster.js';
 import {
   InvalidArgumentError,
   isAllowedOrigin,
@@ -135,7 +137,9 @@ async function hashUpload(file, { progress, signal }) {
 /**
  * Builds the demo server (not yet listening); its `close()` shuts it down gracefully
  * (docs/guides/shutdown.md), as closing its server does.
- * @param {{ maxHoldMs?: number, maxBodyBytes?: number, sseRetryMs?: number, uploadsDir?: string, maxUploadBytes?: number, jobs?: { ttlMs?: number, maxLiveJobs?: number, maxStoredResults?: number, maxWaitSeconds?: number, leaseMs?: number } }} [options]
+ * @param {{ maxHoldMs?: number, maxBodyBytes?: number, sseRetryMs?: number, uploadsDir?: string, maxUploadBytes?: number, jobs?: { ttlMs?: number, maxLiveJobs?: number, maxStoredResults?: number, maxWaitSeconds?: number, leaseMs?: number }, stopTokenSecret?: string, workerHeader?: boolean }} [options]
+ *   `stopTokenSecret` (or PATCHBAY_STOP_TOKEN_SECRET) signs SSE stop tokens, so processes given
+ *   the same one honor each other's; `workerHeader` adds `Patchbay-Worker: <pid>` to every answer.
  */
 export function createDemo(options = {}) {
   // PATCHBAY_REDIS_URL (or options.redisUrl) puts the topics on Redis, so several demo processes
@@ -144,7 +148,10 @@ export function createDemo(options = {}) {
   const backend = redisUrl ? new RedisBackend({ url: redisUrl, prefix: options.redisPrefix ?? process.env.PATCHBAY_REDIS_PREFIX ?? 'patchbay-demo:' }) : undefined;
   const broker = new PubSubBroker({ backend });
   const longPoll = new LongPollHandler({ broker, maxHoldMs: options.maxHoldMs ?? 30_000 });
-  const sse = new SseHandler({ broker, retryMs: options.sseRetryMs ?? 1000, retryJitter: 0.25, lastEventIdQuery: 'lastEventId' });
+  // A stop token (a client closed with { reconnect: false }) is signed: with one secret for every
+  // process (WORKERS=N gives its workers one), any process answers its reconnect with 204.
+  const stopTokenSecret = options.stopTokenSecret ?? (process.env.PATCHBAY_STOP_TOKEN_SECRET || undefined);
+  const sse = new SseHandler({ broker, retryMs: options.sseRetryMs ?? 1000, retryJitter: 0.25, lastEventIdQuery: 'lastEventId', stopTokenSecret });
   // WebSocket push on GET /ws (attached to the server's upgrades below); anyone may publish, as on POST /pub/:topic.
   // The page subscribes to `room.*`, so patterns are allowed (the demo has no private topics); a
   // page of another site may not open a socket through a visitor's browser.
@@ -171,7 +178,8 @@ export function createDemo(options = {}) {
   // Resumable uploads (tus 1.0); a finished upload's SHA-256 is computed as a job polled on /jobs.
   const uploads = new UploadHandler({
     // A stable folder (not one per pid): a restarted demo resumes unfinished uploads, and its
-    // expiry removes what an earlier run left.
+    // expiry removes what an earlier run left; with WORKERS=N every worker serves every upload in
+    // it (a PATCH continues an upload on whichever worker it reaches).
     directory: options.uploadsDir ?? process.env.UPLOADS_DIR ?? join(tmpdir(), `patchbay-demo-uploads-${process.getuid?.() ?? 'user'}`),
     basePath: '/uploads',
     maxSizeBytes: options.maxUploadBytes ?? 100 * 1024 * 1024,
@@ -233,13 +241,15 @@ export function createDemo(options = {}) {
       if (req.method !== 'GET') throw new MethodNotAllowedError(req.method, ['GET']);
       sendJson(res, 426, { error: { code: 'PB_ERR_PROTOCOL', message: 'GET /ws is a WebSocket endpoint: send an Upgrade: websocket request' } }, { upgrade: 'websocket' });
     } else if (url.pathname === '/stats' && req.method === 'GET') {
-      sendJson(res, 200, { broker: broker.stats(), publish: publish.stats(), longPoll: longPoll.stats(), sse: sse.stats(), jobs: jobs.stats(), poll: poll.stats(), uploads: uploads.stats(), ws: ws.stats() });
+      sendJson(res, 200, { pid: process.pid, broker: broker.stats(), publish: publish.stats(), longPoll: longPoll.stats(), sse: sse.stats(), jobs: jobs.stats(), poll: poll.stats(), uploads: uploads.stats(), ws: ws.stats() });
     } else {
       throw new NotFoundError(`No route for ${req.method} ${url.pathname}`);
     }
   };
 
+  const workerPid = options.workerHeader ? String(process.pid) : undefined;
   const server = http.createServer((req, res) => {
+    if (workerPid !== undefined) res.setHeader('patchbay-worker', workerPid);
     sidecars?.observe(req, res);
     // Job status reads are the hot path of short polling: straight to the handler (which parses
     // the path itself and never rejects): no URL object, no other route tried first, no promise
@@ -314,14 +324,31 @@ export function runDemo() {
   // SIDECARS=connect reaches sidecars that already run beside the app on their default sockets
   // (the containers of examples/kubernetes/sidecar-pod.yaml) instead of spawning them.
   const sidecarMode = process.env.SIDECARS === 'connect' ? 'connect' : 'spawn';
-  const demo = createDemo({ jobs, maxHoldMs, sidecars: process.env.SIDECARS === '0' ? undefined : { mode: sidecarMode, metricsPort } });
+  // WORKERS=N (N > 1, with PATCHBAY_REDIS_URL): this process becomes the primary of N workers
+  // (demo/cluster.js), each of which runs this function again as a worker.
+  const workers = workersFromEnv();
+  if (workers !== undefined && workers > 1 && cluster.isPrimary) {
+    return runPrimary({ workers, port, host: '127.0.0.1', sidecars: process.env.SIDECARS === '0' ? undefined : { metricsPort }, deadlineMs: SHUTDOWN_DEADLINE_MS });
+  }
+  // A worker reaches the sidecars its primary started, on the sockets it was given.
+  const sidecarSockets = cluster.isWorker ? { logSocket: process.env.DEMO_LOG_SOCKET, metricsSocket: process.env.DEMO_METRICS_SOCKET, logFile: process.env.DEMO_LOG_FILE } : {};
+  const demo = createDemo({
+    jobs,
+    maxHoldMs,
+    workerHeader: cluster.isWorker,
+    sidecars: process.env.SIDECARS === '0' ? undefined : { mode: sidecarMode, metricsPort, ...sidecarSockets },
+  });
   demo.server.listen(port, '127.0.0.1', () => {
+    if (cluster.isWorker) return; // the primary says where, once
     const address = demo.server.address();
     const sidecarNote = demo.sidecars ? `, sidecars (${sidecarMode}) on GET /sidecar` : '';
     console.log(`patchbay demo on http://127.0.0.1:${typeof address === 'object' && address ? address.port : port}/${sidecarNote} (Ctrl-C stops it)`);
   });
   let stopping = false;
   const stop = (signal) => {
+    // A worker is stopped by its primary (a message) and, on Ctrl-C, by the terminal too: the
+    // second is not "again". The primary enforces the deadline.
+    if (stopping && cluster.isWorker) return;
     if (stopping) {
       console.error(`patchbay demo: ${signal} again, exiting without waiting`);
       process.exit(1);
@@ -342,6 +369,7 @@ export function runDemo() {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  if (cluster.isWorker) process.on('message', (message) => message === SHUTDOWN_MESSAGE && stop('shutdown'));
   return demo;
 }
 

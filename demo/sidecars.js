@@ -24,9 +24,12 @@ function tail(file, n) {
 
 /**
  * Starts the log shipper and the metrics sidecar, or (`mode: 'connect'`) connects to ones that
- * run beside the app already, on their default sockets (the containers of a Kubernetes Pod).
- * @param {{ mode?: 'spawn' | 'connect', dir?: string, metricsPort?: number, nodeArgs?: string[], onError?: (error: unknown) => void }} options
+ * run beside the app already: on their default sockets (the containers of a Kubernetes Pod), or
+ * on `logSocket` and `metricsSocket` (those a cluster's primary started, see demo/cluster.js).
+ * @param {{ mode?: 'spawn' | 'connect', dir?: string, metricsPort?: number, nodeArgs?: string[], onError?: (error: unknown) => void, logSocket?: string, metricsSocket?: string, logFile?: string }} options
  *   `nodeArgs` go before the script (the tests pass a loader so the sidecars run the sources).
+ *   Spawned, the sidecars listen on `log-shipper.sock` and `metrics.sock` in `dir`
+ *   (`logSocket` and `metricsSocket` of the answer), where other processes may connect too.
  */
 export function startDemoSidecars(options = {}) {
   if (options.mode === 'connect') return connectDemoSidecars(options);
@@ -35,9 +38,12 @@ export function startDemoSidecars(options = {}) {
   const nodeArgs = options.nodeArgs ?? [];
   const onError = options.onError ?? ((error) => console.error(`sidecar: ${error instanceof Error ? error.message : String(error)}`));
   const common = { command: process.execPath, onError, healthCheck: { intervalMs: 5000, timeoutMs: 2000, failureThreshold: 3 } };
+  const logSocket = join(dir, 'log-shipper.sock');
+  const metricsSocket = join(dir, 'metrics.sock');
   const logShipper = new SidecarSupervisor({
     ...common,
     name: 'log-shipper',
+    socketPath: logSocket,
     args: [...nodeArgs, example('log-shipper.mjs')],
     env: { LOG_FILE: logFile, LOG_MAX_FILE_BYTES: String(1024 * 1024), LOG_MAX_FILES: '3' },
     channel: { maxQueuedMessages: 10_000, overflow: 'drop-oldest' },
@@ -45,6 +51,7 @@ export function startDemoSidecars(options = {}) {
   const metricsSidecar = new SidecarSupervisor({
     ...common,
     name: 'metrics',
+    socketPath: metricsSocket,
     args: [...nodeArgs, example('metrics.mjs')],
     env: { METRICS_PORT: String(options.metricsPort ?? 0) },
     channel: { maxQueuedMessages: 10_000, overflow: 'drop-oldest' },
@@ -55,6 +62,8 @@ export function startDemoSidecars(options = {}) {
 
   return {
     logFile,
+    logSocket,
+    metricsSocket,
     logShipper,
     metricsSidecar,
     ready,
@@ -67,19 +76,19 @@ export function startDemoSidecars(options = {}) {
   };
 }
 
-/** The demo's two sidecars reached on their default sockets, without supervisors. */
+/** The demo's two sidecars reached on their sockets (the default ones unless given), without supervisors. */
 function connectDemoSidecars(options) {
   const onError = options.onError ?? ((error) => console.error(`sidecar: ${error instanceof Error ? error.message : String(error)}`));
-  const logShipper = new SidecarChannel({ connect: LOG_SHIPPER_DEFAULTS.socketPath, onError });
-  const metricsSidecar = new SidecarChannel({ connect: METRICS_SIDECAR_DEFAULTS.socketPath, onError });
+  const logShipper = new SidecarChannel({ connect: options.logSocket ?? LOG_SHIPPER_DEFAULTS.socketPath, onError });
+  const metricsSidecar = new SidecarChannel({ connect: options.metricsSocket ?? METRICS_SIDECAR_DEFAULTS.socketPath, onError });
   const logger = new SidecarLogger(logShipper, { fields: { service: 'patchbay-demo' } });
   const metrics = new SidecarMetrics(metricsSidecar);
   return {
-    logFile: '(written by the log-shipper container)',
+    logFile: options.logFile ?? '(written by the log-shipper container)',
     logShipper,
     metricsSidecar,
     ready: Promise.resolve(),
-    ...requestHandlers(logShipper, metricsSidecar, undefined, logger, metrics, () => logShipper.stats(), () => metricsSidecar.stats()),
+    ...requestHandlers(logShipper, metricsSidecar, options.logFile, logger, metrics, () => logShipper.stats(), () => metricsSidecar.stats()),
     close() {
       return Promise.all([logShipper.close(), metricsSidecar.close()]);
     },

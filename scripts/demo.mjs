@@ -2,7 +2,8 @@
 // dist/ first only when dist/ is missing an entry or older than what it is built from (src/, the
 // build's configuration, package.json), saying so in one line and showing the build's output only
 // when the build fails. Options come from the environment as for `node demo/server.js` (PORT,
-// SIDECARS, PATCHBAY_REDIS_URL, ...).
+// SIDECARS, PATCHBAY_REDIS_URL, WORKERS, ...): with WORKERS=N the demo runs as N worker processes,
+// each running demo/server.js (demo/cluster.js), on the dist/ built here once.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';

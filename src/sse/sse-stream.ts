@@ -32,6 +32,7 @@
  *
  * @module
  */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Clock, ClockTimer } from '../core/clock.js';
 import { channel } from '../core/diagnostics.js';
 import { InvalidArgumentError } from '../core/errors.js';
@@ -532,6 +533,16 @@ export interface SseHubOptions extends SseStreamOptions {
    */
   readonly flushSliceSize?: number;
   /**
+   * The secret stop tokens are signed with (HMAC-SHA256), at least 32 characters: give every
+   * process that serves the same streams (the workers of a `node:cluster`, the replicas behind a
+   * load balancer) the same one, and a client stopped by one is answered 204 by any of them. A
+   * token carries its own expiry (a day) and nothing is stored per token. Rotating the secret
+   * forgets the tokens signed with the old one (their clients reconnect once, and are stopped
+   * again if the app closes them again).
+   * @defaultValue a random secret of this hub: its tokens are honored by this hub only
+   */
+  readonly stopTokenSecret?: string;
+  /**
    * The time source.
    * @defaultValue the real clock
    */
@@ -562,6 +573,27 @@ export interface SseHubStats {
 
 const POLICIES: readonly SseOverflowPolicy[] = ['close', 'drop-oldest', 'coalesce'];
 
+/**
+ * Stop tokens: `stop-` + expiry (9 base-36 digits: ms since the epoch, good until the year 5138)
+ * + nonce (16 hex digits) + MAC (32 hex digits, the first 16 bytes of the HMAC-SHA256). Only
+ * `[a-z0-9]` after the prefix, and never a valid cursor.
+ */
+const STOP_PREFIX = 'stop-';
+const STOP_EXPIRY_CHARS = 9;
+const STOP_NONCE_CHARS = 16;
+const STOP_MAC_BYTES = 16;
+const STOP_TOKEN_LENGTH = STOP_PREFIX.length + STOP_EXPIRY_CHARS + STOP_NONCE_CHARS + STOP_MAC_BYTES * 2;
+const STOP_TOKEN_TTL_MS = 86_400_000;
+const MIN_STOP_SECRET_LENGTH = 32;
+
+function stopSecret(value: unknown): Buffer {
+  if (value === undefined) return randomBytes(32);
+  if (typeof value !== 'string' || value.length < MIN_STOP_SECRET_LENGTH) {
+    throw new InvalidArgumentError(`Expected \`stopTokenSecret\` to be a string of at least ${MIN_STOP_SECRET_LENGTH} characters, got ${typeof value === 'string' ? `${value.length} characters` : `a ${typeof value}`} (the value is not shown: it is a secret)`);
+  }
+  return Buffer.from(value, 'utf8');
+}
+
 function checkPolicy(value: unknown): SseOverflowPolicy {
   return check.oneOf('overflow', value, POLICIES, 'close');
 }
@@ -582,7 +614,7 @@ export class SseHub extends Resource {
   readonly #streams = new Set<SseStream>();
   readonly #flusher: FlushSlicer<SseStream>;
   #timer: ClockTimer | null = null;
-  readonly #stopTokens = new Map<string, number>();
+  readonly #stopSecret: Buffer;
   #drops = 0;
   #heartbeats = 0;
   #eventsSent = 0;
@@ -595,6 +627,7 @@ export class SseHub extends Resource {
     this.#heartbeatMs = check.integerInRange('heartbeatMs', opts.heartbeatMs ?? 15_000, 0, 2 ** 31 - 1);
     this.#stallTimeoutMs = check.integerInRange('stallTimeoutMs', opts.stallTimeoutMs ?? 30_000, 1, 2 ** 31 - 1);
     this.#flusher = new FlushSlicer(this.#clock, check.integerInRange('flushSliceSize', opts.flushSliceSize ?? 2000, 1, 2 ** 31 - 1));
+    this.#stopSecret = stopSecret(opts.stopTokenSecret);
     this.#options = { ...opts };
     // Validate the stream defaults now, not at the first connection.
     checkPolicy(opts.overflow);
@@ -628,11 +661,17 @@ export class SseHub extends Resource {
   }
 
   /**
-   * Whether `lastEventId` is a stop token this hub issued with `close({ reconnect: false })`:
-   * answer such a request with 204. Tokens are kept for a day, at most 100,000 of them.
+   * Whether `lastEventId` is a stop token from `close({ reconnect: false })` signed with this
+   * hub's `stopTokenSecret` (by this hub, or by another with the same secret) and less than a day
+   * old: answer such a request with 204. A forged, altered or expired token is not one.
    */
   isStopped(lastEventId: string | undefined): boolean {
-    return lastEventId !== undefined && this.#stopTokens.has(lastEventId);
+    if (lastEventId === undefined || lastEventId.length !== STOP_TOKEN_LENGTH || !lastEventId.startsWith(STOP_PREFIX)) return false;
+    const body = lastEventId.slice(STOP_PREFIX.length, STOP_PREFIX.length + STOP_EXPIRY_CHARS + STOP_NONCE_CHARS);
+    const mac = Buffer.from(lastEventId.slice(STOP_PREFIX.length + body.length), 'hex');
+    if (mac.length !== STOP_MAC_BYTES || !/^[0-9a-z]+$/.test(body)) return false;
+    if (!timingSafeEqual(mac, this.#stopMac(body))) return false;
+    return Number.parseInt(body.slice(0, STOP_EXPIRY_CHARS), 36) > this.#epochNow();
   }
 
   /** Closes every stream (they may reconnect) and stops the timer; the hub stays open for new streams. */
@@ -651,18 +690,28 @@ export class SseHub extends Resource {
     this.closeAll();
   }
 
-  /** @internal */
+  /**
+   * A new stop token: `stop-`, its expiry (ms since the epoch, base 36), a random nonce, and the
+   * HMAC of both under the hub's secret. Nothing is kept: {@link SseHub.isStopped} checks the MAC.
+   * @internal
+   */
   stopToken(): string {
-    const token = `stop-${Math.random().toString(36).slice(2, 12)}${this.#stopTokens.size.toString(36)}`;
-    const now = this.#clock.now();
-    this.#stopTokens.set(token, now);
-    if (this.#stopTokens.size > 100_000) {
-      for (const [t] of this.#stopTokens) {
-        this.#stopTokens.delete(t);
-        if (this.#stopTokens.size <= 90_000) break;
-      }
-    }
-    return token;
+    const expiry = Math.floor(this.#epochNow() + STOP_TOKEN_TTL_MS).toString(36).padStart(STOP_EXPIRY_CHARS, '0');
+    const body = `${expiry}${randomBytes(STOP_NONCE_CHARS / 2).toString('hex')}`;
+    return `${STOP_PREFIX}${body}${this.#stopMac(body).toString('hex')}`;
+  }
+
+  #stopMac(body: string): Buffer {
+    return createHmac('sha256', this.#stopSecret).update(body).digest().subarray(0, STOP_MAC_BYTES);
+  }
+
+  /**
+   * Now in ms since the epoch, on the injected clock: the real clock's `performance.now()` counts
+   * from `performance.timeOrigin`, so processes on one machine (or synchronized machines) agree
+   * on a token's expiry; hubs sharing a manual clock agree with each other.
+   */
+  #epochNow(): number {
+    return performance.timeOrigin + this.#clock.now();
   }
 
   /** @internal */
@@ -708,10 +757,6 @@ export class SseHub extends Resource {
     for (const s of this.#streams) {
       s._checkStall(now, this.#stallTimeoutMs);
       if (this.#heartbeatMs > 0 && s._heartbeat(now, this.#heartbeatMs)) this.#heartbeats++;
-    }
-    for (const [token, at] of this.#stopTokens) {
-      if (now - at < 86_400_000) break;
-      this.#stopTokens.delete(token);
     }
     if (this.#streams.size > 0) this.#arm();
   };

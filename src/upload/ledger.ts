@@ -30,7 +30,7 @@
  * @module
  * @internal
  */
-import { access } from 'node:fs/promises';
+import { access, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline, Transform } from 'node:stream';
 import { FileStore } from '@tus/file-store';
@@ -236,6 +236,16 @@ export class UploadLedger {
     if (e !== undefined) e.claimed = false;
   }
 
+  /**
+   * The unfinished uploads not in use here, with the bytes booked for each: another process that
+   * shares the folder may have written to them (see {@link LedgerFileStore.reconcile}).
+   */
+  idle(): [id: string, written: number][] {
+    const out: [string, number][] = [];
+    for (const [id, e] of this.#entries) if (e.finishedAt === undefined && e.busy === 0 && !e.claimed) out.push([id, e.written]);
+    return out;
+  }
+
   /** When `e` is due for removal, on the ledger's clock. */
   #deadline(e: LedgerEntry): number {
     const { expiryMs, completedExpiryMs } = this.#limits;
@@ -301,10 +311,13 @@ export class LedgerFileStore extends FileStore {
     (this.prototype as unknown as { checkOrCreateDirectory: () => void }).checkOrCreateDirectory = () => undefined;
   }
 
-  constructor(directory: string, expiryMs: number, ledger: UploadLedger, hooks: LedgerStoreHooks) {
+  readonly #now: () => number;
+
+  constructor(directory: string, expiryMs: number, ledger: UploadLedger, hooks: LedgerStoreHooks, now: () => number) {
     super({ directory, expirationPeriodInMilliseconds: expiryMs });
     this.#ledger = ledger;
     this.#hooks = hooks;
+    this.#now = now;
   }
 
   override async create(file: TusUpload): Promise<TusUpload> {
@@ -323,6 +336,9 @@ export class LedgerFileStore extends FileStore {
 
   override async write(readable: Source, id: string, offset: number): Promise<number> {
     const ledger = this.#ledger;
+    // Created, or last written, by another process sharing the folder: booked from the folder;
+    // tus checked `offset` against the store, so it is what the disk holds now.
+    if (ledger.has(id) || (await this.adopt(id))) ledger.wrote(id, offset);
     // Busy while it writes: the sweep skips it, a removal is refused. Claimed by a removal
     // already (the sweep is removing it): refused, as tus refuses an expired upload.
     const entry = ledger.hold(id);
@@ -363,6 +379,7 @@ export class LedgerFileStore extends FileStore {
   }
 
   override async declareUploadLength(id: string, size: number): Promise<void> {
+    await this.adopt(id);
     const undo = this.#ledger.declare(id, size);
     try {
       await super.declareUploadLength(id, size);
@@ -416,6 +433,63 @@ export class LedgerFileStore extends FileStore {
       throw error;
     }
     this.#ledger.forget(id);
+  }
+
+  /**
+   * Books `id` from the folder when the ledger does not know it: an upload a previous process
+   * left, or one that another process sharing the folder created (the workers of a cluster).
+   * Its age comes from the files' wall-clock times mapped onto the ledger's clock: created at the
+   * record's `creation_date`, finished at the data file's last write. Resolves whether it is
+   * booked now; an unreadable one (removed meanwhile, or not an upload) is not.
+   */
+  async adopt(id: string): Promise<boolean> {
+    if (this.#ledger.has(id)) return true;
+    let record: { size?: unknown; creation_date?: unknown } | undefined;
+    let data: Awaited<ReturnType<typeof stat>>;
+    try {
+      record = (await this.configstore.get(id)) as typeof record;
+      data = await stat(join(this.directory, id));
+    } catch {
+      return false;
+    }
+    if (record === undefined || !data.isFile()) return false;
+    if (this.#ledger.has(id)) return true; // booked meanwhile, by a concurrent request
+    // eslint-disable-next-line no-restricted-syntax -- file times are wall-clock: their age is taken on the wall clock, then counted on the injected one
+    const wallNow = Date.now();
+    const now = this.#now();
+    const size = typeof record.size === 'number' && Number.isSafeInteger(record.size) && record.size >= 0 ? record.size : undefined;
+    const created = typeof record.creation_date === 'string' ? Date.parse(record.creation_date) : Number.NaN;
+    const written = Number(data.size);
+    const finished = size !== undefined && written >= size;
+    this.#ledger.add(id, {
+      size,
+      written,
+      createdAt: now - (Number.isFinite(created) ? Math.max(0, wallNow - created) : 0),
+      finishedAt: finished ? now - Math.max(0, wallNow - Number(data.mtimeMs)) : undefined,
+    });
+    return true;
+  }
+
+  /**
+   * Brings the ledger's unfinished uploads up to what the folder holds: another process sharing
+   * the folder may have written to one (or finished it) since this one booked it. Growth only:
+   * an upload whose bytes vanished is left to the sweep's removal. One `stat` per unfinished
+   * upload (at most `maxActive`).
+   */
+  async reconcile(): Promise<void> {
+    for (const [id, booked] of this.#ledger.idle()) {
+      let size: number;
+      try {
+        size = (await stat(join(this.directory, id))).size;
+      } catch {
+        continue;
+      }
+      // Checked again after the await: a write here may have begun, or booked more, meanwhile.
+      const entry = this.#ledger.hold(id);
+      if (entry === undefined) continue;
+      if (size > booked && entry.written === booked && (entry as Booked).busy === 1) this.#ledger.wrote(id, size);
+      this.#ledger.release(entry);
+    }
   }
 
   #busyUntilHandedOff(id: string): void {

@@ -48,13 +48,32 @@
  * written (a `PATCH` begun before its deadline finishes, and the sweep after it removes it), or
  * finished and not yet handed to its job. Uploads left in `directory` by a previous process are
  * booked at startup (their age taken from their files), so a restarted server resumes them and
- * expires them. One handler per `directory`: two processes sharing one count separately.
+ * expires them.
+ *
+ * ## Several processes on one folder (a cluster)
+ *
+ * Processes whose handlers share `directory` (the workers of a `node:cluster`, on one machine or
+ * one shared file system) serve the same uploads: tus keeps an upload's offset, length and
+ * metadata in its files, and a process books an upload another one created when a request for it
+ * first arrives (and, at each sweep, what others wrote to the uploads it booked). So a `PATCH`
+ * continues an upload on whichever process it reaches. What stays per process:
+ *
+ * - the limits: `maxActiveUploads` and `maxTotalBytes` are counted by each process, so N
+ *   processes may hold up to N times them;
+ * - tus's lock of an upload: two `PATCH`es of one upload at the same time on two processes are
+ *   not made to wait for each other. A tus client sends one at a time; one that gives up on a
+ *   stuck `PATCH` and resends while the first still writes on another process can race it (the
+ *   bytes written are the same bytes, at the same offsets, when the client resends what it sent);
+ * - which processing job an upload has is asked of the job registry by the upload's id (the
+ *   idempotency key), so with a shared registry (`SharedPollHandle`) a completion seen on two
+ *   processes starts one job; but a `DELETE` on a process other than the one running the job is
+ *   not refused with `409` while the job runs.
  *
  * @module
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdirSync } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join, resolve, sep } from 'node:path';
 import { EVENTS, Server as TusServer } from '@tus/server';
@@ -305,7 +324,7 @@ export class UploadHandler<R = unknown> extends Resource {
         holds?.push(release);
         return holds !== undefined;
       },
-    });
+    }, () => clock.now());
     const cors = options.cors === undefined ? undefined : optionsObject('cors', options.cors);
     const rule = cors === undefined ? undefined : (cors.origin ?? '*');
     const corsAllowed = (origin: string): boolean => rule !== undefined && originAllowed(rule, origin);
@@ -457,6 +476,8 @@ export class UploadHandler<R = unknown> extends Resource {
 
   async #sweep(): Promise<number> {
     await this.#ready;
+    // Another process sharing the folder may have written to (or finished) what is booked here.
+    await this.#store.reconcile();
     let removed = 0;
     // Each is checked again as it is removed: one may have been terminated, or come into use, meanwhile.
     for (const id of this.#ledger.due()) {
@@ -476,8 +497,7 @@ export class UploadHandler<R = unknown> extends Resource {
 
   /**
    * Books the uploads a previous process left in `directory` (a `.json` record next to its data
-   * file), with their age from the files' wall-clock times mapped onto the injected clock: created
-   * at the record's `creation_date`, finished at the data file's last write.
+   * file), as {@link LedgerFileStore.adopt} does.
    */
   async #scan(): Promise<void> {
     let names: string[];
@@ -490,26 +510,7 @@ export class UploadHandler<R = unknown> extends Resource {
     for (const name of names) {
       if (!name.endsWith('.json')) continue;
       const id = name.slice(0, -'.json'.length);
-      if (!ID_RE.test(id) || !present.has(id) || this.#ledger.has(id)) continue;
-      try {
-        const record = (await this.#store.configstore.get(id)) as { size?: unknown; creation_date?: unknown } | undefined;
-        const data = await stat(join(this.#directory, id));
-        if (record === undefined || !data.isFile()) continue;
-        // eslint-disable-next-line no-restricted-syntax -- file times are wall-clock: their age is taken on the wall clock, then counted on the injected one
-        const wallNow = Date.now();
-        const now = this.#clock.now();
-        const size = typeof record.size === 'number' && Number.isSafeInteger(record.size) && record.size >= 0 ? record.size : undefined;
-        const created = typeof record.creation_date === 'string' ? Date.parse(record.creation_date) : Number.NaN;
-        const finished = size !== undefined && data.size >= size;
-        this.#ledger.add(id, {
-          size,
-          written: data.size,
-          createdAt: now - (Number.isFinite(created) ? Math.max(0, wallNow - created) : 0),
-          finishedAt: finished ? now - Math.max(0, wallNow - data.mtimeMs) : undefined,
-        });
-      } catch {
-        // Unreadable (removed meanwhile, or not ours): not booked.
-      }
+      if (ID_RE.test(id) && present.has(id)) await this.#store.adopt(id);
     }
   }
 
