@@ -59,6 +59,40 @@ export type Envelope =
   | readonly [typeof Kind.CANCEL, number]
   | readonly [typeof Kind.BYE];
 
+/** The data rides one level down, in the envelope's array: it may nest as deep as published data. */
+const FRAME_MAX_DEPTH = DEFAULT_MAX_JSON_DEPTH + 1;
+
+/** `parseJson` with the frame's limits: a linear scan of the text for depth and `__proto__`, then `JSON.parse`. */
+function parseFrame(text: string): unknown {
+  return parseJson(text, { maxDepth: FRAME_MAX_DEPTH, what: 'Malformed sidecar message: the frame' });
+}
+
+/** `JSON.parse` of a frame {@link plainlySafe} cleared; text that is not JSON goes to {@link parseFrame} for its error. */
+function parseOrCheck(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return parseFrame(text);
+  }
+}
+
+/**
+ * Whether the frame's text cannot break `parseJson`'s limits, decided with a few native
+ * `indexOf`s instead of its scan of every character (the hot path: most frames are small
+ * records). It cannot hold a `__proto__` key when the name appears neither literally nor
+ * possibly spelt with a `\u` escape (the only escape that yields its letters); it cannot nest
+ * deeper than the limit when it has no more `{` and `[` in all than the limit (each level opens
+ * one, strings included: the count only overestimates). A frame that fails either test takes
+ * the full scan, which decides.
+ */
+function plainlySafe(text: string): boolean {
+  if (text.includes(RESERVED_JSON_KEY) || text.includes('\\u')) return false;
+  let opens = 0;
+  for (let i = text.indexOf('{'); i !== -1; i = text.indexOf('{', i + 1)) if (++opens > FRAME_MAX_DEPTH) return false;
+  for (let i = text.indexOf('['); i !== -1; i = text.indexOf('[', i + 1)) if (++opens > FRAME_MAX_DEPTH) return false;
+  return true;
+}
+
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 const isId = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
 
@@ -72,11 +106,8 @@ function bad(what: string): never {
  *   `__proto__` key) or is not a known message. @internal
  */
 export function decodeEnvelope(payload: Buffer | string): Envelope {
-  // The data rides one level down, in the envelope's array: it may nest as deep as published data.
-  const value = parseJson(typeof payload === 'string' ? payload : payload.toString('utf8'), {
-    maxDepth: DEFAULT_MAX_JSON_DEPTH + 1,
-    what: 'Malformed sidecar message: the frame',
-  });
+  const text = typeof payload === 'string' ? payload : payload.toString('utf8');
+  const value = plainlySafe(text) ? parseOrCheck(text) : parseFrame(text);
   if (!Array.isArray(value) || value.length === 0) bad('expected a non-empty array');
   const m = value as unknown[];
   const len = m.length;

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FrameDecoder, ProtocolError } from '../../src/index.js';
 import { encodeFrame } from '../../src/sidecar/framing.js';
+import { parseJson } from '../../src/core/json.js';
 import { decodeEnvelope, Kind, requestJson, sendJson } from '../../src/sidecar/protocol.js';
 
 /** Cuts `bytes` at the given (sorted, deduplicated) offsets. */
@@ -129,6 +130,27 @@ describe('framing', () => {
         },
       ),
       { numRuns: 500 },
+    );
+  });
+
+  it('refuses exactly the frames the full depth and __proto__ scan refuses, whichever path decides', () => {
+    // A SEND around data that may nest past the limit or spell __proto__ plainly or with \u escapes.
+    const nested = fc.tuple(fc.integer({ min: 0, max: 70 }), fc.boolean()).map(([depth, obj]) => (obj ? '{"a":'.repeat(depth) + '1' + '}'.repeat(depth) : '['.repeat(depth) + ']'.repeat(depth)));
+    const proto = fc.constantFrom('{"__proto__":1}', '{"\\u005f_proto__":1}', '{"__pr\\u006fto__":{}}', '{"x":"__proto__"}', '{"x":"\\u00e9"}', '"[[[[{{{{"', '{"a":"]]]]]"}');
+    const data = fc.oneof(nested, proto, fc.jsonValue().map((v) => JSON.stringify(v) ?? 'null'));
+    fc.assert(
+      fc.property(data, fc.integer({ min: 1, max: 1000 }), (json, seq) => {
+        const text = `[2,${seq},"t",${json}]`;
+        let expected: unknown;
+        try {
+          parseJson(text, { maxDepth: 65 });
+        } catch (err) {
+          expected = err;
+        }
+        if (expected === undefined) expect(decodeEnvelope(text)).toEqual(JSON.parse(text));
+        else expect(() => decodeEnvelope(text)).toThrow(ProtocolError);
+      }),
+      { numRuns: 1000 },
     );
   });
 

@@ -6,6 +6,16 @@
  * - `patchbay`: a `SidecarSupervisor` (built `dist/`) spawning peer-patchbay.mjs, `SidecarChannel`
  *   over a Unix socket: length-prefixed JSON frames, acknowledged sends, coalesced writes.
  * - `ipc`: `child_process.fork` of peer-ipc.mjs and Node's IPC channel (`process.send`, JSON).
+ * - `ndjson`: the fair transport-for-transport baseline, what a competent engineer writes by
+ *   hand: peer-ndjson.mjs serves a Unix socket, one `JSON.stringify(msg) + '\n'` per message,
+ *   the lines of one synchronous run joined and written once (in a microtask, as patchbay does),
+ *   `'drain'` awaited when `write()` says false. It does the work patchbay's timing includes:
+ *   every message carries a seq; each send is kept until the peer's cumulative ack covers it
+ *   (what patchbay keeps for replay), and the producer pauses once 5,000 are held (written or
+ *   not, unacknowledged), resuming at 2,500, as patchbay's default high-water mark (half of
+ *   10,000) and drain do; requests are correlated by id. What it leaves out is patchbay's own:
+ *   frame limits and the depth/`__proto__` scan of every frame, the handshake, and replay after
+ *   a reconnection (each request has a 30 s deadline, a timer of its own).
  *
  * Modes:
  * - `throughput`: N fire-and-forget messages as fast as backpressure allows, then one request
@@ -13,7 +23,11 @@
  * - `latency`: M requests one at a time: round-trip p50/p99.
  * - `latency-c32`: M requests with 32 in flight: round-trip p50/p99 under load.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createConnection, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type * as Patchbay from '../../../src/index.js';
@@ -42,6 +56,109 @@ async function patchbay(): Promise<Contender> {
     send: (i) => (channel.send('log', record(i)) ? undefined : channel.drain()),
     request: (type, data) => channel.request(type, data),
     close: () => supervisor.close(),
+  };
+}
+
+async function ndjson(): Promise<Contender> {
+  const dir = mkdtempSync(join(tmpdir(), 'pb-bench-ndjson-'));
+  const path = join(dir, 'peer.sock');
+  const child = spawn(process.execPath, [...(process.env['PEER_NODE_ARGS']?.split(' ').filter(Boolean) ?? []), fileURLToPath(new URL('./peer-ndjson.mjs', import.meta.url)), path], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once('data', () => resolve());
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`the ndjson peer exited with ${String(code)}`)));
+  });
+  const socket = await new Promise<Socket>((resolve, reject) => {
+    const s = createConnection({ path }, () => resolve(s));
+    s.once('error', reject);
+  });
+  socket.setNoDelay(true);
+  socket.setEncoding('utf8');
+  const HIGH_WATER = 5000;
+  const pending = new Map<number, (data: unknown) => void>();
+  /** Sends written or waiting, not yet acknowledged: kept, as a replaying sender must. */
+  const unacked: { seq: number; line: string }[] = [];
+  let unackedHead = 0;
+  let lines: string[] = [];
+  let scheduled = false;
+  let blocked = false;
+  let wake: (() => void) | undefined;
+  let nextSeq = 1;
+  let nextId = 1;
+  const held = () => unacked.length - unackedHead;
+  const flush = (): void => {
+    scheduled = false;
+    if (blocked || lines.length === 0) return;
+    const text = lines.join('');
+    lines = [];
+    if (!socket.write(text)) blocked = true;
+  };
+  const queue = (line: string): void => {
+    lines.push(line);
+    if (!scheduled) {
+      scheduled = true;
+      queueMicrotask(flush);
+    }
+  };
+  socket.on('drain', () => {
+    blocked = false;
+    flush();
+  });
+  let rest = '';
+  socket.on('data', (chunk: string) => {
+    const text = rest + chunk;
+    let start = 0;
+    for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
+      const m = JSON.parse(text.slice(start, nl)) as { ack?: number; id?: number; data?: unknown };
+      start = nl + 1;
+      if (m.ack !== undefined) {
+        while (unackedHead < unacked.length && unacked[unackedHead]!.seq <= m.ack) unackedHead++;
+        if (unackedHead > 4096 && unackedHead * 2 > unacked.length) {
+          unacked.splice(0, unackedHead);
+          unackedHead = 0;
+        }
+        if (wake !== undefined && held() <= HIGH_WATER >> 1) {
+          const w = wake;
+          wake = undefined;
+          w();
+        }
+      } else {
+        pending.get(m.id!)?.(m.data);
+        pending.delete(m.id!);
+      }
+    }
+    rest = text.slice(start);
+  });
+  return {
+    send: (i) => {
+      const seq = nextSeq++;
+      const line = JSON.stringify({ seq, type: 'log', data: record(i) }) + '\n';
+      unacked.push({ seq, line });
+      queue(line);
+      return held() < HIGH_WATER ? undefined : new Promise<void>((resolve) => (wake = resolve));
+    },
+    // A deadline per request, as patchbay's requestTimeoutMs (30 s) gives each.
+    request: (type, data) =>
+      new Promise((resolve, reject) => {
+        const id = nextId++;
+        const timer = setTimeout(() => {
+          pending.delete(id);
+          reject(new Error(`request ${id} timed out`));
+        }, 30_000);
+        pending.set(id, (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        });
+        queue(JSON.stringify({ seq: nextSeq++, id, type, data }) + '\n');
+      }),
+    close: async () => {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      socket.end();
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
 }
 
@@ -105,7 +222,7 @@ if (!CONTENDERS.includes(name as ContenderName)) throw new Error(`unknown conten
 if (!MODES.includes(modeArg as Mode)) throw new Error(`unknown mode ${String(modeArg)}`);
 const mode = modeArg as Mode;
 const scale = Number(scaleArg ?? 1);
-const contender = name === 'patchbay' ? await patchbay() : await ipc();
+const contender = name === 'patchbay' ? await patchbay() : name === 'ndjson' ? await ndjson() : await ipc();
 
 let result: ChildResult;
 if (mode === 'throughput') {

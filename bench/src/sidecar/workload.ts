@@ -1,6 +1,6 @@
 /** What the sidecar suite measures: the contenders, the modes and the sizes (shared by main.ts and child.ts). */
 
-export const CONTENDERS = ['ipc', 'patchbay'] as const;
+export const CONTENDERS = ['ipc', 'ndjson', 'patchbay'] as const;
 export type ContenderName = (typeof CONTENDERS)[number];
 export const MODES = ['throughput', 'latency', 'latency-c32'] as const;
 export type Mode = (typeof MODES)[number];
