@@ -335,7 +335,9 @@ export function runDemo() {
   const demo = createDemo({
     jobs,
     maxHoldMs,
-    workerHeader: cluster.isWorker,
+    // DEMO_WORKER_HEADER=0 leaves the header off (the benchmarks: a header set on every answer
+    // takes long polling's shared-bytes path away).
+    workerHeader: cluster.isWorker && process.env.DEMO_WORKER_HEADER !== '0',
     sidecars: process.env.SIDECARS === '0' ? undefined : { mode: sidecarMode, metricsPort, ...sidecarSockets },
   });
   demo.server.listen(port, '127.0.0.1', () => {

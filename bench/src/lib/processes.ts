@@ -109,10 +109,13 @@ export async function freePort(): Promise<number> {
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
-/** A small GET on the server (the coordinator's own connection). */
-export function getText(port: number, path: string, timeoutMs = 5000): Promise<{ status: number; body: string }> {
+/**
+ * A small GET on the server: on the coordinator's own keep-alive connection, or with `fresh` on
+ * a new connection (closed after), which a server of several processes may give to any of them.
+ */
+export function getText(port: number, path: string, timeoutMs = 5000, fresh = false): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path, agent, timeout: timeoutMs }, (res) => {
+    const req = http.get({ host: '127.0.0.1', port, path, agent: fresh ? false : agent, timeout: timeoutMs }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));

@@ -48,6 +48,7 @@ import {
   HOLD_MS,
   NCHAN_WORKERS,
   nginxVersion,
+  X2_WORKERS,
   type RunningServer,
   SERVERS,
   type ServerName,
@@ -79,6 +80,7 @@ interface TrialResult {
   readonly rssIdle: number;
   readonly rssHeld: number;
   readonly rssPerHeld: number;
+  readonly heldPerGiB: number;
   readonly wakeMax: number;
   readonly wakeMin: number;
   readonly wakeP50: number;
@@ -232,6 +234,7 @@ async function trial(name: ServerName, c: number, trialIndex: number): Promise<T
       rssIdle,
       rssHeld,
       rssPerHeld: (rssHeld - rssIdle) / c,
+      heldPerGiB: 2 ** 30 / ((rssHeld - rssIdle) / c),
       wakeMax: received === c ? latencies[latencies.length - 1]! : Number.NaN,
       wakeMin: latencies.length > 0 ? latencies[0]! : Number.NaN,
       wakeP50: quantileSorted(latencies, 0.5),
@@ -254,7 +257,7 @@ async function trial(name: ServerName, c: number, trialIndex: number): Promise<T
 
 // --- figures and report ----------------------------------------------------------------------
 
-type FigureDef = ReportFigure<keyof TrialResult, 'ms' | 'B' | 'MiB'>;
+type FigureDef = ReportFigure<keyof TrialResult, 'ms' | 'B' | 'MiB' | 'n'>;
 
 const FIGURES: readonly FigureDef[] = [
   {
@@ -263,6 +266,13 @@ const FIGURES: readonly FigureDef[] = [
     unit: 'B',
     better: 'lower',
     description: '(VmRSS with C polls held, 1 s after the last was confirmed held) − (idle VmRSS after the warm-up), divided by C. nginx: master + workers summed.',
+  },
+  {
+    key: 'heldPerGiB',
+    label: 'held polls per GiB',
+    unit: 'n',
+    better: 'higher',
+    description: '1 GiB divided by the RSS per held poll: how many polls a GiB of memory holds beyond the idle server (all its processes; patchbay-x2 counts its redis-server too).',
   },
   { key: 'rssIdle', label: 'idle RSS', unit: 'MiB', better: 'lower', description: 'VmRSS after the warm-up, before the load connects.' },
   {
@@ -360,6 +370,7 @@ const tables = sizedTables(rows, {
   ratios: [
     ['patchbay', 'bare'],
     ['patchbay', 'nchan'],
+    ['patchbay-x2', 'nchan'],
   ],
   format: fmt,
   ratioCellOf: (r, a, b) => ratioCell(ratio(a, b, r.size, r.figure.key), r.figure.better),
@@ -387,6 +398,7 @@ if (opts.write) {
       ...r.by,
       ratioPatchbayOverBare: ratio('patchbay', 'bare', r.size, r.figure.key),
       ratioPatchbayOverNchan: ratio('patchbay', 'nchan', r.size, r.figure.key),
+      ratioPatchbayX2OverNchan: ratio('patchbay-x2', 'nchan', r.size, r.figure.key),
     })),
     targets,
     checkFailures: failures,
@@ -395,12 +407,15 @@ if (opts.write) {
   suite.write('longpoll', fields, {
     title: 'Long polling',
     intro: [
-      `C concurrent long polls held on one topic, then one publish that wakes them all, on three servers side by side:`,
+      `C concurrent long polls held on one topic, then one publish that wakes them all, on four servers side by side:`,
       `**patchbay** (\`node demo/server.js\`: \`LongPollHandler\` + \`PubSubBroker\` from the built package, \`LP_TIMEOUT_MS=${HOLD_MS}\`),`,
       '**bare** (`bench/src/longpoll/bare-server.mjs`: the same protocol by hand on `node:http` — an array log per topic,',
       '`Map<topic, Set>` of held requests, a `setTimeout` per held request, and a publish that serializes the answer once and',
       `writes it to every held request) and **nchan** (nginx ${nginx}, ${NCHAN_WORKERS} workers, long-poll subscriber`,
-      'location + HTTP publisher location, `nchan_subscriber_first_message newest`). Everything on 127.0.0.1.',
+      'location + HTTP publisher location, `nchan_subscriber_first_message newest`), and **patchbay-x2**: the same demo as',
+      `${X2_WORKERS} processes on one port (\`WORKERS=${X2_WORKERS}\`, node:cluster), sharing the topic through \`RedisBackend\` on a redis-server of`,
+      'its own (started fresh for each trial; its RSS and CPU count with the workers\' and the primary\'s), beside Nchan\'s',
+      `${NCHAN_WORKERS} workers. Everything on 127.0.0.1.`,
     ],
     run: [
       suite.dateText() +
@@ -418,7 +433,8 @@ if (opts.write) {
       `  process), each process from its own 127.0.0.x source address, connecting at most ${CONNECT_WINDOW} at a time; each sends`,
       `  \`GET /lp/${TOPIC}\` (no cursor: wait for the next message) and keeps the connection open.`,
       '- Held means: every client has written its request and has no answer, and the server itself counts C held',
-      '  (patchbay `GET /stats` → `longPoll.parked`; bare: its `/stats`; Nchan: `subscribers` in `nchan_stub_status`).',
+      '  (patchbay `GET /stats` → `longPoll.parked`, patchbay-x2 summed over its workers from `/stats` on new connections;',
+      '  bare: its `/stats`; Nchan: `subscribers` in `nchan_stub_status`).',
       `- Each server is warmed up first (${WARM_ROUNDS} rounds of ${WARM_POLLS} polls, each answered by one publish); idle RSS is`,
       '  taken 1 s later.',
       '- The publish is `POST /pub/bench` (text/plain) on a connection opened beforehand; its send time and each',

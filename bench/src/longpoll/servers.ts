@@ -7,16 +7,21 @@
  * - `nchan`: nginx with Debian's Nchan module, 2 workers, in the foreground, with this
  *   benchmark's own config under a temporary prefix (research/pubsub-poll-sidecar.md §1.10).
  *
- * All three listen on 127.0.0.1 only.
+ * - `patchbay-x2`: the demo as 2 worker processes on one port (`WORKERS=2`, node:cluster) sharing
+ *   topics through the Redis backend on a redis-server of its own (fresh per trial), beside
+ *   Nchan's 2 workers. Its processes (primary, workers, redis-server) all count in RSS and CPU.
+ *
+ * All of them listen on 127.0.0.1 only.
  */
 import { join } from 'node:path';
 import { startNchan as startNginxNchan } from '../lib/nchan.js';
-import { getText, startNodeServer } from '../lib/processes.js';
+import { childPids, getText, startNodeServer } from '../lib/processes.js';
+import { startRedisServer } from '../lib/redis-server.js';
 
 export { ensureNchan, NCHAN_MODULE, NCHAN_WORKERS, nginxVersion } from '../lib/nchan.js';
 export { killAllStarted, totalCpuMs, totalRss } from '../lib/processes.js';
 
-export const SERVERS = ['patchbay', 'bare', 'nchan'] as const;
+export const SERVERS = ['patchbay', 'bare', 'nchan', 'patchbay-x2'] as const;
 export type ServerName = (typeof SERVERS)[number];
 
 /** How long a poll is held: far beyond any trial, so none times out while measured. */
@@ -50,6 +55,55 @@ async function startNode(name: 'patchbay' | 'bare', root: string, nodeFlags: rea
   };
 }
 
+/** Worker processes of `patchbay-x2`, as many as Nchan's workers. */
+export const X2_WORKERS = 2;
+
+/**
+ * Polls a server of several processes holds: `GET /stats` on new connections (the cluster hands
+ * each to a worker in turn) until every worker has answered, summed over the workers.
+ */
+export async function parkedAcrossWorkers(port: number, workers: number, name: string): Promise<number> {
+  const byPid = new Map<number, number>();
+  for (let i = 0; i < 20 * workers && byPid.size < workers; i++) {
+    const { status, body } = await getText(port, '/stats', 5000, true);
+    if (status !== 200) throw new Error(`${name} /stats answered ${status}`);
+    const stats = JSON.parse(body) as { pid: number; longPoll: { parked: number } };
+    byPid.set(stats.pid, stats.longPoll.parked);
+  }
+  if (byPid.size < workers) throw new Error(`${name}: only ${byPid.size} of ${workers} workers answered /stats`);
+  let sum = 0;
+  for (const n of byPid.values()) sum += n;
+  return sum;
+}
+
+async function startCluster(root: string, nodeFlags: readonly string[]): Promise<RunningServer> {
+  const redis = await startRedisServer();
+  try {
+    const proc = await startNodeServer(join(root, 'demo', 'server.js'), {
+      cwd: root,
+      name: 'patchbay-x2',
+      env: { WORKERS: String(X2_WORKERS), PATCHBAY_REDIS_URL: redis.url, LP_TIMEOUT_MS: String(HOLD_MS), SIDECARS: '0', DEMO_WORKER_HEADER: '0' },
+      nodeFlags,
+    });
+    return {
+      name: 'patchbay-x2',
+      port: proc.port,
+      pids: () => {
+        const primary = proc.pids();
+        return [...primary, ...primary.flatMap((pid) => childPids(pid)), redis.pid];
+      },
+      parked: () => parkedAcrossWorkers(proc.port, X2_WORKERS, 'patchbay-x2'),
+      async stop() {
+        await proc.stop();
+        await redis.stop();
+      },
+    };
+  } catch (error) {
+    await redis.stop();
+    throw error;
+  }
+}
+
 const LOCATIONS = `
 location ~ ^/pub/([A-Za-z0-9_-]+)$ {
   nchan_publisher http;
@@ -73,5 +127,7 @@ async function startNchan(): Promise<RunningServer> {
 
 /** @param nodeFlags - Extra `node` flags for the Node servers (profiling: `--cpu-prof`, `--trace-gc`). */
 export function startServer(name: ServerName, root: string, nodeFlags: readonly string[] = []): Promise<RunningServer> {
-  return name === 'nchan' ? startNchan() : startNode(name, root, nodeFlags);
+  if (name === 'nchan') return startNchan();
+  if (name === 'patchbay-x2') return startCluster(root, nodeFlags);
+  return startNode(name, root, nodeFlags);
 }
