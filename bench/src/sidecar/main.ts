@@ -15,7 +15,7 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseChildSuiteArgs } from '../lib/args.js';
-import { cpuBusy, rotate, runChild, waitQuiet } from '../lib/harness.js';
+import { cpuBusy, quietTrialStart, rotate, runChild } from '../lib/harness.js';
 import {
   arrow,
   type FigureDef as ReportFigure,
@@ -115,7 +115,8 @@ const opts = parseChildSuiteArgs(process.argv.slice(2));
 const suite = new SuiteRun(import.meta.url);
 suite.printHeader(`sidecar benchmark: ${opts.runs} run(s) x ${MODES.length} modes x ${CONTENDERS.length} contenders, scale ${opts.scale}`);
 
-const results: Record<Mode, Record<ContenderName, ChildResult[]>> = {
+/** One entry per run and contender, `undefined` where the trial was skipped or failed: index i is run i. */
+const results: Record<Mode, Record<ContenderName, (ChildResult | undefined)[]>> = {
   throughput: { ipc: [], ndjson: [], patchbay: [] },
   latency: { ipc: [], ndjson: [], patchbay: [] },
   'latency-c32': { ipc: [], ndjson: [], patchbay: [] },
@@ -125,7 +126,13 @@ for (let run = 0; run < opts.runs; run++) {
   const order = rotate(CONTENDERS, run);
   for (const mode of MODES) {
     for (const contender of order) {
-      const busy = opts.waitQuiet ? await waitQuiet(20_000) : await cpuBusy(300);
+      const start = opts.waitQuiet ? await quietTrialStart(`${mode}/${contender} run ${run + 1}`) : { busy: await cpuBusy(300), skipped: false, attempts: 1 };
+      if (start.skipped) {
+        results[mode][contender].push(undefined);
+        console.log(`  run ${run + 1}/${opts.runs}  ${mode.padEnd(12)} ${contender.padEnd(9)} SKIPPED, the machine stayed busy (others ${(start.busy * 100).toFixed(0)}% after ${start.attempts} tries)`);
+        continue;
+      }
+      const busy = start.busy;
       suite.busyBefore.push(busy);
       const t0 = Date.now();
       let result: ChildResult;
@@ -133,6 +140,7 @@ for (let run = 0; run < opts.runs; run++) {
         result = await runChild<ChildResult>(childFile, [contender, mode, String(opts.scale)], NODE_FLAGS, `${mode}/${contender}`, CHILD_LIMIT_MS);
       } catch (err) {
         failures.push(`run ${run + 1} ${mode}/${contender}: ${(err as Error).message}`);
+        results[mode][contender].push(undefined);
         console.log(`  run ${run + 1}/${opts.runs}  ${mode.padEnd(12)} ${contender.padEnd(9)} FAILED: ${(err as Error).message.slice(0, 200)}`);
         continue;
       }
@@ -147,7 +155,7 @@ for (let run = 0; run < opts.runs; run++) {
 }
 
 const rows: Row[] = FIGURES.map((figure) => {
-  const by = Object.fromEntries(CONTENDERS.map((c) => [c, summarize(results[figure.mode][c].map((r) => r.figures[figure.key] ?? Number.NaN))])) as Record<ContenderName, Summary>;
+  const by = Object.fromEntries(CONTENDERS.map((c) => [c, summarize(results[figure.mode][c].flatMap((r) => (r === undefined ? [] : [r.figures[figure.key] ?? Number.NaN])))])) as Record<ContenderName, Summary>;
   return { figure, by, ratio: by.patchbay.median / by.ipc.median, ratioNdjson: by.patchbay.median / by.ndjson.median };
 });
 
@@ -158,7 +166,7 @@ const perRun = (other: ContenderName): string =>
   results.throughput.patchbay
     .map((p, i) => {
       const b = results.throughput[other][i];
-      return b === undefined ? '—' : `${((p.figures['messagesPerSec'] ?? Number.NaN) / (b.figures['messagesPerSec'] ?? Number.NaN)).toFixed(2)}×`;
+      return p === undefined || b === undefined ? '—' : `${((p.figures['messagesPerSec'] ?? Number.NaN) / (b.figures['messagesPerSec'] ?? Number.NaN)).toFixed(2)}×`;
     })
     .join(', ');
 const targets: TargetResult[] = [
@@ -221,7 +229,7 @@ if (opts.write) {
     })),
     targets,
     failures,
-    raw: Object.fromEntries(MODES.map((m) => [m, Object.fromEntries(CONTENDERS.map((c) => [c, results[m][c].map((r) => ({ ...r.figures, ...r.info }))]))])),
+    raw: Object.fromEntries(MODES.map((m) => [m, Object.fromEntries(CONTENDERS.map((c) => [c, results[m][c].map((r) => (r === undefined ? null : { ...r.figures, ...r.info }))]))])),
   };
   suite.write('sidecar', fields, {
     title: 'Sidecar',
