@@ -478,7 +478,7 @@ export class SseStream {
   #flushNow(): void {
     if (!this.#started || this.#closed || this.#queued === 0) return;
     const queue = this.#queue;
-    const chunk = queue.length === 1 ? queue[0]! : Buffer.concat(queue, this.#queued);
+    const chunk = queue.length === 1 ? queue[0]! : this.#hub._join(queue, this.#queued);
     const events = this.#queuedEvents;
     this.#queue = [];
     this.#keys = [];
@@ -586,6 +586,9 @@ export class SseHub extends Resource {
   #drops = 0;
   #heartbeats = 0;
   #eventsSent = 0;
+  /** The last queue joined in this job, and its bytes (see {@link SseHub._join}). */
+  #joinedFrom: readonly Buffer[] | undefined;
+  #joined: Buffer | undefined;
 
   /** @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) on an invalid option. */
   constructor(options?: SseHubOptions) {
@@ -679,6 +682,31 @@ export class SseHub extends Resource {
   _countSent(n: number): void {
     this.#eventsSent += n;
   }
+
+  /**
+   * The queued entries of one stream as one chunk. Streams sent the same events in a turn (a
+   * broadcast) share one `Buffer`: joined once, and held once by every socket's queue. The join is
+   * forgotten when the current job ends (a microtask), so nothing is held between turns.
+   * @internal
+   */
+  _join(queue: readonly Buffer[], bytes: number): Buffer {
+    const from = this.#joinedFrom;
+    if (from !== undefined && from.length === queue.length && this.#joined!.length === bytes) {
+      let i = 0;
+      while (i < queue.length && queue[i] === from[i]) i++;
+      if (i === queue.length) return this.#joined!;
+    }
+    const joined = Buffer.concat(queue as Buffer[], bytes);
+    if (from === undefined) queueMicrotask(this.#forgetJoin);
+    this.#joinedFrom = queue;
+    this.#joined = joined;
+    return joined;
+  }
+
+  readonly #forgetJoin = (): void => {
+    this.#joinedFrom = undefined;
+    this.#joined = undefined;
+  };
 
   /** @internal */
   _markDirty(stream: SseStream): void {
