@@ -30,45 +30,67 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'up
  * `close` (the socket closed or the response ended) and write errors.
  */
 export function nodeSink(req: IncomingMessage, res: ServerResponse): SseSink {
-  let closed: (() => void) | undefined;
-  const fire = (): void => {
-    const cb = closed;
-    closed = undefined;
+  return new NodeSink(req, res);
+}
+
+/**
+ * {@link nodeSink}'s sink: a class, so its methods live once on the prototype and a connection
+ * holds one small object and one listener closure (a factory's object literal held a closure per
+ * method per connection). @internal
+ */
+class NodeSink implements SseSink {
+  readonly #req: IncomingMessage;
+  readonly #res: ServerResponse;
+  #closed: (() => void) | undefined;
+  // Idempotent, so plain `on` listeners do (no `once` wrapper per connection).
+  readonly #fire = (): void => {
+    const cb = this.#closed;
+    this.#closed = undefined;
     cb?.();
   };
-  res.once('close', fire);
-  res.on('error', fire);
-  req.once('error', fire);
-  return {
-    start(status, headers) {
-      const h2 = req.httpVersionMajor >= 2;
-      const out: Record<string, string> = {};
-      for (const [name, value] of Object.entries(headers)) if (!(h2 && HOP_BY_HOP.has(name.toLowerCase()))) out[name] = value;
-      res.writeHead(status, out);
-      res.flushHeaders();
-      req.socket?.setNoDelay?.(true);
-    },
-    write(chunk, written) {
-      // The callback runs once the socket took the chunk: it paces replays (see SseStream).
-      const socket = chunk.length === 0 ? undefined : rawSocket(res);
-      if (socket !== undefined) socket.write(framed(chunk), written);
-      else if (written === undefined) res.write(chunk);
-      else res.write(chunk, written);
-    },
-    get buffered() {
-      return res.writableLength;
-    },
-    end() {
-      res.end();
-    },
-    destroy() {
-      res.destroy();
-    },
-    onClose(callback) {
-      closed = callback;
-      if (res.destroyed || res.writableFinished) fire();
-    },
-  };
+
+  constructor(req: IncomingMessage, res: ServerResponse) {
+    this.#req = req;
+    this.#res = res;
+    res.on('close', this.#fire);
+    res.on('error', this.#fire);
+    req.on('error', this.#fire);
+  }
+
+  start(status: number, headers: Readonly<Record<string, string>>): void {
+    const h2 = this.#req.httpVersionMajor >= 2;
+    const out: Record<string, string> = {};
+    for (const [name, value] of Object.entries(headers)) if (!(h2 && HOP_BY_HOP.has(name.toLowerCase()))) out[name] = value;
+    this.#res.writeHead(status, out);
+    this.#res.flushHeaders();
+    this.#req.socket?.setNoDelay?.(true);
+  }
+
+  write(chunk: Buffer, written?: () => void): void {
+    // The callback runs once the socket took the chunk: it paces replays (see SseStream).
+    const res = this.#res;
+    const socket = chunk.length === 0 ? undefined : rawSocket(res);
+    if (socket !== undefined) socket.write(framed(chunk), written);
+    else if (written === undefined) res.write(chunk);
+    else res.write(chunk, written);
+  }
+
+  get buffered(): number {
+    return this.#res.writableLength;
+  }
+
+  end(): void {
+    this.#res.end();
+  }
+
+  destroy(): void {
+    this.#res.destroy();
+  }
+
+  onClose(callback: () => void): void {
+    this.#closed = callback;
+    if (this.#res.destroyed || this.#res.writableFinished) this.#fire();
+  }
 }
 
 const writeOfNode = ServerResponse.prototype.write;

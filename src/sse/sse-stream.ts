@@ -158,8 +158,9 @@ export class SseStream {
   readonly #sink: SseSink;
   readonly #maxBuffered: number;
   readonly #overflow: SseOverflowPolicy;
-  readonly #startBytes: Buffer[] = [];
-  readonly #headers: Record<string, string>;
+  // Per connection, so only what a connection needs: no empty arrays or objects for unused options.
+  readonly #retryBytes: Buffer | undefined;
+  readonly #headers: Record<string, string> | undefined;
   #queue: Buffer[] = [];
   #keys: QueueKey[] = [];
   #queued = 0;
@@ -194,7 +195,7 @@ export class SseStream {
     this.#sink = sink;
     this.#maxBuffered = check.integerInRange('maxBufferedBytes', options.maxBufferedBytes ?? 1024 * 1024, 1, Number.MAX_SAFE_INTEGER);
     this.#overflow = checkPolicy(options.overflow);
-    this.#headers = { ...options.headers };
+    this.#headers = options.headers === undefined ? undefined : { ...options.headers };
     this._lastWrite = now;
     const retry = options.retryMs;
     if (retry !== undefined) {
@@ -204,7 +205,7 @@ export class SseStream {
       }
       check.integerInRange('retryMs', retry, 0, 2 ** 31 - 1);
       const spread = Math.round(retry * (1 + jitter * (Math.random() * 2 - 1)));
-      this.#startBytes.push(serializeEvent({ retry: spread }));
+      this.#retryBytes = serializeEvent({ retry: spread });
     }
     sink.onClose(() => this.#end('client'));
   }
@@ -242,7 +243,8 @@ export class SseStream {
       ...this.#headers,
       ...headers,
     });
-    const lead = [HEARTBEAT, ...this.#startBytes];
+    const lead = [HEARTBEAT];
+    if (this.#retryBytes !== undefined) lead.push(this.#retryBytes);
     if (first !== undefined) lead.push(first);
     const bytes = lead.reduce((n, b) => n + b.length, 0);
     this.#queue.unshift(...lead);
@@ -350,7 +352,8 @@ export class SseStream {
     }
   }
 
-  readonly #written = (): void => this.#poke();
+  /** Made at the first paced flush: a live-only connection holds no such closure. */
+  #written: (() => void) | undefined;
 
   /**
    * Queues a comment (clients ignore it).
@@ -489,7 +492,7 @@ export class SseStream {
     if (events > 0) this.#hub._countSent(events);
     this._lastWrite = this.#hub._now();
     try {
-      if (this.#replaying) this.#sink.write(chunk, this.#written);
+      if (this.#replaying) this.#sink.write(chunk, (this.#written ??= () => this.#poke()));
       else this.#sink.write(chunk);
     } catch {
       this.#sink.destroy();
