@@ -143,6 +143,7 @@ const HEARTBEAT = serializeComment('');
  */
 const NOT_EVENT: unique symbol = Symbol('not an event');
 type QueueKey = string | undefined | typeof NOT_EVENT;
+type OnClose = (reason: SseCloseReason) => void;
 
 /**
  * One SSE connection. Usually made by {@link SseHandler} or {@link sseResponse}; make one
@@ -186,7 +187,8 @@ export class SseStream {
   #replaying = false;
   /** A paced replay waiting for room: how many bytes it wants to queue, and what to wake. */
   #roomWaiter: { readonly bytes: number; readonly wake: () => void } | null = null;
-  #onClose: ((reason: SseCloseReason) => void)[] = [];
+  /** One callback (the usual case: the subscription to end) or several; no array for one. */
+  #onClose: OnClose | OnClose[] | undefined;
 
   /** @internal */
   constructor(hub: SseHub, sink: SseSink, options: SseStreamOptions, now: number, identity?: string) {
@@ -393,6 +395,8 @@ export class SseStream {
   /** Registers a callback for when the stream ends, however it ends. @internal */
   _onClose(callback: (reason: SseCloseReason) => void): void {
     if (this.#closed) callback('server');
+    else if (this.#onClose === undefined) this.#onClose = callback;
+    else if (typeof this.#onClose === 'function') this.#onClose = [this.#onClose, callback];
     else this.#onClose.push(callback);
   }
 
@@ -511,8 +515,9 @@ export class SseStream {
     this.#poke();
     if (sseChannels.close.hasSubscribers) sseChannels.close.publish({ stream: this, reason });
     const callbacks = this.#onClose;
-    this.#onClose = [];
-    for (const cb of callbacks) cb(reason);
+    this.#onClose = undefined;
+    if (typeof callbacks === 'function') callbacks(reason);
+    else if (callbacks !== undefined) for (const cb of callbacks) cb(reason);
   }
 }
 
