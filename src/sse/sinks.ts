@@ -2,9 +2,23 @@
  * The two transports an {@link SseStream} writes to: a `node:http` (or `node:http2` compat)
  * response, and a web `ReadableStream` inside a `Response`.
  *
+ * ## Framed chunks, straight to the socket
+ *
+ * An SSE response over HTTP/1.1 is chunked. `res.write()` frames each write itself, as four
+ * socket writes (size line, CRLF, bytes, CRLF) corked until the next tick: per connection per
+ * turn, that is most of the CPU a fan-out spends. So once the headers are out, a `node:http`
+ * sink frames the chunk once (`<size>\r\n<bytes>\r\n`, shared by every connection the same
+ * bytes go to in a turn) and writes it to the socket in one call. It does so only where that is
+ * exactly what `res.write()` would have put on the wire: HTTP/1.1 chunked, headers flushed,
+ * nothing of the response's own still queued, the response the socket is serving, and
+ * `res.write` not replaced by middleware (compression, say); anywhere else it calls `res.write()`.
+ * `res.writableLength` counts the socket's buffer, so backpressure and stall checks see these
+ * bytes, and `res.end()` still writes the last chunk after them.
+ *
  * @module
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { onAbort } from '../core/abort.js';
 import type { SseHub, SseSink, SseStream, SseStreamOptions } from './sse-stream.js';
 
@@ -16,43 +30,120 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'up
  * `close` (the socket closed or the response ended) and write errors.
  */
 export function nodeSink(req: IncomingMessage, res: ServerResponse): SseSink {
-  let closed: (() => void) | undefined;
-  const fire = (): void => {
-    const cb = closed;
-    closed = undefined;
+  return new NodeSink(req, res);
+}
+
+/**
+ * {@link nodeSink}'s sink: a class, so its methods live once on the prototype and a connection
+ * holds one small object and one listener closure (a factory's object literal held a closure per
+ * method per connection). @internal
+ */
+class NodeSink implements SseSink {
+  readonly #req: IncomingMessage;
+  readonly #res: ServerResponse;
+  #closed: (() => void) | undefined;
+  // Idempotent, so plain `on` listeners do (no `once` wrapper per connection).
+  readonly #fire = (): void => {
+    const cb = this.#closed;
+    this.#closed = undefined;
     cb?.();
   };
-  res.once('close', fire);
-  res.on('error', fire);
-  req.once('error', fire);
-  return {
-    start(status, headers) {
-      const h2 = req.httpVersionMajor >= 2;
-      const out: Record<string, string> = {};
-      for (const [name, value] of Object.entries(headers)) if (!(h2 && HOP_BY_HOP.has(name.toLowerCase()))) out[name] = value;
-      res.writeHead(status, out);
-      res.flushHeaders();
-      req.socket?.setNoDelay?.(true);
-    },
-    write(chunk, written) {
-      // The callback runs once the socket took the chunk: it paces replays (see SseStream).
-      if (written === undefined) res.write(chunk);
-      else res.write(chunk, written);
-    },
-    get buffered() {
-      return res.writableLength;
-    },
-    end() {
-      res.end();
-    },
-    destroy() {
-      res.destroy();
-    },
-    onClose(callback) {
-      closed = callback;
-      if (res.destroyed || res.writableFinished) fire();
-    },
-  };
+
+  constructor(req: IncomingMessage, res: ServerResponse) {
+    this.#req = req;
+    this.#res = res;
+    res.on('close', this.#fire);
+    res.on('error', this.#fire);
+    req.on('error', this.#fire);
+  }
+
+  start(status: number, headers: Readonly<Record<string, string>>): void {
+    const h2 = this.#req.httpVersionMajor >= 2;
+    const out: Record<string, string> = {};
+    for (const [name, value] of Object.entries(headers)) if (!(h2 && HOP_BY_HOP.has(name.toLowerCase()))) out[name] = value;
+    this.#res.writeHead(status, out);
+    this.#res.flushHeaders();
+    this.#req.socket?.setNoDelay?.(true);
+  }
+
+  write(chunk: Buffer, written?: () => void): void {
+    // The callback runs once the socket took the chunk: it paces replays (see SseStream).
+    const res = this.#res;
+    const socket = chunk.length === 0 ? undefined : rawSocket(res);
+    if (socket !== undefined) socket.write(framed(chunk), written);
+    else if (written === undefined) res.write(chunk);
+    else res.write(chunk, written);
+  }
+
+  get buffered(): number {
+    return this.#res.writableLength;
+  }
+
+  end(): void {
+    this.#res.end();
+  }
+
+  destroy(): void {
+    this.#res.destroy();
+  }
+
+  onClose(callback: () => void): void {
+    this.#closed = callback;
+    if (this.#res.destroyed || this.#res.writableFinished) this.#fire();
+  }
+}
+
+const writeOfNode = ServerResponse.prototype.write;
+
+/**
+ * The socket to write framed chunks to directly, when that puts on the wire exactly what
+ * `res.write()` would (see the module's essay); else `undefined`.
+ */
+function rawSocket(res: ServerResponse): Socket | undefined {
+  const socket = res.socket as Socket | null;
+  if (
+    socket === null ||
+    !res.chunkedEncoding ||
+    !res.headersSent ||
+    res.writableEnded ||
+    res.write !== writeOfNode ||
+    !socket.writable ||
+    // Bytes the response queued itself (before the socket was ready) must go first.
+    res.writableLength !== socket.writableLength ||
+    (socket as Socket & { _httpMessage?: unknown })._httpMessage !== res
+  ) {
+    return undefined;
+  }
+  return socket;
+}
+
+/**
+ * The last chunk framed, and its frame: a turn's broadcast frames its bytes once for everyone.
+ * Forgotten once the current job ends (a microtask), so a caller that reuses a `Buffer` with new
+ * bytes later never gets the old frame, and nothing is held between turns.
+ */
+let lastChunk: Buffer | undefined;
+let lastFrame: Buffer | undefined;
+const forgetFrame = (): void => {
+  lastChunk = undefined;
+  lastFrame = undefined;
+};
+
+/** `chunk` as one HTTP/1.1 chunk: its size in hex, CRLF, the bytes, CRLF. */
+function framed(chunk: Buffer): Buffer {
+  if (chunk === lastChunk) return lastFrame!;
+  const size = chunk.length.toString(16);
+  const frame = Buffer.allocUnsafe(size.length + chunk.length + 4);
+  let at = frame.write(size, 0, 'latin1');
+  frame[at++] = 13;
+  frame[at++] = 10;
+  at += chunk.copy(frame, at);
+  frame[at++] = 13;
+  frame[at] = 10;
+  if (lastChunk === undefined) queueMicrotask(forgetFrame);
+  lastChunk = chunk;
+  lastFrame = frame;
+  return frame;
 }
 
 /** Options for {@link sseResponse}. */

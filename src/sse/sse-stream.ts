@@ -144,6 +144,7 @@ const HEARTBEAT = serializeComment('');
  */
 const NOT_EVENT: unique symbol = Symbol('not an event');
 type QueueKey = string | undefined | typeof NOT_EVENT;
+type OnClose = (reason: SseCloseReason) => void;
 
 /**
  * One SSE connection. Usually made by {@link SseHandler} or {@link sseResponse}; make one
@@ -159,8 +160,9 @@ export class SseStream {
   readonly #sink: SseSink;
   readonly #maxBuffered: number;
   readonly #overflow: SseOverflowPolicy;
-  readonly #startBytes: Buffer[] = [];
-  readonly #headers: Record<string, string>;
+  // Per connection, so only what a connection needs: no empty arrays or objects for unused options.
+  readonly #retryBytes: Buffer | undefined;
+  readonly #headers: Record<string, string> | undefined;
   #queue: Buffer[] = [];
   #keys: QueueKey[] = [];
   #queued = 0;
@@ -186,7 +188,8 @@ export class SseStream {
   #replaying = false;
   /** A paced replay waiting for room: how many bytes it wants to queue, and what to wake. */
   #roomWaiter: { readonly bytes: number; readonly wake: () => void } | null = null;
-  #onClose: ((reason: SseCloseReason) => void)[] = [];
+  /** One callback (the usual case: the subscription to end) or several; no array for one. */
+  #onClose: OnClose | OnClose[] | undefined;
 
   /** @internal */
   constructor(hub: SseHub, sink: SseSink, options: SseStreamOptions, now: number, identity?: string) {
@@ -195,7 +198,7 @@ export class SseStream {
     this.#sink = sink;
     this.#maxBuffered = check.integerInRange('maxBufferedBytes', options.maxBufferedBytes ?? 1024 * 1024, 1, Number.MAX_SAFE_INTEGER);
     this.#overflow = checkPolicy(options.overflow);
-    this.#headers = { ...options.headers };
+    this.#headers = options.headers === undefined ? undefined : { ...options.headers };
     this._lastWrite = now;
     const retry = options.retryMs;
     if (retry !== undefined) {
@@ -205,7 +208,7 @@ export class SseStream {
       }
       check.integerInRange('retryMs', retry, 0, 2 ** 31 - 1);
       const spread = Math.round(retry * (1 + jitter * (Math.random() * 2 - 1)));
-      this.#startBytes.push(serializeEvent({ retry: spread }));
+      this.#retryBytes = serializeEvent({ retry: spread });
     }
     sink.onClose(() => this.#end('client'));
   }
@@ -243,7 +246,8 @@ export class SseStream {
       ...this.#headers,
       ...headers,
     });
-    const lead = [HEARTBEAT, ...this.#startBytes];
+    const lead = [HEARTBEAT];
+    if (this.#retryBytes !== undefined) lead.push(this.#retryBytes);
     if (first !== undefined) lead.push(first);
     const bytes = lead.reduce((n, b) => n + b.length, 0);
     this.#queue.unshift(...lead);
@@ -351,7 +355,8 @@ export class SseStream {
     }
   }
 
-  readonly #written = (): void => this.#poke();
+  /** Made at the first paced flush: a live-only connection holds no such closure. */
+  #written: (() => void) | undefined;
 
   /**
    * Queues a comment (clients ignore it).
@@ -391,6 +396,8 @@ export class SseStream {
   /** Registers a callback for when the stream ends, however it ends. @internal */
   _onClose(callback: (reason: SseCloseReason) => void): void {
     if (this.#closed) callback('server');
+    else if (this.#onClose === undefined) this.#onClose = callback;
+    else if (typeof this.#onClose === 'function') this.#onClose = [this.#onClose, callback];
     else this.#onClose.push(callback);
   }
 
@@ -479,7 +486,7 @@ export class SseStream {
   #flushNow(): void {
     if (!this.#started || this.#closed || this.#queued === 0) return;
     const queue = this.#queue;
-    const chunk = queue.length === 1 ? queue[0]! : Buffer.concat(queue, this.#queued);
+    const chunk = queue.length === 1 ? queue[0]! : this.#hub._join(queue, this.#queued);
     const events = this.#queuedEvents;
     this.#queue = [];
     this.#keys = [];
@@ -490,7 +497,7 @@ export class SseStream {
     if (events > 0) this.#hub._countSent(events);
     this._lastWrite = this.#hub._now();
     try {
-      if (this.#replaying) this.#sink.write(chunk, this.#written);
+      if (this.#replaying) this.#sink.write(chunk, (this.#written ??= () => this.#poke()));
       else this.#sink.write(chunk);
     } catch {
       this.#sink.destroy();
@@ -509,8 +516,9 @@ export class SseStream {
     this.#poke();
     if (sseChannels.close.hasSubscribers) sseChannels.close.publish({ stream: this, reason });
     const callbacks = this.#onClose;
-    this.#onClose = [];
-    for (const cb of callbacks) cb(reason);
+    this.#onClose = undefined;
+    if (typeof callbacks === 'function') callbacks(reason);
+    else if (callbacks !== undefined) for (const cb of callbacks) cb(reason);
   }
 }
 
@@ -618,6 +626,9 @@ export class SseHub extends Resource {
   #drops = 0;
   #heartbeats = 0;
   #eventsSent = 0;
+  /** The last queue joined in this job, and its bytes (see {@link SseHub._join}). */
+  #joinedFrom: readonly Buffer[] | undefined;
+  #joined: Buffer | undefined;
 
   /** @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) on an invalid option. */
   constructor(options?: SseHubOptions) {
@@ -728,6 +739,31 @@ export class SseHub extends Resource {
   _countSent(n: number): void {
     this.#eventsSent += n;
   }
+
+  /**
+   * The queued entries of one stream as one chunk. Streams sent the same events in a turn (a
+   * broadcast) share one `Buffer`: joined once, and held once by every socket's queue. The join is
+   * forgotten when the current job ends (a microtask), so nothing is held between turns.
+   * @internal
+   */
+  _join(queue: readonly Buffer[], bytes: number): Buffer {
+    const from = this.#joinedFrom;
+    if (from !== undefined && from.length === queue.length && this.#joined!.length === bytes) {
+      let i = 0;
+      while (i < queue.length && queue[i] === from[i]) i++;
+      if (i === queue.length) return this.#joined!;
+    }
+    const joined = Buffer.concat(queue as Buffer[], bytes);
+    if (from === undefined) queueMicrotask(this.#forgetJoin);
+    this.#joinedFrom = queue;
+    this.#joined = joined;
+    return joined;
+  }
+
+  readonly #forgetJoin = (): void => {
+    this.#joinedFrom = undefined;
+    this.#joined = undefined;
+  };
 
   /** @internal */
   _markDirty(stream: SseStream): void {

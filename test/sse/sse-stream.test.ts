@@ -95,6 +95,31 @@ describe('SseStream', () => {
     }
   });
 
+  it('a turn of the same events to many connections is joined once and shared, and a reused Buffer is joined anew in a later turn', () => {
+    const { hub, clock } = setup();
+    const sinks = [new FakeSink(), new FakeSink(), new FakeSink()];
+    const streams = sinks.map((s) => hub.stream(s));
+    streams.forEach((s) => s.start());
+    const a = serializeEvent({ id: 'a', data: 'x' });
+    const b = serializeEvent({ id: 'b', data: 'y' });
+    for (const s of streams.slice(0, 2)) {
+      s.send(a);
+      s.send(b);
+    }
+    streams[2]!.send(b); // other events: its own chunk
+    streams[2]!.send(a);
+    clock.runDeferred();
+    expect(sinks[0]!.writes[1]).toBe(sinks[1]!.writes[1]);
+    expect(sinks[2]!.events().map((e) => e.data)).toEqual(['y', 'x']);
+    a.write('z', a.indexOf('x')); // the caller reuses its Buffer for new bytes
+    for (const s of streams.slice(0, 2)) {
+      s.send(a);
+      s.send(b);
+    }
+    clock.runDeferred();
+    for (const sink of sinks.slice(0, 2)) expect(sink.events().map((e) => e.data)).toEqual(['x', 'y', 'z', 'y']);
+  });
+
   it('flushes a huge fan-out in slices across turns', () => {
     const { hub, clock } = setup({ flushSliceSize: 10 });
     const sinks = Array.from({ length: 25 }, () => new FakeSink());
