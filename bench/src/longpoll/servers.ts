@@ -15,10 +15,11 @@
  */
 import { join } from 'node:path';
 import { startNchan as startNginxNchan } from '../lib/nchan.js';
-import { childPids, getText, startNodeServer } from '../lib/processes.js';
-import { startRedisServer } from '../lib/redis-server.js';
+import { startPatchbayCluster } from '../lib/patchbay-cluster.js';
+import { getText, startNodeServer } from '../lib/processes.js';
 
 export { ensureNchan, NCHAN_MODULE, NCHAN_WORKERS, nginxVersion } from '../lib/nchan.js';
+export { X2_WORKERS } from '../lib/patchbay-cluster.js';
 export { killAllStarted, totalCpuMs, totalRss } from '../lib/processes.js';
 
 export const SERVERS = ['patchbay', 'bare', 'nchan', 'patchbay-x2'] as const;
@@ -55,53 +56,9 @@ async function startNode(name: 'patchbay' | 'bare', root: string, nodeFlags: rea
   };
 }
 
-/** Worker processes of `patchbay-x2`, as many as Nchan's workers. */
-export const X2_WORKERS = 2;
-
-/**
- * Polls a server of several processes holds: `GET /stats` on new connections (the cluster hands
- * each to a worker in turn) until every worker has answered, summed over the workers.
- */
-export async function parkedAcrossWorkers(port: number, workers: number, name: string): Promise<number> {
-  const byPid = new Map<number, number>();
-  for (let i = 0; i < 20 * workers && byPid.size < workers; i++) {
-    const { status, body } = await getText(port, '/stats', 5000, true);
-    if (status !== 200) throw new Error(`${name} /stats answered ${status}`);
-    const stats = JSON.parse(body) as { pid: number; longPoll: { parked: number } };
-    byPid.set(stats.pid, stats.longPoll.parked);
-  }
-  if (byPid.size < workers) throw new Error(`${name}: only ${byPid.size} of ${workers} workers answered /stats`);
-  let sum = 0;
-  for (const n of byPid.values()) sum += n;
-  return sum;
-}
-
 async function startCluster(root: string, nodeFlags: readonly string[]): Promise<RunningServer> {
-  const redis = await startRedisServer();
-  try {
-    const proc = await startNodeServer(join(root, 'demo', 'server.js'), {
-      cwd: root,
-      name: 'patchbay-x2',
-      env: { WORKERS: String(X2_WORKERS), PATCHBAY_REDIS_URL: redis.url, LP_TIMEOUT_MS: String(HOLD_MS), SIDECARS: '0', DEMO_WORKER_HEADER: '0' },
-      nodeFlags,
-    });
-    return {
-      name: 'patchbay-x2',
-      port: proc.port,
-      pids: () => {
-        const primary = proc.pids();
-        return [...primary, ...primary.flatMap((pid) => childPids(pid)), redis.pid];
-      },
-      parked: () => parkedAcrossWorkers(proc.port, X2_WORKERS, 'patchbay-x2'),
-      async stop() {
-        await proc.stop();
-        await redis.stop();
-      },
-    };
-  } catch (error) {
-    await redis.stop();
-    throw error;
-  }
+  const cluster = await startPatchbayCluster(root, { env: { LP_TIMEOUT_MS: String(HOLD_MS) }, nodeFlags });
+  return { name: 'patchbay-x2', port: cluster.port, pids: cluster.pids, parked: () => cluster.sumStats((s) => s.longPoll.parked), stop: cluster.stop };
 }
 
 const LOCATIONS = `

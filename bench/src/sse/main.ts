@@ -41,6 +41,7 @@ import {
   WARM_SUBS,
 } from '../lib/fanout.js';
 import { ensureNchan, NCHAN_WORKERS, nginxVersion } from '../lib/nchan.js';
+import { X2_WORKERS } from '../lib/patchbay-cluster.js';
 import { snapshotPackage } from '../lib/processes.js';
 import {
   type FigureDef as ReportFigure,
@@ -154,7 +155,7 @@ process.on('exit', () => snapshot?.remove());
 
 if (opts.servers.includes('nchan')) ensureNchan();
 // The demo and dist/ as built for this run: others may rebuild dist/ in this checkout meanwhile.
-const snapshot = opts.servers.includes('patchbay') ? snapshotPackage(root) : undefined;
+const snapshot = opts.servers.some((name) => name.startsWith('patchbay')) ? snapshotPackage(root) : undefined;
 const suite = new SuiteRun(import.meta.url);
 const nginx = opts.servers.includes('nchan') ? nginxVersion() : 'not run';
 suite.printHeader(`sse benchmark: ${opts.runs} run(s) x sizes ${opts.sizes.join(', ')} x servers ${opts.servers.join(', ')}`, `; nginx ${nginx}`);
@@ -235,6 +236,7 @@ const tables = sizedTables(rows, {
   ratios: [
     ['patchbay', 'bare'],
     ['patchbay', 'nchan'],
+    ['patchbay-x2', 'nchan'],
   ],
   format: fmt,
   ratioCellOf: (r, a, b) => ratioCell(ratio(a, b, r.size, r.figure.key), r.figure.better, true),
@@ -260,6 +262,7 @@ if (opts.write) {
       ...r.by,
       ratioPatchbayOverBare: ratio('patchbay', 'bare', r.size, r.figure.key),
       ratioPatchbayOverNchan: ratio('patchbay', 'nchan', r.size, r.figure.key),
+      ratioPatchbayX2OverNchan: ratio('patchbay-x2', 'nchan', r.size, r.figure.key),
     })),
     targets,
     checkFailures: failures,
@@ -268,7 +271,7 @@ if (opts.write) {
   suite.write('sse', fields, {
     title: 'Server-Sent Events',
     intro: [
-      'S subscribers on one topic, one publisher, five servers side by side with the same routes (`GET /sse/:topic`,',
+      'S subscribers on one topic, one publisher, six servers side by side with the same routes (`GET /sse/:topic`,',
       '`POST /pub/:topic` whose body is the event\'s data):',
       '**patchbay** (`node demo/server.js` with `SIDECARS=0`: `SseHandler` + `PubSubBroker` from the built package; the demo and',
       '`dist/` are copied when the suite starts, so a rebuild in the same checkout cannot change them mid-run),',
@@ -279,7 +282,10 @@ if (opts.write) {
       '**hono** (`bench/src/sse/hono-server.mjs`: `streamSSE` on `@hono/node-server`, a `Set` of the open streams per topic,',
       '`stream.writeSSE({ data, id })` to each) and',
       `**nchan** (nginx ${nginx}, ${NCHAN_WORKERS} workers, \`nchan_subscriber eventsource\` + \`nchan_publisher http\`,`,
-      `\`nchan_subscriber_first_message newest\`, message buffer ${NCHAN_BUFFER}). Everything on 127.0.0.1.`,
+      `\`nchan_subscriber_first_message newest\`, message buffer ${NCHAN_BUFFER}), and **patchbay-x2**: the same demo as`,
+      `${X2_WORKERS} processes on one port (\`WORKERS=${X2_WORKERS}\`, node:cluster) sharing the topic through \`RedisBackend\` on a redis-server`,
+      'of its own (fresh for each trial; its RSS and CPU count with the workers\' and the primary\'s), beside Nchan\'s workers.',
+      'Everything on 127.0.0.1.',
     ],
     run: [
       suite.dateText() +

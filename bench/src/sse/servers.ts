@@ -11,13 +11,16 @@
  * - `hono`: hono's `streamSSE` on `@hono/node-server`, `bench/src/sse/hono-server.mjs`.
  * - `nchan`: nginx with Debian's Nchan module (`nchan_subscriber eventsource`), 2 workers, with
  *   this benchmark's own locations under a temporary prefix (`../lib/nchan.ts`).
+ * - `patchbay-x2`: the demo as 2 node:cluster workers on one port sharing topics through Redis
+ *   (`../lib/patchbay-cluster.ts`), beside Nchan's 2 workers.
  */
 import { join } from 'node:path';
 import type { FanoutServer } from '../lib/fanout.js';
 import { startNchan as startNginxNchan } from '../lib/nchan.js';
+import { startPatchbayCluster } from '../lib/patchbay-cluster.js';
 import { getJson, startNodeServer } from '../lib/processes.js';
 
-export const SERVERS = ['patchbay', 'bare', 'better-sse', 'hono', 'nchan'] as const;
+export const SERVERS = ['patchbay', 'bare', 'better-sse', 'hono', 'nchan', 'patchbay-x2'] as const;
 export type ServerName = (typeof SERVERS)[number];
 
 /** Nchan keeps this many messages per channel: more than a trial publishes, so none is evicted before every worker has sent it. */
@@ -31,14 +34,14 @@ export interface RunningServer extends FanoutServer {
   readonly name: ServerName;
 }
 
-const SCRIPTS: Record<Exclude<ServerName, 'nchan'>, readonly string[]> = {
+const SCRIPTS: Record<Exclude<ServerName, 'nchan' | 'patchbay-x2'>, readonly string[]> = {
   patchbay: ['demo', 'server.js'],
   bare: ['bench', 'src', 'sse', 'bare-server.mjs'],
   'better-sse': ['bench', 'src', 'sse', 'better-sse-server.mjs'],
   hono: ['bench', 'src', 'sse', 'hono-server.mjs'],
 };
 
-async function startNode(name: Exclude<ServerName, 'nchan'>, root: string, nodeFlags: readonly string[], patchbayDir: string): Promise<RunningServer> {
+async function startNode(name: Exclude<ServerName, 'nchan' | 'patchbay-x2'>, root: string, nodeFlags: readonly string[], patchbayDir: string): Promise<RunningServer> {
   // SIDECARS=0: the demo's optional log-shipper and metrics sidecars stay off; this measures SSE, not them.
   const env = name === 'patchbay' ? { SIDECARS: '0' } : undefined;
   const base = name === 'patchbay' ? patchbayDir : root;
@@ -80,6 +83,11 @@ async function startNchan(): Promise<RunningServer> {
  *   (`snapshotPackage` in ../lib/processes.ts).
  * @param nodeFlags - Extra `node` flags for the Node servers (profiling: `--cpu-prof`).
  */
-export function startServer(name: ServerName, root: string, patchbayDir: string, nodeFlags: readonly string[] = []): Promise<RunningServer> {
-  return name === 'nchan' ? startNchan() : startNode(name, root, nodeFlags, patchbayDir);
+export async function startServer(name: ServerName, root: string, patchbayDir: string, nodeFlags: readonly string[] = []): Promise<RunningServer> {
+  if (name === 'nchan') return startNchan();
+  if (name === 'patchbay-x2') {
+    const cluster = await startPatchbayCluster(patchbayDir, { nodeFlags });
+    return { name, port: cluster.port, pids: cluster.pids, subscribers: () => cluster.sumStats((s) => s.sse.connections), stop: cluster.stop };
+  }
+  return startNode(name, root, nodeFlags, patchbayDir);
 }
