@@ -13,14 +13,14 @@ import { randomUUID } from 'node:crypto';
 import { onAbort, abortReason } from '../core/abort.js';
 import type { Clock, ClockTimer } from '../core/clock.js';
 import { InvalidArgumentError, TimeoutError, ClosedError } from '../core/errors.js';
-import { assertJsonValue, checkMaxDepth, DEFAULT_MAX_JSON_DEPTH, RESERVED_JSON_KEY } from '../core/json.js';
+import { checkMaxDepth, DEFAULT_MAX_JSON_DEPTH, RESERVED_JSON_KEY } from '../core/json.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
 import { type Access, authorizeAccess, type Authorize, bothTopicChecks, cachedTopicCheck, OPEN_ACCESS, targetOf } from './access.js';
 import { type Backend, type BackendRead, type BackendStats, MemoryBackend } from './backend.js';
-import { type Cursor, type Message, type MessageHeaders, parseCursor, sizeOf } from './message.js';
+import { type Cursor, type Message, type MessageHeaders, checkedSize, parseCursor } from './message.js';
 import type { MessageLogLimits } from './message-log.js';
-import { type OverflowPolicy, pubsubChannels, type Receiver, Subscription, type SubscriptionHost } from './subscription.js';
+import { type OverflowPolicy, pubsubChannels, type QueueLimits, type Receiver, Subscription, type SubscriptionHost } from './subscription.js';
 import type { TopicTarget } from './target.js';
 import { INBOX_PREFIX, isWildcard, parsePattern, parseTopic, TopicIndex } from './topic.js';
 
@@ -184,6 +184,8 @@ class QueueGroup implements Receiver {
 const POLICIES: readonly OverflowPolicy[] = ['drop-oldest', 'drop-newest', 'close'];
 const GROUP = /^[A-Za-z0-9_\-~:@.]{1,128}$/;
 const replayInfo = new WeakMap<Subscription, ReplayInfo>();
+const NO_OPTIONS: PublishOptions = Object.freeze({});
+const INBOX_TOPIC_PREFIX = `${INBOX_PREFIX}.`;
 
 /**
  * Many-to-many topics with wildcards, history, queue groups and request/reply.
@@ -216,6 +218,7 @@ export class PubSubBroker extends Resource {
   readonly #maxQueuedMessages: number;
   readonly #maxDataDepth: number;
   readonly #overflow: OverflowPolicy;
+  readonly #defaultLimits: QueueLimits;
   readonly #authorize: PubSubAuthorize;
   readonly #onError: ((error: unknown, subscription: Subscription) => void) | undefined;
   #published = 0;
@@ -233,6 +236,7 @@ export class PubSubBroker extends Resource {
     this.#maxQueuedMessages = check.integerInRange('maxQueuedMessages', opts.maxQueuedMessages ?? 1000, 1, 2 ** 31 - 1);
     this.#maxDataDepth = checkMaxDepth('maxDataDepth', opts.maxDataDepth ?? DEFAULT_MAX_JSON_DEPTH);
     this.#overflow = check.oneOf('overflow', opts.overflow ?? 'close', POLICIES, 'close');
+    this.#defaultLimits = Object.freeze({ maxQueuedMessages: this.#maxQueuedMessages, policy: this.#overflow });
     this.#authorize = check.optionsObject('authorize', opts.authorize);
     check.optionalFunction('authorize.publish', this.#authorize.publish);
     check.optionalFunction('authorize.subscribe', this.#authorize.subscribe);
@@ -260,13 +264,13 @@ export class PubSubBroker extends Resource {
       }
       if (data === undefined) throw new InvalidArgumentError('Expected `data` to be a value, got `undefined`');
       // Refused here, once, what no transport could carry: a message is stored only if every
-      // subscriber (SSE, long poll, WebSocket, another process on Redis) can be sent it.
-      assertJsonValue(data, { maxDepth: this.#maxDataDepth });
-      const opts = check.optionsObject('options', options);
+      // subscriber (SSE, long poll, WebSocket, another process on Redis) can be sent it. The same
+      // pass sizes the data, which a log that keeps the message needs.
+      const size = checkedSize(data, this.#maxDataDepth);
+      const opts: PublishOptions = options === undefined ? NO_OPTIONS : check.optionsObject('options', options);
       const headers = checkHeaders(opts.headers);
-      const store = !topic.startsWith(`${INBOX_PREFIX}.`);
-      // The size only matters to a log that keeps the message (a JSON.stringify for objects).
-      const record = { topic, data, headers, size: store && this.#keepsHistory ? sizeOf(data) : 0, store };
+      const store = !(topic.charCodeAt(0) === 95 /* _ */ && topic.startsWith(INBOX_TOPIC_PREFIX));
+      const record = { topic, data, headers, size: store && this.#keepsHistory ? size : 0, store };
       const hook = this.#authorize.publish;
       if (hook === undefined) return this.backend.publish(record) as Promise<Message<T>>;
       return authorizeAccess(hook, { topics: [topic] }, opts.context, `publish on ${JSON.stringify(topic)}`).then(
@@ -312,7 +316,8 @@ export class PubSubBroker extends Resource {
     this.assertOpen('subscribe');
 
     const filter = bothTopicChecks(access.canRead, canRead === undefined ? undefined : cachedTopicCheck(canRead));
-    const sub = new Subscription<T>(this.#host, pattern, tokens, group, maxQueuedMessages, policy, onMessage, filter, access.identity);
+    const limits = this.#queueLimits(maxQueuedMessages, policy);
+    const sub = new Subscription<T>(this.#host, pattern, group, limits, onMessage, filter, access.identity);
     this.#subs.add(sub);
     if (group === undefined) this.#index.add(tokens, sub as Subscription);
     else this.#joinGroup(sub as Subscription, tokens, group);
@@ -322,7 +327,7 @@ export class PubSubBroker extends Resource {
     }
 
     if (cursor !== 'now') {
-      sub._held = [];
+      sub._startReplay();
       let gap = false;
       let replayed = 0;
       try {
@@ -407,7 +412,7 @@ export class PubSubBroker extends Resource {
    */
   reply<T = unknown>(request: Message, data: T, options?: PublishOptions): Promise<Message<T>> {
     const replyTo = request?.headers?.['replyTo'];
-    if (typeof replyTo !== 'string' || !replyTo.startsWith(`${INBOX_PREFIX}.`)) {
+    if (typeof replyTo !== 'string' || !replyTo.startsWith(INBOX_TOPIC_PREFIX)) {
       return Promise.reject(new InvalidArgumentError('The message has no `replyTo` header: it is not a request'));
     }
     return this.publish(replyTo, data, options);
@@ -481,7 +486,8 @@ export class PubSubBroker extends Resource {
     if (!this.#subs.delete(sub)) return;
     this.#abortListeners.get(sub)?.[Symbol.dispose]();
     if (sub.group === undefined) {
-      this.#index.remove(sub._tokens, sub);
+      // The tokens are not kept per subscription (memory): split again, as parsePattern did.
+      this.#index.remove(sub.pattern.split('.'), sub);
       return;
     }
     const key = groupKey(sub.pattern, sub.group);
@@ -509,7 +515,7 @@ export class PubSubBroker extends Resource {
   readonly #dispatch = (message: Message): void => {
     this.#published++;
     const topic = message.topic;
-    if (topic.charCodeAt(0) === 95 /* _ */ && topic.startsWith(`${INBOX_PREFIX}.`)) {
+    if (topic.charCodeAt(0) === 95 /* _ */ && topic.startsWith(INBOX_TOPIC_PREFIX)) {
       this.#requests.get(topic)?.reply(message);
       return;
     }
@@ -517,6 +523,13 @@ export class PubSubBroker extends Resource {
     for (let i = 0; i < receivers.length; i++) receivers[i]!.push(message);
     this.#delivered += receivers.length;
   };
+
+  /** The broker's default queue limits are one shared object; others are made per subscription. */
+  #queueLimits(maxQueuedMessages: number, policy: OverflowPolicy): QueueLimits {
+    const defaults = this.#defaultLimits;
+    if (maxQueuedMessages === defaults.maxQueuedMessages && policy === defaults.policy) return defaults;
+    return Object.freeze({ maxQueuedMessages, policy });
+  }
 
   #joinGroup(sub: Subscription, tokens: readonly string[], name: string): void {
     const key = groupKey(sub.pattern, name);
