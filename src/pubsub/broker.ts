@@ -289,10 +289,35 @@ export class PubSubBroker extends Resource {
    *   (`PB_ERR_INVALID_CURSOR`) for a bad `from`; ForbiddenError (`PB_ERR_FORBIDDEN`) when `authorize.subscribe`
    *   refuses; the signal's reason when aborted; ClosedError after close.
    */
-  async subscribe<T = unknown>(pattern: string, options?: SubscribeOptions<T>): Promise<Subscription<T>> {
-    this.assertOpen('subscribe');
-    const tokens = parsePattern(pattern);
-    const opts = check.optionsObject('options', options) as SubscribeOptions<T>;
+  subscribe<T = unknown>(pattern: string, options?: SubscribeOptions<T>): Promise<Subscription<T>> {
+    try {
+      this.assertOpen('subscribe');
+      const tokens = parsePattern(pattern);
+      const opts = check.optionsObject('options', options) as SubscribeOptions<T>;
+      // The common case, at once: a live subscription with the defaults, no hook to ask (an
+      // async function costs a subscriber more than the rest of subscribing).
+      if (
+        (opts.from === undefined || opts.from === 'now') &&
+        opts.group === undefined &&
+        opts.maxQueuedMessages === undefined &&
+        opts.overflow === undefined &&
+        opts.canRead === undefined &&
+        opts.signal === undefined &&
+        this.#authorize.subscribe === undefined
+      ) {
+        const onMessage = check.optionalFunction('onMessage', opts.onMessage);
+        const sub = new Subscription<T>(this.#host, pattern, undefined, this.#defaultLimits, onMessage);
+        this.#subs.add(sub);
+        this.#index.add(tokens, sub as Subscription);
+        return Promise.resolve(sub);
+      }
+      return this.#subscribe(pattern, tokens, opts);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  async #subscribe<T>(pattern: string, tokens: readonly string[], opts: SubscribeOptions<T>): Promise<Subscription<T>> {
     const from = opts.from ?? 'now';
     let cursor: Cursor | null | 'now' = 'now';
     if (from === 'oldest') cursor = null;
