@@ -20,7 +20,7 @@ import { type Access, authorizeAccess, type Authorize, bothTopicChecks, cachedTo
 import { type Backend, type BackendRead, type BackendStats, MemoryBackend } from './backend.js';
 import { type Cursor, type Message, type MessageHeaders, checkedSize, parseCursor } from './message.js';
 import type { MessageLogLimits } from './message-log.js';
-import { type OverflowPolicy, pubsubChannels, type QueueLimits, type Receiver, Subscription, type SubscriptionHost } from './subscription.js';
+import { type OverflowPolicy, pubsubChannels, type Receiver, Subscription, type SubscriptionContext, type SubscriptionHost } from './subscription.js';
 import type { TopicTarget } from './target.js';
 import { INBOX_PREFIX, isWildcard, parsePattern, parseTopic, TopicIndex } from './topic.js';
 
@@ -218,7 +218,7 @@ export class PubSubBroker extends Resource {
   readonly #maxQueuedMessages: number;
   readonly #maxDataDepth: number;
   readonly #overflow: OverflowPolicy;
-  readonly #defaultLimits: QueueLimits;
+  readonly #defaultContext: SubscriptionContext;
   readonly #authorize: PubSubAuthorize;
   readonly #onError: ((error: unknown, subscription: Subscription) => void) | undefined;
   #published = 0;
@@ -236,11 +236,11 @@ export class PubSubBroker extends Resource {
     this.#maxQueuedMessages = check.integerInRange('maxQueuedMessages', opts.maxQueuedMessages ?? 1000, 1, 2 ** 31 - 1);
     this.#maxDataDepth = checkMaxDepth('maxDataDepth', opts.maxDataDepth ?? DEFAULT_MAX_JSON_DEPTH);
     this.#overflow = check.oneOf('overflow', opts.overflow ?? 'close', POLICIES, 'close');
-    this.#defaultLimits = Object.freeze({ maxQueuedMessages: this.#maxQueuedMessages, policy: this.#overflow });
     this.#authorize = check.optionsObject('authorize', opts.authorize);
     check.optionalFunction('authorize.publish', this.#authorize.publish);
     check.optionalFunction('authorize.subscribe', this.#authorize.subscribe);
     this.#onError = check.optionalFunction('onError', opts.onError);
+    this.#defaultContext = Object.freeze({ host: this.#host, maxQueuedMessages: this.#maxQueuedMessages, policy: this.#overflow });
     this.backend.attach(this.#dispatch);
   }
 
@@ -306,7 +306,7 @@ export class PubSubBroker extends Resource {
         this.#authorize.subscribe === undefined
       ) {
         const onMessage = check.optionalFunction('onMessage', opts.onMessage);
-        const sub = new Subscription<T>(this.#host, pattern, undefined, this.#defaultLimits, onMessage);
+        const sub = new Subscription<T>(this.#defaultContext, pattern, undefined, onMessage);
         this.#subs.add(sub);
         this.#index.add(tokens, sub as Subscription);
         return Promise.resolve(sub);
@@ -341,8 +341,7 @@ export class PubSubBroker extends Resource {
     this.assertOpen('subscribe');
 
     const filter = bothTopicChecks(access.canRead, canRead === undefined ? undefined : cachedTopicCheck(canRead));
-    const limits = this.#queueLimits(maxQueuedMessages, policy);
-    const sub = new Subscription<T>(this.#host, pattern, group, limits, onMessage, filter, access.identity);
+    const sub = new Subscription<T>(this.#subscriptionContext(maxQueuedMessages, policy), pattern, group, onMessage, filter, access.identity);
     this.#subs.add(sub);
     if (group === undefined) this.#index.add(tokens, sub as Subscription);
     else this.#joinGroup(sub as Subscription, tokens, group);
@@ -549,11 +548,11 @@ export class PubSubBroker extends Resource {
     this.#delivered += receivers.length;
   };
 
-  /** The broker's default queue limits are one shared object; others are made per subscription. */
-  #queueLimits(maxQueuedMessages: number, policy: OverflowPolicy): QueueLimits {
-    const defaults = this.#defaultLimits;
+  /** With the broker's default queue limits, one shared object; with others, one per subscription. */
+  #subscriptionContext(maxQueuedMessages: number, policy: OverflowPolicy): SubscriptionContext {
+    const defaults = this.#defaultContext;
     if (maxQueuedMessages === defaults.maxQueuedMessages && policy === defaults.policy) return defaults;
-    return Object.freeze({ maxQueuedMessages, policy });
+    return Object.freeze({ host: this.#host, maxQueuedMessages, policy });
   }
 
   #joinGroup(sub: Subscription, tokens: readonly string[], name: string): void {

@@ -42,12 +42,20 @@ export interface SubscriptionHost {
 }
 
 /**
- * A subscription's queue bound and overflow policy: one frozen object shared by every
- * subscription that has the same ones. @internal
+ * A subscription's broker and its queue bound and overflow policy: one object shared by every
+ * subscription of the broker that has the same ones. @internal
  */
-export interface QueueLimits {
+export interface SubscriptionContext {
+  readonly host: SubscriptionHost;
   readonly maxQueuedMessages: number;
   readonly policy: OverflowPolicy;
+}
+
+/** What few subscriptions have. */
+interface SubscriptionExtra {
+  readonly group: string | undefined;
+  readonly identity: string | undefined;
+  readonly canRead: ((topic: string) => boolean) | undefined;
 }
 
 /** What only an iterated subscription needs, made on first need. */
@@ -72,18 +80,14 @@ class IteratorState {
 export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
   /** The pattern subscribed to. */
   readonly pattern: string;
-  /** The queue group, if any. */
-  readonly group: string | undefined;
-  /** Who subscribed: the `identity` of the `authorize.subscribe` hook's grant, if it gave one. */
-  readonly identity: string | undefined;
   // Few fields, none allocated up front: a broker may hold a great many subscriptions. What only
   // an iterated subscription needs (its queue, a waiting consumer, the error to throw) is made on
-  // first need, so a callback subscription never carries it.
-  readonly #host: SubscriptionHost;
-  readonly #limits: QueueLimits;
+  // first need, and what few subscriptions have (a group, an identity, a topic check) shares one
+  // object, so a plain callback subscription carries none of it.
+  readonly #context: SubscriptionContext;
+  readonly #extra: SubscriptionExtra | null;
   // Internals hold Message (not Message<T>) so Subscription<T> stays assignable to Subscription.
   readonly #onMessage: ((message: Message) => void) | undefined;
-  readonly #canRead: ((topic: string) => boolean) | undefined;
   #closed = false;
   #delivered = 0;
   /** The seq of the last message handed over, to drop duplicates at the replay seam. */
@@ -94,21 +98,27 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
 
   /** @internal */
   constructor(
-    host: SubscriptionHost,
+    context: SubscriptionContext,
     pattern: string,
     group: string | undefined,
-    limits: QueueLimits,
     onMessage: ((message: Message<T>) => void) | undefined,
     canRead?: (topic: string) => boolean,
     identity?: string,
   ) {
     this.pattern = pattern;
-    this.group = group;
-    this.identity = identity;
-    this.#host = host;
-    this.#limits = limits;
+    this.#context = context;
+    this.#extra = group === undefined && canRead === undefined && identity === undefined ? null : { group, identity, canRead };
     this.#onMessage = onMessage as ((message: Message) => void) | undefined;
-    this.#canRead = canRead;
+  }
+
+  /** The queue group, if any. */
+  get group(): string | undefined {
+    return this.#extra?.group;
+  }
+
+  /** Who subscribed: the `identity` of the `authorize.subscribe` hook's grant, if it gave one. */
+  get identity(): string | undefined {
+    return this.#extra?.identity;
   }
 
   /** `true` once closed, by the consumer, the broker, or the overflow policy. */
@@ -146,13 +156,14 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
   _accept(message: Message): void {
     if (this.#closed || message._seq <= this.#lastSeq) return;
     this.#lastSeq = message._seq;
-    if (this.#canRead !== undefined && !this.#canRead(message.topic)) return;
+    const extra = this.#extra;
+    if (extra !== null && extra.canRead !== undefined && !extra.canRead(message.topic)) return;
     if (this.#onMessage !== undefined) {
       this.#delivered++;
       try {
         this.#onMessage(message);
       } catch (error) {
-        this.#host.reportError(error, this);
+        this.#context.host.reportError(error, this);
       }
       return;
     }
@@ -164,7 +175,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
       waiter.resolve({ value: message, done: false });
       return;
     }
-    if (iter.queue.length >= this.#limits.maxQueuedMessages) {
+    if (iter.queue.length >= this.#context.maxQueuedMessages) {
       this.#overflow(iter, message);
       return;
     }
@@ -203,9 +214,9 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
   }
 
   #overflow(iter: IteratorState, message: Message): void {
-    const policy = this.#limits.policy;
+    const policy = this.#context.policy;
     iter.dropped++;
-    this.#host.countDrop();
+    this.#context.host.countDrop();
     let dropped = message;
     if (policy === 'drop-oldest') {
       dropped = iter.queue.shift()!;
@@ -217,7 +228,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     if (policy === 'close') {
       this.#end(
         new OverflowError(
-          `Subscription to ${JSON.stringify(this.pattern)} fell ${this.#limits.maxQueuedMessages} messages behind and was closed (overflow policy "close"); resubscribe from the last id you processed`,
+          `Subscription to ${JSON.stringify(this.pattern)} fell ${this.#context.maxQueuedMessages} messages behind and was closed (overflow policy "close"); resubscribe from the last id you processed`,
         ),
         false,
       );
@@ -233,7 +244,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
       iter.error = error;
       if (discard) iter.queue.clear();
     }
-    this.#host.detach(this);
+    this.#context.host.detach(this);
     const waiter = iter?.waiter ?? null;
     if (waiter !== null) {
       iter!.waiter = null;
