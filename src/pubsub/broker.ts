@@ -208,7 +208,8 @@ export class PubSubBroker extends Resource {
   readonly #clock: Clock;
   readonly #index = new TopicIndex<Receiver>();
   readonly #groups = new Map<string, QueueGroup>();
-  readonly #subs = new Set<Subscription>();
+  /** Live subscriptions, counted (they are held by the index, and queue groups, alone). */
+  #subscriptions = 0;
   /** Pending requests by inbox topic: one entry each, removed when the request settles. */
   readonly #requests = new Map<string, { readonly reply: (message: Message) => void; readonly fail: (error: unknown) => void }>();
   /** False when the default backend keeps no history (`maxCount: 0`): sizes are then not needed. */
@@ -307,7 +308,7 @@ export class PubSubBroker extends Resource {
       ) {
         const onMessage = check.optionalFunction('onMessage', opts.onMessage);
         const sub = new Subscription<T>(this.#defaultContext, pattern, undefined, onMessage);
-        this.#subs.add(sub);
+        this.#subscriptions++;
         this.#index.add(tokens, sub as Subscription);
         return Promise.resolve(sub);
       }
@@ -342,7 +343,7 @@ export class PubSubBroker extends Resource {
 
     const filter = bothTopicChecks(access.canRead, canRead === undefined ? undefined : cachedTopicCheck(canRead));
     const sub = new Subscription<T>(this.#subscriptionContext(maxQueuedMessages, policy), pattern, group, onMessage, filter, access.identity);
-    this.#subs.add(sub);
+    this.#subscriptions++;
     if (group === undefined) this.#index.add(tokens, sub as Subscription);
     else this.#joinGroup(sub as Subscription, tokens, group);
     if (signal !== undefined) {
@@ -488,7 +489,7 @@ export class PubSubBroker extends Resource {
   /** Counters. */
   stats(): PubSubBrokerStats {
     return {
-      subscriptions: this.#subs.size,
+      subscriptions: this.#subscriptions,
       published: this.#published,
       delivered: this.#delivered,
       dropped: this.#dropped,
@@ -507,7 +508,8 @@ export class PubSubBroker extends Resource {
   };
 
   #detach(sub: Subscription): void {
-    if (!this.#subs.delete(sub)) return;
+    // A subscription detaches once (it closes once), and only after the broker counted it.
+    this.#subscriptions--;
     this.#abortListeners.get(sub)?.[Symbol.dispose]();
     if (sub.group === undefined) {
       // The tokens are not kept per subscription (memory): split again, as parsePattern did.
@@ -577,7 +579,12 @@ export class PubSubBroker extends Resource {
   }
 
   #shutdown(reason: unknown): void {
-    for (const sub of [...this.#subs]) sub.close();
+    const subs: Subscription[] = [];
+    for (const receiver of this.#index.values()) {
+      if (receiver instanceof QueueGroup) subs.push(...receiver.members);
+      else subs.push(receiver as Subscription);
+    }
+    for (const sub of subs) sub.close();
     for (const request of [...this.#requests.values()]) request.fail(reason);
   }
 }

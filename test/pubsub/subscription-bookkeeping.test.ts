@@ -43,3 +43,26 @@ describe('subscribe without options beyond onMessage', () => {
     expect(b.closed).toBe(true);
   });
 });
+
+describe('the broker counts its subscriptions without holding a set of them', () => {
+  it('counts subscribe and close, and its close ends every subscription, queue-group members and iterators included', async () => {
+    const broker = new PubSubBroker();
+    const subs = [
+      await broker.subscribe('a.b', { onMessage: () => {} }),
+      await broker.subscribe('a.*'),
+      await broker.subscribe('a.>', { group: 'g' }),
+      await broker.subscribe('a.>', { group: 'g' }),
+      await broker.subscribe('*.b', { maxQueuedMessages: 3 }),
+      await broker.subscribe('a.b', { onMessage: () => {} }),
+    ];
+    expect(broker.stats().subscriptions).toBe(6);
+    subs[5]!.close();
+    subs[5]!.close(); // idempotent: counted once
+    expect(broker.stats().subscriptions).toBe(5);
+    const iterating = subs[1]![Symbol.asyncIterator]().next();
+    await broker.close();
+    expect(subs.map((s) => s.closed)).toEqual([true, true, true, true, true, true]);
+    expect(broker.stats().subscriptions).toBe(0);
+    await expect(iterating).resolves.toEqual({ value: undefined, done: true });
+  });
+});
