@@ -164,7 +164,7 @@ export class MemoryBackend implements Backend {
     if (this.#closed) return Promise.reject(new ClosedError('The backend is closed'));
     const seq = ++this.#seq;
     const now = this.#clock.now();
-    const message = new Message(formatId(this.epoch, seq), seq, record.topic, record.data, record.headers, record.size, now);
+    const message = new Message(undefined, seq, record.topic, record.data, record.headers, record.size, now, this.epoch);
     if (record.store) {
       let log = this.#logs.get(record.topic);
       if (log === undefined) {

@@ -13,14 +13,14 @@ import { randomUUID } from 'node:crypto';
 import { onAbort, abortReason } from '../core/abort.js';
 import type { Clock, ClockTimer } from '../core/clock.js';
 import { InvalidArgumentError, TimeoutError, ClosedError } from '../core/errors.js';
-import { assertJsonValue, checkMaxDepth, DEFAULT_MAX_JSON_DEPTH, RESERVED_JSON_KEY } from '../core/json.js';
+import { checkMaxDepth, DEFAULT_MAX_JSON_DEPTH, RESERVED_JSON_KEY } from '../core/json.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
 import { type Access, authorizeAccess, type Authorize, bothTopicChecks, cachedTopicCheck, OPEN_ACCESS, targetOf } from './access.js';
 import { type Backend, type BackendRead, type BackendStats, MemoryBackend } from './backend.js';
-import { type Cursor, type Message, type MessageHeaders, parseCursor, sizeOf } from './message.js';
+import { type Cursor, type Message, type MessageHeaders, checkedSize, parseCursor } from './message.js';
 import type { MessageLogLimits } from './message-log.js';
-import { type OverflowPolicy, pubsubChannels, type Receiver, Subscription, type SubscriptionHost } from './subscription.js';
+import { type OverflowPolicy, pubsubChannels, type Receiver, Subscription, type SubscriptionContext, type SubscriptionHost } from './subscription.js';
 import type { TopicTarget } from './target.js';
 import { INBOX_PREFIX, isWildcard, parsePattern, parseTopic, TopicIndex } from './topic.js';
 
@@ -184,6 +184,8 @@ class QueueGroup implements Receiver {
 const POLICIES: readonly OverflowPolicy[] = ['drop-oldest', 'drop-newest', 'close'];
 const GROUP = /^[A-Za-z0-9_\-~:@.]{1,128}$/;
 const replayInfo = new WeakMap<Subscription, ReplayInfo>();
+const NO_OPTIONS: PublishOptions = Object.freeze({});
+const INBOX_TOPIC_PREFIX = `${INBOX_PREFIX}.`;
 
 /**
  * Many-to-many topics with wildcards, history, queue groups and request/reply.
@@ -206,7 +208,8 @@ export class PubSubBroker extends Resource {
   readonly #clock: Clock;
   readonly #index = new TopicIndex<Receiver>();
   readonly #groups = new Map<string, QueueGroup>();
-  readonly #subs = new Set<Subscription>();
+  /** Live subscriptions, counted (they are held by the index, and queue groups, alone). */
+  #subscriptions = 0;
   /** Pending requests by inbox topic: one entry each, removed when the request settles. */
   readonly #requests = new Map<string, { readonly reply: (message: Message) => void; readonly fail: (error: unknown) => void }>();
   /** False when the default backend keeps no history (`maxCount: 0`): sizes are then not needed. */
@@ -216,6 +219,7 @@ export class PubSubBroker extends Resource {
   readonly #maxQueuedMessages: number;
   readonly #maxDataDepth: number;
   readonly #overflow: OverflowPolicy;
+  readonly #defaultContext: SubscriptionContext;
   readonly #authorize: PubSubAuthorize;
   readonly #onError: ((error: unknown, subscription: Subscription) => void) | undefined;
   #published = 0;
@@ -237,6 +241,7 @@ export class PubSubBroker extends Resource {
     check.optionalFunction('authorize.publish', this.#authorize.publish);
     check.optionalFunction('authorize.subscribe', this.#authorize.subscribe);
     this.#onError = check.optionalFunction('onError', opts.onError);
+    this.#defaultContext = Object.freeze({ host: this.#host, maxQueuedMessages: this.#maxQueuedMessages, policy: this.#overflow });
     this.backend.attach(this.#dispatch);
   }
 
@@ -260,13 +265,13 @@ export class PubSubBroker extends Resource {
       }
       if (data === undefined) throw new InvalidArgumentError('Expected `data` to be a value, got `undefined`');
       // Refused here, once, what no transport could carry: a message is stored only if every
-      // subscriber (SSE, long poll, WebSocket, another process on Redis) can be sent it.
-      assertJsonValue(data, { maxDepth: this.#maxDataDepth });
-      const opts = check.optionsObject('options', options);
+      // subscriber (SSE, long poll, WebSocket, another process on Redis) can be sent it. The same
+      // pass sizes the data, which a log that keeps the message needs.
+      const size = checkedSize(data, this.#maxDataDepth);
+      const opts: PublishOptions = options === undefined ? NO_OPTIONS : check.optionsObject('options', options);
       const headers = checkHeaders(opts.headers);
-      const store = !topic.startsWith(`${INBOX_PREFIX}.`);
-      // The size only matters to a log that keeps the message (a JSON.stringify for objects).
-      const record = { topic, data, headers, size: store && this.#keepsHistory ? sizeOf(data) : 0, store };
+      const store = !(topic.charCodeAt(0) === 95 /* _ */ && topic.startsWith(INBOX_TOPIC_PREFIX));
+      const record = { topic, data, headers, size: store && this.#keepsHistory ? size : 0, store };
       const hook = this.#authorize.publish;
       if (hook === undefined) return this.backend.publish(record) as Promise<Message<T>>;
       return authorizeAccess(hook, { topics: [topic] }, opts.context, `publish on ${JSON.stringify(topic)}`).then(
@@ -285,10 +290,35 @@ export class PubSubBroker extends Resource {
    *   (`PB_ERR_INVALID_CURSOR`) for a bad `from`; ForbiddenError (`PB_ERR_FORBIDDEN`) when `authorize.subscribe`
    *   refuses; the signal's reason when aborted; ClosedError after close.
    */
-  async subscribe<T = unknown>(pattern: string, options?: SubscribeOptions<T>): Promise<Subscription<T>> {
-    this.assertOpen('subscribe');
-    const tokens = parsePattern(pattern);
-    const opts = check.optionsObject('options', options) as SubscribeOptions<T>;
+  subscribe<T = unknown>(pattern: string, options?: SubscribeOptions<T>): Promise<Subscription<T>> {
+    try {
+      this.assertOpen('subscribe');
+      const tokens = parsePattern(pattern);
+      const opts = check.optionsObject('options', options) as SubscribeOptions<T>;
+      // The common case, at once: a live subscription with the defaults, no hook to ask (an
+      // async function costs a subscriber more than the rest of subscribing).
+      if (
+        (opts.from === undefined || opts.from === 'now') &&
+        opts.group === undefined &&
+        opts.maxQueuedMessages === undefined &&
+        opts.overflow === undefined &&
+        opts.canRead === undefined &&
+        opts.signal === undefined &&
+        this.#authorize.subscribe === undefined
+      ) {
+        const onMessage = check.optionalFunction('onMessage', opts.onMessage);
+        const sub = new Subscription<T>(this.#defaultContext, pattern, undefined, onMessage);
+        this.#subscriptions++;
+        this.#index.add(tokens, sub as Subscription);
+        return Promise.resolve(sub);
+      }
+      return this.#subscribe(pattern, tokens, opts);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  async #subscribe<T>(pattern: string, tokens: readonly string[], opts: SubscribeOptions<T>): Promise<Subscription<T>> {
     const from = opts.from ?? 'now';
     let cursor: Cursor | null | 'now' = 'now';
     if (from === 'oldest') cursor = null;
@@ -312,8 +342,8 @@ export class PubSubBroker extends Resource {
     this.assertOpen('subscribe');
 
     const filter = bothTopicChecks(access.canRead, canRead === undefined ? undefined : cachedTopicCheck(canRead));
-    const sub = new Subscription<T>(this.#host, pattern, tokens, group, maxQueuedMessages, policy, onMessage, filter, access.identity);
-    this.#subs.add(sub);
+    const sub = new Subscription<T>(this.#subscriptionContext(maxQueuedMessages, policy), pattern, group, onMessage, filter, access.identity);
+    this.#subscriptions++;
     if (group === undefined) this.#index.add(tokens, sub as Subscription);
     else this.#joinGroup(sub as Subscription, tokens, group);
     if (signal !== undefined) {
@@ -322,7 +352,7 @@ export class PubSubBroker extends Resource {
     }
 
     if (cursor !== 'now') {
-      sub._held = [];
+      sub._startReplay();
       let gap = false;
       let replayed = 0;
       try {
@@ -407,7 +437,7 @@ export class PubSubBroker extends Resource {
    */
   reply<T = unknown>(request: Message, data: T, options?: PublishOptions): Promise<Message<T>> {
     const replyTo = request?.headers?.['replyTo'];
-    if (typeof replyTo !== 'string' || !replyTo.startsWith(`${INBOX_PREFIX}.`)) {
+    if (typeof replyTo !== 'string' || !replyTo.startsWith(INBOX_TOPIC_PREFIX)) {
       return Promise.reject(new InvalidArgumentError('The message has no `replyTo` header: it is not a request'));
     }
     return this.publish(replyTo, data, options);
@@ -459,7 +489,7 @@ export class PubSubBroker extends Resource {
   /** Counters. */
   stats(): PubSubBrokerStats {
     return {
-      subscriptions: this.#subs.size,
+      subscriptions: this.#subscriptions,
       published: this.#published,
       delivered: this.#delivered,
       dropped: this.#dropped,
@@ -478,10 +508,12 @@ export class PubSubBroker extends Resource {
   };
 
   #detach(sub: Subscription): void {
-    if (!this.#subs.delete(sub)) return;
+    // A subscription detaches once (it closes once), and only after the broker counted it.
+    this.#subscriptions--;
     this.#abortListeners.get(sub)?.[Symbol.dispose]();
     if (sub.group === undefined) {
-      this.#index.remove(sub._tokens, sub);
+      // The tokens are not kept per subscription (memory): split again, as parsePattern did.
+      this.#index.remove(sub.pattern.split('.'), sub);
       return;
     }
     const key = groupKey(sub.pattern, sub.group);
@@ -509,7 +541,7 @@ export class PubSubBroker extends Resource {
   readonly #dispatch = (message: Message): void => {
     this.#published++;
     const topic = message.topic;
-    if (topic.charCodeAt(0) === 95 /* _ */ && topic.startsWith(`${INBOX_PREFIX}.`)) {
+    if (topic.charCodeAt(0) === 95 /* _ */ && topic.startsWith(INBOX_TOPIC_PREFIX)) {
       this.#requests.get(topic)?.reply(message);
       return;
     }
@@ -517,6 +549,13 @@ export class PubSubBroker extends Resource {
     for (let i = 0; i < receivers.length; i++) receivers[i]!.push(message);
     this.#delivered += receivers.length;
   };
+
+  /** With the broker's default queue limits, one shared object; with others, one per subscription. */
+  #subscriptionContext(maxQueuedMessages: number, policy: OverflowPolicy): SubscriptionContext {
+    const defaults = this.#defaultContext;
+    if (maxQueuedMessages === defaults.maxQueuedMessages && policy === defaults.policy) return defaults;
+    return Object.freeze({ host: this.#host, maxQueuedMessages, policy });
+  }
 
   #joinGroup(sub: Subscription, tokens: readonly string[], name: string): void {
     const key = groupKey(sub.pattern, name);
@@ -540,7 +579,12 @@ export class PubSubBroker extends Resource {
   }
 
   #shutdown(reason: unknown): void {
-    for (const sub of [...this.#subs]) sub.close();
+    const subs: Subscription[] = [];
+    for (const receiver of this.#index.values()) {
+      if (receiver instanceof QueueGroup) subs.push(...receiver.members);
+      else subs.push(receiver as Subscription);
+    }
+    for (const sub of subs) sub.close();
     for (const request of [...this.#requests.values()]) request.fail(reason);
   }
 }

@@ -10,15 +10,19 @@
  * @module
  */
 import { InvalidCursorError } from '../core/errors.js';
+import { assertJsonValue, RESERVED_JSON_KEY } from '../core/json.js';
 import { describe } from '../core/validate.js';
 
 /** Header names and values carried with a message. */
 export type MessageHeaders = Readonly<Record<string, string>>;
 
-/** One published message, as stored and as delivered. The same object goes to every subscriber. */
+/**
+ * One published message, as stored and as delivered. The same object goes to every subscriber.
+ *
+ * Its id is formatted on first read (most messages are delivered and trimmed without anyone
+ * asking for it), then kept.
+ */
 export class Message<T = unknown> {
-  /** The message's id: opaque, URL-safe, and usable as a cursor. */
-  readonly id: string;
   /** The topic it was published on. */
   readonly topic: string;
   /** What was published. Treat it as read-only: every subscriber shares it. */
@@ -31,16 +35,39 @@ export class Message<T = unknown> {
   readonly _size: number;
   /** Monotonic time of publish, for age limits. @internal */
   readonly _time: number;
+  /** The id once formatted, or, before that, the epoch it is formatted from (which has no `-`). */
+  #id: string;
+  #formatted: boolean;
 
-  /** @internal */
-  constructor(id: string, seq: number, topic: string, data: T, headers: MessageHeaders | undefined, size: number, time: number) {
-    this.id = id;
+  /**
+   * @param id - The id, or `undefined` to format it from `epoch` and `seq` when first read.
+   * @internal
+   */
+  constructor(id: string | undefined, seq: number, topic: string, data: T, headers: MessageHeaders | undefined, size: number, time: number, epoch = '') {
     this._seq = seq;
     this.topic = topic;
     this.data = data;
     this.headers = headers;
     this._size = size;
     this._time = time;
+    this.#formatted = id !== undefined;
+    this.#id = id ?? epoch;
+  }
+
+  /** The message's id: opaque, URL-safe, and usable as a cursor. */
+  get id(): string {
+    if (this.#formatted) return this.#id;
+    this.#formatted = true;
+    return (this.#id = formatId(this.#id, this._seq));
+  }
+
+  /**
+   * The message as JSON writes it: the same fields as when the id was a plain property (the
+   * internal ones too, untyped), the id formatted if it was not yet.
+   */
+  toJSON(): { readonly id: string; readonly topic: string; readonly data: T; readonly headers: MessageHeaders | undefined } {
+    const json = { id: this.id, _seq: this._seq, topic: this.topic, data: this.data, headers: this.headers, _size: this._size, _time: this._time };
+    return json;
   }
 }
 
@@ -110,4 +137,84 @@ export function sizeOf(data: unknown): number {
   } catch {
     return 1024;
   }
+}
+
+/**
+ * Checks published data as `assertJsonValue` does (with `maxDepth`) and returns its size as
+ * {@link sizeOf} counts it, in one pass for the common case: a string, a number, a boolean,
+ * `null`, or a flat plain object of such values (the size is then its JSON length, escapes in
+ * strings not counted). Anything else is checked by `assertJsonValue` and sized by `sizeOf`.
+ * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) as `assertJsonValue` does.
+ * @internal
+ */
+export function checkedSize(data: unknown, maxDepth: number): number {
+  switch (typeof data) {
+    case 'string':
+      if (data.isWellFormed()) return Buffer.byteLength(data);
+      break;
+    case 'number':
+    case 'boolean':
+      return 8;
+    case 'object': {
+      if (data === null) return 8;
+      const size = flatObjectSize(data);
+      if (size !== -1) return size;
+      break;
+    }
+    default:
+  }
+  assertJsonValue(data, { maxDepth });
+  return sizeOf(data);
+}
+
+/**
+ * The JSON length of a plain object whose own values are all strings (well-formed), numbers,
+ * booleans, `null` or `undefined`, with well-formed keys and no `__proto__` key: nothing that
+ * could be refused. `-1` for anything else (the caller checks it the slow way). Allocates nothing.
+ */
+function flatObjectSize(data: object): number {
+  const proto = Object.getPrototypeOf(data) as unknown;
+  if ((proto !== Object.prototype && proto !== null) || typeof (data as { toJSON?: unknown }).toJSON === 'function') return -1;
+  let size = 2; // {}
+  let fields = 0;
+  for (const key in data) {
+    // (hasOwnProperty inside for-in is what V8 optimizes best.)
+    if (!hasOwnProperty.call(data, key) || key === RESERVED_JSON_KEY || !key.isWellFormed()) return -1;
+    const value = (data as Record<string, unknown>)[key];
+    let n: number;
+    switch (typeof value) {
+      case 'undefined':
+        continue; // JSON leaves it out
+      case 'string':
+        if (!value.isWellFormed()) return -1;
+        n = Buffer.byteLength(value) + 2;
+        break;
+      case 'number':
+        n = numberLength(value);
+        break;
+      case 'boolean':
+        n = value ? 4 : 5;
+        break;
+      case 'object':
+        if (value !== null) return -1;
+        n = 4;
+        break;
+      default:
+        return -1;
+    }
+    size += Buffer.byteLength(key) + 3 + n; // "key":value
+    fields++;
+  }
+  return fields > 1 ? size + fields - 1 : size; // the commas
+}
+
+const { hasOwnProperty } = Object.prototype;
+
+/** The length of a number as JSON writes it; integers without formatting one. */
+function numberLength(n: number): number {
+  if (!Number.isFinite(n)) return 4; // null
+  if (!Number.isSafeInteger(n)) return String(n).length;
+  let digits = n < 0 ? 2 : 1;
+  for (let a = Math.abs(n); a >= 10; a = Math.floor(a / 10)) digits++;
+  return digits;
 }

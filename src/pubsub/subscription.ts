@@ -42,6 +42,32 @@ export interface SubscriptionHost {
 }
 
 /**
+ * A subscription's broker and its queue bound and overflow policy: one object shared by every
+ * subscription of the broker that has the same ones. @internal
+ */
+export interface SubscriptionContext {
+  readonly host: SubscriptionHost;
+  readonly maxQueuedMessages: number;
+  readonly policy: OverflowPolicy;
+}
+
+/** What few subscriptions have. */
+interface SubscriptionExtra {
+  readonly group: string | undefined;
+  readonly identity: string | undefined;
+  readonly canRead: ((topic: string) => boolean) | undefined;
+}
+
+/** What only an iterated subscription needs, made on first need. */
+class IteratorState {
+  readonly queue = new Deque<Message>();
+  waiter: { resolve: (r: IteratorResult<Message>) => void; reject: (e: unknown) => void } | null = null;
+  /** The error the iterator throws once the queue is drained. */
+  error: unknown = undefined;
+  dropped = 0;
+}
+
+/**
  * A live subscription. Iterate it with `for await`, or give `onMessage` when subscribing.
  * Closing it (or breaking out of the loop) unsubscribes at once.
  *
@@ -54,51 +80,45 @@ export interface SubscriptionHost {
 export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
   /** The pattern subscribed to. */
   readonly pattern: string;
-  /** The queue group, if any. */
-  readonly group: string | undefined;
-  readonly #host: SubscriptionHost;
-  readonly #maxQueuedMessages: number;
-  readonly #policy: OverflowPolicy;
+  // Few fields, none allocated up front: a broker may hold a great many subscriptions. What only
+  // an iterated subscription needs (its queue, a waiting consumer, the error to throw) is made on
+  // first need, and what few subscriptions have (a group, an identity, a topic check) shares one
+  // object, so a plain callback subscription carries none of it.
+  readonly #context: SubscriptionContext;
+  readonly #extra: SubscriptionExtra | null;
   // Internals hold Message (not Message<T>) so Subscription<T> stays assignable to Subscription.
   readonly #onMessage: ((message: Message) => void) | undefined;
-  readonly #queue = new Deque<Message>();
-  #waiter: { resolve: (r: IteratorResult<Message>) => void; reject: (e: unknown) => void } | null = null;
   #closed = false;
-  #error: unknown = undefined;
   #delivered = 0;
-  #dropped = 0;
-  /** While replaying: live messages wait here. @internal */
-  _held: Message[] | null = null;
-  #heldPos = 0;
-  /** The seq of the last message handed over, to drop duplicates at the replay seam. @internal */
-  _lastSeq = 0;
-  /** Tokens of the pattern. @internal */
-  readonly _tokens: readonly string[];
-  /** Who subscribed: the `identity` of the `authorize.subscribe` hook's grant, if it gave one. */
-  readonly identity: string | undefined;
-  readonly #canRead: ((topic: string) => boolean) | undefined;
+  /** The seq of the last message handed over, to drop duplicates at the replay seam. */
+  #lastSeq = 0;
+  /** While replaying: live messages held, and how many of them were handed over. */
+  #replay: { readonly held: Message[]; pos: number } | null = null;
+  #iter: IteratorState | null = null;
 
   /** @internal */
   constructor(
-    host: SubscriptionHost,
+    context: SubscriptionContext,
     pattern: string,
-    tokens: readonly string[],
     group: string | undefined,
-    maxQueuedMessages: number,
-    policy: OverflowPolicy,
     onMessage: ((message: Message<T>) => void) | undefined,
     canRead?: (topic: string) => boolean,
     identity?: string,
   ) {
-    this.#host = host;
     this.pattern = pattern;
-    this._tokens = tokens;
-    this.group = group;
-    this.#maxQueuedMessages = maxQueuedMessages;
-    this.#policy = policy;
+    this.#context = context;
+    this.#extra = group === undefined && canRead === undefined && identity === undefined ? null : { group, identity, canRead };
     this.#onMessage = onMessage as ((message: Message) => void) | undefined;
-    this.#canRead = canRead;
-    this.identity = identity;
+  }
+
+  /** The queue group, if any. */
+  get group(): string | undefined {
+    return this.#extra?.group;
+  }
+
+  /** Who subscribed: the `identity` of the `authorize.subscribe` hook's grant, if it gave one. */
+  get identity(): string | undefined {
+    return this.#extra?.identity;
   }
 
   /** `true` once closed, by the consumer, the broker, or the overflow policy. */
@@ -108,7 +128,8 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
 
   /** Counters. */
   stats(): SubscriptionStats {
-    return { delivered: this.#delivered, dropped: this.#dropped, queued: this.#queue.length };
+    const iter = this.#iter;
+    return { delivered: this.#delivered, dropped: iter?.dropped ?? 0, queued: iter?.queue.length ?? 0 };
   }
 
   /** Unsubscribes at once. Queued messages are discarded; the iterator ends. Idempotent. */
@@ -123,9 +144,9 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
 
   /** Delivers a live message (used by the broker). @internal */
   push(message: Message): void {
-    if (this.#closed) return;
-    if (this._held !== null) {
-      this._held.push(message);
+    const replay = this.#replay;
+    if (replay !== null) {
+      if (!this.#closed) replay.held.push(message);
       return;
     }
     this._accept(message);
@@ -133,30 +154,37 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
 
   /** Hands a message over, dropping duplicates at the replay seam. @internal */
   _accept(message: Message): void {
-    if (this.#closed || message._seq <= this._lastSeq) return;
-    this._lastSeq = message._seq;
-    if (this.#canRead !== undefined && !this.#canRead(message.topic)) return;
+    if (this.#closed || message._seq <= this.#lastSeq) return;
+    this.#lastSeq = message._seq;
+    const extra = this.#extra;
+    if (extra !== null && extra.canRead !== undefined && !extra.canRead(message.topic)) return;
     if (this.#onMessage !== undefined) {
       this.#delivered++;
       try {
         this.#onMessage(message);
       } catch (error) {
-        this.#host.reportError(error, this);
+        this.#context.host.reportError(error, this);
       }
       return;
     }
-    const waiter = this.#waiter;
+    const iter = (this.#iter ??= new IteratorState());
+    const waiter = iter.waiter;
     if (waiter !== null) {
-      this.#waiter = null;
+      iter.waiter = null;
       this.#delivered++;
       waiter.resolve({ value: message, done: false });
       return;
     }
-    if (this.#queue.length >= this.#maxQueuedMessages) {
-      this.#overflow(message);
+    if (iter.queue.length >= this.#context.maxQueuedMessages) {
+      this.#overflow(iter, message);
       return;
     }
-    this.#queue.push(message);
+    iter.queue.push(message);
+  }
+
+  /** Starts a replay: live messages are held until {@link Subscription._goLive}. @internal */
+  _startReplay(): void {
+    this.#replay = { held: [], pos: 0 };
   }
 
   /**
@@ -165,19 +193,19 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
    * were published after the subscription began, so they are owed, and in order. @internal
    */
   _replay(message: Message): void {
-    const held = this._held;
-    if (held !== null) {
-      while (this.#heldPos < held.length && held[this.#heldPos]!._seq < message._seq) this._accept(held[this.#heldPos++]!);
+    const replay = this.#replay;
+    if (replay !== null) {
+      const held = replay.held;
+      while (replay.pos < held.length && held[replay.pos]!._seq < message._seq) this._accept(held[replay.pos++]!);
     }
     this._accept(message);
   }
 
   /** Ends replay: hands over the live messages held meanwhile (those replayed are skipped). @internal */
   _goLive(): void {
-    const held = this._held;
-    this._held = null;
-    if (held !== null) for (let i = this.#heldPos; i < held.length; i++) this._accept(held[i]!);
-    this.#heldPos = 0;
+    const replay = this.#replay;
+    this.#replay = null;
+    if (replay !== null) for (let i = replay.pos; i < replay.held.length; i++) this._accept(replay.held[i]!);
   }
 
   /** Ends the subscription with an error the iterator will throw. @internal */
@@ -185,21 +213,22 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     this.#end(error, false);
   }
 
-  #overflow(message: Message): void {
-    this.#dropped++;
-    this.#host.countDrop();
+  #overflow(iter: IteratorState, message: Message): void {
+    const policy = this.#context.policy;
+    iter.dropped++;
+    this.#context.host.countDrop();
     let dropped = message;
-    if (this.#policy === 'drop-oldest') {
-      dropped = this.#queue.shift()!;
-      this.#queue.push(message);
+    if (policy === 'drop-oldest') {
+      dropped = iter.queue.shift()!;
+      iter.queue.push(message);
     }
     if (pubsubChannels.drop.hasSubscribers) {
-      pubsubChannels.drop.publish({ subscription: this, message: dropped, policy: this.#policy });
+      pubsubChannels.drop.publish({ subscription: this, message: dropped, policy });
     }
-    if (this.#policy === 'close') {
+    if (policy === 'close') {
       this.#end(
         new OverflowError(
-          `Subscription to ${JSON.stringify(this.pattern)} fell ${this.#maxQueuedMessages} messages behind and was closed (overflow policy "close"); resubscribe from the last id you processed`,
+          `Subscription to ${JSON.stringify(this.pattern)} fell ${this.#context.maxQueuedMessages} messages behind and was closed (overflow policy "close"); resubscribe from the last id you processed`,
         ),
         false,
       );
@@ -209,13 +238,16 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
   #end(error: unknown, discard: boolean): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#error = error;
-    this._held = null;
-    if (discard) this.#queue.clear();
-    this.#host.detach(this);
-    const waiter = this.#waiter;
+    this.#replay = null;
+    const iter = error === undefined ? this.#iter : (this.#iter ??= new IteratorState());
+    if (iter !== null) {
+      iter.error = error;
+      if (discard) iter.queue.clear();
+    }
+    this.#context.host.detach(this);
+    const waiter = iter?.waiter ?? null;
     if (waiter !== null) {
-      this.#waiter = null;
+      iter!.waiter = null;
       if (error === undefined) waiter.resolve({ value: undefined, done: true });
       else waiter.reject(error);
     }
@@ -226,21 +258,22 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
   }
 
   #take(): Promise<IteratorResult<Message>> {
-    const message = this.#queue.shift();
+    const iter = (this.#iter ??= new IteratorState());
+    const message = iter.queue.shift();
     if (message !== undefined) {
       this.#delivered++;
       return Promise.resolve({ value: message, done: false });
     }
     if (this.#closed) {
-      const error = this.#error;
+      const error = iter.error;
       if (error === undefined) return Promise.resolve({ value: undefined, done: true });
-      this.#error = undefined; // throw once, then report done
+      iter.error = undefined; // throw once, then report done
       return Promise.reject(error);
     }
-    if (this.#waiter !== null) {
+    if (iter.waiter !== null) {
       return Promise.reject(new ClosedError('Only one consumer may iterate a subscription at a time'));
     }
-    return new Promise((resolve, reject) => (this.#waiter = { resolve, reject }));
+    return new Promise((resolve, reject) => (iter.waiter = { resolve, reject }));
   }
 
   /** Iterates the messages; leaving the loop early closes the subscription. */

@@ -217,6 +217,19 @@ export class TopicIndex<V> {
     if (this.#cache.size > 0) this.#cache.clear();
   }
 
+  /** Every value held, each once per pattern it is under, in no particular order. @internal */
+  values(): V[] {
+    const out: V[] = [];
+    const stack: TrieNode<V>[] = [this.#root];
+    for (let node = stack.pop(); node !== undefined; node = stack.pop()) {
+      if (node.exact !== null) for (const v of node.exact) out.push(v);
+      if (node.rest !== null) for (const v of node.rest) out.push(v);
+      if (node.star !== null) stack.push(node.star);
+      if (node.children !== null) for (const child of node.children.values()) stack.push(child);
+    }
+    return out;
+  }
+
   /**
    * Every value whose pattern matches `topic` (a valid topic). Each value appears once: a value
    * lives at one node, and a walk reaches each node at most once.
