@@ -34,7 +34,7 @@ const suites = {
   },
   longpoll: {
     entry: 'bench/src/longpoll/main.ts',
-    description: 'C held long polls (1k, 10k, 19k): demo server vs bare node:http vs nginx + Nchan (RSS, wake all)',
+    description: 'C held long polls (1k, 10k, 19k): demo server vs bare node:http vs nginx + Nchan vs the demo as 2 workers on Redis (RSS, wake all)',
     limitMs: 20 * 60_000,
   },
   poll: {
@@ -44,7 +44,7 @@ const suites = {
   },
   sse: {
     entry: 'bench/src/sse/main.ts',
-    description: 'S SSE subscribers (1k, 10k): demo server vs bare node:http vs better-sse vs hono streamSSE vs nginx + Nchan (burst events/s, paced latency, RSS, order)',
+    description: 'S SSE subscribers (1k, 10k): demo server vs bare node:http vs better-sse vs hono streamSSE vs nginx + Nchan vs the demo as 2 workers on Redis (burst events/s, paced latency, RSS, order)',
     limitMs: 90 * 60_000, // 3 runs take 20 min a run on a busy 2-core machine
   },
   ws: {
@@ -64,7 +64,7 @@ const suites = {
   },
   sidecar: {
     entry: 'bench/src/sidecar/main.ts',
-    description: "SidecarChannel over a Unix socket vs Node's child_process IPC (process.send): fire-and-forget messages/s, request round-trip p50/p99 (1 and 32 in flight)",
+    description: "SidecarChannel over a Unix socket vs Node's child_process IPC (process.send) vs hand-written NDJSON over a Unix socket: fire-and-forget messages/s, request round-trip p50/p99 (1 and 32 in flight)",
     limitMs: 20 * 60_000,
   },
 };
