@@ -35,172 +35,25 @@ import { channel } from '../core/diagnostics.js';
 import { CanceledError, ClosedError, InvalidArgumentError, InvalidStateError } from '../core/errors.js';
 import { Resource } from '../core/lifecycle.js';
 import * as check from '../core/validate.js';
-import { MAX_TICK, TimerEntry, TimingWheel } from './timing-wheel.js';
+import {
+  aborts,
+  CANCELED,
+  COMPLETED,
+  DelayedOperation,
+  EXPIRED,
+  FORCED,
+  HAS_SIGNAL,
+  IDLE,
+  IN_TRY,
+  PENDING,
+  WAITING,
+  type WatchLink,
+  WatchList,
+  WatchNode,
+} from './operation.js';
+import { MAX_TICK, TimingWheel } from './timing-wheel.js';
 
-const IDLE = 0;
-const PENDING = 1;
-const WAITING = 2;
-const COMPLETED = 3;
-const EXPIRED = 4;
-const CANCELED = 5;
-
-const IN_TRY = 1;
-const FORCED = 2;
-const HAS_SIGNAL = 4;
-
-/** The signal of each operation that has one, and its abort listener while it waits. */
-const signals = new WeakMap<DelayedOperation, AbortSignal>();
-const aborts = new WeakMap<DelayedOperation, Disposable>();
-
-/**
- * Where a {@link DelayedOperation} is in its life: `idle` until watched, `waiting`, then exactly
- * one of `completed`, `expired` or `canceled`.
- */
-export type OperationState = 'idle' | 'waiting' | 'completed' | 'expired' | 'canceled';
-
-const STATE_NAMES: readonly OperationState[] = ['idle', 'waiting', 'waiting', 'completed', 'expired', 'canceled'];
-
-/** One (operation, key) link in a key's watcher list. */
-class WatchNode {
-  /** `null` once unlinked; `next` is then kept, so an iteration standing here can move on. */
-  list: WatchList | null;
-  prev: WatchNode | null = null;
-  next: WatchNode | null = null;
-  constructor(
-    readonly op: DelayedOperation,
-    list: WatchList,
-    readonly opNext: WatchNode | null,
-  ) {
-    this.list = list;
-  }
-}
-
-/** The watchers of one key, in watch order. */
-class WatchList {
-  head: WatchNode | null = null;
-  tail: WatchNode | null = null;
-  size = 0;
-  constructor(readonly key: string) {}
-}
-
-/** Options for a {@link DelayedOperation}. */
-export interface DelayedOperationOptions {
-  /** Aborting it cancels the operation; `onCancel` gets the signal's reason. */
-  readonly signal?: AbortSignal;
-}
-
-/**
- * An operation that waits in a {@link Purgatory}. Subclass it and implement the hooks, as with
- * Kafka's `DelayedOperation`; the operation is its own timer entry, so waiting costs no extra
- * allocation beyond one small node per key.
- *
- * Operations are single-use: once ended, they cannot be watched again.
- *
- * @example
- * ```ts
- * class FetchOp extends DelayedOperation {
- *   constructor(readonly log: string[], readonly cursor: number, readonly reply: (n: number) => void) {
- *     super(30_000);
- *   }
- *   override tryComplete() { return this.log.length > this.cursor; }
- *   onComplete() { this.reply(this.log.length - this.cursor); }
- * }
- * purgatory.tryCompleteElseWatch(new FetchOp(log, log.length, send), 'topic-a');
- * log.push('x');
- * purgatory.checkAndComplete('topic-a'); // 1: the op's onComplete ran
- * ```
- */
-export abstract class DelayedOperation extends TimerEntry {
-  /** The timeout this operation was created with, in ms (`Infinity`: no deadline). */
-  readonly timeoutMs: number;
-  /** Aborting this signal cancels the operation with the signal's reason. */
-  get signal(): AbortSignal | undefined {
-    // Kept off the object: most operations have no signal, and each field costs every operation.
-    return signals.get(this);
-  }
-  /** @internal */
-  _state: number = IDLE;
-  /**
-   * Bits: 1 = inside its own `tryComplete`; 2 = `forceComplete` asked for meanwhile;
-   * 4 = has a signal (so the WeakMaps are only consulted for operations that have one). @internal
-   */
-  _try = 0;
-  /** Head of this op's chain of watch nodes, one per key. @internal */
-  _nodes: WatchNode | null = null;
-  /** Watch order, for snapshot iteration. @internal */
-  _seq = 0;
-  /** @internal */
-  _owner: Purgatory | null = null;
-
-  /**
-   * @param timeoutMs - How long the operation may wait, in ms. `<= 0` expires it at once (after a
-   *   first check of its condition); `Infinity` means no deadline.
-   * @param options - `signal`: aborting it cancels the operation; `onCancel` gets the signal's reason.
-   * @throws InvalidArgumentError (`PB_ERR_INVALID_ARGUMENT`) when `timeoutMs` is NaN or not a
-   *   number, `options` is not an object (a bare AbortSignal included: pass `{ signal }`), or
-   *   `signal` is not an AbortSignal.
-   */
-  constructor(timeoutMs: number, options?: DelayedOperationOptions) {
-    super();
-    // The common case (a plain number, no options) skips the validating calls.
-    this.timeoutMs = typeof timeoutMs === 'number' && timeoutMs === timeoutMs ? timeoutMs : check.timeout('timeoutMs', timeoutMs);
-    if (options !== undefined) {
-      const signal = (options as DelayedOperationOptions | null)?.signal;
-      if (signal !== undefined) {
-        signals.set(this, check.optionalSignal('signal', signal)!);
-        this._try = HAS_SIGNAL;
-      } else if (typeof options !== 'object' || options === null || options instanceof AbortSignal) {
-        throw new InvalidArgumentError(`Expected \`options\` to be an object such as \`{ signal }\`, got ${check.describe(options)}`);
-      }
-    }
-  }
-
-  /**
-   * The completion condition: return `true` when the operation can complete now. Called when
-   * it is watched, and by {@link Purgatory.checkAndComplete} on any of its keys; never called again
-   * once it has ended, and never re-entered. It may call {@link DelayedOperation.forceComplete}.
-   * A throw cancels the operation with the thrown value as reason.
-   *
-   * The default completes on the first `checkAndComplete` of any key after watching: a plain
-   * wake-up by key.
-   */
-  tryComplete(): boolean {
-    return this._state === WAITING;
-  }
-
-  /** Runs exactly once when the operation completes or expires (before `onExpiration`). */
-  abstract onComplete(): void;
-
-  /** Runs once, after `onComplete`, when the operation expired at its deadline. */
-  onExpiration(): void {}
-
-  /**
-   * Runs once when the operation is canceled (by key, by its signal, or by the purgatory
-   * closing); neither `onComplete` nor `onExpiration` runs then.
-   * @param reason - Why: the signal's reason, a {@link CanceledError}, or a {@link ClosedError}.
-   */
-  onCancel(reason: unknown): void {
-    void reason;
-  }
-
-  /** Where the operation is in its life. */
-  get state(): OperationState {
-    return STATE_NAMES[this._state]!;
-  }
-
-  /** `true` once the operation has ended, in any way. */
-  get isDone(): boolean {
-    return this._state >= COMPLETED;
-  }
-
-  /**
-   * Completes the operation now, whatever its condition says (if it still waits).
-   * @returns `true` if this call completed it.
-   */
-  forceComplete(): boolean {
-    return this._owner !== null && this._owner.forceComplete(this);
-  }
-}
+export { DelayedOperation, type DelayedOperationOptions, type OperationState } from './operation.js';
 
 /** What {@link Purgatory.wait} resolves with: how the wait ended. */
 export type WaitOutcome = 'completed' | 'expired';
@@ -354,6 +207,17 @@ export class Purgatory extends Resource {
   #canceledByKey: CanceledError | undefined;
   #armedTick = Infinity;
   #draining = false;
+  /**
+   * The tick the wheel counts from: the purgatory's creation. Ticks relative to it stay small
+   * integers (an absolute `Date.now()` tick would be a boxed double in every operation).
+   */
+  readonly #origin: number;
+  /** `checkAndComplete` calls on the stack. */
+  #iterating = 0;
+  /** Links unlinked while an iteration ran: their `_kNext` is cleared when the last one ends. */
+  readonly #stale: WatchLink[] = [];
+  /** The link the innermost `checkAndComplete` is checking now. */
+  #cursor: WatchLink | null = null;
   #seq = 0;
   #waiting = 0;
   #watched = 0;
@@ -377,6 +241,7 @@ export class Purgatory extends Resource {
     this.#batch = check.integerInRange('expiryBatchSize', opts.expiryBatchSize ?? 10_000, 1, 2 ** 31 - 1);
     this.#ref = opts.ref === true;
     this.#onError = check.optionalFunction('onError', opts.onError);
+    this.#origin = Math.floor(this.#clock.now() / this.tickMs);
     this.#wheel.advance(this.#nowTick());
   }
 
@@ -416,7 +281,7 @@ export class Purgatory extends Resource {
 
     op._seq = this.#seq++;
     if (keyList === null) this.#link(op, keys as string);
-    else for (const key of keyList) this.#link(op, key);
+    else for (let i = 0; i < keyList.length; i++) this.#link(i === 0 ? op : (op._nodes = new WatchNode(op, op._nodes)), keyList[i]!);
     this.#waiting++;
 
     if (this.#check(op) || this.#ended(op)) return op._state === COMPLETED;
@@ -433,9 +298,9 @@ export class Purgatory extends Resource {
       return false;
     }
     const now = this.#clock.now();
-    const when = Math.ceil((now + timeoutMs) / this.tickMs);
+    const when = Math.max(0, Math.ceil((now + timeoutMs) / this.tickMs) - this.#origin);
     if (when <= MAX_TICK) {
-      if (this.#wheel.size === 0) this.#wheel.advance(Math.floor(now / this.tickMs));
+      if (this.#wheel.size === 0) this.#wheel.advance(Math.floor(now / this.tickMs) - this.#origin);
       const fireTick = this.#wheel.add(op, when);
       if (fireTick <= this.#wheel.elapsed) this.#scheduleDrain();
       else if (!this.#draining && fireTick < this.#armedTick) this.#arm(fireTick);
@@ -472,12 +337,30 @@ export class Purgatory extends Resource {
     if (list === undefined) return 0;
     const limit = this.#seq;
     let completed = 0;
-    // An unlinked node keeps its `next`, which leads to the next node still linked (or to one
-    // added later, which the seq check stops at), so callbacks may unlink anything meanwhile.
-    for (let node = list.head; node !== null; node = node.next) {
-      const op = node.op;
-      if (op._seq >= limit) break;
-      if (node.list !== null && op._state === WAITING && (op._try & IN_TRY) === 0 && this.#check(op)) completed++;
+    // A link unlinked meanwhile keeps its `_kNext` until the outermost iteration ends, which
+    // leads to the next link still linked (or to one added later, which the seq check stops
+    // at), so callbacks may unlink anything meanwhile.
+    // The link being checked is not pushed to `#stale` when it leaves: this loop clears it.
+    const outer = this.#cursor;
+    this.#iterating++;
+    try {
+      for (let node = list.head; node !== null; ) {
+        const op = node._op;
+        if (op._seq >= limit) break;
+        if (node._kList === null || op._state !== WAITING || (op._try & IN_TRY) !== 0) {
+          node = node._kNext;
+          continue;
+        }
+        this.#cursor = node;
+        if (this.#check(op)) completed++;
+        this.#cursor = outer;
+        const next: WatchLink | null = node._kNext;
+        if (node._kList === null) node._kNext = null;
+        node = next;
+      }
+    } finally {
+      this.#cursor = outer;
+      if (--this.#iterating === 0) this.#clearStale();
     }
     return completed;
   }
@@ -528,7 +411,7 @@ export class Purgatory extends Resource {
     const list = this.#watchers.get(key);
     if (list === undefined) return [];
     const ops: DelayedOperation[] = [];
-    for (let node = list.head; node !== null; node = node.next) ops.push(node.op);
+    for (let node = list.head; node !== null; node = node._kNext) ops.push(node._op);
     // One shared error by default: building one (and its stack) per call would cost more than the cancel.
     const why = reason ?? (this.#canceledByKey ??= new CanceledError('The operation was canceled by cancelForKey()'));
     const canceled: DelayedOperation[] = [];
@@ -601,13 +484,13 @@ export class Purgatory extends Resource {
     for (const [key, list] of this.#watchers) {
       if (list.size === 0 || list.head === null) throw new Error(`empty watcher list kept for ${key}`);
       let n = 0;
-      let prev: WatchNode | null = null;
-      for (let node: WatchNode | null = list.head; node !== null; node = node.next) {
-        if (node.list !== list || node.prev !== prev) throw new Error(`broken watcher list for ${key}`);
-        if (node.op._state !== WAITING && node.op._state !== PENDING) {
+      let prev: WatchLink | null = null;
+      for (let node: WatchLink | null = list.head; node !== null; node = node._kNext) {
+        if (node._kList !== list || node._kPrev !== prev) throw new Error(`broken watcher list for ${key}`);
+        if (node._op._state !== WAITING && node._op._state !== PENDING) {
           throw new Error(`ended operation still watches ${key}`);
         }
-        ops.add(node.op);
+        ops.add(node._op);
         prev = node;
         n++;
       }
@@ -616,6 +499,7 @@ export class Purgatory extends Resource {
     }
     if (watched !== this.#watched) throw new Error(`watched ${this.#watched} but ${watched} links`);
     if (ops.size !== this.#waiting) throw new Error(`waiting ${this.#waiting} but ${ops.size} operations`);
+    if (this.#iterating === 0 && this.#stale.length !== 0) throw new Error(`${this.#stale.length} stale links kept`);
     const timerExpected = this.#wheel.size > 0 && !this.#draining && this.#wheel.dueCount === 0;
     if (timerExpected !== (this.#timer !== null)) {
       throw new Error(`timer armed: ${this.#timer !== null}, timed: ${this.#wheel.size}, draining: ${this.#draining}`);
@@ -634,7 +518,7 @@ export class Purgatory extends Resource {
     this.#disarm();
     const ops: DelayedOperation[] = [];
     for (const list of this.#watchers.values()) {
-      for (let node = list.head; node !== null; node = node.next) ops.push(node.op);
+      for (let node = list.head; node !== null; node = node._kNext) ops.push(node._op);
     }
     for (const op of ops) {
       if (op._state === WAITING || op._state === PENDING) this.#end(op, CANCELED, reason);
@@ -642,23 +526,24 @@ export class Purgatory extends Resource {
   }
 
   #nowTick(): number {
-    return Math.floor(this.#clock.now() / this.tickMs);
+    return Math.floor(this.#clock.now() / this.tickMs) - this.#origin;
   }
 
-  #link(op: DelayedOperation, key: string): void {
+  /** Appends `link` (an op for its first key, a node for the others) to `key`'s watchers. */
+  #link(link: WatchLink, key: string): void {
     // Duplicate keys in a list were removed by normalizeKeys.
     let list = this.#watchers.get(key);
     if (list === undefined) {
       list = new WatchList(key);
       this.#watchers.set(key, list);
     }
-    const node = new WatchNode(op, list, op._nodes);
-    node.prev = list.tail;
-    if (list.tail !== null) list.tail.next = node;
-    else list.head = node;
-    list.tail = node;
+    const tail = list.tail;
+    link._kList = list;
+    link._kPrev = tail;
+    if (tail !== null) tail._kNext = link;
+    else list.head = link;
+    list.tail = link;
     list.size++;
-    op._nodes = node;
     this.#watched++;
   }
 
@@ -686,11 +571,11 @@ export class Purgatory extends Resource {
       this.#wheel.remove(op);
       if (this.#wheel.size === 0) this.#disarm();
     }
-    let node = op._nodes;
-    if (node !== null) {
+    if (op._kList !== null) {
       this.#waiting--;
+      this.#unlink(op);
+      for (let node = op._nodes; node !== null; node = node._opNext) this.#unlink(node);
       op._nodes = null;
-      for (; node !== null; node = node.opNext) this.#unlink(node);
     }
     if ((op._try & HAS_SIGNAL) !== 0) {
       const abort = aborts.get(op);
@@ -711,7 +596,7 @@ export class Purgatory extends Resource {
       if (purgatoryChannels.expire.hasSubscribers) {
         // A timed op is late by how far past its (rounded-up) slot it fired; one that expired at
         // once (timeout <= 0) never entered the wheel, and is late by how far its timeout was below 0.
-        const latenessMs = op._tWhen > 0 ? this.#clock.now() - op._tWhen * this.tickMs : Math.max(0, -op.timeoutMs);
+        const latenessMs = op._tWhen > 0 ? this.#clock.now() - (op._tWhen + this.#origin) * this.tickMs : Math.max(0, -op.timeoutMs);
         purgatoryChannels.expire.publish({ purgatory: this, operation: op, latenessMs });
       }
       this.#call(op, 0, undefined);
@@ -742,24 +627,34 @@ export class Purgatory extends Resource {
     }
   }
 
-  #unlink(node: WatchNode): void {
-    const list = node.list!;
-    const { prev, next } = node;
-    if (prev !== null) prev.next = next;
+  #unlink(link: WatchLink): void {
+    const list = link._kList!;
+    const prev = link._kPrev;
+    const next = link._kNext;
+    if (prev !== null) prev._kNext = next;
     else list.head = next;
-    if (next !== null) next.prev = prev;
+    if (next !== null) next._kPrev = prev;
     else list.tail = prev;
-    node.list = null;
-    node.prev = null;
-    // node.next stays: an iteration standing on this node moves on through it.
+    link._kList = null;
+    link._kPrev = null;
+    // While an iteration runs, `_kNext` stays so one standing here moves on through it; it is
+    // cleared when the iteration ends, so an ended op the app keeps holds no other op.
+    if (this.#iterating === 0) link._kNext = null;
+    else if (next !== null && link !== this.#cursor) this.#stale.push(link);
     this.#watched--;
     if (--list.size === 0 && this.#watchers.get(list.key) === list) this.#watchers.delete(list.key);
+  }
+
+  #clearStale(): void {
+    const stale = this.#stale;
+    for (let i = 0; i < stale.length; i++) stale[i]!._kNext = null;
+    stale.length = 0;
   }
 
   #arm(tick: number): void {
     if (this.#timer !== null) this.#timer.cancel();
     this.#armedTick = tick;
-    this.#timer = this.#clock.setTimer(this.#onTimer, tick * this.tickMs - this.#clock.now(), { ref: this.#ref });
+    this.#timer = this.#clock.setTimer(this.#onTimer, (tick + this.#origin) * this.tickMs - this.#clock.now(), { ref: this.#ref });
   }
 
   #disarm(): void {
