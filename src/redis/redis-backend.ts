@@ -276,9 +276,10 @@ export class RedisBackend extends Resource implements Backend {
       try {
         for (let attempt = 0; ; attempt++) {
           if (!this.#cluster) {
-            const args = [this.#maxCount, this.#maxAge, this.#keys.feed, store, this.#maxTotalBytes, this.#maxTopics];
-            reply = await this.#client.pbPublishOne(4, this.#keys.meta, this.#keys.index, key, this.#keys.bytes, newEpoch(), topic, data, headers, ...args);
-            evicted.push(...((reply[0] === 'retry' ? reply.slice(1) : reply.slice(3)) as string[]));
+            const keys = this.#keys;
+            reply = await this.#client.pbPublishOne(4, keys.meta, keys.index, key, keys.bytes, newEpoch(), topic, data, headers, this.#maxCount, this.#maxAge, keys.feed, store, this.#maxTotalBytes, this.#maxTopics);
+            // Evicted (topic, score) pairs follow the answer: rarely any, so no copy per publish.
+            for (let i = reply[0] === 'retry' ? 1 : 3; i < reply.length; i++) evicted.push(reply[i] as string);
           } else {
             reply = await this.#publishCluster(topic, key, data, headers, store, evicted);
           }

@@ -127,7 +127,9 @@ if not epoch then
 end
 local now = nowms()
 local seq = math.max((tonumber(m[2]) or 0) + 1, now * 1024)
+local seqText = fmt(seq)
 local dropped = tonumber(m[3]) or 0
+local dropped0 = dropped
 local total = tonumber(m[4]) or 0
 local evicted = {}
 -- Adds delta to a topic's count and the change to the total, neither ever below zero: a stream
@@ -197,9 +199,16 @@ if maxAge >= 0 and seq % 32 == 0 then
 end
 `;
 
-/** Writes the meta hash: the sequence number, the bytes kept and the newest seq dropped. */
+/**
+ * Writes the meta hash: the sequence number, the bytes kept and (when it moved) the newest seq
+ * dropped. Expects `seqText` (`fmt(seq)`, formatted once per script).
+ */
 const FINISH = `
-redis.call('HSET', meta, 's', fmt(seq), 'b', fmt(total), 'd', fmt(dropped))
+if dropped ~= dropped0 then
+  redis.call('HSET', meta, 's', seqText, 'b', fmt(total), 'd', fmt(dropped))
+else
+  redis.call('HSET', meta, 's', seqText, 'b', fmt(total))
+end
 `;
 
 /**
@@ -256,7 +265,7 @@ if store == '1' and maxCount > 0 then
   if deleted ~= nil then redis.call('XSETID', key, id, 'MAXDELETEDID', deleted) end
   if aged then len = redis.call('XLEN', key) else len = math.min(n + 1, maxCount) end
 end
-redis.call('PUBLISH', channel, epoch .. '\\n' .. fmt(seq) .. '\\n' .. topic .. '\\n' .. headers .. '\\n' .. data)
+redis.call('PUBLISH', channel, epoch .. '\\n' .. seqText .. '\\n' .. topic .. '\\n' .. headers .. '\\n' .. data)
 `;
 
 /**
@@ -301,7 +310,7 @@ if stored then
   end
 end
 ${FINISH}
-local out = {epoch, fmt(seq), len}
+local out = {epoch, seqText, len}
 for i = 1, #evicted do out[#out + 1] = evicted[i] end
 return out
 `;
@@ -339,7 +348,7 @@ end
 ${FINISH}
 local p = ''
 if prev ~= nil then p = fmt(prev) end
-local out = {epoch, fmt(seq), fmt(now), fmt(over), p, fmt(math.max(counted, 0))}
+local out = {epoch, seqText, fmt(now), fmt(over), p, fmt(math.max(counted, 0))}
 for i = 1, #evicted do out[#out + 1] = evicted[i] end
 return out
 `;
@@ -357,6 +366,7 @@ return out
 export const PUBLISH_APPEND = `${HELPERS}${TRIM_OLDEST}
 local key = KEYS[1]
 local epoch, seq, now, topic, data, headers = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
+local seqText = ARGV[2]
 local maxCount, maxAge, channel, store, over = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], ARGV[10], tonumber(ARGV[11])
 local n = 0
 if store == '1' and maxCount > 0 then n = redis.call('XLEN', key) end
@@ -373,7 +383,7 @@ if stored and want > 0 then
 end
 local wasStale = 0
 if stale ~= nil and stored then wasStale = 1 end
-return {epoch, fmt(seq), len, fmt(removed), wasStale}
+return {epoch, seqText, len, fmt(removed), wasStale}
 `;
 
 /**
