@@ -190,31 +190,35 @@ const med = (name: ServerName, s: number, k: keyof TrialResult) => rowMedian(row
 const ratio = (a: ServerName, b: ServerName, s: number, k: keyof TrialResult) => med(a, s, k) / med(b, s, k);
 
 const targets: TargetResult[] = [];
+// A contender that failed its checks is not ranked: no target is judged against it (nor for it).
+const failedServers = new Set(failures.map((f) => f.server));
 const has = (name: ServerName) => opts.servers.includes(name);
+const rankedRatio = (a: ServerName, b: ServerName, s: number, k: keyof TrialResult) => (failedServers.has(a) || failedServers.has(b) ? Number.NaN : ratio(a, b, s, k));
+const ratioText = (r: number) => (Number.isNaN(r) ? 'not ranked (a contender failed its checks or has no figure)' : `${r.toFixed(2)}×`);
 const sizeText = (s: number) => s.toLocaleString('en');
 for (const s of opts.sizes) {
   const burstGoal = s === 1000 ? 1.0 : s === 10_000 ? 1.2 : null;
   if (burstGoal !== null && has('patchbay') && has('nchan')) {
-    const r = ratio('patchbay', 'nchan', s, 'burstRate');
+    const r = rankedRatio('patchbay', 'nchan', s, 'burstRate');
     targets.push({
       target: `burst delivered events/s ≥ ${burstGoal.toFixed(1)}× Nchan (S=${sizeText(s)})`,
-      measured: `${r.toFixed(2)}× (patchbay ${fmt(med('patchbay', s, 'burstRate'), '/s')} vs Nchan ${fmt(med('nchan', s, 'burstRate'), '/s')}${has('bare') ? `; bare ${fmt(med('bare', s, 'burstRate'), '/s')}` : ''})`,
+      measured: `${ratioText(r)} (patchbay ${fmt(med('patchbay', s, 'burstRate'), '/s')} vs Nchan ${fmt(med('nchan', s, 'burstRate'), '/s')}${has('bare') ? `; bare ${fmt(med('bare', s, 'burstRate'), '/s')}` : ''})`,
       met: Number.isNaN(r) ? null : r >= burstGoal,
     });
   }
   if (s === 10_000 && has('patchbay') && has('nchan')) {
-    const r = ratio('patchbay', 'nchan', s, 'pacedP99');
+    const r = rankedRatio('patchbay', 'nchan', s, 'pacedP99');
     targets.push({
       target: `paced p99 publish-to-receive ≤ 0.6× Nchan (S=${sizeText(s)})`,
-      measured: `${r.toFixed(2)}× (patchbay ${fmt(med('patchbay', s, 'pacedP99'), 'ms')} vs Nchan ${fmt(med('nchan', s, 'pacedP99'), 'ms')}${has('bare') ? `; bare ${fmt(med('bare', s, 'pacedP99'), 'ms')}` : ''})`,
+      measured: `${ratioText(r)} (patchbay ${fmt(med('patchbay', s, 'pacedP99'), 'ms')} vs Nchan ${fmt(med('nchan', s, 'pacedP99'), 'ms')}${has('bare') ? `; bare ${fmt(med('bare', s, 'pacedP99'), 'ms')}` : ''})`,
       met: Number.isNaN(r) ? null : r <= 0.6,
     });
   }
   if (has('patchbay') && has('bare')) {
-    const r = ratio('patchbay', 'bare', s, 'rssPerSub');
+    const r = rankedRatio('patchbay', 'bare', s, 'rssPerSub');
     targets.push({
       target: `RSS per subscriber ≤ 1.0× bare (S=${sizeText(s)})${s === 10_000 ? ' — the project\'s target' : ''}`,
-      measured: `${r.toFixed(2)}× (patchbay ${fmt(med('patchbay', s, 'rssPerSub'), 'B')} vs bare ${fmt(med('bare', s, 'rssPerSub'), 'B')})`,
+      measured: `${ratioText(r)} (patchbay ${fmt(med('patchbay', s, 'rssPerSub'), 'B')} vs bare ${fmt(med('bare', s, 'rssPerSub'), 'B')})`,
       met: Number.isNaN(r) ? null : r <= 1.0,
     });
   }
