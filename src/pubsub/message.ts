@@ -65,7 +65,7 @@ export class Message<T = unknown> {
    * The message as JSON writes it: the same fields as when the id was a plain property (the
    * internal ones too, untyped), the id formatted if it was not yet.
    */
-  toJSON(): { readonly id: string; readonly topic: string; readonly data: T; readonly headers: MessageHeaders | undefined } {
+  toJSON(): Pick<Message<T>, 'id' | 'topic' | 'data' | 'headers'> {
     const json = { id: this.id, _seq: this._seq, topic: this.topic, data: this.data, headers: this.headers, _size: this._size, _time: this._time };
     return json;
   }
