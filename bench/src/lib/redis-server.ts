@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './processes.js';
+import { freePort, started } from './processes.js';
 
 /** A redis-server a suite started. */
 export interface BenchRedis {
@@ -34,11 +34,31 @@ export async function startRedisServer(): Promise<BenchRedis> {
     child.once('error', (e) => reject(new Error(`cannot start redis-server (apt-get install redis-server): ${e.message}`)));
     child.once('spawn', () => resolve());
   });
+  started.add(child); // stopped with the suite's other processes if the suite dies
+  // Wait until it answers: a fresh connection per attempt (no retries of its own), its errors
+  // handled, every 100 ms for at most 15 s (a busy machine can take a while to start it).
   const { Redis } = await import('ioredis');
-  const probe = new Redis(`redis://127.0.0.1:${port}`, { retryStrategy: (n) => (n > 100 ? null : 50), lazyConnect: true });
-  await probe.connect();
-  const info = await probe.info('server');
-  await probe.quit();
+  const deadline = Date.now() + 15_000;
+  let info = '';
+  for (;;) {
+    const probe = new Redis(`redis://127.0.0.1:${port}`, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+    probe.on('error', () => {});
+    try {
+      await probe.connect();
+      info = await probe.info('server');
+      await probe.quit();
+      break;
+    } catch (error) {
+      probe.disconnect();
+      if (child.exitCode !== null || child.signalCode !== null || Date.now() > deadline) {
+        child.kill('SIGKILL');
+        started.delete(child);
+        rmSync(dir, { recursive: true, force: true });
+        throw new Error(`redis-server on 127.0.0.1:${port} did not answer within 15 s: ${String(error)}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
   const version = /redis_version:(\S+)/.exec(info)?.[1] ?? '?';
   return {
     url: `redis://127.0.0.1:${port}`,
@@ -50,6 +70,7 @@ export async function startRedisServer(): Promise<BenchRedis> {
         child.kill('SIGTERM');
         await gone;
       }
+      started.delete(child);
       rmSync(dir, { recursive: true, force: true });
     },
   };
