@@ -30,7 +30,7 @@ import { summarize, type Summary } from '../lib/stats.js';
 import type { ChildResult } from './child.js';
 import { BATCH, CONTENDERS, type ContenderName, MODES, type Mode } from './contenders.js';
 import { CHURN_EVERY, SUBSCRIPTIONS, TOPIC_COUNT } from './workload.js';
-import { cpuBusy, quietTrialStart, rotate, runChild as runChildProcess } from '../lib/harness.js';
+import { quietTrialStart, rotate, runChild as runChildProcess } from '../lib/harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..', '..');
@@ -143,7 +143,7 @@ for (let run = 0; run < opts.runs; run++) {
   const order = rotate(CONTENDERS, run);
   for (const mode of MODES) {
     for (const contender of order) {
-      const start = opts.waitQuiet ? await quietTrialStart(`${mode}/${contender} run ${run + 1}`) : { busy: await cpuBusy(300), skipped: false, attempts: 1 };
+      const start = await quietTrialStart(`${mode}/${contender} run ${run + 1}`, { wait: opts.waitQuiet });
       if (start.skipped) {
         console.log(`  run ${run + 1}/${opts.runs}  ${mode.padEnd(9)} ${contender.padEnd(13)} SKIPPED, the machine stayed busy (others ${(start.busy * 100).toFixed(0)}% after ${start.attempts} tries)`);
         continue;

@@ -152,6 +152,11 @@ export interface QuietTrialOptions {
   readonly retryWaitMs?: number;
   /** The first wait for quiet (`waitQuiet`). @defaultValue 20000 */
   readonly firstWaitMs?: number;
+  /**
+   * `false` (a suite's `--no-wait`): sample the machine once and run the trial whatever it
+   * shows, as a `--no-write` run does. @defaultValue true
+   */
+  readonly wait?: boolean;
 }
 
 /**
@@ -161,11 +166,12 @@ export interface QuietTrialOptions {
  * `trialStarts`; a `skipped` trial must not be run or counted.
  */
 export async function quietTrialStart(label: string, options: QuietTrialOptions = {}): Promise<TrialStart> {
-  const { retries = 3, retryWaitMs = 5000, firstWaitMs = 20_000 } = options;
+  const { retries = 3, retryWaitMs = 5000, firstWaitMs = 20_000, wait = true } = options;
   const cores = os.cpus().length;
-  if (EXPLORATORY) {
-    // A --no-write run (profiling, trying a change) writes no results: it measures however busy
-    // the machine is, and says so in the busy share it records.
+  if (EXPLORATORY || !wait) {
+    // A --no-write run (profiling, trying a change) writes no results, and a --no-wait one asked
+    // not to wait: either measures however busy the machine is, and says so in the busy share it
+    // records.
     const busy = await cpuBusy(300);
     const start: TrialStart = { label, busy, attempts: 1, skipped: false, retried: false };
     trialStarts.push(start);

@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
+import { sleep } from './harness.js';
 import { freePort, started } from './processes.js';
 
 /** A redis-server a suite started. */
@@ -56,7 +57,7 @@ export async function startRedisServer(): Promise<BenchRedis> {
         rmSync(dir, { recursive: true, force: true });
         throw new Error(`redis-server on 127.0.0.1:${port} did not answer within 15 s: ${String(error)}`);
       }
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
     }
   }
   const version = /redis_version:(\S+)/.exec(info)?.[1] ?? '?';

@@ -65,6 +65,14 @@ export function formatValue(value: number, unit: Unit): string {
   }
 }
 
+/**
+ * A target's measured ratio as `1.23×`, or why there is none: NaN means a contender failed its
+ * checks (and is not ranked) or has no figure.
+ */
+export function targetRatioText(r: number): string {
+  return Number.isNaN(r) ? 'not ranked (a contender failed its checks or has no figure)' : `${r.toFixed(2)}×`;
+}
+
 /** `median (min–max)`, or only the median after a single run; `—` when there is no summary. */
 export function summaryCell(s: Summary | undefined, format: (value: number) => string): string {
   if (s === undefined) return '—';

@@ -15,7 +15,7 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseChildSuiteArgs } from '../lib/args.js';
-import { cpuBusy, quietTrialStart, rotate, runChild } from '../lib/harness.js';
+import { quietTrialStart, rotate, runChild } from '../lib/harness.js';
 import {
   arrow,
   type FigureDef as ReportFigure,
@@ -126,7 +126,7 @@ for (let run = 0; run < opts.runs; run++) {
   const order = rotate(CONTENDERS, run);
   for (const mode of MODES) {
     for (const contender of order) {
-      const start = opts.waitQuiet ? await quietTrialStart(`${mode}/${contender} run ${run + 1}`) : { busy: await cpuBusy(300), skipped: false, attempts: 1 };
+      const start = await quietTrialStart(`${mode}/${contender} run ${run + 1}`, { wait: opts.waitQuiet });
       if (start.skipped) {
         results[mode][contender].push(undefined);
         console.log(`  run ${run + 1}/${opts.runs}  ${mode.padEnd(12)} ${contender.padEnd(9)} SKIPPED, the machine stayed busy (others ${(start.busy * 100).toFixed(0)}% after ${start.attempts} tries)`);

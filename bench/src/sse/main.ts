@@ -54,6 +54,7 @@ import {
   sizedTables,
   SuiteRun,
   type TargetResult,
+  targetRatioText,
   type Unit,
 } from '../lib/report.js';
 import { killAllOnExit, runSizedTrials, trialKey } from '../lib/trials.js';
@@ -194,7 +195,6 @@ const targets: TargetResult[] = [];
 const failedServers = new Set(failures.map((f) => f.server));
 const has = (name: ServerName) => opts.servers.includes(name);
 const rankedRatio = (a: ServerName, b: ServerName, s: number, k: keyof TrialResult) => (failedServers.has(a) || failedServers.has(b) ? Number.NaN : ratio(a, b, s, k));
-const ratioText = (r: number) => (Number.isNaN(r) ? 'not ranked (a contender failed its checks or has no figure)' : `${r.toFixed(2)}×`);
 const sizeText = (s: number) => s.toLocaleString('en');
 for (const s of opts.sizes) {
   const burstGoal = s === 1000 ? 1.0 : s === 10_000 ? 1.2 : null;
@@ -202,7 +202,7 @@ for (const s of opts.sizes) {
     const r = rankedRatio('patchbay', 'nchan', s, 'burstRate');
     targets.push({
       target: `burst delivered events/s ≥ ${burstGoal.toFixed(1)}× Nchan (S=${sizeText(s)})`,
-      measured: `${ratioText(r)} (patchbay ${fmt(med('patchbay', s, 'burstRate'), '/s')} vs Nchan ${fmt(med('nchan', s, 'burstRate'), '/s')}${has('bare') ? `; bare ${fmt(med('bare', s, 'burstRate'), '/s')}` : ''})`,
+      measured: `${targetRatioText(r)} (patchbay ${fmt(med('patchbay', s, 'burstRate'), '/s')} vs Nchan ${fmt(med('nchan', s, 'burstRate'), '/s')}${has('bare') ? `; bare ${fmt(med('bare', s, 'burstRate'), '/s')}` : ''})`,
       met: Number.isNaN(r) ? null : r >= burstGoal,
     });
   }
@@ -210,7 +210,7 @@ for (const s of opts.sizes) {
     const r = rankedRatio('patchbay', 'nchan', s, 'pacedP99');
     targets.push({
       target: `paced p99 publish-to-receive ≤ 0.6× Nchan (S=${sizeText(s)})`,
-      measured: `${ratioText(r)} (patchbay ${fmt(med('patchbay', s, 'pacedP99'), 'ms')} vs Nchan ${fmt(med('nchan', s, 'pacedP99'), 'ms')}${has('bare') ? `; bare ${fmt(med('bare', s, 'pacedP99'), 'ms')}` : ''})`,
+      measured: `${targetRatioText(r)} (patchbay ${fmt(med('patchbay', s, 'pacedP99'), 'ms')} vs Nchan ${fmt(med('nchan', s, 'pacedP99'), 'ms')}${has('bare') ? `; bare ${fmt(med('bare', s, 'pacedP99'), 'ms')}` : ''})`,
       met: Number.isNaN(r) ? null : r <= 0.6,
     });
   }
@@ -218,7 +218,7 @@ for (const s of opts.sizes) {
     const r = rankedRatio('patchbay', 'bare', s, 'rssPerSub');
     targets.push({
       target: `RSS per subscriber ≤ 1.0× bare (S=${sizeText(s)})${s === 10_000 ? ' — the project\'s target' : ''}`,
-      measured: `${ratioText(r)} (patchbay ${fmt(med('patchbay', s, 'rssPerSub'), 'B')} vs bare ${fmt(med('bare', s, 'rssPerSub'), 'B')})`,
+      measured: `${targetRatioText(r)} (patchbay ${fmt(med('patchbay', s, 'rssPerSub'), 'B')} vs bare ${fmt(med('bare', s, 'rssPerSub'), 'B')})`,
       met: Number.isNaN(r) ? null : r <= 1.0,
     });
   }

@@ -50,6 +50,7 @@ import {
   sizedTables,
   SuiteRun,
   type TargetResult,
+  targetRatioText,
   type Unit,
 } from '../lib/report.js';
 import { killAllOnExit, runSizedTrials, trialKey } from '../lib/trials.js';
@@ -200,28 +201,27 @@ const has = (name: ServerName) => opts.servers.includes(name);
 // A contender that failed its checks is not ranked: no target is judged against it (nor for it).
 const failedServers = new Set(failures.map((f) => f.server));
 const rankedRatio = (s: number, k: keyof TrialResult) => (failedServers.has('patchbay') || failedServers.has('bare') ? Number.NaN : ratio(s, k));
-const ratioText = (r: number) => (Number.isNaN(r) ? 'not ranked (a contender failed its checks or has no figure)' : `${r.toFixed(2)}×`);
 const sizeText = (s: number) => s.toLocaleString('en');
 if (has('patchbay') && has('bare')) {
   for (const s of opts.sizes) {
     const rate = rankedRatio(s, 'burstRate');
     targets.push({
       target: `burst delivered messages/s within ${WITHIN}× of the bare loop, i.e. ≥ ${(1 / WITHIN).toFixed(2)}× (S=${sizeText(s)})`,
-      measured: `${ratioText(rate)} (patchbay ${fmt(med('patchbay', s, 'burstRate'), '/s')} vs bare ${fmt(med('bare', s, 'burstRate'), '/s')})`,
+      measured: `${targetRatioText(rate)} (patchbay ${fmt(med('patchbay', s, 'burstRate'), '/s')} vs bare ${fmt(med('bare', s, 'burstRate'), '/s')})`,
       met: Number.isNaN(rate) ? null : rate >= 1 / WITHIN,
     });
     for (const k of ['pacedP50', 'pacedP99'] as const) {
       const r = rankedRatio(s, k);
       targets.push({
         target: `paced publish-to-receive ${k === 'pacedP50' ? 'p50' : 'p99'} within ${WITHIN}× of the bare loop (S=${sizeText(s)})`,
-        measured: `${ratioText(r)} (patchbay ${fmt(med('patchbay', s, k), 'ms')} vs bare ${fmt(med('bare', s, k), 'ms')})`,
+        measured: `${targetRatioText(r)} (patchbay ${fmt(med('patchbay', s, k), 'ms')} vs bare ${fmt(med('bare', s, k), 'ms')})`,
         met: Number.isNaN(r) ? null : r <= WITHIN,
       });
     }
     const rss = rankedRatio(s, 'rssPerSocket');
     targets.push({
       target: `RSS per socket within ${WITHIN}× of the bare loop (S=${sizeText(s)})`,
-      measured: `${ratioText(rss)} (patchbay ${fmt(med('patchbay', s, 'rssPerSocket'), 'B')} vs bare ${fmt(med('bare', s, 'rssPerSocket'), 'B')})`,
+      measured: `${targetRatioText(rss)} (patchbay ${fmt(med('patchbay', s, 'rssPerSocket'), 'B')} vs bare ${fmt(med('bare', s, 'rssPerSocket'), 'B')})`,
       met: Number.isNaN(rss) ? null : rss <= WITHIN,
     });
   }
