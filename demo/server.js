@@ -372,6 +372,9 @@ export function runDemo() {
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
   if (cluster.isWorker) process.on('message', (message) => message === SHUTDOWN_MESSAGE && stop('shutdown'));
+  // A send to a primary that is gone (it was killed while this worker closed) fails with EPIPE
+  // as an 'error' on process: the worker goes on closing (and Node ends it on the disconnect).
+  if (cluster.isWorker) process.on('error', (error) => console.error('patchbay demo: the channel to the primary failed:', error.message));
   return demo;
 }
 
