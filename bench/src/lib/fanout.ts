@@ -71,8 +71,11 @@ export interface FanoutPlan<K extends string> {
   /** Whether a publish was answered as it should be. */
   readonly okStatus: (status: number) => boolean;
   readonly words: FanoutWords;
-  /** Paced phase: `events` events at S × rate = `deliveriesPerS` (at most `maxRate` events/s). */
-  readonly paced: { readonly events: number; readonly deliveriesPerS: number; readonly maxRate: number };
+  /**
+   * Paced phase: `events` events at S × rate = `deliveriesPerS` (at most `maxRate` events/s), and
+   * with `maxMs` fewer events where `events` would take longer than that (large S).
+   */
+  readonly paced: { readonly events: number; readonly deliveriesPerS: number; readonly maxRate: number; readonly maxMs?: number };
   /** Burst phase: E = `deliveries` / S events (`min`..`max`). */
   readonly burst: { readonly deliveries: number; readonly min: number; readonly max: number };
   /** How long the paced phase waits for its last event, given how much of its schedule is left then. */
@@ -93,6 +96,13 @@ export interface FanoutPlan<K extends string> {
 /** The paced phase's rate at size `s`, events/s. */
 export const pacedRate = (plan: FanoutPlan<string>, s: number): number => Math.min(plan.paced.maxRate, plan.paced.deliveriesPerS / s);
 
+/**
+ * The paced phase's events at size `s`: `paced.events`, or as many as fit in `paced.maxMs` at the
+ * paced rate (the first at 0, then one every 1/rate s), at least 2.
+ */
+export const pacedEvents = (plan: FanoutPlan<string>, s: number): number =>
+  plan.paced.maxMs === undefined ? plan.paced.events : Math.max(2, Math.min(plan.paced.events, Math.floor((plan.paced.maxMs / 1000) * pacedRate(plan, s)) + 1));
+
 /** The burst's events at size `s`. */
 export const burstEvents = (plan: FanoutPlan<string>, s: number): number => Math.max(plan.burst.min, Math.min(plan.burst.max, Math.round(plan.burst.deliveries / s)));
 
@@ -111,6 +121,7 @@ export function fanoutConfig(plan: FanoutPlan<string>, sizes: readonly number[])
       deliveriesPerSecond: plan.paced.deliveriesPerS,
       maxRate: plan.paced.maxRate,
       ratePerSize: Object.fromEntries(sizes.map((s) => [s, pacedRate(plan, s)])),
+      ...(plan.paced.maxMs === undefined ? {} : { maxMs: plan.paced.maxMs, eventsPerSize: Object.fromEntries(sizes.map((s) => [s, pacedEvents(plan, s)])) }),
     },
     burst: { ...plan.burst, eventsPerSize: Object.fromEntries(sizes.map((s) => [s, burstEvents(plan, s)])) },
     dataBytes: DATA_BYTES,
@@ -396,7 +407,7 @@ export async function fanoutTrial<K extends string>(plan: FanoutPlan<K>, server:
     await sleep(1000);
     const rssIdle = totalRss(server);
 
-    const nPaced = plan.paced.events;
+    const nPaced = pacedEvents(plan, s);
     const nBurst = burstEvents(plan, s);
     const events = nPaced + nBurst;
     const tConnect = now();

@@ -2,6 +2,12 @@
  * nginx with Debian's Nchan module for the network suites: installs it when missing, and runs
  * it in the foreground with a suite's own `server { }` locations under a temporary prefix,
  * `NCHAN_WORKERS` workers, on 127.0.0.1 only (research/pubsub-poll-sidecar.md §1.10).
+ *
+ * Each worker may hold 20,000 open files (the machine's hard limit) and so at most 19,900
+ * connections; the suites give it at most 19,000 per worker (38,000 for two). The listen socket
+ * has `reuseport`: one socket per worker, and the kernel spreads the connections over them by
+ * hash, so two workers each get about half of 38,000 (without it, the workers race for each
+ * connection and one of them may take more than it can hold).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -53,7 +59,7 @@ http {
   nchan_shared_memory_size 256M;
 
   server {
-    listen 127.0.0.1:${port};
+    listen 127.0.0.1:${port} reuseport;
 
 ${locations
   .trim()
