@@ -199,7 +199,7 @@ async function waitHeld(server: RunningServer, n: number, limitMs: number): Prom
 }
 
 async function trial(name: ServerName, c: number, trialIndex: number): Promise<TrialResult> {
-  const server = await startServer(name, root, opts.nodeFlags);
+  const server = await startServer(name, root, opts.nodeFlags, c);
   const list: Load[] = [];
   let publisher: net.Socket | undefined;
   try {
@@ -458,7 +458,8 @@ if (opts.write) {
       'its own (started fresh for each trial; its RSS and CPU count with the workers\' and the primary\'s), beside Nchan\'s',
       `${NCHAN_WORKERS} workers. Everything on 127.0.0.1. Every process holds at most ${PER_PROCESS_MAX.toLocaleString('en')} polls (20,000 open files per`,
       `process): patchbay and bare run up to C = ${PER_PROCESS_MAX.toLocaleString('en')}, patchbay-x2 and Nchan also at C = ${MULTI_PROCESS_MAX.toLocaleString('en')}`,
-      `(${PER_PROCESS_MAX.toLocaleString('en')} per process; Nchan listens with \`reuseport\` so that the kernel spreads the connections over its workers).`,
+      `(${PER_PROCESS_MAX.toLocaleString('en')} per process; above 19,000 Nchan listens with \`reuseport\`, so that the kernel spreads the connections over`,
+      'its workers, and has 32,768 worker connections, as its internal connections count too; open files stay at 20,000 per worker).',
     ],
     run: [
       suite.dateText() +

@@ -111,7 +111,7 @@ type TrialResult = FanoutResult<'rssPerSub'> & {
 };
 
 async function trial(name: ServerName, s: number): Promise<TrialResult> {
-  const r = await fanoutTrial(plan, await startServer(name, root, snapshot?.dir ?? root, opts.nodeFlags), s);
+  const r = await fanoutTrial(plan, await startServer(name, root, snapshot?.dir ?? root, opts.nodeFlags, s), s);
   return { ...r, subsPerGiB: 2 ** 30 / r.rssPerSub };
 }
 
@@ -317,7 +317,8 @@ if (opts.write) {
       'of its own (fresh for each trial; its RSS and CPU count with the workers\' and the primary\'s), beside Nchan\'s workers.',
       `Everything on 127.0.0.1. Every process holds at most ${PER_PROCESS_MAX.toLocaleString('en')} subscribers (20,000 open files per process):`,
       `the one-process servers run at S ≤ ${PER_PROCESS_MAX.toLocaleString('en')}, patchbay-x2 and Nchan also at S = ${MULTI_PROCESS_MAX.toLocaleString('en')} (${PER_PROCESS_MAX.toLocaleString('en')}`,
-      'per process; Nchan listens with `reuseport` so that the kernel spreads the connections over its workers).',
+      'per process; above 19,000 Nchan listens with `reuseport`, so that the kernel spreads the connections over its workers, and has',
+      '32,768 worker connections, as its internal connections count too; open files stay at 20,000 per worker).',
     ],
     run: [
       suite.dateText() +
