@@ -22,6 +22,7 @@ import { root, sleep } from './harness.js';
 import { type FromLoad, now, type PhaseResult, type StartMessage, type ToLoad } from './fanout-load.js';
 import { type Load as LoadProcess, spawnLoad, stopLoads as stopLoadProcesses } from './loads.js';
 import { totalCpuMs, totalRss } from './processes.js';
+import { PER_PROCESS_MAX } from './sized-servers.js';
 import { quantileSorted } from './stats.js';
 
 /** Sockets per load process: one process may hold 20,000 open files. */
@@ -177,16 +178,22 @@ const nextAddress = () => `127.0.0.${2 + (addressIndex++ % 250)}`;
 async function subscribe(plan: FanoutPlan<string>, server: FanoutServer, s: number, topic: string, events: number, list: Load[]): Promise<void> {
   const { client, event, counted, connect } = plan.words;
   const nLoads = Math.ceil(s / PER_LOAD);
+  // Above 19,000 (several server processes) the loads connect one after another: a node:cluster
+  // primary accepts every connection and hands it on, and a flood of connects from every load at
+  // once holds more than its 20,000 open files in flight.
+  const staged = s > PER_PROCESS_MAX;
+  const readies: Extract<FromLoad, { type: 'ready' }>[] = [];
   for (let k = 0; k < nLoads; k++) {
     const count = Math.floor(s / nLoads) + (k < s % nLoads ? 1 : 0);
     const load = spawnLoad<ToLoad, FromLoad>(plan.loadFile, root, count, true);
     list.push(load);
     const start: StartMessage = { ...plan.startFields(topic), type: 'start', port: server.port, count, localAddress: nextAddress(), window: CONNECT_WINDOW, events };
     load.send(start);
+    if (staged) readies.push(await load.next('ready', 30_000 + count * 5));
   }
-  const readies = await Promise.all(list.map((l) => l.next('ready', 30_000 + s * 5)));
+  if (!staged) readies.push(...(await Promise.all(list.map((l) => l.next('ready', 30_000 + s * 5)))));
   const failed = readies.reduce((n, r) => n + r.errors, 0);
-  if (failed > 0) throw new Error(`${server.name} S=${s}: ${failed} ${client}(s) failed to ${connect}`);
+  if (failed > 0) throw new Error(`${server.name} S=${s}: ${failed} ${client}(s) failed to ${connect}; first error: ${readies.map((r) => r.sample).find((x) => x !== '') ?? 'none recorded'}`);
   const deadline = Date.now() + 60_000;
   for (;;) {
     const n = await server.subscribers();
