@@ -64,7 +64,7 @@ export function checkNodeFlags(nodeFlags: readonly string[], write: boolean): vo
 export interface ServerSuiteOptions<S extends string> {
   /** `--runs N`: trials per (server, size), 1..10. @default 3 */
   runs: number;
-  /** `--sizes a,b`: clients per trial, each 1..19,000 (one process may hold 20,000 open files). */
+  /** `--sizes a,b`: clients per trial, each 1..`maxSize` (one process may hold 20,000 open files). */
   sizes: number[];
   /** `--servers x,y`: which servers, in this order. @default every known one */
   servers: S[];
@@ -81,15 +81,21 @@ export interface ServerSuiteDefaults<S extends string> {
   readonly sizes: readonly number[];
   /** The `--sizes` example in the usage line (`1000,10000`). */
   readonly sizesExample: string;
-  /** Why a size is at most 19,000, in the error (`20,000 open files per process`). */
+  /** Why a size is at most `maxSize`, in the error (`20,000 open files per process`). */
   readonly sizeLimitReason: string;
+  /**
+   * The largest size the suite takes (a suite whose servers of several processes hold 19,000
+   * clients per process takes more than one process may hold).
+   * @default 19_000
+   */
+  readonly maxSize?: number;
 }
 
 /**
  * Parses a server suite's options.
  *
  * @throws Error on an unknown option or server, a missing value, runs outside 1..10, a size
- *   outside 1..19,000, or `--node-flags` without `--no-write`.
+ *   outside 1..`maxSize` (19,000 by default), or `--node-flags` without `--no-write`.
  */
 export function parseServerSuiteArgs<S extends string>(argv: readonly string[], defaults: ServerSuiteDefaults<S>): ServerSuiteOptions<S> {
   const opts: ServerSuiteOptions<S> = { runs: 3, sizes: [...defaults.sizes], servers: [...defaults.servers], write: true, nodeFlags: [] };
@@ -106,7 +112,8 @@ export function parseServerSuiteArgs<S extends string>(argv: readonly string[], 
   );
   if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 10) throw new Error('--runs must be 1..10');
   checkNodeFlags(opts.nodeFlags, opts.write);
-  for (const s of opts.sizes) if (!Number.isInteger(s) || s < 1 || s > 19_000) throw new Error(`each size must be 1..19000 (${defaults.sizeLimitReason})`);
+  const maxSize = defaults.maxSize ?? 19_000;
+  for (const s of opts.sizes) if (!Number.isInteger(s) || s < 1 || s > maxSize) throw new Error(`each size must be 1..${maxSize} (${defaults.sizeLimitReason})`);
   checkServers(opts.servers, defaults.servers);
   return opts;
 }

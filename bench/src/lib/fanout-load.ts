@@ -76,7 +76,7 @@ export interface PhaseResult {
 
 /** The messages a load process sends. */
 export type FromLoad =
-  | { type: 'ready'; ready: number; errors: number }
+  | { type: 'ready'; ready: number; errors: number; sample: string }
   | { type: 'status'; ready: number; received: number; errors: number }
   | PhaseResult;
 
@@ -221,7 +221,7 @@ function subDone(): void {
 function checkReady(): void {
   if (!readyReported && ready + errors >= count) {
     readyReported = true;
-    send({ type: 'ready', ready, errors });
+    send({ type: 'ready', ready, errors, sample });
   }
 }
 

@@ -22,6 +22,7 @@ import { root, sleep } from './harness.js';
 import { type FromLoad, now, type PhaseResult, type StartMessage, type ToLoad } from './fanout-load.js';
 import { type Load as LoadProcess, spawnLoad, stopLoads as stopLoadProcesses } from './loads.js';
 import { totalCpuMs, totalRss } from './processes.js';
+import { PER_PROCESS_MAX } from './sized-servers.js';
 import { quantileSorted } from './stats.js';
 
 /** Sockets per load process: one process may hold 20,000 open files. */
@@ -71,8 +72,11 @@ export interface FanoutPlan<K extends string> {
   /** Whether a publish was answered as it should be. */
   readonly okStatus: (status: number) => boolean;
   readonly words: FanoutWords;
-  /** Paced phase: `events` events at S × rate = `deliveriesPerS` (at most `maxRate` events/s). */
-  readonly paced: { readonly events: number; readonly deliveriesPerS: number; readonly maxRate: number };
+  /**
+   * Paced phase: `events` events at S × rate = `deliveriesPerS` (at most `maxRate` events/s), and
+   * with `maxMs` fewer events where `events` would take longer than that (large S).
+   */
+  readonly paced: { readonly events: number; readonly deliveriesPerS: number; readonly maxRate: number; readonly maxMs?: number };
   /** Burst phase: E = `deliveries` / S events (`min`..`max`). */
   readonly burst: { readonly deliveries: number; readonly min: number; readonly max: number };
   /** How long the paced phase waits for its last event, given how much of its schedule is left then. */
@@ -93,6 +97,13 @@ export interface FanoutPlan<K extends string> {
 /** The paced phase's rate at size `s`, events/s. */
 export const pacedRate = (plan: FanoutPlan<string>, s: number): number => Math.min(plan.paced.maxRate, plan.paced.deliveriesPerS / s);
 
+/**
+ * The paced phase's events at size `s`: `paced.events`, or as many as fit in `paced.maxMs` at the
+ * paced rate (the first at 0, then one every 1/rate s), at least 2.
+ */
+export const pacedEvents = (plan: FanoutPlan<string>, s: number): number =>
+  plan.paced.maxMs === undefined ? plan.paced.events : Math.max(2, Math.min(plan.paced.events, Math.floor((plan.paced.maxMs / 1000) * pacedRate(plan, s)) + 1));
+
 /** The burst's events at size `s`. */
 export const burstEvents = (plan: FanoutPlan<string>, s: number): number => Math.max(plan.burst.min, Math.min(plan.burst.max, Math.round(plan.burst.deliveries / s)));
 
@@ -111,6 +122,7 @@ export function fanoutConfig(plan: FanoutPlan<string>, sizes: readonly number[])
       deliveriesPerSecond: plan.paced.deliveriesPerS,
       maxRate: plan.paced.maxRate,
       ratePerSize: Object.fromEntries(sizes.map((s) => [s, pacedRate(plan, s)])),
+      ...(plan.paced.maxMs === undefined ? {} : { maxMs: plan.paced.maxMs, eventsPerSize: Object.fromEntries(sizes.map((s) => [s, pacedEvents(plan, s)])) }),
     },
     burst: { ...plan.burst, eventsPerSize: Object.fromEntries(sizes.map((s) => [s, burstEvents(plan, s)])) },
     dataBytes: DATA_BYTES,
@@ -166,16 +178,22 @@ const nextAddress = () => `127.0.0.${2 + (addressIndex++ % 250)}`;
 async function subscribe(plan: FanoutPlan<string>, server: FanoutServer, s: number, topic: string, events: number, list: Load[]): Promise<void> {
   const { client, event, counted, connect } = plan.words;
   const nLoads = Math.ceil(s / PER_LOAD);
+  // Above 19,000 (several server processes) the loads connect one after another: a node:cluster
+  // primary accepts every connection and hands it on, and a flood of connects from every load at
+  // once holds more than its 20,000 open files in flight.
+  const staged = s > PER_PROCESS_MAX;
+  const readies: Extract<FromLoad, { type: 'ready' }>[] = [];
   for (let k = 0; k < nLoads; k++) {
     const count = Math.floor(s / nLoads) + (k < s % nLoads ? 1 : 0);
     const load = spawnLoad<ToLoad, FromLoad>(plan.loadFile, root, count, true);
     list.push(load);
     const start: StartMessage = { ...plan.startFields(topic), type: 'start', port: server.port, count, localAddress: nextAddress(), window: CONNECT_WINDOW, events };
     load.send(start);
+    if (staged) readies.push(await load.next('ready', 30_000 + count * 5));
   }
-  const readies = await Promise.all(list.map((l) => l.next('ready', 30_000 + s * 5)));
+  if (!staged) readies.push(...(await Promise.all(list.map((l) => l.next('ready', 30_000 + s * 5)))));
   const failed = readies.reduce((n, r) => n + r.errors, 0);
-  if (failed > 0) throw new Error(`${server.name} S=${s}: ${failed} ${client}(s) failed to ${connect}`);
+  if (failed > 0) throw new Error(`${server.name} S=${s}: ${failed} ${client}(s) failed to ${connect}; first error: ${readies.map((r) => r.sample).find((x) => x !== '') ?? 'none recorded'}`);
   const deadline = Date.now() + 60_000;
   for (;;) {
     const n = await server.subscribers();
@@ -396,7 +414,7 @@ export async function fanoutTrial<K extends string>(plan: FanoutPlan<K>, server:
     await sleep(1000);
     const rssIdle = totalRss(server);
 
-    const nPaced = plan.paced.events;
+    const nPaced = pacedEvents(plan, s);
     const nBurst = burstEvents(plan, s);
     const events = nPaced + nBurst;
     const tConnect = now();

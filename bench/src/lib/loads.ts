@@ -18,12 +18,18 @@ export interface Load<In, Out extends { type: string }> {
 const loads = new Set<ChildProcess>();
 
 /**
+ * Extra `node` flags for every load process, from `BENCH_LOAD_NODE_FLAGS` (space-separated), for
+ * profiling the clients (`--cpu-prof --cpu-prof-dir=...`; `NODE_OPTIONS` does not take `--cpu-prof`).
+ */
+const loadNodeFlags = (process.env['BENCH_LOAD_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
+
+/**
  * Spawns a load process running `file` (from `cwd`).
  *
  * @param advanced - Use the `advanced` IPC serialization (typed arrays travel as such).
  */
 export function spawnLoad<In, Out extends { type: string }>(file: string, cwd: string, count: number, advanced = false): Load<In, Out> {
-  const child = spawn(process.execPath, ['--import', 'tsx', file], {
+  const child = spawn(process.execPath, [...loadNodeFlags, '--import', 'tsx', file], {
     cwd,
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     serialization: advanced ? 'advanced' : 'json',

@@ -2,6 +2,19 @@
  * nginx with Debian's Nchan module for the network suites: installs it when missing, and runs
  * it in the foreground with a suite's own `server { }` locations under a temporary prefix,
  * `NCHAN_WORKERS` workers, on 127.0.0.1 only (research/pubsub-poll-sidecar.md §1.10).
+ *
+ * Each worker may hold 20,000 open files (the machine's hard limit). Up to 19,000 clients (the
+ * sizes every contender runs) the config is the one the suites always used: `worker_connections
+ * 19900`, one listen socket the workers share. Above that (38,000: 19,000 per worker) two things
+ * change, both needed to hold the clients at all:
+ *
+ * - `listen … reuseport`: one listen socket per worker, and the kernel spreads the connections
+ *   over them by hash, so each worker gets about half (without it the workers race for each
+ *   connection, and one may take more than its 20,000 files);
+ * - `worker_connections 32768`: a worker counts in its connections both sockets and Nchan's own
+ *   internal connections without a file; with 19,900 a worker holding about 18,700 client
+ *   sockets logged "19900 worker_connections are not enough, reusing connections" and closed
+ *   held subscribers. Open files stay capped by `worker_rlimit_nofile 20000`.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -29,7 +42,11 @@ export function nginxVersion(): string {
   return `${(r.stderr || r.stdout).trim().replace('nginx version: ', '')}, libnginx-mod-nchan ${nchan.stdout?.trim() || '?'}`;
 }
 
-function nchanConfig(port: number, locations: string, comment: string): string {
+/** Above this many clients a trial's nginx uses `reuseport` and more worker connections (see above). */
+export const NCHAN_LARGE_CLIENTS = 19_000;
+
+function nchanConfig(port: number, locations: string, comment: string, clients: number): string {
+  const large = clients > NCHAN_LARGE_CLIENTS;
   return `# ${comment} (loopback only).
 load_module ${NCHAN_MODULE};
 daemon off;
@@ -40,7 +57,7 @@ pid logs/nginx.pid;
 error_log logs/error.log warn;
 
 events {
-  worker_connections 19900;
+  worker_connections ${large ? 32768 : 19900};
 }
 
 http {
@@ -53,7 +70,7 @@ http {
   nchan_shared_memory_size 256M;
 
   server {
-    listen 127.0.0.1:${port};
+    listen 127.0.0.1:${port}${large ? ' reuseport' : ''};
 
 ${locations
   .trim()
@@ -78,14 +95,15 @@ export interface NchanServer extends ServerProcess {
  * once it answers and all its workers are up.
  *
  * @param comment - The config's first line: who wrote it, for what.
+ * @param clients - How many clients the trial connects (above 19,000 the config holds more; see above).
  */
-export async function startNchan(locations: string, comment: string): Promise<NchanServer> {
+export async function startNchan(locations: string, comment: string, clients = 0): Promise<NchanServer> {
   const prefix = mkdtempSync(join(os.tmpdir(), 'patchbay-nchan-'));
   mkdirSync(join(prefix, 'logs'));
   mkdirSync(join(prefix, 'tmp'));
   const port = await freePort();
   const conf = join(prefix, 'nchan.conf');
-  writeFileSync(conf, nchanConfig(port, locations, comment));
+  writeFileSync(conf, nchanConfig(port, locations, comment, clients));
   const child = spawn('nginx', ['-p', `${prefix}/`, '-c', conf, '-e', join(prefix, 'logs', 'error.log')], { stdio: ['ignore', 'ignore', 'inherit'] });
   started.add(child);
   const masterPid = child.pid!;

@@ -17,8 +17,12 @@
  *    got exactly that message;
  * 4. stop the load processes and the server by PID.
  *
+ * Sizes go up to 19,000 polls per server process: the one-process servers (patchbay, bare) run at
+ * 1,000, 10,000 and 19,000; the servers of two processes (patchbay-x2, Nchan's 2 workers) also at
+ * 38,000 (`../lib/sized-servers.ts`), from 8 load processes.
+ *
  * Prints a table, writes `bench/results/longpoll.json` and the longpoll section of
- * `docs/benchmarks.md`. Options: `--runs N` (default 3), `--sizes 1000,10000,19000`,
+ * `docs/benchmarks.md`. Options: `--runs N` (default 3), `--sizes 1000,10000,19000,38000`,
  * `--servers patchbay,bare,nchan`, `--no-write`, and for profiling `--node-flags "--cpu-prof ..."` (extra
  * flags for the two Node servers; needs `--no-write`).
  */
@@ -41,7 +45,8 @@ import {
   type TargetResult,
 } from '../lib/report.js';
 import { quantileSorted } from '../lib/stats.js';
-import { killAllOnExit, runSizedTrials, trialKey } from '../lib/trials.js';
+import { MULTI_PROCESS_MAX, PER_PROCESS_MAX, runSizedTrialsPerProcess } from '../lib/sized-servers.js';
+import { killAllOnExit, trialKey } from '../lib/trials.js';
 import type { Expect, FromLoad, ToLoad } from './load.js';
 import {
   ensureNchan,
@@ -169,8 +174,32 @@ async function warmUp(server: RunningServer): Promise<void> {
   for (let i = 0; i < WARM_ROUNDS; i++) await warmRound(server, WARM_POLLS);
 }
 
+/**
+ * Waits (bounded) until the server counts at least `n` polls held, tolerating slow `/stats`
+ * answers meanwhile. Above 19,000 polls the loads connect one at a time and wait for this: a
+ * client's poll is written as soon as the kernel accepts its connection, and patchbay-x2's
+ * node:cluster primary accepts every connection and hands it to a worker over IPC, holding its
+ * descriptor until the worker takes it. 38,000 connections at once (8 loads) left up to 20,000 in
+ * the primary (its open-file limit) while the workers took a few hundred a second on a busy machine;
+ * one load (4,750) at a time bounds that backlog.
+ */
+async function waitHeld(server: RunningServer, n: number, limitMs: number): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  let held = 0;
+  for (;;) {
+    try {
+      held = await server.parked();
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+    }
+    if (held >= n) return;
+    if (Date.now() > deadline) throw new Error(`${server.name}: only ${held} of ${n} polls held after ${Math.round(limitMs / 1000)} s`);
+    await sleep(200);
+  }
+}
+
 async function trial(name: ServerName, c: number, trialIndex: number): Promise<TrialResult> {
-  const server = await startServer(name, root, opts.nodeFlags);
+  const server = await startServer(name, root, opts.nodeFlags, c);
   const list: Load[] = [];
   let publisher: net.Socket | undefined;
   try {
@@ -179,18 +208,25 @@ async function trial(name: ServerName, c: number, trialIndex: number): Promise<T
     const rssIdle = totalRss(server);
     if ((await server.parked()) !== 0) throw new Error(`${name}: polls still held after the warm-up`);
 
-    // Hold C polls.
+    // Hold C polls. Above 19,000 the loads connect one after another (see `waitHeld`).
     const nLoads = Math.ceil(c / PER_LOAD);
+    const staged = c > PER_PROCESS_MAX;
+    const connectLimit = 30_000 + c * 3;
     const tConnect = now();
+    let started = 0;
     for (let k = 0; k < nLoads; k++) {
       const count = Math.floor(c / nLoads) + (k < c % nLoads ? 1 : 0);
       const load = spawnOne(count);
       list.push(load);
-      const localAddress = `127.0.0.${2 + ((trialIndex * 4 + k) % 250)}`;
+      const localAddress = `127.0.0.${2 + ((trialIndex * 8 + k) % 250)}`; // up to 8 loads (38,000 polls)
       load.send({ type: 'start', port: server.port, path: `/lp/${TOPIC}`, count, localAddress, window: CONNECT_WINDOW });
+      started += count;
+      if (staged) {
+        await load.next('sent', connectLimit);
+        await waitHeld(server, started, 60_000 + count * 20);
+      }
     }
-    const connectLimit = 30_000 + c * 3;
-    for (const l of list) await l.next('sent', connectLimit);
+    if (!staged) for (const l of list) await l.next('sent', connectLimit);
     let parkedServer = 0;
     const deadline = Date.now() + 60_000;
     for (;;) {
@@ -303,11 +339,14 @@ const FIGURES: readonly FigureDef[] = [
 
 // --- main -----------------------------------------------------------------------------------
 
+/** The contenders of several processes: they also run above 19,000 (19,000 per process). */
+const MULTI: readonly ServerName[] = ['patchbay-x2', 'nchan'];
 const opts = parseServerSuiteArgs<ServerName>(process.argv.slice(2), {
   servers: SERVERS,
-  sizes: [1000, 10_000, 19_000],
-  sizesExample: '1000,10000,19000',
-  sizeLimitReason: '20,000 open files per process',
+  sizes: [1000, 10_000, 19_000, MULTI_PROCESS_MAX],
+  sizesExample: '1000,10000,19000,38000',
+  sizeLimitReason: `20,000 open files per process: at most ${PER_PROCESS_MAX.toLocaleString('en')} per process, above that patchbay-x2 and nchan only`,
+  maxSize: MULTI_PROCESS_MAX,
 });
 killAllOnExit();
 
@@ -318,8 +357,9 @@ suite.printHeader(`longpoll benchmark: ${opts.runs} run(s) x sizes ${opts.sizes.
 
 const failures: string[] = [];
 let trialIndex = 0;
-const results = await runSizedTrials(
+const results = await runSizedTrialsPerProcess(
   opts,
+  MULTI,
   suite.busyBefore,
   (name, c) => trial(name, c, trialIndex++),
   ({ run, size: c, name, result: r, busy, ms }) => {
@@ -340,7 +380,8 @@ const med = (s: ServerName, c: number, k: keyof TrialResult) => rowMedian(rows, 
 const ratio = (a: ServerName, b: ServerName, c: number, k: keyof TrialResult) => med(a, c, k) / med(b, c, k);
 
 const targets: TargetResult[] = [];
-for (const c of opts.sizes) {
+// The targets compare one-process patchbay: at sizes up to 19,000 (the larger ones run patchbay-x2 and Nchan only).
+for (const c of opts.sizes.filter((size) => size <= PER_PROCESS_MAX)) {
   if (opts.servers.includes('patchbay') && opts.servers.includes('bare')) {
     const r = ratio('patchbay', 'bare', c, 'rssPerHeld');
     targets.push({
@@ -415,7 +456,10 @@ if (opts.write) {
       'location + HTTP publisher location, `nchan_subscriber_first_message newest`), and **patchbay-x2**: the same demo as',
       `${X2_WORKERS} processes on one port (\`WORKERS=${X2_WORKERS}\`, node:cluster), sharing the topic through \`RedisBackend\` on a redis-server of`,
       'its own (started fresh for each trial; its RSS and CPU count with the workers\' and the primary\'s), beside Nchan\'s',
-      `${NCHAN_WORKERS} workers. Everything on 127.0.0.1.`,
+      `${NCHAN_WORKERS} workers. Everything on 127.0.0.1. Every process holds at most ${PER_PROCESS_MAX.toLocaleString('en')} polls (20,000 open files per`,
+      `process): patchbay and bare run up to C = ${PER_PROCESS_MAX.toLocaleString('en')}, patchbay-x2 and Nchan also at C = ${MULTI_PROCESS_MAX.toLocaleString('en')}`,
+      `(${PER_PROCESS_MAX.toLocaleString('en')} per process; above 19,000 Nchan listens with \`reuseport\`, so that the kernel spreads the connections over`,
+      'its workers, and has 32,768 worker connections, as its internal connections count too; open files stay at 20,000 per worker).',
     ],
     run: [
       suite.dateText() +
@@ -432,6 +476,9 @@ if (opts.write) {
       `- The clients are raw TCP sockets in load processes of at most ${PER_LOAD.toLocaleString('en')} sockets each (20,000 open files per`,
       `  process), each process from its own 127.0.0.x source address, connecting at most ${CONNECT_WINDOW} at a time; each sends`,
       `  \`GET /lp/${TOPIC}\` (no cursor: wait for the next message) and keeps the connection open.`,
+      `- Above ${PER_PROCESS_MAX.toLocaleString('en')} polls the load processes start one after another, each once the server holds the`,
+      '  polls of the ones before: patchbay-x2\'s node:cluster primary accepts every connection and holds its descriptor until a',
+      '  worker has taken it over IPC, and with all the loads connecting at once that backlog reached its 20,000 open files.',
       '- Held means: every client has written its request and has no answer, and the server itself counts C held',
       '  (patchbay `GET /stats` → `longPoll.parked`, patchbay-x2 summed over its workers from `/stats` on new connections;',
       '  bare: its `/stats`; Nchan: `subscribers` in `nchan_stub_status`).',
@@ -444,6 +491,22 @@ if (opts.write) {
       '  compare the ratios, which come from the same run.',
       '- Every answer is checked: patchbay and bare must answer 200 with exactly one message (the published id, topic and',
       '  text); Nchan 200 with the text as the body.',
+      '',
+      '### Why Nchan wakes all sooner than one patchbay process',
+      '',
+      '- Profile of the demo server during one wake of 10,000 polls (`--node-flags "--cpu-prof"`, 1 ms samples, the busy span',
+      '  around `endShared`; a busy shared machine, so read the shares, not the times): 715 ms of CPU in a 686 ms window, of',
+      '  which the `writev` system call of each answer 396 ms (55%), Node\'s stream and socket JavaScript around each write',
+      '  110 ms (15%), its HTTP layer 11 ms (1.5%), GC 61 ms (8.5%), and patchbay\'s own code (purgatory release, the shared raw',
+      '  answer `endShared`) 104 ms (14.5%): about 10 µs of ours per answer against about 50 µs of Node and the kernel.',
+      '  The bare `node:http` server pays the same writes, which is why patchbay is at bare level and not below it.',
+      '- The clients are not what limits it: in the same run each of the two load processes used 100–135 ms of CPU over its',
+      '  570–840 ms wake window (mostly reading and `isComplete`), under a fifth of the server\'s CPU.',
+      '- Nchan answers from its 2 workers in parallel (each the subscribers it accepted, about half), on the 2 cores, in C',
+      '  with one write per answer as well; one Node process runs on one core. At 38,000 polls (one run, busy machine)',
+      '  Nchan\'s wake took 810 ms of CPU (21 µs a poll) and patchbay-x2\'s 1,640 ms (43 µs a poll, its redis-server',
+      '  included). The like-for-like contender is patchbay-x2; one patchbay process can reach Nchan\'s wake time only',
+      '  where the work per answer, mostly the write system call, is under half of it.',
     ],
     figures: FIGURES,
   });

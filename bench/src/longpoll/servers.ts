@@ -77,14 +77,17 @@ location ~ ^/lp/([A-Za-z0-9_-]+)$ {
 }
 `;
 
-async function startNchan(): Promise<RunningServer> {
-  const nginx = await startNginxNchan(LOCATIONS, 'Written by bench/src/longpoll/servers.ts for one benchmark trial');
+async function startNchan(clients: number): Promise<RunningServer> {
+  const nginx = await startNginxNchan(LOCATIONS, 'Written by bench/src/longpoll/servers.ts for one benchmark trial', clients);
   return { name: 'nchan', port: nginx.port, pids: nginx.pids, parked: nginx.subscribers, stop: nginx.stop };
 }
 
-/** @param nodeFlags - Extra `node` flags for the Node servers (profiling: `--cpu-prof`, `--trace-gc`). */
-export function startServer(name: ServerName, root: string, nodeFlags: readonly string[] = []): Promise<RunningServer> {
-  if (name === 'nchan') return startNchan();
+/**
+ * @param nodeFlags - Extra `node` flags for the Node servers (profiling: `--cpu-prof`, `--trace-gc`).
+ * @param clients - The polls the trial holds (Nchan's config holds more above 19,000: `../lib/nchan.ts`).
+ */
+export function startServer(name: ServerName, root: string, nodeFlags: readonly string[] = [], clients = 0): Promise<RunningServer> {
+  if (name === 'nchan') return startNchan(clients);
   if (name === 'patchbay-x2') return startCluster(root, nodeFlags);
   return startNode(name, root, nodeFlags);
 }

@@ -73,8 +73,8 @@ location ~ ^/sse/([A-Za-z0-9_-]+)$ {
 }
 `;
 
-async function startNchan(): Promise<RunningServer> {
-  const nginx = await startNginxNchan(LOCATIONS, 'Written by bench/src/sse/servers.ts for one SSE benchmark trial');
+async function startNchan(clients: number): Promise<RunningServer> {
+  const nginx = await startNginxNchan(LOCATIONS, 'Written by bench/src/sse/servers.ts for one SSE benchmark trial', clients);
   return { name: 'nchan', port: nginx.port, pids: nginx.pids, subscribers: nginx.subscribers, stop: nginx.stop };
 }
 
@@ -82,9 +82,10 @@ async function startNchan(): Promise<RunningServer> {
  * @param patchbayDir - Where the demo and the built package are: `root`, or a snapshot of them
  *   (`snapshotPackage` in ../lib/processes.ts).
  * @param nodeFlags - Extra `node` flags for the Node servers (profiling: `--cpu-prof`).
+ * @param clients - The subscribers the trial connects (Nchan's config holds more above 19,000: `../lib/nchan.ts`).
  */
-export async function startServer(name: ServerName, root: string, patchbayDir: string, nodeFlags: readonly string[] = []): Promise<RunningServer> {
-  if (name === 'nchan') return startNchan();
+export async function startServer(name: ServerName, root: string, patchbayDir: string, nodeFlags: readonly string[] = [], clients = 0): Promise<RunningServer> {
+  if (name === 'nchan') return startNchan(clients);
   if (name === 'patchbay-x2') {
     const cluster = await startPatchbayCluster(patchbayDir, { nodeFlags });
     return { name, port: cluster.port, pids: cluster.pids, subscribers: () => cluster.sumStats((s) => s.sse.connections), stop: cluster.stop };
