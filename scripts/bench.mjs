@@ -34,8 +34,8 @@ const suites = {
   },
   longpoll: {
     entry: 'bench/src/longpoll/main.ts',
-    description: 'C held long polls (1k, 10k, 19k): demo server vs bare node:http vs nginx + Nchan vs the demo as 2 workers on Redis (RSS, wake all)',
-    limitMs: 20 * 60_000,
+    description: 'C held long polls (1k, 10k, 19k; 38k for the 2-process contenders): demo server vs bare node:http vs nginx + Nchan vs the demo as 2 workers on Redis (RSS, wake all)',
+    limitMs: 45 * 60_000,
   },
   poll: {
     entry: 'bench/src/poll/main.ts',
@@ -44,7 +44,7 @@ const suites = {
   },
   sse: {
     entry: 'bench/src/sse/main.ts',
-    description: 'S SSE subscribers (1k, 10k): demo server vs bare node:http vs better-sse vs hono streamSSE vs nginx + Nchan vs the demo as 2 workers on Redis (burst events/s, paced latency, RSS, order)',
+    description: 'S SSE subscribers (1k, 10k; 38k for the 2-process contenders): demo server vs bare node:http vs better-sse vs hono streamSSE vs nginx + Nchan vs the demo as 2 workers on Redis (burst events/s, paced latency, RSS, order)',
     limitMs: 90 * 60_000, // 3 runs take 20 min a run on a busy 2-core machine
   },
   ws: {
