@@ -35,9 +35,12 @@ export class Message<T = unknown> {
   readonly _size: number;
   /** Monotonic time of publish, for age limits. @internal */
   readonly _time: number;
-  /** The id once formatted, or, before that, the epoch it is formatted from (which has no `-`). */
+  /**
+   * The id once formatted, or, before that, the epoch it is formatted from: an epoch has no `-`
+   * and an id always has one, so this one field tells which (a retained message is a field
+   * smaller: a log holds a great many).
+   */
   #id: string;
-  #formatted: boolean;
 
   /**
    * @param id - The id, or `undefined` to format it from `epoch` and `seq` when first read.
@@ -50,15 +53,13 @@ export class Message<T = unknown> {
     this.headers = headers;
     this._size = size;
     this._time = time;
-    this.#formatted = id !== undefined;
     this.#id = id ?? epoch;
   }
 
   /** The message's id: opaque, URL-safe, and usable as a cursor. */
   get id(): string {
-    if (this.#formatted) return this.#id;
-    this.#formatted = true;
-    return (this.#id = formatId(this.#id, this._seq));
+    const id = this.#id;
+    return id.includes('-') ? id : (this.#id = formatId(id, this._seq));
   }
 
   /**

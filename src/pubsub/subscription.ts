@@ -49,17 +49,22 @@ export interface SubscriptionContext {
   readonly host: SubscriptionHost;
   readonly maxQueuedMessages: number;
   readonly policy: OverflowPolicy;
+  /** What few subscriptions have: a context of their own carries it (the shared ones do not). */
+  readonly group?: string | undefined;
+  readonly identity?: string | undefined;
+  readonly canRead?: ((topic: string) => boolean) | undefined;
 }
 
-/** What few subscriptions have. */
-interface SubscriptionExtra {
-  readonly group: string | undefined;
-  readonly identity: string | undefined;
-  readonly canRead: ((topic: string) => boolean) | undefined;
+/** While replaying: live messages held, and how many of them were handed over. */
+interface ReplayState {
+  readonly held: Message[];
+  pos: number;
 }
 
-/** What only an iterated subscription needs, made on first need. */
+/** What only an iterated (or replaying) subscription needs, made on first need. */
 class IteratorState {
+  /** While replaying, what {@link Subscription._startReplay} began; `null` when live. */
+  replay: ReplayState | null = null;
   readonly queue = new Deque<Message>();
   waiter: { resolve: (r: IteratorResult<Message>) => void; reject: (e: unknown) => void } | null = null;
   /** The error the iterator throws once the queue is drained. */
@@ -80,20 +85,22 @@ class IteratorState {
 export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
   /** The pattern subscribed to. */
   readonly pattern: string;
-  // Few fields, none allocated up front: a broker may hold a great many subscriptions. What only
-  // an iterated subscription needs (its queue, a waiting consumer, the error to throw) is made on
-  // first need, and what few subscriptions have (a group, an identity, a topic check) shares one
-  // object, so a plain callback subscription carries none of it.
+  // Six fields, none allocated up front: a broker may hold a great many subscriptions. What only
+  // an iterated or replaying subscription needs (its queue, a waiting consumer, the error to
+  // throw, the live messages held during a replay) is made on first need; what few subscriptions
+  // have (a group, an identity, a topic check) rides in a context of their own, while every
+  // subscription with the broker's defaults shares one; and `closed` is `#lastSeq` at Infinity,
+  // so a plain callback subscription carries nothing else, and a delivery makes one comparison
+  // for "closed, or already handed over".
   readonly #context: SubscriptionContext;
-  readonly #extra: SubscriptionExtra | null;
   // Internals hold Message (not Message<T>) so Subscription<T> stays assignable to Subscription.
   readonly #onMessage: ((message: Message) => void) | undefined;
-  #closed = false;
   #delivered = 0;
-  /** The seq of the last message handed over, to drop duplicates at the replay seam. */
+  /**
+   * The seq of the last message handed over, to drop duplicates at the replay seam; `Infinity`
+   * once closed (nothing more is handed over).
+   */
   #lastSeq = 0;
-  /** While replaying: live messages held, and how many of them were handed over. */
-  #replay: { readonly held: Message[]; pos: number } | null = null;
   #iter: IteratorState | null = null;
 
   /** @internal */
@@ -106,24 +113,23 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     identity?: string,
   ) {
     this.pattern = pattern;
-    this.#context = context;
-    this.#extra = group === undefined && canRead === undefined && identity === undefined ? null : { group, identity, canRead };
+    this.#context = group === undefined && canRead === undefined && identity === undefined ? context : { ...context, group, identity, canRead };
     this.#onMessage = onMessage as ((message: Message) => void) | undefined;
   }
 
   /** The queue group, if any. */
   get group(): string | undefined {
-    return this.#extra?.group;
+    return this.#context.group;
   }
 
   /** Who subscribed: the `identity` of the `authorize.subscribe` hook's grant, if it gave one. */
   get identity(): string | undefined {
-    return this.#extra?.identity;
+    return this.#context.identity;
   }
 
   /** `true` once closed, by the consumer, the broker, or the overflow policy. */
   get closed(): boolean {
-    return this.#closed;
+    return this.#lastSeq === Infinity;
   }
 
   /** Counters. */
@@ -144,9 +150,9 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
 
   /** Delivers a live message (used by the broker). @internal */
   push(message: Message): void {
-    const replay = this.#replay;
-    if (replay !== null) {
-      if (!this.#closed) replay.held.push(message);
+    const iter = this.#iter;
+    if (iter !== null && iter.replay !== null) {
+      if (this.#lastSeq !== Infinity) iter.replay.held.push(message);
       return;
     }
     this._accept(message);
@@ -154,10 +160,10 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
 
   /** Hands a message over, dropping duplicates at the replay seam. @internal */
   _accept(message: Message): void {
-    if (this.#closed || message._seq <= this.#lastSeq) return;
+    if (message._seq <= this.#lastSeq) return; // closed (Infinity), or handed over already
     this.#lastSeq = message._seq;
-    const extra = this.#extra;
-    if (extra !== null && extra.canRead !== undefined && !extra.canRead(message.topic)) return;
+    const canRead = this.#context.canRead;
+    if (canRead !== undefined && !canRead(message.topic)) return;
     if (this.#onMessage !== undefined) {
       this.#delivered++;
       try {
@@ -184,7 +190,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
 
   /** Starts a replay: live messages are held until {@link Subscription._goLive}. @internal */
   _startReplay(): void {
-    this.#replay = { held: [], pos: 0 };
+    (this.#iter ??= new IteratorState()).replay = { held: [], pos: 0 };
   }
 
   /**
@@ -193,7 +199,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
    * were published after the subscription began, so they are owed, and in order. @internal
    */
   _replay(message: Message): void {
-    const replay = this.#replay;
+    const replay = this.#iter?.replay ?? null;
     if (replay !== null) {
       const held = replay.held;
       while (replay.pos < held.length && held[replay.pos]!._seq < message._seq) this._accept(held[replay.pos++]!);
@@ -203,8 +209,9 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
 
   /** Ends replay: hands over the live messages held meanwhile (those replayed are skipped). @internal */
   _goLive(): void {
-    const replay = this.#replay;
-    this.#replay = null;
+    const iter = this.#iter;
+    const replay = iter?.replay ?? null;
+    if (iter !== null) iter.replay = null;
     if (replay !== null) for (let i = replay.pos; i < replay.held.length; i++) this._accept(replay.held[i]!);
   }
 
@@ -236,11 +243,11 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
   }
 
   #end(error: unknown, discard: boolean): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#replay = null;
+    if (this.#lastSeq === Infinity) return;
+    this.#lastSeq = Infinity;
     const iter = error === undefined ? this.#iter : (this.#iter ??= new IteratorState());
     if (iter !== null) {
+      iter.replay = null;
       iter.error = error;
       if (discard) iter.queue.clear();
     }
@@ -264,7 +271,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
       this.#delivered++;
       return Promise.resolve({ value: message, done: false });
     }
-    if (this.#closed) {
+    if (this.#lastSeq === Infinity) {
       const error = iter.error;
       if (error === undefined) return Promise.resolve({ value: undefined, done: true });
       iter.error = undefined; // throw once, then report done

@@ -189,6 +189,23 @@ const targets: TargetResult[] = MODES.filter((mode) => mode !== 'churn').map((mo
   };
 });
 
+// Subscribing and the memory a subscription holds, on the fixed set (awaited mode, where nothing
+// else has run yet in the child): a broker that is cheap to publish through but slow to join or
+// heavy to hold loses where subscribers come and go by the thousand (every SSE or long-poll
+// connection is one). Lower is better, so the ratio must be at most 1.
+for (const key of ['subscribeMs', 'heapPerSubscription'] as const) {
+  const r = rows.find((x) => x.mode === 'awaited' && x.figure.key === key)!;
+  const what =
+    key === 'subscribeMs'
+      ? `time to subscribe ${SUBSCRIPTIONS.toLocaleString('en')} ≤ 1.0× mqemitter's (issue 18: every client reconnecting after a restart subscribes again at once)`
+      : "heap per subscription ≤ 1.0× mqemitter's (issue 18: a broker holds one subscription per connected client, by the hundred thousand)";
+  targets.push({
+    target: `${what}; awaited-mode children, patchbay defaults`,
+    measured: `${r.ratio.patchbay.toFixed(2)}× (patchbay ${fmt(r.by.patchbay.median, r.figure.unit)} vs mqemitter ${fmt(r.by.mqemitter.median, r.figure.unit)}; live-only patchbay ${r.ratio['patchbay-live'].toFixed(2)}×)`,
+    met: Number.isNaN(r.ratio.patchbay) ? null : r.ratio.patchbay <= 1,
+  });
+}
+
 suite.end();
 
 const table = tables(rows);
