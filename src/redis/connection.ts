@@ -25,7 +25,7 @@ import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Clock } from '../core/clock.js';
 import { ClosedError, InvalidCursorError, UnavailableError } from '../core/errors.js';
 import type { RedisBackendOptions } from './redis-options.js';
-import { DROP_EVICTED, HEAD, PUBLISH_APPEND, PUBLISH_NEXT, PUBLISH_ONE, READ_META, READ_ONE, READ_STREAMS, RECOVER } from './scripts.js';
+import { DROP_EVICTED, HEAD, PUBLISH_APPEND, PUBLISH_MANY, PUBLISH_NEXT, PUBLISH_ONE, READ_META, READ_ONE, READ_STREAMS, RECOVER } from './scripts.js';
 
 /** A script's answer, as ioredis gives it. @internal */
 export type Reply = (string | Reply)[];
@@ -45,6 +45,7 @@ export interface ChannelListener {
 /** The backend's scripts, as commands on the command connection. @internal */
 export interface Scripted {
   pbPublishOne(...args: (string | number)[]): Promise<Reply>;
+  pbPublishMany(...args: (string | number)[]): Promise<Reply>;
   pbPublishNext(...args: (string | number)[]): Promise<Reply>;
   pbPublishAppend(...args: (string | number)[]): Promise<Reply>;
   pbReadOne(...args: (string | number)[]): Promise<Reply>;
@@ -57,6 +58,7 @@ export interface Scripted {
 
 const SCRIPTS: Record<keyof Scripted, string> = {
   pbPublishOne: PUBLISH_ONE,
+  pbPublishMany: PUBLISH_MANY,
   pbPublishNext: PUBLISH_NEXT,
   pbPublishAppend: PUBLISH_APPEND,
   pbReadOne: READ_ONE,

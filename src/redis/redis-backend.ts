@@ -83,6 +83,21 @@ export const redisChannels = {
 /** All topics, for catching up. */
 const ALL: readonly (readonly string[])[] = [['>']];
 
+/** Most publishes sent in one script call (see `#flush`). */
+const BATCH_MAX = 128;
+/** Most bytes of data and headers sent in one script call. */
+const BATCH_MAX_BYTES = 512 * 1024;
+
+/** A publish waiting to go in the next batch. */
+interface Pending {
+  readonly record: PublishRecord;
+  readonly data: string;
+  readonly headers: string;
+  readonly store: string;
+  readonly resolve: (message: Message) => void;
+  readonly reject: (error: unknown) => void;
+}
+
 /**
  * A {@link Backend} on Redis (7.0 or later) through ioredis: topics shared by every process that
  * uses the same Redis and prefix.
@@ -123,6 +138,15 @@ export class RedisBackend extends Resource implements Backend {
   readonly #clock: Clock;
   readonly #onError: ((error: unknown) => void) | undefined;
 
+  /** One server: publishes waiting for the batch in flight to be answered (see `#flush`). */
+  #batch: Pending[] = [];
+  #batchBytes = 0;
+  #flushQueued = false;
+  /** Publish script calls sent and not yet answered. */
+  #sending = 0;
+  /** Set while `close()` sends what was queued before it: those calls still go out. */
+  #draining = false;
+
   #deliver: ((message: Message) => void) | null = null;
   /** The epoch of the newest message delivered (or of the head read at start). */
   #epoch: string | undefined;
@@ -150,7 +174,7 @@ export class RedisBackend extends Resource implements Backend {
   #localBytes = 0;
   readonly #topicStats = new Map<string, { messages: number; bytes: number }>();
 
-  #published = 0;
+  #publishedCount = 0;
   #delivered = 0;
   #localReadCount = 0;
   #redisReadCount = 0;
@@ -188,7 +212,7 @@ export class RedisBackend extends Resource implements Backend {
           if (this.#attachStarted && !this.#live && this.#resyncing === undefined && !this.closed) void this.#resync();
         },
         error: this.#reportError,
-        closed: () => this.closed,
+        closed: () => this.closed && !this.#draining,
       },
     );
     this.#client = this.#conn.client;
@@ -263,8 +287,134 @@ export class RedisBackend extends Resource implements Backend {
     }
     const store = record.store ? '1' : '0';
     const startup = this.#startup;
-    if (startup !== undefined) return this.#conn.bounded(startup).then(() => this.#publish(record, data, headers, store));
-    return this.#publish(record, data, headers, store);
+    if (startup !== undefined) return this.#conn.bounded(startup).then(() => this.#enqueue(record, data, headers, store));
+    return this.#enqueue(record, data, headers, store);
+  }
+
+  /**
+   * One server: a publish goes out at once when no publish script is waiting for its answer;
+   * while one is, publishes queue and leave together, in order, as one script call (at most
+   * {@link BATCH_MAX} messages and {@link BATCH_MAX_BYTES} bytes), once this turn of the event
+   * loop has queued what it will. One call per batch instead of one per message is what lets a
+   * burst keep up: the meta hash, the clock and each stream's length are read once, and the
+   * client writes one command. Ids are taken in the order of the calls to `publish`.
+   */
+  #enqueue(record: PublishRecord, data: string, headers: string, store: string): Promise<Message> {
+    if (this.#cluster) return this.#publish(record, data, headers, store);
+    if (this.closed && !this.#draining) return Promise.reject(new ClosedError('The backend is closed'));
+    return new Promise<Message>((resolve, reject) => {
+      this.#batch.push({ record, data, headers, store, resolve, reject });
+      this.#batchBytes += data.length + headers.length;
+      if (this.#sending === 0 || this.#batch.length >= BATCH_MAX || this.#batchBytes >= BATCH_MAX_BYTES) this.#flush();
+      else if (!this.#flushQueued) {
+        this.#flushQueued = true;
+        setImmediate(this.#flushLater);
+      }
+    });
+  }
+
+  readonly #flushLater = (): void => {
+    this.#flushQueued = false;
+    this.#flush();
+  };
+
+  /** Sends what is queued: one message as one publish, more as one batch. */
+  #flush(): void {
+    const batch = this.#batch;
+    if (batch.length === 0) return;
+    this.#batch = [];
+    this.#batchBytes = 0;
+    this.#sending++;
+    const done = (): void => {
+      this.#sending--;
+      if (this.#sending === 0 && this.#batch.length > 0 && !this.#flushQueued) this.#flush();
+    };
+    if (batch.length === 1) {
+      const p = batch[0]!;
+      this.#publish(p.record, p.data, p.headers, p.store).then(
+        (m) => {
+          done();
+          p.resolve(m);
+        },
+        (error: unknown) => {
+          done();
+          p.reject(error);
+        },
+      );
+      return;
+    }
+    this.#publishMany(batch).then(done, done);
+  }
+
+  /** One server: publishes a batch with one script call, and settles each of its publishes. */
+  async #publishMany(batch: readonly Pending[]): Promise<void> {
+    let reply: Reply;
+    try {
+      reply = await this.#conn.call(async () => {
+        const keys = this.#keys;
+        const streamKeys: string[] = [];
+        const topics: string[] = [];
+        const numbers = new Map<string, number>();
+        const args: (string | number)[] = [];
+        for (const p of batch) {
+          const topic = p.record.topic;
+          let k = numbers.get(topic);
+          if (k === undefined) {
+            topics.push(topic);
+            streamKeys.push(keys.stream(topic));
+            k = topics.length;
+            numbers.set(topic, k);
+          }
+          args.push(k, p.store, p.data, p.headers);
+        }
+        const evicted: string[] = [];
+        try {
+          const r = await this.#client.pbPublishMany(
+            3 + streamKeys.length,
+            keys.meta,
+            keys.index,
+            keys.bytes,
+            ...streamKeys,
+            newEpoch(),
+            this.#maxCount,
+            this.#maxAge,
+            keys.feed,
+            this.#maxTotalBytes,
+            this.#maxTopics,
+            batch.length,
+            ...args,
+            ...topics,
+          );
+          for (let i = 2 + 2 * batch.length; i < r.length; i++) evicted.push(r[i] as string);
+          return r;
+        } finally {
+          if (evicted.length > 0) await this.#dropEvicted(evicted).catch(this.#reportError);
+        }
+      }, 'publish');
+    } catch (error) {
+      for (const p of batch) p.reject(error);
+      return;
+    }
+    const epoch = reply[0] as string;
+    for (let i = 0; i < batch.length; i++) {
+      const p = batch[i]!;
+      const seq = reply[2 + 2 * i] as string;
+      // The stream held a later id (written by hand): nothing was written for it; once more alone.
+      if (seq === 'retry') this.#publish(p.record, p.data, p.headers, p.store).then(p.resolve, p.reject);
+      else p.resolve(this.#published(p.record, epoch, Number(seq), Number(reply[3 + 2 * i])));
+    }
+  }
+
+  /** Notes a publish Redis answered, and makes its message. */
+  #published(record: PublishRecord, epoch: string, seq: number, len: number): Message {
+    this.#see(epoch, seq);
+    if (epoch !== this.#ownEpoch) {
+      this.#ownEpoch = epoch;
+      this.#ownMax = seq;
+    } else if (seq > this.#ownMax) this.#ownMax = seq;
+    this.#publishedCount++;
+    if (record.store) this.#countTopic(record.topic, len, record.size);
+    return new Message(formatId(epoch, seq), seq, record.topic, record.data, record.headers, record.size, this.#clock.now());
   }
 
   #publish(record: PublishRecord, data: string, headers: string, store: string): Promise<Message> {
@@ -291,17 +441,7 @@ export class RedisBackend extends Resource implements Backend {
         // expires by its TTL (its bytes are no longer counted).
         if (evicted.length > 0) await this.#dropEvicted(evicted).catch(this.#reportError);
       }
-      const epoch = reply[0] as string;
-      const seq = Number(reply[1]);
-      const len = Number(reply[2]);
-      this.#see(epoch, seq);
-      if (epoch !== this.#ownEpoch) {
-        this.#ownEpoch = epoch;
-        this.#ownMax = seq;
-      } else if (seq > this.#ownMax) this.#ownMax = seq;
-      this.#published++;
-      if (record.store) this.#countTopic(topic, len, record.size);
-      return new Message(formatId(epoch, seq), seq, topic, record.data, record.headers, record.size, this.#clock.now());
+      return this.#published(record, reply[0] as string, Number(reply[1]), Number(reply[2]));
     }, 'publish');
   }
 
@@ -386,7 +526,7 @@ export class RedisBackend extends Resource implements Backend {
       connected: this.#client.status === 'ready',
       live: this.#live,
       epoch: this.#epoch,
-      published: this.#published,
+      published: this.#publishedCount,
       delivered: this.#delivered,
       localReads: this.#localReadCount,
       redisReads: this.#redisReadCount,
@@ -694,6 +834,13 @@ export class RedisBackend extends Resource implements Backend {
 
   /** Calls in flight finish first (QUIT is answered after them); new calls reject with ClosedError. */
   protected async onClose(): Promise<void> {
+    // Publishes queued before close() still go out, ahead of QUIT.
+    this.#draining = true;
+    try {
+      this.#flush();
+    } finally {
+      this.#draining = false;
+    }
     this.#shutdown(false);
     await this.#conn.quit();
   }
@@ -707,6 +854,10 @@ export class RedisBackend extends Resource implements Backend {
   #shutdown(hard: boolean, reason?: unknown): void {
     this.#reorderTimer?.cancel();
     this.#reorderQueue.length = 0;
+    const queued = this.#batch;
+    this.#batch = [];
+    this.#batchBytes = 0;
+    for (const p of queued) p.reject(reason ?? new ClosedError('The backend is closed'));
     this.#live = false;
     this.#deliver = null;
     this.#clearLocal();

@@ -116,9 +116,10 @@ end
  * (bytes kept in all streams), `dropped`, `prev` (the topic's score before this publish when
  * probed, else nil), `evicted` (a flat list of topic, score: the topics whose stream the caller
  * must drop) and the functions `charge`, `evict` and `overBudget`. The meta hash is written by
- * {@link FINISH}.
+ * {@link FINISH}. Split in two: {@link NEXT_META} reads the meta hash (once per script), then
+ * {@link NEXT_SEQ} takes each message's seq.
  */
-const NEXT = `
+const NEXT_META = `
 local m = redis.call('HMGET', meta, 'e', 's', 'd', 'b')
 local epoch = m[1]
 if not epoch then
@@ -126,8 +127,9 @@ if not epoch then
   redis.call('HSET', meta, 'e', epoch)
 end
 local now = nowms()
-local seq = math.max((tonumber(m[2]) or 0) + 1, now * 1024)
-local seqText = fmt(seq)
+-- The last seq issued; each message takes the next (see NEXT_SEQ).
+local last = tonumber(m[2]) or 0
+local seq, seqText, prev = 0, '0', nil
 local dropped = tonumber(m[3]) or 0
 local dropped0 = dropped
 local total = tonumber(m[4]) or 0
@@ -173,7 +175,17 @@ local function overBudget(maxBytes)
   end
   return 0
 end
-local prev = nil
+`;
+
+/**
+ * Takes the next sequence number for one message, after {@link NEXT_META} (once per script; once
+ * per message in {@link PUBLISH_MANY}). Expects `topic`, `store` and `probe` as locals.
+ */
+const NEXT_SEQ = `
+seq = math.max(last + 1, now * 1024)
+last = seq
+seqText = fmt(seq)
+prev = nil
 if store == '1' then
   if probe then
     local z = redis.call('ZSCORE', index, topic)
@@ -213,7 +225,8 @@ end
 
 /**
  * Appends to a topic's stream and notifies. Expects `key`, `epoch`, `seq`, `now`, `topic`, `data`,
- * `headers`, `maxCount`, `maxAge`, `channel`, `store`, `n` (`XLEN key`, when storing), `stale`
+ * `headers`, `maxCount`, `maxAge`, `channel`, `store`, `n` (`XLEN key`, when storing), `expire(key)` (sets the
+ * key's TTL to `maxAge` + 1 s: the whole log is past its age once its newest entry is), `stale`
  * (when the stream is empty although the topic was published before, the newest seq it held:
  * recorded as trimmed, so readers behind it see a gap; else nil) as locals; sets `len` (entries after the
  * append, 0 when not stored), `id` (the entry's id), `stored`, and `removed` (bytes the count and
@@ -260,7 +273,7 @@ if store == '1' and maxCount > 0 then
       end
     end
     -- The whole log is past its age once its newest entry is: let the key go then.
-    redis.call('PEXPIRE', key, maxAge + 1000)
+    expire(key)
   end
   if deleted ~= nil then redis.call('XSETID', key, id, 'MAXDELETEDID', deleted) end
   if aged then len = redis.call('XLEN', key) else len = math.min(n + 1, maxCount) end
@@ -284,7 +297,9 @@ local n = 0
 if store == '1' and maxCount > 0 then n = redis.call('XLEN', key) end
 -- An empty stream of a topic published before (its key expired, or was deleted): see below.
 local probe = store == '1' and maxCount > 0 and n == 0
-${NEXT}
+${NEXT_META}
+${NEXT_SEQ}
+local function expire(k) redis.call('PEXPIRE', k, maxAge + 1000) end
 local stale = nil
 if prev ~= nil then
   -- The stream went without a trim counting it: its bytes leave the count now (else they would
@@ -316,6 +331,77 @@ return out
 `;
 
 /**
+ * Publish a batch on one server: what {@link PUBLISH_ONE} does for each message, in order, with
+ * the meta hash read and written once, each stream's length read once, and each stream's TTL set
+ * once (the script's clock is read once: every message of the batch has the same `now`). Each
+ * message takes the next seq, so ids stay ordered across processes as one by one.
+ * KEYS: meta, index, bytes, stream... (one per topic of the batch). ARGV: newEpoch, maxCount,
+ * maxAge, channel, maxBytes, maxTopics, count, then per message (key number: 1 for the first
+ * stream key, store, data, headers), then the topic of each stream key.
+ * Returns `{epoch, count, (seq, len)..., evicted...}`; a message whose stream held a later id
+ * (only when another writer wrote by hand) has seq `'retry'`: nothing was written for it, and the
+ * caller publishes it again.
+ */
+export const PUBLISH_MANY = `${HELPERS}${TRIM_OLDEST}
+local meta, index, bytesKey = KEYS[1], KEYS[2], KEYS[3]
+local newEpoch, maxCount, maxAge, channel = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local maxBytes, maxTopics, count = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local topic, key, data, headers, store = '', '', '', '', '0'
+${NEXT_META}
+-- Each stream's length after the batch's last append to it (read once, then kept here).
+local lens = {}
+local expiring = {}
+local function expire(k) expiring[k] = true end
+local function retry() return 'retry' end
+local function one()
+  local n = 0
+  if store == '1' and maxCount > 0 then
+    n = lens[key]
+    if n == nil then n = redis.call('XLEN', key) end
+  end
+  local probe = store == '1' and maxCount > 0 and n == 0
+  ${NEXT_SEQ}
+  local stale = nil
+  if prev ~= nil then
+    stale = prev
+    uncount(topic)
+  end
+  ${APPEND}
+  if stored then
+    local size = #data + #headers
+    charge(topic, size - removed)
+    local over = overBudget(maxBytes)
+    if over > 0 then
+      local gone, trimmed = trimOldest(key, over, id)
+      charge(topic, -gone)
+      len = len - trimmed
+    end
+    lens[key] = len
+  end
+  return len
+end
+local out = {epoch, count}
+local topics = 7 + count * 4
+for i = 0, count - 1 do
+  local b = 8 + i * 4
+  local k = tonumber(ARGV[b])
+  key, topic, store, data, headers = KEYS[3 + k], ARGV[topics + k], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local len = one()
+  if len == 'retry' then
+    out[#out + 1] = 'retry'
+    out[#out + 1] = 0
+  else
+    out[#out + 1] = seqText
+    out[#out + 1] = len
+  end
+end
+${FINISH}
+for k in pairs(expiring) do redis.call('PEXPIRE', k, maxAge + 1000) end
+for i = 1, #evicted do out[#out + 1] = evicted[i] end
+return out
+`;
+
+/**
  * Cluster, step 1 (the meta slot): the next sequence number, and the bounds across topics.
  * KEYS: meta, index, bytes. ARGV: newEpoch, topic, maxAge, store, size (bytes the new entry
  * counts for, 0 when not kept), maxBytes, maxTopics, then (topic, bytes) pairs that earlier
@@ -331,7 +417,8 @@ local newEpoch, topic, maxAge, store = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV
 local size, maxBytes, maxTopics = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 -- The stream is on another node: always look up the previous score (one ZSCORE).
 local probe = size > 0
-${NEXT}
+${NEXT_META}
+${NEXT_SEQ}
 -- What earlier appends trimmed, or found gone (a topic evicted meanwhile had its bytes taken out whole).
 for i = 8, #ARGV, 2 do charge(ARGV[i], -tonumber(ARGV[i + 1])) end
 if prev ~= nil and maxAge >= 0 and prev < (now - maxAge - 2000) * 1024 then
@@ -373,6 +460,7 @@ if store == '1' and maxCount > 0 then n = redis.call('XLEN', key) end
 local stale = nil
 if n == 0 and ARGV[12] ~= '' then stale = tonumber(ARGV[12]) end
 local function retry() return {'retry'} end
+local function expire(k) redis.call('PEXPIRE', k, maxAge + 1000) end
 ${APPEND}
 local want = over - removed
 if stale ~= nil then want = want - tonumber(ARGV[13]) end

@@ -56,6 +56,8 @@ interface Trial {
   readonly lpUs: number[];
   readonly msgPerS: number;
   readonly serverCpuUsPerMsg: number;
+  /** redis-server's user + system CPU time over the measurement, per publish. */
+  readonly redisCpuUsPerPublish: number;
   readonly publishCallP50Us: number;
   /** Every SSE stream got every message. */
   readonly complete: boolean;
@@ -120,6 +122,7 @@ async function trial(kind: Kind, redisUrl: string, prefix: string, workload: 'pa
     }
     suite.busyBefore.push(start.busy);
     const cpu0 = cpuMs(server.pids()[0]!);
+    const redisCpu0 = cpuMs(redis.pid);
     if (workload === 'paced') pub.send({ type: 'paced', n: PACED.n, intervalMs: PACED.intervalMs });
     else pub.send({ type: 'burst', n: BURST.n, window: BURST.window });
     const done = await pub.next('done', 120_000);
@@ -128,6 +131,7 @@ async function trial(kind: Kind, redisUrl: string, prefix: string, workload: 'pa
     load.send({ type: 'collect', n, timeoutMs: 30_000, lp: shape.lp > 0 });
     const result = await load.next('result', 60_000);
     const cpu1 = cpuMs(server.pids()[0]!);
+    const redisCpu1 = cpuMs(redis.pid);
     const lastUs = Math.max(...result.lastUs);
     const calls = [...done.callUs].sort((a, b) => a - b);
     return {
@@ -135,6 +139,7 @@ async function trial(kind: Kind, redisUrl: string, prefix: string, workload: 'pa
       lpUs: result.lpUs,
       msgPerS: workload === 'burst' ? (BURST.n / (lastUs - done.startUs)) * 1e6 : Number.NaN,
       serverCpuUsPerMsg: ((cpu1 - cpu0) * 1000) / n,
+      redisCpuUsPerPublish: ((redisCpu1 - redisCpu0) * 1000) / n,
       publishCallP50Us: quantileSorted(calls, 0.5),
       complete: result.sseCounts.every((c) => c === n),
       disorder: result.disorder,
@@ -179,11 +184,12 @@ const figures = {
   lpp99: { label: 'long poll p99 publish-to-delivery (ms)', better: 'lower' },
   rate: { label: 'burst: messages/s delivered to every stream', better: 'higher' },
   cpu: { label: 'burst: server CPU per message (µs)', better: 'lower' },
+  redisCpu: { label: 'burst: redis-server CPU per publish (µs)', better: 'lower' },
   call: { label: 'paced: publish call p50 (ms)', better: 'lower' },
 } as const;
 type FigureKey = keyof typeof figures;
 const values = new Map<Kind, Record<FigureKey, number[]>>();
-for (const k of KINDS) values.set(k, { ssep50: [], ssep99: [], lpp50: [], lpp99: [], rate: [], cpu: [], call: [] });
+for (const k of KINDS) values.set(k, { ssep50: [], ssep99: [], lpp50: [], lpp99: [], rate: [], cpu: [], redisCpu: [], call: [] });
 const failures: string[] = [];
 
 try {
@@ -214,7 +220,11 @@ try {
         } else {
           v.rate.push(t.msgPerS);
           v.cpu.push(t.serverCpuUsPerMsg);
-          console.log(`run ${run + 1} ${LABEL[kind].padEnd(20)} burst: ${Math.round(t.msgPerS).toLocaleString('en')} msg/s, server CPU ${t.serverCpuUsPerMsg.toFixed(1)} µs/msg`);
+          v.redisCpu.push(t.redisCpuUsPerPublish);
+          console.log(
+            `run ${run + 1} ${LABEL[kind].padEnd(20)} burst: ${Math.round(t.msgPerS).toLocaleString('en')} msg/s, server CPU ${t.serverCpuUsPerMsg.toFixed(1)} µs/msg, ` +
+              `redis-server CPU ${t.redisCpuUsPerPublish.toFixed(1)} µs/publish`,
+          );
         }
       }
     }
@@ -302,7 +312,9 @@ if (opts.write) {
     '  delivery of the run.',
     `- burst: ${BURST.sse} SSE streams; ${BURST.n.toLocaleString('en')} publishes with at most ${BURST.window} in flight; messages/s is the count over`,
     '  the time from the first publish to the last message on the slowest stream. Server CPU is the delivering',
-    '  process\'s user + system time over the burst, per message.',
+    '  process\'s user + system time over the burst, per message. redis-server CPU per publish is the suite\'s redis-server',
+    '  process\'s user + system time (`/proc/<pid>/stat`, 10 ms ticks) over the same span, divided by the publishes: every',
+    '  command the publish needs (the Lua script, its `PUBLISH` to the feed subscribers) and nothing else runs on it then.',
     '- Every SSE stream and every long-poll loop must get every message, in order, or the run reports a check failure.',
     '- Four processes (redis-server, publisher, server, clients) share the 2 cores, so absolute figures include the',
     '  others\' work; compare the ratios, which come from the same run.',
