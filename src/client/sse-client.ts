@@ -310,14 +310,15 @@ export class SseClient implements AsyncIterable<SseMessage> {
         }
         let delayMs: number;
         let attempt = 0;
+        // A stream that ended before any event or comment is a failure, with an error to throw at the end.
+        const error = outcome.progressed ? outcome.error : (outcome.error ?? emptyStream(this.#url));
         if (outcome.progressed) {
-          this.#retry.succeeded();
-          delayMs = this.#retryMs;
+          delayMs = this.#retryMs; // the failures were reset by the first event or comment
         } else {
-          delayMs = Math.max(this.#retryMs, this.#retry.failed(outcome.error)); // throws what is not retried
+          delayMs = Math.max(this.#retryMs, this.#retry.failed(error)); // throws what is not retried
           attempt = this.#retry.failures;
         }
-        this.#options.onRetry?.({ error: outcome.error, attempt, delayMs });
+        this.#options.onRetry?.({ error, attempt, delayMs });
         try {
           await sleep(this.#clock, delayMs, signal);
         } catch {
@@ -393,21 +394,26 @@ export class SseClient implements AsyncIterable<SseMessage> {
       this.#options.onOpen?.(response);
       reader = response.body.getReader();
       const steps: Step[] = [];
+      const progress = (): void => {
+        if (progressed) return;
+        progressed = true;
+        this.#retry.succeeded();
+      };
       const parser = new SseParser(
         {
           onEvent: (m) => {
-            progressed = true;
+            progress();
             if (m.type === OPEN_EVENT) steps.push({ id: m.lastEventId });
             else if (m.type === STOP_EVENT) steps.push({ stop: m.lastEventId });
             else if (m.type === this.#gapEvent) steps.push({ gap: m });
             else steps.push({ message: m });
           },
           onDispatch: (id) => {
-            progressed = true;
+            progress();
             steps.push({ id });
           },
           onComment: (text) => {
-            progressed = true;
+            progress();
             this.#options.onComment?.(text);
           },
           onRetry: (ms) => {
@@ -509,9 +515,19 @@ export class SseClient implements AsyncIterable<SseMessage> {
   }
 }
 
+/** The errors of streams that ended before any event: protocol errors that are retried. */
+const EMPTY_STREAMS = new WeakSet<object>();
+
+function emptyStream(url: URL): ProtocolError {
+  const error = new ProtocolError(`GET ${url.pathname}: the stream ended before any event or comment`);
+  EMPTY_STREAMS.add(error);
+  return error;
+}
+
 /** Failures worth another connection: all but answers and streams that would fail the same way again. */
 function isRetryable(error: unknown): boolean {
   if (error instanceof HttpStatusError) return isRetryableStatus(error.status);
+  if (error instanceof ProtocolError && EMPTY_STREAMS.has(error)) return true;
   return !(error instanceof ProtocolError || error instanceof OverflowError || error instanceof InvalidArgumentError);
 }
 
