@@ -222,7 +222,7 @@ export class SseClient implements AsyncIterable<SseMessage> {
     if (options.lastEventId !== undefined && typeof options.lastEventId !== 'string') {
       throw new InvalidArgumentError(`SseClient: lastEventId must be a string, got ${typeof options.lastEventId}`);
     }
-    if (options.lastEventId?.includes('\0') === true) throw new InvalidArgumentError('SseClient: lastEventId must not contain NUL');
+    if (options.lastEventId !== undefined && /[\0\r\n]/.test(options.lastEventId)) throw new InvalidArgumentError('SseClient: lastEventId must not contain NUL, CR or LF');
     this.#lastEventId = options.lastEventId ?? '';
     if (options.lastEventIdQuery !== undefined && (typeof options.lastEventIdQuery !== 'string' || options.lastEventIdQuery === '')) {
       throw new InvalidArgumentError('SseClient: lastEventIdQuery must be a non-empty string');
@@ -495,7 +495,7 @@ export class SseClient implements AsyncIterable<SseMessage> {
     const url = new URL(this.#url);
     const headers: Record<string, string> = {};
     if (this.#lastEventId !== '') {
-      headers['last-event-id'] = this.#lastEventId;
+      headers['last-event-id'] = headerBytes(this.#lastEventId);
       if (this.#lastEventIdQuery !== undefined) url.searchParams.set(this.#lastEventIdQuery, this.#lastEventId);
     }
     let timedOut = false;
@@ -558,6 +558,18 @@ async function readBounded(response: Response, max: number): Promise<string> {
     if (at >= bytes.length) break;
   }
   return new TextDecoder().decode(bytes);
+}
+
+/**
+ * The id as a header value: its UTF-8 bytes, one character each (fetch takes header values as byte
+ * strings, and throws for a character above U+00FF), as the spec sends `Last-Event-ID`.
+ */
+function headerBytes(id: string): string {
+  // Printable ASCII goes as it is.
+  if (/^[\x20-\x7e]*$/.test(id)) return id;
+  let out = '';
+  for (const b of new TextEncoder().encode(id)) out += String.fromCharCode(b);
+  return out;
 }
 
 function sizeOption(name: string, value: number | undefined, fallback: number): number {

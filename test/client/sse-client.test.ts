@@ -173,6 +173,17 @@ describe('SseClient against a plain node:http SSE server', () => {
     ]);
   });
 
+  it('sends a non-ASCII last event id as its UTF-8 bytes', async () => {
+    const s = await plain(sse('id: caf\u00e9 \u2026\ndata: a\n\n'), sse('data: b\n\n', false));
+    const clock = new ManualClock();
+    const { c, w } = client({ url: s.url, clock, retryMs: 1 });
+    const got = take(c.events(), 2);
+    await until(() => w.retries.length === 1, 'the reconnect wait');
+    clock.advance(1);
+    expect((await got).map((e) => e.lastEventId)).toEqual(['caf\u00e9 \u2026', 'caf\u00e9 \u2026']);
+    expect(Buffer.from(s.seen[1]!['last-event-id'] as string, 'latin1').toString('utf8')).toBe('caf\u00e9 \u2026');
+  });
+
   it('honours Retry-After on 429 and 503, backing off between attempts', async () => {
     const s = await plain(status(429, { 'retry-after': '7' }), status(503, { 'retry-after': '2' }), status(502), sse('data: ok\n\n', false));
     const clock = new ManualClock();
