@@ -61,8 +61,6 @@ export interface SseParserLimits {
 }
 
 const LF = 10;
-const CR = 13;
-const LINE_END = /[\r\n]/g;
 const DIGITS = /^[0-9]+$/;
 
 /**
@@ -112,17 +110,17 @@ export class SseParser {
       this.#skipLf = false;
       if (chunk.charCodeAt(start) === LF) start++;
     }
+    // Line ends are searched with indexOf: LF alone when the chunk has no CR (the common case).
+    let cr = chunk.indexOf('\r', start);
+    let lf = chunk.indexOf('\n', start);
     for (;;) {
-      // Set right before each search: a callback may have used the regex meanwhile.
-      LINE_END.lastIndex = start;
-      const m = LINE_END.exec(chunk);
-      if (m === null) {
+      const end = cr === -1 ? lf : lf === -1 ? cr : cr < lf ? cr : lf;
+      if (end === -1) {
         const rest = chunk.length > start ? chunk.slice(start) : '';
         if (this.#pending.length + rest.length > this.#limits.maxLineBytes) this.#overflow('line', this.#limits.maxLineBytes);
         this.#pending += rest;
         return;
       }
-      const end = m.index;
       let line = chunk.slice(start, end);
       if (this.#pending !== '') {
         line = this.#pending + line;
@@ -130,13 +128,15 @@ export class SseParser {
       }
       if (line.length > this.#limits.maxLineBytes) this.#overflow('line', this.#limits.maxLineBytes);
       let next = end + 1;
-      if (chunk.charCodeAt(end) === CR) {
+      if (end === cr) {
         if (next === chunk.length) this.#skipLf = true;
         else if (chunk.charCodeAt(next) === LF) next++;
       }
       start = next;
       this.#line(line);
       if (start >= chunk.length) return;
+      if (cr !== -1 && cr < start) cr = chunk.indexOf('\r', start);
+      if (lf !== -1 && lf < start) lf = chunk.indexOf('\n', start);
     }
   }
 
@@ -159,6 +159,11 @@ export class SseParser {
       this.#dispatch();
       return;
     }
+    if (line.startsWith('data:')) {
+      // The common line, without slicing out its name.
+      this.#appendData(line.slice(line.charCodeAt(5) === 0x20 ? 6 : 5));
+      return;
+    }
     const colon = line.indexOf(':');
     if (colon === 0) {
       this.#cb.onComment?.(line.slice(1));
@@ -174,13 +179,9 @@ export class SseParser {
       value = line.slice(line.charCodeAt(colon + 1) === 0x20 ? colon + 2 : colon + 1);
     }
     switch (field) {
-      case 'data': {
-        const size = this.#hasData ? this.#data.length + 1 + value.length : value.length;
-        if (size > this.#limits.maxEventBytes) this.#overflow('event', this.#limits.maxEventBytes);
-        this.#data = this.#hasData ? `${this.#data}\n${value}` : value;
-        this.#hasData = true;
+      case 'data':
+        this.#appendData(value);
         break;
-      }
       case 'event':
         this.#type = value;
         break;
@@ -193,6 +194,13 @@ export class SseParser {
       default:
       // an unknown field is ignored
     }
+  }
+
+  #appendData(value: string): void {
+    const size = this.#hasData ? this.#data.length + 1 + value.length : value.length;
+    if (size > this.#limits.maxEventBytes) this.#overflow('event', this.#limits.maxEventBytes);
+    this.#data = this.#hasData ? `${this.#data}\n${value}` : value;
+    this.#hasData = true;
   }
 
   #dispatch(): void {
