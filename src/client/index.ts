@@ -5,6 +5,8 @@
  * - {@link LongPollClient}: long polling with cursors, retries and gap reports, as an async iterator.
  * - {@link PollClient}: short polling of long jobs, with `Prefer: wait`, progress and cancel.
  * - {@link readJsonLines} and {@link fetchJsonLines}: streamed NDJSON answers, resumed after a cut.
+ * - {@link SseClient}: Server-Sent Events on fetch, with headers, `Last-Event-ID` resume, backoff
+ *   and patchbay's gap and stop events, as an async iterator.
  *
  * Errors are the library's typed errors ({@link HttpStatusError}, {@link JobFailedError}, ...),
  * re-exported here so a browser bundle needs only this entry point.
@@ -39,6 +41,14 @@ export {
   type JsonLinesEnd,
   type ReadJsonLinesOptions,
 } from './json-lines.js';
+export {
+  SseClient,
+  type SseClientOptions,
+  type SseGap,
+  type SseMessage,
+  type SseRetry,
+  type SseStopReason,
+} from './sse-client.js';
 export type { ClientTransportOptions, FetchLike, HeadersSource } from './transport.js';
 export type { BackoffOptions } from '../core/backoff.js';
 export {
@@ -48,7 +58,9 @@ export {
   HttpStatusError,
   IncompleteStreamError,
   InvalidArgumentError,
+  InvalidStateError,
   JobFailedError,
+  OverflowError,
   PatchbayError,
   ProtocolError,
   RemoteError,
