@@ -49,8 +49,11 @@ const STATE_NAMES: readonly OperationState[] = ['idle', 'waiting', 'waiting', 'c
  * allocates nothing), a {@link WatchNode} for each further key. @internal
  */
 export interface WatchLink {
-  /** The list it is in; `null` once unlinked. */
-  _kList: WatchList | null;
+  /**
+   * The list it is in; the key itself (a string) while it is the key's only watcher, stored
+   * directly in the purgatory's map with no list; `null` once unlinked.
+   */
+  _kList: WatchList | string | null;
   _kPrev: WatchLink | null;
   /** Kept after unlinking while an iteration may stand here, so it can move on (see `#stale`). */
   _kNext: WatchLink | null;
@@ -60,7 +63,7 @@ export interface WatchLink {
 
 /** The link of an operation to its second, third... key. @internal */
 export class WatchNode implements WatchLink {
-  _kList: WatchList | null = null;
+  _kList: WatchList | string | null = null;
   _kPrev: WatchLink | null = null;
   _kNext: WatchLink | null = null;
   constructor(
@@ -70,7 +73,10 @@ export class WatchNode implements WatchLink {
   ) {}
 }
 
-/** The watchers of one key, in watch order. @internal */
+/**
+ * The watchers of one key, in watch order, once it has had two at a time: a key with one watcher
+ * maps straight to that link (most keys of a job-handle style app never get a list). @internal
+ */
 export class WatchList {
   head: WatchLink | null = null;
   tail: WatchLink | null = null;
@@ -121,8 +127,8 @@ export abstract class DelayedOperation extends TimerEntry {
    * 4 = has a signal (so the WeakMaps are only consulted for operations that have one). @internal
    */
   _try = 0;
-  /** Its link in the watcher list of its first key (the op is that list's node). @internal */
-  _kList: WatchList | null = null;
+  /** Its link in the watcher list of its first key (the op is that list's node), or that key while it watches alone. @internal */
+  _kList: WatchList | string | null = null;
   /** @internal */
   _kPrev: WatchLink | null = null;
   /** @internal */

@@ -199,7 +199,8 @@ export class Purgatory extends Resource {
   readonly tickMs: number;
   readonly #clock: Clock;
   readonly #wheel: TimingWheel<DelayedOperation>;
-  readonly #watchers = new Map<string, WatchList>();
+  /** A key's watchers: its one link while it has one watcher (no list needed), else its list. */
+  readonly #watchers = new Map<string, WatchList | WatchLink>();
   readonly #batch: number;
   readonly #ref: boolean;
   readonly #onError: ((error: unknown, operation: DelayedOperation) => void) | undefined;
@@ -335,6 +336,11 @@ export class Purgatory extends Resource {
     }
     const list = this.#watchers.get(key);
     if (list === undefined) return 0;
+    if (!(list instanceof WatchList)) {
+      // The key's only watcher: no list to walk, no snapshot to keep.
+      const op = list._op;
+      return op._state === WAITING && (op._try & IN_TRY) === 0 && this.#check(op) ? 1 : 0;
+    }
     const limit = this.#seq;
     let completed = 0;
     // A link unlinked meanwhile keeps its `_kNext` until the outermost iteration ends, which
@@ -411,7 +417,8 @@ export class Purgatory extends Resource {
     const list = this.#watchers.get(key);
     if (list === undefined) return [];
     const ops: DelayedOperation[] = [];
-    for (let node = list.head; node !== null; node = node._kNext) ops.push(node._op);
+    if (list instanceof WatchList) for (let node = list.head; node !== null; node = node._kNext) ops.push(node._op);
+    else ops.push(list._op);
     // One shared error by default: building one (and its stack) per call would cost more than the cancel.
     const why = reason ?? (this.#canceledByKey ??= new CanceledError('The operation was canceled by cancelForKey()'));
     const canceled: DelayedOperation[] = [];
@@ -457,7 +464,8 @@ export class Purgatory extends Resource {
 
   /** How many operations watch `key` now. */
   watcherCount(key: string): number {
-    return this.#watchers.get(key)?.size ?? 0;
+    const list = this.#watchers.get(key);
+    return list === undefined ? 0 : list instanceof WatchList ? list.size : 1;
   }
 
   /** A snapshot of the counters. */
@@ -481,7 +489,15 @@ export class Purgatory extends Resource {
     this.#wheel.checkInvariants();
     let watched = 0;
     const ops = new Set<DelayedOperation>();
-    for (const [key, list] of this.#watchers) {
+    for (const [key, found] of this.#watchers) {
+      if (!(found instanceof WatchList)) {
+        if (found._kList !== key || found._kPrev !== null || found._kNext !== null) throw new Error(`broken single watcher for ${key}`);
+        if (found._op._state !== WAITING && found._op._state !== PENDING) throw new Error(`ended operation still watches ${key}`);
+        ops.add(found._op);
+        watched++;
+        continue;
+      }
+      const list = found;
       if (list.size === 0 || list.head === null) throw new Error(`empty watcher list kept for ${key}`);
       let n = 0;
       let prev: WatchLink | null = null;
@@ -518,7 +534,8 @@ export class Purgatory extends Resource {
     this.#disarm();
     const ops: DelayedOperation[] = [];
     for (const list of this.#watchers.values()) {
-      for (let node = list.head; node !== null; node = node._kNext) ops.push(node._op);
+      if (list instanceof WatchList) for (let node = list.head; node !== null; node = node._kNext) ops.push(node._op);
+      else ops.push(list._op);
     }
     for (const op of ops) {
       if (op._state === WAITING || op._state === PENDING) this.#end(op, CANCELED, reason);
@@ -532,9 +549,23 @@ export class Purgatory extends Resource {
   /** Appends `link` (an op for its first key, a node for the others) to `key`'s watchers. */
   #link(link: WatchLink, key: string): void {
     // Duplicate keys in a list were removed by normalizeKeys.
-    let list = this.#watchers.get(key);
-    if (list === undefined) {
+    const found = this.#watchers.get(key);
+    this.#watched++;
+    if (found === undefined) {
+      // The key's first watcher is the map's value itself: a unique key costs no list.
+      link._kList = key;
+      link._kPrev = null;
+      this.#watchers.set(key, link);
+      return;
+    }
+    let list: WatchList;
+    if (found instanceof WatchList) list = found;
+    else {
+      // A second watcher: the key gets a list, headed by the first.
       list = new WatchList(key);
+      list.head = list.tail = found;
+      list.size = 1;
+      found._kList = list;
       this.#watchers.set(key, list);
     }
     const tail = list.tail;
@@ -544,7 +575,6 @@ export class Purgatory extends Resource {
     else list.head = link;
     list.tail = link;
     list.size++;
-    this.#watched++;
   }
 
   /** Runs `op.tryComplete()` guarded; completes the op if it said yes. */
@@ -629,6 +659,13 @@ export class Purgatory extends Resource {
 
   #unlink(link: WatchLink): void {
     const list = link._kList!;
+    this.#watched--;
+    if (typeof list === 'string') {
+      // The key's only watcher (its `_kPrev` and `_kNext` are null): the map held it directly.
+      link._kList = null;
+      this.#watchers.delete(list);
+      return;
+    }
     const prev = link._kPrev;
     const next = link._kNext;
     if (prev !== null) prev._kNext = next;
@@ -641,7 +678,6 @@ export class Purgatory extends Resource {
     // cleared when the iteration ends, so an ended op the app keeps holds no other op.
     if (this.#iterating === 0) link._kNext = null;
     else if (next !== null && link !== this.#cursor) this.#stale.push(link);
-    this.#watched--;
     if (--list.size === 0 && this.#watchers.get(list.key) === list) this.#watchers.delete(list.key);
   }
 

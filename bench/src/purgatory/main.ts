@@ -19,7 +19,8 @@ import { CONTENDERS, type ContenderName } from './contenders.js';
 import { FIGURES, type Figure } from './figures.js';
 import type { WorkloadResult } from './workloads.js';
 import { WORKLOADS } from './workloads.js';
-import { cpuSnapshot, gitHead, rotate, runChild as runChildProcess, sleep, waitQuiet, writeDocsSection } from '../lib/harness.js';
+import { cpuSnapshot, gitHead, quietTrialStart, rotate, runChild as runChildProcess, sleep, trialStarts, writeDocsSection } from '../lib/harness.js';
+import { skippedLines } from '../lib/report.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..', '..');
@@ -262,8 +263,17 @@ const DISTURBED_CORES = 0.25;
 let retriesLeft = 12;
 let retries = 0;
 
-async function measure(contender: ContenderName, workload: string, seed: number) {
-  const busy = await waitQuiet(20_000);
+/**
+ * Runs one child after waiting for a quiet machine (`quietTrialStart`, recorded in `trialStarts`);
+ * `null` when the machine stayed busy: the trial is skipped, not counted.
+ */
+async function measure(contender: ContenderName, workload: string, seed: number, label: string) {
+  const start = await quietTrialStart(label);
+  if (start.skipped) {
+    console.log(`  ${label}: SKIPPED, the machine stayed busy (others ${(start.busy * 100).toFixed(0)}% after ${start.attempts} tries)`);
+    return null;
+  }
+  const busy = start.busy;
   busyAtStart.push(busy);
   let before = cpuSnapshot();
   let t0 = Date.now();
@@ -292,11 +302,12 @@ async function measure(contender: ContenderName, workload: string, seed: number)
 for (let run = 0; run < opts.runs; run++) {
   const seed = 1000 + run;
   for (const workload of opts.workloads) {
-    let pair: (Awaited<ReturnType<typeof measure>> & { contender: ContenderName })[] = [];
+    let pair: (NonNullable<Awaited<ReturnType<typeof measure>>> & { contender: ContenderName })[] = [];
     for (let attempt = 0; ; attempt++) {
       pair = [];
       for (const contender of rotate(CONTENDERS, run)) {
-        const m = await measure(contender, workload, seed);
+        const m = await measure(contender, workload, seed, `${workload}/${contender} run ${run + 1}${attempt > 0 ? ' (pair rerun)' : ''}`);
+        if (m === null) continue;
         pair.push({ ...m, contender });
         console.log(
           `  run ${run + 1}/${opts.runs}  ${workload.padEnd(10)} ${contender.padEnd(9)} ${(m.wallMs / 1000).toFixed(1).padStart(5)} s` +
@@ -368,6 +379,11 @@ console.log('↑ higher is better, ↓ lower is better; patchbay / naive is the 
 console.log('');
 console.log('Targets:');
 for (const t of targets) console.log(`  [${metText(t.met)}] ${t.target}: ${t.measured}`);
+const skippedTrials = trialStarts.filter((t) => t.skipped);
+if (skippedTrials.length > 0) {
+  console.log('');
+  console.log(`SKIPPED (machine busy): ${skippedTrials.length} of ${trialStarts.length} trial(s): ${skippedTrials.map((t) => t.label).join(', ')}`);
+}
 if (failures.length > 0) {
   console.log('');
   console.log('CHECK FAILURES:');
@@ -400,6 +416,8 @@ if (opts.write) {
     })),
     targets,
     checkFailures: failures,
+    // How busy the machine was before each child, and which were skipped (the docs' glance table reads it).
+    trialStarts,
     // Every figure of every run (including ones not in the table, e.g. W2 CPU µs per op and lag).
     raw: Object.fromEntries(
       Object.entries(results).map(([w, byC]) => [w, { naive: byC.naive.map((r) => r.figures), patchbay: byC.patchbay.map((r) => r.figures) }]),
@@ -429,6 +447,7 @@ if (opts.write) {
       `. Load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}, at end ${loadEnd.map((x) => x.toFixed(2)).join(' ')}; ` +
       `${disturbanceText}` +
       (od.disturbedKept > od.children / 5 ? ' — **a busy machine: these figures are noisier than usual**.' : '.'),
+    ...skippedLines(),
     '',
     markdownTable(rows),
     '',
