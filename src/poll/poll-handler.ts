@@ -202,6 +202,9 @@ const NO_PARAMS: PollRouteParams = Object.freeze({});
 /** A `basePath` segment that is a parameter. */
 const PARAM_SEGMENT = /^:[A-Za-z_][A-Za-z0-9_]*$/;
 
+/** What {@link PollHandler.handle} returns for a request answered (or held) at once. */
+const DONE: Promise<void> = Promise.resolve();
+
 /** The client went away: a held request is dropped without an answer. */
 const CLIENT_GONE = new Error('client disconnected');
 
@@ -216,7 +219,11 @@ const CONDITIONAL = 8;
  */
 interface Entity {
   readonly version: number;
-  readonly body: Buffer;
+  /**
+   * The status JSON as a string: `res.end(string)` joins it to the head into one write (a
+   * Buffer goes as a second chunk, through `writev`).
+   */
+  readonly body: string;
   readonly etag: string;
   readonly length: string;
   /** The early-poll limit: no status read before this time (the last `Retry-After` announced). */
@@ -327,54 +334,90 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
    * once. Resolves once the request is answered or held (a held request costs no pending
    * promise); never rejects.
    */
-  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // A status read of a local job (the hot route of short polling) is answered synchronously:
+    // no async function, so no promise of its own per request; only the routes that wait for
+    // something (a start, `authorize`, a shared store) go through one.
     try {
-      if (applyCors(req, res, this.#cors, METHODS, ALLOW_HEADERS, EXPOSE_HEADERS)) return;
-      const url = req.url ?? '/';
-      const q = url.indexOf('?');
-      const path = q === -1 ? url : url.slice(0, q);
-      const method = req.method ?? 'GET';
-      let base = this.#base;
-      let params = NO_PARAMS;
-      if (this.#pattern !== undefined) {
-        const matched = matchBase(this.#pattern, path);
-        if (matched === undefined) throw notFound(path);
-        ({ base, params } = matched);
-      } else if (!path.startsWith(base)) throw notFound(path);
-      const rest = path.slice(base.length);
-      if (rest === '' || rest === '/') {
-        if (method !== 'POST') throw new MethodNotAllowedError(method, ['POST']);
-        this.assertOpen('handle');
-        if (this.#authorize !== undefined && (await this.#authorize(req, 'start', undefined, params)) !== true) throw new ForbiddenError('Not allowed to start a job');
-        await this.#start(req, res, base, params);
-        return;
-      }
-      if (rest.charCodeAt(0) !== 0x2f) throw notFound(path);
-      const slash = rest.indexOf('/', 1);
-      const isResult = slash !== -1;
-      if (isResult && rest.slice(slash) !== '/result') throw notFound(path);
-      const id = jobId(isResult ? rest.slice(1, slash) : rest.slice(1));
-      if (isResult) {
-        if (method !== 'GET' && method !== 'HEAD') throw new MethodNotAllowedError(method, ['GET', 'HEAD']);
-      } else if (method !== 'GET' && method !== 'HEAD' && method !== 'DELETE') {
-        throw new MethodNotAllowedError(method, ['GET', 'HEAD', 'DELETE']);
-      }
-      this.assertOpen('handle');
-      const action: PollAction = isResult ? 'result' : method === 'DELETE' ? 'cancel' : 'status';
-      if (this.#authorize !== undefined && (await this.#authorize(req, action, id, params)) !== true) throw new ForbiddenError(`Not allowed to ${action} job ${id}`);
-      const jobs = this.#jobs;
-      // The one branch on the registry: a local job is read at once (its cached view, no promise),
-      // a shared one from the store (one round trip).
-      const job = jobs.shared ? await jobs.lookup(id) : jobs.get(id);
-      if (action === 'status') this.#status(req, res, job, base);
-      else if (action === 'result') this.#result(req, res, job, base);
-      else {
-        if (jobs.shared) await jobs.cancelJob(job);
-        else job.cancel();
-        this.#send(res, 200, job, 'no-store');
-      }
+      const pending = this.#route(req, res);
+      return pending === undefined ? DONE : pending.then(undefined, (error: unknown) => sendError(res, error));
     } catch (error) {
-      sendError(res, error);
+      try {
+        sendError(res, error);
+      } catch (failure) {
+        return Promise.reject(failure instanceof Error ? failure : new Error(String(failure)));
+      }
+      return DONE;
+    }
+  }
+
+  /** Routes a request: undefined once it is answered (or held), else the promise of its answer. */
+  #route(req: IncomingMessage, res: ServerResponse): Promise<void> | undefined {
+    if (applyCors(req, res, this.#cors, METHODS, ALLOW_HEADERS, EXPOSE_HEADERS)) return undefined;
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    const method = req.method ?? 'GET';
+    let base = this.#base;
+    let params = NO_PARAMS;
+    if (this.#pattern !== undefined) {
+      const matched = matchBase(this.#pattern, path);
+      if (matched === undefined) throw notFound(path);
+      ({ base, params } = matched);
+    } else if (!path.startsWith(base)) throw notFound(path);
+    const rest = path.slice(base.length);
+    if (rest === '' || rest === '/') {
+      if (method !== 'POST') throw new MethodNotAllowedError(method, ['POST']);
+      this.assertOpen('handle');
+      return this.#startRoute(req, res, base, params);
+    }
+    if (rest.charCodeAt(0) !== 0x2f) throw notFound(path);
+    const slash = rest.indexOf('/', 1);
+    const isResult = slash !== -1;
+    if (isResult && rest.slice(slash) !== '/result') throw notFound(path);
+    const id = jobId(isResult ? rest.slice(1, slash) : rest.slice(1));
+    if (isResult) {
+      if (method !== 'GET' && method !== 'HEAD') throw new MethodNotAllowedError(method, ['GET', 'HEAD']);
+    } else if (method !== 'GET' && method !== 'HEAD' && method !== 'DELETE') {
+      throw new MethodNotAllowedError(method, ['GET', 'HEAD', 'DELETE']);
+    }
+    this.assertOpen('handle');
+    const action: PollAction = isResult ? 'result' : method === 'DELETE' ? 'cancel' : 'status';
+    const jobs = this.#jobs;
+    // The one branch on the registry: a local job is read at once (its cached view, no promise),
+    // a shared one from the store (one round trip).
+    if (jobs.shared || this.#authorize !== undefined) return this.#jobRoute(req, res, action, id, base, params);
+    this.#act(req, res, action, jobs.get(id), base);
+    return undefined;
+  }
+
+  async #startRoute(req: IncomingMessage, res: ServerResponse, base: string, params: PollRouteParams): Promise<void> {
+    if (this.#authorize !== undefined && (await this.#authorize(req, 'start', undefined, params)) !== true) throw new ForbiddenError('Not allowed to start a job');
+    await this.#start(req, res, base, params);
+  }
+
+  /** A job route that waits: for `authorize`, or for the store of a shared registry. */
+  async #jobRoute(req: IncomingMessage, res: ServerResponse, action: PollAction, id: string, base: string, params: PollRouteParams): Promise<void> {
+    if (this.#authorize !== undefined && (await this.#authorize(req, action, id, params)) !== true) throw new ForbiddenError(`Not allowed to ${action} job ${id}`);
+    const jobs = this.#jobs;
+    if (!jobs.shared) {
+      this.#act(req, res, action, jobs.get(id), base);
+      return;
+    }
+    const job = await jobs.lookup(id);
+    if (action === 'cancel') {
+      await jobs.cancelJob(job);
+      this.#send(res, 200, job, 'no-store');
+    } else this.#act(req, res, action, job, base);
+  }
+
+  /** Answers a status read, a result read or (a local job's) cancel. */
+  #act(req: IncomingMessage, res: ServerResponse, action: PollAction, job: PollJob, base: string): void {
+    if (action === 'status') this.#status(req, res, job, base);
+    else if (action === 'result') this.#result(req, res, job, base);
+    else {
+      job.cancel();
+      this.#send(res, 200, job, 'no-store');
     }
   }
 
@@ -568,8 +611,8 @@ export class PollHandler<I = unknown, R = unknown> extends Resource {
     let json = `{"id":"${rec.id}","state":"${rec.state}","progress":${JSON.stringify(rec.progress)}`;
     if (rec.resultJson !== undefined) json += `,"result":${rec.resultJson}`;
     if (rec.error !== undefined) json += `,"error":${JSON.stringify(rec.error)}`;
-    const body = Buffer.from(`${json}}`);
-    const entity: Entity = { version: rec.version, body, etag: `"${rec.version}"`, length: String(body.length), nextPollAt: cached?.nextPollAt ?? 0 };
+    const body = `${json}}`;
+    const entity: Entity = { version: rec.version, body, etag: `"${rec.version}"`, length: String(Buffer.byteLength(body)), nextPollAt: cached?.nextPollAt ?? 0 };
     rec.attachment = entity;
     return entity;
   }
