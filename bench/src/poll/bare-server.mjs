@@ -49,7 +49,7 @@ const retryAfter = (job) => {
  * @param {http.ServerResponse} res
  * @param {number} status
  * @param {Job} job
- * @param {Buffer} [body]
+ * @param {string} [body]
  */
 function answer(res, status, job, body) {
   if (res.destroyed || res.writableEnded) return;
@@ -63,9 +63,9 @@ function answer(res, status, job, body) {
   }
   if (status === 303) headers.location = `/jobs/${job.id}/result`;
   if (status === 202) headers.location = `/jobs/${job.id}`;
-  const payload = body ?? Buffer.from(JSON.stringify(snapshot(job)));
+  const payload = body ?? JSON.stringify(snapshot(job));
   headers['content-type'] = 'application/json; charset=utf-8';
-  headers['content-length'] = payload.length;
+  headers['content-length'] = Buffer.byteLength(payload);
   res.writeHead(status, headers);
   res.end(payload);
 }
@@ -90,7 +90,7 @@ function changed(job) {
   job.held = new Set();
   heldCount -= held.size;
   const finished = !isLive(job);
-  const body = Buffer.from(JSON.stringify(snapshot(job)));
+  const body = JSON.stringify(snapshot(job));
   for (const h of held) {
     clearTimeout(h.timer);
     answer(h.res, finished ? 303 : 200, job, body);
