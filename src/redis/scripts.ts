@@ -134,6 +134,8 @@ local dropped = tonumber(m[3]) or 0
 local dropped0 = dropped
 local total = tonumber(m[4]) or 0
 local evicted = {}
+-- Set by PUBLISH_MANY: called with each topic evicted, to drop at once a stream the batch holds.
+local onEvict = nil
 -- Adds delta to a topic's count and the change to the total, neither ever below zero: a stream
 -- written before the counts existed (or by an older version) holds bytes never counted, and its
 -- trims take off at most what was. Returns the topic's count after.
@@ -159,6 +161,7 @@ local function evict(t, score)
   redis.call('ZREM', index, t)
   uncount(t)
   if score > dropped then dropped = score end
+  if onEvict ~= nil then onEvict(t) end
   evicted[#evicted + 1] = t
   evicted[#evicted + 1] = fmt(score)
 end
@@ -353,6 +356,19 @@ local lens = {}
 local expiring = {}
 local function expire(k) expiring[k] = true end
 local function retry() return 'retry' end
+-- A topic of this batch evicted (by a later topic of the batch, or the byte budget) is dropped
+-- here, not after the script: its stream holds only what the eviction covers, and a later message
+-- of the batch to it must start an empty stream, its old bytes (already uncounted) never trimmed
+-- and counted off a second time. The caller's drop then finds only newer entries and keeps them.
+local keyOf = {}
+for k = 1, #KEYS - 3 do keyOf[ARGV[7 + count * 4 + k]] = KEYS[3 + k] end
+onEvict = function(t)
+  local k = keyOf[t]
+  if k ~= nil then
+    redis.call('DEL', k)
+    lens[k] = 0
+  end
+end
 local function one()
   local n = 0
   if store == '1' and maxCount > 0 then

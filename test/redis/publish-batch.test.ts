@@ -69,7 +69,23 @@ describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: batched pub
           await cleanups.teardown();
         },
       ),
-      { numRuns: 15 },
+      {
+        numRuns: 15,
+        // Found by this property: topic 0 evicted by topic 1 within one batch, then published again
+        // in it (its old entry, already uncounted, was trimmed and counted off a second time).
+        examples: [
+          [
+            [
+              { topic: 0, size: 0, headers: false },
+              { topic: 1, size: 0, headers: false },
+              { topic: 0, size: 0, headers: false },
+              { topic: 0, size: 0, headers: false },
+            ],
+            3,
+            1,
+          ],
+        ],
+      },
     );
   });
 
