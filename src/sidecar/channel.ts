@@ -696,8 +696,8 @@ export class SidecarChannel extends Resource {
   #onData(conn: Connection, chunk: Buffer): void {
     if (conn.closed) return;
     try {
-      conn.decoder.pushText(chunk, (payload) => {
-        if (!conn.closed) this.#onEnvelope(conn, decodeEnvelope(payload));
+      conn.decoder.pushText(chunk, (payload, plain) => {
+        if (!conn.closed) this.#onEnvelope(conn, decodeEnvelope(payload, plain));
       });
     } catch (err) {
       if (err instanceof ProtocolError) {
