@@ -17,13 +17,29 @@
  * arriving in many small chunks is not re-joined on every chunk, and the frames after it are not
  * copied at all. Complete frames inside a chunk are handed over as views of that chunk.
  *
+ * Text frames (the sidecar channel's JSON) are decoded a chunk at a time, not a frame at a time:
+ * the run of complete frames in a chunk becomes one Latin-1 string (one native call, a plain
+ * widening copy), and each payload is a slice of it (no copy). Latin-1 gives every byte one
+ * character, so byte offsets are character offsets, and a payload's slice equals its UTF-8
+ * decoding exactly when the payload is ASCII. One more native call proves that for the whole
+ * run: the UTF-8 length of the Latin-1 text exceeds its byte count by the number of bytes at or
+ * above 0x80, and when that number equals the count of such bytes in the length prefixes (read
+ * anyway), no payload holds one. Otherwise the run falls back to decoding each payload as UTF-8.
+ *
  * A decoder that refused a frame is spent: after a protocol error the stream is out of step and
  * nothing later in it can be trusted, so the connection is closed (see `SidecarChannel`).
  *
  * @module
  */
 import { ProtocolError } from '../core/errors.js';
+import { RESERVED_JSON_KEY as RESERVED_KEY } from '../core/json.js';
 import { integerInRange } from '../core/validate.js';
+
+/**
+ * Complete frames in a chunk from which {@link FrameDecoder.pushText} decodes them together
+ * (below it, two native calls for the run would cost more than one per frame saves).
+ */
+const REGION_MIN_FRAMES = 3;
 
 /** Bytes of the length prefix. */
 export const FRAME_HEADER_BYTES = 4;
@@ -119,24 +135,94 @@ export class FrameDecoder {
   }
 
   /**
-   * {@link FrameDecoder.push}, handing each payload over as a UTF-8 string (decoded straight
-   * from the chunk, without a Buffer view per frame). @internal
+   * {@link FrameDecoder.push}, handing each payload over as a UTF-8 string. The complete frames
+   * of a chunk are decoded together (see the module's notes); `onText`'s second argument says
+   * whether the payload is known to hold neither `__proto__` nor a `\u` escape (checked once
+   * for the whole run: `false` means unknown, not present). @internal
    */
-  pushText(chunk: Uint8Array, onText: (payload: string) => void): void {
-    this.#push(chunk, (buf, start, end) => onText(buf.toString('utf8', start, end)));
+  pushText(chunk: Uint8Array, onText: (payload: string, plain: boolean) => void): void {
+    if (this.#failed !== undefined) throw this.#failed;
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    let offset = 0;
+    if (this.#buffered > 0) {
+      offset = this.#finishStraddling(buf, (joined, start, end) => onText(joined.toString('utf8', start, end), false));
+      if (this.#buffered > 0) return;
+    }
+    // The run of complete frames from `offset`: its end, its count, and how many bytes of its
+    // length prefixes are 0x80 or above (for the ASCII proof).
+    const size = buf.length;
+    let end = offset;
+    let count = 0;
+    let highHeaderBytes = 0;
+    let refused = -1;
+    while (size - end >= FRAME_HEADER_BYTES) {
+      const length = buf.readUInt32BE(end);
+      if (length === 0 || length > this.#maxFrameBytes) {
+        refused = length;
+        break;
+      }
+      if (end + FRAME_HEADER_BYTES + length > size) break;
+      highHeaderBytes += (length >>> 31) + ((length >>> 23) & 1) + ((length >>> 15) & 1) + ((length >>> 7) & 1);
+      end += FRAME_HEADER_BYTES + length;
+      count++;
+    }
+    if (count > 0) {
+      let text: string | undefined;
+      let plain = false;
+      if (count >= REGION_MIN_FRAMES) {
+        text = buf.toString('latin1', offset, end);
+        if (Buffer.byteLength(text, 'utf8') !== end - offset + highHeaderBytes) text = undefined;
+        else plain = !text.includes(RESERVED_KEY) && !text.includes('\\u');
+      }
+      const base = offset;
+      while (offset < end) {
+        const length = buf.readUInt32BE(offset);
+        const start = offset + FRAME_HEADER_BYTES;
+        offset = start + length;
+        this.#frames++;
+        onText(text === undefined ? buf.toString('utf8', start, offset) : text.slice(start - base, offset - base), plain);
+      }
+    }
+    if (refused !== -1) this.#fail(refused);
+    this.#keepRest(buf, offset);
   }
 
   #push(chunk: Uint8Array, onFrame: (buf: Buffer, start: number, end: number) => void): void {
     if (this.#failed !== undefined) throw this.#failed;
     const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     let offset = 0;
-    // First finish the frame that straddles the previous chunk, taking (copying) only its bytes.
+    if (this.#buffered > 0) {
+      offset = this.#finishStraddling(buf, onFrame);
+      if (this.#buffered > 0) return;
+    }
+    const end = buf.length;
+    while (end - offset >= FRAME_HEADER_BYTES) {
+      const length = buf.readUInt32BE(offset);
+      if (length === 0 || length > this.#maxFrameBytes) {
+        this.#fail(length);
+      }
+      const frameEnd = offset + FRAME_HEADER_BYTES + length;
+      if (frameEnd > end) break;
+      offset = frameEnd;
+      this.#frames++;
+      onFrame(buf, frameEnd - length, frameEnd);
+    }
+    this.#keepRest(buf, offset);
+  }
+
+  /**
+   * Finishes the frame that straddles the previous chunk, taking (copying) only its bytes, and
+   * the frames after it that also start in held pieces. Returns the offset in `buf` where the
+   * held bytes end; `#buffered > 0` afterwards means `buf` is used up and a frame is still incomplete.
+   */
+  #finishStraddling(buf: Buffer, onFrame: (buf: Buffer, start: number, end: number) => void): number {
+    let offset = 0;
     while (this.#buffered > 0 && offset < buf.length) {
       const take = Math.min(this.#needed - this.#buffered, buf.length - offset);
       this.#pieces.push(Buffer.from(buf.subarray(offset, offset + take)));
       this.#buffered += take;
       offset += take;
-      if (this.#buffered < this.#needed) return;
+      if (this.#buffered < this.#needed) return offset;
       const joined = this.#pieces.length === 1 ? this.#pieces[0]! : Buffer.concat(this.#pieces, this.#buffered);
       if (joined.length === FRAME_HEADER_BYTES) {
         // The header is whole: now we know the frame's length (and can refuse it).
@@ -152,25 +238,14 @@ export class FrameDecoder {
       this.#frames++;
       onFrame(joined, FRAME_HEADER_BYTES, joined.length);
     }
-    const end = buf.length;
-    while (end - offset >= FRAME_HEADER_BYTES) {
-      const length = buf.readUInt32BE(offset);
-      if (length === 0 || length > this.#maxFrameBytes) {
-        this.#fail(length);
-      }
-      const frameEnd = offset + FRAME_HEADER_BYTES + length;
-      if (frameEnd > end) {
-        this.#needed = FRAME_HEADER_BYTES + length;
-        break;
-      }
-      offset = frameEnd;
-      this.#frames++;
-      onFrame(buf, frameEnd - length, frameEnd);
-    }
-    if (offset < end) {
-      // A copy: the caller may reuse its chunk once push returns.
+    return offset;
+  }
+
+  /** Keeps a copy of the incomplete frame from `offset` (the caller may reuse its chunk once push returns). */
+  #keepRest(buf: Buffer, offset: number): void {
+    if (offset < buf.length) {
       const rest = Buffer.from(buf.subarray(offset));
-      if (rest.length < FRAME_HEADER_BYTES) this.#needed = FRAME_HEADER_BYTES;
+      this.#needed = rest.length < FRAME_HEADER_BYTES ? FRAME_HEADER_BYTES : FRAME_HEADER_BYTES + rest.readUInt32BE(0);
       this.#pieces.push(rest);
       this.#buffered = rest.length;
     } else {

@@ -77,16 +77,24 @@ function parseOrCheck(text: string): unknown {
 }
 
 /**
+ * Text shorter than this cannot nest deeper than the limit: each level opens and (in JSON that
+ * parses) closes, two characters a level.
+ */
+const SHALLOW_TEXT_LENGTH = 2 * (FRAME_MAX_DEPTH + 1);
+
+/**
  * Whether the frame's text cannot break `parseJson`'s limits, decided with a few native
  * `indexOf`s instead of its scan of every character (the hot path: most frames are small
  * records). It cannot hold a `__proto__` key when the name appears neither literally nor
- * possibly spelt with a `\u` escape (the only escape that yields its letters); it cannot nest
- * deeper than the limit when it has no more `{` and `[` in all than the limit (each level opens
- * one, strings included: the count only overestimates). A frame that fails either test takes
- * the full scan, which decides.
+ * possibly spelt with a `\u` escape (the only escape that yields its letters): `plain` says the
+ * decoder has already seen neither in the frame's chunk. It cannot nest deeper than the limit
+ * when it is shorter than {@link SHALLOW_TEXT_LENGTH}, or has no more `{` and `[` in all than
+ * the limit (each level opens one, strings included: the count only overestimates). A frame that
+ * fails either test takes the full scan, which decides.
  */
-function plainlySafe(text: string): boolean {
-  if (text.includes(RESERVED_JSON_KEY) || text.includes('\\u')) return false;
+function plainlySafe(text: string, plain: boolean): boolean {
+  if (!plain && (text.includes(RESERVED_JSON_KEY) || text.includes('\\u'))) return false;
+  if (text.length < SHALLOW_TEXT_LENGTH) return true;
   let opens = 0;
   for (let i = text.indexOf('{'); i !== -1; i = text.indexOf('{', i + 1)) if (++opens > FRAME_MAX_DEPTH) return false;
   for (let i = text.indexOf('['); i !== -1; i = text.indexOf('[', i + 1)) if (++opens > FRAME_MAX_DEPTH) return false;
@@ -102,12 +110,14 @@ function bad(what: string): never {
 
 /**
  * Parses one frame's payload into an {@link Envelope}, checking its shape.
+ * @param plain - The payload is known to hold neither `__proto__` nor a `\u` escape (the frame
+ *   decoder's check of the whole chunk); `false` when unknown.
  * @throws {@link ProtocolError} when the payload is not JSON (or nests deeper than 65 levels, or has a
  *   `__proto__` key) or is not a known message. @internal
  */
-export function decodeEnvelope(payload: Buffer | string): Envelope {
+export function decodeEnvelope(payload: Buffer | string, plain = false): Envelope {
   const text = typeof payload === 'string' ? payload : payload.toString('utf8');
-  const value = plainlySafe(text) ? parseOrCheck(text) : parseFrame(text);
+  const value = plainlySafe(text, plain) ? parseOrCheck(text) : parseFrame(text);
   if (!Array.isArray(value) || value.length === 0) bad('expected a non-empty array');
   const m = value as unknown[];
   const len = m.length;

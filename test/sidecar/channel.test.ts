@@ -292,6 +292,28 @@ describe('SidecarChannel', () => {
     );
   });
 
+  it('delivers bursts of ASCII and non-ASCII messages of any size intact, in order (both write paths)', async () => {
+    const { app, connect, seen } = setup({ maxFrameBytes: 1024 * 1024 });
+    connect();
+    // Sizes around the cached length prefixes (4096) and prefixes with bytes of 0x80 and above.
+    const sized = (units: string[]) =>
+      fc.tuple(fc.oneof(fc.integer({ min: 100, max: 5_000 }), fc.integer({ min: 5_000, max: 70_000 })), fc.constantFrom(...units)).map(([n, unit]) => unit.repeat(Math.ceil(n / unit.length)));
+    const ascii = fc.oneof(fc.string({ unit: 'binary-ascii', maxLength: 50 }), sized(['a', '"\\']));
+    const any = fc.oneof(ascii, fc.string({ unit: 'grapheme', maxLength: 50 }), sized(['é', '😀']));
+    // Mostly all-ASCII bursts (one Latin-1 string), some with a non-ASCII message (UTF-8 per frame).
+    const burstOf = fc.oneof(fc.array(ascii, { minLength: 1, maxLength: 20 }), fc.array(any, { minLength: 1, maxLength: 20 }));
+    await fc.assert(
+      fc.asyncProperty(burstOf, async (burst) => {
+        const before = seen.length;
+        for (const data of burst) app.send('t', data); // one synchronous run: one coalesced write
+        await until(() => app.stats().queuedMessages === 0, 'the acknowledgements');
+        expect(seen.slice(before).map((m) => m.data)).toEqual(burst);
+      }),
+      { numRuns: 100 },
+    );
+    expect(app.stats()).toMatchObject({ connections: 1, protocolErrors: 0 });
+  });
+
   it('ping measures the round trip by the clock, and times out when no PONG comes', async () => {
     const { app, clock, connect } = setup();
     await expect(app.ping()).rejects.toBeInstanceOf(UnavailableError);

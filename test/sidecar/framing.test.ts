@@ -78,6 +78,45 @@ describe('framing', () => {
     ]);
   });
 
+  it('pushText gives each payload exactly as UTF-8 decoding it alone does, however the stream is cut', () => {
+    // Payloads of any bytes (non-ASCII, invalid UTF-8) and lengths whose prefix bytes reach 0x80,
+    // so both the chunk-at-a-time Latin-1 path and its per-frame fallback are taken.
+    const payload = fc.oneof(
+      fc.uint8Array({ minLength: 1, maxLength: 40 }).map((b) => Buffer.from(b)),
+      fc.string({ unit: 'grapheme', minLength: 1, maxLength: 40 }).map((t) => Buffer.from(t)),
+      fc.tuple(fc.integer({ min: 120, max: 40_000 }), fc.constantFrom('a', 'é', '\\u0041', '__proto__')).map(([n, unit]) => Buffer.from(unit.repeat(Math.ceil(n / unit.length)))),
+    );
+    fc.assert(
+      fc.property(fc.array(payload, { maxLength: 30 }), fc.array(fc.nat(), { maxLength: 20 }), (payloads, offsets) => {
+        const stream = Buffer.concat(payloads.map((p) => encodeFrame(p)));
+        const decoder = new FrameDecoder({ maxFrameBytes: 100_000 });
+        const got: string[] = [];
+        for (const chunk of cut(stream, offsets)) {
+          decoder.pushText(chunk, (text, plain) => {
+            if (plain) expect(text.includes('__proto__') || text.includes('\\u')).toBe(false);
+            got.push(text);
+          });
+          chunk.fill(0xee);
+        }
+        expect(got).toEqual(payloads.map((p) => p.toString('utf8')));
+        expect(decoder.bufferedBytes).toBe(0);
+        expect(decoder.frames).toBe(payloads.length);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('pushText delivers the frames before a corrupt one, then throws, and stays refused', () => {
+    const frames = [1, 2, 3, 4].map((i) => encodeFrame(sendJson(i, 'a', i)));
+    const decoder = new FrameDecoder();
+    const got: string[] = [];
+    const corrupt = Buffer.concat([...frames, Buffer.from([0xff, 0xff, 0xff, 0xff]), frames[0]!]);
+    expect(() => decoder.pushText(corrupt, (t) => got.push(t))).toThrow(ProtocolError);
+    expect(got).toEqual([1, 2, 3, 4].map((i) => sendJson(i, 'a', i)));
+    expect(() => decoder.pushText(frames[0]!, (t) => got.push(t))).toThrow(ProtocolError);
+    expect(got).toHaveLength(4);
+  });
+
   it('refuses an oversized frame as soon as its length arrives, and stays refused', () => {
     fc.assert(
       fc.property(fc.integer({ min: 1025, max: 0xffff_ffff }), fc.nat({ max: 3 }), (length, split) => {
@@ -149,6 +188,21 @@ describe('framing', () => {
         }
         if (expected === undefined) expect(decodeEnvelope(text)).toEqual(JSON.parse(text));
         else expect(() => decodeEnvelope(text)).toThrow(ProtocolError);
+        // The same frame among others, as the channel decodes a chunk (with the decoder's `plain` hint).
+        const others = [1, 2, 3].map((i) => sendJson(i, 'x', i));
+        const decoder = new FrameDecoder();
+        const decoded: unknown[] = [];
+        const onText = (t: string, plain: boolean): void => {
+          try {
+            decoded.push(decodeEnvelope(t, plain));
+          } catch (err) {
+            decoded.push(err);
+          }
+        };
+        decoder.pushText(Buffer.concat([...others, text].map((t) => encodeFrame(t))), onText);
+        const last = decoded[3];
+        if (expected === undefined) expect(last).toEqual(JSON.parse(text));
+        else expect(last).toBeInstanceOf(ProtocolError);
       }),
       { numRuns: 1000 },
     );
