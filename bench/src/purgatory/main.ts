@@ -32,7 +32,7 @@ const TICK_MS = 10;
 // options
 
 function parseArgs(argv: readonly string[]) {
-  const opts = { runs: 5, scale: 1, workloads: Object.keys(WORKLOADS), write: true };
+  const opts = { runs: 5, scale: 1, workloads: Object.keys(WORKLOADS), write: true, waitQuiet: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = (): string => {
@@ -44,7 +44,8 @@ function parseArgs(argv: readonly string[]) {
     else if (a === '--scale') opts.scale = Number(value());
     else if (a === '--workloads') opts.workloads = value().split(',');
     else if (a === '--no-write') opts.write = false;
-    else throw new Error(`unknown option ${a}; options: --runs N, --scale X, --workloads W1,W2,..., --no-write`);
+    else if (a === '--no-wait') opts.waitQuiet = false;
+    else throw new Error(`unknown option ${a}; options: --runs N, --scale X, --workloads W1,W2,..., --no-write, --no-wait`);
   }
   if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 20) throw new Error('--runs must be 1..20');
   if (!(opts.scale > 0 && opts.scale <= 1)) throw new Error('--scale must be in (0, 1]');
@@ -268,7 +269,7 @@ let retries = 0;
  * `null` when the machine stayed busy: the trial is skipped, not counted.
  */
 async function measure(contender: ContenderName, workload: string, seed: number, label: string) {
-  const start = await quietTrialStart(label);
+  const start = await quietTrialStart(label, { wait: opts.waitQuiet });
   if (start.skipped) {
     console.log(`  ${label}: SKIPPED, the machine stayed busy (others ${(start.busy * 100).toFixed(0)}% after ${start.attempts} tries)`);
     return null;
