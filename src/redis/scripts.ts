@@ -285,6 +285,24 @@ redis.call('PUBLISH', channel, epoch .. '\\n' .. seqText .. '\\n' .. topic .. '\
 `;
 
 /**
+ * After {@link APPEND}: a stored entry's bytes are counted to its topic, and past `maxBytes` the
+ * least recently published topics leave (or, alone over the budget, the topic trims its own
+ * oldest entries). Expects `stored`, `data`, `headers`, `removed`, `key`, `id`, `len` as locals.
+ */
+const BOUND = `
+if stored then
+  local size = #data + #headers
+  charge(topic, size - removed)
+  local over = overBudget(maxBytes)
+  if over > 0 then
+    local gone, trimmed = trimOldest(key, over, id)
+    charge(topic, -gone)
+    len = len - trimmed
+  end
+end
+`;
+
+/**
  * Publish on one server: every key it touches is in KEYS.
  * KEYS: meta, index, stream, bytes. ARGV: newEpoch, topic, data, headers, maxCount, maxAge,
  * channel, store, maxBytes, maxTopics. Returns `{epoch, seq, len, evicted...}` or
@@ -317,16 +335,7 @@ local function retry()
   return out
 end
 ${APPEND}
-if stored then
-  local size = #data + #headers
-  charge(topic, size - removed)
-  local over = overBudget(maxBytes)
-  if over > 0 then
-    local gone, count = trimOldest(key, over, id)
-    charge(topic, -gone)
-    len = len - count
-  end
-end
+${BOUND}
 ${FINISH}
 local out = {epoch, seqText, len}
 for i = 1, #evicted do out[#out + 1] = evicted[i] end
@@ -383,17 +392,8 @@ local function one()
     uncount(topic)
   end
   ${APPEND}
-  if stored then
-    local size = #data + #headers
-    charge(topic, size - removed)
-    local over = overBudget(maxBytes)
-    if over > 0 then
-      local gone, trimmed = trimOldest(key, over, id)
-      charge(topic, -gone)
-      len = len - trimmed
-    end
-    lens[key] = len
-  end
+  ${BOUND}
+  if stored then lens[key] = len end
   return len
 end
 local out = {epoch, count}
