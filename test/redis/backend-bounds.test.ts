@@ -6,45 +6,19 @@
  */
 import { fc } from '@fast-check/vitest';
 import { describe, expect, it } from 'vitest';
-import { parseCursor, PubSubBroker } from '../../src/index.js';
+import { parseCursor } from '../../src/index.js';
 import { RedisBackend, type RedisBackendOptions } from '../../src/redis/index.js';
 import { DROP_EVICTED } from '../../src/redis/scripts.js';
 import { eventually } from '../helpers.js';
-import { redisSuite } from './helpers.js';
+import { backendWithBroker, heldBytes, redisSuite } from './helpers.js';
 import { redisUnavailableReason, uniquePrefix } from './redis-server.js';
 
 describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: bounds across topics', () => {
   const suite = redisSuite();
   const cleanups = suite.cleanups;
 
-  async function make(options: Partial<RedisBackendOptions>) {
-    const prefix = uniquePrefix('bounds');
-    const backend = new RedisBackend({ url: suite.redis.url, prefix, ...options });
-    const broker = new PubSubBroker({ backend });
-    cleanups.defer(async () => {
-      await broker.close();
-      await backend.close();
-    });
-    await backend.ready();
-    return { prefix, backend, broker };
-  }
-
-  /** What the streams under `prefix` really hold: bytes per topic (field values, as stored). */
-  async function held(prefix: string): Promise<Map<string, number>> {
-    const out = new Map<string, number>();
-    let cursor = '0';
-    do {
-      const [next, keys] = await suite.raw.scan(cursor, 'MATCH', `${prefix}{t:*`, 'COUNT', 1000);
-      cursor = next;
-      for (const key of keys) {
-        const entries = await suite.raw.xrange(key, '-', '+');
-        let bytes = 0;
-        for (const [, fields] of entries) for (let i = 1; i < fields.length; i += 2) bytes += Buffer.byteLength(fields[i]!);
-        out.set(key.slice(prefix.length + 3, -1), bytes);
-      }
-    } while (cursor !== '0');
-    return out;
-  }
+  const make = (options: Partial<RedisBackendOptions>) => backendWithBroker(suite.redis.url, cleanups, options, uniquePrefix('bounds'));
+  const held = (prefix: string) => heldBytes(suite.raw, prefix);
 
   async function counted(prefix: string): Promise<{ total: number; perTopic: Map<string, number>; topics: number }> {
     const total = Number((await suite.raw.hget(`${prefix}{m}:meta`, 'b')) ?? 0);

@@ -61,3 +61,31 @@ export async function backendPair(
   await Promise.all([a.ready(), b.ready()]);
   return { prefix, a, b, brokerA, brokerB };
 }
+
+/** One backend with its broker on a fresh (or given) prefix, ready; closed by `cleanups`. */
+export async function backendWithBroker(url: string, cleanups: TestResources, options: Partial<RedisBackendOptions> = {}, prefix = uniquePrefix()) {
+  const backend = new RedisBackend({ url, prefix, ...options });
+  const broker = new PubSubBroker({ backend });
+  cleanups.defer(async () => {
+    await broker.close();
+    await backend.close();
+  });
+  await backend.ready();
+  return { prefix, backend, broker };
+}
+
+/** What the streams under `prefix` really hold: bytes per topic (field values, as stored). */
+export async function heldBytes(raw: Redis, prefix: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  let cursor = '0';
+  do {
+    const [next, keys] = await raw.scan(cursor, 'MATCH', `${prefix}{t:*`, 'COUNT', 1000);
+    cursor = next;
+    for (const key of keys) {
+      let bytes = 0;
+      for (const [, fields] of await raw.xrange(key, '-', '+')) for (let i = 1; i < fields.length; i += 2) bytes += Buffer.byteLength(fields[i]!);
+      out.set(key.slice(prefix.length + 3, -1), bytes);
+    }
+  } while (cursor !== '0');
+  return out;
+}

@@ -5,35 +5,17 @@
 import { fc } from '@fast-check/vitest';
 import { describe, expect, it } from 'vitest';
 import { type Message, parseCursor, PubSubBroker } from '../../src/index.js';
-import { RedisBackend, type RedisBackendOptions } from '../../src/redis/index.js';
+import type { RedisBackendOptions } from '../../src/redis/index.js';
 import { eventually } from '../helpers.js';
-import { redisSuite } from './helpers.js';
+import { backendWithBroker, heldBytes, redisSuite } from './helpers.js';
 import { redisUnavailableReason, uniquePrefix } from './redis-server.js';
 
 describe.skipIf(redisUnavailableReason !== undefined)('RedisBackend: batched publishes', () => {
   const suite = redisSuite();
   const cleanups = suite.cleanups;
 
-  async function make(options: Partial<RedisBackendOptions>, prefix = uniquePrefix('batch')) {
-    const backend = new RedisBackend({ url: suite.redis.url, prefix, ...options });
-    const broker = new PubSubBroker({ backend });
-    cleanups.defer(async () => {
-      await broker.close();
-      await backend.close();
-    });
-    await backend.ready();
-    return { prefix, backend, broker };
-  }
-
-  async function held(prefix: string): Promise<Map<string, number>> {
-    const out = new Map<string, number>();
-    for (const key of await suite.raw.keys(`${prefix}{t:*`)) {
-      let bytes = 0;
-      for (const [, fields] of await suite.raw.xrange(key, '-', '+')) for (let i = 1; i < fields.length; i += 2) bytes += Buffer.byteLength(fields[i]!);
-      out.set(key.slice(prefix.length + 3, -1), bytes);
-    }
-    return out;
-  }
+  const make = (options: Partial<RedisBackendOptions>, prefix = uniquePrefix('batch')) => backendWithBroker(suite.redis.url, cleanups, options, prefix);
+  const held = (prefix: string) => heldBytes(suite.raw, prefix);
 
   it('concurrent publishes over several topics: ids ordered as called, exact byte counts, bounds kept, every message on the feed in order', async () => {
     await fc.assert(
